@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make run`: start the services (infrastructure and migrations are done by make), print where they are, and stay
+# in the foreground until Ctrl-C, which stops everything (services, Kafka, PostgreSQL).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+stop_all() {
+  trap - INT TERM
+  echo
+  echo "[run] stopping everything"
+  deploy/local/services.sh stop || true
+  deploy/local/infra.sh stop || true
+  exit 0
+}
+trap stop_all INT TERM
+
+deploy/local/services.sh start
+cat <<TXT
+
+  registry  http://${REGISTRY_HOST:-127.0.0.1}:${REGISTRY_PORT:-8001}/docs
+  custody   http://${CUSTODY_HOST:-127.0.0.1}:${CUSTODY_PORT:-8002}/docs
+  audit     http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/docs
+  logs      ${MCOC_VAR:-$ROOT/var}/log/<service>.log (JSON lines)
+
+  Everything is running. Ctrl-C here (or \`make stop\` elsewhere) stops it all.
+TXT
+RUNDIR="${MCOC_VAR:-$ROOT/var}/run"
+while sleep 2; do
+  alive=0
+  for svc in registry custody audit; do
+    if [ -f "$RUNDIR/$svc.pid" ] && kill -0 "$(cat "$RUNDIR/$svc.pid")" 2>/dev/null; then alive=$((alive + 1)); fi
+  done
+  if [ "$alive" -eq 0 ]; then echo "[run] the services were stopped (make stop); bye"; exit 0; fi
+  if [ "$alive" -lt 3 ]; then
+    echo "[run] a service stopped unexpectedly:"; deploy/local/services.sh status || true
+    echo "[run] see ${MCOC_VAR:-$ROOT/var}/log/; \`make stop\` stops the rest, \`make run\` starts again"
+    exit 1
+  fi
+done

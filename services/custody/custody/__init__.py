@@ -1,0 +1,1 @@
+"""The custody service: mineral lots and their custody operations, genealogy and traces."""

@@ -1,0 +1,1 @@
+"""The registry service: Participants, certifications, CAHRA reference data and credentials."""

@@ -1,0 +1,1 @@
+"""What truly crosses service lines: event envelope, Kafka helpers, outbox relay, consumer, logging, web, auth."""

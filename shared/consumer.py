@@ -1,0 +1,201 @@
+"""Consumer helper: at-least-once delivery from Kafka, exactly-once effect in PostgreSQL.
+
+For each partition's batch from `getmany`, in one PostgreSQL transaction:
+1. insert `(source, id)` of every event into `processed_events` (ON CONFLICT DO NOTHING) and keep the ones that
+   were new, in offset order;
+2. hand those to the service's batch handler, on the same connection;
+3. commit; only then commit the Kafka offset of the batch's last message + 1, explicitly for that partition
+   (a bare `commit()` could commit offsets fetched but not processed, aiokafka#933).
+A crash anywhere before 3 redelivers the batch; a crash between 3 and the offset commit redelivers events that
+are already in `processed_events`, so the handler never sees them twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from prometheus_client import Counter
+
+from shared.events import CloudEvent, EventDecodeError
+from shared.topics import physical
+
+log = logging.getLogger("shared.consumer")
+
+MARK_PROCESSED_SQL = """
+INSERT INTO processed_events (source, id, topic, partition, "offset")
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+ON CONFLICT DO NOTHING
+RETURNING source, id
+"""
+
+CONSUMED = Counter("consumer_events_total", "Events read from Kafka", ["group", "outcome"])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """An event with where it came from."""
+
+    event: CloudEvent
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivered]], Awaitable[None]]
+"""Applies new (never processed) events, in order, inside the open transaction. Must not commit."""
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        topic_prefix: str = "",
+        max_records: int = 500,
+        client_id: str | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.topics = [physical(t, topic_prefix) for t in topics]
+        self._logical = {physical(t, topic_prefix): t for t in topics}
+        self.handler = handler
+        self.max_records = max_records
+        self.client_id = client_id or group_id
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._conn: asyncpg.Connection | None = None
+        self.applied = 0
+        self.duplicates = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; survives broker and database outages (the batch is redelivered)."""
+        backoff = 0.2
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._ensure_started()
+                    assert self._consumer is not None
+                    batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                    for tp, records in batches.items():
+                        await self.process(tp, records)
+                    backoff = 0.2
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - uncommitted work is redelivered after restart
+                    log.warning("consumer %s failed, restarting in %.1fs: %r", self.group_id, backoff, exc)
+                    await self._reset()
+                    await self._wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._reset()
+
+    async def process(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
+        """Apply one partition's batch and commit its offset (public so tests can drive a consumer step by step)."""
+        assert self._consumer is not None and self._conn is not None
+        if not records:
+            return
+        delivered: list[Delivered] = []
+        seen: set[tuple[str, str]] = set()
+        for rec in records:
+            try:
+                event = CloudEvent.from_kafka(rec.headers, rec.key, rec.value)
+            except EventDecodeError as exc:
+                # A message that can never be read would block the partition forever: log it loudly and move on.
+                CONSUMED.labels(self.group_id, "undecodable").inc()
+                log.error("skipping undecodable message %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, exc)
+                continue
+            if (event.source, event.id) in seen:
+                continue
+            seen.add((event.source, event.id))
+            delivered.append(Delivered(event, self._logical.get(rec.topic, rec.topic), rec.partition, rec.offset))
+        conn = self._conn
+        async with conn.transaction():
+            if delivered:
+                inserted = await conn.fetch(
+                    MARK_PROCESSED_SQL,
+                    [d.event.source for d in delivered],
+                    [d.event.id for d in delivered],
+                    [d.topic for d in delivered],
+                    [d.partition for d in delivered],
+                    [d.offset for d in delivered],
+                )
+                new = {(r["source"], r["id"]) for r in inserted}
+                fresh = [d for d in delivered if (d.event.source, d.event.id) in new]
+                if fresh:
+                    await self.handler(conn, fresh)
+                self.applied += len(fresh)
+                self.duplicates += len(delivered) - len(fresh)
+                CONSUMED.labels(self.group_id, "applied").inc(len(fresh))
+                CONSUMED.labels(self.group_id, "duplicate").inc(len(delivered) - len(fresh))
+        await self._consumer.commit({tp: records[-1].offset + 1})
+
+    async def _ensure_started(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.client_id})
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group_id,
+                client_id=self.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+            )
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer = consumer
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _reset(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            try:
+                await asyncio.wait_for(consumer.stop(), 10)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("consumer stop failed: %r", exc)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except Exception:  # noqa: BLE001
+                conn.terminate()
+
+
+def run_standalone(consumer: EventConsumer, *, name: str, log_level: str) -> None:
+    """Entry point of `python -m <service>.consumer`: run until SIGTERM or SIGINT."""
+    from shared.logging import configure_logging
+
+    configure_logging(name, log_level)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, consumer.stop)
+        log.info("consumer started", extra={"group": consumer.group_id, "topics": consumer.topics})
+        await consumer.run()
+        log.info("consumer stopped", extra={"applied": consumer.applied, "duplicates": consumer.duplicates})
+
+    asyncio.run(main())

@@ -1,0 +1,105 @@
+"""Database pieces every service uses: naming convention, outbox and processed-event tables, engine, sessions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, MetaData, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from shared.settings import ServiceSettings
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OUTBOX_NOTIFY_CHANNEL = "outbox"
+
+
+def naming_metadata() -> MetaData:
+    """A fresh MetaData with the project's constraint naming convention (one per service)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class OutboxMixin:
+    """The transactional outbox: one row per event, written in the same transaction as the business rows.
+
+    The relay publishes rows in `id` order and sets `published_at` only after the broker acknowledged them.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    topic: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dataschema: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[Any] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (
+            Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+            Index("ix_outbox_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+        )
+
+
+class ProcessedEventMixin:
+    """Inbox of a consumer: `(source, id)` of every event whose effect is committed, written in that transaction."""
+
+    __tablename__ = "processed_events"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def make_engine(settings: ServiceSettings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_recycle=3600,
+        connect_args={"server_settings": {"application_name": settings.service_name}},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session's current transaction, for pre-built hot-path statements."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    return driver
+
+
+@asynccontextmanager
+async def unit_of_work(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit at the end of the block, roll back on any exception. The only place we commit."""
+    async with sessionmaker() as session, session.begin():
+        yield session

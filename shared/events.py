@@ -1,0 +1,132 @@
+"""CloudEvents 1.0 envelope, and its Kafka binary-mode binding.
+
+In binary mode the event data (JSON) is the Kafka value and every other attribute is a `ce_*` header; the
+`datacontenttype` attribute travels as the `content-type` header (CloudEvents Kafka protocol binding 1.0, section
+3.2). The message key is the lot id or participant id, so one entity's events stay ordered in one partition.
+
+This is written out by hand rather than through the `cloudevents` SDK objects because the relay and the consumers
+run it on every event of the hot path; `tests/shared/test_events.py` checks both directions against the SDK.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+JSON = "application/json"
+CONTENT_TYPE_HEADER = "content-type"
+
+# Attributes carried as ce_* headers, in a fixed order.
+_HEADER_ATTRS = ("specversion", "id", "source", "type", "subject", "time", "dataschema")
+
+
+class EventDecodeError(ValueError):
+    """A Kafka message that is not a CloudEvent we can read."""
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as CloudEvents expects."""
+    if t.tzinfo is None:
+        raise ValueError("CloudEvent time must be timezone-aware")
+    s = t.astimezone(UTC).isoformat()
+    return s[:-6] + "Z" if s.endswith("+00:00") else s
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One CloudEvents 1.0 event with JSON data. `key` is the Kafka message key (not a CloudEvents attribute)."""
+
+    type: str
+    source: str
+    subject: str | None
+    data: Any
+    key: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    dataschema: str | None = None
+    datacontenttype: str = JSON
+    specversion: str = SPECVERSION
+
+    def data_json(self) -> bytes:
+        return orjson.dumps(self.data)
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        return kafka_headers(
+            id=self.id,
+            source=self.source,
+            type=self.type,
+            subject=self.subject,
+            time=format_time(self.time),
+            dataschema=self.dataschema,
+            datacontenttype=self.datacontenttype,
+        )
+
+    @classmethod
+    def from_kafka(
+        cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key: bytes | None, value: bytes | None
+    ) -> CloudEvent:
+        """Parse a binary-mode Kafka message. Raises `EventDecodeError` with the reason."""
+        attrs: dict[str, str] = {}
+        content_type = JSON
+        for name, raw in headers:
+            if name == CONTENT_TYPE_HEADER:
+                content_type = raw.decode()
+            elif name.startswith("ce_"):
+                attrs[name[3:]] = raw.decode()
+        if attrs.get("specversion") != SPECVERSION:
+            raise EventDecodeError(
+                f"not a CloudEvents {SPECVERSION} message (ce_specversion={attrs.get('specversion')!r})"
+            )
+        for required in ("id", "source", "type"):
+            if not attrs.get(required):
+                raise EventDecodeError(f"missing required attribute ce_{required}")
+        try:
+            data = orjson.loads(value) if value else None
+        except orjson.JSONDecodeError as exc:
+            raise EventDecodeError(f"event {attrs['id']}: data is not JSON: {exc}") from exc
+        time_s = attrs.get("time")
+        try:
+            time = datetime.fromisoformat(time_s) if time_s else datetime.now(UTC)
+        except ValueError as exc:
+            raise EventDecodeError(f"event {attrs['id']}: bad ce_time {time_s!r}") from exc
+        return cls(
+            id=attrs["id"],
+            source=attrs["source"],
+            type=attrs["type"],
+            subject=attrs.get("subject"),
+            time=time,
+            dataschema=attrs.get("dataschema"),
+            datacontenttype=content_type,
+            data=data,
+            key=key.decode() if key else "",
+        )
+
+
+def kafka_headers(
+    *,
+    id: str,
+    source: str,
+    type: str,
+    subject: str | None,
+    time: str,
+    dataschema: str | None,
+    datacontenttype: str = JSON,
+) -> list[tuple[str, bytes]]:
+    """Binary-mode headers for one event (used by the relay straight from outbox rows)."""
+    values = {
+        "specversion": SPECVERSION,
+        "id": id,
+        "source": source,
+        "type": type,
+        "subject": subject,
+        "time": time,
+        "dataschema": dataschema,
+    }
+    headers = [(f"ce_{name}", values[name].encode()) for name in _HEADER_ATTRS if values[name] is not None]
+    headers.append((CONTENT_TYPE_HEADER, datacontenttype.encode()))
+    return headers

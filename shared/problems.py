@@ -1,0 +1,202 @@
+"""RFC 9457 problem details: exception classes that carry their status, and the handlers that render them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("shared.problems")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem body. Extra members (such as `errors`) say more about what went wrong."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "/problems/validation-error",
+                    "title": "Request validation failed",
+                    "status": 422,
+                    "detail": "1 problem in the request",
+                    "instance": "/lots",
+                    "errors": [
+                        {"where": "body.mass_kg", "msg": "Input should be greater than 0", "type": "greater_than"}
+                    ],
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="URI reference naming the problem type")
+    title: str = Field(description="Short summary of the problem type")
+    status: int = Field(description="HTTP status code")
+    detail: str | None = Field(None, description="What went wrong in this occurrence")
+    instance: str | None = Field(None, description="The request path")
+
+
+class ProblemError(Exception):
+    """Raise a subclass from anywhere below a route; the handler renders it as problem+json."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ProblemError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(ProblemError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(ProblemError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(ProblemError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class ServiceUnavailable(ProblemError):
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+_STATUS_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Request validation failed"),
+    429: ("too-many-requests", "Too many requests"),
+    503: ("service-unavailable", "Service unavailable"),
+}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _where(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"where": _where(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+    ]
+    n = len(errors)
+    detail = f"{n} problem{'s' if n != 1 else ''} in the request: " + "; ".join(
+        f"{e['where']}: {e['msg']}" for e in errors[:5]
+    )
+    slug, title = _STATUS_SLUGS[422]
+    return problem_response(request, 422, slug, title, detail, errors=errors)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(request, exc.status_code, slug, title, detail, headers=getattr(exc, "headers", None))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Errors that mean a dependency (the database) is out of reach, not that the request was wrong."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    transient = (
+        OSError,
+        TimeoutError,
+        PoolTimeout,
+        OperationalError,
+        InterfaceError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+    )
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, transient):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return problem_response(
+            request,
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "The database is out of reach; nothing was written. Retry in a few seconds.",
+            headers={"Retry-After": "2"},
+        )
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        request,
+        500,
+        "internal-error",
+        "Internal server error",
+        "An unexpected error occurred; it has been logged with this request's id.",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": title}
+    for status, (_, title) in _STATUS_SLUGS.items()
+    if status in (401, 403, 404, 409, 422, 503)
+}
+"""`responses=` for routes, so the OpenAPI documents problem+json error bodies."""

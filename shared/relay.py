@@ -1,0 +1,226 @@
+"""Outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Each round is one PostgreSQL transaction:
+1. `pg_try_advisory_xact_lock` — one relay of a service publishes at a time, so per-key order holds even when a
+   second relay (another replica, or a restarted process) is running; the others wait their turn.
+2. claim the oldest unpublished rows with `SELECT ... FOR UPDATE SKIP LOCKED`;
+3. send them with an idempotent producer (acks=all) and await every acknowledgement;
+4. set `published_at` on exactly the acknowledged rows and commit.
+A crash between 3 and 4 republishes the batch on the next round: consumers dedupe by event id. A broker outage
+aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017) and the round retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from shared.db import OUTBOX_NOTIFY_CHANNEL
+from shared.events import format_time, kafka_headers
+from shared.settings import ServiceSettings
+from shared.topics import physical
+
+log = logging.getLogger("shared.relay")
+
+RELAY_LOCK_KEY = 0x6D636F63_6F757462  # "mcocoutb": the advisory lock that elects the active relay
+
+CLAIM_SQL = """
+SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
+FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+MARK_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+PURGE_SQL = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+
+PUBLISHED = Counter("outbox_published_total", "Outbox events acknowledged by Kafka", ["service"])
+FAILED_ROUNDS = Counter("outbox_failed_rounds_total", "Relay rounds aborted (broker or database error)", ["service"])
+LAST_PUBLISH = Gauge("outbox_last_publish_timestamp_seconds", "When the relay last published", ["service"])
+
+
+def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=0,
+        request_timeout_ms=30000,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        bootstrap_servers: str,
+        service: str,
+        topic_prefix: str = "",
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        send_timeout_s: float = 30.0,
+        retention_s: float = 86400.0,
+        producer_factory: Callable[[str, str], AIOKafkaProducer] = make_producer,
+    ) -> None:
+        self.dsn = dsn
+        self.bootstrap_servers = bootstrap_servers
+        self.service = service
+        self.topic_prefix = topic_prefix
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.send_timeout_s = send_timeout_s
+        self.retention_s = retention_s
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.published = 0
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> OutboxRelay:
+        return cls(
+            dsn=settings.asyncpg_dsn,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            service=settings.service_name,
+            topic_prefix=settings.topic_prefix,
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+            send_timeout_s=settings.relay_send_timeout_s,
+            retention_s=settings.outbox_retention_hours * 3600,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Publish until `stop()`; survives broker and database outages, backing off between attempts."""
+        backoff = 0.1
+        last_purge = 0.0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._ensure_connected()
+                    sent = await self.publish_round()
+                    backoff = 0.1
+                    if time.monotonic() - last_purge > 60:
+                        last_purge = time.monotonic()
+                        await self._purge()
+                    if sent < self.batch_size:
+                        await self._idle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any failure aborts the round; rows stay in the outbox
+                    FAILED_ROUNDS.labels(self.service).inc()
+                    log.warning("outbox relay round failed, retrying in %.1fs: %r", backoff, exc)
+                    await self._reset()
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._reset()
+
+    async def publish_round(self) -> int:
+        """One transaction: claim, publish, await acks, mark. Returns the number of rows published."""
+        assert self._conn is not None and self._producer is not None
+        conn, producer = self._conn, self._producer
+        async with conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY):
+                return 0  # another relay is active; wait for our turn
+            rows = await conn.fetch(CLAIM_SQL, self.batch_size)
+            if not rows:
+                return 0
+            futures = []
+            for r in rows:
+                headers = kafka_headers(
+                    id=r["event_id"],
+                    source=r["source"],
+                    type=r["type"],
+                    subject=r["subject"],
+                    time=format_time(r["time"]),
+                    dataschema=r["dataschema"],
+                )
+                futures.append(
+                    await producer.send(
+                        physical(r["topic"], self.topic_prefix),
+                        value=r["data"].encode(),
+                        key=r["key"].encode(),
+                        headers=headers,
+                    )
+                )
+            await asyncio.wait_for(asyncio.gather(*futures), self.send_timeout_s)
+            await conn.execute(MARK_SQL, [r["id"] for r in rows])
+        self.published += len(rows)
+        PUBLISHED.labels(self.service).inc(len(rows))
+        LAST_PUBLISH.labels(self.service).set_to_current_time()
+        return len(rows)
+
+    async def _purge(self) -> None:
+        assert self._conn is not None
+        await self._conn.execute(PURGE_SQL, self.retention_s)
+
+    async def _ensure_connected(self) -> None:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self.dsn, server_settings={"application_name": f"{self.service}-relay"})
+            await self._conn.add_listener(OUTBOX_NOTIFY_CHANNEL, self._on_notify)
+        if self._producer is None:
+            producer = self._producer_factory(self.bootstrap_servers, f"{self.service}-relay")
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _idle(self) -> None:
+        await self._sleep(self.poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until `seconds` pass, a NOTIFY arrives or stop() is called."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _reset(self) -> None:
+        """Drop the producer (recreated on fatal errors, aiokafka#1017) and the database connection."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                await asyncio.wait_for(producer.stop(), 10)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("producer stop failed: %r", exc)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except Exception:  # noqa: BLE001
+                conn.terminate()
+
+
+def run_standalone(settings: ServiceSettings) -> None:
+    """Entry point of `python -m <service>.relay`: run until SIGTERM or SIGINT."""
+    from shared.logging import configure_logging
+
+    configure_logging(settings.service_name + "-relay", settings.log_level)
+    relay = OutboxRelay.from_settings(settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, relay.stop)
+        log.info("outbox relay started", extra={"bootstrap": settings.kafka_bootstrap_servers})
+        await relay.run()
+        log.info("outbox relay stopped", extra={"published": relay.published})
+
+    asyncio.run(main())

@@ -1,0 +1,50 @@
+"""The settings every service shares. Each service subclasses `ServiceSettings` once, with its own env prefix.
+
+Nothing else in the project reads `os.environ`: a setting is a field here or in a service's `config.py`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Fields common to registry, custody and audit (env var = service prefix + field name, upper case)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = Field("service", description="Name used in logs, metrics and CloudEvents `source`.")
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(8000, description="HTTP port.")
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5433/postgres",
+        description="SQLAlchemy URL of the service's own PostgreSQL database (asyncpg driver).",
+    )
+    db_pool_size: int = Field(10, description="Connections kept in the service's pool.")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = Field("", description="Prefix added to every Kafka topic name (isolates test runs).")
+    admin_token: str = Field("dev-admin-token", description="Operator token (Bearer) for operator endpoints.")
+    log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    relay_enabled: bool = Field(
+        True, description="Run the outbox relay inside the service process (else run `python -m <service>.relay`)."
+    )
+    relay_batch_size: int = Field(500, description="Outbox rows claimed and published per relay transaction.")
+    relay_poll_interval_s: float = Field(
+        1.0, description="Relay poll interval when no NOTIFY arrives (NOTIFY wakes it at once)."
+    )
+    relay_send_timeout_s: float = Field(
+        30.0, description="How long the relay waits for broker acknowledgements before retrying the batch."
+    )
+    outbox_retention_hours: float = Field(24.0, description="Published outbox rows older than this are deleted.")
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The database URL in the form asyncpg accepts (no SQLAlchemy driver suffix)."""
+        return asyncpg_dsn(self.database_url)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`postgresql+asyncpg://...` -> `postgresql://...`."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"

@@ -1,0 +1,71 @@
+"""The project's Kafka topics, their partition counts, and `python -m shared.topics` to create them.
+
+The broker runs with `auto.create.topics.enable=false`, so a misspelt topic fails loudly instead of appearing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+CUSTODY_EVENTS = "custody.events"
+REGISTRY_EVENTS = "registry.events"
+AUDIT_FLAGS = "audit.flags"
+
+# name -> partitions. Keys (lot id, participant id) keep one entity's events in one partition.
+TOPICS: dict[str, int] = {CUSTODY_EVENTS: 6, REGISTRY_EVENTS: 3, AUDIT_FLAGS: 3}
+
+
+def physical(name: str, prefix: str = "") -> str:
+    """The topic name on the broker: the logical name with the deployment's prefix."""
+    return f"{prefix}{name}"
+
+
+async def ensure_topics(bootstrap_servers: str, prefix: str = "", replication_factor: int = 1) -> list[str]:
+    """Create any missing topic; returns the names created. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(physical(name, prefix), num_partitions=parts, replication_factor=replication_factor)
+            for name, parts in TOPICS.items()
+            if physical(name, prefix) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:  # another process won the race; fine
+                pass
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create the project's Kafka topics if missing.")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--replication-factor", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        created = asyncio.run(ensure_topics(args.bootstrap, args.prefix, args.replication_factor))
+    except Exception as exc:  # noqa: BLE001 - a CLI: say what failed and what to do
+        print(
+            f"[topics] could not create topics on {args.bootstrap}: {exc!r}. "
+            "Is Kafka running? Try `deploy/local/infra.sh status`.",
+            file=sys.stderr,
+        )
+        return 1
+    for name in TOPICS:
+        state = "created" if physical(name, args.prefix) in created else "exists"
+        print(f"[topics] {physical(name, args.prefix)} ({TOPICS[name]} partitions): {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

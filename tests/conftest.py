@@ -1,0 +1,148 @@
+"""Fixtures on real infrastructure: the private PostgreSQL cluster and the Kafka broker that `make test` starts.
+
+Nothing here skips: if PostgreSQL or Kafka cannot be reached the whole run stops with an error saying what to do.
+Each test session gets its own databases (`<service>_test`) and its own topic prefix, so a run never touches the
+data of `make run`, and two runs never see each other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from alembic import command
+from alembic.config import Config
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("registry", "custody", "audit")
+
+
+class TestEnv(BaseSettings):
+    """Where the test infrastructure is (`MCOC_TEST_*`); the defaults are what `make test` starts."""
+
+    __test__ = False
+    model_config = SettingsConfigDict(env_prefix="MCOC_TEST_")
+
+    pg_host: str = "127.0.0.1"
+    pg_port: int = Field(5433, validation_alias="MCOC_PG_PORT")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+
+ENV = TestEnv()
+
+
+def pg_url(db: str, driver: str = "postgresql+asyncpg") -> str:
+    return f"{driver}://postgres@{ENV.pg_host}:{ENV.pg_port}/{db}"
+
+
+async def _check_postgres() -> None:
+    try:
+        conn = await asyncpg.connect(pg_url("postgres", "postgresql"), timeout=5)
+    except Exception as exc:  # noqa: BLE001 - turned into a loud failure
+        pytest.exit(f"PostgreSQL is not reachable at {ENV.pg_host}:{ENV.pg_port} ({exc!r}). "
+                    "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.", 3)
+    await conn.close()
+
+
+async def _check_kafka() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=10000)
+    try:
+        await admin.start()
+        await admin.describe_cluster()
+    except Exception as exc:  # noqa: BLE001 - turned into a loud failure
+        pytest.exit(f"Kafka is not reachable at {ENV.kafka_bootstrap} ({exc!r}). "
+                    "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.", 3)
+    finally:
+        await admin.close()
+
+
+def _migrate(service: str, url: str) -> None:
+    cfg = Config(str(ROOT / "services" / service / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+
+
+async def _fresh_database(service: str) -> str:
+    name = f"{service}_test"
+    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = pg_url(name)
+    await asyncio.to_thread(_migrate, service, url)  # env.py runs its own event loop
+    return url
+
+
+@pytest.fixture(scope="session")
+async def infra() -> None:
+    """PostgreSQL and Kafka are up; otherwise the run stops here, loudly."""
+    await _check_postgres()
+    await _check_kafka()
+
+
+@pytest.fixture(scope="session")
+async def database_urls(infra: None) -> dict[str, str]:
+    """Fresh, migrated `<service>_test` databases (SQLAlchemy URLs) for this session."""
+    # One after the other: Alembic's `context` is module-global state.
+    return {s: await _fresh_database(s) for s in SERVICES}
+
+
+@pytest.fixture(scope="session")
+async def topic_prefix(infra: None) -> str:
+    """A prefix of this session's own topics (created here, with the project's partition counts)."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra: None) -> str:
+    return ENV.kafka_bootstrap
+
+
+def settings_env(service: str, database_urls: dict[str, str], topic_prefix: str, **extra: object) -> dict[str, str]:
+    """Environment variables that point a service process at this session's databases and topics."""
+    p = service.upper()
+    env = {
+        f"{p}_DATABASE_URL": database_urls[service],
+        f"{p}_TOPIC_PREFIX": topic_prefix,
+        f"{p}_KAFKA_BOOTSTRAP_SERVERS": ENV.kafka_bootstrap,
+    }
+    env.update({f"{p}_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+async def truncate(url: str, *tables: str) -> None:
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def clean_dbs(database_urls: dict[str, str]) -> AsyncIterator[dict[str, str]]:
+    """Empty event tables before a test that counts rows."""
+    await truncate(database_urls["custody"], "outbox")
+    await truncate(database_urls["registry"], "outbox")
+    await truncate(database_urls["audit"], "outbox", "processed_events", "received_events")
+    yield database_urls
+
+
+@pytest.fixture
+async def fresh_prefix(infra: None) -> str:
+    """Topics of this test alone, for tests that count every message on a topic."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    return prefix

@@ -1,0 +1,109 @@
+"""The consumer helper: effects committed once per event, offsets committed after the effect."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from audit.projection import apply_batch
+from shared.consumer import EventConsumer
+from shared.events import CloudEvent
+from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
+from tests.helpers import make_event, unique, wait_for
+
+
+async def produce(bootstrap: str, topic: str, events: list[CloudEvent], raw: list[tuple[bytes, bytes]] = ()) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send(topic, e.data_json(), key=e.key.encode(), headers=e.kafka_headers())
+        for key, value in raw:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def consumer_for(url: str, bootstrap: str, prefix: str, group: str) -> EventConsumer:
+    return EventConsumer(dsn=url.replace("+asyncpg", ""), bootstrap_servers=bootstrap, group_id=group,
+                         topics=[CUSTODY_EVENTS, REGISTRY_EVENTS], handler=apply_batch, topic_prefix=prefix,
+                         max_records=50)
+
+
+async def counts(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_id, count(*) AS n FROM received_events GROUP BY event_id")
+        return {r["event_id"]: r["n"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_redelivered_events_take_effect_once(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                   kafka_bootstrap: str) -> None:
+    dsn = clean_dbs["audit"].replace("+asyncpg", "")
+    custody = [make_event(f"LOT-{i % 5}", i) for i in range(300)]
+    registry = [make_event(f"P-{i}", i, source="/registry", type="registry.participant.registered") for i in range(20)]
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    # Every custody event twice (as a relay that crashed before marking its batch would send them),
+    # plus one message that is not a CloudEvent at all.
+    await produce(kafka_bootstrap, topic, custody + custody[:150], raw=[(b"LOT-X", b"not an event")])
+    await produce(kafka_bootstrap, topic, custody[150:])
+    await produce(kafka_bootstrap, physical(REGISTRY_EVENTS, fresh_prefix), registry)
+
+    consumer = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, unique("g"))
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_for(lambda: _has(dsn, 320), timeout_s=30, what="320 distinct events applied")
+        await wait_for(lambda: _consumed(consumer, 620), timeout_s=30, what="all 620 messages read")
+    finally:
+        consumer.stop()
+        await task
+    n = await counts(dsn)
+    assert len(n) == 320
+    assert set(n.values()) == {1}
+    assert consumer.applied == 320
+    assert consumer.duplicates == 300
+
+
+async def _has(dsn: str, n: int) -> bool:
+    return len(await counts(dsn)) >= n
+
+
+async def _consumed(consumer: EventConsumer, n: int) -> bool:
+    return consumer.applied + consumer.duplicates >= n
+
+
+async def test_a_restarted_consumer_resumes_after_its_committed_offset(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                                       kafka_bootstrap: str) -> None:
+    dsn = clean_dbs["audit"].replace("+asyncpg", "")
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    group = unique("g")
+    first = [make_event("LOT-A", i) for i in range(50)]
+    await produce(kafka_bootstrap, topic, first)
+    c1 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
+    t1 = asyncio.create_task(c1.run())
+    await wait_for(lambda: _has(dsn, 50), timeout_s=30, what="first 50 applied")
+    c1.stop()
+    await t1
+
+    second = [make_event("LOT-A", 100 + i) for i in range(30)]
+    await produce(kafka_bootstrap, topic, second)
+    c2 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
+    t2 = asyncio.create_task(c2.run())
+    try:
+        await wait_for(lambda: _has(dsn, 80), timeout_s=30, what="next 30 applied")
+    finally:
+        c2.stop()
+        await t2
+    assert c2.applied == 30
+    assert c2.duplicates == 0  # it did not re-read the first 50: their offsets were committed
+    conn = await asyncpg.connect(dsn)
+    try:
+        ns = [r["n"] for r in await conn.fetch("SELECT (data->>'n')::int AS n FROM received_events ORDER BY seq")]
+    finally:
+        await conn.close()
+    assert ns == [*range(50), *range(100, 130)]

@@ -1,0 +1,156 @@
+"""The transactional outbox and its relay, against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from shared.db import make_engine, make_sessionmaker, unit_of_work
+from shared.events import CloudEvent
+from shared.outbox import enqueue, enqueue_raw
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topics import CUSTODY_EVENTS, physical
+from tests.helpers import make_event, read_topic, wait_for
+
+
+def relay_for(url: str, bootstrap: str, prefix: str, **kw: object) -> OutboxRelay:
+    settings = ServiceSettings(database_url=url, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix,
+                               service_name="custody", relay_poll_interval_s=0.2)
+    relay = OutboxRelay.from_settings(settings)
+    for k, v in kw.items():
+        setattr(relay, k, v)
+    return relay
+
+
+async def unpublished(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    finally:
+        await conn.close()
+
+
+async def test_committed_events_are_published_in_order_per_key(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                               kafka_bootstrap: str) -> None:
+    url = clean_dbs["custody"]
+    settings = ServiceSettings(database_url=url)
+    engine = make_engine(settings)
+    sm = make_sessionmaker(engine)
+    keys = [f"LOT-{i}" for i in range(7)]
+    sent: dict[str, list[int]] = defaultdict(list)
+    try:
+        for batch in range(10):  # ten transactions of 70 events
+            events = [make_event(k, batch * 10 + j) for j in range(10) for k in keys]
+            async with unit_of_work(sm) as session:
+                await session.execute(text("SELECT 1"))  # a business write would be here
+                await enqueue(session, CUSTODY_EVENTS, events)
+            for e in events:
+                sent[e.key].append(e.data["n"])
+    finally:
+        await engine.dispose()
+
+    relay = relay_for(url, kafka_bootstrap, fresh_prefix, batch_size=64)
+    task = asyncio.create_task(relay.run())
+    try:
+        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=700)
+    finally:
+        relay.stop()
+        await task
+    got: dict[str, list[int]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        e = CloudEvent.from_kafka(r.headers, r.key, r.value)
+        got[e.key].append(e.data["n"])
+        partitions[e.key].add(r.partition)
+    assert len(records) == 700
+    assert got == sent  # every event, once, in commit order per key
+    assert all(len(p) == 1 for p in partitions.values())  # one key, one partition
+    assert await unpublished(url.replace("+asyncpg", "")) == 0
+
+
+async def test_rolled_back_events_are_never_published(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                      kafka_bootstrap: str) -> None:
+    dsn = clean_dbs["custody"].replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(RuntimeError, match="business rule failed"):
+            async with conn.transaction():
+                await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-RB", 1)])
+                raise RuntimeError("business rule failed")
+        async with conn.transaction():
+            await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-OK", 2)])
+    finally:
+        await conn.close()
+    relay = relay_for(clean_dbs["custody"], kafka_bootstrap, fresh_prefix)
+    task = asyncio.create_task(relay.run())
+    try:
+        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=2, timeout_s=3)
+    finally:
+        relay.stop()
+        await task
+    assert [r.key for r in records] == [b"LOT-OK"]
+
+
+async def test_events_wait_in_the_outbox_while_kafka_is_unreachable(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                                    kafka_bootstrap: str) -> None:
+    dsn = clean_dbs["custody"].replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-W", i) for i in range(20)])
+    finally:
+        await conn.close()
+    # A relay pointed at a port where no broker listens: it retries, and publishes nothing.
+    dead = relay_for(clean_dbs["custody"], "127.0.0.1:1", fresh_prefix)
+    dead_task = asyncio.create_task(dead.run())
+    await asyncio.sleep(1.5)  # let it try and fail a few rounds
+    dead.stop()
+    await asyncio.wait_for(dead_task, 20)
+    assert dead.published == 0
+    assert await unpublished(dsn) == 20
+    # The broker "returns": a relay that reaches it publishes everything that waited.
+    live = relay_for(clean_dbs["custody"], kafka_bootstrap, fresh_prefix)
+    task = asyncio.create_task(live.run())
+    try:
+        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=20)
+        await wait_for(lambda: _zero(dsn), timeout_s=10, what="rows marked published")
+    finally:
+        live.stop()
+        await task
+    assert [CloudEvent.from_kafka(r.headers, r.key, r.value).data["n"] for r in records] == list(range(20))
+
+
+async def _zero(dsn: str) -> bool:
+    return await unpublished(dsn) == 0
+
+
+async def test_two_relays_side_by_side_keep_order_and_lose_nothing(clean_dbs: dict[str, str], fresh_prefix: str,
+                                                                   kafka_bootstrap: str) -> None:
+    dsn = clean_dbs["custody"].replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn)
+    expected: dict[str, list[int]] = defaultdict(list)
+    relays = [relay_for(clean_dbs["custody"], kafka_bootstrap, fresh_prefix, batch_size=25) for _ in range(2)]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        for n in range(40):  # writes keep arriving while both relays run
+            events = [make_event(f"LOT-{k}", n) for k in range(10)]
+            async with conn.transaction():
+                await enqueue_raw(conn, CUSTODY_EVENTS, events)
+            for e in events:
+                expected[e.key].append(n)
+        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=400)
+    finally:
+        await conn.close()
+        for r in relays:
+            r.stop()
+        await asyncio.gather(*tasks)
+    got: dict[str, list[int]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        got[r.key.decode()].append(CloudEvent.from_kafka(r.headers, r.key, r.value).data["n"])
+    assert got == expected
+    assert sum(r.published for r in relays) == 400

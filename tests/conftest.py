@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -48,8 +47,11 @@ async def _check_postgres() -> None:
     try:
         conn = await asyncpg.connect(pg_url("postgres", "postgresql"), timeout=5)
     except Exception as exc:  # noqa: BLE001 - turned into a loud failure
-        pytest.exit(f"PostgreSQL is not reachable at {ENV.pg_host}:{ENV.pg_port} ({exc!r}). "
-                    "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.", 3)
+        pytest.exit(
+            f"PostgreSQL is not reachable at {ENV.pg_host}:{ENV.pg_port} ({exc!r}). "
+            "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.",
+            3,
+        )
     await conn.close()
 
 
@@ -59,8 +61,11 @@ async def _check_kafka() -> None:
         await admin.start()
         await admin.describe_cluster()
     except Exception as exc:  # noqa: BLE001 - turned into a loud failure
-        pytest.exit(f"Kafka is not reachable at {ENV.kafka_bootstrap} ({exc!r}). "
-                    "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.", 3)
+        pytest.exit(
+            f"Kafka is not reachable at {ENV.kafka_bootstrap} ({exc!r}). "
+            "Run the suite with `make test`, which starts it, or `deploy/local/infra.sh start`.",
+            3,
+        )
     finally:
         await admin.close()
 
@@ -132,12 +137,12 @@ async def truncate(url: str, *tables: str) -> None:
 
 
 @pytest.fixture
-async def clean_dbs(database_urls: dict[str, str]) -> AsyncIterator[dict[str, str]]:
+async def clean_dbs(database_urls: dict[str, str]) -> dict[str, str]:
     """Empty event tables before a test that counts rows."""
     await truncate(database_urls["custody"], "outbox")
     await truncate(database_urls["registry"], "outbox")
     await truncate(database_urls["audit"], "outbox", "processed_events", "received_events")
-    yield database_urls
+    return database_urls
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ def make_event(key: str, n: int = 0, source: str = "/custody", type: str = "cust
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[ConsumerRecord]:
     """Read a topic from the beginning (no group) until `expect` records arrived or the timeout passed."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     records: list[ConsumerRecord] = []
     deadline = time.monotonic() + timeout_s
@@ -37,8 +38,9 @@ async def read_topic(bootstrap: str, topic: str, *, expect: int, timeout_s: floa
     return records
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str,
-                   interval_s: float = 0.05) -> None:
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str, interval_s: float = 0.05
+) -> None:
     """Poll `condition` until true; fail with `what` after `timeout_s` (no bare sleeps in tests)."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -16,7 +16,9 @@ from shared.topics import TOPICS
 from tests.conftest import ROOT
 
 SETTINGS: dict[str, type[ServiceSettings]] = {
-    "registry": RegistrySettings, "custody": CustodySettings, "audit": AuditSettings,
+    "registry": RegistrySettings,
+    "custody": CustodySettings,
+    "audit": AuditSettings,
 }
 
 
@@ -35,10 +37,10 @@ def test_service_environment_matches_its_settings_class(compose: dict[str, Any],
     settings_cls = SETTINGS[service]
     prefix = settings_cls.model_config["env_prefix"]
     env: dict[str, str] = spec["environment"]
-    unknown = [k for k in env if not k.startswith(prefix) or k[len(prefix):].lower() not in settings_cls.model_fields]
+    unknown = [k for k in env if not k.startswith(prefix) or k[len(prefix) :].lower() not in settings_cls.model_fields]
     assert not unknown, f"{service}: variables no setting reads: {unknown}"
     # Each value must be one the settings class accepts.
-    values = {k[len(prefix):].lower(): re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+    values = {k[len(prefix) :].lower(): re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
     settings = settings_cls(**values)
     assert settings.database_url.endswith(f"@postgres:5432/{service}")
     assert settings.kafka_bootstrap_servers == "kafka:19092"

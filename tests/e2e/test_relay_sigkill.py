@@ -6,7 +6,6 @@ Every committed event must arrive, and none may take effect twice, although the 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -26,8 +25,9 @@ N_KEYS = 50
 
 def spawn(module: str, env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
     out = open(ROOT / "var" / "log" / log, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+    )
 
 
 async def scalar(dsn: str, sql: str) -> int:
@@ -50,8 +50,9 @@ async def test_relay_killed_half_way_loses_nothing_and_doubles_nothing(
     try:
         for start in range(0, N_EVENTS, 500):
             async with conn.transaction():
-                await enqueue_raw(conn, CUSTODY_EVENTS,
-                                  [make_event(f"LOT-{i % N_KEYS}", i) for i in range(start, start + 500)])
+                await enqueue_raw(
+                    conn, CUSTODY_EVENTS, [make_event(f"LOT-{i % N_KEYS}", i) for i in range(start, start + 500)]
+                )
     finally:
         await conn.close()
 
@@ -104,8 +105,10 @@ async def test_relay_killed_half_way_loses_nothing_and_doubles_nothing(
     assert {n for seq in per_key.values() for n in seq} == set(range(N_EVENTS))
 
     on_topic = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=N_EVENTS)
-    print(f"\n  relay killed after {at_kill} of {N_EVENTS} published; messages on the topic: {len(on_topic)} "
-          f"({len(on_topic) - N_EVENTS} republished after the kill, all deduplicated by the consumer)")
+    print(
+        f"\n  relay killed after {at_kill} of {N_EVENTS} published; messages on the topic: {len(on_topic)} "
+        f"({len(on_topic) - N_EVENTS} republished after the kill, all deduplicated by the consumer)"
+    )
     assert len(on_topic) >= N_EVENTS
 
 

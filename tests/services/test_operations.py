@@ -34,11 +34,13 @@ async def running(service: str, **settings: Any) -> AsyncIterator[httpx.AsyncCli
 
 
 @pytest.fixture(params=list(APPS))
-async def client(request: pytest.FixtureRequest, database_urls: dict[str, str], topic_prefix: str,
-                 kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    request: pytest.FixtureRequest, database_urls: dict[str, str], topic_prefix: str, kafka_bootstrap: str
+) -> AsyncIterator[httpx.AsyncClient]:
     service = request.param
-    async for c in running(service, database_url=database_urls[service], topic_prefix=topic_prefix,
-                           kafka_bootstrap_servers=kafka_bootstrap):
+    async for c in running(
+        service, database_url=database_urls[service], topic_prefix=topic_prefix, kafka_bootstrap_servers=kafka_bootstrap
+    ):
         yield c
 
 

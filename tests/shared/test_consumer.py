@@ -28,9 +28,15 @@ async def produce(bootstrap: str, topic: str, events: list[CloudEvent], raw: lis
 
 
 def consumer_for(url: str, bootstrap: str, prefix: str, group: str) -> EventConsumer:
-    return EventConsumer(dsn=url.replace("+asyncpg", ""), bootstrap_servers=bootstrap, group_id=group,
-                         topics=[CUSTODY_EVENTS, REGISTRY_EVENTS], handler=apply_batch, topic_prefix=prefix,
-                         max_records=50)
+    return EventConsumer(
+        dsn=url.replace("+asyncpg", ""),
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
+        handler=apply_batch,
+        topic_prefix=prefix,
+        max_records=50,
+    )
 
 
 async def counts(dsn: str) -> dict[str, int]:
@@ -42,8 +48,9 @@ async def counts(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
-async def test_redelivered_events_take_effect_once(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                   kafka_bootstrap: str) -> None:
+async def test_redelivered_events_take_effect_once(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     dsn = clean_dbs["audit"].replace("+asyncpg", "")
     custody = [make_event(f"LOT-{i % 5}", i) for i in range(300)]
     registry = [make_event(f"P-{i}", i, source="/registry", type="registry.participant.registered") for i in range(20)]
@@ -77,8 +84,9 @@ async def _consumed(consumer: EventConsumer, n: int) -> bool:
     return consumer.applied + consumer.duplicates >= n
 
 
-async def test_a_restarted_consumer_resumes_after_its_committed_offset(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                                       kafka_bootstrap: str) -> None:
+async def test_a_restarted_consumer_resumes_after_its_committed_offset(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     dsn = clean_dbs["audit"].replace("+asyncpg", "")
     topic = physical(CUSTODY_EVENTS, fresh_prefix)
     group = unique("g")

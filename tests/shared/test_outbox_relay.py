@@ -19,8 +19,13 @@ from tests.helpers import make_event, read_topic, wait_for
 
 
 def relay_for(url: str, bootstrap: str, prefix: str, **kw: object) -> OutboxRelay:
-    settings = ServiceSettings(database_url=url, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix,
-                               service_name="custody", relay_poll_interval_s=0.2)
+    settings = ServiceSettings(
+        database_url=url,
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        service_name="custody",
+        relay_poll_interval_s=0.2,
+    )
     relay = OutboxRelay.from_settings(settings)
     for k, v in kw.items():
         setattr(relay, k, v)
@@ -35,8 +40,9 @@ async def unpublished(dsn: str) -> int:
         await conn.close()
 
 
-async def test_committed_events_are_published_in_order_per_key(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                               kafka_bootstrap: str) -> None:
+async def test_committed_events_are_published_in_order_per_key(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     url = clean_dbs["custody"]
     settings = ServiceSettings(database_url=url)
     engine = make_engine(settings)
@@ -73,8 +79,9 @@ async def test_committed_events_are_published_in_order_per_key(clean_dbs: dict[s
     assert await unpublished(url.replace("+asyncpg", "")) == 0
 
 
-async def test_rolled_back_events_are_never_published(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                      kafka_bootstrap: str) -> None:
+async def test_rolled_back_events_are_never_published(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     dsn = clean_dbs["custody"].replace("+asyncpg", "")
     conn = await asyncpg.connect(dsn)
     try:
@@ -96,8 +103,9 @@ async def test_rolled_back_events_are_never_published(clean_dbs: dict[str, str],
     assert [r.key for r in records] == [b"LOT-OK"]
 
 
-async def test_events_wait_in_the_outbox_while_kafka_is_unreachable(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                                    kafka_bootstrap: str) -> None:
+async def test_events_wait_in_the_outbox_while_kafka_is_unreachable(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     dsn = clean_dbs["custody"].replace("+asyncpg", "")
     conn = await asyncpg.connect(dsn)
     try:
@@ -129,8 +137,9 @@ async def _zero(dsn: str) -> bool:
     return await unpublished(dsn) == 0
 
 
-async def test_two_relays_side_by_side_keep_order_and_lose_nothing(clean_dbs: dict[str, str], fresh_prefix: str,
-                                                                   kafka_bootstrap: str) -> None:
+async def test_two_relays_side_by_side_keep_order_and_lose_nothing(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
     dsn = clean_dbs["custody"].replace("+asyncpg", "")
     conn = await asyncpg.connect(dsn)
     expected: dict[str, list[int]] = defaultdict(list)

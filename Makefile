@@ -26,7 +26,7 @@ infra: install  ## start PostgreSQL and Kafka (private, under var/) and create t
 migrate: infra  ## apply each service's migrations to its own database
 	@for s in $(SERVICES); do \
 	  echo "[make] migrating $$s"; \
-	  (cd services/$$s && ../../$(PY) -m alembic -c alembic.ini upgrade head 2>&1 | grep -v '^INFO  \[alembic.runtime.migration\] \(Context impl\|Will assume\)') || exit 1; \
+	  (cd services/$$s && ../../$(PY) -m alembic -c alembic.ini upgrade head) || exit 1; \
 	done
 
 up: migrate  ## start everything in the background and return

@@ -7,10 +7,13 @@ cd "$ROOT"
 
 stop_all() {
   trap - INT TERM
-  echo
-  echo "[run] stopping everything"
-  deploy/local/services.sh stop || true
-  deploy/local/infra.sh stop || true
+  trap '' PIPE  # the terminal or a pipe may be gone already: stopping must still happen
+  set +e
+  if ! { echo; echo "[run] stopping everything"; } 2>/dev/null; then
+    exec >/dev/null 2>&1  # stdout was a pipe that Ctrl-C closed (e.g. `make run | tee`): stop silently
+  fi
+  deploy/local/services.sh stop
+  deploy/local/infra.sh stop
   exit 0
 }
 trap stop_all INT TERM
@@ -26,12 +29,14 @@ cat <<TXT
   Everything is running. Ctrl-C here (or \`make stop\` elsewhere) stops it all.
 TXT
 RUNDIR="${MCOC_VAR:-$ROOT/var}/run"
-while sleep 2; do
+while true; do
+  sleep 2 &
+  wait $! || true  # `wait` returns at once on a signal, so the trap runs without delay
   alive=0
   for svc in registry custody audit; do
     if [ -f "$RUNDIR/$svc.pid" ] && kill -0 "$(cat "$RUNDIR/$svc.pid")" 2>/dev/null; then alive=$((alive + 1)); fi
   done
-  if [ "$alive" -eq 0 ]; then echo "[run] the services were stopped (make stop); bye"; exit 0; fi
+  if [ -f "$RUNDIR/stop-requested" ]; then echo "[run] stopped by \`make stop\`; bye"; exit 0; fi
   if [ "$alive" -lt 3 ]; then
     echo "[run] a service stopped unexpectedly:"; deploy/local/services.sh status || true
     echo "[run] see ${MCOC_VAR:-$ROOT/var}/log/; \`make stop\` stops the rest, \`make run\` starts again"

@@ -40,6 +40,7 @@ PYEOF
 start() {
   [ -x "$PY" ] || die "no Python at $PY; run \`make install\` first"
   mkdir -p "$RUN" "$LOG"
+  rm -f "$RUN/stop-requested"
   local svc port host
   for svc in "${SERVICES[@]}"; do
     port="$(port_of "$svc")"; host="$(host_of "$svc")"
@@ -48,7 +49,8 @@ start() {
     if port_busy "$host" "$port"; then
       die "port $port ($svc) is in use by another process; stop it or set $(echo "$svc" | tr '[:lower:]' '[:upper:]')_PORT"
     fi
-    (cd "$ROOT" && exec nohup "$PY" -m "$svc" >>"$LOG/$svc.log" 2>&1 </dev/null) &
+    # A session of its own: a Ctrl-C at the terminal reaches `make run`, which stops the services in order.
+    (cd "$ROOT" && exec setsid nohup "$PY" -m "$svc" >>"$LOG/$svc.log" 2>&1 </dev/null) &
     echo $! >"$RUN/$svc.pid"
     say "$svc starting (pid $!, http://$host:$port, log $LOG/$svc.log)"
   done
@@ -66,6 +68,7 @@ start() {
 
 stop() {
   local svc pid
+  if [ -d "$RUN" ]; then touch "$RUN/stop-requested"; fi  # tells a waiting `make run` that this stop is wanted
   for svc in "${SERVICES[@]}"; do
     if alive "$svc"; then
       pid="$(cat "$RUN/$svc.pid")"

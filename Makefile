@@ -46,9 +46,10 @@ status:  ## what is running
 test: infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install  ## ruff (lint and format check)
+lint: install  ## ruff (lint and format check) and mypy on shared/ and the services
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy shared $(foreach s,$(SERVICES),services/$(s)/$(s))
 
 format: install  ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff format .

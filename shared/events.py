@@ -118,7 +118,7 @@ def kafka_headers(
     datacontenttype: str = JSON,
 ) -> list[tuple[str, bytes]]:
     """Binary-mode headers for one event (used by the relay straight from outbox rows)."""
-    values = {
+    values: dict[str, str | None] = {
         "specversion": SPECVERSION,
         "id": id,
         "source": source,
@@ -127,6 +127,6 @@ def kafka_headers(
         "time": time,
         "dataschema": dataschema,
     }
-    headers = [(f"ce_{name}", values[name].encode()) for name in _HEADER_ATTRS if values[name] is not None]
+    headers = [(f"ce_{name}", v.encode()) for name in _HEADER_ATTRS if (v := values[name]) is not None]
     headers.append((CONTENT_TYPE_HEADER, datacontenttype.encode()))
     return headers

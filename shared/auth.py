@@ -6,16 +6,28 @@ calls the registry. The operator (admin) token is a shared secret from each serv
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import httpx
 import jwt
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.problems import Forbidden, Unauthorized
+from shared.problems import Forbidden, ServiceUnavailable, Unauthorized, problem_responses
+
+log = logging.getLogger("shared.auth")
+
+ISSUER = "mcoc-registry"
+AUDIENCE = "mcoc"
 
 ALGORITHM = "EdDSA"
 PARTICIPANT_KINDS = frozenset(
@@ -39,33 +51,31 @@ class Principal:
 OPERATOR = Principal(subject="operator", kind="operator")
 
 
-def bearer(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header, or 401."""
-    if not authorization:
-        raise Unauthorized("Missing Authorization header; send `Authorization: Bearer <token>`.")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Authorization header must be `Bearer <token>`.")
-    return token.strip()
-
-
-def check_operator(token: str, admin_token: str) -> Principal:
-    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-        return OPERATOR
-    raise Forbidden("This endpoint is for the operator; a participant token cannot use it.")
-
-
 class TokenVerifier:
     """Verifies participant JWTs against a key set (JWKS dict), checking issuer, audience and expiry."""
 
-    def __init__(self, *, issuer: str, audience: str, jwks: dict[str, Any] | None = None, leeway_s: int = 30) -> None:
+    def __init__(
+        self, *, issuer: str = ISSUER, audience: str = AUDIENCE, jwks: dict[str, Any] | None = None, leeway_s: int = 30
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
         self._keys: dict[str, PyJWK] = {}
+        self._revoked: frozenset[str] = frozenset()
         self.loaded_at = 0.0
         if jwks is not None:
             self.load_jwks(jwks)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._keys)
+
+    def load_revoked(self, token_ids: set[str] | frozenset[str]) -> None:
+        self._revoked = frozenset(token_ids)
+
+    def revoke(self, token_id: str) -> None:
+        """Refuse a token at once in this process (the refresher brings the same news to the others)."""
+        self._revoked = self._revoked | {token_id}
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
         keys = {}
@@ -76,11 +86,20 @@ class TokenVerifier:
         self._keys = keys
         self.loaded_at = time.monotonic()
 
+    def knows_key_of(self, token: str) -> bool:
+        """Whether the key that signed `token` is loaded (False also for garbage: verify() says why)."""
+        try:
+            return jwt.get_unverified_header(token).get("kid", "") in self._keys
+        except jwt.PyJWTError:
+            return True
+
     def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"Malformed token: {exc}") from exc
+        if not self._keys:
+            raise ServiceUnavailable("Credential keys are not loaded from the registry yet; retry in a few seconds.")
         key = self._keys.get(header.get("kid", ""))
         if key is None:
             raise Unauthorized("Token signed with an unknown key; request a new token from the registry.")
@@ -101,4 +120,145 @@ class TokenVerifier:
         kind = claims.get("kind")
         if kind not in PARTICIPANT_KINDS:
             raise Unauthorized("Token carries no valid participant kind.")
+        if claims["jti"] in self._revoked:
+            raise Unauthorized("This token has been revoked; ask the operator for a new one.")
         return Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]))
+
+
+KeyFetch = Callable[[], Awaitable[tuple[dict[str, Any], set[str]]]]
+"""Returns (JWKS, revoked token ids)."""
+
+
+class CredentialRefresher:
+    """A worker that reloads the key set and the revocation list every `interval_s` seconds.
+
+    A revoked token is therefore refused everywhere within about `interval_s`; if the source is unreachable the
+    last lists stay in force (and the failure is logged), so an outage of the registry does not stop custody.
+    """
+
+    def __init__(self, verifier: TokenVerifier, fetch: KeyFetch, interval_s: float) -> None:
+        self.verifier = verifier
+        self.fetch = fetch
+        self.interval_s = interval_s
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last = 0.0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def refresh_once(self) -> None:
+        jwks, revoked = await self.fetch()
+        self.verifier.load_jwks(jwks)
+        self.verifier.load_revoked(revoked)
+        self._last = time.monotonic()
+
+    async def refresh_soon(self, min_interval_s: float = 1.0) -> None:
+        """Reload now unless that was done less than `min_interval_s` ago (a token with a new key id: the key was
+        just created or rotated). Rate-limited, so tokens with made-up key ids cannot flood the registry."""
+        if time.monotonic() - self._last < min_interval_s:
+            return
+        async with self._lock:
+            if time.monotonic() - self._last >= min_interval_s:
+                try:
+                    await self.refresh_once()
+                except Exception as exc:  # noqa: BLE001 - verify() will refuse the token with a clear reason
+                    self._last = time.monotonic()
+                    log.warning("could not reload credential lists: %r", exc)
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self.refresh_once()
+                if failures:
+                    log.info("credential lists reloaded after %d failed attempts", failures)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - keep the last lists, try again
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("could not reload credential lists (%d attempts): %r", failures, exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s if self.verifier.ready else 0.5)
+            except TimeoutError:
+                pass
+
+
+def http_key_fetch(registry_url: str) -> KeyFetch:
+    """Fetch the registry's JWKS and revocation list over HTTP (custody and audit)."""
+    client = httpx.AsyncClient(base_url=registry_url.rstrip("/"), timeout=3.0)
+
+    async def fetch() -> tuple[dict[str, Any], set[str]]:
+        jwks = await client.get("/.well-known/jwks.json")
+        jwks.raise_for_status()
+        revoked = await client.get("/credentials/revoked")
+        revoked.raise_for_status()
+        return jwks.json(), {r["token_id"] for r in revoked.json()["revoked"]}
+
+    return fetch
+
+
+_bearer = HTTPBearer(auto_error=False, description="A participant token from the registry, or the operator token")
+
+
+async def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Who is calling: 401 without a valid token."""
+    if credentials is None:
+        raise Unauthorized("Missing Authorization header; send `Authorization: Bearer <token>`.")
+    if credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Authorization header must be `Bearer <token>`.")
+    token = credentials.credentials
+    admin = request.app.state.settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return OPERATOR
+    runtime = request.app.state.runtime
+    verifier: TokenVerifier = runtime.verifier
+    if not verifier.knows_key_of(token):
+        await runtime.refresher.refresh_soon()
+    return verifier.verify(token)
+
+
+async def operator(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """403 for anyone but the operator."""
+    if not who.is_operator:
+        raise Forbidden("This endpoint is for the operator; a participant token cannot use it.")
+    return who
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+OperatorDep = Annotated[Principal, Depends(operator)]
+
+
+class WhoAmI(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+                    "kind": "smelter",
+                    "token_id": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+                }
+            ]
+        }
+    )
+
+    subject: str = Field(description="Participant id, or `operator`")
+    kind: str = Field(description="Participant kind, or `operator`")
+    token_id: str | None = None
+
+
+def whoami_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get(
+        "/whoami",
+        response_model=WhoAmI,
+        summary="Who this token says you are (checks it is accepted)",
+        responses=problem_responses(401, 503),
+    )
+    async def whoami(who: PrincipalDep) -> WhoAmI:
+        return WhoAmI(subject=who.subject, kind=who.kind, token_id=who.token_id)
+
+    return router

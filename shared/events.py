@@ -130,3 +130,30 @@ def kafka_headers(
     headers = [(f"ce_{name}", v.encode()) for name in _HEADER_ATTRS if (v := values[name]) is not None]
     headers.append((CONTENT_TYPE_HEADER, datacontenttype.encode()))
     return headers
+
+
+def dataschema_for(type: str, version: int = 1) -> str:
+    """The schema URN of an event type's data (documented in docs/asyncapi.yaml)."""
+    return f"urn:mcoc:schema:{type}:{version}"
+
+
+def new_event(
+    type: str,
+    *,
+    source: str,
+    key: str,
+    data: Any,
+    subject: str | None = None,
+    version: int = 1,
+    time: datetime | None = None,
+) -> CloudEvent:
+    """An event of `type` about `subject` (default: the key), with its schema version as `dataschema`."""
+    return CloudEvent(
+        type=type,
+        source=source,
+        subject=subject if subject is not None else key,
+        key=key,
+        data=data,
+        dataschema=dataschema_for(type, version),
+        time=time or datetime.now(UTC),
+    )

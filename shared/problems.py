@@ -58,6 +58,15 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+class InvalidInput(ProblemError):
+    """422 for input that is well-formed but breaks a rule; `where` names the field like validation errors do."""
+
+    status, slug, title = 422, "validation-error", "Request validation failed"
+
+    def __init__(self, where: str, msg: str) -> None:
+        super().__init__(f"{where}: {msg}", errors=[{"where": where, "msg": msg, "type": "value_error"}])
+
+
 class NotFound(ProblemError):
     status, slug, title = 404, "not-found", "Not found"
 
@@ -200,3 +209,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     if status in (401, 403, 404, 409, 422, 503)
 }
 """`responses=` for routes, so the OpenAPI documents problem+json error bodies."""
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` naming which problem+json statuses a route may answer with."""
+    return {s: PROBLEM_RESPONSES[s] for s in statuses}

@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.db import make_engine, make_sessionmaker
 from shared.logging import configure_logging
 from shared.relay import OutboxRelay
@@ -33,6 +34,8 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     kafka_check: KafkaCheck
+    verifier: TokenVerifier = field(default_factory=TokenVerifier)
+    refresher: CredentialRefresher | None = None
     workers: list[Worker] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
@@ -41,11 +44,17 @@ class Runtime:
 
 @asynccontextmanager
 async def service_runtime(
-    settings: ServiceSettings, extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: ()
+    settings: ServiceSettings,
+    extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: (),
+    key_fetch: Callable[[Runtime], KeyFetch] | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime, start the outbox relay (if enabled) and any extra workers; stop them on exit."""
+    """Build the runtime, start the credential refresher, the outbox relay (if enabled) and any extra workers;
+    stop them on exit. Token keys come from `key_fetch` (default: the registry's HTTP endpoints)."""
     engine = make_engine(settings)
     rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers))
+    fetch = key_fetch(rt) if key_fetch else http_key_fetch(settings.registry_url)
+    rt.refresher = CredentialRefresher(rt.verifier, fetch, settings.auth_refresh_s)
+    rt.workers.append(rt.refresher)
     if settings.relay_enabled:
         rt.workers.append(OutboxRelay.from_settings(settings))
     rt.workers.extend(extra_workers(rt))
@@ -85,6 +94,7 @@ def build_app(
     description: str,
     routers: Sequence[object] = (),
     extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: (),
+    key_fetch: Callable[[Runtime], KeyFetch] | None = None,
     version: str = "0.1.0",
 ) -> FastAPI:
     """A service app: lifespan with its runtime, problem+json errors, request ids, health and metrics routes.
@@ -94,13 +104,14 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_runtime(settings, extra_workers) as rt:
+        async with service_runtime(settings, extra_workers, key_fetch) as rt:
             app.state.runtime = rt
             yield
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.settings = settings
     install_common(app, settings.service_name, lambda: app.state.runtime.checks())
+    app.include_router(whoami_router())
     for router in routers:
         app.include_router(router)  # type: ignore[arg-type]
     return app

@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     topic_prefix: str = Field("", description="Prefix added to every Kafka topic name (isolates test runs).")
     admin_token: str = Field("dev-admin-token", description="Operator token (Bearer) for operator endpoints.")
+    registry_url: str = Field(
+        "http://127.0.0.1:8001", description="Where the registry publishes its token keys and revocation list."
+    )
+    auth_refresh_s: float = Field(
+        2.0, description="How often token keys and revocations are reloaded (a revocation applies within this)."
+    )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     relay_enabled: bool = Field(
         True, description="Run the outbox relay inside the service process (else run `python -m <service>.relay`)."

@@ -16,6 +16,7 @@ from audit.config import Settings as AuditSettings
 from custody.config import Settings as CustodySettings
 from registry.config import Settings as RegistrySettings
 from shared.settings import ServiceSettings
+from tests.conftest import serve_in_process
 
 APPS: dict[str, tuple[Callable[..., FastAPI], type[ServiceSettings]]] = {
     "registry": (registry.main.create_app, RegistrySettings),
@@ -27,10 +28,8 @@ APPS: dict[str, tuple[Callable[..., FastAPI], type[ServiceSettings]]] = {
 async def running(service: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     create_app, settings_cls = APPS[service]
     app = create_app(settings_cls(relay_enabled=False, consumer_enabled=False, **settings))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with serve_in_process(app) as client:
+        yield client
 
 
 @pytest.fixture(params=list(APPS))

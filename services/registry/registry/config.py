@@ -17,3 +17,4 @@ class Settings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/registry",
         description="SQLAlchemy URL of the registry database (asyncpg driver).",
     )
+    token_ttl_days: int = Field(365, ge=1, le=3650, description="Lifetime of participant tokens, in days.")

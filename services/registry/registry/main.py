@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
+from registry import credentials
 from registry.config import Settings
-from shared.runtime import build_app
+from registry.router import router
+from shared.auth import KeyFetch
+from shared.runtime import Runtime, build_app
+
+
+def _db_key_fetch(rt: Runtime) -> KeyFetch:
+    """The registry verifies tokens from its own tables (the others use its HTTP endpoints)."""
+
+    async def fetch() -> tuple[dict[str, Any], set[str]]:
+        async with rt.sessionmaker() as session, session.begin():
+            await credentials.active_key(session)
+            return await credentials.jwks(session), {c.jti for c in await credentials.revoked_ids(session)}
+
+    return fetch
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -14,4 +30,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Registry",
         description="Who is who in the mineral supply chain: participants, certifications, CAHRA reference data "
         "and credentials. Every change is published on `registry.events`.",
+        routers=[router],
+        key_fetch=_db_key_fetch,
     )

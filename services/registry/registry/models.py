@@ -2,9 +2,100 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, LargeBinary, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
 from registry.db import Base
 from shared.db import OutboxMixin
 
 
 class OutboxEvent(OutboxMixin, Base):
     """Events waiting for (or already given to) Kafka; written in the same transaction as the change they record."""
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (Index("ix_participants_kind_country", "kind", "country", "seq"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)  # stable listing order
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    identifiers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    rmi_smelter_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    mining_type: Mapped[str | None] = mapped_column(Text)
+    annual_capacity_kg: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Certification(Base):
+    """Certifications are never overwritten: each change is a new row, so the history answers as-of questions."""
+
+    __tablename__ = "certifications"
+    __table_args__ = (Index("ix_certifications_participant", "participant_id", "scheme", "seq"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    scheme: Mapped[str] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    level: Mapped[str | None] = mapped_column(Text)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CahraArea(Base):
+    """A conflict-affected or high-risk area: a whole country (region NULL) or one ISO 3166-2 region."""
+
+    __tablename__ = "cahra_areas"
+    __table_args__ = (Index("ix_cahra_areas_country", "country", "region", "effective_from"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(Text)
+    conflict_affected: Mapped[bool] = mapped_column(server_default=text("false"))
+    high_risk: Mapped[bool] = mapped_column(server_default=text("true"))
+    effective_from: Mapped[date] = mapped_column(Date)
+    effective_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SigningKey(Base):
+    """Ed25519 keys that sign participant tokens. The public halves are published as a JWKS."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(Text, primary_key=True)
+    private_pem: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Credential(Base):
+    """One issued token (only its id is kept: the token itself is shown once)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),)
+
+    jti: Mapped[str] = mapped_column(Text, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)

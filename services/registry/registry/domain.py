@@ -1,0 +1,204 @@
+"""The registry's rules, as plain functions: no I/O.
+
+ISO codes come from `pycountry` (ISO 3166-1 and 3166-2). Scheme vocabularies follow the schemes' own words:
+RMAP audit statuses, IRMA achievement levels, Fairmined and CRAFT for artisanal mining, ITSCI membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+import pycountry
+
+
+class Kind(StrEnum):
+    mine = "mine"
+    trader = "trader"
+    smelter = "smelter"
+    refiner = "refiner"
+    component_manufacturer = "component_manufacturer"
+    manufacturer = "manufacturer"
+    recycler = "recycler"
+
+
+class MiningType(StrEnum):
+    asm = "asm"  # artisanal and small-scale mining
+    lsm = "lsm"  # large-scale (industrial) mining
+
+
+class Scheme(StrEnum):
+    rmap = "rmap"
+    irma = "irma"
+    fairmined = "fairmined"
+    craft = "craft"
+    itsci = "itsci"
+
+
+class Mineral(StrEnum):
+    tin = "tin"
+    tantalum = "tantalum"
+    tungsten = "tungsten"
+    gold = "gold"
+    cobalt = "cobalt"
+    lithium = "lithium"
+    nickel = "nickel"
+    graphite = "graphite"
+    copper = "copper"
+    mica = "mica"
+    manganese = "manganese"
+    silver = "silver"
+    platinum = "platinum"
+    palladium = "palladium"
+    rare_earths = "rare_earths"
+    zinc = "zinc"
+    aluminium = "aluminium"
+
+
+# What each scheme records, and the values it allows. IRMA assesses mines to achievement levels; the others
+# have a status.
+SCHEME_VALUES: dict[Scheme, tuple[str, frozenset[str]]] = {
+    Scheme.rmap: ("status", frozenset({"conformant", "active", "non_conformant", "suspended"})),
+    Scheme.irma: ("level", frozenset({"transparency", "irma_50", "irma_75", "irma_100"})),
+    Scheme.fairmined: ("status", frozenset({"certified", "suspended", "withdrawn"})),
+    Scheme.craft: ("status", frozenset({"committed", "progressing", "conformant", "suspended"})),
+    Scheme.itsci: ("status", frozenset({"member", "suspended", "withdrawn"})),
+}
+
+# Statuses that count as "certified" for the ASM rule (certified or progressing ASM is included on equal terms).
+CERTIFIED_ASM = {
+    Scheme.fairmined: frozenset({"certified"}),
+    Scheme.craft: frozenset({"progressing", "conformant"}),
+    Scheme.itsci: frozenset({"member"}),
+}
+
+# ISO 3166-2 codes that were replaced; published lists may still use the old one. old -> new.
+RENAMED_SUBDIVISIONS = {"IN-CT": "IN-CG"}
+
+
+class DomainError(ValueError):
+    """A rule broken by the input. `where` names the field (dotted path) for the problem body."""
+
+    def __init__(self, where: str, msg: str) -> None:
+        super().__init__(f"{where}: {msg}")
+        self.where = where
+        self.msg = msg
+
+
+def check_country(code: str, where: str = "country") -> str:
+    code = code.upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise DomainError(where, f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+def check_region(region: str, country: str, where: str = "region") -> str:
+    """An ISO 3166-2 subdivision code that belongs to `country` (renamed codes are mapped to the current one)."""
+    region = RENAMED_SUBDIVISIONS.get(region.upper(), region.upper())
+    if pycountry.subdivisions.get(code=region) is None:
+        raise DomainError(where, f"{region!r} is not an ISO 3166-2 subdivision code")
+    if region.split("-", 1)[0] != country:
+        raise DomainError(where, f"{region!r} is not in country {country!r}")
+    return region
+
+
+def check_scheme_value(scheme: Scheme, status: str | None, level: str | None) -> tuple[str, str]:
+    """Returns (field, value): the one of status/level the scheme uses, with a value the scheme has."""
+    field, allowed = SCHEME_VALUES[scheme]
+    value, other = (status, level) if field == "status" else (level, status)
+    other_field = "level" if field == "status" else "status"
+    if other is not None:
+        raise DomainError(other_field, f"{scheme.value} records a {field}, not a {other_field}")
+    if value is None:
+        raise DomainError(field, f"{scheme.value} needs a {field}: one of {sorted(allowed)}")
+    if value not in allowed:
+        raise DomainError(field, f"{value!r} is not a {scheme.value} {field}; expected one of {sorted(allowed)}")
+    return field, value
+
+
+def check_period(start: date, end: date | None, start_name: str, end_name: str) -> None:
+    if end is not None and end < start:
+        raise DomainError(end_name, f"{end_name} ({end}) is before {start_name} ({start})")
+
+
+def in_force(start: date, end: date | None, on: date) -> bool:
+    """Whether a period with inclusive bounds covers the day `on` (no end = still in force)."""
+    return start <= on and (end is None or on <= end)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificationFact:
+    scheme: Scheme
+    value: str
+    valid_from: date
+    valid_until: date | None
+    recorded_seq: int
+
+
+def certifications_as_of(facts: Iterable[CertificationFact], on: date) -> list[CertificationFact]:
+    """What a participant held on `on`: per scheme, the most recently recorded certification covering that day."""
+    best: dict[Scheme, CertificationFact] = {}
+    for f in facts:
+        if in_force(f.valid_from, f.valid_until, on):
+            cur = best.get(f.scheme)
+            if cur is None or f.recorded_seq > cur.recorded_seq:
+                best[f.scheme] = f
+    return sorted(best.values(), key=lambda f: f.scheme.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CahraArea:
+    """One listed area: a whole country (region None) or one ISO 3166-2 region."""
+
+    country: str
+    region: str | None
+    effective_from: date
+    effective_to: date | None
+    source: str
+    name: str | None = None
+    conflict_affected: bool = False
+    high_risk: bool = True
+
+
+def is_cahra(areas: Sequence[CahraArea], country: str, region: str | None, on: date) -> CahraArea | None:
+    """The listed area covering (country, region) on `on`, if any: the whole country, or that region."""
+    for a in areas:
+        if (
+            a.country == country
+            and (a.region is None or a.region == region)
+            and in_force(a.effective_from, a.effective_to, on)
+        ):
+            return a
+    return None
+
+
+SMELTER_KINDS = frozenset({Kind.smelter, Kind.refiner})
+
+
+def check_participant(
+    *,
+    kind: Kind,
+    country: str,
+    region: str | None,
+    mining_type: MiningType | None,
+    capacity: dict[Mineral, float],
+    rmi_smelter_id: str | None,
+) -> tuple[str, str | None]:
+    """Cross-field rules of a participant. Returns (country, region) normalised."""
+    country = check_country(country)
+    region = check_region(region, country) if region else None
+    if kind == Kind.mine:
+        if mining_type is None:
+            raise DomainError("mining_type", "a mine needs mining_type: asm or lsm")
+    else:
+        if mining_type is not None:
+            raise DomainError("mining_type", f"only mines have a mining_type, not a {kind.value}")
+        if capacity:
+            raise DomainError("annual_capacity_kg", f"only mines declare a capacity, not a {kind.value}")
+    if rmi_smelter_id is not None and kind not in SMELTER_KINDS:
+        raise DomainError(
+            "identifiers.rmi_smelter_id", f"RMI smelter ids belong to smelters and refiners, not to a {kind.value}"
+        )
+    return country, region

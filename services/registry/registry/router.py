@@ -1,0 +1,282 @@
+"""The registry's HTTP layer: parse, call the service, shape the response. One commit per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry import credentials, repository, schemas, service
+from registry.config import Settings
+from registry.domain import Kind
+from registry.models import Credential as CredentialRow
+from shared.auth import OperatorDep, PrincipalDep
+from shared.problems import InvalidInput, problem_responses
+
+router = APIRouter(responses=problem_responses(401, 403, 422, 503))
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits before the response is sent (a failed commit is an error response)."""
+    async with request.app.state.runtime.sessionmaker() as session, session.begin():
+        yield session
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+NOT_FOUND = problem_responses(404)
+
+
+def _credential(token: str, cred: CredentialRow) -> schemas.Credential:
+    return schemas.Credential(
+        token=token, token_id=cred.jti, participant_id=cred.participant_id, expires_at=cred.expires_at
+    )
+
+
+def _info(c: CredentialRow) -> schemas.CredentialInfo:
+    return schemas.CredentialInfo(
+        token_id=c.jti,
+        participant_id=c.participant_id,
+        issued_at=c.issued_at,
+        expires_at=c.expires_at,
+        revoked_at=c.revoked_at,
+        revoked_reason=c.revoked_reason,
+    )
+
+
+# --- participants -------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/participants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.ParticipantRegistered,
+    tags=["participants"],
+    summary="Register a participant (operator); returns its first token, once",
+    responses=problem_responses(409),
+)
+async def register_participant(
+    body: schemas.ParticipantCreate, session: SessionDep, settings: SettingsDep, _: OperatorDep
+) -> schemas.ParticipantRegistered:
+    p, token, cred = await service.register_participant(
+        session=session, body=body, token_ttl=timedelta(days=settings.token_ttl_days)
+    )
+    return schemas.ParticipantRegistered(
+        participant=schemas.Participant.model_validate(p), credential=_credential(token, cred)
+    )
+
+
+@router.get(
+    "/participants",
+    response_model=schemas.ParticipantPage,
+    tags=["participants"],
+    summary="List participants, oldest first, filtered by kind and country",
+)
+async def list_participants(
+    session: SessionDep,
+    _: PrincipalDep,
+    kind: Kind | None = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> schemas.ParticipantPage:
+    after = 0
+    if cursor:
+        if not cursor.isdigit():
+            raise InvalidInput("query.cursor", "not a cursor returned by this endpoint")
+        after = int(cursor)
+    rows = await repository.list_participants(
+        session,
+        kind=kind.value if kind else None,
+        country=country.upper() if country else None,
+        after=after,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return schemas.ParticipantPage(
+        items=[schemas.Participant.model_validate(r) for r in rows], next_cursor=str(rows[-1].seq) if more else None
+    )
+
+
+@router.get(
+    "/participants/{participant_id}",
+    response_model=schemas.Participant,
+    tags=["participants"],
+    summary="One participant",
+    responses=NOT_FOUND,
+)
+async def get_participant(participant_id: str, session: SessionDep, _: PrincipalDep) -> schemas.Participant:
+    return schemas.Participant.model_validate(await repository.get_participant(session, participant_id))
+
+
+@router.patch(
+    "/participants/{participant_id}",
+    response_model=schemas.Participant,
+    tags=["participants"],
+    summary="Correct a participant (operator)",
+    responses=NOT_FOUND,
+)
+async def patch_participant(
+    participant_id: str, body: schemas.ParticipantPatch, session: SessionDep, _: OperatorDep
+) -> schemas.Participant:
+    p = await service.update_participant(session=session, participant_id=participant_id, body=body)
+    return schemas.Participant.model_validate(p)
+
+
+# --- certifications ------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/participants/{participant_id}/certifications",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Certification,
+    tags=["certifications"],
+    summary="Record a certification, audit status or assessment level (operator)",
+    responses=NOT_FOUND,
+)
+async def add_certification(
+    participant_id: str, body: schemas.CertificationCreate, session: SessionDep, _: OperatorDep
+) -> schemas.Certification:
+    c = await service.add_certification(session=session, participant_id=participant_id, body=body)
+    return schemas.Certification.model_validate(c)
+
+
+@router.get(
+    "/participants/{participant_id}/certifications",
+    response_model=schemas.CertificationList,
+    tags=["certifications"],
+    responses=NOT_FOUND,
+    summary="Certification history, or with `as_of` what the participant held on that day",
+)
+async def list_certifications(
+    participant_id: str, session: SessionDep, _: PrincipalDep, as_of: date | None = None
+) -> schemas.CertificationList:
+    rows = await service.certifications(session=session, participant_id=participant_id, as_of=as_of)
+    return schemas.CertificationList(
+        participant_id=participant_id, as_of=as_of, items=[schemas.Certification.model_validate(c) for c in rows]
+    )
+
+
+# --- credentials ---------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/participants/{participant_id}/credentials",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Credential,
+    tags=["credentials"],
+    responses=NOT_FOUND,
+    summary="Issue another token for a participant (operator); shown once",
+)
+async def issue_credential(
+    participant_id: str, session: SessionDep, settings: SettingsDep, _: OperatorDep
+) -> schemas.Credential:
+    token, cred = await service.issue_credential(
+        session=session, participant_id=participant_id, token_ttl=timedelta(days=settings.token_ttl_days)
+    )
+    return _credential(token, cred)
+
+
+@router.get(
+    "/participants/{participant_id}/credentials",
+    response_model=list[schemas.CredentialInfo],
+    tags=["credentials"],
+    responses=NOT_FOUND,
+    summary="A participant's tokens, without the secrets (operator)",
+)
+async def list_credentials(participant_id: str, session: SessionDep, _: OperatorDep) -> list[schemas.CredentialInfo]:
+    await repository.get_participant(session, participant_id)
+    return [_info(c) for c in await repository.credentials_of(session, participant_id)]
+
+
+@router.post(
+    "/credentials/{token_id}/revoke",
+    response_model=schemas.CredentialInfo,
+    tags=["credentials"],
+    responses=problem_responses(404, 409),
+    summary="Revoke a token (operator); every service refuses it within AUTH_REFRESH_S seconds",
+)
+async def revoke_credential(
+    token_id: str, session: SessionDep, request: Request, _: OperatorDep, body: schemas.Revoke | None = None
+) -> schemas.CredentialInfo:
+    cred = await service.revoke_credential(session=session, token_id=token_id, reason=body.reason if body else None)
+    request.app.state.runtime.verifier.revoke(cred.jti)
+    return _info(cred)
+
+
+@router.get(
+    "/credentials/revoked",
+    response_model=schemas.RevocationList,
+    tags=["credentials"],
+    summary="Revoked tokens not yet expired (public; services poll it)",
+)
+async def revoked(session: SessionDep) -> schemas.RevocationList:
+    rows = await credentials.revoked_ids(session)
+    return schemas.RevocationList(
+        generated_at=datetime.now(UTC),
+        revoked=[
+            schemas.RevokedToken(token_id=c.jti, expires_at=c.expires_at, revoked_at=c.revoked_at)
+            for c in rows
+            if c.revoked_at is not None
+        ],
+    )
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    response_model=schemas.JWKS,
+    tags=["credentials"],
+    summary="Public keys that verify participant tokens (public)",
+)
+async def jwks(session: SessionDep) -> schemas.JWKS:
+    await credentials.active_key(session)
+    return schemas.JWKS.model_validate(await credentials.jwks(session))
+
+
+# --- CAHRA reference list ------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/cahra",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Cahra,
+    tags=["cahra"],
+    summary="List a conflict-affected or high-risk area (operator)",
+)
+async def add_cahra(body: schemas.CahraCreate, session: SessionDep, _: OperatorDep) -> schemas.Cahra:
+    return schemas.Cahra.model_validate(await service.add_cahra(session=session, body=body))
+
+
+@router.patch(
+    "/cahra/{area_id}",
+    response_model=schemas.Cahra,
+    tags=["cahra"],
+    responses=NOT_FOUND,
+    summary="Correct an area or end its listing with effective_to (operator)",
+)
+async def patch_cahra(area_id: str, body: schemas.CahraPatch, session: SessionDep, _: OperatorDep) -> schemas.Cahra:
+    return schemas.Cahra.model_validate(await service.update_cahra(session=session, area_id=area_id, body=body))
+
+
+@router.get(
+    "/cahra",
+    response_model=schemas.CahraList,
+    tags=["cahra"],
+    summary="The CAHRA list, all of its history or as it stood on `as_of`",
+)
+async def list_cahra(
+    session: SessionDep,
+    _: PrincipalDep,
+    as_of: date | None = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")] = None,
+) -> schemas.CahraList:
+    rows = await repository.cahra_areas(session, as_of=as_of, country=country.upper() if country else None)
+    return schemas.CahraList(as_of=as_of, items=[schemas.Cahra.model_validate(a) for a in rows])

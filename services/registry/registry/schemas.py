@@ -1,0 +1,341 @@
+"""Request and response models of the registry API (pydantic v2), with examples for the OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
+
+from registry.domain import Kind, Mineral, MiningType, Scheme
+
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True),
+    Field(description="ISO 3166-1 alpha-2", examples=["CD"]),
+]
+RegionCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True),
+    Field(description="ISO 3166-2 subdivision of the country", examples=["CD-SK"]),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Identifiers(Strict):
+    rmi_smelter_id: str | None = Field(
+        None, pattern=r"^CID\d{6}$", description="RMI smelter/refiner id", examples=["CID001234"]
+    )
+    gln: str | None = Field(None, pattern=r"^\d{13}$", description="GS1 Global Location Number")
+    lei: str | None = Field(None, pattern=r"^[A-Z0-9]{18}[0-9]{2}$", description="Legal Entity Identifier")
+    national_id: str | None = Field(None, min_length=1, max_length=64, description="National company number")
+
+
+Capacity = dict[Mineral, PositiveFloat]
+
+PARTICIPANT_EXAMPLE: dict[str, Any] = {
+    "name": "Kivu Artisanal Tin Cooperative",
+    "kind": "mine",
+    "country": "CD",
+    "region": "CD-SK",
+    "identifiers": {"national_id": "CD/SK/2019/0042"},
+    "mining_type": "asm",
+    "annual_capacity_kg": {"tin": 120000},
+}
+
+
+class ParticipantCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [PARTICIPANT_EXAMPLE]})
+
+    name: Name
+    kind: Kind
+    country: CountryCode
+    region: RegionCode | None = None
+    identifiers: Identifiers = Field(default_factory=Identifiers)
+    mining_type: MiningType | None = Field(None, description="Mines only: asm (artisanal/small-scale) or lsm")
+    annual_capacity_kg: Capacity = Field(default_factory=dict, description="Mines only: declared kg per year")
+
+
+class ParticipantPatch(Strict):
+    """Corrections. The kind cannot change (tokens carry it): register a new participant instead."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Kivu Tin Coop (SK)"}]})
+
+    name: Name | None = None
+    country: CountryCode | None = None
+    region: RegionCode | None = None
+    identifiers: Identifiers | None = None
+    mining_type: MiningType | None = None
+    annual_capacity_kg: Capacity | None = None
+
+
+class Participant(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+                    **PARTICIPANT_EXAMPLE,
+                    "version": 1,
+                    "created_at": "2026-11-23T10:00:00Z",
+                    "updated_at": "2026-11-23T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: str
+    name: str
+    kind: Kind
+    country: str
+    region: str | None
+    identifiers: Identifiers
+    mining_type: MiningType | None
+    annual_capacity_kg: dict[str, float]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Credential(BaseModel):
+    """A participant token. The token is shown once, when issued; keep it secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9...",
+                    "token_type": "Bearer",
+                    "token_id": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+                    "participant_id": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+                    "expires_at": "2027-11-23T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    token: str
+    token_type: str = "Bearer"
+    token_id: str
+    participant_id: str
+    expires_at: datetime
+
+
+class CredentialInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token_id": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+                    "participant_id": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+                    "issued_at": "2026-11-23T10:00:00Z",
+                    "expires_at": "2027-11-23T10:00:00Z",
+                    "revoked_at": None,
+                    "revoked_reason": None,
+                }
+            ]
+        }
+    )
+
+    token_id: str
+    participant_id: str
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+class Revoke(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "laptop stolen"}]})
+
+    reason: Reference | None = None
+
+
+class ParticipantRegistered(BaseModel):
+    participant: Participant
+    credential: Credential
+
+
+class ParticipantPage(BaseModel):
+    items: list[Participant]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page")
+
+
+class CertificationCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "scheme": "rmap",
+                    "status": "conformant",
+                    "valid_from": "2026-01-15",
+                    "valid_until": "2027-01-14",
+                    "reference": "RMAP assessment 2026-017",
+                },
+                {"scheme": "irma", "level": "irma_75", "valid_from": "2025-06-01", "valid_until": "2028-05-31"},
+            ]
+        },
+    )
+
+    scheme: Scheme
+    status: str | None = Field(None, description="rmap, fairmined, craft, itsci: the status")
+    level: str | None = Field(None, description="irma: the achievement level")
+    valid_from: date
+    valid_until: date | None = None
+    reference: Reference | None = None
+
+
+class Certification(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c1",
+                    "participant_id": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+                    "scheme": "rmap",
+                    "status": "conformant",
+                    "level": None,
+                    "valid_from": "2026-01-15",
+                    "valid_until": "2027-01-14",
+                    "reference": "RMAP assessment 2026-017",
+                    "recorded_at": "2026-11-23T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: str
+    participant_id: str
+    scheme: Scheme
+    status: str | None
+    level: str | None
+    valid_from: date
+    valid_until: date | None
+    reference: str | None
+    recorded_at: datetime
+
+
+class CertificationList(BaseModel):
+    participant_id: str
+    as_of: date | None = Field(None, description="Set when the list answers 'what was held on this day'")
+    items: list[Certification]
+
+
+CAHRA_EXAMPLE: dict[str, Any] = {
+    "country": "CD",
+    "region": "CD-NK",
+    "name": "Nord-Kivu",
+    "conflict_affected": True,
+    "high_risk": False,
+    "effective_from": "2026-06-27",
+    "effective_to": None,
+    "source": "EU indicative CAHRA list, report June 2026",
+}
+
+
+class CahraCreate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CAHRA_EXAMPLE]})
+
+    country: CountryCode
+    region: RegionCode | None = Field(None, description="Absent: the whole country is listed")
+    name: Name | None = None
+    conflict_affected: bool = False
+    high_risk: bool = True
+    effective_from: date
+    effective_to: date | None = Field(None, description="Last day the listing applies; null while it applies")
+    source: Reference
+
+
+class CahraPatch(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"effective_to": "2027-03-31"}]})
+
+    name: Name | None = None
+    conflict_affected: bool | None = None
+    high_risk: bool | None = None
+    effective_from: date | None = None
+    effective_to: date | None = None
+    source: Reference | None = None
+
+
+class Cahra(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={"examples": [{"id": "a1", **CAHRA_EXAMPLE, "updated_at": "2026-11-23T10:00:00Z"}]},
+    )
+
+    id: str
+    country: str
+    region: str | None
+    name: str | None
+    conflict_affected: bool
+    high_risk: bool
+    effective_from: date
+    effective_to: date | None
+    source: str
+    updated_at: datetime
+
+
+class CahraList(BaseModel):
+    as_of: date | None
+    items: list[Cahra]
+
+
+class RevokedToken(BaseModel):
+    token_id: str
+    expires_at: datetime
+    revoked_at: datetime
+
+
+class RevocationList(BaseModel):
+    """Revoked tokens that have not expired yet: services poll this to refuse them within seconds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "generated_at": "2026-11-23T10:00:00Z",
+                    "revoked": [
+                        {
+                            "token_id": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+                            "expires_at": "2027-11-23T10:00:00Z",
+                            "revoked_at": "2026-11-23T09:59:00Z",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    generated_at: datetime
+    revoked: list[RevokedToken]
+
+
+class JWKS(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keys": [
+                        {
+                            "kty": "OKP",
+                            "crv": "Ed25519",
+                            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+                            "kid": "k1",
+                            "alg": "EdDSA",
+                            "use": "sig",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    keys: list[dict[str, str]]

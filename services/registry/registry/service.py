@@ -1,0 +1,314 @@
+"""Registry use cases: load, apply the domain rules, write rows and their events. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry import credentials, domain, repository, schemas
+from registry.domain import DomainError, Kind
+from registry.models import CahraArea, Certification, Credential, Participant
+from shared.events import new_event
+from shared.outbox import enqueue
+from shared.problems import Conflict, InvalidInput
+from shared.topics import REGISTRY_EVENTS
+
+SOURCE = "/registry"
+
+
+def _invalid(exc: DomainError, prefix: str = "body") -> InvalidInput:
+    return InvalidInput(f"{prefix}.{exc.where}", exc.msg)
+
+
+async def _publish(session: AsyncSession, type: str, key: str, data: Any) -> None:
+    await enqueue(session, REGISTRY_EVENTS, [new_event(type, source=SOURCE, key=key, data=data)])
+
+
+def participant_data(p: Participant) -> dict[str, Any]:
+    return schemas.Participant.model_validate(p).model_dump(mode="json")
+
+
+async def _check_smelter_id_free(session: AsyncSession, smelter_id: str | None, participant_id: str | None) -> None:
+    if smelter_id is None:
+        return
+    other = await repository.participant_by_smelter_id(session, smelter_id)
+    if other is not None and other.id != participant_id:
+        raise InvalidInput(
+            "body.identifiers.rmi_smelter_id", f"{smelter_id} is already the smelter id of participant {other.id}"
+        )
+
+
+async def register_participant(
+    *, session: AsyncSession, body: schemas.ParticipantCreate, token_ttl: timedelta
+) -> tuple[Participant, str, Credential]:
+    try:
+        country, region = domain.check_participant(
+            kind=body.kind,
+            country=body.country,
+            region=body.region,
+            mining_type=body.mining_type,
+            capacity=body.annual_capacity_kg,
+            rmi_smelter_id=body.identifiers.rmi_smelter_id,
+        )
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    await _check_smelter_id_free(session, body.identifiers.rmi_smelter_id, None)
+    p = Participant(
+        id=str(uuid.uuid4()),
+        name=body.name,
+        kind=body.kind.value,
+        country=country,
+        region=region,
+        identifiers=body.identifiers.model_dump(exclude_none=True),
+        rmi_smelter_id=body.identifiers.rmi_smelter_id,
+        mining_type=body.mining_type.value if body.mining_type else None,
+        annual_capacity_kg={m.value: kg for m, kg in body.annual_capacity_kg.items()},
+    )
+    session.add(p)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent registration took the smelter id first
+        raise InvalidInput("body.identifiers.rmi_smelter_id", "this smelter id is already registered") from exc
+    await session.refresh(p)
+    token, cred = await credentials.issue(session, participant_id=p.id, kind=p.kind, ttl=token_ttl)
+    await _publish(session, "registry.participant.registered", p.id, participant_data(p))
+    await _publish(session, "registry.credential.issued", p.id, _credential_data(cred))
+    await session.flush()
+    return p, token, cred
+
+
+async def update_participant(
+    *, session: AsyncSession, participant_id: str, body: schemas.ParticipantPatch
+) -> Participant:
+    p = await repository.get_participant(session, participant_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return p
+    if "identifiers" in changes and body.identifiers is not None:
+        identifiers = body.identifiers.model_dump(exclude_none=True)
+    else:
+        identifiers = dict(p.identifiers)
+    smelter_id = identifiers.get("rmi_smelter_id")
+    capacity = (
+        body.annual_capacity_kg
+        if body.annual_capacity_kg is not None
+        else {domain.Mineral(m): kg for m, kg in p.annual_capacity_kg.items()}
+    )
+    mining_type = (
+        body.mining_type if "mining_type" in changes else (domain.MiningType(p.mining_type) if p.mining_type else None)
+    )
+    country = changes.get("country") or p.country
+    region = changes.get("region", p.region if "country" not in changes else None)
+    try:
+        country, region = domain.check_participant(
+            kind=Kind(p.kind),
+            country=country,
+            region=region,
+            mining_type=mining_type,
+            capacity=capacity,
+            rmi_smelter_id=smelter_id,
+        )
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    await _check_smelter_id_free(session, smelter_id, p.id)
+    if "name" in changes and body.name is not None:
+        p.name = body.name
+    p.country, p.region = country, region
+    p.identifiers, p.rmi_smelter_id = identifiers, smelter_id
+    p.mining_type = mining_type.value if mining_type else None
+    p.annual_capacity_kg = {domain.Mineral(m).value: kg for m, kg in capacity.items()}
+    p.version += 1
+    p.updated_at = datetime.now(UTC)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise InvalidInput("body.identifiers.rmi_smelter_id", "this smelter id is already registered") from exc
+    await _publish(session, "registry.participant.updated", p.id, {**participant_data(p), "changed": sorted(changes)})
+    return p
+
+
+async def add_certification(
+    *, session: AsyncSession, participant_id: str, body: schemas.CertificationCreate
+) -> Certification:
+    p = await repository.get_participant(session, participant_id)
+    try:
+        field, value = domain.check_scheme_value(body.scheme, body.status, body.level)
+        domain.check_period(body.valid_from, body.valid_until, "valid_from", "valid_until")
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    c = Certification(
+        id=str(uuid.uuid4()),
+        participant_id=p.id,
+        scheme=body.scheme.value,
+        status=value if field == "status" else None,
+        level=value if field == "level" else None,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        reference=body.reference,
+    )
+    session.add(c)
+    await session.flush()
+    await session.refresh(c)
+    data = schemas.Certification.model_validate(c).model_dump(mode="json")
+    await _publish(
+        session,
+        "registry.certification.changed",
+        p.id,
+        {**data, "participant_kind": p.kind, "participant_country": p.country},
+    )
+    return c
+
+
+async def certifications(*, session: AsyncSession, participant_id: str, as_of: date | None) -> list[Certification]:
+    await repository.get_participant(session, participant_id)
+    rows = await repository.certifications(session, participant_id)
+    if as_of is None:
+        return rows
+    by_seq = {c.seq: c for c in rows}
+    facts = [
+        domain.CertificationFact(domain.Scheme(c.scheme), c.status or c.level or "", c.valid_from, c.valid_until, c.seq)
+        for c in rows
+    ]
+    return [by_seq[f.recorded_seq] for f in domain.certifications_as_of(facts, as_of)]
+
+
+def _credential_data(c: Credential) -> dict[str, Any]:
+    return {
+        "participant_id": c.participant_id,
+        "token_id": c.jti,
+        "issued_at": c.issued_at.isoformat(),
+        "expires_at": c.expires_at.isoformat(),
+        "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+        "revoked_reason": c.revoked_reason,
+    }
+
+
+async def issue_credential(
+    *, session: AsyncSession, participant_id: str, token_ttl: timedelta
+) -> tuple[str, Credential]:
+    p = await repository.get_participant(session, participant_id)
+    token, cred = await credentials.issue(session, participant_id=p.id, kind=p.kind, ttl=token_ttl)
+    await session.flush()
+    await _publish(session, "registry.credential.issued", p.id, _credential_data(cred))
+    return token, cred
+
+
+async def revoke_credential(*, session: AsyncSession, token_id: str, reason: str | None) -> Credential:
+    cred = await repository.get_credential(session, token_id, for_update=True)
+    if cred.revoked_at is not None:
+        raise Conflict(f"Credential {token_id} was already revoked at {cred.revoked_at.isoformat()}.")
+    cred.revoked_at = datetime.now(UTC)
+    cred.revoked_reason = reason
+    await session.flush()
+    await _publish(session, "registry.credential.revoked", cred.participant_id, _credential_data(cred))
+    return cred
+
+
+def cahra_data(a: CahraArea) -> dict[str, Any]:
+    return schemas.Cahra.model_validate(a).model_dump(mode="json")
+
+
+def _check_area(country: str, region: str | None, start: date, end: date | None, prefix: str) -> tuple[str, str | None]:
+    try:
+        country = domain.check_country(country)
+        region = domain.check_region(region, country) if region else None
+        domain.check_period(start, end, "effective_from", "effective_to")
+    except DomainError as exc:
+        raise _invalid(exc, prefix) from exc
+    return country, region
+
+
+async def add_cahra(*, session: AsyncSession, body: schemas.CahraCreate) -> CahraArea:
+    country, region = _check_area(body.country, body.region, body.effective_from, body.effective_to, "body")
+    a = CahraArea(
+        id=str(uuid.uuid4()),
+        country=country,
+        region=region,
+        name=body.name,
+        conflict_affected=body.conflict_affected,
+        high_risk=body.high_risk,
+        effective_from=body.effective_from,
+        effective_to=body.effective_to,
+        source=body.source,
+    )
+    session.add(a)
+    await session.flush()
+    await session.refresh(a)
+    await _publish(session, "registry.cahra.updated", a.country, {"action": "added", "area": cahra_data(a)})
+    return a
+
+
+async def update_cahra(*, session: AsyncSession, area_id: str, body: schemas.CahraPatch) -> CahraArea:
+    a = await repository.get_cahra(session, area_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("effective_from", "source", "name", "conflict_affected", "high_risk"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"body.{name}", "cannot be null")
+    start = changes.get("effective_from", a.effective_from)
+    end = changes.get("effective_to", a.effective_to)
+    _check_area(a.country, a.region, start, end, "body")
+    for name, value in changes.items():
+        setattr(a, name, value)
+    a.updated_at = datetime.now(UTC)
+    await session.flush()
+    await _publish(
+        session,
+        "registry.cahra.updated",
+        a.country,
+        {"action": "updated", "changed": sorted(changes), "area": cahra_data(a)},
+    )
+    return a
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+async def import_cahra(*, session: AsyncSession, areas: Iterable[domain.CahraArea]) -> ImportResult:
+    """Add the areas not seen before (same place, start and source) and update the ones that changed."""
+    result = ImportResult()
+    for area in areas:
+        existing = await repository.cahra_match(
+            session, country=area.country, region=area.region, effective_from=area.effective_from, source=area.source
+        )
+        if existing is None:
+            await add_cahra(
+                session=session,
+                body=schemas.CahraCreate(
+                    country=area.country,
+                    region=area.region,
+                    name=area.name,
+                    conflict_affected=area.conflict_affected,
+                    high_risk=area.high_risk,
+                    effective_from=area.effective_from,
+                    effective_to=area.effective_to,
+                    source=area.source,
+                ),
+            )
+            result.added += 1
+            continue
+        patch = {
+            k: v
+            for k, v in {
+                "name": area.name,
+                "conflict_affected": area.conflict_affected,
+                "high_risk": area.high_risk,
+                "effective_to": area.effective_to,
+            }.items()
+            if getattr(existing, k) != v
+        }
+        if patch:
+            await update_cahra(session=session, area_id=existing.id, body=schemas.CahraPatch(**patch))
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    return result

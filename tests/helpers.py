@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.events import CloudEvent
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_event(key: str, n: int = 0, source: str = "/custody", type: str = "custody.test.happened") -> CloudEvent:
@@ -53,3 +61,33 @@ async def wait_for(
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def spawn(module: str, env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+    """`python -m module` as a real process with extra environment; output to var/log/<log_name>."""
+    log_dir = ROOT / "var" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(log_dir / log_name, "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout_s)
+
+
+async def wait_http_ok(url: str, *, timeout_s: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+
+        async def ok() -> bool:
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"process serving {url} exited with {proc.returncode}")
+            try:
+                return (await client.get(url)).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(ok, timeout_s=timeout_s, what=f"{url} to answer 200", interval_s=0.1)

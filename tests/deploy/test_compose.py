@@ -52,6 +52,9 @@ def test_service_environment_matches_its_settings_class(compose: dict[str, Any],
     assert str(default_port) in " ".join(spec["healthcheck"]["test"])
     assert "/readyz" in " ".join(spec["healthcheck"]["test"])
     assert spec["command"] == [service]
+    if service != "registry":  # token keys and revocations come from the registry container
+        assert settings.registry_url == "http://registry:8001"
+        assert spec["depends_on"]["registry"]["condition"] == "service_healthy"
     assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert spec["depends_on"]["topics"]["condition"] == "service_completed_successfully"

@@ -6,28 +6,18 @@ Every committed event must arrive, and none may take effect twice, although the 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import defaultdict
 
 import asyncpg
 
 from shared.outbox import enqueue_raw
 from shared.topics import CUSTODY_EVENTS, physical
-from tests.conftest import ROOT, settings_env
-from tests.helpers import make_event, read_topic, unique, wait_for
+from tests.conftest import settings_env
+from tests.helpers import make_event, read_topic, spawn, unique, wait_for
 
 N_EVENTS = 20_000
 N_KEYS = 50
-
-
-def spawn(module: str, env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
-    out = open(ROOT / "var" / "log" / log, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-    )
 
 
 async def scalar(dsn: str, sql: str) -> int:
@@ -43,7 +33,6 @@ async def test_relay_killed_half_way_loses_nothing_and_doubles_nothing(
 ) -> None:
     custody_dsn = clean_dbs["custody"].replace("+asyncpg", "")
     audit_dsn = clean_dbs["audit"].replace("+asyncpg", "")
-    (ROOT / "var" / "log").mkdir(parents=True, exist_ok=True)
 
     # 1. Committed writes, each transaction with its events (the custody service would add its rows here).
     conn = await asyncpg.connect(custody_dsn)

@@ -23,6 +23,7 @@ from jwt import PyJWK
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.problems import Forbidden, ServiceUnavailable, Unauthorized, problem_responses
+from shared.vocab import Kind
 
 log = logging.getLogger("shared.auth")
 
@@ -30,9 +31,7 @@ ISSUER = "mcoc-registry"
 AUDIENCE = "mcoc"
 
 ALGORITHM = "EdDSA"
-PARTICIPANT_KINDS = frozenset(
-    {"mine", "trader", "smelter", "refiner", "component_manufacturer", "manufacturer", "recycler"}
-)
+PARTICIPANT_KINDS = frozenset(k.value for k in Kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,7 +133,7 @@ def kafka_headers(
 
 
 def dataschema_for(type: str, version: int = 1) -> str:
-    """The schema URN of an event type's data (documented in docs/asyncapi.yaml)."""
+    """The schema URN of an event type's data (each service serves the schemas at `/asyncapi.json`)."""
     return f"urn:mcoc:schema:{type}:{version}"
 
 

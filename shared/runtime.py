@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.db import make_engine, make_sessionmaker
 from shared.logging import configure_logging
@@ -96,8 +97,10 @@ def build_app(
     extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: (),
     key_fetch: Callable[[Runtime], KeyFetch] | None = None,
     version: str = "0.1.0",
+    events: Sequence[EventType] = (),
 ) -> FastAPI:
-    """A service app: lifespan with its runtime, problem+json errors, request ids, health and metrics routes.
+    """A service app: lifespan with its runtime, problem+json errors, request ids, health and metrics routes, and
+    with `events` the AsyncAPI document of the events it publishes at `/asyncapi.json`.
 
     Nothing connects at import or construction; the lifespan opens the pool and starts the workers.
     """
@@ -114,4 +117,7 @@ def build_app(
     app.include_router(whoami_router())
     for router in routers:
         app.include_router(router)  # type: ignore[arg-type]
+    if events:
+        catalogue = list(events)
+        app.include_router(asyncapi_router(lambda: asyncapi_document(f"{title} events", version, catalogue)))
     return app

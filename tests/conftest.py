@@ -1,7 +1,7 @@
 """Fixtures on real infrastructure: the private PostgreSQL cluster and the Kafka broker that `make test` starts.
 
 Nothing here skips: if PostgreSQL or Kafka cannot be reached the whole run stops with an error saying what to do.
-Each test session gets its own databases (`<service>_test`) and its own topic prefix, so a run never touches the
+Each test session gets its own databases (`<service>_test_<id>`) and its own topic prefix, so a run never touches the
 data of `make run`, and two runs never see each other's events.
 """
 
@@ -80,14 +80,22 @@ def _migrate(service: str, url: str) -> None:
     command.upgrade(cfg, "head")
 
 
-async def _fresh_database(service: str) -> str:
-    name = f"{service}_test"
-    admin = await asyncpg.connect(pg_url("postgres", "postgresql"))
+SESSION_ID = uuid.uuid4().hex[:8]
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(pg_url("postgres", "postgresql"))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(sql)
     finally:
-        await admin.close()
+        await conn.close()
+
+
+async def _fresh_database(service: str) -> str:
+    """A database of this test session alone (two sessions side by side never drop each other's data)."""
+    name = f"{service}_test_{SESSION_ID}"
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _admin(f'CREATE DATABASE "{name}"')
     url = pg_url(name)
     await asyncio.to_thread(_migrate, service, url)  # env.py runs its own event loop
     return url
@@ -101,10 +109,13 @@ async def infra() -> None:
 
 
 @pytest.fixture(scope="session")
-async def database_urls(infra: None) -> dict[str, str]:
-    """Fresh, migrated `<service>_test` databases (SQLAlchemy URLs) for this session."""
+async def database_urls(infra: None) -> AsyncIterator[dict[str, str]]:
+    """Fresh, migrated `<service>_test_<session>` databases (SQLAlchemy URLs), dropped at the end."""
     # One after the other: Alembic's `context` is module-global state.
-    return {s: await _fresh_database(s) for s in SERVICES}
+    urls = {s: await _fresh_database(s) for s in SERVICES}
+    yield urls
+    for s in SERVICES:
+        await _admin(f'DROP DATABASE IF EXISTS "{s}_test_{SESSION_ID}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

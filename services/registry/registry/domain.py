@@ -11,17 +11,10 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
-import pycountry
+from shared.iso import RENAMED_SUBDIVISIONS, current_region, is_country, is_region
+from shared.vocab import Kind, Mineral
 
-
-class Kind(StrEnum):
-    mine = "mine"
-    trader = "trader"
-    smelter = "smelter"
-    refiner = "refiner"
-    component_manufacturer = "component_manufacturer"
-    manufacturer = "manufacturer"
-    recycler = "recycler"
+__all__ = ["RENAMED_SUBDIVISIONS", "Kind", "Mineral"]
 
 
 class MiningType(StrEnum):
@@ -35,26 +28,6 @@ class Scheme(StrEnum):
     fairmined = "fairmined"
     craft = "craft"
     itsci = "itsci"
-
-
-class Mineral(StrEnum):
-    tin = "tin"
-    tantalum = "tantalum"
-    tungsten = "tungsten"
-    gold = "gold"
-    cobalt = "cobalt"
-    lithium = "lithium"
-    nickel = "nickel"
-    graphite = "graphite"
-    copper = "copper"
-    mica = "mica"
-    manganese = "manganese"
-    silver = "silver"
-    platinum = "platinum"
-    palladium = "palladium"
-    rare_earths = "rare_earths"
-    zinc = "zinc"
-    aluminium = "aluminium"
 
 
 # What each scheme records, and the values it allows. IRMA assesses mines to achievement levels; the others
@@ -74,9 +47,6 @@ CERTIFIED_ASM = {
     Scheme.itsci: frozenset({"member"}),
 }
 
-# ISO 3166-2 codes that were replaced; published lists may still use the old one. old -> new.
-RENAMED_SUBDIVISIONS = {"IN-CT": "IN-CG"}
-
 
 class DomainError(ValueError):
     """A rule broken by the input. `where` names the field (dotted path) for the problem body."""
@@ -89,15 +59,15 @@ class DomainError(ValueError):
 
 def check_country(code: str, where: str = "country") -> str:
     code = code.upper()
-    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+    if not is_country(code):
         raise DomainError(where, f"{code!r} is not an ISO 3166-1 alpha-2 country code")
     return code
 
 
 def check_region(region: str, country: str, where: str = "region") -> str:
     """An ISO 3166-2 subdivision code that belongs to `country` (renamed codes are mapped to the current one)."""
-    region = RENAMED_SUBDIVISIONS.get(region.upper(), region.upper())
-    if pycountry.subdivisions.get(code=region) is None:
+    region = current_region(region)
+    if not is_region(region):
         raise DomainError(where, f"{region!r} is not an ISO 3166-2 subdivision code")
     if region.split("-", 1)[0] != country:
         raise DomainError(where, f"{region!r} is not in country {country!r}")

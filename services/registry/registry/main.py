@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from registry import credentials
 from registry.config import Settings
+from registry.events import REGISTRY_EVENTS
 from registry.router import router
 from shared.auth import KeyFetch
 from shared.runtime import Runtime, build_app
@@ -32,4 +33,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "and credentials. Every change is published on `registry.events`.",
         routers=[router],
         key_fetch=_db_key_fetch,
+        events=REGISTRY_EVENTS,
     )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry import credentials, domain, repository, schemas
 from registry.domain import DomainError, Kind
 from registry.models import CahraArea, Certification, Credential, Participant
-from shared.events import new_event
+from shared.events import format_time, new_event
 from shared.outbox import enqueue
 from shared.problems import Conflict, InvalidInput
 from shared.topics import REGISTRY_EVENTS
@@ -90,6 +90,7 @@ async def update_participant(
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return p
+    before = participant_data(p)
     if "identifiers" in changes and body.identifiers is not None:
         identifiers = body.identifiers.model_dump(exclude_none=True)
     else:
@@ -129,7 +130,9 @@ async def update_participant(
         await session.flush()
     except IntegrityError as exc:
         raise InvalidInput("body.identifiers.rmi_smelter_id", "this smelter id is already registered") from exc
-    await _publish(session, "registry.participant.updated", p.id, {**participant_data(p), "changed": sorted(changes)})
+    after = participant_data(p)
+    changed = sorted(k for k in after if k not in ("version", "updated_at") and after[k] != before[k])
+    await _publish(session, "registry.participant.updated", p.id, {**after, "changed": changed})
     return p
 
 
@@ -247,6 +250,8 @@ async def add_cahra(*, session: AsyncSession, body: schemas.CahraCreate) -> Cahr
 async def update_cahra(*, session: AsyncSession, area_id: str, body: schemas.CahraPatch) -> CahraArea:
     a = await repository.get_cahra(session, area_id, for_update=True)
     changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return a
     for name in ("effective_from", "source", "name", "conflict_affected", "high_risk"):
         if name in changes and changes[name] is None:
             raise InvalidInput(f"body.{name}", "cannot be null")

@@ -1,0 +1,161 @@
+"""The AsyncAPI document: its shape, its references, its CloudEvents headers, and the registry's catalogue. No I/O."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from registry import schemas
+from registry.config import Settings
+from registry.events import REGISTRY_EVENTS, CahraField, ParticipantField
+from registry.main import create_app
+from shared.asyncapi import EventType, asyncapi_document, asyncapi_router, iter_refs, resolve_ref
+from shared.events import dataschema_for
+from shared.topics import REGISTRY_EVENTS as REGISTRY_TOPIC
+
+REGISTRY_TYPES = {
+    "registry.participant.registered",
+    "registry.participant.updated",
+    "registry.certification.changed",
+    "registry.cahra.updated",
+    "registry.credential.issued",
+    "registry.credential.revoked",
+}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return asyncapi_document("Registry events", "0.1.0", REGISTRY_EVENTS)
+
+
+def messages_of(doc: dict[str, Any], channel: str) -> dict[str, dict[str, Any]]:
+    return {name: resolve_ref(doc, m["$ref"]) for name, m in doc["channels"][channel]["messages"].items()}
+
+
+def test_the_registry_document_has_one_channel_with_its_six_messages(doc: dict[str, Any]) -> None:
+    assert doc["asyncapi"] == "3.0.0"
+    assert doc["info"]["title"] == "Registry events"
+    assert list(doc["channels"]) == [REGISTRY_TOPIC]
+    channel = doc["channels"][REGISTRY_TOPIC]
+    assert channel["address"] == "registry.events"
+    assert channel["bindings"]["kafka"]["partitions"] == 3
+    messages = messages_of(doc, REGISTRY_TOPIC)
+    assert set(messages) == REGISTRY_TYPES
+    for name, message in messages.items():
+        assert message["name"] == name
+        assert message["contentType"] == "application/json"
+        assert message["bindings"]["kafka"]["key"]["type"] == "string"
+        assert resolve_ref(doc, message["payload"]["$ref"])["type"] == "object"
+
+
+def test_every_ref_resolves_inside_the_document(doc: dict[str, Any]) -> None:
+    refs = set(iter_refs(doc))
+    assert refs  # payloads, nested models, channel messages, operations
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        resolve_ref(doc, ref)  # raises KeyError when it points nowhere
+    assert not any("$defs" in s for s in doc["components"]["schemas"].values())
+
+
+def test_headers_are_the_cloudevents_kafka_binary_headers(doc: dict[str, Any]) -> None:
+    for name, message in messages_of(doc, REGISTRY_TOPIC).items():
+        headers = message["headers"]
+        assert headers["type"] == "object"
+        assert {"ce_id", "ce_source", "ce_type", "ce_specversion"} <= set(headers["required"])
+        assert set(headers["required"]) <= set(headers["properties"])
+        props = headers["properties"]
+        assert props["ce_specversion"]["const"] == "1.0"
+        assert props["ce_type"]["const"] == name
+        assert props["ce_dataschema"]["const"] == dataschema_for(name, 1)
+        assert props["ce_time"]["format"] == "date-time"
+        assert props["content-type"]["const"] == "application/json"
+
+
+def test_the_send_operation_covers_every_message_of_its_channel(doc: dict[str, Any]) -> None:
+    (op,) = doc["operations"].values()
+    assert op["action"] == "send"
+    assert resolve_ref(doc, op["channel"]["$ref"]) is doc["channels"][REGISTRY_TOPIC]
+    sent = [resolve_ref(doc, m["$ref"]) for m in op["messages"]]
+    assert all(m["$ref"].startswith("#/channels/registry.events/messages/") for m in op["messages"])
+    assert {m["$ref"] for m in sent} == {m["$ref"] for m in doc["channels"][REGISTRY_TOPIC]["messages"].values()}
+
+
+def test_every_example_of_a_payload_is_valid_data_of_its_event() -> None:
+    for event in REGISTRY_EVENTS:
+        examples = event.payload.model_json_schema()["examples"]
+        assert examples, event.type
+        for example in examples:
+            event.payload.model_validate(example)
+
+
+def test_changed_names_exactly_the_fields_a_correction_can_give() -> None:
+    assert set(get_args(ParticipantField)) == set(schemas.ParticipantPatch.model_fields)
+    assert set(get_args(CahraField)) == set(schemas.CahraPatch.model_fields)
+
+
+class Lot(BaseModel):
+    lot_id: str
+
+
+class Other(BaseModel):
+    n: int
+
+
+def test_topics_become_channels_and_shared_names_must_mean_the_same_schema() -> None:
+    events = [
+        EventType("x.lot.made", "x.events", "lot id", "made", Lot),
+        EventType("x.lot.gone", "x.events", "lot id", "gone", Lot, version=2),
+        EventType("x.flag.raised", "x.flags", "lot id", "raised", Other),
+    ]
+    doc = asyncapi_document("X events", "1", events)
+    assert {c["address"] for c in doc["channels"].values()} == {"x.events", "x.flags"}
+    assert "partitions" not in doc["channels"]["x.flags"]["bindings"]["kafka"]  # not one of our topics
+    assert len(doc["operations"]) == 2
+    gone = doc["components"]["messages"]["x.lot.gone"]
+    assert gone["headers"]["properties"]["ce_dataschema"]["const"] == "urn:mcoc:schema:x.lot.gone:2"
+    assert set(doc["components"]["schemas"]) == {"Lot", "Other"}
+
+    class Lot2(BaseModel):
+        lot_id: int
+
+    Lot2.__name__ = "Lot"
+    with pytest.raises(ValueError, match="'Lot'"):
+        asyncapi_document("X", "1", [*events, EventType("x.lot.odd", "x.events", "lot id", "odd", Lot2)])
+    with pytest.raises(ValueError, match="listed twice"):
+        asyncapi_document("X", "1", [*events, events[0]])
+
+
+async def test_the_router_serves_the_document_and_builds_it_once() -> None:
+    calls = 0
+
+    def build() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return asyncapi_document("Registry events", "0.1.0", REGISTRY_EVENTS)
+
+    app = FastAPI()
+    app.include_router(asyncapi_router(build))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        first = await client.get("/asyncapi.json")
+        second = await client.get("/asyncapi.json")
+    assert first.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert first.json() == second.json() == build()
+    assert calls == 2  # once for both requests, once just above
+
+
+async def test_the_registry_app_serves_it_next_to_its_openapi() -> None:
+    # No lifespan: nothing connects, and the route needs nothing from the runtime.
+    app = create_app(Settings())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        doc = (await client.get("/asyncapi.json")).json()
+        openapi = (await client.get("/openapi.json")).json()
+    assert doc == asyncapi_document("Registry events", app.version, REGISTRY_EVENTS)
+    op = openapi["paths"]["/asyncapi.json"]["get"]
+    assert op["tags"] == ["operations"]
+    assert op["summary"] == "AsyncAPI 3.0 document of the events this service publishes"
+    assert op["responses"]["200"]["content"]["application/json"]["example"]["asyncapi"] == "3.0.0"

@@ -185,9 +185,9 @@ def _credential_data(c: Credential) -> dict[str, Any]:
     return {
         "participant_id": c.participant_id,
         "token_id": c.jti,
-        "issued_at": c.issued_at.isoformat(),
-        "expires_at": c.expires_at.isoformat(),
-        "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+        "issued_at": format_time(c.issued_at),
+        "expires_at": format_time(c.expires_at),
+        "revoked_at": format_time(c.revoked_at) if c.revoked_at else None,
         "revoked_reason": c.revoked_reason,
     }
 

@@ -273,20 +273,21 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, row
 
 
-def _header(ctx: _Ctx, header: list[str], known: Sequence[str], required: Sequence[str]) -> list[str] | None:
+def _header(ctx: _Ctx, line: int, header: list[str], known: Sequence[str], required: Sequence[str]) -> list[str] | None:
+    loc = f"{ctx.name}:{line}"
     cols = [c.strip() for c in header]
     ok = True
     unknown = [c for c in cols if c not in known]
     if unknown:
-        ctx.error(f"{ctx.name}:1", None, f"unknown column(s) {', '.join(map(repr, unknown))}; known: {','.join(known)}")
+        ctx.error(loc, None, f"unknown column(s) {', '.join(map(repr, unknown))}; known: {','.join(known)}")
         ok = False
     dupes = sorted({c for c in cols if cols.count(c) > 1})
     if dupes:
-        ctx.error(f"{ctx.name}:1", None, f"column(s) {', '.join(map(repr, dupes))} appear more than once")
+        ctx.error(loc, None, f"column(s) {', '.join(map(repr, dupes))} appear more than once")
         ok = False
     missing = [c for c in required if c not in cols]
     if missing:
-        ctx.error(f"{ctx.name}:1", None, f"missing column(s) {', '.join(map(repr, missing))}")
+        ctx.error(loc, None, f"missing column(s) {', '.join(map(repr, missing))}")
         ok = False
     return cols if ok else None
 
@@ -298,7 +299,7 @@ def _parse_csv(ctx: _Ctx, text: str, fmt: Format) -> None:
         ctx.error(ctx.name, None, f"the file is empty: expected a header line {','.join(OWN_COLUMNS)}")
         return
     known, required = (OWN_COLUMNS, ("country",)) if fmt is Format.own_csv else (FLAT_COLUMNS, ("iso2",))
-    cols = _header(ctx, first[1], known, required)
+    cols = _header(ctx, first[0], first[1], known, required)
     if cols is None:
         return
     count = 0
@@ -638,11 +639,20 @@ class ImportFailed(Exception):
         self.exit_code = exit_code
 
 
-def _progress(areas: Sequence[domain.CahraArea], every: int = 100) -> Iterator[domain.CahraArea]:
-    for i, a in enumerate(areas, 1):
-        yield a
-        if i % every == 0 and i < len(areas):
-            print(f"{PREFIX} ... {i}/{len(areas)}", flush=True)
+class _Progress:
+    """Yields the areas, printing a line every `every` of them, and remembers the one being imported."""
+
+    def __init__(self, areas: Sequence[domain.CahraArea], every: int = 100) -> None:
+        self.areas, self.every = areas, every
+        self.current: domain.CahraArea | None = None
+
+    def __iter__(self) -> Iterator[domain.CahraArea]:
+        for i, a in enumerate(self.areas, 1):
+            self.current = a
+            yield a
+            if i % self.every == 0 and i < len(self.areas):
+                print(f"{PREFIX} ... {i}/{len(self.areas)}", flush=True)
+        self.current = None
 
 
 async def import_areas(areas: Iterable[domain.CahraArea], database_url: str | None = None) -> service.ImportResult:
@@ -745,11 +755,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print(f"{PREFIX} {label}: {summary(parsed.areas)} -> dry run: the file is valid, nothing imported")
         return 0
-    print(f"{PREFIX} importing {len(parsed.areas)} areas in one transaction", flush=True)
+    settings = Settings()
+    print(
+        f"{PREFIX} importing {len(parsed.areas)} areas into {_display_url(settings.database_url)} in one transaction",
+        flush=True,
+    )
+    progress = _Progress(parsed.areas)
     try:
-        result = asyncio.run(import_areas(_progress(parsed.areas)))
+        result = asyncio.run(import_areas(progress, settings.database_url))
     except ImportFailed as exc:
-        print(f"{PREFIX} error: {exc}", file=sys.stderr)
+        at = progress.current
+        place = f" (at {at.region or at.country + ', whole country'} from {at.effective_from})" if at else ""
+        print(f"{PREFIX} error: {exc}{place}", file=sys.stderr)
         print(f"{PREFIX} {label}: nothing was imported.", file=sys.stderr)
         return exc.exit_code
     print(

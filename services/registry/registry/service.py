@@ -309,7 +309,7 @@ async def import_cahra(*, session: AsyncSession, areas: Iterable[domain.CahraAre
                 "high_risk": area.high_risk,
                 "effective_to": area.effective_to,
             }.items()
-            if getattr(existing, k) != v
+            if getattr(existing, k) != v and not (k == "name" and v is None)  # a file without names keeps ours
         }
         if patch:
             await update_cahra(session=session, area_id=existing.id, body=schemas.CahraPatch(**patch))

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import asyncpg
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,6 +38,7 @@ class Runtime:
     kafka_check: KafkaCheck
     verifier: TokenVerifier = field(default_factory=TokenVerifier)
     refresher: CredentialRefresher | None = None
+    pool: asyncpg.Pool | None = None  # plain asyncpg, for hot paths that cannot pay the ORM's CPU
     workers: list[Worker] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
@@ -48,11 +50,20 @@ async def service_runtime(
     settings: ServiceSettings,
     extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: (),
     key_fetch: Callable[[Runtime], KeyFetch] | None = None,
+    raw_pool: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime, start the credential refresher, the outbox relay (if enabled) and any extra workers;
     stop them on exit. Token keys come from `key_fetch` (default: the registry's HTTP endpoints)."""
     engine = make_engine(settings)
     rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers))
+    if raw_pool:  # min_size=0: nothing connects at start-up, so a database outage is a 503, not a crash
+        rt.pool = await asyncpg.create_pool(
+            settings.asyncpg_dsn,
+            min_size=0,
+            max_size=settings.db_pool_size,
+            max_inactive_connection_lifetime=300,
+            server_settings={"application_name": settings.service_name},
+        )
     fetch = key_fetch(rt) if key_fetch else http_key_fetch(settings.registry_url)
     rt.refresher = CredentialRefresher(rt.verifier, fetch, settings.auth_refresh_s)
     rt.workers.append(rt.refresher)
@@ -70,6 +81,8 @@ async def service_runtime(
             for t in pending:
                 t.cancel()
         await rt.kafka_check.close()
+        if rt.pool is not None:
+            await rt.pool.close()
         await engine.dispose()
 
 
@@ -98,6 +111,7 @@ def build_app(
     key_fetch: Callable[[Runtime], KeyFetch] | None = None,
     version: str = "0.1.0",
     events: Sequence[EventType] = (),
+    raw_pool: bool = False,
 ) -> FastAPI:
     """A service app: lifespan with its runtime, problem+json errors, request ids, health and metrics routes, and
     with `events` the AsyncAPI document of the events it publishes at `/asyncapi.json`.
@@ -107,7 +121,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service_runtime(settings, extra_workers, key_fetch) as rt:
+        async with service_runtime(settings, extra_workers, key_fetch, raw_pool) as rt:
             app.state.runtime = rt
             yield
 

@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
     relay_send_timeout_s: float = Field(
         30.0, description="How long the relay waits for broker acknowledgements before retrying the batch."
     )
+    consumer_enabled: bool = Field(
+        True, description="Run the service's Kafka consumer inside the service process (custody, audit)."
+    )
+    consumer_group: str | None = Field(None, description="Kafka consumer group (default: the service name).")
+    consumer_max_records: int = Field(500, description="Most events applied per consumer transaction.")
     outbox_retention_hours: float = Field(24.0, description="Published outbox rows older than this are deleted.")
 
     @property

@@ -17,7 +17,3 @@ class Settings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/audit",
         description="SQLAlchemy URL of the audit database (asyncpg driver).",
     )
-
-    consumer_enabled: bool = Field(True, description="Consume custody and registry events inside the service process.")
-    consumer_group: str = Field("audit", description="Kafka consumer group of the audit projection.")
-    consumer_max_records: int = Field(500, description="Most events applied per consumer transaction.")

@@ -15,7 +15,7 @@ def make_consumer(settings: Settings) -> EventConsumer:
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group,
+        group_id=settings.consumer_group or settings.service_name,
         topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
         topic_prefix=settings.topic_prefix,
         handler=apply_batch,

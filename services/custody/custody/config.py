@@ -17,3 +17,4 @@ class Settings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/custody",
         description="SQLAlchemy URL of the custody database (asyncpg driver).",
     )
+    trace_max_depth: int = Field(100, ge=1, le=10000, description="Deepest genealogy a trace or access check follows.")

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI
 
 from custody.config import Settings
-from shared.runtime import build_app
+from custody.consumer import make_consumer
+from custody.router import router
+from shared.runtime import Runtime, Worker, build_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    def workers(rt: Runtime) -> Sequence[Worker]:
+        return [make_consumer(settings)] if settings.consumer_enabled else []
+
     return build_app(
-        settings or Settings(),
+        settings,
         title="Custody",
         description="Mineral lots and every custody operation on them (register, ship, receive, transform, consume), "
         "their genealogy and trace queries. Every accepted write is published on `custody.events`.",
+        routers=[router],
+        extra_workers=workers,
+        raw_pool=True,
     )

@@ -1,0 +1,54 @@
+"""The custody consumer: `registry.events` into custody's participants projection (custody never reads the
+registry's tables nor calls it to decide). In the service (`CUSTODY_CONSUMER_ENABLED=true`) or `python -m
+custody.consumer`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from custody.config import Settings
+from custody.repository import UPSERT_PARTICIPANT
+from shared.consumer import Delivered, EventConsumer, run_standalone
+from shared.topics import REGISTRY_EVENTS
+
+PARTICIPANT_EVENTS = frozenset({"registry.participant.registered", "registry.participant.updated"})
+
+
+async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
+    rows = []
+    for d in batch:
+        if d.event.type in PARTICIPANT_EVENTS:
+            p = d.event.data
+            rows.append(
+                (
+                    p["id"],
+                    p["kind"],
+                    p["name"],
+                    p["country"],
+                    p.get("region"),
+                    p.get("mining_type"),
+                    int(p.get("version", 1)),
+                )
+            )
+    if rows:
+        await conn.executemany(UPSERT_PARTICIPANT, rows)
+
+
+def make_consumer(settings: Settings) -> EventConsumer:
+    return EventConsumer(
+        dsn=settings.asyncpg_dsn,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group or settings.service_name,
+        topics=[REGISTRY_EVENTS],
+        topic_prefix=settings.topic_prefix,
+        handler=apply_batch,
+        max_records=settings.consumer_max_records,
+        client_id=f"{settings.service_name}-consumer",
+    )
+
+
+if __name__ == "__main__":
+    settings = Settings()
+    run_standalone(make_consumer(settings), name=f"{settings.service_name}-consumer", log_level=settings.log_level)

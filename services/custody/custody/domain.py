@@ -1,0 +1,141 @@
+"""Custody rules, as plain functions: who may do what with a lot, and the hash chain of its events. No I/O.
+
+Custody records facts and refuses only what cannot be true of the caller's own actions (acting on a lot it does not
+hold, drawing more than is left, receiving what was sent to someone else). Everything else that looks wrong
+(weights that differ, seals that changed, times that contradict each other) is recorded faithfully for the audit
+service to judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from shared.vocab import Mineral
+
+__all__ = ["Mineral"]
+
+
+class Form(StrEnum):
+    ore = "ore"
+    concentrate = "concentrate"
+    metal = "metal"
+    alloy = "alloy"
+    component = "component"
+    product = "product"
+
+
+class TransformationKind(StrEnum):
+    smelting = "smelting"
+    refining = "refining"
+    processing = "processing"
+    alloying = "alloying"
+    manufacturing = "manufacturing"
+    splitting = "split"  # (not `split`: that would shadow str.split)
+    merge = "merge"
+
+
+class LotStatus(StrEnum):
+    active = "active"
+    in_transit = "in_transit"
+    consumed = "consumed"  # all of it went into products
+    depleted = "depleted"  # all of it was drawn into transformations
+
+
+class OriginKind(StrEnum):
+    mine = "mine"
+    external = "external"
+    transformation = "transformation"
+
+
+CLOSED = frozenset({LotStatus.consumed, LotStatus.depleted})
+
+
+class Refusal(Exception):
+    """An action that cannot be done (HTTP 409). `reason` is a stable slug; it is also published for audit."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class LotState:
+    lot_id: str
+    custodian: str
+    status: LotStatus
+    remaining_kg: Decimal
+
+
+def check_can_act(lot: LotState, actor: str, verb: str) -> None:
+    """The caller holds the lot, and the lot is neither closed nor on its way somewhere."""
+    if lot.status in CLOSED:
+        raise Refusal("lot_closed", f"Lot {lot.lot_id} is {lot.status.value}; nothing is left to {verb}.")
+    if lot.custodian != actor:
+        raise Refusal("not_custodian", f"You do not hold lot {lot.lot_id}, so you cannot {verb} it.")
+    if lot.status == LotStatus.in_transit:
+        raise Refusal("in_transit", f"Lot {lot.lot_id} is in transit; it must be received before you {verb} it.")
+
+
+def check_mass(lot: LotState, mass_kg: Decimal, verb: str) -> None:
+    if mass_kg > lot.remaining_kg:
+        raise Refusal(
+            "exceeds_remaining", f"Cannot {verb} {mass_kg} kg of lot {lot.lot_id}: only {lot.remaining_kg} kg remain."
+        )
+
+
+def check_ship(lot: LotState, actor: str, to: str, mass_kg: Decimal) -> None:
+    check_can_act(lot, actor, "ship")
+    check_mass(lot, mass_kg, "ship")
+    if to == actor:
+        raise Refusal("ship_to_self", f"Lot {lot.lot_id} is already yours; a shipment needs another addressee.")
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentState:
+    shipment_id: str
+    lot_id: str
+    to: str
+    received: bool
+
+
+def check_receive(shipment: ShipmentState, actor: str) -> None:
+    if shipment.to != actor:
+        raise Refusal("not_addressee", f"Shipment {shipment.shipment_id} is addressed to someone else.")
+    if shipment.received:
+        raise Refusal("already_received", f"Shipment {shipment.shipment_id} was already received.")
+
+
+def after_draw(lot: LotState, mass_kg: Decimal, closed_status: LotStatus) -> tuple[Decimal, LotStatus]:
+    """Remaining mass and status after drawing `mass_kg` (closing the lot when nothing is left)."""
+    remaining = lot.remaining_kg - mass_kg
+    return remaining, (closed_status if remaining == 0 else lot.status)
+
+
+GENESIS = bytes(32)
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """The bytes an event's hash covers: JSON with sorted keys, no whitespace, UTF-8 (anyone can recompute it)."""
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(prev_hash: bytes, body: dict[str, Any]) -> bytes:
+    """sha256(prev_hash || canonical(body)): each of a lot's events commits to all events before it."""
+    return hashlib.sha256(prev_hash + canonical(body)).digest()
+
+
+def verify_chain(events: list[tuple[bytes, bytes, dict[str, Any]]]) -> int | None:
+    """Check (prev_hash, hash, body) triples in order; returns the index of the first broken link, or None."""
+    prev = GENESIS
+    for i, (claimed_prev, claimed, body) in enumerate(events):
+        if claimed_prev != prev or chain_hash(prev, body) != claimed:
+            return i
+        prev = claimed
+    return None

@@ -1,0 +1,513 @@
+"""Every query of the custody service, as SQL on the asyncpg connection of the request's transaction.
+
+Writes are the hot path (ship/receive at thousands per second), so statements are plain SQL that asyncpg prepares
+once per connection and reuses; no ORM objects are built per request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+
+from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
+
+Conn: TypeAlias = asyncpg.Connection
+
+
+def _json(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+# --- participants projection -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRow:
+    id: str
+    kind: str
+    name: str
+    country: str
+    region: str | None
+    mining_type: str | None
+
+
+async def participant(conn: Conn, participant_id: str) -> ParticipantRow | None:
+    r = await conn.fetchrow(
+        "SELECT id, kind, name, country, region, mining_type FROM participants WHERE id = $1", participant_id
+    )
+    return ParticipantRow(**dict(r)) if r else None
+
+
+UPSERT_PARTICIPANT = """
+INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
+  region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, version = EXCLUDED.version, updated_at = now()
+WHERE participants.version <= EXCLUDED.version
+"""
+
+
+# --- lots and their hash chain ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LotRow:
+    """A lot loaded for update; `append` adds events to its chain, `save` writes the new head once."""
+
+    lot_id: str
+    mineral: str
+    form: str
+    custodian: str
+    status: LotStatus
+    remaining_kg: Decimal
+    head_hash: bytes
+    event_count: int
+    new_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def state(self) -> LotState:
+        return LotState(self.lot_id, self.custodian, self.status, self.remaining_kg)
+
+    def append(self, *, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Add an event to the chain; returns the CloudEvent data (the event with its chain links)."""
+        event_id = str(uuid.uuid4())
+        seq = self.event_count + 1
+        body = {
+            "event_id": event_id,
+            "lot_id": self.lot_id,
+            "seq": seq,
+            "type": type,
+            "occurred_at": occurred_at.isoformat(),
+            "actor": actor,
+            "data": data,
+        }
+        prev = self.head_hash
+        h = chain_hash(prev, body)
+        self.new_events.append((event_id, self.lot_id, seq, type, occurred_at, actor, _json(data), prev, h))
+        self.head_hash, self.event_count = h, seq
+        return {
+            **data,
+            "event_id": event_id,
+            "lot_id": self.lot_id,
+            "seq": seq,
+            "prev_hash": prev.hex(),
+            "hash": h.hex(),
+            "occurred_at": occurred_at.isoformat(),
+            "actor": actor,
+        }
+
+
+LOT_FOR_UPDATE = """
+SELECT lot_id, mineral, form, custodian, status, remaining_kg, head_hash, event_count
+FROM lots WHERE lot_id = $1 FOR UPDATE
+"""
+
+
+async def lot_for_update(conn: Conn, lot_id: str) -> LotRow | None:
+    r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id)
+    if r is None:
+        return None
+    return LotRow(
+        r["lot_id"],
+        r["mineral"],
+        r["form"],
+        r["custodian"],
+        LotStatus(r["status"]),
+        r["remaining_kg"],
+        r["head_hash"],
+        r["event_count"],
+    )
+
+
+LOTS_FOR_UPDATE = """
+SELECT lot_id, mineral, form, custodian, status, remaining_kg, head_hash, event_count
+FROM lots WHERE lot_id = ANY($1::text[]) ORDER BY lot_id FOR UPDATE
+"""
+
+
+async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, LotRow]:
+    """Several lots, locked in id order (so two transformations sharing inputs cannot deadlock)."""
+    rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)))
+    return {
+        r["lot_id"]: LotRow(
+            r["lot_id"],
+            r["mineral"],
+            r["form"],
+            r["custodian"],
+            LotStatus(r["status"]),
+            r["remaining_kg"],
+            r["head_hash"],
+            r["event_count"],
+        )
+        for r in rows
+    }
+
+
+INSERT_LOT = """
+INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
+                  origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
+                  head_hash, event_count)
+VALUES ($1, $2, $3, $4, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0)
+ON CONFLICT (lot_id) DO NOTHING
+RETURNING lot_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewLot:
+    lot_id: str
+    mineral: str
+    form: str
+    mass_kg: Decimal
+    custodian: str
+    origin_kind: str
+    origin_participant: str | None = None
+    origin_country: str | None = None
+    origin_region: str | None = None
+    origin_mine_name: str | None = None
+    origin_mining_type: str | None = None
+    produced_at: datetime | None = None
+    tag: str | None = None
+    seal: str | None = None
+
+
+async def insert_lot(conn: Conn, lot: NewLot) -> LotRow | None:
+    """The new lot (to append its first event to), or None if the lot id is taken."""
+    got = await conn.fetchval(
+        INSERT_LOT,
+        lot.lot_id,
+        lot.mineral,
+        lot.form,
+        lot.mass_kg,
+        lot.custodian,
+        lot.origin_kind,
+        lot.origin_participant,
+        lot.origin_country,
+        lot.origin_region,
+        lot.origin_mine_name,
+        lot.origin_mining_type,
+        lot.produced_at,
+        lot.tag,
+        lot.seal,
+        GENESIS,
+    )
+    if got is None:
+        return None
+    await conn.execute(
+        "INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        lot.lot_id,
+        lot.custodian,
+    )
+    return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0)
+
+
+INSERT_EVENTS = """
+INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
+                     $8::bytea[], $9::bytea[])
+"""
+SAVE_LOT = """
+UPDATE lots SET custodian = $2, status = $3, remaining_kg = $4, head_hash = $5, event_count = $6, updated_at = now()
+WHERE lot_id = $1
+"""
+
+
+async def save_lots(conn: Conn, lots: list[LotRow], *, new_holder: str | None = None) -> None:
+    """Write the lots' new heads and their new events (one statement each, whatever the number of lots)."""
+    events = [e for lot in lots for e in lot.new_events]
+    if events:
+        await conn.execute(INSERT_EVENTS, *[list(col) for col in zip(*events, strict=True)])
+    if len(lots) == 1:
+        lot = lots[0]
+        await conn.execute(
+            SAVE_LOT, lot.lot_id, lot.custodian, lot.status.value, lot.remaining_kg, lot.head_hash, lot.event_count
+        )
+    elif lots:
+        await conn.executemany(
+            SAVE_LOT,
+            [
+                (lot.lot_id, lot.custodian, lot.status.value, lot.remaining_kg, lot.head_hash, lot.event_count)
+                for lot in lots
+            ],
+        )
+    for lot in lots:
+        lot.new_events.clear()
+    if new_holder is not None:
+        await conn.executemany(
+            "INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(lot.lot_id, new_holder) for lot in lots],
+        )
+
+
+# --- shipments ---------------------------------------------------------------------------------------------
+
+INSERT_SHIPMENT = """
+INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
+                       transit_countries, max_transit_days, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'in_transit')
+"""
+SHIPMENT_FOR_UPDATE = """
+SELECT shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal, transit_countries,
+       max_transit_days, status, received_at, received_mass_kg, received_seal
+FROM shipments WHERE shipment_id = $1 FOR UPDATE
+"""
+RECEIVE_SHIPMENT = """
+UPDATE shipments SET status = 'received', received_at = $2, received_mass_kg = $3, received_seal = $4
+WHERE shipment_id = $1
+"""
+
+
+async def shipment_for_update(conn: Conn, shipment_id: str) -> tuple[ShipmentState, asyncpg.Record] | None:
+    r = await conn.fetchrow(SHIPMENT_FOR_UPDATE, shipment_id)
+    if r is None:
+        return None
+    return ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], r["status"] == "received"), r
+
+
+def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    return {
+        "shipment_id": r["shipment_id"],
+        "lot_id": r["lot_id"],
+        "from_participant": r["from_participant"],
+        "to": r["to_participant"],
+        "mass_kg": r["mass_kg"],
+        "shipped_at": r["shipped_at"],
+        "seal": r["seal"],
+        "transit_countries": list(r["transit_countries"]),
+        "max_transit_days": r["max_transit_days"],
+        "status": r["status"],
+        "received_at": r["received_at"],
+        "received_mass_kg": r["received_mass_kg"],
+        "received_seal": r["received_seal"],
+    }
+
+
+# --- idempotency and refusals ---------------------------------------------------------------------------------
+
+CLAIM_KEY = """
+INSERT INTO idempotency_keys (actor, key, request_hash) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING RETURNING 1
+"""
+
+
+async def claim_idempotency_key(conn: Conn, actor: str, key: str, request_hash: bytes) -> asyncpg.Record | None:
+    """None when the key is new (now ours); else the stored row (a concurrent holder is waited for)."""
+    if await conn.fetchval(CLAIM_KEY, actor, key, request_hash):
+        return None
+    return await conn.fetchrow(
+        "SELECT request_hash, status, response FROM idempotency_keys WHERE actor = $1 AND key = $2", actor, key
+    )
+
+
+async def store_response(conn: Conn, actor: str, key: str, status: int, body: Any) -> None:
+    await conn.execute(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE actor = $1 AND key = $2",
+        actor,
+        key,
+        status,
+        _json(body),
+    )
+
+
+async def insert_rejection(
+    conn: Conn, *, event_id: str, actor: str, action: str, subject: str | None, reason: str, detail: str, request: Any
+) -> None:
+    await conn.execute(
+        "INSERT INTO rejected_attempts (event_id, actor, action, subject, reason, detail, request) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        event_id,
+        actor,
+        action,
+        subject,
+        reason,
+        detail,
+        _json(request),
+    )
+
+
+# --- transformations and consumptions ------------------------------------------------------------------------
+
+
+async def insert_transformation(
+    conn: Conn,
+    *,
+    transformation_id: str,
+    kind: str,
+    actor: str,
+    actor_kind: str,
+    occurred_at: datetime,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+) -> None:
+    await conn.execute(
+        "INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, inputs, outputs) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        transformation_id,
+        kind,
+        actor,
+        actor_kind,
+        occurred_at,
+        _json(inputs),
+        _json(outputs),
+    )
+
+
+async def insert_genealogy(conn: Conn, edges: list[tuple[str, str, str, Decimal]]) -> None:
+    await conn.executemany(
+        "INSERT INTO genealogy (parent, child, transformation_id, mass_kg) VALUES ($1, $2, $3, $4)", edges
+    )
+
+
+async def insert_consumption(
+    conn: Conn, *, consumption_id: str, lot_id: str, actor: str, product: str, mass_kg: Decimal, consumed_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        consumption_id,
+        lot_id,
+        actor,
+        product,
+        mass_kg,
+        consumed_at,
+    )
+
+
+# --- reads ---------------------------------------------------------------------------------------------------
+
+LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
+ origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
+ created_at, event_count, head_hash"""
+
+
+def lot_out(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "lot_id": r["lot_id"],
+        "mineral": r["mineral"],
+        "form": r["form"],
+        "mass_kg": r["mass_kg"],
+        "remaining_kg": r["remaining_kg"],
+        "status": r["status"],
+        "custodian": r["custodian"],
+        "origin": {
+            "kind": r["origin_kind"],
+            "participant_id": r["origin_participant"],
+            "country": r["origin_country"],
+            "region": r["origin_region"],
+            "mine_name": r["origin_mine_name"],
+            "mining_type": r["origin_mining_type"],
+        },
+        "produced_at": r["produced_at"],
+        "tag": r["tag"],
+        "seal": r["seal"],
+        "created_at": r["created_at"],
+        "events": r["event_count"],
+        "head_hash": r["head_hash"].hex(),
+    }
+
+
+async def get_lot(conn: Conn, lot_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = $1", lot_id)
+
+
+async def get_lots(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = ANY($1::text[])", lot_ids))
+
+
+async def list_lots(
+    conn: Conn,
+    *,
+    holder: str | None,
+    custodian: str | None,
+    mineral: str | None,
+    status: str | None,
+    after: int,
+    limit: int,
+) -> list[asyncpg.Record]:
+    where: list[str] = ["created_seq > $1"]
+    args: list[Any] = [after]
+    if holder is not None:
+        args.append(holder)
+        where.append(f"lot_id IN (SELECT lot_id FROM lot_holders WHERE participant_id = ${len(args)})")
+    for col, val in (("custodian", custodian), ("mineral", mineral), ("status", status)):
+        if val is not None:
+            args.append(val)
+            where.append(f"{col} = ${len(args)}")
+    args.append(limit)
+    sql = f"SELECT {LOT_COLUMNS} FROM lots WHERE {' AND '.join(where)} ORDER BY created_seq LIMIT ${len(args)}"
+    return list(await conn.fetch(sql, *args))
+
+
+async def history(conn: Conn, lot_id: str) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT event_id, lot_id, seq, type, occurred_at, recorded_at, actor, data::text AS data, prev_hash, hash "
+            "FROM lot_events WHERE lot_id = $1 ORDER BY seq",
+            lot_id,
+        )
+    )
+
+
+UPSTREAM = """
+WITH RECURSIVE up(lot_id, depth) AS (
+  SELECT $1::text, 0
+  UNION
+  SELECT g.parent, up.depth + 1 FROM genealogy g JOIN up ON g.child = up.lot_id WHERE up.depth < $2
+)
+SELECT lot_id, min(depth) AS depth FROM up GROUP BY lot_id
+"""
+DOWNSTREAM = """
+WITH RECURSIVE down(lot_id, depth) AS (
+  SELECT $1::text, 0
+  UNION
+  SELECT g.child, down.depth + 1 FROM genealogy g JOIN down ON g.parent = down.lot_id WHERE down.depth < $2
+)
+SELECT lot_id, min(depth) AS depth FROM down GROUP BY lot_id
+"""
+
+
+async def reachable(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> dict[str, int]:
+    rows = await conn.fetch(UPSTREAM if upstream else DOWNSTREAM, lot_id, max_depth)
+    return {r["lot_id"]: r["depth"] for r in rows}
+
+
+async def edges_among(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT g.parent, g.child, g.transformation_id, g.mass_kg, t.kind, t.actor, t.actor_kind "
+            "FROM genealogy g JOIN transformations t USING (transformation_id) "
+            "WHERE g.child = ANY($1::text[]) AND g.parent = ANY($1::text[])",
+            lot_ids,
+        )
+    )
+
+
+async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT consumption_id, lot_id, actor, product, mass_kg, consumed_at FROM consumptions "
+            "WHERE lot_id = ANY($1::text[]) ORDER BY consumed_at",
+            lot_ids,
+        )
+    )
+
+
+MAY_READ = """
+WITH RECURSIVE down(lot_id, depth) AS (
+  SELECT $1::text, 0
+  UNION
+  SELECT g.child, down.depth + 1 FROM genealogy g JOIN down ON g.parent = down.lot_id WHERE down.depth < $3
+)
+SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN down USING (lot_id) WHERE h.participant_id = $2)
+"""
+
+
+async def may_read(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> bool:
+    """A participant reads the lots it holds or held, and everything upstream of them."""
+    return bool(await conn.fetchval(MAY_READ, lot_id, participant_id, max_depth))

@@ -1,0 +1,367 @@
+"""Request and response models of the custody API (pydantic v2), with examples for the OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+from custody.domain import Form, LotStatus, Mineral, OriginKind, TransformationKind
+from shared.iso import country_validator
+
+Mass = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=15, decimal_places=3, description="Kilograms (up to 3 decimals)", examples=[1250.5]),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+MassOut = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+LotId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"),
+    Field(description="The lot id (a bag tag number for mined lots)", examples=["ITSCI-CD-0042137"]),
+]
+ParticipantId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+CountryCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2}$", to_upper=True),
+    AfterValidator(country_validator),
+    Field(description="ISO 3166-1 alpha-2", examples=["RW"]),
+]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LotCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "ITSCI-CD-0042137",
+                    "mineral": "tin",
+                    "form": "ore",
+                    "mass_kg": 1250.5,
+                    "produced_at": "2026-11-20T08:00:00Z",
+                    "tag": "ITSCI-CD-0042137",
+                    "seal": "S-889120",
+                }
+            ]
+        },
+    )
+
+    lot_id: LotId | None = Field(None, description="Generated when absent")
+    mineral: Mineral
+    form: Form
+    mass_kg: Mass
+    produced_at: AwareDatetime
+    tag: Seal | None = Field(None, description="Bag tag number")
+    seal: Seal | None = None
+
+
+class ShipmentCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to": "8d3f...-trader",
+                    "mass_kg": 1250.5,
+                    "shipped_at": "2026-11-21T06:30:00Z",
+                    "seal": "S-889120",
+                    "transit_countries": ["RW"],
+                    "max_transit_days": 10,
+                }
+            ]
+        },
+    )
+
+    to: ParticipantId
+    mass_kg: Mass
+    shipped_at: AwareDatetime
+    seal: Seal | None = None
+    transit_countries: list[CountryCode] = Field(default_factory=list, max_length=30)
+    max_transit_days: int | None = Field(None, ge=1, le=365)
+
+
+class ReceiptCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"received_at": "2026-11-24T14:00:00Z", "mass_kg": 1248.0, "seal": "S-889120"}]
+        },
+    )
+
+    received_at: AwareDatetime
+    mass_kg: Mass = Field(description="As weighed on arrival")
+    seal: Seal | None = Field(None, description="As found on arrival")
+
+
+class DrawIn(Strict):
+    lot_id: LotId
+    mass_kg: Mass
+
+
+class LotOut(Strict):
+    lot_id: LotId | None = None
+    mineral: Mineral
+    form: Form
+    mass_kg: Mass
+
+
+class TransformationCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "smelting",
+                    "occurred_at": "2026-12-01T10:00:00Z",
+                    "inputs": [{"lot_id": "ITSCI-CD-0042137", "mass_kg": 1248.0}],
+                    "outputs": [{"lot_id": "MTS-SN-2026-0001", "mineral": "tin", "form": "metal", "mass_kg": 870.0}],
+                }
+            ]
+        },
+    )
+
+    kind: TransformationKind
+    inputs: list[DrawIn] = Field(min_length=1, max_length=500)
+    outputs: list[LotOut] = Field(min_length=1, max_length=500)
+    occurred_at: AwareDatetime
+
+
+class ConsumptionCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"product": "SKU-PCB-7731 batch 2026-49", "mass_kg": 2.5, "consumed_at": "2026-12-10T09:00:00Z"}
+            ]
+        },
+    )
+
+    product: ShortText
+    mass_kg: Mass
+    consumed_at: AwareDatetime
+
+
+class DeclaredOrigin(Strict):
+    country: CountryCode
+    region: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True)] | None = None
+    mine_name: ShortText | None = None
+    participant_id: ParticipantId | None = Field(None, description="If the mine is a registered participant")
+
+
+class Supplier(Strict):
+    name: ShortText
+    country: CountryCode | None = None
+
+
+class ExternalDeclaration(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "EXT-2026-0007",
+                    "mineral": "tin",
+                    "form": "concentrate",
+                    "mass_kg": 500,
+                    "received_at": "2026-11-15T12:00:00Z",
+                    "origin": {"country": "MM", "mine_name": "unknown"},
+                    "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
+                }
+            ]
+        },
+    )
+
+    lot_id: LotId | None = None
+    mineral: Mineral
+    form: Form
+    mass_kg: Mass
+    received_at: AwareDatetime
+    origin: DeclaredOrigin
+    supplier: Supplier
+    tag: Seal | None = None
+    seal: Seal | None = None
+
+
+class Origin(BaseModel):
+    kind: OriginKind
+    participant_id: str | None = None
+    country: str | None = None
+    region: str | None = None
+    mine_name: str | None = None
+    mining_type: str | None = None
+
+
+class Lot(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "ITSCI-CD-0042137",
+                    "mineral": "tin",
+                    "form": "ore",
+                    "mass_kg": 1250.5,
+                    "remaining_kg": 1250.5,
+                    "status": "active",
+                    "custodian": "6f1c2b0e-...",
+                    "origin": {
+                        "kind": "mine",
+                        "participant_id": "6f1c2b0e-...",
+                        "country": "CD",
+                        "region": "CD-SK",
+                        "mining_type": "asm",
+                    },
+                    "produced_at": "2026-11-20T08:00:00Z",
+                    "tag": "ITSCI-CD-0042137",
+                    "seal": "S-889120",
+                    "created_at": "2026-11-20T08:01:00Z",
+                    "events": 1,
+                    "head_hash": "9f2c...",
+                }
+            ]
+        }
+    )
+
+    lot_id: str
+    mineral: Mineral
+    form: Form
+    mass_kg: MassOut
+    remaining_kg: MassOut
+    status: LotStatus
+    custodian: str
+    origin: Origin
+    produced_at: datetime | None
+    tag: str | None
+    seal: str | None
+    created_at: datetime
+    events: int = Field(description="Number of custody events in the lot's history")
+    head_hash: str = Field(description="Hash of the latest event (hex)")
+
+
+class LotPage(BaseModel):
+    items: list[Lot]
+    next_cursor: str | None = None
+
+
+class Shipment(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shipment_id": "shp_...",
+                    "lot_id": "ITSCI-CD-0042137",
+                    "from_participant": "mine-id",
+                    "to": "trader-id",
+                    "mass_kg": 1250.5,
+                    "shipped_at": "2026-11-21T06:30:00Z",
+                    "seal": "S-889120",
+                    "transit_countries": ["RW"],
+                    "max_transit_days": 10,
+                    "status": "in_transit",
+                    "received_at": None,
+                    "received_mass_kg": None,
+                    "received_seal": None,
+                }
+            ]
+        }
+    )
+
+    shipment_id: str
+    lot_id: str
+    from_participant: str
+    to: str
+    mass_kg: MassOut
+    shipped_at: datetime
+    seal: str | None
+    transit_countries: list[str]
+    max_transit_days: int | None
+    status: str
+    received_at: datetime | None
+    received_mass_kg: MassOut | None
+    received_seal: str | None
+
+
+class Transformation(BaseModel):
+    transformation_id: str
+    kind: TransformationKind
+    actor: str
+    occurred_at: datetime
+    inputs: list[dict[str, Any]]
+    outputs: list[Lot]
+
+
+class Consumption(BaseModel):
+    consumption_id: str
+    lot_id: str
+    product: str
+    mass_kg: MassOut
+    consumed_at: datetime
+    remaining_kg: MassOut
+    status: LotStatus
+
+
+class LotEvent(BaseModel):
+    seq: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class History(BaseModel):
+    lot_id: str
+    events: list[LotEvent]
+    chain_valid: bool = Field(description="Whether every hash matches, recomputed just now by the service")
+    how_to_verify: str = Field(
+        "For each event in order: hash = sha256(prev_hash || canonical), where canonical is the JSON object "
+        "{event_id, lot_id, seq, type, occurred_at, actor, data} with sorted keys and no whitespace, UTF-8; "
+        "the first prev_hash is 64 zeros and each prev_hash is the previous event's hash."
+    )
+
+
+class TraceNode(BaseModel):
+    lot_id: str
+    mineral: str
+    form: str
+    status: str
+    custodian: str
+    origin: Origin
+    depth: int = Field(description="Steps from the lot asked about")
+
+
+class TraceEdge(BaseModel):
+    parent: str
+    child: str
+    transformation_id: str
+    kind: str
+    actor: str
+    actor_kind: str | None
+    mass_kg: MassOut
+
+
+class Trace(BaseModel):
+    lot_id: str
+    direction: str
+    nodes: list[TraceNode]
+    edges: list[TraceEdge]
+    origins: list[TraceNode] = Field(description="Upstream: lots from mines or external declarations")
+    smelters: list[dict[str, Any]] = Field(description="Smelters and refiners whose transformations are on the path")
+    products: list[dict[str, Any]] = Field(description="Downstream: consumptions into products")
+
+
+class Rejected(BaseModel):
+    """The body of a 409: also recorded and published as custody.attempt.rejected."""
+
+    reason: str

@@ -1,0 +1,93 @@
+"""A custody stack on real infrastructure: the registry as its own process (tokens, participant events on Kafka)
+and the custody app in-process with its relay and its registry-events consumer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from custody.config import Settings
+from custody.main import create_app
+from shared.topics import ensure_topics
+from tests.conftest import ENV, OPERATOR, bearer, serve_in_process, settings_env
+from tests.helpers import spawn, stop, wait_for, wait_http_ok
+
+REGISTRY_PORT = 18301
+
+
+@dataclass
+class Party:
+    id: str
+    kind: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return bearer(self.token)
+
+
+@dataclass
+class Stack:
+    registry: httpx.AsyncClient
+    custody: httpx.AsyncClient
+    custody_dsn: str
+    prefix: str
+
+    async def party(self, kind: str, country: str = "RW", **extra: Any) -> Party:
+        body: dict[str, Any] = {"name": f"{kind} {uuid.uuid4().hex[:6]}", "kind": kind, "country": country, **extra}
+        if kind == "mine":
+            body.setdefault("mining_type", "asm")
+        r = await self.registry.post("/participants", json=body, headers=OPERATOR)
+        assert r.status_code == 201, r.text
+        out = r.json()
+        pid = out["participant"]["id"]
+
+        async def known() -> bool:
+            conn = await asyncpg.connect(self.custody_dsn)
+            try:
+                return bool(await conn.fetchval("SELECT 1 FROM participants WHERE id = $1", pid))
+            finally:
+                await conn.close()
+
+        await wait_for(known, timeout_s=20, what=f"custody to learn of participant {pid}")
+        return Party(pid, kind, out["credential"]["token"])
+
+    async def count(self, sql: str, *args: Any) -> int:
+        conn = await asyncpg.connect(self.custody_dsn)
+        try:
+            return int(await conn.fetchval(sql, *args))
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def stack(database_urls: dict[str, str]) -> AsyncIterator[Stack]:
+    prefix = f"test-cus-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
+    proc = spawn("registry", env, "test-custody-registry.log")
+    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
+    try:
+        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+        settings = Settings(
+            database_url=database_urls["custody"],
+            topic_prefix=prefix,
+            registry_url=registry_url,
+            kafka_bootstrap_servers=ENV.kafka_bootstrap,
+            auth_refresh_s=1.0,
+            relay_poll_interval_s=0.2,
+            consumer_group=f"custody-{uuid.uuid4().hex[:6]}",
+        )
+        async with (
+            httpx.AsyncClient(base_url=registry_url) as registry,
+            serve_in_process(create_app(settings)) as custody,
+        ):
+            yield Stack(registry, custody, database_urls["custody"].replace("+asyncpg", ""), prefix)
+    finally:
+        stop(proc)

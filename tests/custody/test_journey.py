@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -192,7 +193,7 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
     for lot in lots:
         events = by_lot[lot]
         assert [e.data["seq"] for e in events] == list(range(1, len(events) + 1))
-        assert all(e.data["prev_hash"] == p.data["hash"] for p, e in zip(events, events[1:], strict=False))
+        assert all(e.data["prev_hash"] == p.data["hash"] for p, e in itertools.pairwise(events))
     registered = by_lot[ore["lot_id"]][0].data
     assert registered["origin"]["country"] == "CD"
     assert registered["origin"]["mining_type"] == "asm"

@@ -103,7 +103,7 @@ def cloudevents_headers(event: EventType) -> dict[str, Any]:
             "ce_time": {
                 "type": "string",
                 "format": "date-time",
-                "description": "When the change happened (RFC 3339, UTC).",
+                "description": "When the producing service recorded it (RFC 3339, UTC); business times are in data.",
                 "examples": ["2026-11-23T10:00:00.123456Z"],
             },
             "ce_dataschema": {

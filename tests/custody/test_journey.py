@@ -211,7 +211,7 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
             "lot_id": ore["lot_id"],
             "seq": ev["seq"],
             "type": ev["type"],
-            "occurred_at": ev["occurred_at"].replace("Z", "+00:00"),
+            "occurred_at": ev["occurred_at"],
             "actor": ev["actor"],
             "data": ev["data"],
         }

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from custody.config import Settings
 from custody.consumer import make_consumer
+from custody.events import CUSTODY_EVENTS
 from custody.router import router
 from shared.runtime import Runtime, Worker, build_app
 
@@ -25,5 +26,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "their genealogy and trace queries. Every accepted write is published on `custody.events`.",
         routers=[router],
         extra_workers=workers,
+        events=CUSTODY_EVENTS,
         raw_pool=True,
     )

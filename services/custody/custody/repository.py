@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
+from shared.events import format_time
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -83,7 +84,7 @@ class LotRow:
             "lot_id": self.lot_id,
             "seq": seq,
             "type": type,
-            "occurred_at": occurred_at.isoformat(),
+            "occurred_at": format_time(occurred_at),
             "actor": actor,
             "data": data,
         }
@@ -98,7 +99,7 @@ class LotRow:
             "seq": seq,
             "prev_hash": prev.hex(),
             "hash": h.hex(),
-            "occurred_at": occurred_at.isoformat(),
+            "occurred_at": format_time(occurred_at),
             "actor": actor,
         }
 

@@ -17,7 +17,7 @@ from custody import domain, repository, schemas
 from custody.domain import LotStatus, OriginKind, Refusal
 from custody.repository import LotRow, NewLot
 from shared.auth import Principal
-from shared.events import CloudEvent, dataschema_for
+from shared.events import CloudEvent, dataschema_for, format_time
 from shared.iso import current_region, is_region
 from shared.outbox import enqueue_raw
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
@@ -284,7 +284,7 @@ async def receive(
             "shipped": {
                 "from": row["from_participant"],
                 "mass_kg": _mass(row["mass_kg"]),
-                "shipped_at": row["shipped_at"].isoformat(),
+                "shipped_at": format_time(row["shipped_at"]),
                 "seal": row["seal"],
                 "max_transit_days": row["max_transit_days"],
             },
@@ -533,7 +533,7 @@ async def history(conn: asyncpg.Connection, who: Principal, lot_id: str, max_dep
             "lot_id": r["lot_id"],
             "seq": r["seq"],
             "type": r["type"],
-            "occurred_at": r["occurred_at"].isoformat(),
+            "occurred_at": format_time(r["occurred_at"]),
             "actor": r["actor"],
             "data": data,
         }

@@ -1,0 +1,550 @@
+"""The data of the events custody publishes on `custody.events`, and their catalogue (`CUSTODY_EVENTS`).
+
+`service.py` builds each event's data (`LotRow.append` adds the chain fields of `ChainEvent`); these models describe
+it exactly (unknown fields are refused), the AsyncAPI document at `/asyncapi.json` is generated from them, and
+`tests/custody/test_event_schemas.py` checks every event the API publishes against them.
+
+Everything an auditor needs is in the data: a reader never has to call custody back.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+
+from custody.domain import Form, TransformationKind
+from shared import topics
+from shared.asyncapi import EventType
+from shared.vocab import Kind, Mineral
+
+MassKg = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{1,12}\.[0-9]{3}$"),
+    Field(
+        description="Kilograms, as a decimal string with exactly 3 decimals (to the gram); never a binary float",
+        examples=["1250.500"],
+    ),
+]
+Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+ParticipantId = Annotated[str, StringConstraints(min_length=1), Field(description="A registry participant id")]
+LotId = Annotated[str, StringConstraints(min_length=1), Field(description="A lot id")]
+Country = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z]{2}$"), Field(description="ISO 3166-1 alpha-2", examples=["CD"])
+]
+Region = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9]{1,3}$"),
+    Field(description="ISO 3166-2 subdivision", examples=["CD-SK"]),
+]
+Seal = Annotated[str, StringConstraints(min_length=1)]
+
+# Example ids, shared by the examples below so that they tell one story.
+MINE = "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"
+TRADER = "8d3f0a4c-1b2e-4c5d-8e9f-0a1b2c3d4e5f"
+SMELTER = "2a7e5c1d-9b8f-4e3a-a1c2-d3e4f5a6b7c8"
+MANUFACTURER = "c4d5e6f7-0819-4a2b-bc3d-4e5f60718293"
+ORE = "ITSCI-CD-0042137"
+EXT = "EXT-2026-0007"
+TIN = "MTS-SN-2026-0001"
+SLAG = "LOT-5C0E2F6A1B7D4E93"
+SHIPMENT = "SHP-0F3A9C2E7B1D4A68"
+TRANSFORMATION = "TRF-7E2B4D9A0C1F3E56"
+
+
+def _chain(lot_id: str, seq: int, occurred_at: str, actor: str, n: int) -> dict[str, Any]:
+    """Example chain fields (the hashes are placeholders)."""
+    return {
+        "event_id": f"0b4c8f5e-2d1a-4f9e-9b7e-3c2a1d0e5f{n:02x}",
+        "lot_id": lot_id,
+        "seq": seq,
+        "prev_hash": "0" * 64 if seq == 1 else f"{n - 1:02x}" * 32,
+        "hash": f"{n:02x}" * 32,
+        "occurred_at": occurred_at,
+        "actor": actor,
+    }
+
+
+class ChainEvent(BaseModel):
+    """What every custody event of a lot carries: its place in the lot's hash chain, when it happened and who did
+    it. The rest of the object is the event's own data.
+
+    Each lot's events form a hash chain that anyone can check from the stream alone: `hash` = sha256(`prev_hash` ||
+    canonical), where canonical is the JSON object {event_id, lot_id, seq, type, occurred_at, actor, data} with
+    sorted keys and no whitespace (UTF-8), `type` is `ce_type`, `occurred_at` is the string exactly as published,
+    and `data` is this object without its seven chain fields (event_id, lot_id, seq, prev_hash, hash, occurred_at,
+    actor). The first event's `prev_hash` is 64 zeros; each next one's is the previous event's `hash`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(
+        min_length=1, description="The id of the event in the lot's chain; also the CloudEvent id (`ce_id`)"
+    )
+    lot_id: LotId = Field(description="The lot whose chain this event extends; also the message key and `ce_subject`")
+    seq: int = Field(ge=1, description="Position in the lot's chain: 1, 2, 3... with no gaps")
+    prev_hash: Hash = Field(description="Hex sha256 of the lot's previous event (64 zeros for the first)")
+    hash: Hash = Field(
+        description="Hex sha256(prev_hash || canonical), where canonical is the JSON object {event_id, lot_id, seq, "
+        "type, occurred_at, actor, data} with sorted keys and no whitespace (UTF-8): `type` is `ce_type`, "
+        "`occurred_at` the string as published, `data` this object without its seven chain fields (event_id, "
+        "lot_id, seq, prev_hash, hash, occurred_at, actor). Recompute it to check the chain from the stream alone."
+    )
+    occurred_at: AwareDatetime = Field(
+        description="When it happened, as the caller declared it, in UTC (RFC 3339 with `Z`). "
+        "`ce_time` is when custody recorded it."
+    )
+    actor: ParticipantId = Field(description="The participant who did it (the caller)")
+
+
+class MineOrigin(BaseModel):
+    """The mine a lot comes from, as the registry knew it when the lot was registered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mine"]
+    participant_id: ParticipantId
+    name: str = Field(description="The mine's name")
+    country: Country
+    region: Region | None = Field(description="Null when the mine's registration has no region")
+    mining_type: Literal["asm", "lsm"] | None = Field(
+        description="asm: artisanal and small-scale; lsm: large-scale (industrial)"
+    )
+
+
+class LotRegistered(ChainEvent):
+    """A mine registered an origin lot it produced (bag-and-tag). `occurred_at` is when it was produced; the mine is
+    the first custodian."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "mineral": "tin",
+                    "form": "ore",
+                    "mass_kg": "1250.500",
+                    "tag": ORE,
+                    "seal": "S-889120",
+                    "custodian": MINE,
+                    "origin": {
+                        "kind": "mine",
+                        "participant_id": MINE,
+                        "name": "Kivu Artisanal Tin Cooperative",
+                        "country": "CD",
+                        "region": "CD-SK",
+                        "mining_type": "asm",
+                    },
+                    **_chain(ORE, 1, "2026-11-20T08:00:00+00:00", MINE, 1),
+                }
+            ]
+        },
+    )
+
+    mineral: Mineral
+    form: Form
+    mass_kg: MassKg
+    tag: Seal | None = Field(description="Bag tag number, if given")
+    seal: Seal | None = Field(description="Seal number, if given")
+    custodian: ParticipantId = Field(description="The mine (the actor)")
+    origin: MineOrigin
+
+
+class DeclaredOrigin(BaseModel):
+    """Where the declarant says material from outside the system comes from (unverified)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    country: Country
+    region: Region | None
+    mine_name: str | None
+    participant_id: ParticipantId | None = Field(description="If the declarant named a registered mine")
+
+
+class Supplier(BaseModel):
+    """Who the declarant got the material from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    country: Country | None
+
+
+class LotExternalDeclared(ChainEvent):
+    """A participant declared material that reached it from outside the system: the lot has no documented custody
+    before this event (its origin is only declared). `occurred_at` is when the declarant received it; the declarant
+    is the first custodian."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "mineral": "tin",
+                    "form": "concentrate",
+                    "mass_kg": "500.000",
+                    "tag": None,
+                    "seal": None,
+                    "custodian": SMELTER,
+                    "custodian_kind": "smelter",
+                    "declared_origin": {
+                        "country": "MM",
+                        "region": None,
+                        "mine_name": "unknown",
+                        "participant_id": None,
+                    },
+                    "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
+                    **_chain(EXT, 1, "2026-11-15T12:00:00+00:00", SMELTER, 2),
+                }
+            ]
+        },
+    )
+
+    mineral: Mineral
+    form: Form
+    mass_kg: MassKg
+    tag: Seal | None
+    seal: Seal | None
+    custodian: ParticipantId = Field(description="The declarant (the actor)")
+    custodian_kind: Kind
+    declared_origin: DeclaredOrigin
+    supplier: Supplier
+
+
+class LotShipped(ChainEvent):
+    """The custodian shipped the lot to another participant: the lot is in transit until the addressee receives it
+    (`custody.lot.received` with the same `shipment_id`). `occurred_at` is when it left."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "shipment_id": SHIPMENT,
+                    "from": MINE,
+                    "to": TRADER,
+                    "to_kind": "trader",
+                    "mass_kg": "1250.500",
+                    "remaining_before_kg": "1250.500",
+                    "seal": "S-889120",
+                    "transit_countries": ["RW"],
+                    "max_transit_days": 10,
+                    "mineral": "tin",
+                    "form": "ore",
+                    **_chain(ORE, 2, "2026-11-21T06:30:00+00:00", MINE, 3),
+                }
+            ]
+        },
+    )
+
+    shipment_id: str = Field(min_length=1)
+    from_: ParticipantId = Field(alias="from", description="The shipper: the custodian (the actor)")
+    to: ParticipantId = Field(description="The addressee")
+    to_kind: Kind
+    mass_kg: MassKg = Field(description="Shipped mass, kg, decimal string with 3 decimals")
+    remaining_before_kg: MassKg = Field(description="What was left of the lot before shipping, kg (3 decimals)")
+    seal: Seal | None = Field(description="Seal on departure, if given")
+    transit_countries: list[Country] = Field(description="Countries the shipment passes through (may be empty)")
+    max_transit_days: int | None = Field(ge=1, description="Days it may take to be received, if given")
+    mineral: Mineral
+    form: Form
+
+
+class AsShipped(BaseModel):
+    """The shipment as it was sent, for comparison with what arrived."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_: ParticipantId = Field(alias="from", description="The shipper")
+    mass_kg: MassKg
+    shipped_at: AwareDatetime = Field(description="RFC 3339: the `occurred_at` of the shipped event")
+    seal: Seal | None
+    max_transit_days: int | None = Field(ge=1)
+
+
+class LotReceived(ChainEvent):
+    """The addressee received a shipment and is now the lot's custodian; what is left of the lot is the mass
+    weighed on arrival. `occurred_at` is when it arrived. Differences from `shipped` (mass, seal, times) are recorded
+    as they are, for audit to judge."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "shipment_id": SHIPMENT,
+                    "by": TRADER,
+                    "mass_kg": "1248.000",
+                    "seal": "S-889120",
+                    "shipped": {
+                        "from": MINE,
+                        "mass_kg": "1250.500",
+                        "shipped_at": "2026-11-21T06:30:00+00:00",
+                        "seal": "S-889120",
+                        "max_transit_days": 10,
+                    },
+                    "mineral": "tin",
+                    "form": "ore",
+                    **_chain(ORE, 3, "2026-11-24T14:00:00+00:00", TRADER, 4),
+                }
+            ]
+        },
+    )
+
+    shipment_id: str = Field(min_length=1)
+    by: ParticipantId = Field(description="The receiver: the addressee (the actor), now the custodian")
+    mass_kg: MassKg = Field(description="Mass weighed on arrival, kg (3 decimals); the lot's remaining mass from now")
+    seal: Seal | None = Field(description="Seal as found on arrival, if given")
+    shipped: AsShipped
+    mineral: Mineral
+    form: Form
+
+
+class TransformationInput(BaseModel):
+    """One input lot of a transformation and the mass drawn from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lot_id: LotId
+    mineral: Mineral
+    form: Form
+    mass_kg: MassKg = Field(description="Mass drawn from the lot, kg (3 decimals)")
+    remaining_before_kg: MassKg
+    remaining_after_kg: MassKg = Field(description="`0.000` when the lot is used up (it is then depleted)")
+
+
+class TransformationOutput(BaseModel):
+    """One lot a transformation made (a new lot, held by the transformer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lot_id: LotId
+    mineral: Mineral
+    form: Form
+    mass_kg: MassKg
+
+
+_INPUTS: list[JsonValue] = [
+    {
+        "lot_id": ORE,
+        "mineral": "tin",
+        "form": "ore",
+        "mass_kg": "1248.000",
+        "remaining_before_kg": "1248.000",
+        "remaining_after_kg": "0.000",
+    },
+    {
+        "lot_id": EXT,
+        "mineral": "tin",
+        "form": "concentrate",
+        "mass_kg": "200.000",
+        "remaining_before_kg": "500.000",
+        "remaining_after_kg": "300.000",
+    },
+]
+_OUTPUTS: list[JsonValue] = [
+    {"lot_id": TIN, "mineral": "tin", "form": "metal", "mass_kg": "870.000"},
+    {"lot_id": SLAG, "mineral": "tin", "form": "concentrate", "mass_kg": "120.000"},
+]
+
+
+class LotTransformed(ChainEvent):
+    """The custodian transformed lots (smelting, refining, alloying, manufacturing, split, merge...): inputs drawn,
+    new output lots made. One transformation is published once per input lot and once per output lot, each in that
+    lot's chain and keyed by it, all with the same `transformation_id`, `inputs` and `outputs`; `role` says which
+    side the event's lot (`lot_id`) is on. `occurred_at` is when it happened; for an output lot this is its first
+    event."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transformation_id": TRANSFORMATION,
+                    "kind": "smelting",
+                    "by": SMELTER,
+                    "by_kind": "smelter",
+                    "by_country": "MY",
+                    "inputs": _INPUTS,
+                    "outputs": _OUTPUTS,
+                    "role": "output",
+                    **_chain(TIN, 1, "2026-12-01T10:00:00+00:00", SMELTER, 5),
+                },
+                {
+                    "transformation_id": TRANSFORMATION,
+                    "kind": "smelting",
+                    "by": SMELTER,
+                    "by_kind": "smelter",
+                    "by_country": "MY",
+                    "inputs": _INPUTS,
+                    "outputs": _OUTPUTS,
+                    "role": "input",
+                    **_chain(EXT, 2, "2026-12-01T10:00:00+00:00", SMELTER, 6),
+                },
+            ]
+        },
+    )
+
+    transformation_id: str = Field(min_length=1, description="Shared by every event of the transformation")
+    kind: TransformationKind
+    by: ParticipantId = Field(description="The transformer (the actor): custodian of the inputs and of the outputs")
+    by_kind: Kind
+    by_country: Country = Field(description="The transformer's country (ISO 3166-1 alpha-2)")
+    inputs: list[TransformationInput] = Field(min_length=1, description="Every input lot, in the order given")
+    outputs: list[TransformationOutput] = Field(min_length=1, description="Every output lot, in the order given")
+    role: Literal["input", "output"] = Field(
+        description="`input`: this event's lot is one of `inputs` (mass drawn from it); `output`: it is one of "
+        "`outputs` (made by this transformation)"
+    )
+
+
+class LotConsumed(ChainEvent):
+    """The custodian consumed (part of) the lot into a product. When nothing is left the lot is closed (consumed).
+    `occurred_at` is when it was consumed."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "consumption_id": "CNS-9A8B7C6D5E4F3A21",
+                    "by": MANUFACTURER,
+                    "product": "SKU-PCB-7731 batch 2026-49",
+                    "mass_kg": "2.500",
+                    "remaining_after_kg": "847.500",
+                    "mineral": "tin",
+                    "form": "metal",
+                    **_chain(TIN, 4, "2026-12-10T09:00:00+00:00", MANUFACTURER, 7),
+                }
+            ]
+        },
+    )
+
+    consumption_id: str = Field(min_length=1)
+    by: ParticipantId = Field(description="The consumer: the custodian (the actor)")
+    product: str = Field(min_length=1, description="The product or batch it went into")
+    mass_kg: MassKg = Field(description="Mass consumed, kg (3 decimals)")
+    remaining_after_kg: MassKg = Field(description="What is left of the lot, kg (3 decimals); `0.000` closes it")
+    mineral: Mineral
+    form: Form
+
+
+# The stable reasons of a refusal (`custody.domain.Refusal.reason`), kept in step with the code by
+# tests/custody/test_event_schemas.py.
+RefusalReason = Literal[
+    "lot_exists",
+    "not_custodian",
+    "lot_closed",
+    "in_transit",
+    "exceeds_remaining",
+    "ship_to_self",
+    "not_addressee",
+    "already_received",
+]
+Action = Literal["register", "declare_external", "ship", "receive", "transform", "consume"]
+
+
+class AttemptRejected(BaseModel):
+    """Custody refused a participant's request (HTTP 409) and changed nothing: acting on a lot it does not hold,
+    drawing more than is left, receiving what was sent to someone else... Published for audit. Not part of any
+    lot's hash chain (no chain fields, no `seq`). Keyed (and `ce_subject`) by `subject`: the lot id, or the shipment
+    id for a receipt; the first input lot for a transformation; the actor's participant id when the request named
+    no lot. It carries no time of its own: `ce_time` is when the refusal was recorded."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "actor": TRADER,
+                    "actor_kind": "trader",
+                    "action": "ship",
+                    "subject": ORE,
+                    "reason": "not_custodian",
+                    "detail": f"You do not hold lot {ORE}, so you cannot ship it.",
+                    "request": {
+                        "to": SMELTER,
+                        "mass_kg": 10,
+                        "shipped_at": "2026-11-25T06:30:00Z",
+                        "transit_countries": [],
+                    },
+                },
+                {
+                    "actor": MANUFACTURER,
+                    "actor_kind": "manufacturer",
+                    "action": "receive",
+                    "subject": SHIPMENT,
+                    "reason": "not_addressee",
+                    "detail": f"Shipment {SHIPMENT} is addressed to someone else.",
+                    "request": {"received_at": "2026-11-24T14:00:00Z", "mass_kg": 1248.0},
+                },
+            ]
+        },
+    )
+
+    actor: ParticipantId = Field(description="Who asked")
+    actor_kind: Kind
+    action: Action = Field(description="What was asked")
+    subject: str | None = Field(
+        description="The lot id (the shipment id for `receive`, the first input lot for `transform`); null when "
+        "the request named no lot (the message key is then the actor's id)"
+    )
+    reason: RefusalReason = Field(description="Why, as a stable slug")
+    detail: str = Field(description="Why, in words (as in the 409 answer)")
+    request: dict[str, Any] | None = Field(
+        description="The request body as sent (JSON as the caller wrote it: masses are numbers here)"
+    )
+
+
+_LOT_KEY = "lot id (refusals: the lot or shipment id)"
+
+CUSTODY_EVENTS: list[EventType] = [
+    EventType(
+        type="custody.lot.registered",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A mine registered an origin lot.",
+        payload=LotRegistered,
+    ),
+    EventType(
+        type="custody.lot.external_declared",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A participant declared material from outside the system (no documented custody before).",
+        payload=LotExternalDeclared,
+    ),
+    EventType(
+        type="custody.lot.shipped",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A lot was shipped to another participant.",
+        payload=LotShipped,
+    ),
+    EventType(
+        type="custody.lot.received",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A shipment was received; the receiver is now the lot's custodian.",
+        payload=LotReceived,
+    ),
+    EventType(
+        type="custody.lot.transformed",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="Lots were transformed: published once per input lot and once per output lot.",
+        payload=LotTransformed,
+    ),
+    EventType(
+        type="custody.lot.consumed",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="(Part of) a lot was consumed into a product.",
+        payload=LotConsumed,
+    ),
+    EventType(
+        type="custody.attempt.rejected",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A request was refused (409); not part of any lot's chain.",
+        payload=AttemptRejected,
+    ),
+]

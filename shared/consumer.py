@@ -57,12 +57,13 @@ class EventConsumer:
         *,
         dsn: str,
         bootstrap_servers: str,
-        group_id: str,
+        group_id: str | None,
         topics: Sequence[str],
         handler: BatchHandler,
         topic_prefix: str = "",
         max_records: int = 500,
         client_id: str | None = None,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -71,7 +72,8 @@ class EventConsumer:
         self._logical = {physical(t, topic_prefix): t for t in topics}
         self.handler = handler
         self.max_records = max_records
-        self.client_id = client_id or group_id
+        self.client_id = client_id or group_id or "replay"
+        self.after_commit = after_commit
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._conn: asyncpg.Connection | None = None
@@ -115,7 +117,7 @@ class EventConsumer:
                 event = CloudEvent.from_kafka(rec.headers, rec.key, rec.value)
             except EventDecodeError as exc:
                 # A message that can never be read would block the partition forever: log it loudly and move on.
-                CONSUMED.labels(self.group_id, "undecodable").inc()
+                CONSUMED.labels(self.group_id or "replay", "undecodable").inc()
                 log.error("skipping undecodable message %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, exc)
                 continue
             if (event.source, event.id) in seen:
@@ -139,16 +141,20 @@ class EventConsumer:
                     await self.handler(conn, fresh)
                 self.applied += len(fresh)
                 self.duplicates += len(delivered) - len(fresh)
-                CONSUMED.labels(self.group_id, "applied").inc(len(fresh))
-                CONSUMED.labels(self.group_id, "duplicate").inc(len(delivered) - len(fresh))
-        await self._consumer.commit({tp: records[-1].offset + 1})
+                CONSUMED.labels(self.group_id or "replay", "applied").inc(len(fresh))
+                CONSUMED.labels(self.group_id or "replay", "duplicate").inc(len(delivered) - len(fresh))
+        if self.after_commit is not None:
+            self.after_commit()  # the effect is committed: tell whoever watches (never before)
+        if self.group_id is not None:
+            await self._consumer.commit({tp: records[-1].offset + 1})
 
     async def _ensure_started(self) -> None:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.client_id})
         if self._consumer is None:
+            grouped = self.group_id is not None
             consumer = AIOKafkaConsumer(
-                *self.topics,
+                *(self.topics if grouped else ()),
                 bootstrap_servers=self.bootstrap_servers,
                 group_id=self.group_id,
                 client_id=self.client_id,
@@ -158,10 +164,26 @@ class EventConsumer:
             )
             try:
                 await consumer.start()
+                if not grouped:  # a replay: every partition, from the beginning, no group offsets
+                    parts = [
+                        TopicPartition(t, p)
+                        for t in self.topics
+                        for p in sorted(consumer.partitions_for_topic(t) or await self._partitions(consumer, t))
+                    ]
+                    consumer.assign(parts)
+                    await consumer.seek_to_beginning(*parts)
             except BaseException:
                 await consumer.stop()
                 raise
             self._consumer = consumer
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"topic {topic} does not exist; run `python -m shared.topics`")
+        return parts
 
     async def _wait(self, seconds: float) -> None:
         try:

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from audit.projection import apply_batch
+from audit.projection import Projection
 from shared.consumer import EventConsumer
 from shared.events import CloudEvent
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
@@ -33,7 +33,7 @@ def consumer_for(url: str, bootstrap: str, prefix: str, group: str) -> EventCons
         bootstrap_servers=bootstrap,
         group_id=group,
         topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
-        handler=apply_batch,
+        handler=Projection().apply_batch,
         topic_prefix=prefix,
         max_records=50,
     )
@@ -53,7 +53,7 @@ async def test_redelivered_events_take_effect_once(
 ) -> None:
     dsn = clean_dbs["audit"].replace("+asyncpg", "")
     custody = [make_event(f"LOT-{i % 5}", i) for i in range(300)]
-    registry = [make_event(f"P-{i}", i, source="/registry", type="registry.participant.registered") for i in range(20)]
+    registry = [make_event(f"P-{i}", i, source="/registry", type="registry.test.happened") for i in range(20)]
     topic = physical(CUSTODY_EVENTS, fresh_prefix)
     # Every custody event twice (as a relay that crashed before marking its batch would send them),
     # plus one message that is not a CloudEvent at all.

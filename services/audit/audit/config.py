@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from audit.rules import Thresholds
 from shared.settings import ServiceSettings
 
 
@@ -17,3 +20,21 @@ class Settings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/audit",
         description="SQLAlchemy URL of the audit database (asyncpg driver).",
     )
+    mass_tolerance: Decimal = Field(
+        Decimal("0.005"), ge=0, le=1, description="Receipt mass may differ from shipped mass by this fraction."
+    )
+    default_transit_days: int = Field(30, ge=1, description="Allowed transit time when a shipment names none.")
+    max_yield: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Per mineral maximum recovery yield from ore/concentrate, overriding the "
+        'defaults (e.g. {"tin": 0.8}); JSON in the environment.',
+    )
+    overdue_check_s: float = Field(60.0, gt=0, description="How often shipments overdue in transit are looked for.")
+
+    def thresholds(self) -> Thresholds:
+        base = Thresholds()
+        return Thresholds(
+            mass_tolerance=self.mass_tolerance,
+            default_transit_days=self.default_transit_days,
+            max_yield={**base.max_yield, **self.max_yield},
+        )

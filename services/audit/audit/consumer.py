@@ -1,26 +1,35 @@
-"""The audit consumer: `custody.events` and `registry.events` into the audit projection.
+"""The audit consumer: `custody.events` and `registry.events` into the audit projection and its flags.
 
 Runs inside the service (`AUDIT_CONSUMER_ENABLED=true`, the default) or alone: `python -m audit.consumer`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from audit.config import Settings
-from audit.projection import apply_batch
+from audit.projection import Projection
 from shared.consumer import EventConsumer, run_standalone
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS
 
 
-def make_consumer(settings: Settings) -> EventConsumer:
+def make_consumer(
+    settings: Settings,
+    projection: Projection | None = None,
+    after_commit: Callable[[], None] | None = None,
+    group_id: str | None = None,
+) -> EventConsumer:
+    projection = projection or Projection(thresholds=settings.thresholds())
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group or settings.service_name,
-        topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
+        group_id=group_id or settings.consumer_group or settings.service_name,
+        topics=[REGISTRY_EVENTS, CUSTODY_EVENTS],
         topic_prefix=settings.topic_prefix,
-        handler=apply_batch,
+        handler=projection.apply_batch,
         max_records=settings.consumer_max_records,
         client_id=f"{settings.service_name}-consumer",
+        after_commit=after_commit,
     )
 
 

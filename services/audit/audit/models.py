@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, Text, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,3 +60,149 @@ class ReceivedEvent(Base):
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# --- the projection: what audit knows, built only from events ------------------------------------------------
+# Every registry fact carries `known_at` (the time of the event that told us), so a rule can be evaluated with
+# what was known at a given moment: replay then reaches the same flags whatever order the topics interleave in.
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    mining_type: Mapped[str | None] = mapped_column(Text)
+    annual_capacity_kg: Mapped[Any] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class Certification(Base):
+    __tablename__ = "certifications"
+    __table_args__ = (Index("ix_certifications_participant", "participant_id", "scheme"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(Text)
+    scheme: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CahraArea(Base):
+    __tablename__ = "cahra_areas"
+    __table_args__ = (Index("ix_cahra_areas_country", "country", "region"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    effective_from: Mapped[date] = mapped_column(Date)
+    effective_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Lot(Base):
+    __tablename__ = "lots"
+    __table_args__ = (
+        Index("ix_lots_origin", "origin_country", "origin_region"),
+        Index("ix_lots_origin_participant", "origin_participant"),
+    )
+
+    lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    mineral: Mapped[str] = mapped_column(Text)
+    form: Mapped[str] = mapped_column(Text)
+    mass_kg: Mapped[Decimal] = mapped_column(Numeric(18, 3))
+    origin_kind: Mapped[str] = mapped_column(Text)
+    origin_participant: Mapped[str | None] = mapped_column(Text)
+    origin_country: Mapped[str | None] = mapped_column(Text)
+    origin_region: Mapped[str | None] = mapped_column(Text)
+    origin_mining_type: Mapped[str | None] = mapped_column(Text)
+    custodian: Mapped[str] = mapped_column(Text)
+    origin_event: Mapped[str] = mapped_column(Text)
+    origin_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_custody_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LotHolder(Base):
+    __tablename__ = "lot_holders"
+    __table_args__ = (Index("ix_lot_holders_participant", "participant_id"),)
+
+    lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    participant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+    __table_args__ = (Index("ix_shipments_open", "status", "shipped_at"),)
+
+    shipment_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lot_id: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(Text)
+    mass_kg: Mapped[Decimal] = mapped_column(Numeric(18, 3))
+    seal: Mapped[str | None] = mapped_column(Text)
+    shipped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_transit_days: Mapped[int | None] = mapped_column(Integer)
+    transit_countries: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    status: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Genealogy(Base):
+    __tablename__ = "genealogy"
+    __table_args__ = (Index("ix_genealogy_child_parent", "child", "parent"),)
+
+    parent: Mapped[str] = mapped_column(Text, primary_key=True)
+    child: Mapped[str] = mapped_column(Text, primary_key=True)
+    transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class Transformation(Base):
+    __tablename__ = "transformations"
+    __table_args__ = (Index("ix_transformations_actor", "actor", "occurred_at"),)
+
+    transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    actor_kind: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outputs: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    event_id: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Flag(Base):
+    """One flag per (rule, cause): redelivery and replay cannot raise it twice. The id is derived from them too."""
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        UniqueConstraint("rule", "cause"),
+        Index("ix_flags_status_severity", "status", "severity", "seq"),
+        Index("ix_flags_lot_ids", "lot_ids", postgresql_using="gin"),
+        Index("ix_flags_participants", "participants", postgresql_using="gin"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    rule: Mapped[str] = mapped_column(Text)
+    cause: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(Text)
+    lot_id: Mapped[str] = mapped_column(Text)
+    lot_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    participants: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[Any] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))
+    raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    acknowledged_by: Mapped[str | None] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)

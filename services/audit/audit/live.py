@@ -1,0 +1,90 @@
+"""The live stream: flags and custody events, fanned out to every `GET /stream` listener after each commit, and the
+scheduled look for shipments overdue in transit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from audit.projection import Projection
+
+log = logging.getLogger("audit.live")
+
+
+class Broadcaster:
+    """Each listener has a bounded queue; a listener too slow to keep up loses its oldest items, never the service."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.maxsize = maxsize
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
+        self.listeners.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self.listeners.discard(q)
+
+    def publish(self, item: dict[str, Any]) -> None:
+        for q in list(self.listeners):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(item)
+
+
+def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
+    raised, seen = projection.drain()
+    for e in seen:
+        if e.type.startswith("custody."):
+            broadcaster.publish(
+                {
+                    "event": "custody",
+                    "data": {
+                        "id": e.id,
+                        "type": e.type,
+                        "lot_id": e.key,
+                        "time": e.time.isoformat(),
+                        "actor": e.data.get("actor") if isinstance(e.data, dict) else None,
+                    },
+                }
+            )
+    for f in raised:
+        broadcaster.publish({"event": "flag", "data": f})
+
+
+class OverdueChecker:
+    """Every `interval_s`: flag shipments that were never received within their allowed transit time."""
+
+    def __init__(self, dsn: str, projection: Projection, interval_s: float, broadcaster: Broadcaster) -> None:
+        self.dsn = dsn
+        self.projection = projection
+        self.interval_s = interval_s
+        self.broadcaster = broadcaster
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                try:
+                    async with conn.transaction():
+                        await self.projection.check_overdue(conn, datetime.now(UTC))
+                    raised, _ = self.projection.drain()
+                    for f in raised:
+                        self.broadcaster.publish({"event": "flag", "data": f})
+                finally:
+                    await conn.close()
+            except Exception as exc:  # noqa: BLE001 - try again next time
+                log.warning("overdue check failed: %r", exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+            except TimeoutError:
+                pass

@@ -1,0 +1,135 @@
+"""`python -m audit.replay`: rebuild the audit projection and its flags from offset 0 of both topics.
+
+    python -m audit.replay                       # into the audit database (stop the audit service first)
+    python -m audit.replay --database-url URL    # into another database (migrated; compare with the live one)
+
+The projection tables are emptied first, then every event is applied again with the same code as the live
+consumer, without publishing flags a second time. It reads until the end offsets seen at its start, prints
+progress, and ends with the number of events and flags and the rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from audit.config import Settings
+from audit.projection import Projection
+from shared.consumer import EventConsumer
+from shared.settings import asyncpg_dsn
+from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
+
+TABLES = (
+    "processed_events",
+    "received_events",
+    "participants",
+    "certifications",
+    "cahra_areas",
+    "lots",
+    "lot_holders",
+    "shipments",
+    "genealogy",
+    "transformations",
+    "flags",
+)
+
+
+@dataclass
+class ReplayResult:
+    events: int
+    flags: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+async def replay(settings: Settings, *, dsn: str | None = None, progress: bool = True) -> ReplayResult:
+    dsn = dsn or settings.asyncpg_dsn
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+    finally:
+        await conn.close()
+    projection = Projection(thresholds=settings.thresholds(), publish=False)
+    consumer = EventConsumer(
+        dsn=dsn,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        topics=[REGISTRY_EVENTS, CUSTODY_EVENTS],
+        topic_prefix=settings.topic_prefix,
+        handler=projection.apply_batch,
+        max_records=settings.consumer_max_records,
+        client_id="audit-replay",
+    )
+    start = time.perf_counter()
+    await consumer._ensure_started()
+    kafka = consumer._consumer
+    assert kafka is not None
+    try:
+        parts = sorted(kafka.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        end = await kafka.end_offsets(parts)
+        total = sum(end.values())
+        done = {tp: 0 for tp in parts}
+        last_print = 0.0
+
+        async def behind() -> bool:
+            return any([await _position(kafka, tp) < end[tp] for tp in parts if end[tp] > 0])
+
+        while await behind():
+            batches = await kafka.getmany(timeout_ms=500, max_records=settings.consumer_max_records)
+            for tp, records in batches.items():
+                records = [r for r in records if r.offset < end[tp]]
+                await consumer.process(tp, records)
+                done[tp] += len(records)
+            if progress and time.perf_counter() - last_print > 1:
+                last_print = time.perf_counter()
+                print(f"[replay] {sum(done.values())}/{total} events", file=sys.stderr)
+        seconds = time.perf_counter() - start
+    finally:
+        await consumer._reset()
+    conn = await asyncpg.connect(dsn)
+    try:
+        flags = int(await conn.fetchval("SELECT count(*) FROM flags"))
+    finally:
+        await conn.close()
+    return ReplayResult(events=sum(done.values()), flags=flags, seconds=seconds)
+
+
+async def _position(kafka: object, tp: TopicPartition) -> int:
+    return int(await kafka.position(tp))  # type: ignore[attr-defined]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Rebuild the audit projection and flags from offset 0.")
+    parser.add_argument("--database-url", help="rebuild into this (migrated) database instead of AUDIT_DATABASE_URL")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    dsn = asyncpg_dsn(args.database_url) if args.database_url else None
+    topics = ", ".join(physical(t, settings.topic_prefix) for t in (REGISTRY_EVENTS, CUSTODY_EVENTS))
+    print(f"[replay] rebuilding from {topics} at offset 0", file=sys.stderr)
+    try:
+        result = asyncio.run(replay(settings, dsn=dsn))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(
+            f"[replay] failed: {exc!r}. Are PostgreSQL and Kafka running (`make up`)? Is the database migrated "
+            "(`make migrate`)?",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"[replay] {result.events} events -> {result.flags} flags in {result.seconds:.1f} s "
+        f"({result.rate:,.0f} events/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

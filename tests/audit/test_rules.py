@@ -491,8 +491,10 @@ def test_yield_findings_are_stable() -> None:
 def test_metal_to_metal_steps_do_not_apply_the_ore_recovery_yield(kind: str) -> None:
     assert transform(kind, [lot("I1", "tin", "1000.000", "metal")], [lot("O1", "tin", "990.000", "alloy")]) == []
     # ... but metal cannot grow either
-    assert [f.rule for f in transform(kind, [lot("I1", "tin", "1000.000", "metal")],
-                                      [lot("O1", "tin", "1000.001", "alloy")])] == [Rule.yield_exceeded]
+    assert [
+        f.rule
+        for f in transform(kind, [lot("I1", "tin", "1000.000", "metal")], [lot("O1", "tin", "1000.001", "alloy")])
+    ] == [Rule.yield_exceeded]
 
 
 # --- beyond remaining ----------------------------------------------------------------------------------------
@@ -934,8 +936,7 @@ def test_smelter_without_rmap_gives_one_finding_for_all_outputs(actor_kind: str)
     assert f.cause == "T1"
     assert f.participants == ("CID001234",)
     assert f.level is Severity.high
-    assert f.evidence == {
-        "event_id": "E1",
+    assert f.evidence == {  # no event id: which of the transformation's events came first varies with delivery
         "transformation_id": "T1",
         "smelter": "CID001234",
         "rmap_status": "none",

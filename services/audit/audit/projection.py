@@ -235,6 +235,8 @@ class Projection:
         origin: dict[str, Any],
         mass_kg: Any,
         custodian: str,
+        mineral: str | None = None,
+        form: str | None = None,
     ) -> None:
         d = e.data
         at = _dt(d["occurred_at"]) or e.time
@@ -243,8 +245,8 @@ class Projection:
             "origin_region, origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $12) ON CONFLICT (lot_id) DO NOTHING",
             d["lot_id"],
-            d["mineral"],
-            d["form"],
+            mineral or d["mineral"],
+            form or d["form"],
             _d(mass_kg),
             origin_kind,
             origin.get("participant_id"),
@@ -273,20 +275,29 @@ class Projection:
         cap = await conn.fetchval(
             "SELECT annual_capacity_kg ->> $2 FROM participants WHERE id = $1", mine, d["mineral"]
         )
-        total = await conn.fetchval(
-            "SELECT coalesce(sum(mass_kg), 0) FROM lots WHERE origin_participant = $1 AND origin_kind = 'mine' "
-            "AND mineral = $2 AND extract(year FROM origin_at AT TIME ZONE 'UTC') = $3",
+        if cap is None:
+            return
+        # The lot at which the year's running total (in production order) first passes the declared capacity:
+        # the same lot whatever order the lots' events were delivered in.
+        crossing = await conn.fetchrow(
+            "SELECT lot_id, running FROM (SELECT lot_id, sum(mass_kg) OVER (ORDER BY origin_at, recorded_at, lot_id) "
+            "AS running FROM lots WHERE origin_participant = $1 AND origin_kind = 'mine' AND mineral = $2 "
+            "AND extract(year FROM origin_at AT TIME ZONE 'UTC') = $3) t WHERE running > $4 "
+            "ORDER BY running LIMIT 1",
             mine,
             d["mineral"],
             year,
+            _d(cap),
         )
+        if crossing is None:
+            return
         f = rules.capacity_exceeded(
             mine=mine,
-            lot_id=d["lot_id"],
+            lot_id=crossing["lot_id"],
             mineral=d["mineral"],
             year=year,
-            declared_kg=_d(cap) if cap is not None else None,
-            registered_kg=_d(total),
+            declared_kg=_d(cap),
+            registered_kg=_d(crossing["running"]),
         )
         if f is not None:
             await self.raise_flags(conn, [f])
@@ -400,13 +411,16 @@ class Projection:
         if d["role"] == "input":
             await self._lot_time_check(conn, e, f"Drawn into {d['kind']} {tid}")
         else:
+            output = next(o for o in d["outputs"] if o["lot_id"] == d["lot_id"])
             await self._new_lot(
                 conn,
                 e,
                 origin_kind="transformation",
                 origin={"participant_id": d["by"], "country": d.get("by_country")},
-                mass_kg=next(o["mass_kg"] for o in d["outputs"] if o["lot_id"] == d["lot_id"]),
+                mass_kg=output["mass_kg"],
                 custodian=d["by"],
+                mineral=output["mineral"],
+                form=output["form"],
             )
         first = await conn.fetchval(
             "INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, "

@@ -4,7 +4,8 @@
     python -m audit.replay --database-url URL    # into another database (migrated; compare with the live one)
 
 The projection tables are emptied first, then every event is applied again with the same code as the live
-consumer, without publishing flags a second time. It reads until the end offsets seen at its start, prints
+consumer, without publishing flags a second time; at the end the scheduled check for shipments overdue in transit
+runs once, as the live service's would have. It reads until the end offsets seen at its start, prints
 progress, and ends with the number of events and flags and the rate.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -59,17 +61,34 @@ async def replay(settings: Settings, *, dsn: str | None = None, progress: bool =
     finally:
         await conn.close()
     projection = Projection(thresholds=settings.thresholds(), publish=False)
+    start = time.perf_counter()
+    # Registry facts first: each carries the time it became known, so custody events are then judged with what was
+    # known when they were recorded, whichever order the two topics had interleaved in live.
+    events = 0
+    for topic in (REGISTRY_EVENTS, CUSTODY_EVENTS):
+        events += await _replay_topic(settings, dsn, topic, projection, progress)
+    seconds = time.perf_counter() - start
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():  # what the live service's scheduled check would have found by now
+            await projection.check_overdue(conn, datetime.now(UTC))
+        flags = int(await conn.fetchval("SELECT count(*) FROM flags"))
+    finally:
+        await conn.close()
+    return ReplayResult(events=events, flags=flags, seconds=seconds)
+
+
+async def _replay_topic(settings: Settings, dsn: str, topic: str, projection: Projection, progress: bool) -> int:
     consumer = EventConsumer(
         dsn=dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=None,
-        topics=[REGISTRY_EVENTS, CUSTODY_EVENTS],
+        topics=[topic],
         topic_prefix=settings.topic_prefix,
         handler=projection.apply_batch,
         max_records=settings.consumer_max_records,
         client_id="audit-replay",
     )
-    start = time.perf_counter()
     await consumer._ensure_started()
     kafka = consumer._consumer
     assert kafka is not None
@@ -91,16 +110,13 @@ async def replay(settings: Settings, *, dsn: str | None = None, progress: bool =
                 done[tp] += len(records)
             if progress and time.perf_counter() - last_print > 1:
                 last_print = time.perf_counter()
-                print(f"[replay] {sum(done.values())}/{total} events", file=sys.stderr)
-        seconds = time.perf_counter() - start
+                print(
+                    f"[replay] {physical(topic, settings.topic_prefix)}: {sum(done.values())}/{total} events",
+                    file=sys.stderr,
+                )
     finally:
         await consumer._reset()
-    conn = await asyncpg.connect(dsn)
-    try:
-        flags = int(await conn.fetchval("SELECT count(*) FROM flags"))
-    finally:
-        await conn.close()
-    return ReplayResult(events=sum(done.values()), flags=flags, seconds=seconds)
+    return sum(done.values())
 
 
 async def _position(kafka: object, tp: TopicPartition) -> int:

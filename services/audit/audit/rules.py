@@ -493,7 +493,6 @@ def smelter_findings(
             transformation_id,
             f"{actor_kind.capitalize()} without RMAP Conformant status on {on} (status: {status})",
             {
-                "event_id": event_id,
                 "transformation_id": transformation_id,
                 "smelter": actor,
                 "rmap_status": status,

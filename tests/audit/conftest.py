@@ -1,0 +1,91 @@
+"""The whole system on real infrastructure: the registry as a process, custody and audit in-process, all with
+their relays and consumers, on topics of this module alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from audit.config import Settings as AuditSettings
+from audit.main import create_app as audit_app
+from custody.config import Settings as CustodySettings
+from custody.main import create_app as custody_app
+from shared.topics import ensure_topics
+from tests.conftest import ENV, serve_in_process, settings_env
+from tests.custody.conftest import Stack
+from tests.helpers import spawn, stop, wait_http_ok
+
+REGISTRY_PORT = 18501
+
+
+@dataclass
+class System(Stack):
+    audit: httpx.AsyncClient = None  # type: ignore[assignment]
+    audit_dsn: str = ""
+
+    async def audit_rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.audit_dsn)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
+    prefix = f"test-aud-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
+    proc = spawn("registry", env, "test-audit-registry.log")
+    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
+    common: dict[str, Any] = {
+        "topic_prefix": prefix,
+        "registry_url": registry_url,
+        "auth_refresh_s": 1.0,
+        "kafka_bootstrap_servers": ENV.kafka_bootstrap,
+        "relay_poll_interval_s": 0.2,
+    }
+    conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
+    try:
+        await conn.execute(
+            "TRUNCATE flags, lots, lot_holders, shipments, genealogy, transformations, "
+            "certifications, cahra_areas, participants, processed_events, received_events, outbox"
+        )
+    finally:
+        await conn.close()
+    try:
+        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+        custody = custody_app(
+            CustodySettings(
+                database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **common
+            )
+        )
+        audit = audit_app(
+            AuditSettings(
+                database_url=database_urls["audit"],
+                overdue_check_s=0.5,
+                consumer_group=f"audit-{uuid.uuid4().hex[:6]}",
+                **common,
+            )
+        )
+        async with (
+            httpx.AsyncClient(base_url=registry_url) as registry,
+            serve_in_process(custody) as c,
+            serve_in_process(audit) as a,
+        ):
+            yield System(
+                registry,
+                c,
+                database_urls["custody"].replace("+asyncpg", ""),
+                prefix,
+                audit=a,
+                audit_dsn=database_urls["audit"].replace("+asyncpg", ""),
+            )
+    finally:
+        stop(proc)

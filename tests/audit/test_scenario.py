@@ -12,13 +12,12 @@ import httpx
 import pytest
 
 from audit.config import Settings as AuditSettings
-from audit.main import create_app as audit_app
 from audit.replay import replay
 from shared.consumer import EventConsumer
 from shared.events import CloudEvent
 from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, REGISTRY_EVENTS, physical
 from tests.audit.conftest import System
-from tests.conftest import ENV, OPERATOR, _admin, _migrate, pg_url, serve_in_process
+from tests.conftest import ENV, OPERATOR, _admin, _migrate, pg_url
 from tests.custody.conftest import Party
 from tests.helpers import read_topic, wait_for
 

@@ -46,6 +46,9 @@ status:  ## what is running
 test: infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: migrate  ## run the benchmarks (needs PostgreSQL and Kafka: started by make)
+	@$(PY) -m bench.trace_bench
+
 lint: install  ## ruff (lint and format check) and mypy on shared/ and the services
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .

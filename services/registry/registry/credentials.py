@@ -76,7 +76,7 @@ async def revoked_ids(session: AsyncSession, now: datetime | None = None) -> lis
 async def issue(session: AsyncSession, *, participant_id: str, kind: str, ttl: timedelta) -> tuple[str, Credential]:
     """A new token for a participant. Returns the token (shown once) and the stored credential (its id only)."""
     key = await active_key(session)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = datetime.now(UTC)  # full precision: credentials list in issue order
     cred = Credential(
         jti=str(uuid.uuid4()), participant_id=participant_id, kid=key.kid, issued_at=now, expires_at=now + ttl
     )

@@ -70,6 +70,7 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
             AuditSettings(
                 database_url=database_urls["audit"],
                 overdue_check_s=0.5,
+                overdue_grace_s=3.0,
                 consumer_group=f"audit-{uuid.uuid4().hex[:6]}",
                 **common,
             )

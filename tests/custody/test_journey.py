@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from custody.schemas import Trace
 from shared.events import CloudEvent
 from shared.topics import CUSTODY_EVENTS, physical
 from tests.conftest import ENV, OPERATOR
@@ -160,12 +161,14 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
 
     # The manufacturer traces its part upstream: to the mine, through the smelter and the refiner.
     trace = await ok(await stack.custody.get(f"/lots/{part}/trace", headers=manufacturer.auth), 200)
+    Trace.model_validate(trace)  # the trace is serialised without validation: it must still be the documented shape
     assert {n["lot_id"] for n in trace["nodes"]} == {part, pure, tin, ore["lot_id"]}
     assert [o["lot_id"] for o in trace["origins"]] == [ore["lot_id"]]
     assert trace["origins"][0]["origin"]["participant_id"] == mine.id
     assert {s["participant_id"] for s in trace["smelters"]} == {smelter.id, refiner.id}
     # The operator traces the ore downstream: to the product.
     down = await ok(await stack.custody.get(f"/lots/{ore['lot_id']}/trace?direction=downstream", headers=OPERATOR), 200)
+    Trace.model_validate(down)
     assert {n["lot_id"] for n in down["nodes"]} == {part, pure, tin, ore["lot_id"]}
     assert [p["product"] for p in down["products"]] == ["SKU-PCB-7731 batch 49"]
 

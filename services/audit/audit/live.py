@@ -60,8 +60,11 @@ def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
 class OverdueChecker:
     """Every `interval_s`: flag shipments that were never received within their allowed transit time."""
 
-    def __init__(self, dsn: str, projection: Projection, interval_s: float, broadcaster: Broadcaster) -> None:
+    def __init__(
+        self, dsn: str, projection: Projection, interval_s: float, broadcaster: Broadcaster, grace_s: float = 60.0
+    ) -> None:
         self.dsn = dsn
+        self.grace_s = grace_s
         self.projection = projection
         self.interval_s = interval_s
         self.broadcaster = broadcaster
@@ -76,7 +79,7 @@ class OverdueChecker:
                 conn = await asyncpg.connect(self.dsn)
                 try:
                     async with conn.transaction():
-                        await self.projection.check_overdue(conn, datetime.now(UTC))
+                        await self.projection.check_overdue(conn, datetime.now(UTC), self.grace_s)
                     raised, _ = self.projection.drain()
                     for f in raised:
                         self.broadcaster.publish({"event": "flag", "data": f})

@@ -561,13 +561,18 @@ class Projection:
                 findings.setdefault((f.rule, f.cause), f)
         await self.raise_flags(conn, list(findings.values()))
 
-    async def check_overdue(self, conn: asyncpg.Connection, now: datetime) -> None:
-        """Shipments never received within their allowed transit time (run on a schedule, not by an event)."""
+    async def check_overdue(self, conn: asyncpg.Connection, now: datetime, grace_s: float = 0.0) -> None:
+        """Shipments never received within their allowed transit time (run on a schedule, not by an event).
+
+        Only shipments recorded at least `grace_s` ago: a receipt recorded right after a back-dated shipment may
+        still be on its way through the broker, and must not be taken for a missing one.
+        """
         rows = await conn.fetch(
             "SELECT * FROM shipments WHERE status = 'in_transit' AND shipped_at + make_interval(days => "
-            "coalesce(max_transit_days, $2)) < $1",
+            "coalesce(max_transit_days, $2)) < $1 AND recorded_at < $1 - make_interval(secs => $3)",
             now,
             self.thresholds.default_transit_days,
+            grace_s,
         )
         found = [
             f

@@ -478,15 +478,36 @@ async def reachable(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) 
     return {r["lot_id"]: r["depth"] for r in rows}
 
 
+EDGES_AMONG = """
+SELECT g.parent, g.child, g.transformation_id, g.mass_kg, t.kind, t.actor, t.actor_kind
+FROM unnest($1::text[]) AS c(lot_id)
+JOIN genealogy g ON g.child = c.lot_id
+JOIN transformations t USING (transformation_id)
+WHERE g.parent = ANY($1::text[])
+"""
+
+
 async def edges_among(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "SELECT g.parent, g.child, g.transformation_id, g.mass_kg, t.kind, t.actor, t.actor_kind "
-            "FROM genealogy g JOIN transformations t USING (transformation_id) "
-            "WHERE g.child = ANY($1::text[]) AND g.parent = ANY($1::text[])",
-            lot_ids,
-        )
-    )
+    """Edges between the given lots, found through the (child, parent) index from each child (no table scan)."""
+    return list(await conn.fetch(EDGES_AMONG, lot_ids))
+
+
+TRACE_NODES = """
+WITH RECURSIVE walk(lot_id, depth) AS (
+  SELECT $1::text, 0
+  UNION
+  SELECT {next}, walk.depth + 1 FROM genealogy g JOIN walk ON {join} WHERE walk.depth < $2
+), reached AS (SELECT lot_id, min(depth) AS depth FROM walk GROUP BY lot_id)
+SELECT {columns}, reached.depth FROM reached JOIN lots l USING (lot_id)
+"""
+LOT_COLUMNS_L = ", ".join(f"l.{c.strip()}" for c in LOT_COLUMNS.replace("\n", " ").split(","))
+TRACE_UP = TRACE_NODES.format(next="g.parent", join="g.child = walk.lot_id", columns=LOT_COLUMNS_L)
+TRACE_DOWN = TRACE_NODES.format(next="g.child", join="g.parent = walk.lot_id", columns=LOT_COLUMNS_L)
+
+
+async def trace_nodes(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> list[asyncpg.Record]:
+    """Every lot reachable from `lot_id` (with its depth), in one statement: the recursion and the lot rows."""
+    return list(await conn.fetch(TRACE_UP if upstream else TRACE_DOWN, lot_id, max_depth))
 
 
 async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:

@@ -331,13 +331,7 @@ class History(BaseModel):
     )
 
 
-class TraceNode(BaseModel):
-    lot_id: str
-    mineral: str
-    form: str
-    status: str
-    custodian: str
-    origin: Origin
+class TraceNode(Lot):
     depth: int = Field(description="Steps from the lot asked about")
 
 

@@ -558,8 +558,7 @@ async def trace(
     conn: asyncpg.Connection, who: Principal, lot_id: str, *, upstream: bool, max_depth: int
 ) -> dict[str, Any]:
     await readable_lot(conn, who, lot_id, max_depth)
-    depth = await repository.reachable(conn, lot_id, upstream=upstream, max_depth=max_depth)
-    ids = list(depth)
+    rows = await repository.trace_nodes(conn, lot_id, upstream=upstream, max_depth=max_depth)
     if not upstream and not who.is_operator:
         # Downstream of your lot, you see the lots you held yourself, not other companies' products.
         held = {
@@ -567,12 +566,12 @@ async def trace(
             for r in await conn.fetch(
                 "SELECT lot_id FROM lot_holders WHERE participant_id = $1 AND lot_id = ANY($2::text[])",
                 who.subject,
-                ids,
+                [r["lot_id"] for r in rows],
             )
         }
-        ids = [i for i in ids if i == lot_id or i in held]
-    lots = await repository.get_lots(conn, ids)
-    nodes = [{**repository.lot_out(r), "depth": depth[r["lot_id"]]} for r in lots]
+        rows = [r for r in rows if r["lot_id"] == lot_id or r["lot_id"] in held]
+    ids = [r["lot_id"] for r in rows]
+    nodes = [{**repository.lot_out(r), "depth": r["depth"]} for r in rows]
     nodes.sort(key=lambda n: (n["depth"], n["lot_id"]))
     edges = [dict(e) for e in await repository.edges_among(conn, ids)]
     smelters: dict[tuple[str, str], dict[str, Any]] = {}

@@ -1,0 +1,1036 @@
+"""Trace benchmark: `GET /lots/{id}/trace` through the real custody process against the bare recursive CTE.
+
+Promise (../shared/PRODUCT.md, "Speed we promise"): an upstream trace of a 10,000-lot genealogy at depth 50 answers
+within 5 ms (p99) through the API. Baseline (../shared/INFRA.md, "Write path"): the recursive CTE alone,
+`custody.repository.UPSTREAM` / `DOWNSTREAM` over asyncpg on the same tables and the same machine.
+
+Run from the repository root (PostgreSQL and Kafka up: `deploy/local/infra.sh start`, or `make bench`):
+
+    .venv/bin/python -m bench.trace_bench [--sizes 100,1000,10000] [--depths 5,10,20,50] [--requests 500]
+
+What it does:
+
+1. Creates its own databases `registry_bench` and `custody_bench` on the private cluster, migrates them with Alembic,
+   and drops them at the end (`--keep` keeps them).
+2. Starts the custody service as a real process (`python -m custody`, port 18401, relay and consumer off, logs in
+   `var/log/bench-custody.log`). The operator token is checked before any registry key, so no registry is needed;
+   the bench checks that, and starts the registry (port 18402, `registry_bench`) only if the token is refused.
+3. For each (size, depth): empties the custody tables, writes a genealogy of exactly `size` lots with COPY
+   (lots, genealogy, transformations, lot_holders, participants), runs `VACUUM ANALYZE` as autovacuum would, then
+   measures, upstream from a product lot and downstream from a mine lot:
+   - CTE: the bare `UPSTREAM` / `DOWNSTREAM` statement on one asyncpg connection (prepared, as the service does);
+   - API: `GET /lots/{id}/trace?direction=...` with the operator token, one keep-alive httpx client, sequential;
+     the server-side duration of the same requests (the service's request log, `duration_ms`) is reported too;
+   - API 8c: the same with 8 concurrent keep-alive clients (`--concurrency 0` skips it).
+   Each series is warmed up first; the client's garbage collector is paused while a series runs.
+4. Prints a table and writes `bench/results/trace-<timestamp>.json` with every figure and the machine. If the API
+   misses the target (or with `--profile`), it times the stages of one trace in-process (same code as the router)
+   and prints where the time goes. Exit status 0 even on MISS (benchmarks report, tests assert); non-zero on errors.
+
+Shape of a genealogy (one "chain" = one supply network, repeated until `size` lots are used):
+
+    level D (furthest)  W mine lots (origin_kind mine, ore, custodians: 16 mines in CD/RW/BI/UG)
+    level D-1           W lots, smelting  (actor_kind smelter: merges ore from the mines)          metal
+    level D-2           W lots, refining  (actor_kind refiner)                                      metal
+    level D-3           W lots, split     (actor_kind component_manufacturer: refined metal cut into components)
+    level D-4 ...       the cycle smelting -> refining -> split repeats (components recycled and re-smelted)
+    level 0             W lots; lot (0, 0) of each chain is the one traced upstream; lot (D, 0) downstream
+
+Every lot (d, i) above the mines is made by its own transformation from F lots of the level beyond it,
+(d+1, i), (d+1, i+1), ... (indices modulo W), each drawn by 1/F of its mass: so every level both merges (fan-in F)
+and splits (each lot feeds F lots). Upstream of (0, 0) the set widens by F-1 lots per level until it spans the
+chain's width W: nodes returned = sum over k=0..D of min(1 + k(F-1), W), and every returned lot except the mines has
+its F parent edges in the trace (downstream from (D, 0) is the mirror image). Defaults W=8, F=2: at depth 50 a trace
+returns 380 lots and 744 edges, 8 of them mines (a smelter batch blends ore from several mines, a refined lot is cut
+into several component batches, and the deeper levels model re-processing). When `size` is too small for the chosen
+width at a depth (W*(D+1) > size), the width shrinks to size // (D+1) (100 lots at depth 50: one chain of width 1, no
+fan-in). Lots left over after the whole chains are loose mine lots, registered and not yet processed. Mine lots carry
+origin country/region/mine/mining type; every lot has status (the traced level `active`, drawn lots `depleted`), a
+custodian with its `lot_holders` row, `head_hash` = 32 zero bytes and `event_count` 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from alembic import command
+from alembic.config import Config
+
+from custody import repository
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+LOG_DIR = ROOT / "var" / "log"
+OPERATOR_TOKEN = "dev-admin-token"
+TRACE_ROUTE = "/lots/{lot_id}/trace"
+TARGET_SIZE, TARGET_DEPTH, TARGET_P99_MS = 10_000, 50, 5.0
+MAX_DEPTH = 100  # custody's default `trace_max_depth`: the CTE baseline follows as deep as the service does
+
+# Stages of the cycle, from the mines towards the traced lot: (transformation kind, actor kind, form, mass yield).
+CYCLE: tuple[tuple[str, str, str, Decimal], ...] = (
+    ("smelting", "smelter", "metal", Decimal("0.72")),
+    ("refining", "refiner", "metal", Decimal("0.98")),
+    ("split", "component_manufacturer", "component", Decimal("1")),
+)
+MINE_COUNTRIES = (("CD", "CD-SK"), ("RW", "RW-03"), ("BI", "BI-KY"), ("UG", "UG-W"))
+PARTICIPANTS: dict[str, int] = {"mine": 16, "smelter": 3, "refiner": 2, "component_manufacturer": 4}
+MILLI = Decimal("0.001")
+EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+LOT_COLUMNS = (
+    "lot_id",
+    "mineral",
+    "form",
+    "mass_kg",
+    "remaining_kg",
+    "status",
+    "custodian",
+    "origin_kind",
+    "origin_participant",
+    "origin_country",
+    "origin_region",
+    "origin_mine_name",
+    "origin_mining_type",
+    "produced_at",
+    "tag",
+    "seal",
+    "head_hash",
+    "event_count",
+)
+ZERO_HASH = bytes(32)
+
+
+# --- the shape --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    size: int
+    depth: int
+    width: int
+    fan_in: int
+    chains: int
+    loose: int
+
+    @classmethod
+    def plan(cls, size: int, depth: int, width: int, fan_in: int) -> Shape:
+        levels = depth + 1
+        if size < levels:
+            raise ValueError(f"{size} lots cannot hold a chain of depth {depth} ({levels} levels)")
+        w = max(1, min(width, size // levels))
+        chains = size // (w * levels)
+        return cls(size, depth, w, min(fan_in, w), chains, size - chains * w * levels)
+
+    def lot_id(self, chain: int, level: int, index: int) -> str:
+        return f"L{chain:04d}-{level:02d}-{index:02d}"
+
+    def traced(self) -> list[str]:
+        """The lot traced upstream in each chain (a level-0 lot)."""
+        return [self.lot_id(c, 0, 0) for c in range(self.chains)]
+
+    def origins(self) -> list[str]:
+        """The lot traced downstream in each chain (a mine lot)."""
+        return [self.lot_id(c, self.depth, 0) for c in range(self.chains)]
+
+    def expected_nodes(self) -> int:
+        return sum(min(1 + k * (self.fan_in - 1), self.width) for k in range(self.depth + 1))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "depth": self.depth,
+            "width": self.width,
+            "fan_in": self.fan_in,
+            "chains": self.chains,
+            "lots_per_chain": self.width * (self.depth + 1),
+            "loose_mine_lots": self.loose,
+            "expected_nodes_per_trace": self.expected_nodes(),
+        }
+
+
+@dataclass(slots=True)
+class Rows:
+    participants: list[tuple[Any, ...]] = field(default_factory=list)
+    lots: list[tuple[Any, ...]] = field(default_factory=list)
+    holders: list[tuple[str, str]] = field(default_factory=list)
+    genealogy: list[tuple[str, str, str, Decimal]] = field(default_factory=list)
+    transformations: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def participant_id(kind: str, k: int) -> str:
+    return f"bench-{kind}-{k % PARTICIPANTS[kind]:02d}"
+
+
+def build_rows(shape: Shape) -> Rows:
+    rows = Rows()
+    for kind, count in PARTICIPANTS.items():
+        for k in range(count):
+            country, region = MINE_COUNTRIES[k % len(MINE_COUNTRIES)]
+            rows.participants.append(
+                (
+                    participant_id(kind, k),
+                    kind,
+                    f"Bench {kind.replace('_', ' ')} {k}",
+                    country,
+                    region if kind == "mine" else None,
+                    "asm" if kind == "mine" else None,
+                    1,
+                )
+            )
+
+    def mine_lot(lot_id: str, k: int, mass: Decimal, remaining: Decimal, status: str) -> tuple[Any, ...]:
+        mine = participant_id("mine", k)
+        country, region = MINE_COUNTRIES[k % PARTICIPANTS["mine"] % len(MINE_COUNTRIES)]
+        rows.holders.append((lot_id, mine))
+        produced = EPOCH - timedelta(days=shape.depth + 1, minutes=k)
+        name = f"Bench mine {k % PARTICIPANTS['mine']}"
+        origin = ("mine", mine, country, region, name, "asm")
+        return (
+            lot_id,
+            "tin",
+            "ore",
+            mass,
+            remaining,
+            status,
+            mine,
+            *origin,
+            produced,
+            lot_id,
+            f"S-{k:06d}",
+            ZERO_HASH,
+            0,
+        )
+
+    # Mass per level is the same across a level (every lot draws 1/F of F equal lots), so compute it once.
+    level_mass = {shape.depth: Decimal("1000.000")}
+    for d in range(shape.depth - 1, -1, -1):
+        yield_ = CYCLE[(shape.depth - 1 - d) % len(CYCLE)][3]
+        level_mass[d] = (level_mass[d + 1] * yield_).quantize(MILLI)
+
+    for c in range(shape.chains):
+        for i in range(shape.width):
+            mass = level_mass[shape.depth]
+            remaining, status = (mass, "active") if shape.depth == 0 else (Decimal("0.000"), "depleted")
+            k = c * shape.width + i
+            rows.lots.append(mine_lot(shape.lot_id(c, shape.depth, i), k, mass, remaining, status))
+        for d in range(shape.depth - 1, -1, -1):
+            kind, actor_kind, form, _ = CYCLE[(shape.depth - 1 - d) % len(CYCLE)]
+            mass = level_mass[d]
+            draw = (level_mass[d + 1] / shape.fan_in).quantize(MILLI)
+            at = EPOCH - timedelta(days=d)
+            for i in range(shape.width):
+                child = shape.lot_id(c, d, i)
+                actor = participant_id(actor_kind, c + i)
+                tid = f"T{c:04d}-{d:02d}-{i:02d}"
+                parents = [shape.lot_id(c, d + 1, (i + j) % shape.width) for j in range(shape.fan_in)]
+                rows.genealogy.extend((p, child, tid, draw) for p in parents)
+                rows.transformations.append(
+                    (
+                        tid,
+                        kind,
+                        actor,
+                        actor_kind,
+                        at,
+                        orjson.dumps([{"lot_id": p, "mass_kg": float(draw)} for p in parents]).decode(),
+                        orjson.dumps(
+                            [{"lot_id": child, "mineral": "tin", "form": form, "mass_kg": float(mass)}]
+                        ).decode(),
+                    )
+                )
+                remaining, status = (mass, "active") if d == 0 else (Decimal("0.000"), "depleted")
+                origin = ("transformation", None, None, None, None, None)
+                rows.lots.append(
+                    (child, "tin", form, mass, remaining, status, actor, *origin, at, None, None, ZERO_HASH, 0)
+                )
+                rows.holders.append((child, actor))
+    for k in range(shape.loose):
+        rows.lots.append(mine_lot(f"M-{k:05d}", k, Decimal("1000.000"), Decimal("1000.000"), "active"))
+    assert len(rows.lots) == shape.size, (len(rows.lots), shape.size)
+    return rows
+
+
+async def load(dsn: str, shape: Shape) -> dict[str, int]:
+    rows = build_rows(shape)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "TRUNCATE lots, lot_holders, genealogy, transformations, participants, lot_events, shipments, "
+                "consumptions CASCADE"
+            )
+            await conn.copy_records_to_table(
+                "participants",
+                records=rows.participants,
+                columns=["id", "kind", "name", "country", "region", "mining_type", "version"],
+            )
+            await conn.copy_records_to_table("lots", records=rows.lots, columns=list(LOT_COLUMNS))
+            await conn.copy_records_to_table("lot_holders", records=rows.holders, columns=["lot_id", "participant_id"])
+            await conn.copy_records_to_table(
+                "transformations",
+                records=rows.transformations,
+                columns=["transformation_id", "kind", "actor", "actor_kind", "occurred_at", "inputs", "outputs"],
+            )
+            await conn.copy_records_to_table(
+                "genealogy", records=rows.genealogy, columns=["parent", "child", "transformation_id", "mass_kg"]
+            )
+        await conn.execute("VACUUM (ANALYZE) lots, lot_holders, genealogy, transformations, participants")
+    finally:
+        await conn.close()
+    return {
+        "lots": len(rows.lots),
+        "genealogy": len(rows.genealogy),
+        "transformations": len(rows.transformations),
+        "lot_holders": len(rows.holders),
+    }
+
+
+# --- statistics -------------------------------------------------------------------------------------------------
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summary(samples_s: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "max_ms": round(max(ms), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The client's collector stays out of the timed section (the server's is part of what is measured)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def budgeted(requested: int, mean_s: float, budget_s: float) -> int:
+    """Fewer requests when each is slow: a series takes at most about `budget_s` (and at least 100 requests)."""
+    return max(min(100, requested), min(requested, int(budget_s / max(mean_s, 1e-6))))
+
+
+class Progress:
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.step = label, total, max(1, total // 5)
+
+    def __call__(self, done: int) -> None:
+        if done == self.total or done % self.step == 0:
+            end = "\n" if done == self.total else ""
+            print(f"\r    {self.label}: {done}/{self.total}", end=end, flush=True)
+
+
+# --- measurements -----------------------------------------------------------------------------------------------
+
+
+async def measure_cte(
+    dsn: str, sql: str, lot_ids: list[str], *, requests: int, warmup: int, budget_s: float, label: str
+) -> tuple[dict[str, Any], int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        for i in range(warmup):
+            await conn.fetch(sql, lot_ids[i % len(lot_ids)], MAX_DEPTH)
+        n = budgeted(requests, (time.perf_counter() - t0) / max(warmup, 1), budget_s)
+        nodes = len(await conn.fetch(sql, lot_ids[0], MAX_DEPTH))
+        progress = Progress(label, n)
+        samples: list[float] = []
+        with gc_paused():
+            for i in range(n):
+                start = time.perf_counter()
+                await conn.fetch(sql, lot_ids[i % len(lot_ids)], MAX_DEPTH)
+                samples.append(time.perf_counter() - start)
+                progress(i + 1)
+        return summary(samples), nodes
+    finally:
+        await conn.close()
+
+
+def trace_paths(lot_ids: list[str], direction: str) -> list[str]:
+    return [f"/lots/{lot_id}/trace?direction={direction}" for lot_id in lot_ids]
+
+
+def measure_api(
+    base_url: str, paths: list[str], *, requests: int, warmup: int, budget_s: float, label: str
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Sequential requests on one keep-alive connection; returns the latency summary and the response's size."""
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+        first = client.get(paths[0])
+        if first.status_code != 200:
+            raise RuntimeError(f"GET {paths[0]} answered {first.status_code}: {first.text[:300]}")
+        body = first.json()
+        shape = {"nodes": len(body["nodes"]), "edges": len(body["edges"]), "bytes": len(first.content)}
+        t0 = time.perf_counter()
+        for i in range(warmup):
+            client.get(paths[i % len(paths)]).raise_for_status()
+        n = budgeted(requests, (time.perf_counter() - t0) / max(warmup, 1), budget_s)
+        progress = Progress(label, n)
+        samples: list[float] = []
+        with gc_paused():
+            for i in range(n):
+                start = time.perf_counter()
+                r = client.get(paths[i % len(paths)])
+                samples.append(time.perf_counter() - start)
+                if r.status_code != 200:
+                    raise RuntimeError(f"GET {paths[i % len(paths)]} answered {r.status_code}: {r.text[:300]}")
+                progress(i + 1)
+    return summary(samples), shape
+
+
+async def measure_api_concurrent(
+    base_url: str, paths: list[str], *, clients: int, requests: int, warmup: int, label: str
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    samples: list[float] = []
+    progress = Progress(label, requests)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as client:
+
+        async def worker(w: int, count: int, record: bool) -> None:
+            for i in range(count):
+                start = time.perf_counter()
+                r = await client.get(paths[(w + i * clients) % len(paths)])
+                if r.status_code != 200:
+                    raise RuntimeError(f"trace answered {r.status_code}: {r.text[:300]}")
+                if record:
+                    samples.append(time.perf_counter() - start)
+                    progress(len(samples))
+
+        await asyncio.gather(*(worker(w, max(1, warmup // clients), False) for w in range(clients)))
+        per = max(1, requests // clients)
+        progress.total = per * clients
+        with gc_paused():
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker(w, per, True) for w in range(clients)))
+            elapsed = time.perf_counter() - t0
+    return {**summary(samples), "clients": clients, "req_per_s": round(len(samples) / elapsed, 1)}
+
+
+def server_durations(log: Path, start: int, end: int) -> list[float]:
+    """`duration_ms` of the trace requests the service logged between two offsets of its log (in seconds)."""
+    out: list[float] = []
+    with log.open("rb") as f:
+        f.seek(start)
+        for line in f.read(end - start).splitlines():
+            if b'"route"' not in line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if rec.get("route") == TRACE_ROUTE and "duration_ms" in rec:
+                out.append(float(rec["duration_ms"]) / 1000)
+    return out
+
+
+# --- where the time goes ----------------------------------------------------------------------------------------
+
+
+async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> dict[str, Any]:
+    """The router's path in-process (pool acquire, `service.trace`, pydantic validation, dump, orjson), timed by
+    stage with the repository functions wrapped; plus the garbage collector's pauses and a cProfile top list."""
+    from custody import schemas, service
+    from shared.auth import OPERATOR
+
+    current: dict[str, float] = defaultdict(float)
+    wrapped = ("get_lot", "reachable", "get_lots", "edges_among", "consumptions_of")
+    originals = {name: getattr(repository, name) for name in wrapped}
+
+    def timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                current[f"sql {name}"] += time.perf_counter() - t0
+
+        return wrapper
+
+    gc_pauses: list[tuple[int, float]] = []
+    gc_start: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    stages: dict[str, list[float]] = defaultdict(list)
+    body_bytes = nodes = 0
+
+    async def one(record: bool) -> None:
+        nonlocal body_bytes, nodes
+        current.clear()
+        t0 = time.perf_counter()
+        async with pool.acquire() as conn:
+            t1 = time.perf_counter()
+            result = await service.trace(conn, OPERATOR, lot_id, upstream=upstream, max_depth=MAX_DEPTH)
+            t2 = time.perf_counter()
+        t3 = time.perf_counter()
+        dumped = schemas.Trace.model_validate(result).model_dump(mode="json")
+        t4 = time.perf_counter()
+        body = orjson.dumps(dumped)
+        t5 = time.perf_counter()
+        if not record:
+            return
+        body_bytes, nodes = len(body), len(result["nodes"])
+        sql_total = sum(current.values())
+        stages["pool acquire"].append(t1 - t0)
+        for name, v in current.items():
+            stages[name].append(v)
+        stages["python inside service.trace (lot_out, dicts, sort)"].append(t2 - t1 - sql_total)
+        stages["pool release (reset query)"].append(t3 - t2)
+        stages["pydantic Trace.model_validate + model_dump(json)"].append(t4 - t3)
+        stages["orjson.dumps"].append(t5 - t4)
+        stages["TOTAL in-process"].append(t5 - t0)
+
+    try:
+        for name, fn in originals.items():
+            setattr(repository, name, timed(name, fn))
+        for _ in range(30):
+            await one(False)
+        gc.callbacks.append(on_gc)
+        try:
+            for _ in range(runs):
+                await one(True)
+        finally:
+            gc.callbacks.remove(on_gc)
+        # Pydantic alone, split into validation and dump (one of the candidates for most of the Python time).
+        async with pool.acquire() as conn:
+            result = await service.trace(conn, OPERATOR, lot_id, upstream=upstream, max_depth=MAX_DEPTH)
+        model = schemas.Trace.model_validate(result)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model = schemas.Trace.model_validate(result)
+            t1 = time.perf_counter()
+            model.model_dump(mode="json")
+            t2 = time.perf_counter()
+            stages["  of which model_validate"].append(t1 - t0)
+            stages["  of which model_dump(mode=json)"].append(t2 - t1)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(min(runs, 100)):
+            await one(False)
+        profiler.disable()
+    finally:
+        for name, fn in originals.items():
+            setattr(repository, name, fn)
+        await pool.close()
+
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(18)
+    by_gen: dict[str, dict[str, float]] = {}
+    for gen in (0, 1, 2):
+        pauses = [p for g, p in gc_pauses if g == gen]
+        if pauses:
+            by_gen[f"gen{gen}"] = {
+                "count": len(pauses),
+                "per_request": round(len(pauses) / runs, 2),
+                "max_ms": round(max(pauses) * 1000, 3),
+                "mean_ms": round(statistics.fmean(pauses) * 1000, 3),
+            }
+    return {
+        "lot_id": lot_id,
+        "direction": "upstream" if upstream else "downstream",
+        "runs": runs,
+        "nodes": nodes,
+        "response_bytes": body_bytes,
+        "stages": {name: summary(v) for name, v in stages.items()},
+        "gc": by_gen,
+        "cprofile_top_tottime": text.getvalue(),
+    }
+
+
+# --- databases and processes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pg:
+    host: str
+    port: int
+
+    def url(self, db: str, driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@{self.host}:{self.port}/{db}"
+
+
+async def admin(pg: Pg, *statements: str) -> None:
+    conn = await asyncpg.connect(pg.url("postgres"), timeout=5)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def postgres_info(pg: Pg) -> dict[str, Any]:
+    conn = await asyncpg.connect(pg.url("postgres"), timeout=5)
+    try:
+        return {
+            "version": await conn.fetchval("SHOW server_version"),
+            "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
+            "synchronous_commit": await conn.fetchval("SHOW synchronous_commit"),
+        }
+    finally:
+        await conn.close()
+
+
+def migrate(service: str, url: str) -> None:
+    cfg = Config(str(ROOT / "services" / service / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    out = log.open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    finally:
+        out.close()  # the child has its own descriptor
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} at start-up (see var/log/)")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer /healthz within {timeout_s:.0f}s")
+
+
+def operator_token_works(base_url: str) -> tuple[bool, str]:
+    """An authenticated request for a lot that does not exist: 404 means the operator token was accepted."""
+    r = httpx.get(
+        f"{base_url}/lots/no-such-lot/trace", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=5
+    )
+    return r.status_code == 404, f"{r.status_code} {r.text[:200]}"
+
+
+@dataclass(slots=True)
+class Services:
+    custody: subprocess.Popen[bytes] | None = None
+    registry: subprocess.Popen[bytes] | None = None
+    registry_needed: bool = False
+
+    def stop(self) -> None:
+        stop(self.custody)
+        stop(self.registry)
+
+
+def start_services(args: argparse.Namespace, pg: Pg, log: Path, svc: Services) -> str:
+    base_url = f"http://127.0.0.1:{args.port}"
+    for port in (args.port, args.registry_port):
+        if not port_free(port):
+            raise RuntimeError(f"port {port} is in use; pass --port / --registry-port")
+    env = {
+        "CUSTODY_DATABASE_URL": pg.url("custody_bench", "postgresql+asyncpg"),
+        "CUSTODY_PORT": str(args.port),
+        "CUSTODY_RELAY_ENABLED": "false",
+        "CUSTODY_CONSUMER_ENABLED": "false",
+        "CUSTODY_REGISTRY_URL": f"http://127.0.0.1:{args.registry_port}",  # nothing listens there (see below)
+        "CUSTODY_TOPIC_PREFIX": "bench.",
+    }
+    svc.custody = spawn("custody", env, log)
+    wait_healthy(base_url, svc.custody, "custody")
+    ok, answer = operator_token_works(base_url)
+    print(f"  operator token without a registry: {'accepted' if ok else 'refused: ' + answer}")
+    if ok:
+        return base_url
+    # Fallback: the registry as its own process, and custody restarted to use it.
+    svc.registry_needed = True
+    stop(svc.custody)
+    registry_url = f"http://127.0.0.1:{args.registry_port}"
+    svc.registry = spawn(
+        "registry",
+        {
+            "REGISTRY_DATABASE_URL": pg.url("registry_bench", "postgresql+asyncpg"),
+            "REGISTRY_PORT": str(args.registry_port),
+            "REGISTRY_RELAY_ENABLED": "false",
+            "REGISTRY_TOPIC_PREFIX": "bench.",
+        },
+        LOG_DIR / "bench-registry.log",
+    )
+    wait_healthy(registry_url, svc.registry, "registry")
+    svc.custody = spawn("custody", env, log)
+    wait_healthy(base_url, svc.custody, "custody")
+    ok, answer = operator_token_works(base_url)
+    if not ok:
+        raise RuntimeError(f"the operator token is refused even with the registry up: {answer}")
+    return base_url
+
+
+# --- one point, the table, the run --------------------------------------------------------------------------------
+
+
+def run_point(args: argparse.Namespace, pg: Pg, base_url: str, log: Path, shape: Shape) -> list[dict[str, Any]]:
+    dsn = pg.url("custody_bench")
+    print(
+        f"\n== {shape.size} lots, depth {shape.depth}: {shape.chains} chain(s) of width {shape.width}, "
+        f"fan-in {shape.fan_in}, {shape.loose} loose mine lots",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    counts = asyncio.run(load(dsn, shape))
+    print(
+        f"    loaded {counts['lots']} lots, {counts['genealogy']} genealogy edges, "
+        f"{counts['transformations']} transformations in {time.perf_counter() - t0:.2f}s (COPY + VACUUM ANALYZE)",
+        flush=True,
+    )
+    out: list[dict[str, Any]] = []
+    for direction, sql, lots in (
+        ("upstream", repository.UPSTREAM, shape.traced()),
+        ("downstream", repository.DOWNSTREAM, shape.origins()),
+    ):
+        cte, cte_nodes = asyncio.run(
+            measure_cte(
+                dsn,
+                sql,
+                lots,
+                requests=args.requests,
+                warmup=args.warmup,
+                budget_s=args.budget_s,
+                label=f"CTE {direction}",
+            )
+        )
+        start = log.stat().st_size
+        api, body = measure_api(
+            base_url,
+            trace_paths(lots, direction),
+            requests=args.requests,
+            warmup=args.warmup,
+            budget_s=args.budget_s,
+            label=f"API {direction}",
+        )
+        time.sleep(0.05)  # let the service write its last log line
+        server = server_durations(log, start, log.stat().st_size)
+        server_summary = summary(server[-api["n"] :]) if len(server) >= api["n"] else None
+        concurrent = None
+        if args.concurrency > 0:
+            concurrent = asyncio.run(
+                measure_api_concurrent(
+                    base_url,
+                    trace_paths(lots, direction),
+                    clients=args.concurrency,
+                    requests=api["n"],
+                    warmup=args.warmup,
+                    label=f"API {direction} x{args.concurrency}",
+                )
+            )
+        if body["nodes"] != cte_nodes:
+            print(f"    WARNING: the API returned {body['nodes']} nodes, the CTE {cte_nodes}", flush=True)
+        is_target = (shape.size, shape.depth) == (TARGET_SIZE, TARGET_DEPTH)
+        verdict = ("PASS" if api["p99_ms"] <= TARGET_P99_MS else "MISS") if is_target else None
+        out.append(
+            {
+                **shape.describe(),
+                "direction": direction,
+                "traced_lots": len(lots),
+                "traced_lot_example": lots[0],
+                "nodes": cte_nodes,
+                "api_nodes": body["nodes"],
+                "edges": body["edges"],
+                "response_bytes": body["bytes"],
+                "cte": cte,
+                "api": api,
+                "api_server_side": server_summary,
+                "api_concurrent": concurrent,
+                "ratio_api_p99_to_cte_p99": round(api["p99_ms"] / cte["p99_ms"], 1),
+                "target": verdict,
+            }
+        )
+    return out
+
+
+def fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def print_table(rows: list[dict[str, Any]], concurrency: int) -> None:
+    head = (
+        f"{'size':>6} {'depth':>5} {'W':>2} {'direction':<10} {'nodes':>5} {'edges':>5} {'KB':>5} "
+        f"{'CTE p50':>7} {'CTE p99':>7} {'API p50':>7} {'API p99':>7} {'API max':>7} {'srv p50':>7} {'srv p99':>7} "
+        f"{'ratio':>6}"
+    )
+    if concurrency:
+        head += f" {f'{concurrency}c p50':>7} {f'{concurrency}c p99':>7} {'req/s':>6}"
+    head += "  target (API p99 <= 5 ms @ 10,000 lots, depth 50)"
+    print("\n" + head)
+    print("-" * len(head))
+    for r in rows:
+        srv = r["api_server_side"] or {}
+        line = (
+            f"{r['size']:>6} {r['depth']:>5} {r['width']:>2} {r['direction']:<10} {r['nodes']:>5} {r['edges']:>5} "
+            f"{r['response_bytes'] / 1024:>5.0f} {fmt(r['cte']['p50_ms']):>7} {fmt(r['cte']['p99_ms']):>7} "
+            f"{fmt(r['api']['p50_ms']):>7} {fmt(r['api']['p99_ms']):>7} {fmt(r['api']['max_ms']):>7} "
+            f"{fmt(srv.get('p50_ms')):>7} {fmt(srv.get('p99_ms')):>7} {r['ratio_api_p99_to_cte_p99']:>5.1f}x"
+        )
+        if concurrency:
+            c = r["api_concurrent"] or {}
+            line += f" {fmt(c.get('p50_ms')):>7} {fmt(c.get('p99_ms')):>7} {c.get('req_per_s', 0):>6.0f}"
+        if r["target"]:
+            line += f"  {r['target']}" + ("" if r["direction"] == "upstream" else " (promise is upstream)")
+        print(line)
+    print("all times in ms; srv = the service's own request duration (its log), without the client and the socket")
+
+
+def print_profile(p: dict[str, Any]) -> None:
+    kb = p["response_bytes"] / 1024
+    print(f"\nWhere the time goes: {p['direction']} trace of {p['lot_id']} ({p['nodes']} nodes), in-process, ", end="")
+    print(f"{p['runs']} runs, {kb:.0f} KB of JSON")
+    print(f"  {'stage':<56} {'p50 ms':>7} {'p99 ms':>7}")
+    for name, s in p["stages"].items():
+        print(f"  {name:<56} {s['p50_ms']:>7.3f} {s['p99_ms']:>7.3f}")
+    for gen, g in p["gc"].items():
+        print(f"  gc {gen}: {g['per_request']} per request, mean {g['mean_ms']} ms, max {g['max_ms']} ms")
+    print("  cProfile, top functions by own time:")
+    lines = p["cprofile_top_tottime"].splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith("ncalls")), 0)
+    for line in lines[start : start + 13]:
+        print("   " + line[:150])
+
+
+def measure_floor(base_url: str, path: str, *, requests: int, warmup: int) -> dict[str, Any]:
+    """Latency of a cheaper request on the same process: what every request pays before the trace's own work."""
+    headers = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        for _ in range(warmup):
+            client.get(path).raise_for_status()
+        samples: list[float] = []
+        with gc_paused():
+            for _ in range(requests):
+                start = time.perf_counter()
+                client.get(path).raise_for_status()
+                samples.append(time.perf_counter() - start)
+    return summary(samples)
+
+
+def cpu_times() -> list[int]:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal (in ticks); empty if unavailable."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return []
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def cpu_during(before: list[int], after: list[int]) -> dict[str, float]:
+    """Share of the machine's CPU time that was busy, and stolen by the hypervisor, over the run."""
+    if not before or not after:
+        return {}
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d) or 1
+    idle = d[3] + d[4]
+    return {"busy_pct": round(100 * (total - idle) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    def ints(s: str) -> list[int]:
+        return [int(x) for x in s.split(",") if x]
+
+    p = argparse.ArgumentParser(prog="python -m bench.trace_bench", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--sizes", type=ints, default=[100, 1_000, 10_000], help="genealogy sizes (lots), comma separated")
+    p.add_argument("--depths", type=ints, default=[5, 10, 20, 50], help="depths, comma separated")
+    p.add_argument("--width", type=int, default=8, help="lots per level of a chain (the upstream set's widest level)")
+    p.add_argument("--fan-in", type=int, default=2, help="parents of each transformed lot")
+    p.add_argument(
+        "--target-widths",
+        type=ints,
+        default=[1, 2, 4],
+        help="other widths measured at the target point only (10,000 lots, depth 50): the API time against the "
+        "number of lots a trace returns",
+    )
+    p.add_argument("--requests", type=int, default=500, help="requests per series (fewer when a series is slow)")
+    p.add_argument("--warmup", type=int, default=50, help="warm-up requests per series")
+    p.add_argument("--budget-s", type=float, default=20.0, help="about how long one series may take")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent clients for the API 8c series (0: skip)")
+    p.add_argument("--profile", action="store_true", help="time the stages of a trace even if the target is met")
+    p.add_argument("--profile-runs", type=int, default=300)
+    p.add_argument("--pg-host", default="127.0.0.1")
+    p.add_argument("--pg-port", type=int, default=5433)
+    p.add_argument("--port", type=int, default=18401, help="custody's port")
+    p.add_argument("--registry-port", type=int, default=18402, help="the registry's, if it has to be started")
+    p.add_argument("--keep", action="store_true", help="keep the bench databases at the end")
+    return p.parse_args(argv)
+
+
+PROMISE = (
+    "An upstream trace of a 10,000-lot genealogy at depth 50 answers within 5 ms (p99) through the API "
+    "(../shared/PRODUCT.md)"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pg = Pg(args.pg_host, args.pg_port)
+    info = machine()
+    cpu_start = cpu_times()
+    try:
+        info["postgres"] = asyncio.run(postgres_info(pg))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: PostgreSQL is not reachable at {pg.host}:{pg.port} ({exc!r}); run `deploy/local/infra.sh start`")
+        return 2
+    print(f"trace bench: {info['nproc']} CPUs, Python {info['python']}, PostgreSQL {info['postgres']['version']}")
+    main_shapes = [Shape.plan(s, d, args.width, args.fan_in) for s in args.sizes for d in args.depths]
+    shapes = list(main_shapes)
+    target_measured = (TARGET_SIZE, TARGET_DEPTH) in {(s.size, s.depth) for s in shapes}
+    if target_measured:
+        shapes += [Shape.plan(TARGET_SIZE, TARGET_DEPTH, w, args.fan_in) for w in args.target_widths if w != args.width]
+    log = LOG_DIR / "bench-custody.log"
+    svc = Services()
+    databases = ("registry_bench", "custody_bench")
+    dsn = pg.url("custody_bench")
+    rows: list[dict[str, Any]] = []
+    floors: dict[str, Any] = {}
+    profiles: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        asyncio.run(
+            admin(
+                pg,
+                *(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in databases),
+                *(f'CREATE DATABASE "{db}"' for db in databases),
+            )
+        )
+        for db in databases:
+            print(f"  migrating {db}", flush=True)
+            migrate(db.removesuffix("_bench"), pg.url(db, "postgresql+asyncpg"))
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        base_url = start_services(args, pg, log, svc)
+        for shape in shapes:
+            rows.extend(run_point(args, pg, base_url, log, shape))
+        print("\n== floors: the same process, cheaper requests", flush=True)
+        for name, url_path in (
+            ("GET /whoami (HTTP, FastAPI, auth; no database)", "/whoami"),
+            ("GET /lots/{id} (+ pool acquire, 1 query, pool release)", f"/lots/{shapes[-1].traced()[0]}"),
+        ):
+            floors[name] = measure_floor(base_url, url_path, requests=min(args.requests, 300), warmup=args.warmup)
+            print(f"    {name:<58} p50 {floors[name]['p50_ms']:.2f} ms, p99 {floors[name]['p99_ms']:.2f} ms")
+        print_table(rows, args.concurrency)
+        target_rows = [r for r in rows if r["target"] and r["direction"] == "upstream"]
+        if args.profile or any(r["target"] == "MISS" for r in target_rows):
+            # The largest, deepest point of the main shape, and the narrowest width measured at the target.
+            main_shape = max(main_shapes, key=lambda s: (s.size, s.depth))
+            candidates = [main_shape]
+            if target_measured and args.target_widths:
+                candidates.append(Shape.plan(TARGET_SIZE, TARGET_DEPTH, min(args.target_widths), args.fan_in))
+            for shape in dict.fromkeys(candidates):
+                asyncio.run(load(dsn, shape))
+                profile = asyncio.run(profile_trace(dsn, shape.traced()[0], upstream=True, runs=args.profile_runs))
+                profile["shape"] = shape.describe()
+                profiles.append(profile)
+                print_profile(profile)
+    finally:
+        svc.stop()
+        if not args.keep:
+            asyncio.run(admin(pg, *(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)' for db in databases)))
+    info["loadavg_end"] = os.getloadavg()
+    info["cpu_during_run"] = cpu_during(cpu_start, cpu_times())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"trace-{stamp}.json"
+    document = {
+        "benchmark": "trace",
+        "target": {"size": TARGET_SIZE, "depth": TARGET_DEPTH, "p99_ms": TARGET_P99_MS, "promise": PROMISE},
+        "machine": info,
+        "settings": {
+            "width": args.width,
+            "fan_in": args.fan_in,
+            "target_widths": args.target_widths,
+            "requests": args.requests,
+            "warmup": args.warmup,
+            "concurrency": args.concurrency,
+            "trace_max_depth": MAX_DEPTH,
+            "registry_started": svc.registry_needed,
+            "client": f"httpx {httpx.__version__}, keep-alive, sequential (and {args.concurrency} concurrent)",
+        },
+        "results": rows,
+        "floors": floors,
+        "profiles": profiles,
+        "duration_s": round(time.perf_counter() - started, 1),
+    }
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    cpu = info["cpu_during_run"]
+    if cpu:
+        print(
+            f"\nmachine during the run: {cpu['busy_pct']}% busy, {cpu['steal_pct']}% stolen by the hypervisor; ", end=""
+        )
+        print(f"load average {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
+    print(f"results: {path.relative_to(ROOT)} ({document['duration_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

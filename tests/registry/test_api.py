@@ -390,3 +390,11 @@ async def test_credentials_can_be_issued_listed_and_revoked(api: httpx.AsyncClie
     keys = (await api.get("/.well-known/jwks.json")).json()["keys"]
     assert keys
     assert all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k for k in keys)  # public halves only
+
+
+async def test_a_201_means_committed(api: httpx.AsyncClient) -> None:
+    """The commit happens before the response: what was just created is there for the very next request."""
+    for _ in range(30):
+        pid = (await register(api, mine()))["participant"]["id"]
+        r = await api.get(f"/participants/{pid}", headers=OPERATOR)
+        assert r.status_code == 200, r.text

@@ -29,7 +29,7 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]  # commit before the response
 SettingsDep = Annotated[Settings, Depends(_settings)]
 NOT_FOUND = problem_responses(404)
 

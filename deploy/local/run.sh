@@ -19,11 +19,16 @@ stop_all() {
 trap stop_all INT TERM
 
 deploy/local/services.sh start
+if [ "${MCOC_DEMO:-1}" != 0 ]; then  # MCOC_DEMO=0 make run: no demo data
+  "${PYTHON:-$ROOT/.venv/bin/python}" deploy/demo/seed.py || echo "[run] the demo could not be seeded (see above); the services keep running"
+fi
 cat <<TXT
 
   registry  http://${REGISTRY_HOST:-127.0.0.1}:${REGISTRY_PORT:-8001}/docs
   custody   http://${CUSTODY_HOST:-127.0.0.1}:${CUSTODY_PORT:-8002}/docs
   audit     http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/docs
+  dashboard http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/dashboard/  (operator token: dev-admin-token)
+  demo      tokens of the demo participants: ${MCOC_VAR:-$ROOT/var}/demo/participants.json
   logs      ${MCOC_VAR:-$ROOT/var}/log/<service>.log (JSON lines)
 
   Everything is running. Ctrl-C here (or \`make stop\` elsewhere) stops it all.

@@ -13,6 +13,9 @@ help:  ## list the targets
 install: .venv/.installed  ## create .venv and install the pinned dependencies (only when they changed)
 
 .venv/.installed: requirements.lock pyproject.toml
+	@command -v chromium >/dev/null || { echo "[make] installing Debian's chromium (for the dashboard's browser tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "[make] could not install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
 	@echo "[make] installing pinned Python dependencies into .venv"
 	@test -x $(PY) || python3 -m venv .venv
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock

@@ -48,6 +48,11 @@ class ServiceSettings(BaseSettings):
     consumer_group: str | None = Field(None, description="Kafka consumer group (default: the service name).")
     consumer_max_records: int = Field(500, description="Most events applied per consumer transaction.")
     outbox_retention_hours: float = Field(24.0, description="Published outbox rows older than this are deleted.")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8003", "http://localhost:8003"],
+        description="Browser origins allowed to call the API (CORS), e.g. the audit dashboard's; JSON list in the "
+        "environment.",
+    )
 
     @property
     def asyncpg_dsn(self) -> str:

@@ -29,7 +29,17 @@ class Settings(ServiceSettings):
         description="Per mineral maximum recovery yield from ore/concentrate, overriding the "
         'defaults (e.g. {"tin": 0.8}); JSON in the environment.',
     )
+    overdue_grace_s: float = Field(
+        60.0, ge=0, description="A shipment is judged overdue by the scheduled check only once recorded this long ago."
+    )
     overdue_check_s: float = Field(60.0, gt=0, description="How often shipments overdue in transit are looked for.")
+    custody_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="The custody API as the dashboard's browser reaches it.",
+    )
+    public_registry_url: str | None = Field(
+        None, description="The registry API as the dashboard's browser reaches it (default: `registry_url`)."
+    )
 
     def thresholds(self) -> Thresholds:
         base = Thresholds()
@@ -38,3 +48,7 @@ class Settings(ServiceSettings):
             default_transit_days=self.default_transit_days,
             max_yield={**base.max_yield, **self.max_yield},
         )
+
+    @property
+    def browser_registry_url(self) -> str:
+        return self.public_registry_url or self.registry_url

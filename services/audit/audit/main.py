@@ -1,10 +1,23 @@
-"""The audit app: `create_app()` for uvicorn (`--factory`) and tests."""
+"""The audit app: `create_app()` for uvicorn (`--factory`) and tests.
+
+It also serves the operations dashboard (`/dashboard/`): static HTML, CSS and JavaScript modules from
+`audit/dashboard/`, no build step. The browser reads the audit API on this origin and the custody and registry APIs
+at the URLs given by `/dashboard/config.json` (those services allow this origin through `CORS_ORIGINS`).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from audit.config import Settings
 from audit.consumer import make_consumer
@@ -12,6 +25,64 @@ from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
 from shared.runtime import Runtime, Worker, build_app
+
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+log = logging.getLogger("audit.main")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+class DashboardFiles(StaticFiles):
+    """The dashboard's files with a strict content security policy (scripts, styles and fonts only from here; API
+    calls only to this service, custody and the registry), revalidated on each load so an upgrade is seen at once."""
+
+    def __init__(self, directory: Path, connect_to: Sequence[str]) -> None:
+        super().__init__(directory=directory, html=True)
+        connect = " ".join(["'self'", *sorted({o for o in connect_to if o})])
+        self.extra_headers = {
+            "Content-Security-Policy": (
+                f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+                f"connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+                "form-action 'self'"
+            ),
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(self.extra_headers)
+        return response
+
+
+def install_dashboard(app: FastAPI, settings: Settings) -> None:
+    """`/dashboard/` (the files), `/dashboard` (redirect) and `/dashboard/config.json`; none of it in the OpenAPI."""
+    config: dict[str, Any] = {
+        "service": settings.service_name,
+        "audit_url": "",  # same origin
+        "custody_url": settings.custody_url.rstrip("/"),
+        "registry_url": settings.browser_registry_url.rstrip("/"),
+    }
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_redirect() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=308)
+
+    @app.get("/dashboard/config.json", include_in_schema=False)
+    async def dashboard_config() -> JSONResponse:
+        return JSONResponse(config, headers={"Cache-Control": "no-cache"})
+
+    if not (DASHBOARD_DIR / "index.html").is_file():  # an install without the package data: serve the API anyway
+        log.warning("dashboard files not found in %s; /dashboard/ is not served", DASHBOARD_DIR)
+        return
+    files = DashboardFiles(DASHBOARD_DIR, [_origin(settings.custody_url), _origin(settings.browser_registry_url)])
+    app.mount("/dashboard", files, name="dashboard")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,7 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return []
         projection = Projection(thresholds=settings.thresholds())
         checker = OverdueChecker(
-            settings.asyncpg_dsn, Projection(thresholds=settings.thresholds()), settings.overdue_check_s, broadcaster
+            settings.asyncpg_dsn,
+            Projection(thresholds=settings.thresholds()),
+            settings.overdue_check_s,
+            broadcaster,
+            grace_s=settings.overdue_grace_s,
         )
         return [
             make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster)),
@@ -34,10 +109,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         title="Audit",
         description="Consumes custody and registry events, keeps its own projection, and flags custody breaks and "
-        "high-risk origins. Flags are published on `audit.flags` and streamed live at `/stream`.",
+        "high-risk origins. Flags are published on `audit.flags` and streamed live at `/stream`. The operations "
+        "dashboard is served at `/dashboard/`.",
         routers=[router],
         extra_workers=workers,
         raw_pool=True,
     )
     app.state.broadcaster = broadcaster
+    install_dashboard(app, settings)
     return app

@@ -196,10 +196,31 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _dependency_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (
+        OSError,
+        TimeoutError,
+        PoolTimeout,
+        DBAPIError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    # Errors of the database's reachability get handlers of their own: those answer from Starlette's exception
+    # middleware like any 4xx (the connection stays usable, the access log and metrics see the 503). Only what is
+    # left reaches the catch-all below, whose 500 Starlette's server-error middleware re-raises after sending.
+    for cls in _dependency_errors():
+        app.add_exception_handler(cls, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

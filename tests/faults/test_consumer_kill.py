@@ -1,0 +1,136 @@
+"""The audit consumer SIGKILLed half way through a topic of custody events: after a restart no flag is lost and
+none is doubled, and every event takes effect exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import Counter
+
+import httpx
+
+from custody.config import Settings as CustodySettings
+from custody.main import create_app as custody_app
+from shared.topics import ensure_topics
+from tests.conftest import ENV, serve_in_process, settings_env
+from tests.faults.conftest import drop_topics, dsn, fetch, lot_body, receipt_body, register_party, scalar, ship_body
+from tests.helpers import spawn, stop, wait_for, wait_http_ok
+
+REGISTRY_PORT = 18821
+SHIPMENTS = 120  # 360 custody events: register, ship, receive with a changed seal
+MAX_RECORDS = 5  # events per consumer transaction, so the kill lands between batches
+
+
+async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls: dict[str, str]) -> None:
+    prefix = f"test-fck-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    custody_dsn, audit_dsn = dsn(database_urls["custody"]), dsn(database_urls["audit"])
+    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
+    registry = spawn(
+        "registry",
+        settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2),
+        "faults-consumer-registry.log",
+    )
+    consumer_env = settings_env(
+        "audit",
+        database_urls,
+        prefix,
+        consumer_group=f"audit-kill-{uuid.uuid4().hex}",
+        consumer_max_records=MAX_RECORDS,
+    )
+    consumer = None
+    try:
+        # 1. A topic prefilled by a real custody (in-process, with its relay): receipts whose seal changed.
+        await wait_http_ok(f"{registry_url}/readyz", proc=registry)
+        settings = CustodySettings(
+            database_url=database_urls["custody"],
+            topic_prefix=prefix,
+            registry_url=registry_url,
+            kafka_bootstrap_servers=ENV.kafka_bootstrap,
+            auth_refresh_s=1.0,
+            relay_poll_interval_s=0.2,
+            consumer_group=f"custody-{uuid.uuid4().hex[:6]}",
+        )
+        lots: list[str] = []
+        shipments: list[str] = []
+        async with (
+            httpx.AsyncClient(base_url=registry_url, timeout=10) as reg,
+            serve_in_process(custody_app(settings)) as c,
+        ):
+            mine = await register_party(reg, custody_dsn, "mine")
+            trader = await register_party(reg, custody_dsn, "trader")
+            for i in range(SHIPMENTS):
+                lot = f"FCK-{i}-{uuid.uuid4().hex[:6]}"
+                r = await c.post("/lots", json=lot_body(lot, f"S-{i}"), headers=mine.auth)
+                assert r.status_code == 201, r.text
+                r = await c.post(f"/lots/{lot}/shipments", json=ship_body(trader.id, f"S-{i}"), headers=mine.auth)
+                assert r.status_code == 201, r.text
+                sid = r.json()["shipment_id"]
+                r = await c.post(f"/shipments/{sid}/receipt", json=receipt_body(f"BROKEN-{i}"), headers=trader.auth)
+                assert r.status_code == 200, r.text
+                lots.append(lot)
+                shipments.append(sid)
+            event_ids = [
+                r["event_id"]
+                for r in await fetch(custody_dsn, "SELECT event_id FROM lot_events WHERE lot_id = ANY($1)", lots)
+            ]
+            assert len(event_ids) == 3 * SHIPMENTS
+
+            async def all_published() -> bool:
+                sql = "SELECT count(*) FROM outbox WHERE event_id = ANY($1) AND published_at IS NOT NULL"
+                return await scalar(custody_dsn, sql, event_ids) == len(event_ids)
+
+            await wait_for(all_published, timeout_s=30, what="custody's relay to publish every event")
+
+        # 2. The audit consumer as its own process; SIGKILL it once part of the events took effect.
+        async def applied() -> int:
+            return await scalar(audit_dsn, "SELECT count(*) FROM received_events WHERE event_id = ANY($1)", event_ids)
+
+        t0 = time.monotonic()
+        consumer = spawn("audit.consumer", consumer_env, "faults-audit-consumer.log")
+
+        async def some_applied() -> bool:
+            assert consumer is not None and consumer.poll() is None, "the consumer is running"
+            return await applied() >= len(event_ids) // 4
+
+        await wait_for(some_applied, timeout_s=60, what="a quarter of the events applied", interval_s=0.005)
+        consumer.send_signal(signal.SIGKILL)
+        assert consumer.wait(10) == -signal.SIGKILL
+        at_kill = await applied()
+        assert 0 < at_kill < len(event_ids), f"the kill must land half way, not after {at_kill} of {len(event_ids)}"
+
+        # 3. Restarted, it finishes the topic.
+        consumer = spawn("audit.consumer", consumer_env, "faults-audit-consumer.log")
+
+        async def all_applied() -> bool:
+            return await scalar(
+                audit_dsn, "SELECT count(*) FROM processed_events WHERE id = ANY($1)", event_ids
+            ) == len(event_ids)
+
+        await wait_for(all_applied, timeout_s=90, what=f"all {len(event_ids)} events applied after the restart")
+        elapsed = time.monotonic() - t0
+    finally:
+        if consumer is not None:
+            assert stop(consumer) == 0, "the consumer stops cleanly on SIGTERM"
+        stop(registry)
+        await drop_topics(prefix)
+
+    # 4. One effect per event; exactly one seal_mismatch flag per shipment and no other flag on these lots.
+    received = Counter(
+        r["event_id"]
+        for r in await fetch(audit_dsn, "SELECT event_id FROM received_events WHERE event_id = ANY($1)", event_ids)
+    )
+    processed = Counter(
+        r["id"] for r in await fetch(audit_dsn, "SELECT id FROM processed_events WHERE id = ANY($1)", event_ids)
+    )
+    assert set(received) == set(event_ids) and set(processed) == set(event_ids), "no event lost"
+    assert {k: v for k, v in received.items() if v != 1} == {}, "no event took effect twice"
+    assert all(v == 1 for v in processed.values())
+    flags = await fetch(audit_dsn, "SELECT rule, cause, lot_id FROM flags WHERE lot_id = ANY($1)", lots)
+    assert Counter((f["rule"], f["cause"]) for f in flags) == Counter(("seal_mismatch", s) for s in shipments), flags
+    assert {f["lot_id"] for f in flags} == set(lots)
+    print(
+        f"\n  consumer SIGKILLed after {at_kill} of {len(event_ids)} events applied; after the restart all applied "
+        f"once and {len(flags)} flags, one per shipment ({elapsed:.1f}s)"
+    )

@@ -196,7 +196,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _dependency_errors() -> tuple[type[BaseException], ...]:
+def _dependency_errors() -> tuple[type[Exception], ...]:
     import asyncpg
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.exc import TimeoutError as PoolTimeout

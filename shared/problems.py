@@ -175,7 +175,30 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def is_bad_text(exc: BaseException) -> bool:
+    """PostgreSQL refused a string (a NUL character, or bytes that are not UTF-8): the input was wrong."""
+    import asyncpg
+
+    bad = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, bad) or isinstance(getattr(cur, "orig", None), bad):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_bad_text(exc):
+        slug, title = _STATUS_SLUGS[422]
+        return problem_response(
+            request,
+            422,
+            slug,
+            title,
+            "The request contains text the database cannot store (a NUL character?); nothing was written.",
+            errors=[{"where": "request", "msg": "NUL character in text", "type": "bad_text"}],
+        )
     if is_unavailable(exc):
         log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
         return problem_response(
@@ -235,3 +258,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` naming which problem+json statuses a route may answer with."""
     return {s: PROBLEM_RESPONSES[s] for s in statuses}
+
+
+def seq_cursor(cursor: str | None, where: str = "query.cursor") -> int | None:
+    """A listing cursor (a row sequence number this API returned): ASCII digits that fit a bigint, or 422."""
+    if not cursor:
+        return None
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+        raise InvalidInput(where, "not a cursor returned by this endpoint")
+    return int(cursor)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import request_id_var
-from shared.problems import PROBLEM_JSON, install_problem_handlers
+from shared.problems import PROBLEM_JSON, Problem, install_problem_handlers
 
 log = logging.getLogger("shared.web")
 
@@ -145,7 +145,13 @@ def health_router(service: str, checks: Callable[[], dict[str, Check]]) -> APIRo
         "/readyz",
         response_model=Readiness,
         summary="Readiness: the database and Kafka are reachable",
-        responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+        responses={
+            503: {
+                "model": Problem,
+                "content": {PROBLEM_JSON: {}},
+                "description": "A dependency is unreachable: `checks` says which",
+            }
+        },
     )
     async def readyz() -> Response:
         results: dict[str, str] = {}
@@ -168,7 +174,9 @@ def health_router(service: str, checks: Callable[[], dict[str, Check]]) -> APIRo
             "status": 503,
             "detail": "; ".join(f"{k}: {v}" for k, v in results.items() if v != "ok"),
             "instance": "/readyz",
-            **body.model_dump(),
+            "readiness": body.status,
+            "service": body.service,
+            "checks": body.checks,
         }
         return JSONResponse(problem, status_code=503, media_type=PROBLEM_JSON)
 

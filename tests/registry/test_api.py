@@ -403,3 +403,13 @@ async def test_a_201_means_committed(api: httpx.AsyncClient) -> None:
         pid = (await register(api, mine()))["participant"]["id"]
         r = await api.get(f"/participants/{pid}", headers=OPERATOR)
         assert r.status_code == 200, r.text
+
+
+async def test_text_the_database_cannot_store_is_a_422(api: httpx.AsyncClient) -> None:
+    before = len((await api.get("/participants?limit=500", headers=OPERATOR)).json()["items"])
+    assert_problem(await api.post("/participants", json=mine(name="Kivu\u0000Tin"), headers=OPERATOR), 422)
+    assert_problem(
+        await api.get("/participants", params={"cursor": "99999999999999999999"}, headers=OPERATOR), 422, "query.cursor"
+    )
+    assert_problem(await api.get("/participants", params={"cursor": "²"}, headers=OPERATOR), 422, "query.cursor")
+    assert len((await api.get("/participants?limit=500", headers=OPERATOR)).json()["items"]) == before

@@ -18,7 +18,7 @@ from audit.rules import SEVERITY_ORDER, Rule, Severity
 from shared.auth import Principal, PrincipalDep
 from shared.events import new_event
 from shared.outbox import enqueue_raw
-from shared.problems import Conflict, InvalidInput, NotFound, problem_responses
+from shared.problems import Conflict, InvalidInput, NotFound, problem_responses, seq_cursor
 from shared.topics import AUDIT_FLAGS
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
@@ -81,10 +81,12 @@ async def list_flags(
         args.append(v)
         return f"${len(args)}"
 
-    if cursor:
-        if not cursor.isdigit():
-            raise InvalidInput("query.cursor", "not a cursor returned by this endpoint")
-        where.append(f"seq < {arg(int(cursor))}")
+    for where_, text in (("query.lot_id", lot_id), ("query.participant", participant)):
+        if text is not None and "\x00" in text:  # PostgreSQL text cannot hold NUL: refuse, not a 500
+            raise InvalidInput(where_, "must not contain NUL characters")
+    after = seq_cursor(cursor)
+    if after is not None:
+        where.append(f"seq < {arg(after)}")
     for col, val in (
         ("status", status),
         ("severity", severity.value if severity else None),

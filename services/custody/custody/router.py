@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from custody import repository, schemas, service
 from custody.domain import LotStatus, Mineral, Refusal
 from shared.auth import Principal, PrincipalDep
-from shared.problems import PROBLEM_JSON, InvalidInput, problem_responses
+from shared.problems import PROBLEM_JSON, InvalidInput, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -268,11 +268,7 @@ async def list_lots(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> Response:
-    after = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise InvalidInput("query.cursor", "not a cursor returned by this endpoint")
-        after = int(cursor)
+    after = seq_cursor(cursor) or 0
     async with request.app.state.runtime.pool.acquire() as conn:
         rows = await repository.list_lots(
             conn,

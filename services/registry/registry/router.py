@@ -14,7 +14,7 @@ from registry.config import Settings
 from registry.domain import Kind
 from registry.models import Credential as CredentialRow
 from shared.auth import OperatorDep, PrincipalDep
-from shared.problems import InvalidInput, problem_responses
+from shared.problems import problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -87,11 +87,7 @@ async def list_participants(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> schemas.ParticipantPage:
-    after = 0
-    if cursor:
-        if not cursor.isdigit():
-            raise InvalidInput("query.cursor", "not a cursor returned by this endpoint")
-        after = int(cursor)
+    after = seq_cursor(cursor) or 0
     rows = await repository.list_participants(
         session,
         kind=kind.value if kind else None,

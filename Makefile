@@ -51,6 +51,7 @@ test: infra  ## run the whole test suite against real PostgreSQL and Kafka
 
 bench: migrate  ## run the benchmarks (needs PostgreSQL and Kafka: started by make)
 	@$(PY) -m bench.trace_bench
+	@$(PY) -m bench.write_bench
 
 lint: install  ## ruff (lint and format check) and mypy on shared/ and the services
 	@.venv/bin/ruff check .

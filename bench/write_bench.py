@@ -1,0 +1,313 @@
+"""Custody write benchmark: ship + receive pairs through the HTTP API against plain asyncpg writing the same rows.
+
+    .venv/bin/python -m bench.write_bench [--seconds 20] [--clients 16] [--baseline-connections 8]
+
+Both run in the same process run, on the same machine, one after the other, on fresh databases:
+- baseline: plain asyncpg, a pool of 8, one transaction per write: SELECT the lot FOR UPDATE, UPDATE it (new head
+  hash), INSERT the chained event with its hash, INSERT the outbox row (what a shipment writes);
+- API: 16 concurrent clients, each with its own lot, doing ship then receive through `python -m custody` (a real
+  process, with its outbox relay publishing to Kafka), authenticated with participant tokens from a real registry
+  process, every write with an Idempotency-Key.
+Target (PRODUCT.md): API writes/s >= 0.40 x the baseline's, p99 <= 30 ms at 16 clients. It reports; it never fails
+on a miss. Also reports the custody process's resident memory and CPU time after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import psutil
+
+from bench.trace_bench import LOG_DIR, Pg, admin, machine, migrate, spawn, stop, summary, wait_healthy
+from shared.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+OPERATOR = {"Authorization": "Bearer dev-admin-token"}
+DBS = ("registry_wbench", "custody_wbench")
+
+
+async def baseline(dsn: str, lots: list[str], seconds: float, connections: int) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections)
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(lot_id: str) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn, conn.transaction():
+                r = await conn.fetchrow("SELECT head_hash, event_count FROM lots WHERE lot_id = $1 FOR UPDATE", lot_id)
+                data = {"shipment_id": uuid.uuid4().hex, "to": "x", "mass_kg": "10.000", "pad": "x" * 400}
+                body = orjson.dumps(
+                    {"lot_id": lot_id, "seq": r["event_count"] + 1, "data": data}, option=orjson.OPT_SORT_KEYS
+                )
+                h = hashlib.sha256(r["head_hash"] + body).digest()
+                eid = str(uuid.uuid4())
+                await conn.execute(
+                    "UPDATE lots SET head_hash = $2, event_count = event_count + 1, updated_at = now() "
+                    "WHERE lot_id = $1",
+                    lot_id,
+                    h,
+                )
+                await conn.execute(
+                    "INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash) "
+                    "VALUES ($1, $2, $3, 'custody.lot.shipped', now(), 'x', $4, $5, $6)",
+                    eid,
+                    lot_id,
+                    r["event_count"] + 1,
+                    orjson.dumps(data).decode(),
+                    r["head_hash"],
+                    h,
+                )
+                await conn.execute(
+                    "INSERT INTO outbox (event_id, topic, key, type, source, subject, time, data, published_at) "
+                    "VALUES ($1, 'custody.events', $2, 'custody.lot.shipped', '/custody', $2, now(), $3, now())",
+                    eid,
+                    lot_id,
+                    orjson.dumps(data).decode(),
+                )
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(lot) for lot in lots))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    return {
+        "writes": len(latencies),
+        "seconds": round(elapsed, 2),
+        "rate": round(len(latencies) / elapsed, 1),
+        "latency": summary(latencies),
+    }
+
+
+async def api(
+    base: str, pairs: list[tuple[str, dict[str, str], str, dict[str, str], str]], seconds: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=len(pairs), max_keepalive_connections=len(pairs))
+
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+
+        async def post(path: str, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any] | None:
+            t0 = time.perf_counter()
+            r = await client.post(path, json=body, headers={**auth, "Idempotency-Key": uuid.uuid4().hex})
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code >= 300:
+                errors[r.status_code] = errors.get(r.status_code, 0) + 1
+                return None
+            return r.json()  # type: ignore[no-any-return]
+
+        async def client_loop(lot: str, a_auth: dict[str, str], a_id: str, b_auth: dict[str, str], b_id: str) -> None:
+            holder, other = (a_auth, a_id), (b_auth, b_id)
+            while time.perf_counter() < stop_at:
+                now = datetime.now(UTC).isoformat()
+                shipped = await post(
+                    f"/lots/{lot}/shipments",
+                    holder[0],
+                    {"to": other[1], "mass_kg": 10, "shipped_at": now, "seal": "S-1"},
+                )
+                if shipped is None:
+                    break
+                received = await post(
+                    f"/shipments/{shipped['shipment_id']}/receipt",
+                    other[0],
+                    {"received_at": now, "mass_kg": 10, "seal": "S-1"},
+                )
+                if received is None:
+                    break
+                holder, other = other, holder
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(*p) for p in pairs))
+        elapsed = time.perf_counter() - t0
+    return {
+        "writes": len(latencies),
+        "seconds": round(elapsed, 2),
+        "rate": round(len(latencies) / elapsed, 1),
+        "latency": summary(latencies),
+        "errors": errors,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    pg = Pg(args.pg_host, args.pg_port)
+    prefix = f"wbench-{uuid.uuid4().hex[:6]}."
+    asyncio.run(
+        admin(
+            pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in DBS], *[f'CREATE DATABASE "{d}"' for d in DBS]
+        )
+    )
+    migrate("registry", pg.url("registry_wbench", "postgresql+asyncpg"))
+    migrate("custody", pg.url("custody_wbench", "postgresql+asyncpg"))
+    asyncio.run(ensure_topics(args.kafka, prefix))
+    reg_url, cus_url = f"http://127.0.0.1:{args.registry_port}", f"http://127.0.0.1:{args.port}"
+    registry = spawn(
+        "registry",
+        {
+            "REGISTRY_DATABASE_URL": pg.url("registry_wbench", "postgresql+asyncpg"),
+            "REGISTRY_PORT": str(args.registry_port),
+            "REGISTRY_RELAY_ENABLED": "false",
+            "REGISTRY_TOPIC_PREFIX": prefix,
+            "REGISTRY_KAFKA_BOOTSTRAP_SERVERS": args.kafka,
+        },
+        LOG_DIR / "bench-write-registry.log",
+    )
+    custody = None
+    try:
+        wait_healthy(reg_url, registry, "registry")
+        custody = spawn(
+            "custody",
+            {
+                "CUSTODY_DATABASE_URL": pg.url("custody_wbench", "postgresql+asyncpg"),
+                "CUSTODY_PORT": str(args.port),
+                "CUSTODY_CONSUMER_ENABLED": "false",
+                "CUSTODY_REGISTRY_URL": reg_url,
+                "CUSTODY_TOPIC_PREFIX": prefix,
+                "CUSTODY_KAFKA_BOOTSTRAP_SERVERS": args.kafka,
+                "CUSTODY_DB_POOL_SIZE": "16",
+                "CUSTODY_LOG_LEVEL": "WARNING",
+            },
+            LOG_DIR / "bench-write-custody.log",
+        )
+        wait_healthy(cus_url, custody, "custody")
+        # Participants: registered at the registry (their tokens), projected into custody directly (the consumer
+        # is off: it is not what this measures).
+        parties = []
+        for i in range(2 * args.clients):
+            kind = "mine" if i % 2 == 0 else "trader"
+            body = {"name": f"bench {kind} {i}", "kind": kind, "country": "RW"}
+            if kind == "mine":
+                body["mining_type"] = "lsm"
+            out = httpx.post(f"{reg_url}/participants", json=body, headers=OPERATOR, timeout=10).json()
+            parties.append((out["participant"]["id"], kind, out["credential"]["token"]))
+
+        async def project() -> None:
+            conn = await asyncpg.connect(pg.url("custody_wbench"))
+            try:
+                await conn.executemany(
+                    "INSERT INTO participants (id, kind, name, country, version) VALUES ($1, $2, $1, 'RW', 1)",
+                    [(p[0], p[1]) for p in parties],
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(project())
+        pairs = []
+        for c in range(args.clients):
+            (mine_id, _, mine_tok), (trader_id, _, trader_tok) = parties[2 * c], parties[2 * c + 1]
+            mine_auth = {"Authorization": f"Bearer {mine_tok}"}
+            lot = f"WB-{c:03d}-{uuid.uuid4().hex[:6]}"
+            for _ in range(50):  # custody loads the registry's keys at start-up: retry until it accepts tokens
+                r = httpx.post(
+                    f"{cus_url}/lots",
+                    headers=mine_auth,
+                    timeout=10,
+                    json={
+                        "lot_id": lot,
+                        "mineral": "tin",
+                        "form": "ore",
+                        "mass_kg": 10,
+                        "produced_at": datetime.now(UTC).isoformat(),
+                    },
+                )
+                if r.status_code == 201:
+                    break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError(f"custody refused the lot: {r.status_code} {r.text}")
+            pairs.append((lot, mine_auth, mine_id, {"Authorization": f"Bearer {trader_tok}"}, trader_id))
+
+        async def baseline_lots() -> list[str]:
+            conn = await asyncpg.connect(pg.url("custody_wbench"))
+            try:
+                ids = [f"BASE-{i}" for i in range(args.baseline_connections)]
+                await conn.executemany(
+                    "INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, "
+                    "head_hash, event_count) VALUES ($1, 'tin', 'ore', 10, 10, 'active', 'x', 'mine', $2, 0)",
+                    [(i, bytes(32)) for i in ids],
+                )
+                return ids
+            finally:
+                await conn.close()
+
+        base_lots = asyncio.run(baseline_lots())
+        print(f"[bench] baseline: plain asyncpg, {args.baseline_connections} connections, {args.seconds:.0f} s")
+        b = asyncio.run(baseline(pg.url("custody_wbench"), base_lots, args.seconds, args.baseline_connections))
+        print(f"[bench] API: {args.clients} clients doing ship + receive pairs, {args.seconds:.0f} s")
+        proc = psutil.Process(custody.pid)
+        cpu0 = proc.cpu_times()
+        a = asyncio.run(api(cus_url, pairs, args.seconds))
+        cpu1 = proc.cpu_times()
+        rss_mb = proc.memory_info().rss / 2**20
+        ratio = a["rate"] / b["rate"] if b["rate"] else 0.0
+        verdict_rate = "PASS" if ratio >= 0.40 else "MISS"
+        verdict_p99 = "PASS" if a["latency"]["p99_ms"] <= 30 else "MISS"
+        print()
+        print("| path | writes/s | p50 ms | p99 ms | target |")
+        print("|---|---|---|---|---|")
+        print(
+            f"| baseline: asyncpg, {args.baseline_connections} conns | {b['rate']} | {b['latency']['p50_ms']} | "
+            f"{b['latency']['p99_ms']} | |"
+        )
+        print(
+            f"| API ship+receive, {args.clients} clients | {a['rate']} ({ratio:.2f}x) | {a['latency']['p50_ms']} | "
+            f"{a['latency']['p99_ms']} | rate >= 0.40x: {verdict_rate}; p99 <= 30 ms: {verdict_p99} |"
+        )
+        print(
+            f"custody process: RSS {rss_mb:.0f} MB ({'PASS' if rss_mb <= 150 else 'MISS'} <= 150 MB), CPU "
+            f"{(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system):.1f} s during the API run; errors: "
+            f"{a['errors'] or 'none'}"
+        )
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"write-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "benchmark": "custody write",
+                    "machine": machine(),
+                    "baseline": b,
+                    "api": a,
+                    "ratio": round(ratio, 3),
+                    "rss_mb": round(rss_mb, 1),
+                    "verdict": {"rate": verdict_rate, "p99": verdict_p99},
+                },
+                indent=2,
+            )
+        )
+        print(f"results: {out.relative_to(ROOT)}")
+        return 0
+    finally:
+        stop(custody)
+        stop(registry)
+        asyncio.run(admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in DBS]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--baseline-connections", type=int, default=8)
+    p.add_argument("--pg-host", default="127.0.0.1")
+    p.add_argument("--pg-port", type=int, default=int(os.environ.get("MCOC_PG_PORT", "5433")))
+    p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('MCOC_KAFKA_PORT', '9092')}")
+    p.add_argument("--port", type=int, default=18421)
+    p.add_argument("--registry-port", type=int, default=18422)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -470,7 +470,7 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
     from shared.auth import OPERATOR
 
     current: dict[str, float] = defaultdict(float)
-    wrapped = ("get_lot", "reachable", "get_lots", "edges_among", "consumptions_of")
+    wrapped = ("get_lot", "trace_nodes", "edges_among", "consumptions_of")
     originals = {name: getattr(repository, name) for name in wrapped}
 
     def timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

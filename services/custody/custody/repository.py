@@ -455,27 +455,22 @@ async def history(conn: Conn, lot_id: str) -> list[asyncpg.Record]:
     )
 
 
-UPSTREAM = """
-WITH RECURSIVE up(lot_id, depth) AS (
+def _walk(*, upstream: bool, depth_param: str = "$2") -> str:
+    """The recursive walk of the genealogy from lot $1, up (to parents) or down (to children), at most
+    `depth_param` steps; `reached` holds each lot once with its shortest depth. Every genealogy query builds on it."""
+    step, join = ("g.parent", "g.child") if upstream else ("g.child", "g.parent")
+    return f"""
+WITH RECURSIVE walk(lot_id, depth) AS (
   SELECT $1::text, 0
   UNION
-  SELECT g.parent, up.depth + 1 FROM genealogy g JOIN up ON g.child = up.lot_id WHERE up.depth < $2
-)
-SELECT lot_id, min(depth) AS depth FROM up GROUP BY lot_id
-"""
-DOWNSTREAM = """
-WITH RECURSIVE down(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT g.child, down.depth + 1 FROM genealogy g JOIN down ON g.parent = down.lot_id WHERE down.depth < $2
-)
-SELECT lot_id, min(depth) AS depth FROM down GROUP BY lot_id
+  SELECT {step}, walk.depth + 1 FROM genealogy g JOIN walk ON {join} = walk.lot_id WHERE walk.depth < {depth_param}
+), reached AS (SELECT lot_id, min(depth) AS depth FROM walk GROUP BY lot_id)
 """
 
 
-async def reachable(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> dict[str, int]:
-    rows = await conn.fetch(UPSTREAM if upstream else DOWNSTREAM, lot_id, max_depth)
-    return {r["lot_id"]: r["depth"] for r in rows}
+UPSTREAM = _walk(upstream=True) + "SELECT lot_id, depth FROM reached"
+DOWNSTREAM = _walk(upstream=False) + "SELECT lot_id, depth FROM reached"
+"""The bare recursions (the trace benchmark's baseline)."""
 
 
 EDGES_AMONG = """
@@ -492,17 +487,9 @@ async def edges_among(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
     return list(await conn.fetch(EDGES_AMONG, lot_ids))
 
 
-TRACE_NODES = """
-WITH RECURSIVE walk(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT {next}, walk.depth + 1 FROM genealogy g JOIN walk ON {join} WHERE walk.depth < $2
-), reached AS (SELECT lot_id, min(depth) AS depth FROM walk GROUP BY lot_id)
-SELECT {columns}, reached.depth FROM reached JOIN lots l USING (lot_id)
-"""
 LOT_COLUMNS_L = ", ".join(f"l.{c.strip()}" for c in LOT_COLUMNS.replace("\n", " ").split(","))
-TRACE_UP = TRACE_NODES.format(next="g.parent", join="g.child = walk.lot_id", columns=LOT_COLUMNS_L)
-TRACE_DOWN = TRACE_NODES.format(next="g.child", join="g.parent = walk.lot_id", columns=LOT_COLUMNS_L)
+TRACE_UP = _walk(upstream=True) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
+TRACE_DOWN = _walk(upstream=False) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
 
 
 async def trace_nodes(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> list[asyncpg.Record]:
@@ -520,14 +507,9 @@ async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record
     )
 
 
-MAY_READ = """
-WITH RECURSIVE down(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT g.child, down.depth + 1 FROM genealogy g JOIN down ON g.parent = down.lot_id WHERE down.depth < $3
+MAY_READ = _walk(upstream=False, depth_param="$3") + (
+    "SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $2)"
 )
-SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN down USING (lot_id) WHERE h.participant_id = $2)
-"""
 
 
 async def may_read(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> bool:

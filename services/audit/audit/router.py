@@ -17,6 +17,7 @@ from audit import schemas
 from audit.rules import SEVERITY_ORDER, Rule, Severity
 from shared.auth import Principal, PrincipalDep
 from shared.events import new_event
+from shared.genealogy import may_read_sql, walk_sql
 from shared.outbox import enqueue_raw
 from shared.problems import Conflict, InvalidInput, NotFound, problem_responses, seq_cursor
 from shared.topics import AUDIT_FLAGS
@@ -182,24 +183,8 @@ async def resolve(flag_id: str, body: schemas.Resolve, request: Request, who: Pr
     return await _change(request, who, flag_id, to="resolved", note=body.note)
 
 
-UPSTREAM = """
-WITH RECURSIVE up(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT g.parent, up.depth + 1 FROM genealogy g JOIN up ON g.child = up.lot_id WHERE up.depth < 200
-)
-SELECT lot_id, min(depth) AS depth FROM up GROUP BY lot_id
-"""
-
-
-MAY_SEE = """
-WITH RECURSIVE down(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT g.child, down.depth + 1 FROM genealogy g JOIN down ON g.parent = down.lot_id WHERE down.depth < 200
-)
-SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN down USING (lot_id) WHERE h.participant_id = $2)
-"""
+UPSTREAM = walk_sql(upstream=True, depth_limit="200") + "SELECT lot_id, depth FROM reached"
+MAY_SEE = may_read_sql("200")
 """A participant sees the lots it holds or held and everything upstream of them."""
 
 

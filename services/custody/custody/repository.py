@@ -17,6 +17,7 @@ import orjson
 
 from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
 from shared.events import format_time
+from shared.genealogy import may_read_sql, walk_sql
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -455,21 +456,8 @@ async def history(conn: Conn, lot_id: str) -> list[asyncpg.Record]:
     )
 
 
-def _walk(*, upstream: bool, depth_param: str = "$2") -> str:
-    """The recursive walk of the genealogy from lot $1, up (to parents) or down (to children), at most
-    `depth_param` steps; `reached` holds each lot once with its shortest depth. Every genealogy query builds on it."""
-    step, join = ("g.parent", "g.child") if upstream else ("g.child", "g.parent")
-    return f"""
-WITH RECURSIVE walk(lot_id, depth) AS (
-  SELECT $1::text, 0
-  UNION
-  SELECT {step}, walk.depth + 1 FROM genealogy g JOIN walk ON {join} = walk.lot_id WHERE walk.depth < {depth_param}
-), reached AS (SELECT lot_id, min(depth) AS depth FROM walk GROUP BY lot_id)
-"""
-
-
-UPSTREAM = _walk(upstream=True) + "SELECT lot_id, depth FROM reached"
-DOWNSTREAM = _walk(upstream=False) + "SELECT lot_id, depth FROM reached"
+UPSTREAM = walk_sql(upstream=True) + "SELECT lot_id, depth FROM reached"
+DOWNSTREAM = walk_sql(upstream=False) + "SELECT lot_id, depth FROM reached"
 """The bare recursions (the trace benchmark's baseline)."""
 
 
@@ -488,8 +476,8 @@ async def edges_among(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
 
 
 LOT_COLUMNS_L = ", ".join(f"l.{c.strip()}" for c in LOT_COLUMNS.replace("\n", " ").split(","))
-TRACE_UP = _walk(upstream=True) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
-TRACE_DOWN = _walk(upstream=False) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
+TRACE_UP = walk_sql(upstream=True) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
+TRACE_DOWN = walk_sql(upstream=False) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
 
 
 async def trace_nodes(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> list[asyncpg.Record]:
@@ -507,9 +495,7 @@ async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record
     )
 
 
-MAY_READ = _walk(upstream=False, depth_param="$3") + (
-    "SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $2)"
-)
+MAY_READ = may_read_sql("$3")
 
 
 async def may_read(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> bool:

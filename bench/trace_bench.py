@@ -57,19 +57,14 @@ import cProfile
 import gc
 import io
 import json
-import math
 import os
-import platform
 import pstats
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -79,15 +74,29 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from alembic import command
-from alembic.config import Config
 
+from bench.common import (
+    LOG_DIR,
+    OPERATOR_TOKEN,
+    RESULTS,
+    ROOT,
+    Pg,
+    Progress,
+    admin,
+    cpu_during,
+    cpu_times,
+    gc_paused,
+    machine,
+    migrate,
+    port_free,
+    postgres_info,
+    spawn,
+    stop,
+    summary,
+    wait_healthy,
+)
 from custody import repository
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-LOG_DIR = ROOT / "var" / "log"
-OPERATOR_TOKEN = "dev-admin-token"
 TRACE_ROUTE = "/lots/{lot_id}/trace"
 TARGET_SIZE, TARGET_DEPTH, TARGET_P99_MS = 10_000, 50, 5.0
 MAX_DEPTH = 100  # custody's default `trace_max_depth`: the CTE baseline follows as deep as the service does
@@ -313,47 +322,9 @@ async def load(dsn: str, shape: Shape) -> dict[str, int]:
 # --- statistics -------------------------------------------------------------------------------------------------
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def summary(samples_s: list[float]) -> dict[str, Any]:
-    ms = [s * 1000 for s in samples_s]
-    return {
-        "n": len(ms),
-        "p50_ms": round(statistics.median(ms), 3),
-        "p99_ms": round(percentile(ms, 0.99), 3),
-        "max_ms": round(max(ms), 3),
-        "mean_ms": round(statistics.fmean(ms), 3),
-    }
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The client's collector stays out of the timed section (the server's is part of what is measured)."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def budgeted(requested: int, mean_s: float, budget_s: float) -> int:
     """Fewer requests when each is slow: a series takes at most about `budget_s` (and at least 100 requests)."""
     return max(min(100, requested), min(requested, int(budget_s / max(mean_s, 1e-6))))
-
-
-class Progress:
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.step = label, total, max(1, total // 5)
-
-    def __call__(self, done: int) -> None:
-        if done == self.total or done % self.step == 0:
-            end = "\n" if done == self.total else ""
-            print(f"\r    {self.label}: {done}/{self.total}", end=end, flush=True)
 
 
 # --- measurements -----------------------------------------------------------------------------------------------
@@ -582,83 +553,6 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
 # --- databases and processes ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Pg:
-    host: str
-    port: int
-
-    def url(self, db: str, driver: str = "postgresql") -> str:
-        return f"{driver}://postgres@{self.host}:{self.port}/{db}"
-
-
-async def admin(pg: Pg, *statements: str) -> None:
-    conn = await asyncpg.connect(pg.url("postgres"), timeout=5)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def postgres_info(pg: Pg) -> dict[str, Any]:
-    conn = await asyncpg.connect(pg.url("postgres"), timeout=5)
-    try:
-        return {
-            "version": await conn.fetchval("SHOW server_version"),
-            "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
-            "synchronous_commit": await conn.fetchval("SHOW synchronous_commit"),
-        }
-    finally:
-        await conn.close()
-
-
-def migrate(service: str, url: str) -> None:
-    cfg = Config(str(ROOT / "services" / service / "alembic.ini"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    command.upgrade(cfg, "head")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    out = log.open("ab")
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-        )
-    finally:
-        out.close()  # the child has its own descriptor
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} at start-up (see var/log/)")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer /healthz within {timeout_s:.0f}s")
-
-
 def operator_token_works(base_url: str) -> tuple[bool, str]:
     """An authenticated request for a lot that does not exist: 404 means the operator token was accepted."""
     r = httpx.get(
@@ -863,36 +757,6 @@ def measure_floor(base_url: str, path: str, *, requests: int, warmup: int) -> di
                 client.get(path).raise_for_status()
                 samples.append(time.perf_counter() - start)
     return summary(samples)
-
-
-def cpu_times() -> list[int]:
-    """/proc/stat's first line: user nice system idle iowait irq softirq steal (in ticks); empty if unavailable."""
-    try:
-        return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    except (OSError, ValueError, IndexError):
-        return []
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "nproc": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "loadavg_start": os.getloadavg(),
-    }
-
-
-def cpu_during(before: list[int], after: list[int]) -> dict[str, float]:
-    """Share of the machine's CPU time that was busy, and stolen by the hypervisor, over the run."""
-    if not before or not after:
-        return {}
-    d = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(d) or 1
-    idle = d[3] + d[4]
-    return {"busy_pct": round(100 * (total - idle) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -30,7 +30,7 @@ import httpx
 import orjson
 import psutil
 
-from bench.trace_bench import LOG_DIR, Pg, admin, machine, migrate, spawn, stop, summary, wait_healthy
+from bench.common import LOG_DIR, Pg, admin, machine, migrate, spawn, stop, summary, wait_healthy
 from shared.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]

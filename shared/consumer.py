@@ -1,13 +1,14 @@
 """Consumer helper: at-least-once delivery from Kafka, exactly-once effect in PostgreSQL.
 
-For each partition's batch from `getmany`, in one PostgreSQL transaction:
+For each batch from `getmany` (every partition it returned), in one PostgreSQL transaction:
 1. insert `(source, id)` of every event into `processed_events` (ON CONFLICT DO NOTHING) and keep the ones that
-   were new, in offset order;
+   were new, in offset order within each partition;
 2. hand those to the service's batch handler, on the same connection;
-3. commit; only then commit the Kafka offset of the batch's last message + 1, explicitly for that partition
+3. commit; only then commit, for each partition, the Kafka offset of its last message + 1, explicitly
    (a bare `commit()` could commit offsets fetched but not processed, aiokafka#933).
 A crash anywhere before 3 redelivers the batch; a crash between 3 and the offset commit redelivers events that
-are already in `processed_events`, so the handler never sees them twice.
+are already in `processed_events`, so the handler never sees them twice. When the transaction does not commit
+(or its outcome is unknown), `on_abort` is called, so a handler that keeps state in memory can drop it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -45,6 +46,7 @@ class Delivered:
     topic: str
     partition: int
     offset: int
+    raw: bytes | None = None  # the message's value (the event data as JSON), as received
 
 
 BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivered]], Awaitable[None]]
@@ -64,6 +66,7 @@ class EventConsumer:
         max_records: int = 500,
         client_id: str | None = None,
         after_commit: Callable[[], None] | None = None,
+        on_abort: Callable[[], None] | None = None,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -74,6 +77,7 @@ class EventConsumer:
         self.max_records = max_records
         self.client_id = client_id or group_id or "replay"
         self.after_commit = after_commit
+        self.on_abort = on_abort
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._conn: asyncpg.Connection | None = None
@@ -92,8 +96,7 @@ class EventConsumer:
                     await self._ensure_started()
                     assert self._consumer is not None
                     batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                    for tp, records in batches.items():
-                        await self.process(tp, records)
+                    await self.process_batches(batches)
                     backoff = 0.2
                 except asyncio.CancelledError:
                     raise
@@ -107,46 +110,59 @@ class EventConsumer:
 
     async def process(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
         """Apply one partition's batch and commit its offset (public so tests can drive a consumer step by step)."""
+        await self.process_batches({tp: records})
+
+    async def process_batches(self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
+        """Apply what `getmany` returned in one transaction, then commit each partition's offset."""
         assert self._consumer is not None and self._conn is not None
-        if not records:
+        batches = {tp: records for tp, records in batches.items() if records}
+        if not batches:
             return
+        group = self.group_id or "replay"
         delivered: list[Delivered] = []
         seen: set[tuple[str, str]] = set()
-        for rec in records:
-            try:
-                event = CloudEvent.from_kafka(rec.headers, rec.key, rec.value)
-            except EventDecodeError as exc:
-                # A message that can never be read would block the partition forever: log it loudly and move on.
-                CONSUMED.labels(self.group_id or "replay", "undecodable").inc()
-                log.error("skipping undecodable message %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, exc)
-                continue
-            if (event.source, event.id) in seen:
-                continue
-            seen.add((event.source, event.id))
-            delivered.append(Delivered(event, self._logical.get(rec.topic, rec.topic), rec.partition, rec.offset))
+        for records in batches.values():
+            for rec in records:
+                try:
+                    event = CloudEvent.from_kafka(rec.headers, rec.key, rec.value)
+                except EventDecodeError as exc:
+                    # A message that can never be read would block the partition forever: log it loudly, move on.
+                    CONSUMED.labels(group, "undecodable").inc()
+                    log.error("skipping undecodable message %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, exc)
+                    continue
+                if (event.source, event.id) in seen:
+                    continue
+                seen.add((event.source, event.id))
+                topic = self._logical.get(rec.topic, rec.topic)
+                delivered.append(Delivered(event, topic, rec.partition, rec.offset, rec.value))
         conn = self._conn
-        async with conn.transaction():
-            if delivered:
-                inserted = await conn.fetch(
-                    MARK_PROCESSED_SQL,
-                    [d.event.source for d in delivered],
-                    [d.event.id for d in delivered],
-                    [d.topic for d in delivered],
-                    [d.partition for d in delivered],
-                    [d.offset for d in delivered],
-                )
-                new = {(r["source"], r["id"]) for r in inserted}
-                fresh = [d for d in delivered if (d.event.source, d.event.id) in new]
-                if fresh:
-                    await self.handler(conn, fresh)
-                self.applied += len(fresh)
-                self.duplicates += len(delivered) - len(fresh)
-                CONSUMED.labels(self.group_id or "replay", "applied").inc(len(fresh))
-                CONSUMED.labels(self.group_id or "replay", "duplicate").inc(len(delivered) - len(fresh))
+        try:
+            async with conn.transaction():
+                if delivered:
+                    inserted = await conn.fetch(
+                        MARK_PROCESSED_SQL,
+                        [d.event.source for d in delivered],
+                        [d.event.id for d in delivered],
+                        [d.topic for d in delivered],
+                        [d.partition for d in delivered],
+                        [d.offset for d in delivered],
+                    )
+                    new = {(r["source"], r["id"]) for r in inserted}
+                    fresh = [d for d in delivered if (d.event.source, d.event.id) in new]
+                    if fresh:
+                        await self.handler(conn, fresh)
+                    self.applied += len(fresh)
+                    self.duplicates += len(delivered) - len(fresh)
+                    CONSUMED.labels(group, "applied").inc(len(fresh))
+                    CONSUMED.labels(group, "duplicate").inc(len(delivered) - len(fresh))
+        except BaseException:
+            if self.on_abort is not None:
+                self.on_abort()  # not committed, or not known to be: whatever the handler kept in memory is void
+            raise
         if self.after_commit is not None:
             self.after_commit()  # the effect is committed: tell whoever watches (never before)
         if self.group_id is not None:
-            await self._consumer.commit({tp: records[-1].offset + 1})
+            await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
     async def _ensure_started(self) -> None:
         if self._conn is None or self._conn.is_closed():

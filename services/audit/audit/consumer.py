@@ -30,6 +30,7 @@ def make_consumer(
         max_records=settings.consumer_max_records,
         client_id=f"{settings.service_name}-consumer",
         after_commit=after_commit,
+        on_abort=projection.discard,  # its in-memory state follows the tables only through committed batches
     )
 
 

@@ -27,6 +27,8 @@ from shared.consumer import EventConsumer
 from shared.settings import asyncpg_dsn
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
 
+REPLAY_BATCH = 2000  # events per transaction: larger than live (nobody waits for a flag), memory stays small
+
 TABLES = (
     "processed_events",
     "received_events",
@@ -53,7 +55,9 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-async def replay(settings: Settings, *, dsn: str | None = None, progress: bool = True) -> ReplayResult:
+async def replay(
+    settings: Settings, *, dsn: str | None = None, progress: bool = True, batch: int = REPLAY_BATCH
+) -> ReplayResult:
     dsn = dsn or settings.asyncpg_dsn
     conn = await asyncpg.connect(dsn)
     try:
@@ -66,7 +70,7 @@ async def replay(settings: Settings, *, dsn: str | None = None, progress: bool =
     # known when they were recorded, whichever order the two topics had interleaved in live.
     events = 0
     for topic in (REGISTRY_EVENTS, CUSTODY_EVENTS):
-        events += await _replay_topic(settings, dsn, topic, projection, progress)
+        events += await _replay_topic(settings, dsn, topic, projection, progress, batch)
     seconds = time.perf_counter() - start
     conn = await asyncpg.connect(dsn)
     try:
@@ -78,7 +82,9 @@ async def replay(settings: Settings, *, dsn: str | None = None, progress: bool =
     return ReplayResult(events=events, flags=flags, seconds=seconds)
 
 
-async def _replay_topic(settings: Settings, dsn: str, topic: str, projection: Projection, progress: bool) -> int:
+async def _replay_topic(
+    settings: Settings, dsn: str, topic: str, projection: Projection, progress: bool, batch: int
+) -> int:
     consumer = EventConsumer(
         dsn=dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -86,8 +92,9 @@ async def _replay_topic(settings: Settings, dsn: str, topic: str, projection: Pr
         topics=[topic],
         topic_prefix=settings.topic_prefix,
         handler=projection.apply_batch,
-        max_records=settings.consumer_max_records,
+        max_records=batch,
         client_id="audit-replay",
+        on_abort=projection.discard,
     )
     await consumer._ensure_started()
     kafka = consumer._consumer
@@ -103,10 +110,10 @@ async def _replay_topic(settings: Settings, dsn: str, topic: str, projection: Pr
             return any([await _position(kafka, tp) < end[tp] for tp in parts if end[tp] > 0])
 
         while await behind():
-            batches = await kafka.getmany(timeout_ms=500, max_records=settings.consumer_max_records)
+            batches = await kafka.getmany(timeout_ms=500, max_records=batch)
+            batches = {tp: [r for r in records if r.offset < end[tp]] for tp, records in batches.items()}
+            await consumer.process_batches(batches)
             for tp, records in batches.items():
-                records = [r for r in records if r.offset < end[tp]]
-                await consumer.process(tp, records)
                 done[tp] += len(records)
             if progress and time.perf_counter() - last_print > 1:
                 last_print = time.perf_counter()
@@ -126,13 +133,14 @@ async def _position(kafka: object, tp: TopicPartition) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Rebuild the audit projection and flags from offset 0.")
     parser.add_argument("--database-url", help="rebuild into this (migrated) database instead of AUDIT_DATABASE_URL")
+    parser.add_argument("--batch", type=int, default=REPLAY_BATCH, help="events per transaction (default %(default)s)")
     args = parser.parse_args(argv)
     settings = Settings()
     dsn = asyncpg_dsn(args.database_url) if args.database_url else None
     topics = ", ".join(physical(t, settings.topic_prefix) for t in (REGISTRY_EVENTS, CUSTODY_EVENTS))
     print(f"[replay] rebuilding from {topics} at offset 0", file=sys.stderr)
     try:
-        result = asyncio.run(replay(settings, dsn=dsn))
+        result = asyncio.run(replay(settings, dsn=dsn, batch=args.batch))
     except (OSError, asyncpg.PostgresError) as exc:
         print(
             f"[replay] failed: {exc!r}. Are PostgreSQL and Kafka running (`make up`)? Is the database migrated "

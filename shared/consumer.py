@@ -67,6 +67,7 @@ class EventConsumer:
         client_id: str | None = None,
         after_commit: Callable[[], None] | None = None,
         on_abort: Callable[[], None] | None = None,
+        first_topics: Sequence[str] = (),
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -78,6 +79,7 @@ class EventConsumer:
         self.client_id = client_id or group_id or "replay"
         self.after_commit = after_commit
         self.on_abort = on_abort
+        self._first = {physical(t, topic_prefix) for t in first_topics}
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._conn: asyncpg.Connection | None = None
@@ -95,6 +97,7 @@ class EventConsumer:
                 try:
                     await self._ensure_started()
                     assert self._consumer is not None
+                    await self._read_first_topics_first()
                     batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
                     await self.process_batches(batches)
                     backoff = 0.2
@@ -107,6 +110,32 @@ class EventConsumer:
                     backoff = min(backoff * 2, 5.0)
         finally:
             await self._reset()
+
+    async def _read_first_topics_first(self) -> None:
+        """While a partition of `first_topics` is behind its end, the other partitions are paused: facts those
+        topics carry (reference data) are applied before the events that came after them on the other topics,
+        as a replay from offset 0 that reads them first does."""
+        if not self._first or self._consumer is None:
+            return
+        c = self._consumer
+        assigned = c.assignment()
+        firsts = [tp for tp in assigned if tp.topic in self._first]
+        others = [tp for tp in assigned if tp.topic not in self._first]
+        if not firsts or not others:
+            return
+        behind = False
+        for tp in firsts:
+            end = c.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = c.highwater(tp)
+            if end is None or await c.position(tp) < end:  # unknown until the first fetch answered
+                behind = True
+                break
+        paused = c.paused()
+        if behind:
+            c.pause(*[tp for tp in others if tp not in paused])
+        elif paused:
+            c.resume(*[tp for tp in others if tp in paused])
 
     async def process(self, tp: TopicPartition, records: Sequence[ConsumerRecord]) -> None:
         """Apply one partition's batch and commit its offset (public so tests can drive a consumer step by step)."""

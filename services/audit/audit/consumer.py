@@ -31,6 +31,7 @@ def make_consumer(
         client_id=f"{settings.service_name}-consumer",
         after_commit=after_commit,
         on_abort=projection.discard,  # its in-memory state follows the tables only through committed batches
+        first_topics=[REGISTRY_EVENTS],  # reference data before the custody events recorded after it, as a replay
     )
 
 

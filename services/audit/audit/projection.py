@@ -67,11 +67,7 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
 
-INSERT_RECEIVED_SQL = """
-INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                     $7::jsonb[], $8::text[], $9::int[], $10::bigint[])
-"""
+RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
 UPSERT_PARTICIPANTS_SQL = """
 INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
@@ -163,6 +159,8 @@ def _dt(s: str | None) -> datetime | None:
 
 def _utc(t: datetime) -> datetime:
     """As PostgreSQL gives a timestamptz back (UTC), so evidence reads the same from memory as from the table."""
+    if t.tzinfo is UTC:
+        return t
     if t.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {t.isoformat()}")
     return t.astimezone(UTC)
@@ -519,8 +517,8 @@ class Projection:
 
     async def _write(self, conn: asyncpg.Connection) -> None:
         c = self.changes
-        if c.received:
-            await conn.execute(INSERT_RECEIVED_SQL, *_columns(c.received, 10))
+        if c.received:  # COPY: half the cost of an INSERT of the same rows (the bulk of a batch's bytes)
+            await conn.copy_records_to_table("received_events", records=c.received, columns=RECEIVED_COLUMNS)
         if c.participants:
             await conn.execute(UPSERT_PARTICIPANTS_SQL, *_columns(list(c.participants.values()), 8))
         if c.certs:
@@ -556,14 +554,14 @@ class Projection:
         new, put them in the outbox for `audit.flags` and in `raised` for the live stream."""
         if not findings:
             return
-        ids = [flag_id(f.rule.value, f.cause) for f in findings]
+        ids = [flag_id(f.rule, f.cause) for f in findings]
         participants = [sorted(set(f.participants)) for f in findings]
         rows = await conn.fetch(
             INSERT_FLAGS_SQL,
             ids,
-            [f.rule.value for f in findings],
+            [str(f.rule) for f in findings],
             [f.cause for f in findings],
-            [f.level.value for f in findings],
+            [str(f.level) for f in findings],
             [f.lot_id for f in findings],
             [_json(f.lot_ids) for f in findings],
             [_json(p) for p in participants],
@@ -616,7 +614,7 @@ class Projection:
     def _find(self, findings: Sequence[Finding]) -> None:
         fs = self.changes.findings
         for f in findings:
-            key = (f.rule.value, f.cause)
+            key = (f.rule, f.cause)  # the rule is a StrEnum: the same key as its value
             if key not in fs:
                 self.journal.set(fs, key, f)
 

@@ -27,7 +27,7 @@ from shared.consumer import EventConsumer
 from shared.settings import asyncpg_dsn
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
 
-REPLAY_BATCH = 2000  # events per transaction: larger than live (nobody waits for a flag), memory stays small
+REPLAY_BATCH = 5000  # events per transaction: larger than live (nobody waits for a flag), memory stays small
 
 TABLES = (
     "processed_events",

@@ -6,6 +6,8 @@ shape of `row()`: `python -m bench` (`make bench`) gathers those rows into one t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -136,8 +138,11 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(module: str, env: dict[str, str], log: Path, *, profile_to: Path | None = None) -> subprocess.Popen[bytes]:
+    """`python -m module` with `env`, output to `log`; under pyinstrument (text report to `profile_to`) if given."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    if profile_to is not None:
+        env = {**env, "MCOC_PROFILE_TO": str(profile_to)}  # shared/runtime.py writes the report at shutdown
     out = log.open("ab")
     try:
         return subprocess.Popen(
@@ -200,3 +205,47 @@ def cpu_during(before: list[int], after: list[int]) -> dict[str, float]:
     total = sum(d) or 1
     idle = d[3] + d[4]
     return {"busy_pct": round(100 * (total - idle) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
+class RawHttp:
+    """A keep-alive HTTP/1.1 client on one connection, light enough not to starve the server it measures.
+
+    httpx costs about a millisecond of CPU per request: on a 2-core machine the load generator then takes the core the
+    server needs. This writes pre-assembled requests and reads `Content-Length` bodies (what uvicorn sends), nothing
+    more: no redirects, no chunked bodies, no TLS.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RawHttp:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        if body:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        raw = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        length = 0
+        for line in raw.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding":
+                raise RuntimeError("RawHttp reads Content-Length bodies only")
+        return status, await self._reader.readexactly(length) if length else b""

@@ -30,13 +30,14 @@ import httpx
 import orjson
 import psutil
 
-from bench.common import LOG_DIR, Pg, admin, machine, migrate, spawn, stop, summary, wait_healthy
+from bench.common import LOG_DIR, Pg, RawHttp, admin, gc_paused, machine, migrate, spawn, stop, summary, wait_healthy
 from shared.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OPERATOR = {"Authorization": "Bearer dev-admin-token"}
 DBS = ("registry_wbench", "custody_wbench")
+PROFILE = LOG_DIR / "bench-write-custody-profile.txt"
 
 
 async def baseline(dsn: str, lots: list[str], seconds: float, connections: int) -> dict[str, Any]:
@@ -80,11 +81,13 @@ async def baseline(dsn: str, lots: list[str], seconds: float, connections: int) 
                 )
             latencies.append(time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
+    me = psutil.Process()
+    cpu0, t0 = me.cpu_times(), time.perf_counter()
     await asyncio.gather(*(worker(lot) for lot in lots))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu1 = time.perf_counter() - t0, me.cpu_times()
     await pool.close()
     return {
+        "cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 2),
         "writes": len(latencies),
         "seconds": round(elapsed, 2),
         "rate": round(len(latencies) / elapsed, 1),
@@ -95,23 +98,26 @@ async def baseline(dsn: str, lots: list[str], seconds: float, connections: int) 
 async def api(
     base: str, pairs: list[tuple[str, dict[str, str], str, dict[str, str], str]], seconds: float
 ) -> dict[str, Any]:
+    """Each client: its own keep-alive connection, ship then receive, turn about, until the time is up."""
     latencies: list[float] = []
     errors: dict[int, int] = {}
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=len(pairs), max_keepalive_connections=len(pairs))
+    host, port = base.removeprefix("http://").split(":")
 
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+    async def client_loop(lot: str, a_auth: dict[str, str], a_id: str, b_auth: dict[str, str], b_id: str) -> None:
+        async with RawHttp(host, int(port)) as http:
 
-        async def post(path: str, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any] | None:
-            t0 = time.perf_counter()
-            r = await client.post(path, json=body, headers={**auth, "Idempotency-Key": uuid.uuid4().hex})
-            latencies.append(time.perf_counter() - t0)
-            if r.status_code >= 300:
-                errors[r.status_code] = errors.get(r.status_code, 0) + 1
-                return None
-            return r.json()  # type: ignore[no-any-return]
+            async def post(path: str, auth: dict[str, str], body: dict[str, Any]) -> dict[str, Any] | None:
+                t0 = time.perf_counter()
+                status, raw = await http.request(
+                    "POST", path, {**auth, "Idempotency-Key": uuid.uuid4().hex}, orjson.dumps(body)
+                )
+                latencies.append(time.perf_counter() - t0)
+                if status >= 300:
+                    errors[status] = errors.get(status, 0) + 1
+                    return None
+                return orjson.loads(raw)  # type: ignore[no-any-return]
 
-        async def client_loop(lot: str, a_auth: dict[str, str], a_id: str, b_auth: dict[str, str], b_id: str) -> None:
             holder, other = (a_auth, a_id), (b_auth, b_id)
             while time.perf_counter() < stop_at:
                 now = datetime.now(UTC).isoformat()
@@ -131,6 +137,7 @@ async def api(
                     break
                 holder, other = other, holder
 
+    with gc_paused():
         t0 = time.perf_counter()
         await asyncio.gather(*(client_loop(*p) for p in pairs))
         elapsed = time.perf_counter() - t0
@@ -182,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 "CUSTODY_LOG_LEVEL": "WARNING",
             },
             LOG_DIR / "bench-write-custody.log",
+            profile_to=PROFILE if args.profile else None,
         )
         wait_healthy(cus_url, custody, "custody")
         # Participants: registered at the registry (their tokens), projected into custody directly (the consumer
@@ -249,6 +257,11 @@ def run(args: argparse.Namespace) -> int:
         b = asyncio.run(baseline(pg.url("custody_wbench"), base_lots, args.seconds, args.baseline_connections))
         print(f"[bench] API: {args.clients} clients doing ship + receive pairs, {args.seconds:.0f} s")
         proc = psutil.Process(custody.pid)
+        idle0 = proc.cpu_times()
+        time.sleep(3)
+        idle1 = proc.cpu_times()
+        idle_cpu = (idle1.user + idle1.system - idle0.user - idle0.system) / 3
+        print(f"[bench] custody idle: {100 * idle_cpu:.1f} % of a core")
         cpu0 = proc.cpu_times()
         a = asyncio.run(api(cus_url, pairs, args.seconds))
         cpu1 = proc.cpu_times()
@@ -292,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop(custody)
+        if args.profile and PROFILE.exists():
+            print(f"custody profile (pyinstrument): {PROFILE.relative_to(ROOT)}")
         stop(registry)
         asyncio.run(admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in DBS]))
 
@@ -306,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('MCOC_KAFKA_PORT', '9092')}")
     p.add_argument("--port", type=int, default=18421)
     p.add_argument("--registry-port", type=int, default=18422)
+    p.add_argument("--profile", action="store_true", help=f"run custody under pyinstrument; report in {PROFILE}")
     return run(p.parse_args(argv))
 
 

@@ -31,6 +31,7 @@ ISSUER = "mcoc-registry"
 AUDIENCE = "mcoc"
 
 ALGORITHM = "EdDSA"
+VERIFIED_CACHE_SIZE = 10_000
 PARTICIPANT_KINDS = frozenset(k.value for k in Kind)
 
 
@@ -60,7 +61,11 @@ class TokenVerifier:
         self.audience = audience
         self.leeway_s = leeway_s
         self._keys: dict[str, PyJWK] = {}
+        self._jwks: list[Any] = []
         self._revoked: frozenset[str] = frozenset()
+        # token -> (principal, kid, exp): a token's signature is checked once, not on every request (it is most of
+        # the cost of a small write); expiry, revocation and the key are still checked on every use.
+        self._verified: dict[str, tuple[Principal, str, float]] = {}
         self.loaded_at = 0.0
         if jwks is not None:
             self.load_jwks(jwks)
@@ -77,6 +82,9 @@ class TokenVerifier:
         self._revoked = self._revoked | {token_id}
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
+        if jwks.get("keys", []) != self._jwks:
+            self._verified.clear()
+            self._jwks = list(jwks.get("keys", []))
         keys = {}
         for jwk in jwks.get("keys", []):
             key = PyJWK.from_json(json.dumps(jwk))
@@ -87,12 +95,28 @@ class TokenVerifier:
 
     def knows_key_of(self, token: str) -> bool:
         """Whether the key that signed `token` is loaded (False also for garbage: verify() says why)."""
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] in self._keys:
+            return True
         try:
             return jwt.get_unverified_header(token).get("kid", "") in self._keys
         except jwt.PyJWTError:
             return True
 
     def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            who, kid, exp = hit
+            if kid in self._keys and time.time() <= exp + self.leeway_s and who.token_id not in self._revoked:
+                return who
+            del self._verified[token]  # expired, revoked or key withdrawn: the full check says which
+        who, kid, exp = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (who, kid, exp)
+        return who
+
+    def _verify(self, token: str) -> tuple[Principal, str, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -121,7 +145,8 @@ class TokenVerifier:
             raise Unauthorized("Token carries no valid participant kind.")
         if claims["jti"] in self._revoked:
             raise Unauthorized("This token has been revoked; ask the operator for a new one.")
-        return Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]))
+        who = Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]))
+        return who, header.get("kid", ""), float(claims["exp"])
 
 
 KeyFetch = Callable[[], Awaitable[tuple[dict[str, Any], set[str]]]]

@@ -1,13 +1,17 @@
 """Outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
 
-Each round is one PostgreSQL transaction:
-1. `pg_try_advisory_xact_lock` — one relay of a service publishes at a time, so per-key order holds even when a
-   second relay (another replica, or a restarted process) is running; the others wait their turn.
-2. claim the oldest unpublished rows with `SELECT ... FOR UPDATE SKIP LOCKED`;
-3. send them with an idempotent producer (acks=all) and await every acknowledgement;
-4. set `published_at` on exactly the acknowledged rows and commit.
-A crash between 3 and 4 republishes the batch on the next round: consumers dedupe by event id. A broker outage
-aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017) and the round retried.
+One relay of a service publishes at a time, so per-key order holds even when a second relay (another replica, or a
+restarted process) is running: the active one holds a session-level advisory lock on its own connection; the others
+try for it each poll interval and take over when that connection ends (PostgreSQL releases the lock with it).
+Each round on the active relay is two statements, no transaction:
+1. read the oldest unpublished rows (only committed rows are visible; a lot's events commit in order because its
+   writes lock the lot row);
+2. send them with an idempotent producer (acks=all), await every acknowledgement, then set `published_at` on exactly
+   those rows.
+A crash between the acknowledgements and the update republishes those rows on the next round: consumers dedupe by
+event id. A broker outage aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017)
+and the round retried. Writers NOTIFY on insert: the relay wakes at once, then lingers a few milliseconds so that a
+busy service publishes in batches instead of one round per write.
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ log = logging.getLogger("shared.relay")
 
 RELAY_LOCK_KEY = 0x6D636F63_6F757462  # "mcocoutb": the advisory lock that elects the active relay
 
+LEAD_SQL = "SELECT pg_try_advisory_lock($1)"
 CLAIM_SQL = """
 SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
-FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
 """
+LINGER_S = 0.005  # after a wake-up, gather the writes of the next few milliseconds into the same round
 MARK_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 PURGE_SQL = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
 
@@ -79,6 +85,7 @@ class OutboxRelay:
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self._conn: asyncpg.Connection | None = None
+        self._leading = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
@@ -127,35 +134,37 @@ class OutboxRelay:
             await self._reset()
 
     async def publish_round(self) -> int:
-        """One transaction: claim, publish, await acks, mark. Returns the number of rows published."""
+        """Publish the oldest unpublished rows and mark them. Returns the number of rows published (0 on standby)."""
         assert self._conn is not None and self._producer is not None
         conn, producer = self._conn, self._producer
-        async with conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY):
-                return 0  # another relay is active; wait for our turn
-            rows = await conn.fetch(CLAIM_SQL, self.batch_size)
-            if not rows:
-                return 0
-            futures = []
-            for r in rows:
-                headers = kafka_headers(
-                    id=r["event_id"],
-                    source=r["source"],
-                    type=r["type"],
-                    subject=r["subject"],
-                    time=format_time(r["time"]),
-                    dataschema=r["dataschema"],
+        if not self._leading:
+            self._leading = bool(await conn.fetchval(LEAD_SQL, RELAY_LOCK_KEY))
+            if not self._leading:
+                return 0  # another relay is active; try again after the poll interval
+            log.info("outbox relay active", extra={"service": self.service})
+        rows = await conn.fetch(CLAIM_SQL, self.batch_size)
+        if not rows:
+            return 0
+        futures = []
+        for r in rows:
+            headers = kafka_headers(
+                id=r["event_id"],
+                source=r["source"],
+                type=r["type"],
+                subject=r["subject"],
+                time=format_time(r["time"]),
+                dataschema=r["dataschema"],
+            )
+            futures.append(
+                await producer.send(
+                    physical(r["topic"], self.topic_prefix),
+                    value=r["data"].encode(),
+                    key=r["key"].encode(),
+                    headers=headers,
                 )
-                futures.append(
-                    await producer.send(
-                        physical(r["topic"], self.topic_prefix),
-                        value=r["data"].encode(),
-                        key=r["key"].encode(),
-                        headers=headers,
-                    )
-                )
-            await asyncio.wait_for(asyncio.gather(*futures), self.send_timeout_s)
-            await conn.execute(MARK_SQL, [r["id"] for r in rows])
+            )
+        await asyncio.wait_for(asyncio.gather(*futures), self.send_timeout_s)
+        await conn.execute(MARK_SQL, [r["id"] for r in rows])
         self.published += len(rows)
         PUBLISHED.labels(self.service).inc(len(rows))
         LAST_PUBLISH.labels(self.service).set_to_current_time()
@@ -182,18 +191,29 @@ class OutboxRelay:
         self._wake.set()
 
     async def _idle(self) -> None:
-        await self._sleep(self.poll_interval_s)
+        if not self._leading:  # standby: try for the lead once per poll interval, whatever the NOTIFYs say
+            deadline = time.monotonic() + self.poll_interval_s
+            while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                await self._sleep(left)
+            return
+        if await self._sleep(self.poll_interval_s):
+            await asyncio.sleep(LINGER_S)
+            self._wake.clear()
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until `seconds` pass, a NOTIFY arrives or stop() is called."""
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until `seconds` pass, a NOTIFY arrives or stop() is called; True when woken."""
+        woken = True
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
         except TimeoutError:
-            pass
+            woken = False
         self._wake.clear()
+        return woken and not self._stopping.is_set()
 
     async def _reset(self) -> None:
-        """Drop the producer (recreated on fatal errors, aiokafka#1017) and the database connection."""
+        """Drop the producer (recreated on fatal errors, aiokafka#1017) and the database connection (and with it the
+        lead: another relay may take over before this one is back)."""
+        self._leading = False
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:

@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 
 from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
-from shared.events import format_time
+from shared.events import CloudEvent, format_time
 from shared.genealogy import may_read_sql, walk_sql
 
 Conn: TypeAlias = asyncpg.Connection
@@ -111,10 +111,7 @@ FROM lots WHERE lot_id = $1 FOR UPDATE
 """
 
 
-async def lot_for_update(conn: Conn, lot_id: str) -> LotRow | None:
-    r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id)
-    if r is None:
-        return None
+def _lot_row(r: asyncpg.Record) -> LotRow:
     return LotRow(
         r["lot_id"],
         r["mineral"],
@@ -125,6 +122,27 @@ async def lot_for_update(conn: Conn, lot_id: str) -> LotRow | None:
         r["head_hash"],
         r["event_count"],
     )
+
+
+async def lot_for_update(conn: Conn, lot_id: str) -> LotRow | None:
+    r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id)
+    return None if r is None else _lot_row(r)
+
+
+LOT_FOR_UPDATE_AND_PARTY = """
+SELECT l.lot_id, l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count,
+       p.kind AS party_kind
+FROM lots l LEFT JOIN participants p ON p.id = $2
+WHERE l.lot_id = $1 FOR UPDATE OF l
+"""
+
+
+async def lot_for_update_and_party(conn: Conn, lot_id: str, participant_id: str) -> tuple[LotRow | None, str | None]:
+    """The lot, locked, and the kind of a participant (None if unknown), in one round trip."""
+    r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY, lot_id, participant_id)
+    if r is None:
+        return None, None
+    return _lot_row(r), r["party_kind"]
 
 
 LOTS_FOR_UPDATE = """
@@ -265,11 +283,34 @@ WHERE shipment_id = $1
 """
 
 
+SHIPMENT_AND_LOT_FOR_UPDATE = """
+SELECT s.shipment_id, s.lot_id, s.from_participant, s.to_participant, s.mass_kg, s.shipped_at, s.seal,
+       s.transit_countries, s.max_transit_days, s.status AS shipment_status, s.received_at, s.received_mass_kg,
+       s.received_seal,
+       l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count
+FROM shipments s JOIN lots l ON l.lot_id = s.lot_id
+WHERE s.shipment_id = $1 FOR UPDATE
+"""
+
+
 async def shipment_for_update(conn: Conn, shipment_id: str) -> tuple[ShipmentState, asyncpg.Record] | None:
     r = await conn.fetchrow(SHIPMENT_FOR_UPDATE, shipment_id)
     if r is None:
         return None
     return ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], r["status"] == "received"), r
+
+
+async def shipment_and_lot_for_update(
+    conn: Conn, shipment_id: str
+) -> tuple[ShipmentState, dict[str, Any], LotRow] | None:
+    """The shipment and its lot, both locked, in one round trip."""
+    r = await conn.fetchrow(SHIPMENT_AND_LOT_FOR_UPDATE, shipment_id)
+    if r is None:
+        return None
+    row = dict(r)
+    row["status"] = row.pop("shipment_status")
+    state = ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], row["status"] == "received")
+    return state, row, _lot_row(r)
 
 
 def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +329,97 @@ def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "received_mass_kg": r["received_mass_kg"],
         "received_seal": r["received_seal"],
     }
+
+
+# --- one statement for what a write changed -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Pending:
+    """What a ship or receive changes, written at the end of the request in one statement together with the answer
+    kept for its Idempotency-Key (`persist`). On our machines a database round trip costs about 0.15 ms of the
+    service's CPU (a loopback send() alone ~0.1 ms), as much as the rest of a small write: the hot writes make few."""
+
+    lots: list[LotRow] = field(default_factory=list)
+    events: list[CloudEvent] = field(default_factory=list)
+    new_holder: str | None = None
+    shipment: tuple[Any, ...] | None = None  # a new shipment: INSERT_SHIPMENT's arguments
+    receipt: tuple[Any, ...] | None = None  # a receipt: RECEIVE_SHIPMENT's arguments
+
+    def __bool__(self) -> bool:
+        return bool(self.lots or self.events or self.shipment or self.receipt)
+
+
+PERSIST = """
+WITH ev AS (
+  INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
+                       $8::bytea[], $9::bytea[])
+), lt AS (
+  UPDATE lots SET custodian = u.custodian, status = u.status, remaining_kg = u.remaining_kg,
+                  head_hash = u.head_hash, event_count = u.event_count, updated_at = now()
+  FROM unnest($10::text[], $11::text[], $12::text[], $13::numeric[], $14::bytea[], $15::int[])
+       AS u(lot_id, custodian, status, remaining_kg, head_hash, event_count)
+  WHERE lots.lot_id = u.lot_id
+), ho AS (
+  INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($16::text[], $17::text[])
+  ON CONFLICT DO NOTHING
+), ob AS (
+  INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+  SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                       $24::timestamptz[], $25::text[], $26::jsonb[])
+), sh AS (
+  INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
+                         transit_countries, max_transit_days, status)
+  SELECT $27::text, $28::text, $29::text, $30::text, $31::numeric, $32::timestamptz, $33::text, $34::text[],
+         $35::int, 'in_transit'
+  WHERE $27::text IS NOT NULL
+), rc AS (
+  UPDATE shipments SET status = 'received', received_at = $37, received_mass_kg = $38, received_seal = $39
+  WHERE shipment_id = $36::text
+)
+UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text AND key = $41::text
+"""
+
+
+async def persist(
+    conn: Conn, topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any
+) -> None:
+    """Write `pending` (events on `topic`) and keep the answer for (actor, key) if there is a key: one round trip."""
+    events = [e for lot in pending.lots for e in lot.new_events]
+    event_cols: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[] for _ in range(9)]
+    lots = pending.lots
+    out = pending.events
+    holders = [lot.lot_id for lot in lots] if pending.new_holder else []
+    await conn.execute(
+        PERSIST,
+        *event_cols,
+        [lot.lot_id for lot in lots],
+        [lot.custodian for lot in lots],
+        [lot.status.value for lot in lots],
+        [lot.remaining_kg for lot in lots],
+        [lot.head_hash for lot in lots],
+        [lot.event_count for lot in lots],
+        holders,
+        [pending.new_holder] * len(holders),
+        [e.id for e in out],
+        [topic] * len(out),
+        [e.key for e in out],
+        [e.type for e in out],
+        [e.source for e in out],
+        [e.subject for e in out],
+        [e.time for e in out],
+        [e.dataschema for e in out],
+        [_json(e.data) for e in out],
+        *(pending.shipment or (None,) * 9),
+        *(pending.receipt or (None,) * 4),
+        actor,
+        key,
+        status,
+        _json(body),
+    )
+    for lot in lots:
+        lot.new_events.clear()
 
 
 # --- idempotency and refusals ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from custody import repository, schemas, service
 from custody.domain import LotStatus, Mineral, Refusal
 from shared.auth import Principal, PrincipalDep
 from shared.problems import PROBLEM_JSON, InvalidInput, problem_responses, seq_cursor
+from shared.topics import CUSTODY_EVENTS
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -49,7 +50,7 @@ async def _write(
     *,
     action: str,
     subject: str | None,
-    run: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    run: Callable[[asyncpg.Connection, repository.Pending], Awaitable[dict[str, Any]]],
     model: type[BaseModel],
     status: int = 201,
     savepoint: bool = False,
@@ -67,14 +68,16 @@ async def _write(
                         "this key was used for a different request; use a new key for a new request",
                     )
                 return _json(stored["status"], orjson.loads(stored["response"]), replayed=True)
+        pending = repository.Pending()
         try:
             if savepoint:
                 async with conn.transaction():
-                    result = await run(conn)
+                    result = await run(conn, pending)
             else:
-                result = await run(conn)
+                result = await run(conn, pending)
             code, body = status, model.model_validate(result).model_dump(mode="json")
         except Refusal as refusal:
+            pending = repository.Pending()  # nothing of the refused operation is written
             request_summary = orjson.loads(raw) if raw else None
             event_id = await service.record_refusal(
                 conn, who, action=action, subject=subject, refusal=refusal, request=request_summary
@@ -91,7 +94,9 @@ async def _write(
                     "rejection_event_id": event_id,
                 },
             )
-        if key is not None:
+        if pending:
+            await repository.persist(conn, CUSTODY_EVENTS, pending, actor=who.subject, key=key, status=code, body=body)
+        elif key is not None:
             await repository.store_response(conn, who.subject, key, code, body)
     return _json(code, body)
 
@@ -117,7 +122,7 @@ async def register_lot(
         action="register",
         subject=body.lot_id,
         model=schemas.Lot,
-        run=lambda conn: service.register_lot(conn, who, body),
+        run=lambda conn, _: service.register_lot(conn, who, body),
     )
 
 
@@ -139,7 +144,7 @@ async def declare_external(
         action="declare_external",
         subject=body.lot_id,
         model=schemas.Lot,
-        run=lambda conn: service.declare_external(conn, who, body),
+        run=lambda conn, _: service.declare_external(conn, who, body),
     )
 
 
@@ -161,7 +166,7 @@ async def ship(
         action="ship",
         subject=lot_id,
         model=schemas.Shipment,
-        run=lambda conn: service.ship(conn, who, lot_id, body),
+        run=lambda conn, pending: service.ship(conn, who, lot_id, body, pending),
     )
 
 
@@ -184,7 +189,7 @@ async def receive(
         subject=shipment_id,
         model=schemas.Shipment,
         status=200,
-        run=lambda conn: service.receive(conn, who, shipment_id, body),
+        run=lambda conn, pending: service.receive(conn, who, shipment_id, body, pending),
     )
 
 
@@ -207,7 +212,7 @@ async def transform(
         subject=body.inputs[0].lot_id,
         model=schemas.Transformation,
         savepoint=True,
-        run=lambda conn: service.transform(conn, who, body),
+        run=lambda conn, _: service.transform(conn, who, body),
     )
 
 
@@ -229,7 +234,7 @@ async def consume(
         action="consume",
         subject=lot_id,
         model=schemas.Consumption,
-        run=lambda conn: service.consume(conn, who, lot_id, body),
+        run=lambda conn, _: service.consume(conn, who, lot_id, body),
     )
 
 

@@ -195,18 +195,23 @@ async def declare_external(
     return await _lot(conn, lot_id)
 
 
-async def ship(conn: asyncpg.Connection, who: Principal, lot_id: str, body: schemas.ShipmentCreate) -> dict[str, Any]:
+async def ship(
+    conn: asyncpg.Connection,
+    who: Principal,
+    lot_id: str,
+    body: schemas.ShipmentCreate,
+    pending: repository.Pending,
+) -> dict[str, Any]:
+    """Checks under the lot's lock; the writes go to `pending` (the router writes them with its answer)."""
     _participant_only(who, "ship lots")
-    lot = await repository.lot_for_update(conn, lot_id)
+    lot, to_kind = await repository.lot_for_update_and_party(conn, lot_id, body.to)
     if lot is None:
         raise NotFound(f"No lot {lot_id!r}.")
-    to = await repository.participant(conn, body.to)
-    if to is None:
+    if to_kind is None:
         raise InvalidInput("body.to", f"{body.to!r} is not a registered participant")
     domain.check_ship(lot.state, who.subject, body.to, body.mass_kg)
     shipment_id = _new_id("SHP")
-    await conn.execute(
-        repository.INSERT_SHIPMENT,
+    pending.shipment = (
         shipment_id,
         lot_id,
         who.subject,
@@ -228,7 +233,7 @@ async def ship(conn: asyncpg.Connection, who: Principal, lot_id: str, body: sche
             "shipment_id": shipment_id,
             "from": who.subject,
             "to": body.to,
-            "to_kind": to.kind,
+            "to_kind": to_kind,
             "mass_kg": _mass(body.mass_kg),
             "remaining_before_kg": _mass(remaining_before),
             "seal": body.seal,
@@ -239,8 +244,8 @@ async def ship(conn: asyncpg.Connection, who: Principal, lot_id: str, body: sche
         },
     )
     out.chained(lot, "custody.lot.shipped", data)
-    await repository.save_lots(conn, [lot])
-    await out.flush(conn)
+    pending.lots.append(lot)
+    pending.events.extend(out.events)
     return {
         "shipment_id": shipment_id,
         "lot_id": lot_id,
@@ -259,17 +264,20 @@ async def ship(conn: asyncpg.Connection, who: Principal, lot_id: str, body: sche
 
 
 async def receive(
-    conn: asyncpg.Connection, who: Principal, shipment_id: str, body: schemas.ReceiptCreate
+    conn: asyncpg.Connection,
+    who: Principal,
+    shipment_id: str,
+    body: schemas.ReceiptCreate,
+    pending: repository.Pending,
 ) -> dict[str, Any]:
+    """Checks under the shipment's and the lot's locks; the writes go to `pending`."""
     _participant_only(who, "receive shipments")
-    found = await repository.shipment_for_update(conn, shipment_id)
+    found = await repository.shipment_and_lot_for_update(conn, shipment_id)
     if found is None:
         raise NotFound(f"No shipment {shipment_id!r}.")
-    state, row = found
+    state, row, lot = found
     domain.check_receive(state, who.subject)
-    lot = await repository.lot_for_update(conn, state.lot_id)
-    assert lot is not None  # shipments reference lots
-    await conn.execute(repository.RECEIVE_SHIPMENT, shipment_id, body.received_at, body.mass_kg, body.seal)
+    pending.receipt = (shipment_id, body.received_at, body.mass_kg, body.seal)
     lot.custodian, lot.status, lot.remaining_kg = who.subject, LotStatus.active, body.mass_kg
     out = Outbox()
     data = lot.append(
@@ -293,11 +301,12 @@ async def receive(
         },
     )
     out.chained(lot, "custody.lot.received", data)
-    await repository.save_lots(conn, [lot], new_holder=who.subject)
-    await out.flush(conn)
+    pending.lots.append(lot)
+    pending.events.extend(out.events)
+    pending.new_holder = who.subject
     return repository.shipment_out(
         {
-            **dict(row),
+            **row,
             "status": "received",
             "received_at": body.received_at,
             "received_mass_kg": body.mass_kg,

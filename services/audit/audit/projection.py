@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,6 +68,47 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
 
+LOT_COLUMNS = (
+    "lot_id",
+    "mineral",
+    "form",
+    "mass_kg",
+    "origin_kind",
+    "origin_participant",
+    "origin_country",
+    "origin_region",
+    "origin_mining_type",
+    "custodian",
+    "origin_event",
+    "origin_at",
+    "recorded_at",
+    "last_custody_at",
+)
+SHIPMENT_COLUMNS = (
+    "shipment_id",
+    "lot_id",
+    "sender",
+    "receiver",
+    "mass_kg",
+    "seal",
+    "shipped_at",
+    "max_transit_days",
+    "transit_countries",
+    "status",
+    "event_id",
+    "recorded_at",
+)
+TRANSFORMATION_COLUMNS = (
+    "transformation_id",
+    "kind",
+    "actor",
+    "actor_kind",
+    "occurred_at",
+    "outputs",
+    "event_id",
+    "recorded_at",
+)
+GENEALOGY_COLUMNS = ("parent", "child", "transformation_id")
 RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
 UPSERT_PARTICIPANTS_SQL = """
 INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version)
@@ -166,6 +208,15 @@ def _utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
+def _i(v: str) -> str:
+    """One copy of strings many rows repeat (participant ids, countries): the state holds references only."""
+    return sys.intern(v)
+
+
+def _oi(v: str | None) -> str | None:
+    return None if v is None else sys.intern(v)
+
+
 def _d(v: Any) -> Decimal:
     return Decimal(str(v))
 
@@ -184,7 +235,7 @@ def _date(s: str | None) -> date | None:
 
 # --- an undo log for plain dicts, sets and lists ------------------------------------------------------------------
 
-_DEL, _RESTORE, _DISCARD, _POP, _REMOVE_AT = range(5)
+_DEL, _RESTORE, _DISCARD, _POP, _REMOVE_AT, _ADD = range(6)
 
 
 class Journal:
@@ -211,6 +262,11 @@ class Journal:
             s.add(k)
             self.ops.append((_DISCARD, s, k, None))
 
+    def discard(self, s: set[Any], k: Any) -> None:
+        if k in s:
+            s.discard(k)
+            self.ops.append((_ADD, s, k, None))
+
     def append(self, lst: list[Any], v: Any) -> None:
         lst.append(v)
         self.ops.append((_POP, lst, None, None))
@@ -232,6 +288,8 @@ class Journal:
                 c.discard(k)
             elif kind == _POP:
                 c.pop()
+            elif kind == _ADD:
+                c.add(k)
             else:
                 del c[k]
 
@@ -298,7 +356,7 @@ class State:
     production: dict[tuple[str, str, int], list[tuple[datetime, datetime, str, Decimal]]] = field(default_factory=dict)
     produced_kg: dict[tuple[str, str, int], Decimal] = field(default_factory=dict)
     capacity_flagged: set[str] = field(default_factory=set)  # causes of capacity_exceeded flags
-    shipments: set[str] = field(default_factory=set)
+    open_shipments: set[str] = field(default_factory=set)  # shipped, not received yet
     transits: dict[str, Transit] = field(default_factory=dict)
     transits_by_country: dict[str, list[str]] = field(default_factory=dict)
     transformations: set[str] = field(default_factory=set)
@@ -331,38 +389,38 @@ class State:
             lot = MineLot(
                 r["lot_id"],
                 r["origin_event"],
-                r["origin_participant"],
-                r["origin_country"],
-                r["origin_region"],
-                r["origin_mining_type"],
+                _i(r["origin_participant"]),
+                _oi(r["origin_country"]),
+                _oi(r["origin_region"]),
+                _oi(r["origin_mining_type"]),
                 r["origin_at"],
                 r["recorded_at"],
             )
             s.mine_lots[lot.lot_id] = lot
             s.lots_by_mine.setdefault(lot.mine, []).append(lot.lot_id)
             s.lots_by_country.setdefault(lot.country or "", []).append(lot.lot_id)
-            key = (lot.mine, r["mineral"], lot.origin_at.astimezone(UTC).year)
+            key = (lot.mine, _i(r["mineral"]), lot.origin_at.astimezone(UTC).year)
             bisect.insort(s.production.setdefault(key, []), (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"]))
             s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]
         for r in await conn.fetch("SELECT cause FROM flags WHERE rule = 'capacity_exceeded'"):
             s.capacity_flagged.add(r["cause"])
+        for r in await conn.fetch("SELECT shipment_id FROM shipments WHERE status = 'in_transit'"):
+            s.open_shipments.add(r["shipment_id"])
         for r in await conn.fetch(
-            "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver, "
-            "cardinality(transit_countries) > 0 AS transit FROM shipments"
+            "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver FROM shipments "
+            "WHERE cardinality(transit_countries) > 0"
         ):
-            s.shipments.add(r["shipment_id"])
-            if r["transit"]:
-                t = Transit(
-                    r["lot_id"],
-                    r["event_id"],
-                    tuple(r["transit_countries"]),
-                    r["shipped_at"],
-                    r["sender"],
-                    r["receiver"],
-                )
-                s.transits[r["shipment_id"]] = t
-                for c in dict.fromkeys(t.countries):
-                    s.transits_by_country.setdefault(c, []).append(r["shipment_id"])
+            t = Transit(
+                r["lot_id"],
+                r["event_id"],
+                tuple(map(_i, r["transit_countries"])),
+                r["shipped_at"],
+                _i(r["sender"]),
+                _i(r["receiver"]),
+            )
+            s.transits[r["shipment_id"]] = t
+            for c in dict.fromkeys(t.countries):
+                s.transits_by_country.setdefault(c, []).append(r["shipment_id"])
         for r in await conn.fetch(
             "SELECT transformation_id, event_id, actor, actor_kind, occurred_at, outputs, recorded_at, "
             "actor_kind IN ('smelter', 'refiner') AS smelting FROM transformations"
@@ -370,7 +428,12 @@ class State:
             s.transformations.add(r["transformation_id"])
             if r["smelting"]:
                 s.smeltings[r["transformation_id"]] = Smelting(
-                    r["event_id"], r["actor"], r["actor_kind"], r["occurred_at"], tuple(r["outputs"]), r["recorded_at"]
+                    r["event_id"],
+                    _i(r["actor"]),
+                    _i(r["actor_kind"]),
+                    r["occurred_at"],
+                    tuple(r["outputs"]),
+                    r["recorded_at"],
                 )
                 s.smeltings_by_actor.setdefault(r["actor"], []).append(r["transformation_id"])
         return s
@@ -488,7 +551,7 @@ class Projection:
             err = self._apply(d)
             try:
                 async with conn.transaction():
-                    await self._write(conn)
+                    await self._write(conn, copy=False)
             except DATA_ERRORS as exc:
                 self.journal.undo(mark)
                 del self.raised[raised:]
@@ -502,7 +565,7 @@ class Projection:
             self._apply(d, effects=False)
             try:
                 async with conn.transaction():
-                    await self._write(conn)
+                    await self._write(conn, copy=False)
             except DATA_ERRORS as exc:
                 log.error("event %s (%s) cannot be stored at all: %r", d.event.id, d.event.type, exc)
 
@@ -515,9 +578,13 @@ class Projection:
 
     # --- writing a batch ------------------------------------------------------------------------------------------
 
-    async def _write(self, conn: asyncpg.Connection) -> None:
+    async def _write(self, conn: asyncpg.Connection, copy: bool = True) -> None:
+        """The pending changes, one statement per table. With `copy`, the rows the state knows to be new (lots,
+        shipments, transformations and their genealogy) go in with COPY, half the cost of an INSERT; should one
+        exist after all, the batch is refused and applied again one event at a time with `copy=False`, whose
+        statements keep what is there (ON CONFLICT DO NOTHING), as the state assumed."""
         c = self.changes
-        if c.received:  # COPY: half the cost of an INSERT of the same rows (the bulk of a batch's bytes)
+        if c.received:  # always COPY: the events themselves, the bulk of a batch's bytes
             await conn.copy_records_to_table("received_events", records=c.received, columns=RECEIVED_COLUMNS)
         if c.participants:
             await conn.execute(UPSERT_PARTICIPANTS_SQL, *_columns(list(c.participants.values()), 8))
@@ -526,7 +593,10 @@ class Projection:
         if c.areas:
             await conn.execute(UPSERT_CAHRA_SQL, *_columns(list(c.areas.values()), 7))
         if c.lots:
-            await conn.execute(INSERT_LOTS_SQL, *_columns(list(c.lots.values()), 14))
+            if copy:
+                await conn.copy_records_to_table("lots", records=list(c.lots.values()), columns=LOT_COLUMNS)
+            else:
+                await conn.execute(INSERT_LOTS_SQL, *_columns(list(c.lots.values()), 14))
         if c.lot_updates:
             await conn.execute(
                 UPDATE_LOTS_SQL,
@@ -536,15 +606,23 @@ class Projection:
             )
         if c.holders:
             await conn.execute(INSERT_HOLDERS_SQL, *_columns(list(c.holders), 2))
-        if c.shipments:
+        if c.shipments and copy:
+            await conn.copy_records_to_table("shipments", records=list(c.shipments.values()), columns=SHIPMENT_COLUMNS)
+        elif c.shipments:
             rows = [(*r[:8], _json(r[8]), *r[9:]) for r in c.shipments.values()]
             await conn.execute(INSERT_SHIPMENTS_SQL, *_columns(rows, 12))
         if c.received_shipments:
             await conn.execute(RECEIVE_SHIPMENTS_SQL, list(c.received_shipments))
-        if c.transformations:
+        if c.transformations and copy:
+            await conn.copy_records_to_table(
+                "transformations", records=list(c.transformations.values()), columns=TRANSFORMATION_COLUMNS
+            )
+        elif c.transformations:
             rows = [(*r[:5], _json(r[5]), *r[6:]) for r in c.transformations.values()]
             await conn.execute(INSERT_TRANSFORMATIONS_SQL, *_columns(rows, 8))
-        if c.genealogy:
+        if c.genealogy and copy:
+            await conn.copy_records_to_table("genealogy", records=list(c.genealogy), columns=GENEALOGY_COLUMNS)
+        elif c.genealogy:
             await conn.execute(INSERT_GENEALOGY_SQL, *_columns(list(c.genealogy), 3))
         if c.findings:
             await self.raise_flags(conn, list(c.findings.values()))
@@ -726,13 +804,13 @@ class Projection:
         j.set(s.lots, lot_id, at)
         j.set(self.changes.lots, lot_id, row)
         if origin_kind == "mine":
-            lot = MineLot(lot_id, e.id, row[5], row[6], row[7], row[8], at, row[12])
+            lot = MineLot(lot_id, e.id, _i(row[5]), _oi(row[6]), _oi(row[7]), _oi(row[8]), at, row[12])
             j.set(s.mine_lots, lot_id, lot)
             for index, key in ((s.lots_by_mine, lot.mine), (s.lots_by_country, lot.country or "")):
                 if key not in index:
                     j.set(index, key, [])
                 j.append(index[key], lot_id)
-            pkey = (lot.mine, row[1], at.year)
+            pkey = (lot.mine, _i(row[1]), at.year)
             if pkey not in s.production:
                 j.set(s.production, pkey, [])
             j.insort(s.production[pkey], (at, lot.recorded_at, lot_id, row[3]))
@@ -831,13 +909,13 @@ class Projection:
         )
         self._lot_time_check(e, "Shipped")
         s, j = self._state, self.journal
-        if sid in s.shipments:
+        if sid in s.open_shipments or sid in s.transits:  # shipment ids are unique: a repeat changes nothing
             self.screen_transit(sid)  # judged on the shipment as first recorded, as the table keeps it
             return
-        j.add(s.shipments, sid)
+        j.add(s.open_shipments, sid)
         j.set(self.changes.shipments, sid, row)
         if countries:
-            t = Transit(lot_id, e.id, tuple(countries), shipped_at, row[2], row[3])
+            t = Transit(lot_id, e.id, tuple(map(_i, countries)), shipped_at, _i(row[2]), _i(row[3]))
             j.set(s.transits, sid, t)
             for c in dict.fromkeys(countries):
                 if c not in s.transits_by_country:
@@ -879,10 +957,12 @@ class Projection:
         )
         at = _utc(received_at)
         s, j, c = self._state, self.journal, self.changes
-        if sid in c.shipments:  # shipped in this batch: it is written already received
-            j.set(c.shipments, sid, (*c.shipments[sid][:9], "received", *c.shipments[sid][10:]))
-        elif sid in s.shipments:
-            j.set(c.received_shipments, sid, None)
+        if sid in s.open_shipments:
+            j.discard(s.open_shipments, sid)
+            if sid in c.shipments:  # shipped in this batch: it is written already received
+                j.set(c.shipments, sid, (*c.shipments[sid][:9], "received", *c.shipments[sid][10:]))
+            else:
+                j.set(c.received_shipments, sid, None)
         last = s.lots.get(lot_id)
         if last is not None:
             last = max(last, at)
@@ -929,7 +1009,9 @@ class Projection:
                 (tid, kind, by, by_kind, occurred_at, output_ids, e.id, _utc(e.time)),
             )
             if by_kind in ("smelter", "refiner"):
-                j.set(s.smeltings, tid, Smelting(e.id, by, by_kind, occurred_at, tuple(output_ids), _utc(e.time)))
+                j.set(
+                    s.smeltings, tid, Smelting(e.id, _i(by), _i(by_kind), occurred_at, tuple(output_ids), _utc(e.time))
+                )
                 if by not in s.smeltings_by_actor:
                     j.set(s.smeltings_by_actor, by, [])
                 j.append(s.smeltings_by_actor[by], tid)

@@ -1,0 +1,174 @@
+"""The audit projection applied per batch (`Projection.apply_batch`), on real PostgreSQL: an event that cannot be
+applied is left out alone (the rest of its batch goes in, the event is kept in `received_events`); a value
+PostgreSQL refuses sends the batch through event by event; the in-memory state loaded from the tables after a
+restart, or after a batch that did not commit, gives the same flags as one uninterrupted run.
+
+The stream is the benchmark's generator (bench/audit_bench.py): lots registered, shipped, received with mass and
+seal breaks, smelted, consumed, refusals, and reference data changing half way."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+
+from audit.projection import Projection
+from audit.replay import TABLES
+from bench.audit_bench import FLAG_SQL, Generator
+from shared.consumer import Delivered
+from shared.events import CloudEvent
+from tests.conftest import _admin, _migrate, pg_url
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+Events = list[tuple[str, CloudEvent]]
+
+
+@pytest.fixture(scope="module")
+async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
+    names = [f"audit_pb_{uuid.uuid4().hex[:8]}_{n}" for n in ("a", "b")]
+    for name in names:
+        await _admin(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(_migrate, "audit", pg_url(name))
+    try:
+        yield pg_url(names[0], "postgresql"), pg_url(names[1], "postgresql")
+    finally:
+        for name in names:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def stream() -> Events:
+    return Generator(seed=5, target=3000).build().events
+
+
+async def fetch(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def empty(*urls: str) -> None:
+    for url in urls:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)}, outbox")
+        finally:
+            await conn.close()
+
+
+async def apply(url: str, projection: Projection, events: Sequence[tuple[str, CloudEvent]], batch: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for i in range(0, len(events), batch):
+            delivered = [Delivered(e, topic, 0, i + n) for n, (topic, e) in enumerate(events[i : i + batch])]
+            async with conn.transaction():
+                await projection.apply_batch(conn, delivered)
+    finally:
+        await conn.close()
+
+
+async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["rule"], r["cause"]): dict(r) for r in await fetch(url, FLAG_SQL)}
+
+
+async def count(url: str, table: str) -> int:
+    return int((await fetch(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
+
+
+def without_key(e: CloudEvent, key: str) -> CloudEvent:
+    data = {k: v for k, v in e.data.items() if k != key}
+    return replace(e, data=data, id=str(uuid.uuid4()))
+
+
+async def test_a_malformed_event_in_a_batch_is_left_out_alone(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    shipped = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.shipped"]
+    bad_at = shipped[len(shipped) // 2]
+    bad = without_key(stream[bad_at][1], "to")  # a shipment without its addressee
+    with_bad = [*stream[:bad_at], (stream[bad_at][0], bad), *stream[bad_at + 1 :]]
+    without = [*stream[:bad_at], *stream[bad_at + 1 :]]
+
+    p = Projection(publish=False)
+    await apply(a, p, with_bad, batch=len(with_bad))  # one batch: the bad event is in the middle of it
+    await apply(b, Projection(publish=False), without, batch=len(without))
+
+    assert p.malformed == 1
+    assert await count(a, "received_events") == len(with_bad)  # the bad event is kept as received
+    kept = await fetch(a, f"SELECT 1 FROM received_events WHERE event_id = '{bad.id}'")
+    assert len(kept) == 1
+    assert await count(a, "shipments") == await count(b, "shipments")  # none of its effects
+    assert await flags(a) == await flags(b)  # the rest of the batch is all there, flags and all
+    # The partition is not blocked: the next batch goes in as usual.
+    more = Generator(seed=6, target=300).build().events
+    await apply(a, p, more, batch=100)
+    assert await count(a, "received_events") == len(with_bad) + len(more)
+
+
+async def test_a_value_postgresql_refuses_sends_the_batch_event_by_event(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    registered = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.registered"]
+    at = registered[len(registered) // 2]
+    topic, e = stream[at]
+    # Fine in memory, refused by PostgreSQL: a lot id too long for a btree index entry.
+    huge = "LOT-" + base64.b64encode(os.urandom(15_000)).decode()
+    odd = replace(e, id=str(uuid.uuid4()), data={**e.data, "lot_id": huge})
+    with_odd = [*stream[:at], (topic, odd), *stream[at:]]
+
+    p = Projection(publish=False)
+    await apply(a, p, with_odd, batch=len(with_odd))
+    await apply(b, Projection(publish=False), stream, batch=len(stream))
+
+    assert p.malformed == 1
+    assert await count(a, "received_events") == len(with_odd)
+    assert await fetch(a, f"SELECT 1 FROM lots WHERE lot_id = '{huge}'") == []
+    assert await count(a, "lots") == await count(b, "lots")
+    assert await flags(a) == await flags(b)
+
+
+async def test_a_restart_loads_the_state_that_gives_the_same_flags(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    await apply(a, Projection(publish=False), stream, batch=250)
+    half = len(stream) // 2
+    await apply(b, Projection(publish=False), stream[:half], batch=250)
+    restarted = Projection(publish=False)  # a new process: its state comes from the tables
+    await apply(b, restarted, stream[half:], batch=250)
+    assert restarted.load_seconds > 0
+    for table in ("lots", "shipments", "transformations", "genealogy", "lot_holders", "certifications"):
+        assert await count(a, table) == await count(b, table), table
+    assert len(await flags(a)) > 100
+    assert await flags(a) == await flags(b)
+
+
+async def test_a_batch_that_did_not_commit_is_forgotten(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    await apply(a, Projection(publish=False), stream, batch=300)
+
+    p = Projection(publish=False)
+    await apply(b, p, stream[:300], batch=300)
+    conn = await asyncpg.connect(b)
+    try:
+        delivered = [Delivered(e, t, 0, 300 + n) for n, (t, e) in enumerate(stream[300:600])]
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await p.apply_batch(conn, delivered)
+                raise RuntimeError("the commit failed")  # as the consumer sees a broken connection
+    finally:
+        await conn.close()
+    p.discard()  # what the consumer's on_abort does
+    await apply(b, p, stream[300:], batch=300)
+    assert await count(a, "lots") == await count(b, "lots")
+    assert await flags(a) == await flags(b)

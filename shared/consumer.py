@@ -94,6 +94,7 @@ class EventConsumer:
     async def run(self) -> None:
         """Consume until `stop()`; survives broker and database outages (the batch is redelivered)."""
         backoff = 0.2
+        pending: asyncio.Task[None] | None = None  # the previous batch's transaction, still with PostgreSQL
         try:
             while not self._stopping.is_set():
                 try:
@@ -101,17 +102,45 @@ class EventConsumer:
                     assert self._consumer is not None
                     await self._read_first_topics_first()
                     batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                    await self.process_batches(batches)
+                    batches = {tp: records for tp, records in batches.items() if records}
+                    # Reading and decoding this batch overlaps with PostgreSQL applying the previous one; batches
+                    # are still applied and committed one after the other, in order.
+                    delivered = await self._decode(batches, yield_every=200)
+                    if pending is not None:
+                        task, pending = pending, None
+                        await task
+                    if batches:
+                        pending = asyncio.create_task(self._apply(batches, delivered))
+                        await asyncio.sleep(0)  # let it send its first statement before we read on
                     backoff = 0.2
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - uncommitted work is redelivered after restart
                     log.warning("consumer %s failed, restarting in %.1fs: %r", self.group_id, backoff, exc)
+                    await self._cancel(pending)
+                    pending = None
                     await self._reset()
                     await self._wait(backoff)
                     backoff = min(backoff * 2, 5.0)
+            if pending is not None:  # stopping: let the batch in flight commit
+                task, pending = pending, None
+                try:
+                    await task
+                except Exception as exc:  # noqa: BLE001 - not committed: redelivered after restart
+                    log.warning("consumer %s: the last batch did not commit: %r", self.group_id, exc)
         finally:
+            await self._cancel(pending)
             await self._reset()
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except BaseException:  # noqa: BLE001 - it is being given up; its transaction rolls back
+            pass
 
     async def _read_first_topics_first(self) -> None:
         """While a partition of `first_topics` is behind its end, the other partitions are paused: facts those
@@ -145,15 +174,24 @@ class EventConsumer:
 
     async def process_batches(self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
         """Apply what `getmany` returned in one transaction, then commit each partition's offset."""
-        assert self._consumer is not None and self._conn is not None
         batches = {tp: records for tp, records in batches.items() if records}
-        if not batches:
-            return
+        if batches:
+            await self._apply(batches, await self._decode(batches))
+
+    async def _decode(
+        self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]], yield_every: int = 0
+    ) -> list[Delivered]:
+        """The batch's events, each once, in offset order per partition. With `yield_every`, gives the event loop
+        a turn every so many messages (so a transaction in flight gets on with its next statement)."""
         group = self.group_id or "replay"
         delivered: list[Delivered] = []
         seen: set[tuple[str, str]] = set()
+        n = 0
         for records in batches.values():
             for rec in records:
+                n += 1
+                if yield_every and n % yield_every == 0:
+                    await asyncio.sleep(0)
                 try:
                     event = CloudEvent.from_kafka(rec.headers, rec.key, rec.value)
                 except EventDecodeError as exc:
@@ -166,6 +204,13 @@ class EventConsumer:
                 seen.add((event.source, event.id))
                 topic = self._logical.get(rec.topic, rec.topic)
                 delivered.append(Delivered(event, topic, rec.partition, rec.offset, rec.value))
+        return delivered
+
+    async def _apply(
+        self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]], delivered: list[Delivered]
+    ) -> None:
+        assert self._consumer is not None and self._conn is not None
+        group = self.group_id or "replay"
         conn = self._conn
         try:
             async with conn.transaction():

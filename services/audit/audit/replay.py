@@ -110,10 +110,20 @@ async def _replay_topic(
         async def behind() -> bool:
             return any([await _position(kafka, tp) < end[tp] for tp in parts if end[tp] > 0])
 
+        pending: asyncio.Task[None] | None = None
         while await behind():
             batches = await kafka.getmany(timeout_ms=500, max_records=batch)
-            batches = {tp: [r for r in records if r.offset < end[tp]] for tp, records in batches.items()}
-            await consumer.process_batches(batches)
+            batches = {
+                tp: kept for tp, records in batches.items() if (kept := [r for r in records if r.offset < end[tp]])
+            }
+            # As the live consumer: this batch is read and decoded while PostgreSQL applies the previous one.
+            delivered = await consumer._decode(batches, yield_every=200)
+            if pending is not None:
+                await pending
+                pending = None
+            if batches:
+                pending = asyncio.create_task(consumer._apply(batches, delivered))
+                await asyncio.sleep(0)
             for tp, records in batches.items():
                 done[tp] += len(records)
             if progress and time.perf_counter() - last_print > 1:
@@ -122,7 +132,12 @@ async def _replay_topic(
                     f"[replay] {physical(topic, settings.topic_prefix)}: {sum(done.values())}/{total} events",
                     file=sys.stderr,
                 )
+        if pending is not None:
+            await pending
+            pending = None
     finally:
+        if pending is not None:
+            pending.cancel()
         await consumer._reset()
     return sum(done.values())
 

@@ -513,7 +513,23 @@ async def test_traces_through_merges_and_splits(stack: Stack) -> None:
         (b["lot_id"], merged),
     }
     down = await ok(await stack.custody.get(f"/lots/{a['lot_id']}/trace?direction=downstream", headers=OPERATOR), 200)
+    Trace.model_validate(down)
     assert {n["lot_id"] for n in down["nodes"]} == {a["lot_id"], merged, h1, h2}
+    assert {s["participant_id"] for s in up["smelters"]} == {smelter.id}
+    # The trace document is built by PostgreSQL: each node reads exactly as GET /lots/{id} does (times, masses).
+    for node in up["nodes"]:
+        lot = await ok(await stack.custody.get(f"/lots/{node['lot_id']}", headers=OPERATOR), 200)
+        assert {k: v for k, v in node.items() if k != "depth"} == lot
+    # Downstream, a participant sees the lot it asked about and the lots it held, not what others made of them.
+    mine_down = await ok(
+        await stack.custody.get(f"/lots/{a['lot_id']}/trace?direction=downstream", headers=mine_a.auth), 200
+    )
+    assert {n["lot_id"] for n in mine_down["nodes"]} == {a["lot_id"]}
+    assert mine_down["edges"] == []
+    smelter_down = await ok(
+        await stack.custody.get(f"/lots/{a['lot_id']}/trace?direction=downstream", headers=smelter.auth), 200
+    )
+    assert {n["lot_id"] for n in smelter_down["nodes"]} == {a["lot_id"], merged, h1, h2}
     b_left = await ok(await stack.custody.get(f"/lots/{b['lot_id']}", headers=smelter.auth), 200)
     assert (b_left["remaining_kg"], b_left["status"]) == (50, "active")  # partial draw
     assert (await ok(await stack.custody.get(f"/lots/{merged}", headers=smelter.auth), 200))["status"] == "depleted"

@@ -593,28 +593,53 @@ DOWNSTREAM = walk_sql(upstream=False) + "SELECT lot_id, depth FROM reached"
 """The bare recursions (the trace benchmark's baseline)."""
 
 
-EDGES_AMONG = """
-SELECT g.parent, g.child, g.transformation_id, g.mass_kg, t.kind, t.actor, t.actor_kind
-FROM unnest($1::text[]) AS c(lot_id)
-JOIN genealogy g ON g.child = c.lot_id
-JOIN transformations t USING (transformation_id)
-WHERE g.parent = ANY($1::text[])
+def _trace_sql(*, upstream: bool) -> str:
+    """Every lot of a trace with the edges that lead to it from inside the trace, in one statement.
+
+    $1 lot, $2 depth limit, $3 the participant asking (NULL: the operator; downstream, a participant sees the lot
+    asked about and the lots it held itself, not other companies' products). One row per lot, in (depth, lot id)
+    order; masses as float8 and the hash as hex so that no Decimal or bytes object is built per value; each lot's
+    incoming edges as parallel arrays (a lot is made by at most one transformation, so a handful of values).
+    Building the whole document as JSON in PostgreSQL was tried: json_build_object costs ~50 us a lot, slower than
+    decoding rows (bench/trace_bench.py)."""
+    visible = (
+        "TRUE OR $3::text IS NULL"  # upstream: everything ($3 is named so that its type is known)
+        if upstream
+        else "$3::text IS NULL OR v.lot_id = $1 OR EXISTS "
+        "(SELECT 1 FROM lot_holders h WHERE h.lot_id = v.lot_id AND h.participant_id = $3::text)"
+    )
+    return (
+        walk_sql(upstream=upstream)
+        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible})
+SELECT l.lot_id, l.mineral, l.form, l.mass_kg::float8 AS mass_kg, l.remaining_kg::float8 AS remaining_kg, l.status,
+       l.custodian, l.origin_kind, l.origin_participant, l.origin_country, l.origin_region, l.origin_mine_name,
+       l.origin_mining_type, l.produced_at, l.tag, l.seal, l.created_at, l.event_count,
+       encode(l.head_hash, 'hex') AS head_hash, v.depth,
+       e.parents, e.transformations, e.kinds, e.actors, e.actor_kinds, e.masses
+FROM vis v JOIN lots l USING (lot_id)
+LEFT JOIN LATERAL (
+  SELECT array_agg(g.parent ORDER BY g.parent) AS parents,
+         array_agg(g.transformation_id ORDER BY g.parent) AS transformations,
+         array_agg(t.kind ORDER BY g.parent) AS kinds, array_agg(t.actor ORDER BY g.parent) AS actors,
+         array_agg(t.actor_kind ORDER BY g.parent) AS actor_kinds,
+         array_agg(g.mass_kg::float8 ORDER BY g.parent) AS masses
+  FROM genealogy g JOIN transformations t USING (transformation_id)
+  WHERE g.child = l.lot_id AND g.parent IN (SELECT lot_id FROM vis)
+) e ON TRUE
+ORDER BY v.depth, l.lot_id
 """
+    )
 
 
-async def edges_among(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
-    """Edges between the given lots, found through the (child, parent) index from each child (no table scan)."""
-    return list(await conn.fetch(EDGES_AMONG, lot_ids))
+TRACE_UP_ROWS = _trace_sql(upstream=True)
+TRACE_DOWN_ROWS = _trace_sql(upstream=False)
 
 
-LOT_COLUMNS_L = ", ".join(f"l.{c.strip()}" for c in LOT_COLUMNS.replace("\n", " ").split(","))
-TRACE_UP = walk_sql(upstream=True) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
-TRACE_DOWN = walk_sql(upstream=False) + f"SELECT {LOT_COLUMNS_L}, reached.depth FROM reached JOIN lots l USING (lot_id)"
-
-
-async def trace_nodes(conn: Conn, lot_id: str, *, upstream: bool, max_depth: int) -> list[asyncpg.Record]:
-    """Every lot reachable from `lot_id` (with its depth), in one statement: the recursion and the lot rows."""
-    return list(await conn.fetch(TRACE_UP if upstream else TRACE_DOWN, lot_id, max_depth))
+async def trace_rows(
+    conn: Conn, lot_id: str, *, upstream: bool, max_depth: int, participant: str | None
+) -> list[asyncpg.Record]:
+    """See `_trace_sql`; empty when there is no such lot."""
+    return list(await conn.fetch(TRACE_UP_ROWS if upstream else TRACE_DOWN_ROWS, lot_id, max_depth, participant))
 
 
 async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:

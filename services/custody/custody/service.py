@@ -520,12 +520,13 @@ async def _lot(conn: asyncpg.Connection, lot_id: str) -> dict[str, Any]:
 # --- reads ------------------------------------------------------------------------------------------------
 
 
+_UNREADABLE = "No lot {lot_id!r} that you may read (you may read the lots you hold or held, and their upstream)."
+
+
 async def readable_lot(conn: asyncpg.Connection, who: Principal, lot_id: str, max_depth: int) -> asyncpg.Record:
     r = await repository.get_lot(conn, lot_id)
     if r is None or not (who.is_operator or await repository.may_read(conn, lot_id, who.subject, max_depth)):
-        raise NotFound(
-            f"No lot {lot_id!r} that you may read (you may read the lots you hold or held, and their upstream)."
-        )
+        raise NotFound(_UNREADABLE.format(lot_id=lot_id))
     return r
 
 
@@ -566,33 +567,67 @@ async def history(conn: asyncpg.Connection, who: Principal, lot_id: str, max_dep
 async def trace(
     conn: asyncpg.Connection, who: Principal, lot_id: str, *, upstream: bool, max_depth: int
 ) -> dict[str, Any]:
-    await readable_lot(conn, who, lot_id, max_depth)
-    rows = await repository.trace_nodes(conn, lot_id, upstream=upstream, max_depth=max_depth)
-    if not upstream and not who.is_operator:
-        # Downstream of your lot, you see the lots you held yourself, not other companies' products.
-        held = {
-            r["lot_id"]
-            for r in await conn.fetch(
-                "SELECT lot_id FROM lot_holders WHERE participant_id = $1 AND lot_id = ANY($2::text[])",
-                who.subject,
-                [r["lot_id"] for r in rows],
-            )
-        }
-        rows = [r for r in rows if r["lot_id"] == lot_id or r["lot_id"] in held]
-    ids = [r["lot_id"] for r in rows]
-    nodes = [{**repository.lot_out(r), "depth": r["depth"]} for r in rows]
-    nodes.sort(key=lambda n: (n["depth"], n["lot_id"]))
-    edges = [dict(e) for e in await repository.edges_among(conn, ids)]
+    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products)."""
+    if not who.is_operator and not await repository.may_read(conn, lot_id, who.subject, max_depth):
+        raise NotFound(_UNREADABLE.format(lot_id=lot_id))
+    rows = await repository.trace_rows(
+        conn, lot_id, upstream=upstream, max_depth=max_depth, participant=None if who.is_operator else who.subject
+    )
+    if not rows:
+        raise NotFound(_UNREADABLE.format(lot_id=lot_id))
+    nodes, edges, origins = [], [], []
     smelters: dict[tuple[str, str], dict[str, Any]] = {}
-    for e in edges:
-        if e["actor_kind"] in ("smelter", "refiner"):
-            smelters[(e["actor"], e["transformation_id"])] = {
-                "participant_id": e["actor"],
-                "kind": e["actor_kind"],
-                "transformation_id": e["transformation_id"],
-                "transformation_kind": e["kind"],
-            }
-    origins = [n for n in nodes if n["origin"]["kind"] in ("mine", "external")] if upstream else []
+    for r in rows:
+        node = {
+            "lot_id": r["lot_id"],
+            "mineral": r["mineral"],
+            "form": r["form"],
+            "mass_kg": r["mass_kg"],
+            "remaining_kg": r["remaining_kg"],
+            "status": r["status"],
+            "custodian": r["custodian"],
+            "origin": {
+                "kind": r["origin_kind"],
+                "participant_id": r["origin_participant"],
+                "country": r["origin_country"],
+                "region": r["origin_region"],
+                "mine_name": r["origin_mine_name"],
+                "mining_type": r["origin_mining_type"],
+            },
+            "produced_at": r["produced_at"],
+            "tag": r["tag"],
+            "seal": r["seal"],
+            "created_at": r["created_at"],
+            "events": r["event_count"],
+            "head_hash": r["head_hash"],
+            "depth": r["depth"],
+        }
+        nodes.append(node)
+        if upstream and r["origin_kind"] in ("mine", "external"):
+            origins.append(node)
+        if r["parents"] is None:
+            continue
+        for parent, tid, kind, actor, actor_kind, mass in zip(
+            r["parents"], r["transformations"], r["kinds"], r["actors"], r["actor_kinds"], r["masses"], strict=True
+        ):
+            edges.append(
+                {
+                    "parent": parent,
+                    "child": r["lot_id"],
+                    "transformation_id": tid,
+                    "kind": kind,
+                    "actor": actor,
+                    "actor_kind": actor_kind,
+                    "mass_kg": mass,
+                }
+            )
+            if actor_kind in ("smelter", "refiner"):
+                smelters[(actor, tid)] = {
+                    "participant_id": actor,
+                    "kind": actor_kind,
+                    "transformation_id": tid,
+                    "transformation_kind": kind,
+                }
     products = (
         []
         if upstream
@@ -605,25 +640,14 @@ async def trace(
                 "mass_kg": c["mass_kg"],
                 "consumed_at": c["consumed_at"],
             }
-            for c in await repository.consumptions_of(conn, ids)
+            for c in await repository.consumptions_of(conn, [n["lot_id"] for n in nodes])
         ]
     )
     return {
         "lot_id": lot_id,
         "direction": "upstream" if upstream else "downstream",
         "nodes": nodes,
-        "edges": [
-            {
-                "parent": e["parent"],
-                "child": e["child"],
-                "transformation_id": e["transformation_id"],
-                "kind": e["kind"],
-                "actor": e["actor"],
-                "actor_kind": e["actor_kind"],
-                "mass_kg": e["mass_kg"],
-            }
-            for e in edges
-        ],
+        "edges": edges,
         "origins": origins,
         "smelters": list(smelters.values()),
         "products": products,

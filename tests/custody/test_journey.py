@@ -45,7 +45,10 @@ async def register(stack: Stack, mine: Party, mass: float = 1000, **over: Any) -
         "seal": "S-1",
         **over,
     }
-    return await ok(await stack.custody.post("/lots", json=body, headers=mine.auth))
+    created = await ok(await stack.custody.post("/lots", json=body, headers=mine.auth))
+    # The answer is built from the inserted row and the new chain head, not read back: it must read the same.
+    assert created == await ok(await stack.custody.get(f"/lots/{created['lot_id']}", headers=mine.auth), 200)
+    return created
 
 
 async def ship(

@@ -197,6 +197,32 @@ class NewLot:
     seal: str | None = None
 
 
+async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Record] | None:
+    """The new lot's row (for the response) and its chain head, or None if the lot id is taken. No holder row: the
+    caller's `Pending.new_holder` writes it with the rest (`persist`)."""
+    r = await conn.fetchrow(
+        INSERT_LOT_ROW,
+        lot.lot_id,
+        lot.mineral,
+        lot.form,
+        lot.mass_kg,
+        lot.custodian,
+        lot.origin_kind,
+        lot.origin_participant,
+        lot.origin_country,
+        lot.origin_region,
+        lot.origin_mine_name,
+        lot.origin_mining_type,
+        lot.produced_at,
+        lot.tag,
+        lot.seal,
+        GENESIS,
+    )
+    if r is None:
+        return None
+    return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0), r
+
+
 async def insert_lot(conn: Conn, lot: NewLot) -> LotRow | None:
     """The new lot (to append its first event to), or None if the lot id is taken."""
     got = await conn.fetchval(
@@ -518,6 +544,7 @@ async def insert_consumption(
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
  origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
  created_at, event_count, head_hash"""
+INSERT_LOT_ROW = INSERT_LOT.replace("RETURNING lot_id", f"RETURNING {LOT_COLUMNS}")
 
 
 def lot_out(r: asyncpg.Record) -> dict[str, Any]:

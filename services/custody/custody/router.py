@@ -121,7 +121,7 @@ async def register_lot(
         action="register",
         subject=body.lot_id,
         model=schemas.Lot,
-        run=lambda conn, _: service.register_lot(conn, who, body),
+        run=lambda conn, pending: service.register_lot(conn, who, body, pending),
     )
 
 

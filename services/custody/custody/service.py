@@ -77,7 +77,10 @@ def _mass(v: Decimal) -> str:
     return format(v.quantize(GRAM), "f")
 
 
-async def register_lot(conn: asyncpg.Connection, who: Principal, body: schemas.LotCreate) -> dict[str, Any]:
+async def register_lot(
+    conn: asyncpg.Connection, who: Principal, body: schemas.LotCreate, pending: repository.Pending
+) -> dict[str, Any]:
+    """Checks and the new lot row; the chain, holder and event go to `pending` (written with the router's answer)."""
     _participant_only(who, "register lots")
     if who.kind != "mine":
         raise Forbidden(
@@ -86,7 +89,7 @@ async def register_lot(conn: asyncpg.Connection, who: Principal, body: schemas.L
         )
     me = await _known(conn, who)
     lot_id = body.lot_id or _new_id("LOT")
-    lot = await repository.insert_lot(
+    inserted = await repository.insert_lot_only(
         conn,
         NewLot(
             lot_id=lot_id,
@@ -105,8 +108,9 @@ async def register_lot(conn: asyncpg.Connection, who: Principal, body: schemas.L
             seal=body.seal,
         ),
     )
-    if lot is None:
+    if inserted is None:
         raise Refusal("lot_exists", f"Lot {lot_id} already exists; lot ids are unique.")
+    lot, row = inserted
     out = Outbox()
     data = lot.append(
         type="custody.lot.registered",
@@ -130,9 +134,10 @@ async def register_lot(conn: asyncpg.Connection, who: Principal, body: schemas.L
         },
     )
     out.chained(lot, "custody.lot.registered", data)
-    await repository.save_lots(conn, [lot])
-    await out.flush(conn)
-    return await _lot(conn, lot_id)
+    pending.lots.append(lot)
+    pending.events.extend(out.events)
+    pending.new_holder = me.id
+    return {**repository.lot_out(row), "events": lot.event_count, "head_hash": lot.head_hash.hex()}
 
 
 async def declare_external(

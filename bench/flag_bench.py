@@ -1,0 +1,339 @@
+"""Write -> flag benchmark: how long from a custody write's response to its flag on `audit.flags`, at a steady rate.
+
+    .venv/bin/python -m bench.flag_bench [--rate 500] [--seconds 20]
+
+Promise (../shared/PRODUCT.md, "Speed we promise"): a custody write becomes an audit flag within p50 20 ms / p99
+100 ms at 500 events/s, nothing dropped.
+
+Three real processes (`python -m registry`, `custody`, `audit`, relays and consumers on, their own databases and topic
+prefix). The registry lists Sud-Kivu (CD-SK) as a CAHRA area and registers 16 artisanal mines there without any
+certification; every lot such a mine registers (`POST /lots`) is a write that trips a rule
+(`uncertified_asm_in_cahra`, critical). After a warm-up lot per mine (which also proves that custody and audit know
+the mines), the bench offers writes at a fixed rate, open loop: each write starts at its scheduled time whatever the
+earlier ones are doing (64 keep-alive connections), and records the moment its response arrived. A consumer of
+`audit.flags` in the same process notes when each lot's flag arrives; the latency is the difference (one clock).
+Writes whose flag has not arrived 30 s after the last write are counted as dropped. Exit status 0 on MISS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+
+from bench.common import (
+    LOG_DIR,
+    OPERATOR,
+    Pg,
+    RawHttp,
+    admin,
+    migrate,
+    print_rows,
+    row,
+    spawn,
+    stop,
+    summary,
+    wait_healthy,
+    write_results,
+)
+from shared.topics import AUDIT_FLAGS, ensure_topics, physical
+
+SERVICES = ("registry", "custody", "audit")
+TARGET_P50_MS, TARGET_P99_MS = 20.0, 100.0
+
+
+class Flags:
+    """Consumes `audit.flags` and notes when each lot's first flag arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False, group_id=None
+        )
+        self.seen: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer.seek_to_end()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=50, max_records=1000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    if r.value is None:
+                        continue
+                    lot = orjson.loads(r.value).get("lot_id")
+                    if lot and lot not in self.seen:
+                        self.seen[lot] = now
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        await self.consumer.stop()
+
+    async def wait_for(self, lots: set[str], timeout_s: float) -> set[str]:
+        """Lots still without a flag after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not lots <= self.seen.keys():
+            await asyncio.sleep(0.05)
+        return lots - self.seen.keys()
+
+
+async def open_loop(
+    base: str, mines: list[tuple[str, str]], rate: float, seconds: float, connections: int
+) -> dict[str, Any]:
+    """POST /lots at `rate` per second for `seconds`, each at its scheduled time; response times by lot id."""
+    host, port = base.removeprefix("http://").split(":")
+    pool: asyncio.Queue[RawHttp] = asyncio.Queue()
+    opened = [RawHttp(host, int(port)) for _ in range(connections)]
+    for c in opened:
+        await c.__aenter__()
+        pool.put_nowait(c)
+    responded: dict[str, float] = {}
+    latencies: list[float] = []
+    errors: dict[int, int] = {}
+    late: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def write(i: int, scheduled: float) -> None:
+        mine_id, token = mines[i % len(mines)]
+        lot = f"FB-{uuid.uuid4().hex[:12].upper()}"
+        body = orjson.dumps(
+            {"lot_id": lot, "mineral": "tin", "form": "ore", "mass_kg": 50, "produced_at": datetime.now(UTC)},
+            option=orjson.OPT_UTC_Z,
+        )
+        http = await pool.get()
+        try:
+            late.append(time.perf_counter() - scheduled)
+            status, raw = await http.request(
+                "POST", "/lots", {"Authorization": f"Bearer {token}", "Idempotency-Key": lot}, body
+            )
+        finally:
+            pool.put_nowait(http)
+        done = time.perf_counter()
+        latencies.append(done - scheduled)
+        if status == 201:
+            responded[lot] = done
+        else:
+            errors[status] = errors.get(status, 0) + 1
+
+    n = int(rate * seconds)
+    start = time.perf_counter() + 0.1
+    for i in range(n):
+        at = start + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(write(i, at)))
+        if i and i % int(rate * 5) == 0:
+            print(f"    {i}/{n} writes offered", flush=True)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for c in opened:
+        await c.__aexit__()
+    return {
+        "offered": n,
+        "offered_rate": rate,
+        "achieved_rate": round(len(latencies) / elapsed, 1),
+        "responded": responded,
+        "response_latency": summary(latencies),
+        "start_delay": summary(late),
+        "errors": errors,
+    }
+
+
+def service_env(service: str, pg: Pg, prefix: str, kafka: str, port: int, **extra: object) -> dict[str, str]:
+    p = service.upper()
+    env = {
+        f"{p}_DATABASE_URL": pg.url(f"{service}_fbench", "postgresql+asyncpg"),
+        f"{p}_PORT": str(port),
+        f"{p}_TOPIC_PREFIX": prefix,
+        f"{p}_KAFKA_BOOTSTRAP_SERVERS": kafka,
+        f"{p}_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"{p}_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[str, Any]) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            f"{urls['registry']}/cahra",
+            headers=OPERATOR,
+            json={
+                "country": "CD",
+                "region": "CD-SK",
+                "name": "Sud-Kivu",
+                "conflict_affected": True,
+                "high_risk": False,
+                "effective_from": "2026-01-01",
+                "source": "bench",
+            },
+        )
+        r.raise_for_status()
+        mines = []
+        for i in range(16):
+            r = await http.post(
+                f"{urls['registry']}/participants",
+                headers=OPERATOR,
+                json={
+                    "name": f"bench artisanal mine {i}",
+                    "kind": "mine",
+                    "country": "CD",
+                    "region": "CD-SK",
+                    "mining_type": "asm",
+                },
+            )
+            r.raise_for_status()
+            out = r.json()
+            mines.append((out["participant"]["id"], out["credential"]["token"]))
+    flags = Flags(args.kafka, physical(AUDIT_FLAGS, args.prefix))
+    await flags.start()
+    try:
+        print("[bench] warm-up: a lot per mine, until custody and audit know the mines and the CAHRA area")
+        warm: set[str] = set()
+        async with httpx.AsyncClient(base_url=urls["custody"], timeout=10) as http:
+            for mine_id, token in mines:
+                for _ in range(150):
+                    lot = f"FB-WARM-{uuid.uuid4().hex[:8]}"
+                    r = await http.post(
+                        "/lots",
+                        headers={"Authorization": f"Bearer {token}"},
+                        json={"lot_id": lot, "mineral": "tin", "form": "ore", "mass_kg": 1, "produced_at": _now()},
+                    )
+                    if r.status_code == 201:
+                        warm.add(lot)
+                        break
+                    await asyncio.sleep(0.2)  # keys or the participant not there yet
+                else:
+                    raise RuntimeError(f"custody refused mine {mine_id}'s lot: {r.status_code} {r.text}")
+        missing = await flags.wait_for(warm, 60)
+        if missing:
+            raise RuntimeError(f"audit raised no flag for {len(missing)} warm-up lots in 60 s (see var/log/)")
+        cpu0 = {s: _cpu(p) for s, p in procs.items()}
+        print(f"[bench] {args.rate:.0f} writes/s offered for {args.seconds:.0f} s, open loop")
+        out = await open_loop(urls["custody"], mines, args.rate, args.seconds, args.connections)
+        responded: dict[str, float] = out.pop("responded")
+        missing = await flags.wait_for(set(responded), 30)
+        cpu1 = {s: _cpu(p) for s, p in procs.items()}
+        to_flag = [flags.seen[lot] - t for lot, t in responded.items() if lot in flags.seen]
+        out["write_to_flag"] = summary(to_flag) if to_flag else {}
+        out["dropped"] = len(missing)
+        out["flagged"] = len(to_flag)
+        out["cpu_s"] = {s: round(cpu1[s] - cpu0[s], 2) for s in procs}
+        out["rss_mb"] = {s: round(psutil.Process(p.pid).memory_info().rss / 2**20, 1) for s, p in procs.items()}
+        return out
+    finally:
+        await flags.stop()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _cpu(proc: Any) -> float:
+    t = psutil.Process(proc.pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def run(args: argparse.Namespace) -> int:
+    pg = Pg(args.pg_host, args.pg_port)
+    args.prefix = f"fbench-{uuid.uuid4().hex[:6]}."
+    dbs = [f"{s}_fbench" for s in SERVICES]
+    asyncio.run(
+        admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs], *[f'CREATE DATABASE "{d}"' for d in dbs])
+    )
+    for s in SERVICES:
+        migrate(s, pg.url(f"{s}_fbench", "postgresql+asyncpg"))
+    asyncio.run(ensure_topics(args.kafka, args.prefix))
+    ports = {"registry": args.port, "custody": args.port + 1, "audit": args.port + 2}
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    common = {"relay_poll_interval_s": 0.5}
+    envs = {
+        "registry": service_env("registry", pg, args.prefix, args.kafka, ports["registry"], **common),
+        "custody": service_env(
+            "custody",
+            pg,
+            args.prefix,
+            args.kafka,
+            ports["custody"],
+            registry_url=urls["registry"],
+            consumer_group=f"custody-{args.prefix}",
+            db_pool_size=16,
+            **common,
+        ),
+        "audit": service_env(
+            "audit",
+            pg,
+            args.prefix,
+            args.kafka,
+            ports["audit"],
+            registry_url=urls["registry"],
+            consumer_group=f"audit-{args.prefix}",
+            **common,
+        ),
+    }
+    procs: dict[str, Any] = {}
+    try:
+        for s in SERVICES:
+            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-flag-{s}.log")
+        for s in SERVICES:
+            wait_healthy(urls[s], procs[s], s)
+        out = asyncio.run(measure(args, urls, procs))
+    finally:
+        for s in reversed(SERVICES):
+            stop(procs.get(s))
+        asyncio.run(admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]))
+    lat = out["write_to_flag"]
+    ok = bool(lat) and out["dropped"] == 0 and not out["errors"]
+    rows = [
+        row(
+            f"write -> flag, {args.rate:.0f} writes/s offered (open loop)",
+            f"p50 {lat.get('p50_ms', '-')} ms, p99 {lat.get('p99_ms', '-')} ms; {out['flagged']} flagged, "
+            f"{out['dropped']} dropped, {sum(out['errors'].values())} errors; {out['achieved_rate']} writes/s",
+            f"p50 <= {TARGET_P50_MS:.0f} ms, p99 <= {TARGET_P99_MS:.0f} ms, nothing dropped",
+            ok and lat["p50_ms"] <= TARGET_P50_MS and lat["p99_ms"] <= TARGET_P99_MS,
+        ),
+        row(
+            "memory after write -> flag",
+            ", ".join(f"{s} {v:.0f} MB" for s, v in out["rss_mb"].items()),
+            "<= 150 MB each",
+            all(v <= 150 for v in out["rss_mb"].values()),
+        ),
+    ]
+    print()
+    print(
+        f"responses p50 {out['response_latency']['p50_ms']} ms, p99 {out['response_latency']['p99_ms']} ms; "
+        f"CPU s during the run: {out['cpu_s']}"
+    )
+    print_rows(rows)
+    write_results("flag", {"settings": vars(args), **out, "rows": rows})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--rate", type=float, default=500.0, help="writes offered per second")
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--pg-host", default="127.0.0.1")
+    p.add_argument("--pg-port", type=int, default=int(os.environ.get("MCOC_PG_PORT", "5433")))
+    p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('MCOC_KAFKA_PORT', '9092')}")
+    p.add_argument("--port", type=int, default=18431, help="registry's port; custody and audit take the next two")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -86,7 +86,8 @@ class Flags:
     async def wait_for(self, lots: set[str], timeout_s: float) -> set[str]:
         """Lots still without a flag after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not lots <= self.seen.keys():
+        # The consumer task fills `seen`; polling it every 50 ms is precise enough for a deadline.
+        while time.monotonic() < deadline and not lots <= self.seen.keys():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         return lots - self.seen.keys()
 
@@ -108,7 +109,7 @@ async def open_loop(
     tasks: list[asyncio.Task[None]] = []
 
     async def write(i: int, scheduled: float) -> None:
-        mine_id, token = mines[i % len(mines)]
+        token = mines[i % len(mines)][1]
         lot = f"FB-{uuid.uuid4().hex[:12].upper()}"
         body = orjson.dumps(
             {"lot_id": lot, "mineral": "tin", "form": "ore", "mass_kg": 50, "produced_at": datetime.now(UTC)},
@@ -117,7 +118,7 @@ async def open_loop(
         http = await pool.get()
         try:
             late.append(time.perf_counter() - scheduled)
-            status, raw = await http.request(
+            status, _ = await http.request(
                 "POST", "/lots", {"Authorization": f"Bearer {token}", "Idempotency-Key": lot}, body
             )
         finally:
@@ -252,9 +253,8 @@ def run(args: argparse.Namespace) -> int:
     pg = Pg(args.pg_host, args.pg_port)
     args.prefix = f"fbench-{uuid.uuid4().hex[:6]}."
     dbs = [f"{s}_fbench" for s in SERVICES]
-    asyncio.run(
-        admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs], *[f'CREATE DATABASE "{d}"' for d in dbs])
-    )
+    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]
+    asyncio.run(admin(pg, *drops, *[f'CREATE DATABASE "{d}"' for d in dbs]))
     for s in SERVICES:
         migrate(s, pg.url(f"{s}_fbench", "postgresql+asyncpg"))
     asyncio.run(ensure_topics(args.kafka, args.prefix))
@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for s in reversed(SERVICES):
             stop(procs.get(s))
-        asyncio.run(admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]))
+        asyncio.run(admin(pg, *drops))
     lat = out["write_to_flag"]
     ok = bool(lat) and out["dropped"] == 0 and not out["errors"]
     rows = [

@@ -35,6 +35,9 @@ ON CONFLICT DO NOTHING
 RETURNING source, id
 """
 
+FETCH_PARTITION_BYTES = 256 * 1024
+FETCH_MAX_BYTES = 4 * 1024 * 1024
+
 CONSUMED = Counter("consumer_events_total", "Events read from Kafka", ["group", "outcome"])
 
 
@@ -268,6 +271,10 @@ class EventConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
+                # What is fetched ahead waits in memory: a few batches' worth is enough to keep up (the defaults,
+                # 1 MiB a partition and 50 MiB a fetch, held ~20 MB more in a backlog for no gain).
+                max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+                fetch_max_bytes=FETCH_MAX_BYTES,
             )
             try:
                 await consumer.start()

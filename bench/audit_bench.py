@@ -10,7 +10,7 @@ On fresh databases (`audit_abench`, `audit_abench_replay`) and topics of its own
    from outside, refused attempts, mines beyond their declared capacity, and reference data changing half way
    (a country listed late, smelters' RMAP status changing), so that many flags are raised and re-screened;
 2. live: `python -m audit` as a real process consumes while the stream is produced at rising offered rates
-   (open loop, `--stage-seconds` each, doubling while the lag stays flat), then the rest as one backlog.
+   (open loop, `--stage-seconds` each, x`--rate-step` while the lag stays flat), then the rest as one backlog.
    Reported: the highest offered rate the consumer kept up with (lag flat) and the rate it drained the backlog at;
    then its resident memory and CPU seconds. Its scheduled overdue check is run once at the end (the same
    `Projection.check_overdue` the service schedules), as a replay does;
@@ -566,7 +566,13 @@ class Lag:
 
 
 async def live_phase(
-    msgs: list[Message], bootstrap: str, lag: Lag, stage_s: float, start_rate: int, proc: subprocess.Popen[bytes]
+    msgs: list[Message],
+    bootstrap: str,
+    lag: Lag,
+    stage_s: float,
+    start_rate: int,
+    step: float,
+    proc: subprocess.Popen[bytes],
 ) -> dict[str, Any]:
     producer = await new_producer(bootstrap)
     stages: list[dict[str, Any]] = []
@@ -619,7 +625,7 @@ async def live_phase(
             if not flat:
                 break
             sustained = rate
-            rate *= 2
+            rate = int(rate * step)
         # The rest as one backlog: the rate the consumer drains it at.
         rest = msgs[sent:]
         drain: dict[str, Any] = {"events": len(rest)}
@@ -828,7 +834,7 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
         await lag.start()
         log(
             f"live: `python -m audit` (pid {proc.pid}) consuming; stages of {args.stage_seconds:.0f} s from "
-            f"{args.start_rate:,}/s, doubling while the lag stays flat"
+            f"{args.start_rate:,}/s, x{args.rate_step} while the lag stays flat"
         )
         t_live = time.perf_counter()
         peak = PeakRss(proc.pid, "audit")
@@ -840,7 +846,9 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
 
         sampler = asyncio.create_task(sample())
         try:
-            live = await live_phase(msgs, args.bootstrap, lag, args.stage_seconds, args.start_rate, proc)
+            live = await live_phase(
+                msgs, args.bootstrap, lag, args.stage_seconds, args.start_rate, args.rate_step, proc
+            )
         finally:
             sampler.cancel()
         live["peak_rss_mb"] = peak.mb
@@ -966,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--stage-seconds", type=float, default=8.0, help="length of each live offered-rate stage")
     parser.add_argument("--start-rate", type=int, default=1000, help="first live offered rate, events/s")
+    parser.add_argument("--rate-step", type=float, default=1.5, help="each live stage offers this times the last")
     parser.add_argument("--custody-rate", type=float, help="custody API writes/s (bench/write_bench.py) for the ratio")
     parser.add_argument("--baseline-batch", type=int, default=500, help="getmany max_records of the baseline")
     parser.add_argument("--replay-batch", type=int, help="events per replay transaction (default: audit.replay's)")

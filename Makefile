@@ -49,9 +49,8 @@ status:  ## what is running
 test: infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: migrate  ## run the benchmarks (needs PostgreSQL and Kafka: started by make)
-	@$(PY) -m bench.trace_bench
-	@$(PY) -m bench.write_bench
+bench: infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --readme")
+	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: install  ## ruff (lint and format check) and mypy on shared/ and the services
 	@.venv/bin/ruff check .

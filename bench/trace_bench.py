@@ -90,6 +90,7 @@ from bench.common import (
     migrate,
     port_free,
     postgres_info,
+    row,
     spawn,
     stop,
     summary,
@@ -688,6 +689,24 @@ def run_point(args: argparse.Namespace, pg: Pg, base_url: str, log: Path, shape:
     return out
 
 
+def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `make bench` table's lines: upstream at the promised size and depth, each width measured there."""
+    out = []
+    for r in rows:
+        if r["target"] is None or r["direction"] != "upstream":
+            continue
+        out.append(
+            row(
+                f"trace upstream, {r['size']:,} lots, depth {r['depth']}, {r['nodes']} lots returned (W={r['width']})",
+                f"API p50 {r['api']['p50_ms']:.1f} ms, p99 {r['api']['p99_ms']:.1f} ms",
+                f"p99 <= {TARGET_P99_MS:.0f} ms",
+                r["target"] == "PASS",
+                baseline=f"CTE p50 {r['cte']['p50_ms']:.2f} ms, p99 {r['cte']['p99_ms']:.2f} ms",
+            )
+        )
+    return out
+
+
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -873,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
             "client": f"httpx {httpx.__version__}, keep-alive, sequential (and {args.concurrency} concurrent)",
         },
         "results": rows,
+        "rows": summary_rows(rows),
         "floors": floors,
         "profiles": profiles,
         "duration_s": round(time.perf_counter() - started, 1),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import time
 import uuid
@@ -30,7 +29,21 @@ import httpx
 import orjson
 import psutil
 
-from bench.common import LOG_DIR, Pg, RawHttp, admin, gc_paused, machine, migrate, spawn, stop, summary, wait_healthy
+from bench.common import (
+    LOG_DIR,
+    Pg,
+    RawHttp,
+    admin,
+    gc_paused,
+    migrate,
+    print_rows,
+    row,
+    spawn,
+    stop,
+    summary,
+    wait_healthy,
+    write_results,
+)
 from shared.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,41 +280,39 @@ def run(args: argparse.Namespace) -> int:
         cpu1 = proc.cpu_times()
         rss_mb = proc.memory_info().rss / 2**20
         ratio = a["rate"] / b["rate"] if b["rate"] else 0.0
-        verdict_rate = "PASS" if ratio >= 0.40 else "MISS"
-        verdict_p99 = "PASS" if a["latency"]["p99_ms"] <= 30 else "MISS"
+        cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        rows = [
+            row(
+                f"custody write rate: ship + receive through the API, {args.clients} clients, tokens, Idempotency-Key",
+                f"{a['rate']} writes/s = {ratio:.2f}x; custody CPU {cpu_s:.1f} s in {a['seconds']:.0f} s",
+                ">= 0.40x the baseline",
+                ratio >= 0.40 and not a["errors"],
+                baseline=f"plain asyncpg, {args.baseline_connections} conns: {b['rate']} writes/s",
+            ),
+            row(
+                f"custody write latency, {args.clients} clients",
+                f"p50 {a['latency']['p50_ms']:.1f} ms, p99 {a['latency']['p99_ms']:.1f} ms",
+                "p99 <= 30 ms",
+                a["latency"]["p99_ms"] <= 30,
+                baseline=f"p50 {b['latency']['p50_ms']:.1f} ms, p99 {b['latency']['p99_ms']:.1f} ms",
+            ),
+            row("memory: custody after the write run", f"{rss_mb:.0f} MB", "<= 150 MB", rss_mb <= 150),
+        ]
         print()
-        print("| path | writes/s | p50 ms | p99 ms | target |")
-        print("|---|---|---|---|---|")
-        print(
-            f"| baseline: asyncpg, {args.baseline_connections} conns | {b['rate']} | {b['latency']['p50_ms']} | "
-            f"{b['latency']['p99_ms']} | |"
+        print_rows(rows)
+        print(f"errors: {a['errors'] or 'none'}")
+        write_results(
+            "write",
+            {
+                "baseline": b,
+                "api": a,
+                "ratio": round(ratio, 3),
+                "rss_mb": round(rss_mb, 1),
+                "custody_cpu_s": round(cpu_s, 2),
+                "custody_idle_cpu_share": round(idle_cpu, 4),
+                "rows": rows,
+            },
         )
-        print(
-            f"| API ship+receive, {args.clients} clients | {a['rate']} ({ratio:.2f}x) | {a['latency']['p50_ms']} | "
-            f"{a['latency']['p99_ms']} | rate >= 0.40x: {verdict_rate}; p99 <= 30 ms: {verdict_p99} |"
-        )
-        print(
-            f"custody process: RSS {rss_mb:.0f} MB ({'PASS' if rss_mb <= 150 else 'MISS'} <= 150 MB), CPU "
-            f"{(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system):.1f} s during the API run; errors: "
-            f"{a['errors'] or 'none'}"
-        )
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"write-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        out.write_text(
-            json.dumps(
-                {
-                    "benchmark": "custody write",
-                    "machine": machine(),
-                    "baseline": b,
-                    "api": a,
-                    "ratio": round(ratio, 3),
-                    "rss_mb": round(rss_mb, 1),
-                    "verdict": {"rate": verdict_rate, "p99": verdict_p99},
-                },
-                indent=2,
-            )
-        )
-        print(f"results: {out.relative_to(ROOT)}")
         return 0
     finally:
         stop(custody)

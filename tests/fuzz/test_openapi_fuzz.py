@@ -15,6 +15,7 @@ set thousands).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -236,6 +237,20 @@ async def test_openapi_fuzz(fuzz: Fuzz, service: str, auth: str) -> None:
         f"no negative cases possible for {tally.unsatisfiable}"
     )
     assert tally.cases > 0
+    if report := os.environ.get("MCOC_FUZZ_REPORT"):  # bench/fuzz_bench.py adds up the counts per service
+        with open(report, "a") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "service": service,
+                        "auth": auth,
+                        "operations": len(exercised),
+                        "cases": tally.cases,
+                        "statuses": tally.by_status,
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.mark.parametrize(

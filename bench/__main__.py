@@ -1,0 +1,103 @@
+"""`make bench`: every benchmark in turn, then one table with each target and PASS/MISS beside it.
+
+    .venv/bin/python -m bench [--only write,flag,trace,audit,fuzz] [--readme]
+
+Each benchmark runs as its own process (its own databases, topics and service processes, its baseline in the same
+run) and writes `bench/results/<name>-<timestamp>.json`; this gathers the `rows` of the files written during this run
+into `bench/results/summary-<timestamp>.json` and prints them. `--readme` also puts the table, with the date and the
+machine, into README.md between the `bench:start` and `bench:end` markers. Benchmarks report; a MISS is not an error.
+A benchmark that crashes is reported as such and the others still run (exit status 1 at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, ROOT, machine, print_rows, row, write_results
+
+ORDER = ("write", "flag", "trace", "audit", "fuzz")
+MODULES = {name: f"bench.{name}_bench" for name in ORDER}
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def newest(name: str, since: float) -> dict[str, Any] | None:
+    files = [p for p in RESULTS.glob(f"{name}-*.json") if p.stat().st_mtime >= since]
+    if not files:
+        return None
+    return json.loads(max(files, key=lambda p: p.stat().st_mtime).read_text())  # type: ignore[no-any-return]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def update_readme(rows: list[dict[str, Any]], when: str) -> None:
+    m = machine()
+    table = [
+        f"Taken {when} on {m['nproc']} cores ({cpu_model()}), {platform.system()} {platform.release()}, "
+        f"Python {m['python']}, by `make bench`:",
+        "",
+        "| path | measured | baseline (same run) | target | verdict |",
+        "|---|---|---|---|---|",
+        *(f"| {r['path']} | {r['figure']} | {r['baseline']} | {r['target']} | {r['verdict']} |" for r in rows),
+    ]
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} markers: table not written there", file=sys.stderr)
+        return
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(head + START + "\n" + "\n".join(table) + "\n" + END + tail)
+    print("README.md: benchmark table updated")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
+    p.add_argument("--readme", action="store_true", help="write the table into README.md")
+    args = p.parse_args(argv)
+    chosen = [n for n in ORDER if n in args.only.split(",")]
+    started, when = time.time(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    custody_rate: float | None = None
+    for name in chosen:
+        print(f"\n===== {name} benchmark ({MODULES[name]}) =====", flush=True)
+        extra = []
+        if name == "audit" and custody_rate:
+            extra = ["--custody-rate", str(custody_rate)]
+        t0 = time.time()
+        code = subprocess.run([sys.executable, "-m", MODULES[name], *extra], cwd=ROOT, check=False).returncode
+        result = newest(name, t0)
+        if code != 0 or result is None:
+            failed.append(name)
+            rows.append(row(f"{name} benchmark", f"did not finish (exit {code}); see its output above", "", False))
+            continue
+        if name == "write":
+            custody_rate = result["api"]["rate"]
+        rows.extend(result.get("rows", []))
+    print(f"\n===== summary ({time.time() - started:.0f} s) =====")
+    print_rows(rows)
+    write_results("summary", {"benchmarks": chosen, "failed": failed, "rows": rows})
+    if args.readme:
+        update_readme(rows, when)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

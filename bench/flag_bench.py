@@ -36,6 +36,7 @@ from bench.common import (
     Pg,
     RawHttp,
     admin,
+    delete_topics,
     migrate,
     print_rows,
     row,
@@ -296,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         for s in reversed(SERVICES):
             stop(procs.get(s))
         asyncio.run(admin(pg, *drops))
+        asyncio.run(delete_topics(args.kafka, args.prefix))
     lat = out["write_to_flag"]
     ok = bool(lat) and out["dropped"] == 0 and not out["errors"]
     rows = [

@@ -21,7 +21,6 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,9 +30,11 @@ import psutil
 
 from bench.common import (
     LOG_DIR,
+    ROOT,
     Pg,
     RawHttp,
     admin,
+    delete_topics,
     gc_paused,
     migrate,
     print_rows,
@@ -46,8 +47,6 @@ from bench.common import (
 )
 from shared.topics import ensure_topics
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 OPERATOR = {"Authorization": "Bearer dev-admin-token"}
 DBS = ("registry_wbench", "custody_wbench")
 PROFILE = LOG_DIR / "bench-write-custody-profile.txt"
@@ -320,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"custody profile (pyinstrument): {PROFILE.relative_to(ROOT)}")
         stop(registry)
         asyncio.run(admin(pg, *[f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in DBS]))
+        asyncio.run(delete_topics(args.kafka, prefix))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,10 +102,31 @@ async def _fresh_database(service: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def infra() -> None:
-    """PostgreSQL and Kafka are up; otherwise the run stops here, loudly."""
+async def infra() -> AsyncIterator[None]:
+    """PostgreSQL and Kafka are up; otherwise the run stops here, loudly. At the end, the `test-` topics this session
+    created are deleted: a broker keeping thousands of them restarts in minutes (the fault tests restart it)."""
     await _check_postgres()
     await _check_kafka()
+    before = await _topics()
+    yield
+    leftovers = sorted(t for t in await _topics() - before if t.startswith("test-"))
+    if leftovers:
+        admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=60000)
+        await admin.start()
+        try:
+            for i in range(0, len(leftovers), 200):
+                await admin.delete_topics(leftovers[i : i + 200], timeout_ms=60000)
+        finally:
+            await admin.close()
+
+
+async def _topics() -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

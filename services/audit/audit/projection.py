@@ -17,9 +17,10 @@ How a batch is applied (the same code for the live consumer and `python -m audit
    the pending rows goes through a `Journal` so it can be taken back;
 2. an event whose data cannot be applied (a missing field, a bad date...) is taken back alone and kept in
    `received_events` only: it never blocks its partition nor spoils the rest of the batch;
-3. the batch's changes are written with one statement per table (`unnest` arrays), in a savepoint. If PostgreSQL
-   refuses them (a value it cannot store), the savepoint and the whole batch's in-memory changes are taken back and
-   the batch is applied again one event at a time, each in its own savepoint, so only the offending event is left out;
+3. the batch's changes are written with one statement per table (COPY for the events and for the rows the state
+   knows to be new, `unnest` arrays otherwise), in a savepoint. If PostgreSQL refuses them (a value it cannot
+   store), the savepoint and the whole batch's in-memory changes are taken back and the batch is applied again one
+   event at a time, each in its own savepoint, so only the offending event is left out;
 4. if the consumer's transaction does not commit after all (the connection broke, the commit failed), the consumer
    calls `discard()`: the in-memory state is dropped and loaded again from the tables on the next batch.
 
@@ -487,22 +488,26 @@ class Projection:
         self.seen.clear()
         self.journal.clear()  # the previous batch committed (else `discard()` was called)
         self.changes = Changes()
-        if self.state is None:
-            t0 = time.perf_counter()
-            self.state = await State.load(conn)
-            self.load_seconds += time.perf_counter() - t0
-        bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
         try:
-            async with conn.transaction():  # a savepoint: a refused batch is applied again one event at a time
-                await self._write(conn)
-        except DATA_ERRORS as exc:
-            log.warning("PostgreSQL refused a batch of %d events (%r); applying them one at a time", len(batch), exc)
-            self.journal.undo(0)
-            self.raised.clear()
-            await self._apply_one_by_one(conn, batch)
-        else:
-            for e, err in bad:
-                self._malformed(e, err)
+            if self.state is None:
+                t0 = time.perf_counter()
+                self.state = await State.load(conn)
+                self.load_seconds += time.perf_counter() - t0
+            bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
+            try:
+                async with conn.transaction():  # a savepoint: a refused batch is applied again one event at a time
+                    await self._write(conn)
+            except DATA_ERRORS as exc:
+                log.warning("PostgreSQL refused a batch of %d events (%r); applying them one by one", len(batch), exc)
+                self.journal.undo(0)
+                self.raised.clear()
+                await self._apply_one_by_one(conn, batch)
+            else:
+                for e, err in bad:
+                    self._malformed(e, err)
+        except BaseException:
+            self.discard()  # the transaction will not commit this batch: the state must not keep it either
+            raise
         self.changes = Changes()
         self.journal.clear()
         self.seen.extend(d.event for d in batch)

@@ -46,20 +46,31 @@ from bench.common import (
     wait_healthy,
     write_results,
 )
-from shared.topics import AUDIT_FLAGS, ensure_topics, physical
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, ensure_topics, physical
 
 SERVICES = ("registry", "custody", "audit")
 TARGET_P50_MS, TARGET_P99_MS = 20.0, 100.0
 
 
 class Flags:
-    """Consumes `audit.flags` and notes when each lot's first flag arrived."""
+    """Consumes `custody.events` and `audit.flags`: when each lot's event left custody's relay (the record's
+    timestamp, set by the producer), when its first flag left audit's relay, and when that flag reached us."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, custody_topic: str, flags_topic: str) -> None:
+        self.flags_topic = flags_topic
         self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False, group_id=None
+            custody_topic,
+            flags_topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=20,
         )
-        self.seen: dict[str, float] = {}
+        self.seen: dict[str, float] = {}  # lot -> perf_counter when its flag arrived here
+        self.flag_sent: dict[str, float] = {}  # lot -> epoch seconds the audit relay produced the flag
+        self.event_sent: dict[str, float] = {}  # lot -> epoch seconds the custody relay produced its event
+        self.raised_at: dict[str, float] = {}  # lot -> its flag's raised_at (audit's transaction time)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -69,15 +80,22 @@ class Flags:
 
     async def _run(self) -> None:
         while True:
-            batch = await self.consumer.getmany(timeout_ms=50, max_records=1000)
+            batch = await self.consumer.getmany(timeout_ms=20, max_records=1000)
             now = time.perf_counter()
-            for records in batch.values():
+            for tp, records in batch.items():
                 for r in records:
                     if r.value is None:
                         continue
-                    lot = orjson.loads(r.value).get("lot_id")
+                    if tp.topic != self.flags_topic:
+                        if r.key is not None:
+                            self.event_sent.setdefault(r.key.decode(), r.timestamp / 1000)
+                        continue
+                    flag = orjson.loads(r.value)
+                    lot = flag.get("lot_id")
                     if lot and lot not in self.seen:
                         self.seen[lot] = now
+                        self.flag_sent[lot] = r.timestamp / 1000
+                        self.raised_at[lot] = datetime.fromisoformat(flag["raised_at"]).timestamp()
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -104,6 +122,7 @@ async def open_loop(
         await c.__aenter__()
         pool.put_nowait(c)
     responded: dict[str, float] = {}
+    responded_epoch: dict[str, float] = {}
     latencies: list[float] = []
     errors: dict[int, int] = {}
     late: list[float] = []
@@ -128,6 +147,7 @@ async def open_loop(
         latencies.append(done - scheduled)
         if status == 201:
             responded[lot] = done
+            responded_epoch[lot] = time.time()
         else:
             errors[status] = errors.get(status, 0) + 1
 
@@ -150,6 +170,7 @@ async def open_loop(
         "offered_rate": rate,
         "achieved_rate": round(len(latencies) / elapsed, 1),
         "responded": responded,
+        "responded_epoch": responded_epoch,
         "response_latency": summary(latencies),
         "start_delay": summary(late),
         "errors": errors,
@@ -201,7 +222,7 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
             r.raise_for_status()
             out = r.json()
             mines.append((out["participant"]["id"], out["credential"]["token"]))
-    flags = Flags(args.kafka, physical(AUDIT_FLAGS, args.prefix))
+    flags = Flags(args.kafka, physical(CUSTODY_EVENTS, args.prefix), physical(AUDIT_FLAGS, args.prefix))
     await flags.start()
     try:
         print("[bench] warm-up: a lot per mine, until custody and audit know the mines and the CAHRA area")
@@ -228,10 +249,28 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
         print(f"[bench] {args.rate:.0f} writes/s offered for {args.seconds:.0f} s, open loop")
         out = await open_loop(urls["custody"], mines, args.rate, args.seconds, args.connections)
         responded: dict[str, float] = out.pop("responded")
+        epoch: dict[str, float] = out.pop("responded_epoch")
         missing = await flags.wait_for(set(responded), 30)
         cpu1 = {s: _cpu(p) for s, p in procs.items()}
         to_flag = [flags.seen[lot] - t for lot, t in responded.items() if lot in flags.seen]
         out["write_to_flag"] = summary(to_flag) if to_flag else {}
+        # Where the time goes (producer timestamps, one machine's clock; ms resolution).
+        both = [lot for lot in epoch if lot in flags.flag_sent and lot in flags.event_sent]
+        if both:
+            out["stages"] = {
+                "response -> custody relay sent the event": summary(
+                    [max(0.0, flags.event_sent[lot] - epoch[lot]) for lot in both]
+                ),
+                "custody relay -> audit's transaction began": summary(
+                    [flags.raised_at[lot] - flags.event_sent[lot] for lot in both]
+                ),
+                "audit's transaction began -> audit relay sent": summary(
+                    [flags.flag_sent[lot] - flags.raised_at[lot] for lot in both]
+                ),
+                "audit relay -> the flag here": summary(
+                    [max(0.0, (flags.seen[lot] - responded[lot]) - (flags.flag_sent[lot] - epoch[lot])) for lot in both]
+                ),
+            }
         out["dropped"] = len(missing)
         out["flagged"] = len(to_flag)
         out["cpu_s"] = {s: round(cpu1[s] - cpu0[s], 2) for s in procs}
@@ -320,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
         f"responses p50 {out['response_latency']['p50_ms']} ms, p99 {out['response_latency']['p99_ms']} ms; "
         f"CPU s during the run: {out['cpu_s']}"
     )
+    for stage, fig in out.get("stages", {}).items():
+        print(f"  {stage:<46} p50 {fig['p50_ms']:8.1f} ms   p99 {fig['p99_ms']:8.1f} ms")
     print_rows(rows)
     write_results("flag", {"settings": vars(args), **out, "rows": rows})
     return 0

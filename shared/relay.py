@@ -10,8 +10,8 @@ Each round on the active relay is two statements, no transaction:
    those rows.
 A crash between the acknowledgements and the update republishes those rows on the next round: consumers dedupe by
 event id. A broker outage aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017)
-and the round retried. Writers NOTIFY on insert: the relay wakes at once, then lingers a few milliseconds so that a
-busy service publishes in batches instead of one round per write.
+and the round retried. Writers NOTIFY on insert: the relay wakes at once; under load it then lingers a few
+milliseconds so that a busy service publishes in batches instead of one round per write.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ CLAIM_SQL = """
 SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
 FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
 """
-LINGER_S = 0.005  # after a wake-up, gather the writes of the next few milliseconds into the same round
+# Under load (the last round carried LINGER_AFTER rows or more), a wake-up waits LINGER_S for the writes of the next
+# few milliseconds, so that a busy service publishes in batches; at a trickle, each event goes at once.
+LINGER_S = 0.005
+LINGER_AFTER = 8
 MARK_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 PURGE_SQL = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
 
@@ -121,7 +124,7 @@ class OutboxRelay:
                         last_purge = time.monotonic()
                         await self._purge()
                     if sent < self.batch_size:
-                        await self._idle()
+                        await self._idle(linger=sent >= LINGER_AFTER)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any failure aborts the round; rows stay in the outbox
@@ -190,13 +193,13 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _idle(self) -> None:
+    async def _idle(self, *, linger: bool = False) -> None:
         if not self._leading:  # standby: try for the lead once per poll interval, whatever the NOTIFYs say
             deadline = time.monotonic() + self.poll_interval_s
             while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
                 await self._sleep(left)
             return
-        if await self._sleep(self.poll_interval_s):
+        if await self._sleep(self.poll_interval_s) and linger:
             await asyncio.sleep(LINGER_S)
             self._wake.clear()
 

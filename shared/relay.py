@@ -3,15 +3,16 @@
 One relay of a service publishes at a time, so per-key order holds even when a second relay (another replica, or a
 restarted process) is running: the active one holds a session-level advisory lock on its own connection; the others
 try for it each poll interval and take over when that connection ends (PostgreSQL releases the lock with it).
-Each round on the active relay is two statements, no transaction:
-1. read the oldest unpublished rows (only committed rows are visible; a lot's events commit in order because its
-   writes lock the lot row);
-2. send them with an idempotent producer (acks=all), await every acknowledgement, then set `published_at` on exactly
-   those rows.
-A crash between the acknowledgements and the update republishes those rows on the next round: consumers dedupe by
-event id. A broker outage aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017)
-and the round retried. Writers NOTIFY on insert: the relay wakes at once; under load it then lingers a few
-milliseconds so that a busy service publishes in batches instead of one round per write.
+Each round on the active relay is one statement and one wait, no transaction:
+1. mark the rows the previous round got acknowledgements for (`published_at`) and, in the same statement, read the
+   oldest unpublished rows (only committed rows are visible; a lot's events commit in order because its writes lock
+   the lot row);
+2. send them with an idempotent producer (acks=all) and await every acknowledgement.
+A round that published rows is followed at once by the next (which marks them); an empty one waits for a NOTIFY
+(writers send one on insert) or the poll interval. Under load, rows pile up while a round awaits its
+acknowledgements and the next round takes them together. A crash between the acknowledgements and the mark
+republishes those rows: consumers dedupe by event id. A broker outage aborts the round and the rows wait in the
+outbox; the producer is recreated (aiokafka#1017) and the round retried.
 """
 
 from __future__ import annotations
@@ -36,14 +37,13 @@ log = logging.getLogger("shared.relay")
 RELAY_LOCK_KEY = 0x6D636F63_6F757462  # "mcocoutb": the advisory lock that elects the active relay
 
 LEAD_SQL = "SELECT pg_try_advisory_lock($1)"
-CLAIM_SQL = """
+MARK_AND_CLAIM_SQL = """
+WITH marked AS (
+  UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])
+)
 SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
-FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
+FROM outbox WHERE published_at IS NULL AND NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $2
 """
-# Under load (the last round carried LINGER_AFTER rows or more), a wake-up waits LINGER_S for the writes of the next
-# few milliseconds, so that a busy service publishes in batches; at a trickle, each event goes at once.
-LINGER_S = 0.005
-LINGER_AFTER = 8
 MARK_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 PURGE_SQL = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
 
@@ -89,6 +89,7 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._conn: asyncpg.Connection | None = None
         self._leading = False
+        self._acked: list[int] = []  # published by the last round, to be marked by the next statement
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
@@ -123,8 +124,8 @@ class OutboxRelay:
                     if time.monotonic() - last_purge > 60:
                         last_purge = time.monotonic()
                         await self._purge()
-                    if sent < self.batch_size:
-                        await self._idle(linger=sent >= LINGER_AFTER)
+                    if not sent:
+                        await self._idle()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any failure aborts the round; rows stay in the outbox
@@ -134,7 +135,17 @@ class OutboxRelay:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
         finally:
+            await self._mark_acked()
             await self._reset()
+
+    async def _mark_acked(self) -> None:
+        """On the way out: mark what the last round published (else it is published again after a restart)."""
+        if self._acked and self._conn is not None and not self._conn.is_closed():
+            try:
+                await asyncio.wait_for(self._conn.execute(MARK_SQL, self._acked), 5)
+                self._acked = []
+            except Exception as exc:  # noqa: BLE001 - republished after restart; consumers dedupe
+                log.warning("could not mark %d published outbox rows: %r", len(self._acked), exc)
 
     async def publish_round(self) -> int:
         """Publish the oldest unpublished rows and mark them. Returns the number of rows published (0 on standby)."""
@@ -145,7 +156,8 @@ class OutboxRelay:
             if not self._leading:
                 return 0  # another relay is active; try again after the poll interval
             log.info("outbox relay active", extra={"service": self.service})
-        rows = await conn.fetch(CLAIM_SQL, self.batch_size)
+        rows = await conn.fetch(MARK_AND_CLAIM_SQL, self._acked, self.batch_size)
+        self._acked = []
         if not rows:
             return 0
         futures = []
@@ -167,7 +179,7 @@ class OutboxRelay:
                 )
             )
         await asyncio.wait_for(asyncio.gather(*futures), self.send_timeout_s)
-        await conn.execute(MARK_SQL, [r["id"] for r in rows])
+        self._acked = [r["id"] for r in rows]
         self.published += len(rows)
         PUBLISHED.labels(self.service).inc(len(rows))
         LAST_PUBLISH.labels(self.service).set_to_current_time()
@@ -193,15 +205,13 @@ class OutboxRelay:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _idle(self, *, linger: bool = False) -> None:
+    async def _idle(self) -> None:
         if not self._leading:  # standby: try for the lead once per poll interval, whatever the NOTIFYs say
             deadline = time.monotonic() + self.poll_interval_s
             while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
                 await self._sleep(left)
             return
-        if await self._sleep(self.poll_interval_s) and linger:
-            await asyncio.sleep(LINGER_S)
-            self._wake.clear()
+        await self._sleep(self.poll_interval_s)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep until `seconds` pass, a NOTIFY arrives or stop() is called; True when woken."""

@@ -35,7 +35,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSet, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -258,12 +258,12 @@ class Journal:
             self.ops.append((_DEL, d, k, None))
         d[k] = v
 
-    def add(self, s: set[Any], k: Any) -> None:
+    def add(self, s: MutableSet[Any], k: Any) -> None:
         if k not in s:
             s.add(k)
             self.ops.append((_DISCARD, s, k, None))
 
-    def discard(self, s: set[Any], k: Any) -> None:
+    def discard(self, s: MutableSet[Any], k: Any) -> None:
         if k in s:
             s.discard(k)
             self.ops.append((_ADD, s, k, None))
@@ -809,6 +809,8 @@ class Projection:
         j.set(s.lots, lot_id, at)
         j.set(self.changes.lots, lot_id, row)
         if origin_kind == "mine":
+            if not isinstance(row[5], str):
+                raise TypeError("an origin lot without its mine")
             lot = MineLot(lot_id, e.id, _i(row[5]), _oi(row[6]), _oi(row[7]), _oi(row[8]), at, row[12])
             j.set(s.mine_lots, lot_id, lot)
             for index, key in ((s.lots_by_mine, lot.mine), (s.lots_by_country, lot.country or "")):

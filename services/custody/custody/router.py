@@ -56,7 +56,7 @@ async def _write(
 ) -> Response:
     pool: asyncpg.Pool = request.app.state.runtime.pool
     raw = await request.body()
-    request_hash = hashlib.sha256(request.method.encode() + b" " + request.url.path.encode() + b"\n" + raw).digest()
+    request_hash = hashlib.sha256(request.method.encode() + b" " + request.scope["path"].encode() + b"\n" + raw).digest()
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:
             stored = await repository.claim_idempotency_key(conn, who.subject, key, request_hash)
@@ -88,7 +88,7 @@ async def _write(
                     "title": "Refused",
                     "status": 409,
                     "detail": refusal.detail,
-                    "instance": request.url.path,
+                    "instance": request.scope["path"],
                     "reason": refusal.reason,
                     "rejection_event_id": event_id,
                 },

@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             row(
                 f"custody write rate: ship + receive through the API, {args.clients} clients, tokens, Idempotency-Key",
-                f"{a['rate']} writes/s = {ratio:.2f}x; custody CPU {cpu_s:.1f} s in {a['seconds']:.0f} s",
+                f"{a['rate']} writes/s = {ratio:.3f}x; custody CPU {cpu_s:.1f} s in {a['seconds']:.0f} s",
                 ">= 0.40x the baseline",
                 ratio >= 0.40 and not a["errors"],
                 baseline=f"plain asyncpg, {args.baseline_connections} conns: {b['rate']} writes/s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
@@ -18,12 +19,9 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 """
 
 
-async def enqueue_raw(conn: asyncpg.Connection, topic: str, events: Sequence[CloudEvent]) -> None:
-    """Insert events for `topic` (its logical name) in one statement; commits with the caller's transaction."""
-    if not events:
-        return
-    await conn.execute(
-        INSERT_SQL,
+def outbox_columns(topic: str, events: Sequence[CloudEvent]) -> list[list[Any]]:
+    """The nine column arrays of INSERT_SQL's `unnest` (for statements that write the outbox with other tables)."""
+    return [
         [e.id for e in events],
         [topic] * len(events),
         [e.key for e in events],
@@ -33,7 +31,14 @@ async def enqueue_raw(conn: asyncpg.Connection, topic: str, events: Sequence[Clo
         [e.time for e in events],
         [e.dataschema for e in events],
         [orjson.dumps(e.data).decode() for e in events],
-    )
+    ]
+
+
+async def enqueue_raw(conn: asyncpg.Connection, topic: str, events: Sequence[CloudEvent]) -> None:
+    """Insert events for `topic` (its logical name) in one statement; commits with the caller's transaction."""
+    if not events:
+        return
+    await conn.execute(INSERT_SQL, *outbox_columns(topic, events))
 
 
 async def enqueue(session: AsyncSession, topic: str, events: Sequence[CloudEvent]) -> None:

@@ -49,7 +49,7 @@ from audit import rules
 from audit.rules import Area, Cert, Finding, Thresholds
 from shared.consumer import Delivered
 from shared.events import CloudEvent, new_event
-from shared.outbox import INSERT_SQL as INSERT_OUTBOX_SQL
+from shared.outbox import enqueue_raw
 from shared.topics import AUDIT_FLAGS
 
 log = logging.getLogger("audit.projection")
@@ -688,18 +688,7 @@ class Projection:
             events = [
                 new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in new
             ]
-            await conn.execute(
-                INSERT_OUTBOX_SQL,
-                [e.id for e in events],
-                [AUDIT_FLAGS] * len(events),
-                [e.key for e in events],
-                [e.type for e in events],
-                [e.source for e in events],
-                [e.subject for e in events],
-                [e.time for e in events],
-                [e.dataschema for e in events],
-                [orjson.dumps(e.data).decode() for e in events],
-            )
+            await enqueue_raw(conn, AUDIT_FLAGS, events)
         self.raised.extend(new)
 
     # --- the handlers: in memory, no I/O ------------------------------------------------------------------------

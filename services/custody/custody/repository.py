@@ -18,6 +18,7 @@ import orjson
 from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
 from shared.events import CloudEvent, format_time
 from shared.genealogy import may_read_sql, walk_sql
+from shared.outbox import outbox_columns
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -197,11 +198,9 @@ class NewLot:
     seal: str | None = None
 
 
-async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Record] | None:
-    """The new lot's row (for the response) and its chain head, or None if the lot id is taken. No holder row: the
-    caller's `Pending.new_holder` writes it with the rest (`persist`)."""
-    r = await conn.fetchrow(
-        INSERT_LOT_ROW,
+def _insert_args(lot: NewLot) -> tuple[Any, ...]:
+    """INSERT_LOT's arguments."""
+    return (
         lot.lot_id,
         lot.mineral,
         lot.form,
@@ -218,6 +217,12 @@ async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Reco
         lot.seal,
         GENESIS,
     )
+
+
+async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Record] | None:
+    """The new lot's row (for the response) and its chain head, or None if the lot id is taken. No holder row: the
+    caller's `Pending.new_holder` writes it with the rest (`persist`)."""
+    r = await conn.fetchrow(INSERT_LOT_ROW, *_insert_args(lot))
     if r is None:
         return None
     return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0), r
@@ -225,24 +230,7 @@ async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Reco
 
 async def insert_lot(conn: Conn, lot: NewLot) -> LotRow | None:
     """The new lot (to append its first event to), or None if the lot id is taken."""
-    got = await conn.fetchval(
-        INSERT_LOT,
-        lot.lot_id,
-        lot.mineral,
-        lot.form,
-        lot.mass_kg,
-        lot.custodian,
-        lot.origin_kind,
-        lot.origin_participant,
-        lot.origin_country,
-        lot.origin_region,
-        lot.origin_mine_name,
-        lot.origin_mining_type,
-        lot.produced_at,
-        lot.tag,
-        lot.seal,
-        GENESIS,
-    )
+    got = await conn.fetchval(INSERT_LOT, *_insert_args(lot))
     if got is None:
         return None
     await conn.execute(
@@ -428,15 +416,7 @@ async def persist(
         [lot.event_count for lot in lots],
         holders,
         [pending.new_holder] * len(holders),
-        [e.id for e in out],
-        [topic] * len(out),
-        [e.key for e in out],
-        [e.type for e in out],
-        [e.source for e in out],
-        [e.subject for e in out],
-        [e.time for e in out],
-        [e.dataschema for e in out],
-        [_json(e.data) for e in out],
+        *outbox_columns(topic, out),
         *(pending.shipment or (None,) * 9),
         *(pending.receipt or (None,) * 4),
         actor,
@@ -569,7 +549,7 @@ def lot_out(r: asyncpg.Record) -> dict[str, Any]:
         "seal": r["seal"],
         "created_at": r["created_at"],
         "events": r["event_count"],
-        "head_hash": r["head_hash"].hex(),
+        "head_hash": h if isinstance(h := r["head_hash"], str) else h.hex(),  # the trace reads it as hex already
     }
 
 

@@ -56,7 +56,8 @@ async def _write(
 ) -> Response:
     pool: asyncpg.Pool = request.app.state.runtime.pool
     raw = await request.body()
-    request_hash = hashlib.sha256(request.method.encode() + b" " + request.scope["path"].encode() + b"\n" + raw).digest()
+    path: str = request.scope["path"]
+    request_hash = hashlib.sha256(request.method.encode() + b" " + path.encode() + b"\n" + raw).digest()
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:
             stored = await repository.claim_idempotency_key(conn, who.subject, key, request_hash)
@@ -88,7 +89,7 @@ async def _write(
                     "title": "Refused",
                     "status": 409,
                     "detail": refusal.detail,
-                    "instance": request.scope["path"],
+                    "instance": path,
                     "reason": refusal.reason,
                     "rejection_event_id": event_id,
                 },

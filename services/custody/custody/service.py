@@ -583,30 +583,7 @@ async def trace(
     nodes, edges, origins = [], [], []
     smelters: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
-        node = {
-            "lot_id": r["lot_id"],
-            "mineral": r["mineral"],
-            "form": r["form"],
-            "mass_kg": r["mass_kg"],
-            "remaining_kg": r["remaining_kg"],
-            "status": r["status"],
-            "custodian": r["custodian"],
-            "origin": {
-                "kind": r["origin_kind"],
-                "participant_id": r["origin_participant"],
-                "country": r["origin_country"],
-                "region": r["origin_region"],
-                "mine_name": r["origin_mine_name"],
-                "mining_type": r["origin_mining_type"],
-            },
-            "produced_at": r["produced_at"],
-            "tag": r["tag"],
-            "seal": r["seal"],
-            "created_at": r["created_at"],
-            "events": r["event_count"],
-            "head_hash": r["head_hash"],
-            "depth": r["depth"],
-        }
+        node = {**repository.lot_out(r), "depth": r["depth"]}
         nodes.append(node)
         if upstream and r["origin_kind"] in ("mine", "external"):
             origins.append(node)

@@ -155,28 +155,20 @@ FROM lots WHERE lot_id = ANY($1::text[]) ORDER BY lot_id FOR UPDATE
 async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, LotRow]:
     """Several lots, locked in id order (so two transformations sharing inputs cannot deadlock)."""
     rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)))
-    return {
-        r["lot_id"]: LotRow(
-            r["lot_id"],
-            r["mineral"],
-            r["form"],
-            r["custodian"],
-            LotStatus(r["status"]),
-            r["remaining_kg"],
-            r["head_hash"],
-            r["event_count"],
-        )
-        for r in rows
-    }
+    return {r["lot_id"]: _lot_row(r) for r in rows}
 
 
-INSERT_LOT = """
+LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
+ origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
+ created_at, event_count, head_hash"""
+
+INSERT_LOT = f"""
 INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
                   origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
                   head_hash, event_count)
 VALUES ($1, $2, $3, $4, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0)
 ON CONFLICT (lot_id) DO NOTHING
-RETURNING lot_id
+RETURNING {LOT_COLUMNS}
 """
 
 
@@ -222,23 +214,23 @@ def _insert_args(lot: NewLot) -> tuple[Any, ...]:
 async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Record] | None:
     """The new lot's row (for the response) and its chain head, or None if the lot id is taken. No holder row: the
     caller's `Pending.new_holder` writes it with the rest (`persist`)."""
-    r = await conn.fetchrow(INSERT_LOT_ROW, *_insert_args(lot))
+    r = await conn.fetchrow(INSERT_LOT, *_insert_args(lot))
     if r is None:
         return None
     return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0), r
 
 
 async def insert_lot(conn: Conn, lot: NewLot) -> LotRow | None:
-    """The new lot (to append its first event to), or None if the lot id is taken."""
-    got = await conn.fetchval(INSERT_LOT, *_insert_args(lot))
-    if got is None:
+    """The new lot with its holder row (to append its first event to), or None if the lot id is taken."""
+    inserted = await insert_lot_only(conn, lot)
+    if inserted is None:
         return None
     await conn.execute(
         "INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         lot.lot_id,
         lot.custodian,
     )
-    return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0)
+    return inserted[0]
 
 
 INSERT_EVENTS = """
@@ -520,11 +512,6 @@ async def insert_consumption(
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
-
-LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
- origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
- created_at, event_count, head_hash"""
-INSERT_LOT_ROW = INSERT_LOT.replace("RETURNING lot_id", f"RETURNING {LOT_COLUMNS}")
 
 
 def lot_out(r: asyncpg.Record) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -150,6 +152,43 @@ async def topic_prefix(infra: None) -> str:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(infra: None) -> str:
     return ENV.kafka_bootstrap
+
+
+@dataclass(frozen=True)
+class RegistryProcess:
+    """A registry process on this session's databases, with topics of its own prefix."""
+
+    prefix: str
+    url: str
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """Settings every in-process service of such a stack shares (its topics, the registry, fast refreshes)."""
+        return {
+            "topic_prefix": self.prefix,
+            "registry_url": self.url,
+            "auth_refresh_s": 1.0,
+            "kafka_bootstrap_servers": ENV.kafka_bootstrap,
+            "relay_poll_interval_s": 0.2,
+        }
+
+
+@asynccontextmanager
+async def registry_process(database_urls: dict[str, str], name: str, port: int) -> AsyncIterator[RegistryProcess]:
+    """Topics `test-<name>-<random>.*`, a registry process on `port` (log `var/log/test-<name>-registry.log`), ready
+    when this yields; stopped at the end."""
+    from tests.helpers import spawn, stop, wait_http_ok  # helpers import nothing from here; this keeps it so
+
+    prefix = f"test-{name}-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    env = settings_env("registry", database_urls, prefix, port=port, relay_poll_interval_s=0.2)
+    proc = spawn("registry", env, f"test-{name}-registry.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http_ok(f"{url}/readyz", proc=proc)
+        yield RegistryProcess(prefix, url)
+    finally:
+        stop(proc)
 
 
 def settings_env(service: str, database_urls: dict[str, str], topic_prefix: str, **extra: object) -> dict[str, str]:

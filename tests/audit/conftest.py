@@ -16,10 +16,8 @@ from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
-from shared.topics import ensure_topics
-from tests.conftest import ENV, serve_in_process, settings_env
+from tests.conftest import registry_process, serve_in_process
 from tests.custody.conftest import Stack
-from tests.helpers import spawn, stop, wait_http_ok
 
 REGISTRY_PORT = 18501
 
@@ -39,18 +37,6 @@ class System(Stack):
 
 @pytest.fixture(scope="module")
 async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
-    prefix = f"test-aud-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
-    proc = spawn("registry", env, "test-audit-registry.log")
-    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
-    common: dict[str, Any] = {
-        "topic_prefix": prefix,
-        "registry_url": registry_url,
-        "auth_refresh_s": 1.0,
-        "kafka_bootstrap_servers": ENV.kafka_bootstrap,
-        "relay_poll_interval_s": 0.2,
-    }
     conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
     try:
         await conn.execute(
@@ -59,11 +45,10 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
         )
     finally:
         await conn.close()
-    try:
-        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+    async with registry_process(database_urls, "audit", REGISTRY_PORT) as reg:
         custody = custody_app(
             CustodySettings(
-                database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **common
+                database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **reg.common
             )
         )
         audit = audit_app(
@@ -72,11 +57,11 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
                 overdue_check_s=0.5,
                 overdue_grace_s=3.0,
                 consumer_group=f"audit-{uuid.uuid4().hex[:6]}",
-                **common,
+                **reg.common,
             )
         )
         async with (
-            httpx.AsyncClient(base_url=registry_url) as registry,
+            httpx.AsyncClient(base_url=reg.url) as registry,
             serve_in_process(custody) as c,
             serve_in_process(audit) as a,
         ):
@@ -84,9 +69,7 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
                 registry,
                 c,
                 database_urls["custody"].replace("+asyncpg", ""),
-                prefix,
+                reg.prefix,
                 audit=a,
                 audit_dsn=database_urls["audit"].replace("+asyncpg", ""),
             )
-    finally:
-        stop(proc)

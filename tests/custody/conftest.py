@@ -14,9 +14,8 @@ import pytest
 
 from custody.config import Settings
 from custody.main import create_app
-from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, bearer, serve_in_process, settings_env
-from tests.helpers import spawn, stop, wait_for, wait_http_ok
+from tests.conftest import OPERATOR, bearer, registry_process, serve_in_process
+from tests.helpers import wait_for
 
 REGISTRY_PORT = 18301
 
@@ -68,26 +67,14 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(database_urls: dict[str, str]) -> AsyncIterator[Stack]:
-    prefix = f"test-cus-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
-    proc = spawn("registry", env, "test-custody-registry.log")
-    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
-    try:
-        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+    async with registry_process(database_urls, "custody", REGISTRY_PORT) as reg:
         settings = Settings(
             database_url=database_urls["custody"],
-            topic_prefix=prefix,
-            registry_url=registry_url,
-            kafka_bootstrap_servers=ENV.kafka_bootstrap,
-            auth_refresh_s=1.0,
-            relay_poll_interval_s=0.2,
             consumer_group=f"custody-{uuid.uuid4().hex[:6]}",
+            **reg.common,
         )
         async with (
-            httpx.AsyncClient(base_url=registry_url) as registry,
+            httpx.AsyncClient(base_url=reg.url) as registry,
             serve_in_process(create_app(settings)) as custody,
         ):
-            yield Stack(registry, custody, database_urls["custody"].replace("+asyncpg", ""), prefix)
-    finally:
-        stop(proc)
+            yield Stack(registry, custody, database_urls["custody"].replace("+asyncpg", ""), reg.prefix)

@@ -18,10 +18,9 @@ from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
-from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, serve_in_process, settings_env
+from tests.conftest import OPERATOR, registry_process, serve_in_process
 from tests.custody.conftest import Party, Stack
-from tests.helpers import spawn, stop, wait_for, wait_http_ok
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -80,34 +79,23 @@ async def _ship(stack: Stack, lot: str, frm: Party, to: Party, mass: float) -> s
 
 @pytest.fixture(scope="module")
 async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
-    prefix = f"test-authz-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
-    proc = spawn("registry", env, "test-authz-registry.log")
-    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
-    common: dict[str, Any] = {
-        "topic_prefix": prefix,
-        "registry_url": registry_url,
-        "auth_refresh_s": 1.0,
-        "kafka_bootstrap_servers": ENV.kafka_bootstrap,
-        "relay_poll_interval_s": 0.2,
-    }
-    try:
-        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+    async with registry_process(database_urls, "authz", REGISTRY_PORT) as reg:
         custody = custody_app(
             CustodySettings(
-                database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **common
+                database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **reg.common
             )
         )
         audit = audit_app(
-            AuditSettings(database_url=database_urls["audit"], consumer_group=f"audit-{uuid.uuid4().hex[:6]}", **common)
+            AuditSettings(
+                database_url=database_urls["audit"], consumer_group=f"audit-{uuid.uuid4().hex[:6]}", **reg.common
+            )
         )
         async with (
-            httpx.AsyncClient(base_url=registry_url) as registry,
+            httpx.AsyncClient(base_url=reg.url) as registry,
             serve_in_process(custody) as c,
             serve_in_process(audit) as a,
         ):
-            stack = Stack(registry, c, database_urls["custody"].replace("+asyncpg", ""), prefix)
+            stack = Stack(registry, c, database_urls["custody"].replace("+asyncpg", ""), reg.prefix)
             owner = await _party(stack, "mine")
             buyer = await _party(stack, "trader")
             attackers = {k: await _party(stack, k) for k in KINDS}
@@ -127,8 +115,6 @@ async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
 
             await wait_for(flagged, timeout_s=30, what=f"audit to flag the short receipt of {flagged_lot}")
             yield World(stack, a, attackers, lot, shipped_lot, shipment, flagged_lot, str(flags[0]["id"]))
-    finally:
-        stop(proc)
 
 
 async def _state(w: World, lot: str) -> tuple[Any, ...]:

@@ -38,9 +38,7 @@ from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
-from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, serve_in_process, settings_env
-from tests.helpers import spawn, stop, wait_http_ok
+from tests.conftest import OPERATOR, registry_process, serve_in_process
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -81,19 +79,10 @@ class Tally:
 
 @pytest.fixture(scope="module")
 async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
-    prefix = f"test-fuzz-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    env = settings_env("registry", database_urls, prefix, port=REGISTRY_PORT, relay_poll_interval_s=0.2)
-    proc = spawn("registry", env, "test-fuzz-registry.log")
-    registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
-    common: dict[str, Any] = {
-        "topic_prefix": prefix,
-        "kafka_bootstrap_servers": ENV.kafka_bootstrap,
-        "relay_poll_interval_s": 0.2,
-        "auth_refresh_s": 1.0,
-    }
-    try:
-        await wait_http_ok(f"{registry_url}/readyz", proc=proc)
+    async with registry_process(database_urls, "fuzz", REGISTRY_PORT) as registry:
+        registry_url = registry.url
+        # The in-process registry reads its own keys; custody and audit are pointed at the process below.
+        common = {k: v for k, v in registry.common.items() if k != "registry_url"}
         async with httpx.AsyncClient(base_url=registry_url) as reg:
             r = await reg.post(
                 "/participants",
@@ -143,8 +132,6 @@ async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
                 {"operator": "dev-admin-token", "participant": participant_token, "none": None},
                 asyncio.get_running_loop(),
             )
-    finally:
-        stop(proc)
 
 
 def _request_kwargs(case: Case, token: str | None) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from custody.repository import LotRow
 from custody.service import Outbox
 from registry import events as registry_events
 from shared.events import CloudEvent, new_event
-from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, TOPICS, ensure_topics, physical
+from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, TOPICS, delete_topics, ensure_topics, physical
 
 DBS = ("audit_abench", "audit_abench_replay")
 PORT = 18931
@@ -787,18 +787,7 @@ async def main_async(args: argparse.Namespace) -> int:
         return await run(args, pg, prefix, group)
     finally:
         if not args.keep_topics:
-            await drop_topics(args.bootstrap, prefix)
-
-
-async def drop_topics(bootstrap: str, prefix: str) -> None:
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await client.start()
-    try:
-        names = [t for t in await client.list_topics() if t.startswith(prefix)]
-        if names:
-            await client.delete_topics(names)
-    finally:
-        await client.close()
+            await delete_topics(args.bootstrap, prefix)
 
 
 async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:

@@ -249,17 +249,3 @@ class RawHttp:
             elif name.lower() == b"transfer-encoding":
                 raise RuntimeError("RawHttp reads Content-Length bodies only")
         return status, await self._reader.readexactly(length) if length else b""
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Drop a run's topics: a broker keeping thousands of them restarts slowly."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine, timeout_ms=60000)
-    finally:
-        await admin.close()

@@ -36,7 +36,6 @@ from bench.common import (
     Pg,
     RawHttp,
     admin,
-    delete_topics,
     migrate,
     print_rows,
     row,
@@ -46,7 +45,7 @@ from bench.common import (
     wait_healthy,
     write_results,
 )
-from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, ensure_topics, physical
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, delete_topics, ensure_topics, physical
 
 SERVICES = ("registry", "custody", "audit")
 TARGET_P50_MS, TARGET_P99_MS = 20.0, 100.0

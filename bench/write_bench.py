@@ -34,7 +34,6 @@ from bench.common import (
     Pg,
     RawHttp,
     admin,
-    delete_topics,
     gc_paused,
     migrate,
     print_rows,
@@ -45,7 +44,7 @@ from bench.common import (
     wait_healthy,
     write_results,
 )
-from shared.topics import ensure_topics
+from shared.topics import delete_topics, ensure_topics
 
 OPERATOR = {"Authorization": "Bearer dev-admin-token"}
 DBS = ("registry_wbench", "custody_wbench")

@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.topics import ensure_topics
+from shared.topics import delete_topics, ensure_topics, list_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("registry", "custody", "audit")
@@ -109,26 +109,9 @@ async def infra() -> AsyncIterator[None]:
     created are deleted: a broker keeping thousands of them restarts in minutes (the fault tests restart it)."""
     await _check_postgres()
     await _check_kafka()
-    before = await _topics()
+    before = await list_topics(ENV.kafka_bootstrap)
     yield
-    leftovers = sorted(t for t in await _topics() - before if t.startswith("test-"))
-    if leftovers:
-        admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=60000)
-        await admin.start()
-        try:
-            for i in range(0, len(leftovers), 200):
-                await admin.delete_topics(leftovers[i : i + 200], timeout_ms=60000)
-        finally:
-            await admin.close()
-
-
-async def _topics() -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
+    await delete_topics(ENV.kafka_bootstrap, "test-", keep=before)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from shared.topics import delete_topics
 from tests.conftest import ENV, OPERATOR, ROOT, bearer
 from tests.helpers import wait_for
 
@@ -131,16 +132,8 @@ def receipt_body(seal: str) -> dict[str, Any]:
 
 
 async def drop_topics(prefix: str) -> None:
-    """Delete a test's own topics (best effort): fewer partitions for the broker to recover after a SIGKILL."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=10000)
+    """Delete a test's own topics (best effort: the broker may be the thing under test)."""
     try:
-        await admin.start()
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if mine:
-            await admin.delete_topics(mine)
+        await delete_topics(ENV.kafka_bootstrap, prefix)
     except Exception:  # noqa: BLE001 - cleanup only
         pass
-    finally:
-        await admin.close()

@@ -436,7 +436,7 @@ def server_durations(log: Path, start: int, end: int) -> list[float]:
 
 
 async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> dict[str, Any]:
-    """The router's path in-process (pool acquire, `service.trace`, pydantic validation, dump, orjson), timed by
+    """The router's path in-process (pool acquire, `service.trace`, pool release, orjson), timed by
     stage with the repository functions wrapped; plus the garbage collector's pauses and a cProfile top list."""
     from custody import schemas, service
     from shared.auth import OPERATOR

@@ -273,22 +273,6 @@ async def save_lots(conn: Conn, lots: list[LotRow], *, new_holder: str | None = 
 
 # --- shipments ---------------------------------------------------------------------------------------------
 
-INSERT_SHIPMENT = """
-INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
-                       transit_countries, max_transit_days, status)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'in_transit')
-"""
-SHIPMENT_FOR_UPDATE = """
-SELECT shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal, transit_countries,
-       max_transit_days, status, received_at, received_mass_kg, received_seal
-FROM shipments WHERE shipment_id = $1 FOR UPDATE
-"""
-RECEIVE_SHIPMENT = """
-UPDATE shipments SET status = 'received', received_at = $2, received_mass_kg = $3, received_seal = $4
-WHERE shipment_id = $1
-"""
-
-
 SHIPMENT_AND_LOT_FOR_UPDATE = """
 SELECT s.shipment_id, s.lot_id, s.from_participant, s.to_participant, s.mass_kg, s.shipped_at, s.seal,
        s.transit_countries, s.max_transit_days, s.status AS shipment_status, s.received_at, s.received_mass_kg,
@@ -297,13 +281,6 @@ SELECT s.shipment_id, s.lot_id, s.from_participant, s.to_participant, s.mass_kg,
 FROM shipments s JOIN lots l ON l.lot_id = s.lot_id
 WHERE s.shipment_id = $1 FOR UPDATE
 """
-
-
-async def shipment_for_update(conn: Conn, shipment_id: str) -> tuple[ShipmentState, asyncpg.Record] | None:
-    r = await conn.fetchrow(SHIPMENT_FOR_UPDATE, shipment_id)
-    if r is None:
-        return None
-    return ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], r["status"] == "received"), r
 
 
 async def shipment_and_lot_for_update(
@@ -349,8 +326,8 @@ class Pending:
     lots: list[LotRow] = field(default_factory=list)
     events: list[CloudEvent] = field(default_factory=list)
     new_holder: str | None = None
-    shipment: tuple[Any, ...] | None = None  # a new shipment: INSERT_SHIPMENT's arguments
-    receipt: tuple[Any, ...] | None = None  # a receipt: RECEIVE_SHIPMENT's arguments
+    shipment: tuple[Any, ...] | None = None  # a new shipment: PERSIST's $27-$35
+    receipt: tuple[Any, ...] | None = None  # a receipt: PERSIST's $36-$39
 
     def __bool__(self) -> bool:
         return bool(self.lots or self.events or self.shipment or self.receipt)

@@ -583,33 +583,31 @@ async def trace(
     nodes, edges, origins = [], [], []
     smelters: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
-        node = {**repository.lot_out(r), "depth": r["depth"]}
-        nodes.append(node)
-        if upstream and r["origin_kind"] in ("mine", "external"):
-            origins.append(node)
-        if r["parents"] is None:
+        if not r["edge"]:
+            node = {**repository.lot_out(r), "depth": r["depth"]}
+            nodes.append(node)
+            if upstream and r["origin_kind"] in ("mine", "external"):
+                origins.append(node)
             continue
-        for parent, tid, kind, actor, actor_kind, mass in zip(
-            r["parents"], r["transformations"], r["kinds"], r["actors"], r["actor_kinds"], r["masses"], strict=True
-        ):
-            edges.append(
-                {
-                    "parent": parent,
-                    "child": r["lot_id"],
-                    "transformation_id": tid,
-                    "kind": kind,
-                    "actor": actor,
-                    "actor_kind": actor_kind,
-                    "mass_kg": mass,
-                }
-            )
-            if actor_kind in ("smelter", "refiner"):
-                smelters[(actor, tid)] = {
-                    "participant_id": actor,
-                    "kind": actor_kind,
-                    "transformation_id": tid,
-                    "transformation_kind": kind,
-                }
+        actor, tid, kind, actor_kind = r["actor"], r["transformation_id"], r["kind"], r["actor_kind"]
+        edges.append(
+            {
+                "parent": r["parent"],
+                "child": r["lot_id"],
+                "transformation_id": tid,
+                "kind": kind,
+                "actor": actor,
+                "actor_kind": actor_kind,
+                "mass_kg": r["mass_kg"],
+            }
+        )
+        if actor_kind in ("smelter", "refiner"):
+            smelters[(actor, tid)] = {
+                "participant_id": actor,
+                "kind": actor_kind,
+                "transformation_id": tid,
+                "transformation_kind": kind,
+            }
     products = (
         []
         if upstream

@@ -8,8 +8,9 @@ Each round on the active relay is one statement and one wait, no transaction:
    oldest unpublished rows (only committed rows are visible; a lot's events commit in order because its writes lock
    the lot row);
 2. send them with an idempotent producer (acks=all) and await every acknowledgement.
-A round that published rows is followed at once by the next (which marks them); an empty one waits for a NOTIFY
-(writers send one on insert) or the poll interval. Under load, rows pile up while a round awaits its
+A round that published rows is followed at once by the next (which marks them); an empty one waits until a writer
+wakes it after its commit (`shared.outbox.outbox_committed`: directly in the same process, by NOTIFY from another) or
+the poll interval passes. Under load, rows pile up while a round awaits its
 acknowledgements and the next round takes them together. A crash between the acknowledgements and the mark
 republishes those rows: consumers dedupe by event id. A broker outage aborts the round and the rows wait in the
 outbox; the producer is recreated (aiokafka#1017) and the round retried.
@@ -29,6 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.db import OUTBOX_NOTIFY_CHANNEL
 from shared.events import format_time, kafka_headers
+from shared.outbox import register_relay, unregister_relay
 from shared.settings import ServiceSettings
 from shared.topics import physical
 
@@ -111,10 +113,20 @@ class OutboxRelay:
         self._stopping.set()
         self._wake.set()
 
+    @property
+    def leading(self) -> bool:
+        """This relay holds the lead (it publishes; the others wait)."""
+        return self._leading
+
+    def wake(self) -> None:
+        """Rows were committed: start a round now rather than at the poll interval."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Publish until `stop()`; survives broker and database outages, backing off between attempts."""
         backoff = 0.1
         last_purge = 0.0
+        register_relay(self)
         try:
             while not self._stopping.is_set():
                 try:
@@ -135,6 +147,7 @@ class OutboxRelay:
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
         finally:
+            unregister_relay(self)
             await self._mark_acked()
             await self._reset()
 

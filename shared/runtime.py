@@ -22,6 +22,7 @@ from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.db import make_engine, make_sessionmaker
 from shared.logging import configure_logging
+from shared.outbox import close_notifier, configure_notifier
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.web import Check, KafkaCheck, database_check, install_common
@@ -69,6 +70,7 @@ async def service_runtime(
             server_settings={"application_name": settings.service_name},
             reset=_no_session_state,
         )
+    configure_notifier(settings.asyncpg_dsn)  # wakes a relay in another process when none leads in this one
     fetch = key_fetch(rt) if key_fetch else http_key_fetch(settings.registry_url)
     rt.refresher = CredentialRefresher(rt.verifier, fetch, settings.auth_refresh_s)
     rt.workers.append(rt.refresher)
@@ -88,6 +90,7 @@ async def service_runtime(
             for t in pending:
                 t.cancel()
         await rt.kafka_check.close()
+        await close_notifier()
         if rt.pool is not None:
             await rt.pool.close()
         await engine.dispose()

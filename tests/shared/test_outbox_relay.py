@@ -11,7 +11,14 @@ from sqlalchemy import text
 
 from shared.db import make_engine, make_sessionmaker, unit_of_work
 from shared.events import CloudEvent
-from shared.outbox import enqueue, enqueue_raw
+from shared.outbox import (
+    close_notifier,
+    configure_notifier,
+    enqueue,
+    enqueue_raw,
+    outbox_committed,
+    unregister_relay,
+)
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import CUSTODY_EVENTS, physical
@@ -77,6 +84,73 @@ async def test_committed_events_are_published_in_order_per_key(
     assert got == sent  # every event, once, in commit order per key
     assert all(len(p) == 1 for p in partitions.values())  # one key, one partition
     assert await unpublished(url.replace("+asyncpg", "")) == 0
+
+
+async def _idle_leader(relay: OutboxRelay) -> asyncio.Task[None]:
+    """Run `relay` until it leads and has found the outbox empty (it then sleeps for its poll interval)."""
+    task = asyncio.create_task(relay.run())
+
+    async def leading() -> bool:
+        return relay.leading and relay._wake.is_set() is False
+
+    await wait_for(leading, timeout_s=10, what="the relay to take the lead")
+    await asyncio.sleep(0.1)  # its first (empty) round is over: it waits for a wake-up or its 60 s poll
+    return task
+
+
+async def test_a_commit_wakes_the_relay_of_its_process_at_once(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """No trigger: after committing, writers call outbox_committed(), directly (asyncpg) or on the ORM's commit."""
+    url = clean_dbs["custody"]
+    relay = relay_for(url, kafka_bootstrap, fresh_prefix, poll_interval_s=60.0)
+    task = await _idle_leader(relay)
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    engine = make_engine(ServiceSettings(database_url=url))
+    try:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            async with conn.transaction():
+                await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-WAKE", 1)])
+        finally:
+            await conn.close()
+        outbox_committed()
+        assert [r.key for r in await read_topic(kafka_bootstrap, topic, expect=1, timeout_s=5)] == [b"LOT-WAKE"]
+
+        async with unit_of_work(make_sessionmaker(engine)) as session:  # the ORM's commit wakes it by itself
+            await enqueue(session, CUSTODY_EVENTS, [make_event("LOT-ORM", 2)])
+        records = await read_topic(kafka_bootstrap, topic, expect=2, timeout_s=5)
+        assert sorted(r.key for r in records) == [b"LOT-ORM", b"LOT-WAKE"]  # two keys: two partitions
+    finally:
+        await engine.dispose()
+        relay.stop()
+        await task
+
+
+async def test_a_commit_wakes_a_relay_in_another_process_by_notify(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """When no relay of this process leads, outbox_committed() sends NOTIFY (after the commit) to the one that does."""
+    url = clean_dbs["custody"]
+    dsn = url.replace("+asyncpg", "")
+    relay = relay_for(url, kafka_bootstrap, fresh_prefix, poll_interval_s=60.0)
+    task = await _idle_leader(relay)
+    unregister_relay(relay)  # as if it ran elsewhere: only its LISTEN connection can wake it
+    configure_notifier(dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-NOTIFY", 1)])
+        finally:
+            await conn.close()
+        outbox_committed()
+        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=1, timeout_s=5)
+        assert [r.key for r in records] == [b"LOT-NOTIFY"]
+    finally:
+        await close_notifier()
+        relay.stop()
+        await task
 
 
 async def test_rolled_back_events_are_never_published(

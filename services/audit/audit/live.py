@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from audit.projection import Projection
+from shared.outbox import outbox_committed
 
 log = logging.getLogger("audit.live")
 
@@ -39,6 +40,8 @@ class Broadcaster:
 
 def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
     raised, seen = projection.drain()
+    if raised:  # their audit.flag.raised events are in the outbox
+        outbox_committed()
     for e in seen:
         if e.type.startswith("custody."):
             broadcaster.publish(
@@ -81,6 +84,8 @@ class OverdueChecker:
                     async with conn.transaction():
                         await self.projection.check_overdue(conn, datetime.now(UTC), self.grace_s)
                     raised, _ = self.projection.drain()
+                    if raised:
+                        outbox_committed()
                     for f in raised:
                         self.broadcaster.publish({"event": "flag", "data": f})
                 finally:

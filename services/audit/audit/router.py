@@ -18,7 +18,7 @@ from audit.rules import SEVERITY_ORDER, Rule, Severity
 from shared.auth import Principal, PrincipalDep
 from shared.events import new_event
 from shared.genealogy import may_read_sql, walk_sql
-from shared.outbox import enqueue_raw
+from shared.outbox import enqueue_raw, outbox_committed
 from shared.problems import Conflict, InvalidInput, NotFound, problem_responses, seq_cursor
 from shared.topics import AUDIT_FLAGS
 
@@ -155,6 +155,7 @@ async def _change(request: Request, who: Principal, flag_id: str, *, to: str, no
             AUDIT_FLAGS,
             [new_event(f"audit.flag.{to}", source="/audit", key=flag["lot_id"], subject=flag_id, data=data)],
         )
+    outbox_committed()
     request.app.state.broadcaster.publish({"event": "flag", "data": data})
     return schemas.Flag.model_validate(flag)
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from custody import repository, schemas, service
 from custody.domain import LotStatus, Mineral, Refusal
 from shared.auth import Principal, PrincipalDep
+from shared.outbox import outbox_committed
 from shared.problems import PROBLEM_JSON, InvalidInput, problem_responses, seq_cursor
 from shared.topics import CUSTODY_EVENTS
 
@@ -98,6 +99,7 @@ async def _write(
             await repository.persist(conn, CUSTODY_EVENTS, pending, actor=who.subject, key=key, status=code, body=body)
         elif key is not None:
             await repository.store_response(conn, who.subject, key, code, body)
+    outbox_committed()
     return _json(code, body)
 
 

@@ -7,8 +7,10 @@ import hashlib
 import itertools
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -465,6 +467,98 @@ async def test_concurrent_shipments_of_one_lot_exactly_one_wins(stack: Stack) ->
     codes = sorted(r.status_code for r in results)
     assert codes == [201] + [409] * 11
     assert await stack.count("SELECT count(*) FROM shipments WHERE lot_id = $1", lot["lot_id"]) == 1
+
+
+async def test_concurrent_receipts_of_one_shipment_exactly_one_wins(stack: Stack) -> None:
+    """Receipts are written without locks when nothing changed since they read the lot: racing ones find it changed
+    and are decided again under the locks (refused)."""
+    mine = await _mine(stack)
+    trader = await stack.party("trader")
+    lot = await register(stack, mine, 10)
+    shipment = await ok(await ship(stack, mine, lot["lot_id"], trader, 10))
+    body = {"received_at": "2026-11-03T08:00:00Z", "mass_kg": 10, "seal": "S-1"}
+    results = await asyncio.gather(
+        *(
+            stack.custody.post(f"/shipments/{shipment['shipment_id']}/receipt", json=body, headers=trader.auth)
+            for _ in range(8)
+        )
+    )
+    assert sorted(r.status_code for r in results) == [200] + [409] * 7
+    assert await stack.count("SELECT count(*) FROM lot_events WHERE lot_id = $1", lot["lot_id"]) == 3
+    assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"]) == 3
+
+
+async def test_one_key_sent_for_two_lots_at_once_acts_once(stack: Stack) -> None:
+    """Two different requests under one Idempotency-Key, concurrently, on two lots: one is done, the other refused
+    as a reuse of the key, and nothing of it is written (its lot is unchanged)."""
+    mine = await _mine(stack)
+    trader = await stack.party("trader")
+    lots = [await register(stack, mine, 10) for _ in range(2)]
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    results = await asyncio.gather(
+        *(
+            stack.custody.post(
+                f"/lots/{lot['lot_id']}/shipments",
+                json={"to": trader.id, "mass_kg": 10, "shipped_at": T0},
+                headers={**mine.auth, **key},
+            )
+            for lot in lots
+        )
+    )
+    assert sorted(r.status_code for r in results) == [201, 422]
+    ids = [lot["lot_id"] for lot in lots]
+    assert await stack.count("SELECT count(*) FROM shipments WHERE lot_id = ANY($1::text[])", ids) == 1
+    assert await stack.count("SELECT sum(event_count) FROM lots WHERE lot_id = ANY($1::text[])", ids) == 3
+
+
+async def test_a_write_without_locks_is_all_or_nothing(stack: Stack) -> None:
+    """repository.persist_unless_changed: nothing is written when the lot's head moved since it was read, or when
+    the key is taken; everything when neither."""
+    from custody import repository
+    from custody.domain import LotStatus
+
+    mine = await _mine(stack)
+    lot = await register(stack, mine, 10)
+    conn = await asyncpg.connect(stack.custody_dsn)
+    try:
+
+        async def attempt(key: str) -> bool:
+            read, _ = await repository.lot_for_update_and_party(conn, lot["lot_id"], mine.id, lock=False)
+            assert read is not None
+            pending = repository.Pending()
+            read.status = LotStatus.active
+            read.append(type="custody.lot.test", occurred_at=datetime.now(UTC), actor=mine.id, data={"n": 1})
+            pending.lots.append(read)
+            return await repository.persist_unless_changed(
+                conn, CUSTODY_EVENTS, pending, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
+            )
+
+        before = await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"])
+        read, _ = await repository.lot_for_update_and_party(conn, lot["lot_id"], mine.id, lock=False)
+        await conn.execute("UPDATE lots SET head_hash = $2 WHERE lot_id = $1", lot["lot_id"], b"\x01" * 32)
+        pending = repository.Pending()
+        assert read is not None
+        read.append(type="custody.lot.test", occurred_at=datetime.now(UTC), actor=mine.id, data={"n": 0})
+        pending.lots.append(read)
+        stale = await repository.persist_unless_changed(
+            conn, CUSTODY_EVENTS, pending, actor=mine.id, key="k-stale", request_hash=b"h", status=201, body={}
+        )
+        assert stale is False  # the head moved: no event, no key
+        assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-stale'") == 0
+        assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"]) == before
+        assert await attempt("k-1") is True
+        assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"]) == before + 1
+        assert (
+            await stack.count(
+                "SELECT count(*) FROM lot_events WHERE type = 'custody.lot.test' AND lot_id = $1", lot["lot_id"]
+            )
+            == 1
+        )
+        assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-1' AND status = 201") == 1
+        assert await attempt("k-1") is False  # the key is taken: nothing more
+        assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"]) == before + 1
+    finally:
+        await conn.close()
 
 
 async def test_traces_through_merges_and_splits(stack: Stack) -> None:

@@ -138,9 +138,15 @@ WHERE l.lot_id = $1 FOR UPDATE OF l
 """
 
 
-async def lot_for_update_and_party(conn: Conn, lot_id: str, participant_id: str) -> tuple[LotRow | None, str | None]:
-    """The lot, locked, and the kind of a participant (None if unknown), in one round trip."""
-    r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY, lot_id, participant_id)
+LOT_AND_PARTY = LOT_FOR_UPDATE_AND_PARTY.replace("FOR UPDATE OF l", "")
+
+
+async def lot_for_update_and_party(
+    conn: Conn, lot_id: str, participant_id: str, *, lock: bool = True
+) -> tuple[LotRow | None, str | None]:
+    """The lot, locked (or as last committed, for `persist_unless_changed`), and the kind of a participant (None if
+    unknown), in one round trip."""
+    r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY if lock else LOT_AND_PARTY, lot_id, participant_id)
     if r is None:
         return None, None
     return _lot_row(r), r["party_kind"]
@@ -283,11 +289,15 @@ WHERE s.shipment_id = $1 FOR UPDATE
 """
 
 
+SHIPMENT_AND_LOT = SHIPMENT_AND_LOT_FOR_UPDATE.replace("FOR UPDATE", "")
+
+
 async def shipment_and_lot_for_update(
-    conn: Conn, shipment_id: str
+    conn: Conn, shipment_id: str, *, lock: bool = True
 ) -> tuple[ShipmentState, dict[str, Any], LotRow] | None:
-    """The shipment and its lot, both locked, in one round trip."""
-    r = await conn.fetchrow(SHIPMENT_AND_LOT_FOR_UPDATE, shipment_id)
+    """The shipment and its lot, both locked (or as last committed, for `persist_unless_changed`), in one round
+    trip."""
+    r = await conn.fetchrow(SHIPMENT_AND_LOT_FOR_UPDATE if lock else SHIPMENT_AND_LOT, shipment_id)
     if r is None:
         return None
     row = dict(r)
@@ -333,36 +343,44 @@ class Pending:
         return bool(self.lots or self.events or self.shipment or self.receipt)
 
 
-PERSIST = """
-WITH ev AS (
+def _persist_writes(gate: str) -> str:
+    """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds."""
+    return f"""ev AS (
   INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
   SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
-                       $8::bytea[], $9::bytea[])
+                       $8::bytea[], $9::bytea[]) WHERE {gate}
 ), lt AS (
   UPDATE lots SET custodian = u.custodian, status = u.status, remaining_kg = u.remaining_kg,
                   head_hash = u.head_hash, event_count = u.event_count, updated_at = now()
   FROM unnest($10::text[], $11::text[], $12::text[], $13::numeric[], $14::bytea[], $15::int[])
        AS u(lot_id, custodian, status, remaining_kg, head_hash, event_count)
-  WHERE lots.lot_id = u.lot_id
+  WHERE lots.lot_id = u.lot_id AND {gate}
 ), ho AS (
-  INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($16::text[], $17::text[])
+  INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($16::text[], $17::text[]) WHERE {gate}
   ON CONFLICT DO NOTHING
 ), ob AS (
   INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
   SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::timestamptz[], $25::text[], $26::jsonb[])
+                       $24::timestamptz[], $25::text[], $26::jsonb[]) WHERE {gate}
 ), sh AS (
   INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
                          transit_countries, max_transit_days, status)
   SELECT $27::text, $28::text, $29::text, $30::text, $31::numeric, $32::timestamptz, $33::text, $34::text[],
          $35::int, 'in_transit'
-  WHERE $27::text IS NOT NULL
+  WHERE $27::text IS NOT NULL AND {gate}
 ), rc AS (
   UPDATE shipments SET status = 'received', received_at = $37, received_mass_kg = $38, received_seal = $39
-  WHERE shipment_id = $36::text
-)
+  WHERE shipment_id = $36::text AND {gate}
+)"""
+
+
+PERSIST = (
+    "WITH "
+    + _persist_writes("TRUE")
+    + """
 UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text AND key = $41::text
 """
+)
 
 
 async def persist(
@@ -395,6 +413,77 @@ async def persist(
     )
     for lot in lots:
         lot.new_events.clear()
+
+
+PERSIST_UNLESS_CHANGED = (
+    """
+WITH cas AS (
+  SELECT l.lot_id FROM lots l JOIN unnest($10::text[], $44::bytea[]) AS u(lot_id, read_head) USING (lot_id)
+  WHERE l.head_hash = u.read_head FOR UPDATE OF l
+), k AS (
+  INSERT INTO idempotency_keys (actor, key, request_hash, status, response)
+  SELECT $40::text, $41::text, $45::bytea, $42::int, $43::jsonb
+  WHERE $41::text IS NOT NULL AND (SELECT count(*) FROM cas) = cardinality($10::text[])
+  ON CONFLICT DO NOTHING RETURNING 1
+), go AS (
+  SELECT (SELECT count(*) FROM cas) = cardinality($10::text[]) AND ($41::text IS NULL OR EXISTS (SELECT 1 FROM k))
+         AS ok
+), """
+    + _persist_writes("(SELECT ok FROM go)")
+    + """
+SELECT ok FROM go
+"""
+)
+"""PERSIST without the lots' locks: each lot's head must still be the one read (`cas`, locked in the same statement;
+a concurrent writer's change is seen and waited for), and the Idempotency-Key must be new (`k`, inserted with the
+answer); else nothing at all is written and the statement answers false. Two round trips for a ship or a receipt
+instead of five (BEGIN, key, locks, PERSIST, COMMIT): on our machines each costs ~0.2 ms of the service's CPU."""
+
+
+async def persist_unless_changed(
+    conn: Conn,
+    topic: str,
+    pending: Pending,
+    *,
+    actor: str,
+    key: str | None,
+    request_hash: bytes,
+    status: int,
+    body: Any,
+) -> bool:
+    """Write `pending` and the answer if no lot changed since it was read and the key is new; one statement, its own
+    transaction. False: nothing written (the caller does it again under the locks, which also replays a key's
+    answer)."""
+    events = [e for lot in pending.lots for e in lot.new_events]
+    event_cols: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[] for _ in range(9)]
+    lots = pending.lots
+    holders = [lot.lot_id for lot in lots] if pending.new_holder else []
+    read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in lots]
+    ok = await conn.fetchval(
+        PERSIST_UNLESS_CHANGED,
+        *event_cols,
+        [lot.lot_id for lot in lots],
+        [lot.custodian for lot in lots],
+        [lot.status.value for lot in lots],
+        [lot.remaining_kg for lot in lots],
+        [lot.head_hash for lot in lots],
+        [lot.event_count for lot in lots],
+        holders,
+        [pending.new_holder] * len(holders),
+        *outbox_columns(topic, pending.events),
+        *(pending.shipment or (None,) * 9),
+        *(pending.receipt or (None,) * 4),
+        actor,
+        key,
+        status,
+        _json(body),
+        read_heads,
+        request_hash,
+    )
+    if ok:
+        for lot in lots:
+            lot.new_events.clear()
+    return bool(ok)
 
 
 # --- idempotency and refusals ---------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """The custody HTTP layer: parse, run the use case in one transaction, shape the response.
 
+Ships and receipts first try without locks (`_unlocked_write`): read, check, then one statement that writes only
+if the lot is unchanged since the read and the key is new. Anything else (a refusal, a changed lot, a key seen
+before) is done again the usual way, in a transaction under the locks.
+
 Writes take an optional `Idempotency-Key`: the first request with a key does the work and stores its response in
 the same transaction; a retry with the same key and the same body gets that response back (header
 `Idempotent-Replayed: true`), a retry with another body is refused. Refusals (409) are recorded and published as
@@ -21,7 +25,7 @@ from custody import repository, schemas, service
 from custody.domain import LotStatus, Mineral, Refusal
 from shared.auth import Principal, PrincipalDep
 from shared.outbox import outbox_committed
-from shared.problems import PROBLEM_JSON, InvalidInput, problem_responses, seq_cursor
+from shared.problems import PROBLEM_JSON, InvalidInput, ProblemError, problem_responses, seq_cursor
 from shared.topics import CUSTODY_EVENTS
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
@@ -54,11 +58,17 @@ async def _write(
     model: type[BaseModel],
     status: int = 201,
     savepoint: bool = False,
+    unlocked: Callable[[asyncpg.Connection, repository.Pending], Awaitable[dict[str, Any]]] | None = None,
 ) -> Response:
     pool: asyncpg.Pool = request.app.state.runtime.pool
     raw = await request.body()
     path: str = request.scope["path"]
     request_hash = hashlib.sha256(request.method.encode() + b" " + path.encode() + b"\n" + raw).digest()
+    if unlocked is not None:
+        answer = await _unlocked_write(pool, who, key, request_hash, unlocked, model, status)
+        if answer is not None:
+            outbox_committed()
+            return answer
     async with pool.acquire() as conn, conn.transaction():
         if key is not None:
             stored = await repository.claim_idempotency_key(conn, who.subject, key, request_hash)
@@ -101,6 +111,44 @@ async def _write(
             await repository.store_response(conn, who.subject, key, code, body)
     outbox_committed()
     return _json(code, body)
+
+
+async def _unlocked_write(
+    pool: asyncpg.Pool,
+    who: Principal,
+    key: str | None,
+    request_hash: bytes,
+    run: Callable[[asyncpg.Connection, repository.Pending], Awaitable[dict[str, Any]]],
+    model: type[BaseModel],
+    status: int,
+) -> Response | None:
+    """Two round trips, no transaction block: `run` reads and checks without locks, then
+    `repository.persist_unless_changed` writes everything in one statement if no lot changed meanwhile and the key is
+    new. None when that did not happen (nothing was written): the caller does the request under the locks, where
+    refusals are recorded and a key's stored answer replayed. With a key, a problem found here is decided there too,
+    since the key may hold an earlier answer."""
+    async with pool.acquire() as conn:
+        pending = repository.Pending()
+        try:
+            result = await run(conn, pending)
+        except Refusal:
+            return None
+        except ProblemError:
+            if key is not None:
+                return None
+            raise
+        body = model.model_validate(result).model_dump(mode="json")
+        written = await repository.persist_unless_changed(
+            conn,
+            CUSTODY_EVENTS,
+            pending,
+            actor=who.subject,
+            key=key,
+            request_hash=request_hash,
+            status=status,
+            body=body,
+        )
+    return _json(status, body) if written else None
 
 
 # --- writes --------------------------------------------------------------------------------------------------
@@ -169,6 +217,7 @@ async def ship(
         subject=lot_id,
         model=schemas.Shipment,
         run=lambda conn, pending: service.ship(conn, who, lot_id, body, pending),
+        unlocked=lambda conn, pending: service.ship(conn, who, lot_id, body, pending, lock=False),
     )
 
 
@@ -192,6 +241,7 @@ async def receive(
         model=schemas.Shipment,
         status=200,
         run=lambda conn, pending: service.receive(conn, who, shipment_id, body, pending),
+        unlocked=lambda conn, pending: service.receive(conn, who, shipment_id, body, pending, lock=False),
     )
 
 

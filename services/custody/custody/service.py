@@ -206,10 +206,13 @@ async def ship(
     lot_id: str,
     body: schemas.ShipmentCreate,
     pending: repository.Pending,
+    *,
+    lock: bool = True,
 ) -> dict[str, Any]:
-    """Checks under the lot's lock; the writes go to `pending` (the router writes them with its answer)."""
+    """Checks under the lot's lock (or on the lot as read, `lock=False`, for `repository.persist_unless_changed`);
+    the writes go to `pending` (the router writes them with its answer)."""
     _participant_only(who, "ship lots")
-    lot, to_kind = await repository.lot_for_update_and_party(conn, lot_id, body.to)
+    lot, to_kind = await repository.lot_for_update_and_party(conn, lot_id, body.to, lock=lock)
     if lot is None:
         raise NotFound(f"No lot {lot_id!r}.")
     if to_kind is None:
@@ -274,10 +277,12 @@ async def receive(
     shipment_id: str,
     body: schemas.ReceiptCreate,
     pending: repository.Pending,
+    *,
+    lock: bool = True,
 ) -> dict[str, Any]:
-    """Checks under the shipment's and the lot's locks; the writes go to `pending`."""
+    """Checks under the shipment's and the lot's locks (or as read, `lock=False`); the writes go to `pending`."""
     _participant_only(who, "receive shipments")
-    found = await repository.shipment_and_lot_for_update(conn, shipment_id)
+    found = await repository.shipment_and_lot_for_update(conn, shipment_id, lock=lock)
     if found is None:
         raise NotFound(f"No shipment {shipment_id!r}.")
     state, row, lot = found

@@ -161,6 +161,29 @@ async def api(
     }
 
 
+async def floor(base: str, path: str, auth: dict[str, str], seconds: float, clients: int) -> dict[str, Any]:
+    """A cheaper request at the same concurrency: what the HTTP layer, FastAPI and the token check cost per request
+    (`/whoami`), and with one pooled query (`GET /lots/{id}`), to set the writes' own cost against."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    host, port = base.removeprefix("http://").split(":")
+
+    async def client_loop() -> None:
+        async with RawHttp(host, int(port)) as http:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                status, _ = await http.request("GET", path, auth)
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    raise RuntimeError(f"GET {path} answered {status}")
+
+    with gc_paused():
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    return {"requests": len(latencies), "rate": round(len(latencies) / elapsed, 1), "latency": summary(latencies)}
+
+
 def run(args: argparse.Namespace) -> int:
     pg = Pg(args.pg_host, args.pg_port)
     prefix = f"wbench-{uuid.uuid4().hex[:6]}."
@@ -279,6 +302,16 @@ def run(args: argparse.Namespace) -> int:
         rss_mb = proc.memory_info().rss / 2**20
         ratio = a["rate"] / b["rate"] if b["rate"] else 0.0
         cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        floors: dict[str, Any] = {}
+        for name, path in (("GET /whoami", "/whoami"), ("GET /lots/{id}", f"/lots/{pairs[0][0]}")):
+            f0 = proc.cpu_times()
+            f = asyncio.run(floor(cus_url, path, pairs[0][1], min(args.seconds, 5.0), args.clients))
+            f1 = proc.cpu_times()
+            f["custody_cpu_ms_per_request"] = round(
+                1000 * ((f1.user + f1.system) - (f0.user + f0.system)) / max(f["requests"], 1), 3
+            )
+            floors[name] = f
+        per_write_ms = 1000 * cpu_s / max(a["writes"], 1)
         rows = [
             row(
                 f"custody write rate: ship + receive through the API, {args.clients} clients, tokens, Idempotency-Key",
@@ -299,6 +332,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         print_rows(rows)
         print(f"errors: {a['errors'] or 'none'}")
+        print(f"custody CPU per request: write {per_write_ms:.2f} ms (its relay included), ", end="")
+        print(", ".join(f"{n} {f['custody_cpu_ms_per_request']:.2f} ms ({f['rate']:.0f}/s)" for n, f in floors.items()))
         write_results(
             "write",
             {
@@ -307,6 +342,8 @@ def run(args: argparse.Namespace) -> int:
                 "ratio": round(ratio, 3),
                 "rss_mb": round(rss_mb, 1),
                 "custody_cpu_s": round(cpu_s, 2),
+                "custody_cpu_ms_per_write": round(per_write_ms, 3),
+                "floors": floors,
                 "custody_idle_cpu_share": round(idle_cpu, 4),
                 "rows": rows,
             },

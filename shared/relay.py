@@ -227,7 +227,7 @@ class OutboxRelay:
         await self._sleep(self.poll_interval_s)
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleep until `seconds` pass, a NOTIFY arrives or stop() is called; True when woken."""
+        """Sleep until `seconds` pass, a writer wakes it (`wake()` or NOTIFY) or stop() is called; True when woken."""
         woken = True
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)

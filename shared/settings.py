@@ -37,7 +37,7 @@ class ServiceSettings(BaseSettings):
     )
     relay_batch_size: int = Field(500, description="Outbox rows claimed and published per relay transaction.")
     relay_poll_interval_s: float = Field(
-        1.0, description="Relay poll interval when no NOTIFY arrives (NOTIFY wakes it at once)."
+        1.0, description="Relay poll interval when no writer wakes it (writers wake it at once after their commit)."
     )
     relay_send_timeout_s: float = Field(
         30.0, description="How long the relay waits for broker acknowledgements before retrying the batch."

@@ -383,17 +383,14 @@ UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text
 )
 
 
-async def persist(
-    conn: Conn, topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any
-) -> None:
-    """Write `pending` (events on `topic`) and keep the answer for (actor, key) if there is a key: one round trip."""
+def _persist_args(topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any) -> list[Any]:
+    """$1-$43 of PERSIST and PERSIST_UNLESS_CHANGED: the events, lot heads, holders, outbox rows, shipment or
+    receipt, and the answer kept for (actor, key)."""
     events = [e for lot in pending.lots for e in lot.new_events]
     event_cols: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[] for _ in range(9)]
     lots = pending.lots
-    out = pending.events
     holders = [lot.lot_id for lot in lots] if pending.new_holder else []
-    await conn.execute(
-        PERSIST,
+    return [
         *event_cols,
         [lot.lot_id for lot in lots],
         [lot.custodian for lot in lots],
@@ -403,15 +400,22 @@ async def persist(
         [lot.event_count for lot in lots],
         holders,
         [pending.new_holder] * len(holders),
-        *outbox_columns(topic, out),
+        *outbox_columns(topic, pending.events),
         *(pending.shipment or (None,) * 9),
         *(pending.receipt or (None,) * 4),
         actor,
         key,
         status,
         _json(body),
-    )
-    for lot in lots:
+    ]
+
+
+async def persist(
+    conn: Conn, topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any
+) -> None:
+    """Write `pending` (events on `topic`) and keep the answer for (actor, key) if there is a key: one round trip."""
+    await conn.execute(PERSIST, *_persist_args(topic, pending, actor=actor, key=key, status=status, body=body))
+    for lot in pending.lots:
         lot.new_events.clear()
 
 
@@ -454,34 +458,15 @@ async def persist_unless_changed(
     """Write `pending` and the answer if no lot changed since it was read and the key is new; one statement, its own
     transaction. False: nothing written (the caller does it again under the locks, which also replays a key's
     answer)."""
-    events = [e for lot in pending.lots for e in lot.new_events]
-    event_cols: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[] for _ in range(9)]
-    lots = pending.lots
-    holders = [lot.lot_id for lot in lots] if pending.new_holder else []
-    read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in lots]
+    read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in pending.lots]
     ok = await conn.fetchval(
         PERSIST_UNLESS_CHANGED,
-        *event_cols,
-        [lot.lot_id for lot in lots],
-        [lot.custodian for lot in lots],
-        [lot.status.value for lot in lots],
-        [lot.remaining_kg for lot in lots],
-        [lot.head_hash for lot in lots],
-        [lot.event_count for lot in lots],
-        holders,
-        [pending.new_holder] * len(holders),
-        *outbox_columns(topic, pending.events),
-        *(pending.shipment or (None,) * 9),
-        *(pending.receipt or (None,) * 4),
-        actor,
-        key,
-        status,
-        _json(body),
+        *_persist_args(topic, pending, actor=actor, key=key, status=status, body=body),
         read_heads,
         request_hash,
     )
     if ok:
-        for lot in lots:
+        for lot in pending.lots:
             lot.new_events.clear()
     return bool(ok)
 

@@ -98,6 +98,16 @@ async def _idle_leader(relay: OutboxRelay) -> asyncio.Task[None]:
     return task
 
 
+async def _commit_event(dsn: str, key: str) -> None:
+    """One outbox row committed on a connection of its own (no relay is told)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await enqueue_raw(conn, CUSTODY_EVENTS, [make_event(key, 1)])
+    finally:
+        await conn.close()
+
+
 async def test_a_commit_wakes_the_relay_of_its_process_at_once(
     clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
 ) -> None:
@@ -108,12 +118,7 @@ async def test_a_commit_wakes_the_relay_of_its_process_at_once(
     topic = physical(CUSTODY_EVENTS, fresh_prefix)
     engine = make_engine(ServiceSettings(database_url=url))
     try:
-        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-        try:
-            async with conn.transaction():
-                await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-WAKE", 1)])
-        finally:
-            await conn.close()
+        await _commit_event(url.replace("+asyncpg", ""), "LOT-WAKE")
         outbox_committed()
         assert [r.key for r in await read_topic(kafka_bootstrap, topic, expect=1, timeout_s=5)] == [b"LOT-WAKE"]
 
@@ -138,12 +143,7 @@ async def test_a_commit_wakes_a_relay_in_another_process_by_notify(
     unregister_relay(relay)  # as if it ran elsewhere: only its LISTEN connection can wake it
     configure_notifier(dsn)
     try:
-        conn = await asyncpg.connect(dsn)
-        try:
-            async with conn.transaction():
-                await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-NOTIFY", 1)])
-        finally:
-            await conn.close()
+        await _commit_event(dsn, "LOT-NOTIFY")
         outbox_committed()
         records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=1, timeout_s=5)
         assert [r.key for r in records] == [b"LOT-NOTIFY"]

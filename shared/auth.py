@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.problems import Forbidden, ServiceUnavailable, Unauthorized, problem_responses
+from shared.problems import Forbidden, ProblemError, ServiceUnavailable, Unauthorized, problem_responses
 from shared.vocab import Kind
 
 log = logging.getLogger("shared.auth")
@@ -234,14 +234,37 @@ async def principal(
     if credentials.scheme.lower() != "bearer":
         raise Unauthorized("Authorization header must be `Bearer <token>`.")
     token = credentials.credentials
-    admin = request.app.state.settings.admin_token
-    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+    if _is_operator_token(request.app.state, token):
         return OPERATOR
     runtime = request.app.state.runtime
     verifier: TokenVerifier = runtime.verifier
     if not verifier.knows_key_of(token):
         await runtime.refresher.refresh_soon()
     return verifier.verify(token)
+
+
+def _is_operator_token(state: Any, token: str) -> bool:
+    admin = state.settings.admin_token
+    return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
+
+
+def bearer_principal(state: Any, authorization: str) -> Principal | None:
+    """The caller an `Authorization` header names, when that can be told at once and is accepted (for
+    `shared.fastlane`). None when `principal` must decide: no bearer token, a key still to be fetched, a token
+    refused; its answer, with the reason, stays the only one."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()  # as fastapi.security.HTTPBearer reads it
+    if scheme.lower() != "bearer" or not token:
+        return None
+    if _is_operator_token(state, token):
+        return OPERATOR
+    verifier: TokenVerifier = state.runtime.verifier
+    if not verifier.knows_key_of(token):
+        return None
+    try:
+        return verifier.verify(token)
+    except ProblemError:
+        return None
 
 
 async def operator(who: Annotated[Principal, Depends(principal)]) -> Principal:

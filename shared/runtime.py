@@ -17,10 +17,12 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.db import make_engine, make_sessionmaker
+from shared.fastlane import Endpoint, FastLane, Lane, lanes_for
 from shared.logging import configure_logging
 from shared.outbox import close_notifier, configure_notifier
 from shared.relay import OutboxRelay
@@ -147,9 +149,11 @@ def build_app(
     version: str = "0.1.0",
     events: Sequence[EventType] = (),
     raw_pool: bool = False,
+    fast: Sequence[Endpoint] = (),
 ) -> FastAPI:
     """A service app: lifespan with its runtime, problem+json errors, request ids, CORS for `cors_origins`, health
     and metrics routes, and with `events` the AsyncAPI document of the events it publishes at `/asyncapi.json`.
+    The endpoints in `fast` (of the `routers`) are answered through `shared.fastlane` when their request is ordinary.
 
     Nothing connects at import or construction; the lifespan opens the pool and starts the workers.
     """
@@ -169,7 +173,7 @@ def build_app(
             gc.set_threshold(settings.gc_young_threshold, gen1, gen2)
             yield
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = ServiceApp(title=title, description=description, version=version, lifespan=lifespan)
     app.state.settings = settings
     install_common(app, settings.service_name, lambda: app.state.runtime.checks())
     if settings.cors_origins:  # outermost, so refusals (401, 404, 409 problem bodies) are readable by the browser too
@@ -187,4 +191,19 @@ def build_app(
     if events:
         catalogue = list(events)
         app.include_router(asyncapi_router(lambda: asyncapi_document(f"{title} events", version, catalogue)))
+    if fast:
+        routes = [route for router in routers for route in getattr(router, "routes", ())]
+        app.fast_lanes = lanes_for(routes, fast)
     return app
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with `shared.fastlane` in front of its middleware stack for the endpoints of `fast_lanes`."""
+
+    fast_lanes: Sequence[Lane] = ()
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if not self.fast_lanes:
+            return stack
+        return FastLane(stack, fastapi=self, service=self.state.settings.service_name, lanes=self.fast_lanes)

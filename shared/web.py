@@ -32,6 +32,31 @@ LATENCY = Histogram(
 REQUEST_ID_HEADER = "x-request-id"
 
 
+def request_id(scope: Scope) -> str:
+    """The caller's `X-Request-ID` (at most 128 characters), or a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode("latin-1")[:128] or uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+def observe(service: str, scope: Scope, status: int, elapsed: float) -> None:
+    """A finished request in the metrics and the access log (labelled by the route's path pattern)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None) or "unmatched"
+    method = scope["method"]
+    REQUESTS.labels(service, method, path, str(status)).inc()
+    LATENCY.labels(service, method, path).observe(elapsed)
+    if path not in ("/healthz", "/metrics"):
+        log.info(
+            "%s %s %d",
+            method,
+            scope["path"],
+            status,
+            extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": path},
+        )
+
+
 class RequestContextMiddleware:
     """Pure ASGI (cheaper than BaseHTTPMiddleware): request id in, out and in logs; access log; metrics."""
 
@@ -43,12 +68,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value.decode("latin-1")[:128]
-                break
-        rid = rid or uuid.uuid4().hex
+        rid = request_id(scope)
         token = request_id_var.set(rid)
         start = time.perf_counter()
         status = 500
@@ -64,20 +84,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - start
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            REQUESTS.labels(self.service, method, path, str(status)).inc()
-            LATENCY.labels(self.service, method, path).observe(elapsed)
-            if path not in ("/healthz", "/metrics"):
-                log.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": path},
-                )
+            observe(self.service, scope, status, time.perf_counter() - start)
             request_id_var.reset(token)
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from custody.config import Settings
 from custody.consumer import make_consumer
 from custody.events import CUSTODY_EVENTS
-from custody.router import router
+from custody.router import FAST_WRITES, router
 from shared.runtime import Runtime, Worker, build_app
 
 
@@ -28,4 +28,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         extra_workers=workers,
         events=CUSTODY_EVENTS,
         raw_pool=True,
+        fast=FAST_WRITES,
     )

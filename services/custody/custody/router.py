@@ -290,6 +290,10 @@ async def consume(
     )
 
 
+FAST_WRITES = (register_lot, declare_external, ship, receive, transform, consume)
+"""Answered through `shared.fastlane` when the request is ordinary (the write path's CPU, measured in bench/)."""
+
+
 # --- reads ---------------------------------------------------------------------------------------------------
 
 

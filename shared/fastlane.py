@@ -66,7 +66,7 @@ def lanes_for(routes: Sequence[object], endpoints: Sequence[Endpoint]) -> list[L
         if any(type(c).__name__ != "StringConvertor" for c in convertors.values()):
             raise ValueError(f"{route.path}: the fast lane takes string path parameters only")
         params = set(inspect.signature(endpoint).parameters)
-        if not FIXED_PARAMETERS <= params or params - FIXED_PARAMETERS != set(convertors):
+        if not params >= FIXED_PARAMETERS or params - FIXED_PARAMETERS != set(convertors):
             raise ValueError(
                 f"{endpoint.__qualname__}: takes {sorted(params)}; the fast lane gives body, request, "
                 f"who, key and the path parameters {sorted(convertors)}"

@@ -3,11 +3,13 @@ none is doubled, and every event takes effect exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import uuid
 from collections import Counter
 
+import asyncpg
 import httpx
 
 from custody.config import Settings as CustodySettings
@@ -83,22 +85,48 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
 
             await wait_for(all_published, timeout_s=30, what="custody's relay to publish every event")
 
-        # 2. The audit consumer as its own process; SIGKILL it once part of the events took effect.
+        # 2. The audit consumer as its own process, let through one batch at a time: the test holds a SHARE lock on
+        # received_events, which every batch writes, so the consumer stops inside its transaction. To let one batch
+        # through, a second connection queues the same lock behind the consumer's request, then the first lets go:
+        # the consumer commits that batch and is stopped again in the next. Once a quarter has taken effect it is
+        # SIGKILLed there, mid-batch (a timed kill raced a consumer that applies 360 events in a blink).
         async def applied() -> int:
             return await scalar(audit_dsn, "SELECT count(*) FROM received_events WHERE event_id = ANY($1)", event_ids)
 
-        t0 = time.monotonic()
-        consumer = spawn("audit.consumer", consumer_env, "faults-audit-consumer.log")
+        name = "audit-consumer"  # the consumer's application_name in pg_stat_activity
+        watcher = await asyncpg.connect(audit_dsn)
+        gate = await LockGate.closed(audit_dsn)
+        try:
 
-        async def some_applied() -> bool:
-            assert consumer is not None and consumer.poll() is None, "the consumer is running"
-            return await applied() >= len(event_ids) // 4
+            async def waiting_for_locks(n: int) -> bool:
+                assert consumer is not None and consumer.poll() is None, "the consumer is running"
+                waiting = await watcher.fetch(
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                names = [w["application_name"] for w in waiting]
+                return names.count(name) == 1 and len(names) == n
 
-        await wait_for(some_applied, timeout_s=60, what="a quarter of the events applied", interval_s=0.005)
-        consumer.send_signal(signal.SIGKILL)
-        assert consumer.wait(10) == -signal.SIGKILL
-        at_kill = await applied()
-        assert 0 < at_kill < len(event_ids), f"the kill must land half way, not after {at_kill} of {len(event_ids)}"
+            t0 = time.monotonic()
+            consumer = spawn("audit.consumer", consumer_env, "faults-audit-consumer.log")
+            batches = 0
+            while True:
+                await wait_for(lambda: waiting_for_locks(1), timeout_s=60, what="the consumer stopped mid-batch")
+                if await applied() >= len(event_ids) // 4:
+                    break
+                queued = await LockGate.queue(audit_dsn)  # behind the consumer's request
+                await wait_for(lambda: waiting_for_locks(2), timeout_s=10, what="the next gate queued")
+                await gate.open()
+                gate = await queued.granted()  # the consumer committed one batch and asks again
+                batches += 1
+            at_kill = await applied()
+            consumer.send_signal(signal.SIGKILL)
+            assert consumer.wait(10) == -signal.SIGKILL
+            assert at_kill <= batches * MAX_RECORDS, f"{batches} batches let through, yet {at_kill} events applied"
+            assert 0 < at_kill < len(event_ids), f"the kill must land half way, not after {at_kill}"
+        finally:
+            await gate.open()  # the killed consumer's transaction gets its lock, then finds its client gone
+            await watcher.close()
 
         # 3. Restarted, it finishes the topic.
         consumer = spawn("audit.consumer", consumer_env, "faults-audit-consumer.log")
@@ -111,10 +139,10 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
         await wait_for(all_applied, timeout_s=90, what=f"all {len(event_ids)} events applied after the restart")
         elapsed = time.monotonic() - t0
     finally:
-        if consumer is not None:
-            assert stop(consumer) == 0, "the consumer stops cleanly on SIGTERM"
+        stopped = stop(consumer) if consumer is not None else 0
         stop(registry)
         await drop_topics(prefix)
+        assert stopped == 0, "the consumer stops cleanly on SIGTERM"
 
     # 4. One effect per event; exactly one seal_mismatch flag per shipment and no other flag on these lots.
     received = Counter(
@@ -131,6 +159,31 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
     assert Counter((f["rule"], f["cause"]) for f in flags) == Counter(("seal_mismatch", s) for s in shipments), flags
     assert {f["lot_id"] for f in flags} == set(lots)
     print(
-        f"\n  consumer SIGKILLed after {at_kill} of {len(event_ids)} events applied; after the restart all applied "
-        f"once and {len(flags)} flags, one per shipment ({elapsed:.1f}s)"
+        f"\n  consumer SIGKILLed mid-batch after {at_kill} of {len(event_ids)} events applied ({batches} batches); "
+        f"after the restart all applied once and {len(flags)} flags, one per shipment ({elapsed:.1f}s)"
     )
+
+
+class LockGate:
+    """A transaction holding a SHARE lock on `received_events`: while it is held, no audit batch can commit."""
+
+    def __init__(self, conn: asyncpg.Connection, request: asyncio.Task[str]) -> None:
+        self.conn, self.request = conn, request
+
+    @classmethod
+    async def queue(cls, audit_dsn: str) -> LockGate:
+        conn = await asyncpg.connect(audit_dsn)
+        await conn.execute("BEGIN")
+        return cls(conn, asyncio.create_task(conn.execute("LOCK TABLE received_events IN SHARE MODE")))
+
+    @classmethod
+    async def closed(cls, audit_dsn: str) -> LockGate:
+        return await (await cls.queue(audit_dsn)).granted()
+
+    async def granted(self) -> LockGate:
+        await asyncio.wait_for(self.request, 30)
+        return self
+
+    async def open(self) -> None:
+        if not self.conn.is_closed():
+            await self.conn.close()  # ends the transaction and its lock

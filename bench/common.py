@@ -207,6 +207,30 @@ def cpu_during(before: list[int], after: list[int]) -> dict[str, float]:
     return {"busy_pct": round(100 * (total - idle) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
 
 
+def infra_cpu() -> dict[str, float]:
+    """CPU seconds used so far by PostgreSQL (the postmaster, its live backends and those already gone), Kafka's JVM,
+    and this process (the load generator): take it before and after a run, as for the services' processes."""
+    import psutil
+
+    out = {"postgres": 0.0, "kafka": 0.0, "bench": 0.0}
+    me = psutil.Process()
+    t = me.cpu_times()
+    out["bench"] = t.user + t.system
+    for p in psutil.process_iter(["name", "cmdline", "ppid"]):
+        try:
+            if p.info["name"] == "postgres":
+                t = p.cpu_times()
+                out["postgres"] += t.user + t.system
+                if p.info["ppid"] == 1 or psutil.Process(p.info["ppid"]).name() != "postgres":  # the postmaster
+                    out["postgres"] += t.children_user + t.children_system
+            elif p.info["name"] == "java" and "kafka.Kafka" in (p.info["cmdline"] or []):
+                t = p.cpu_times()
+                out["kafka"] += t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
 class RawHttp:
     """A keep-alive HTTP/1.1 client on one connection, light enough not to starve the server it measures.
 

@@ -36,6 +36,7 @@ from bench.common import (
     Pg,
     RawHttp,
     admin,
+    infra_cpu,
     migrate,
     print_rows,
     row,
@@ -244,13 +245,13 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
         missing = await flags.wait_for(warm, 60)
         if missing:
             raise RuntimeError(f"audit raised no flag for {len(missing)} warm-up lots in 60 s (see var/log/)")
-        cpu0 = {s: _cpu(p) for s, p in procs.items()}
+        cpu0 = {**{s: _cpu(p) for s, p in procs.items()}, **infra_cpu()}
         print(f"[bench] {args.rate:.0f} writes/s offered for {args.seconds:.0f} s, open loop")
         out = await open_loop(urls["custody"], mines, args.rate, args.seconds, args.connections)
         responded: dict[str, float] = out.pop("responded")
         epoch: dict[str, float] = out.pop("responded_epoch")
         missing = await flags.wait_for(set(responded), 30)
-        cpu1 = {s: _cpu(p) for s, p in procs.items()}
+        cpu1 = {**{s: _cpu(p) for s, p in procs.items()}, **infra_cpu()}
         to_flag = [flags.seen[lot] - t for lot, t in responded.items() if lot in flags.seen]
         out["write_to_flag"] = summary(to_flag) if to_flag else {}
         # Where the time goes (producer timestamps, one machine's clock; ms resolution).
@@ -270,13 +271,37 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
                     [max(0.0, (flags.seen[lot] - responded[lot]) - (flags.flag_sent[lot] - epoch[lot])) for lot in both]
                 ),
             }
+        out["audit_batches"] = await batch_histogram(urls["audit"])
         out["dropped"] = len(missing)
         out["flagged"] = len(to_flag)
-        out["cpu_s"] = {s: round(cpu1[s] - cpu0[s], 2) for s in procs}
+        out["cpu_s"] = {s: round(cpu1[s] - cpu0[s], 2) for s in cpu0}
         out["rss_mb"] = {s: round(psutil.Process(p.pid).memory_info().rss / 2**20, 1) for s, p in procs.items()}
         return out
     finally:
         await flags.stop()
+
+
+async def batch_histogram(audit_url: str) -> dict[str, Any]:
+    """Audit's consumer batches (`consumer_batch_seconds` on its /metrics): how many, and their duration's p50/p99
+    read off the histogram's buckets."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{audit_url}/metrics")).text
+    buckets: list[tuple[float, float]] = []
+    count = 0.0
+    for line in text.splitlines():
+        if line.startswith("consumer_batch_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith("consumer_batch_seconds_count{"):
+            count += float(line.rsplit(" ", 1)[1])
+
+    def quantile(q: float) -> float | None:
+        for le, n in sorted(buckets):
+            if n >= q * count:
+                return le * 1000
+        return None
+
+    return {"batches": int(count), "p50_ms_at_most": quantile(0.5), "p99_ms_at_most": quantile(0.99)}
 
 
 def _now() -> str:
@@ -327,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
     procs: dict[str, Any] = {}
     try:
         for s in SERVICES:
-            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-flag-{s}.log")
+            profile = LOG_DIR / f"bench-flag-{s}-profile.txt" if s in args.profile else None
+            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-flag-{s}.log", profile_to=profile)
         for s in SERVICES:
             wait_healthy(urls[s], procs[s], s)
         out = asyncio.run(measure(args, urls, procs))
@@ -358,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
         f"responses p50 {out['response_latency']['p50_ms']} ms, p99 {out['response_latency']['p99_ms']} ms; "
         f"CPU s during the run: {out['cpu_s']}"
     )
+    print(f"  audit consumer batches: {out.get('audit_batches')}")
     for stage, fig in out.get("stages", {}).items():
         print(f"  {stage:<46} p50 {fig['p50_ms']:8.1f} ms   p99 {fig['p99_ms']:8.1f} ms")
     print_rows(rows)
@@ -368,6 +395,13 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rate", type=float, default=500.0, help="writes offered per second")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        choices=SERVICES,
+        help="run this service under pyinstrument (repeatable); report in var/log/bench-flag-<service>-profile.txt",
+    )
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pg-host", default="127.0.0.1")

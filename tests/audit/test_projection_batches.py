@@ -3,6 +3,10 @@ applied is left out alone (the rest of its batch goes in, the event is kept in `
 PostgreSQL refuses sends the batch through event by event; the in-memory state loaded from the tables after a
 restart, or after a batch that did not commit, gives the same flags as one uninterrupted run.
 
+Small live batches go through the consumer (`EventConsumer.apply`), which writes each in one statement
+(`Projection.stage_batch`): the same rows, flags and audit.flag.raised events as the batch path, and when that
+statement writes nothing (an event processed before, a value PostgreSQL refuses) the batch goes the usual way.
+
 The stream is the benchmark's generator (bench/audit_bench.py): lots registered, shipped, received with mass and
 seal breaks, smelted, consumed, refusals, and reference data changing half way."""
 
@@ -22,7 +26,7 @@ import pytest
 from audit.projection import Projection
 from audit.replay import TABLES
 from bench.audit_bench import FLAG_SQL, Generator
-from shared.consumer import Delivered
+from shared.consumer import Delivered, EventConsumer
 from shared.events import CloudEvent
 from tests.conftest import _admin, _migrate, pg_url
 
@@ -172,3 +176,116 @@ async def test_a_batch_that_did_not_commit_is_forgotten(dbs: tuple[str, str], st
     await apply(b, p, stream[300:], batch=300)
     assert await count(a, "lots") == await count(b, "lots")
     assert await flags(a) == await flags(b)
+
+
+# --- small live batches in one statement ---------------------------------------------------------------------
+
+
+def live_consumer(url: str, projection: Projection) -> EventConsumer:
+    """The consumer's PostgreSQL side only (`apply`): no broker is contacted."""
+    return EventConsumer(
+        dsn=url,
+        bootstrap_servers="127.0.0.1:1",
+        group_id=None,
+        topics=[],
+        handler=projection.apply_batch,
+        stage=projection.stage_batch,
+        on_abort=projection.discard,
+    )
+
+
+async def apply_live(
+    url: str, consumer: EventConsumer, events: Sequence[tuple[str, CloudEvent]], batch: int, first_offset: int = 0
+) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for i in range(0, len(events), batch):
+            chunk = events[i : i + batch]
+            await consumer.apply(conn, [Delivered(e, t, 0, first_offset + i + n) for n, (t, e) in enumerate(chunk)])
+    finally:
+        await conn.close()
+
+
+FLAG_EVENTS_SQL = (
+    "SELECT subject, data - 'raised_at' AS data FROM outbox WHERE type = 'audit.flag.raised' ORDER BY subject"
+)
+
+
+async def test_small_live_batches_are_one_statement_each_with_the_same_result(
+    dbs: tuple[str, str], stream: Events
+) -> None:
+    a, b = dbs
+    await empty(a, b)
+    consumer = live_consumer(a, Projection())
+    await apply_live(a, consumer, stream, batch=8)
+    await apply(b, Projection(), stream, batch=len(stream))
+
+    batches = -(-len(stream) // 8)
+    assert consumer.staged_batches == batches - 1  # all but the first, which loads the state
+    assert consumer.applied == len(stream) and consumer.duplicates == 0
+    assert await count(a, "processed_events") == len(stream)
+    for table in ("received_events", "lots", "shipments", "transformations", "genealogy", "lot_holders"):
+        assert await count(a, table) == await count(b, table), table
+    assert len(await flags(a)) > 100
+    assert await flags(a) == await flags(b)
+    # One audit.flag.raised event per flag, as the batch path writes them.
+    events = await fetch(a, FLAG_EVENTS_SQL)
+    assert [r["subject"] for r in events] == sorted(r["id"] for r in await fetch(a, "SELECT id FROM flags"))
+    assert [dict(r) for r in events] == [dict(r) for r in await fetch(b, FLAG_EVENTS_SQL)]
+    raised = await fetch(
+        a,
+        "SELECT f.raised_at = (o.data->>'raised_at')::timestamptz AS same FROM flags f "
+        "JOIN outbox o ON o.subject = f.id",
+    )
+    assert all(r["same"] for r in raised)  # the event says when the table says
+
+
+async def test_a_repeated_event_sends_its_small_batch_the_usual_way(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    consumer = live_consumer(a, Projection())
+    await apply_live(a, consumer, stream[:600], batch=8)
+    staged = consumer.staged_batches
+    await apply_live(a, consumer, [stream[599], *stream[600:607]], batch=8, first_offset=599)  # one seen before
+    assert consumer.staged_batches == staged  # the statement wrote nothing; the transaction did the batch
+    assert consumer.duplicates == 1
+    await apply_live(a, consumer, stream[607:], batch=8, first_offset=607)
+    assert consumer.staged_batches > staged  # and the next batches go in one statement again
+    await apply(b, Projection(), stream, batch=len(stream))
+    assert await count(a, "received_events") == len(stream)
+    assert await flags(a) == await flags(b)
+    assert await count(a, "outbox") == await count(b, "outbox")
+
+
+async def test_a_value_postgresql_refuses_in_a_small_batch(dbs: tuple[str, str], stream: Events) -> None:
+    a, b = dbs
+    await empty(a, b)
+    registered = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.registered"]
+    at = registered[len(registered) // 2]
+    topic, e = stream[at]
+    huge = "LOT-" + base64.b64encode(os.urandom(15_000)).decode()
+    odd = replace(e, id=str(uuid.uuid4()), data={**e.data, "lot_id": huge})
+    with_odd = [*stream[:at], (topic, odd), *stream[at:]]
+
+    projection = Projection()
+    await apply_live(a, live_consumer(a, projection), with_odd, batch=8)
+    await apply(b, Projection(), stream, batch=len(stream))
+
+    assert projection.malformed == 1
+    assert await count(a, "received_events") == len(with_odd)
+    assert await fetch(a, f"SELECT 1 FROM lots WHERE lot_id = '{huge}'") == []
+    assert await flags(a) == await flags(b)
+    assert await count(a, "outbox") == await count(b, "outbox")
+
+
+async def test_a_flag_found_again_gets_no_second_event(dbs: tuple[str, str], stream: Events) -> None:
+    a, _ = dbs
+    await empty(a)
+    consumer = live_consumer(a, Projection())
+    await apply_live(a, consumer, stream, batch=8)
+    before = (await flags(a), await count(a, "outbox"))
+    receipts = [(t, replace(e, id=str(uuid.uuid4()))) for t, e in stream if e.type == "custody.lot.received"]
+    staged = consumer.staged_batches
+    await apply_live(a, consumer, receipts, batch=8, first_offset=len(stream))  # the same receipts, sent again
+    assert consumer.staged_batches > staged
+    assert (await flags(a), await count(a, "outbox")) == before

@@ -23,6 +23,11 @@ How a batch is applied (the same code for the live consumer and `python -m audit
    event at a time, each in its own savepoint, so only the offending event is left out;
 4. if the consumer's transaction does not commit after all (the connection broke, the commit failed), the consumer
    calls `discard()`: the in-memory state is dropped and loaded again from the tables on the next batch.
+A live batch too small for COPY takes a shorter way first (`stage_batch`): the same statements become the CTEs of
+one statement that the consumer starts with the events' `processed_events` rows (no BEGIN, savepoint or COMMIT: one
+round trip instead of about ten). The flags' audit.flag.raised events go into the outbox in that statement too, for
+the flags it really inserted. If it writes nothing (an event processed before, a value PostgreSQL refuses), the
+batch is taken back out of memory and applied as above.
 
 The in-memory state assumes this process is the only writer of the projection tables of its database: one audit
 consumer per audit database (the consumer group has one member), as deployed.
@@ -47,9 +52,10 @@ from prometheus_client import Counter
 
 from audit import rules
 from audit.rules import Area, Cert, Finding, Thresholds
-from shared.consumer import Delivered
+from shared.consumer import Delivered, Staged
 from shared.events import CloudEvent, new_event
-from shared.outbox import enqueue_raw
+from shared.outbox import enqueue_raw, outbox_columns
+from shared.sql import Statement
 from shared.topics import AUDIT_FLAGS
 
 log = logging.getLogger("audit.projection")
@@ -185,17 +191,27 @@ INSERT INTO genealogy (parent, child, transformation_id) SELECT * FROM unnest($1
 ON CONFLICT DO NOTHING
 """
 INSERT_FLAGS_SQL = """
-INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence)
+INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at)
 SELECT f.id, f.rule, f.cause, f.severity, f.lot_id,
        ARRAY(SELECT v FROM jsonb_array_elements_text(f.lot_ids) WITH ORDINALITY AS x(v, i) ORDER BY i),
        ARRAY(SELECT v FROM jsonb_array_elements_text(f.participants) WITH ORDINALITY AS x(v, i) ORDER BY i),
-       f.summary, f.evidence
+       f.summary, f.evidence, f.raised_at
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[],
-            $9::jsonb[])
-     WITH ORDINALITY AS f(id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, n)
+            $9::jsonb[], $10::timestamptz[])
+     WITH ORDINALITY AS f(id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at, n)
 ORDER BY f.n
 ON CONFLICT (rule, cause) DO NOTHING
-RETURNING id, raised_at
+RETURNING id
+"""
+# In the one-statement path (`stage_batch`): the audit.flag.raised events of the flags the CTE `new_flags` inserted.
+INSERT_FLAG_EVENTS_SQL = """
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+SELECT o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],
+            $9::jsonb[], $10::text[])
+     WITH ORDINALITY AS o(event_id, topic, key, type, source, subject, time, dataschema, data, flag_id, n)
+WHERE o.flag_id IN (SELECT id FROM new_flags)
+ORDER BY o.n
 """
 
 
@@ -591,66 +607,112 @@ class Projection:
 
     # --- writing a batch ------------------------------------------------------------------------------------------
 
-    async def _write(self, conn: asyncpg.Connection, copy: bool = True) -> None:
-        """The pending changes, one statement per table. With `copy`, the rows the state knows to be new (lots,
-        shipments, transformations and their genealogy) go in with COPY, half the cost of an INSERT; should one
-        exist after all, the batch is refused and applied again one event at a time with `copy=False`, whose
-        statements keep what is there (ON CONFLICT DO NOTHING), as the state assumed."""
+    def _parts(self, copy: bool) -> list[tuple[str, str, Any, Any]]:
+        """The pending changes, one statement per table, in the order they are written: ("copy", table, records,
+        columns) for rows that go in with COPY, ("sql", name, statement, arguments) for the others. With `copy`, the
+        rows the state knows to be new (lots, shipments, transformations and their genealogy) and the events go in
+        with COPY, half the cost of an INSERT; should one exist after all, the batch is refused and applied again one
+        event at a time with `copy=False`, whose statements keep what is there (ON CONFLICT DO NOTHING), as the state
+        assumed."""
         c = self.changes
+        parts: list[tuple[str, str, Any, Any]] = []
         if c.received and copy:  # the events themselves, the bulk of a batch's bytes
-            await conn.copy_records_to_table("received_events", records=c.received, columns=RECEIVED_COLUMNS)
+            parts.append(("copy", "received_events", c.received, RECEIVED_COLUMNS))
         elif c.received:
-            await conn.execute(INSERT_RECEIVED_SQL, *_columns(c.received, len(RECEIVED_COLUMNS)))
+            parts.append(("sql", "received", INSERT_RECEIVED_SQL, _columns(c.received, len(RECEIVED_COLUMNS))))
         if c.participants:
-            await conn.execute(UPSERT_PARTICIPANTS_SQL, *_columns(list(c.participants.values()), 8))
+            parts.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, _columns(list(c.participants.values()), 8)))
         if c.certs:
-            await conn.execute(INSERT_CERTIFICATIONS_SQL, *_columns(c.certs, 7))
+            parts.append(("sql", "certifications", INSERT_CERTIFICATIONS_SQL, _columns(c.certs, 7)))
         if c.areas:
-            await conn.execute(UPSERT_CAHRA_SQL, *_columns(list(c.areas.values()), 7))
-        if c.lots:
-            if copy:
-                await conn.copy_records_to_table("lots", records=list(c.lots.values()), columns=LOT_COLUMNS)
-            else:
-                await conn.execute(INSERT_LOTS_SQL, *_columns(list(c.lots.values()), 14))
+            parts.append(("sql", "areas", UPSERT_CAHRA_SQL, _columns(list(c.areas.values()), 7)))
+        if c.lots and copy:
+            parts.append(("copy", "lots", list(c.lots.values()), LOT_COLUMNS))
+        elif c.lots:
+            parts.append(("sql", "lots", INSERT_LOTS_SQL, _columns(list(c.lots.values()), 14)))
         if c.lot_updates:
-            await conn.execute(
-                UPDATE_LOTS_SQL,
+            updates = [
                 list(c.lot_updates),
                 [u[0] for u in c.lot_updates.values()],
                 [u[1] for u in c.lot_updates.values()],
-            )
+            ]
+            parts.append(("sql", "lot_updates", UPDATE_LOTS_SQL, updates))
         if c.holders:
-            await conn.execute(INSERT_HOLDERS_SQL, *_columns(list(c.holders), 2))
+            parts.append(("sql", "holders", INSERT_HOLDERS_SQL, _columns(list(c.holders), 2)))
         if c.shipments and copy:
-            await conn.copy_records_to_table("shipments", records=list(c.shipments.values()), columns=SHIPMENT_COLUMNS)
+            parts.append(("copy", "shipments", list(c.shipments.values()), SHIPMENT_COLUMNS))
         elif c.shipments:
             rows = [(*r[:8], _json(r[8]), *r[9:]) for r in c.shipments.values()]
-            await conn.execute(INSERT_SHIPMENTS_SQL, *_columns(rows, 12))
+            parts.append(("sql", "shipments", INSERT_SHIPMENTS_SQL, _columns(rows, 12)))
         if c.received_shipments:
-            await conn.execute(RECEIVE_SHIPMENTS_SQL, list(c.received_shipments))
+            parts.append(("sql", "received_shipments", RECEIVE_SHIPMENTS_SQL, [list(c.received_shipments)]))
         if c.transformations and copy:
-            await conn.copy_records_to_table(
-                "transformations", records=list(c.transformations.values()), columns=TRANSFORMATION_COLUMNS
-            )
+            parts.append(("copy", "transformations", list(c.transformations.values()), TRANSFORMATION_COLUMNS))
         elif c.transformations:
             rows = [(*r[:5], _json(r[5]), *r[6:]) for r in c.transformations.values()]
-            await conn.execute(INSERT_TRANSFORMATIONS_SQL, *_columns(rows, 8))
+            parts.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, _columns(rows, 8)))
         if c.genealogy and copy:
-            await conn.copy_records_to_table("genealogy", records=list(c.genealogy), columns=GENEALOGY_COLUMNS)
+            parts.append(("copy", "genealogy", list(c.genealogy), GENEALOGY_COLUMNS))
         elif c.genealogy:
-            await conn.execute(INSERT_GENEALOGY_SQL, *_columns(list(c.genealogy), 3))
-        if c.findings:
-            await self.raise_flags(conn, list(c.findings.values()))
+            parts.append(("sql", "genealogy", INSERT_GENEALOGY_SQL, _columns(list(c.genealogy), 3)))
+        return parts
 
-    async def raise_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding]) -> None:
-        """Insert the flags of these findings (once per (rule, cause): the first one wins) and, for those that are
-        new, put them in the outbox for `audit.flags` and in `raised` for the live stream."""
-        if not findings:
-            return
+    async def _write(self, conn: asyncpg.Connection, copy: bool = True) -> None:
+        """The pending changes, one statement per table (`_parts`), then the flags."""
+        for how, name, what, args in self._parts(copy):
+            if how == "copy":
+                await conn.copy_records_to_table(name, records=what, columns=args)
+            else:
+                await conn.execute(what, *args)
+        if self.changes.findings:
+            await self.raise_flags(conn, list(self.changes.findings.values()))
+
+    def stage_batch(self, st: Statement, batch: Sequence[Delivered]) -> Staged | None:
+        """The live path for a small batch (`shared.consumer`): the batch applied in memory as if every event were new,
+        and its writes added to `st`, the flags and their audit.flag.raised events included, so that the consumer
+        writes it all in one statement. Declined (None) for a batch big enough for COPY, or before the state is
+        loaded. `undo` takes the batch back out of memory when the statement wrote nothing."""
+        if self.state is None or len(batch) >= COPY_FROM_EVENTS:
+            return None
+        self.raised.clear()
+        self.seen.clear()
+        self.journal.clear()  # the previous batch committed (else `discard()` was called)
+        self.changes = Changes()
+        bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
+        for _, name, sql, args in self._parts(copy=False):
+            st.add(f"w_{name}", sql, args)
+        docs: list[dict[str, Any]] = []
+        final = "SELECT NULL::text AS id WHERE false"
+        if self.changes.findings:
+            args, docs = self._flags_to_raise(list(self.changes.findings.values()))
+            st.add("new_flags", INSERT_FLAGS_SQL, args)
+            if self.publish:
+                events = self._flag_events(docs)
+                st.add("new_flag_events", INSERT_FLAG_EVENTS_SQL, [*outbox_columns(AUDIT_FLAGS, events), args[0]])
+            final = "SELECT id FROM new_flags"
+
+        def done(rows: list[asyncpg.Record]) -> None:
+            self.raised.extend(_inserted(docs, {r["id"] for r in rows}))
+            for e, err in bad:
+                self._malformed(e, err)
+            self.changes = Changes()
+            self.journal.clear()
+            self.seen.extend(d.event for d in batch)
+
+        def undo() -> None:
+            self.journal.undo(0)
+            self.changes = Changes()
+            self.raised.clear()
+
+        return Staged(final, done, undo)
+
+    def _flags_to_raise(self, findings: Sequence[Finding]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """INSERT_FLAGS_SQL's arguments for these findings, and each flag as its audit.flag.raised event carries it
+        (raised now: the same time in the table and in the event)."""
+        raised_at = datetime.now(UTC)
         ids = [flag_id(f.rule, f.cause) for f in findings]
         participants = [sorted(set(f.participants)) for f in findings]
-        rows = await conn.fetch(
-            INSERT_FLAGS_SQL,
+        args = [
             ids,
             [str(f.rule) for f in findings],
             [f.cause for f in findings],
@@ -660,35 +722,41 @@ class Projection:
             [_json(p) for p in participants],
             [f.summary for f in findings],
             [_json(f.evidence) for f in findings],
-        )
-        if not rows:
+            [raised_at] * len(findings),
+        ]
+        at = raised_at.isoformat()
+        docs = [
+            {
+                "id": fid,
+                "rule": f.rule.value,
+                "cause": f.cause,
+                "severity": f.level.value,
+                "lot_id": f.lot_id,
+                "lot_ids": list(f.lot_ids),
+                "participants": ps,
+                "summary": f.summary,
+                "evidence": f.evidence,
+                "status": "open",
+                "raised_at": at,
+            }
+            for fid, f, ps in zip(ids, findings, participants, strict=True)
+        ]
+        return args, docs
+
+    @staticmethod
+    def _flag_events(docs: Sequence[dict[str, Any]]) -> list[CloudEvent]:
+        return [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
+
+    async def raise_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding]) -> None:
+        """Insert the flags of these findings (once per (rule, cause): the first one wins) and, for those that are
+        new, put them in the outbox for `audit.flags` and in `raised` for the live stream."""
+        if not findings:
             return
-        at = {r["id"]: r["raised_at"] for r in rows}
-        new: list[dict[str, Any]] = []
-        for fid, f, ps in zip(ids, findings, participants, strict=True):
-            raised_at = at.pop(fid, None)  # pop: a second finding with the same cause in this batch was not inserted
-            if raised_at is None:
-                continue
-            new.append(
-                {
-                    "id": fid,
-                    "rule": f.rule.value,
-                    "cause": f.cause,
-                    "severity": f.level.value,
-                    "lot_id": f.lot_id,
-                    "lot_ids": list(f.lot_ids),
-                    "participants": ps,
-                    "summary": f.summary,
-                    "evidence": f.evidence,
-                    "status": "open",
-                    "raised_at": raised_at.isoformat(),
-                }
-            )
+        args, docs = self._flags_to_raise(findings)
+        rows = await conn.fetch(INSERT_FLAGS_SQL, *args)
+        new = _inserted(docs, {r["id"] for r in rows})
         if self.publish and new:
-            events = [
-                new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in new
-            ]
-            await enqueue_raw(conn, AUDIT_FLAGS, events)
+            await enqueue_raw(conn, AUDIT_FLAGS, self._flag_events(new))
         self.raised.extend(new)
 
     # --- the handlers: in memory, no I/O ------------------------------------------------------------------------
@@ -1160,6 +1228,17 @@ class Projection:
             is not None
         ]
         await self.raise_flags(conn, found)
+
+
+def _inserted(docs: Sequence[dict[str, Any]], ids: set[str]) -> list[dict[str, Any]]:
+    """The flags among `docs` whose id was inserted, each once (a second finding with the same cause in one statement
+    was not inserted)."""
+    out = []
+    for d in docs:
+        if d["id"] in ids:
+            ids.discard(d["id"])
+            out.append(d)
+    return out
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], n: int) -> list[list[Any]]:

@@ -8,6 +8,7 @@ import itertools
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -557,6 +558,80 @@ async def test_a_write_without_locks_is_all_or_nothing(stack: Stack) -> None:
         assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-1' AND status = 201") == 1
         assert await attempt("k-1") is False  # the key is taken: nothing more
         assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"]) == before + 1
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_registrations_of_one_lot_id_exactly_one_wins(stack: Stack) -> None:
+    """Registrations are written without locks in one statement; a racing one finds the id taken, writes nothing,
+    and is decided again under the locks: refused and recorded."""
+    mine = await _mine(stack)
+    lid = lot_id("RACE")
+    body = {"lot_id": lid, "mineral": "tin", "form": "ore", "mass_kg": 5, "produced_at": T0}
+    results = await asyncio.gather(*(stack.custody.post("/lots", json=body, headers=mine.auth) for _ in range(8)))
+    assert sorted(r.status_code for r in results) == [201] + [409] * 7
+    for r in results:
+        if r.status_code == 409:
+            assert_problem(r, 409, reason="lot_exists")
+    assert await stack.count("SELECT count(*) FROM lot_events WHERE lot_id = $1", lid) == 1
+    assert await stack.count("SELECT count(*) FROM lot_holders WHERE lot_id = $1", lid) == 1
+    assert await stack.count("SELECT count(*) FROM rejected_attempts WHERE subject = $1", lid) == 7
+    assert await stack.count("SELECT count(*) FROM outbox WHERE key = $1 AND type = 'custody.lot.registered'", lid) == 1
+
+
+async def test_a_registration_retried_at_once_with_its_key_acts_once(stack: Stack) -> None:
+    """The same registration sent eight times at once under one key (no lot id: each attempt draws its own): one lot,
+    and every answer is that lot's."""
+    mine = await stack.party("mine")
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"mineral": "tin", "form": "ore", "mass_kg": 7, "produced_at": T0, "seal": "S-7"}
+    results = await asyncio.gather(
+        *(stack.custody.post("/lots", json=body, headers={**mine.auth, **key}) for _ in range(8))
+    )
+    assert [r.status_code for r in results] == [201] * 8
+    assert len({r.json()["lot_id"] for r in results}) == 1
+    assert sorted(r.headers.get("Idempotent-Replayed", "") for r in results) == [""] + ["true"] * 7
+    assert await stack.count("SELECT count(*) FROM lots WHERE origin_participant = $1", mine.id) == 1
+    lid = results[0].json()["lot_id"]
+    assert results[0].json() == await ok(await stack.custody.get(f"/lots/{lid}", headers=mine.auth), 200)
+
+
+async def test_a_registration_without_locks_is_all_or_nothing(stack: Stack) -> None:
+    """repository.persist_unless_changed for a new lot: a taken key or a taken lot id leaves nothing behind."""
+    from custody import repository
+    from custody.repository import NewLot
+
+    mine = await _mine(stack)
+    conn = await asyncpg.connect(stack.custody_dsn)
+    try:
+
+        async def attempt(lid: str, key: str) -> bool:
+            new = NewLot(lid, "tin", "ore", Decimal(3), mine.id, "mine", origin_participant=mine.id)
+            created_at = datetime.now(UTC)
+            lot, _ = repository.new_lot_row(new, created_at)
+            lot.append(type="custody.lot.registered", occurred_at=created_at, actor=mine.id, data={"n": 1})
+            pending = repository.Pending(lots=[lot], new_holder=mine.id, new_lot=(new, created_at))
+            return await repository.persist_unless_changed(
+                conn, CUSTODY_EVENTS, pending, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
+            )
+
+        async def written(lid: str) -> tuple[int, int, int]:
+            return (
+                await stack.count("SELECT count(*) FROM lots WHERE lot_id = $1", lid),
+                await stack.count("SELECT count(*) FROM lot_events WHERE lot_id = $1", lid),
+                await stack.count("SELECT count(*) FROM lot_holders WHERE lot_id = $1", lid),
+            )
+
+        first, second, third = lot_id(), lot_id(), lot_id()
+        assert await attempt(first, "k-new-1") is True
+        assert await written(first) == (1, 1, 1)
+        assert await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", first) == 1
+        assert await attempt(second, "k-new-1") is False  # the key is taken
+        assert await written(second) == (0, 0, 0)
+        assert await attempt(first, "k-new-2") is False  # the lot id is taken
+        assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-new-2'") == 0
+        assert await written(first) == (1, 1, 1)
+        assert await attempt(third, "k-new-3") is True
     finally:
         await conn.close()
 

@@ -1,8 +1,9 @@
 """The custody HTTP layer: parse, run the use case in one transaction, shape the response.
 
-Ships and receipts first try without locks (`_unlocked_write`): read, check, then one statement that writes only
-if the lot is unchanged since the read and the key is new. Anything else (a refusal, a changed lot, a key seen
-before) is done again the usual way, in a transaction under the locks.
+Registrations, ships and receipts first try without locks (`_unlocked_write`): read, check, then one statement
+that writes only if the lot is unchanged since the read (for a registration: its id is free) and the key is new.
+Anything else (a refusal, a changed lot, a taken id, a key seen before) is done again the usual way, in a
+transaction under the locks.
 
 Writes take an optional `Idempotency-Key`: the first request with a key does the work and stores its response in
 the same transaction; a retry with the same key and the same body gets that response back (header
@@ -173,6 +174,7 @@ async def register_lot(
         subject=body.lot_id,
         model=schemas.Lot,
         run=lambda conn, pending: service.register_lot(conn, who, body, pending),
+        unlocked=lambda conn, pending: service.register_lot(conn, who, body, pending, lock=False),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -78,9 +78,15 @@ def _mass(v: Decimal) -> str:
 
 
 async def register_lot(
-    conn: asyncpg.Connection, who: Principal, body: schemas.LotCreate, pending: repository.Pending
+    conn: asyncpg.Connection,
+    who: Principal,
+    body: schemas.LotCreate,
+    pending: repository.Pending,
+    *,
+    lock: bool = True,
 ) -> dict[str, Any]:
-    """Checks and the new lot row; the chain, holder and event go to `pending` (written with the router's answer)."""
+    """Checks and the new lot row; the chain, holder and event go to `pending` (written with the router's answer).
+    With `lock=False` the lot row goes there too, for `repository.persist_unless_changed` to insert with the rest."""
     _participant_only(who, "register lots")
     if who.kind != "mine":
         raise Forbidden(
@@ -89,28 +95,31 @@ async def register_lot(
         )
     me = await _known(conn, who)
     lot_id = body.lot_id or _new_id("LOT")
-    inserted = await repository.insert_lot_only(
-        conn,
-        NewLot(
-            lot_id=lot_id,
-            mineral=body.mineral.value,
-            form=body.form.value,
-            mass_kg=body.mass_kg,
-            custodian=me.id,
-            origin_kind=OriginKind.mine.value,
-            origin_participant=me.id,
-            origin_country=me.country,
-            origin_region=me.region,
-            origin_mine_name=me.name,
-            origin_mining_type=me.mining_type,
-            produced_at=body.produced_at,
-            tag=body.tag,
-            seal=body.seal,
-        ),
+    new = NewLot(
+        lot_id=lot_id,
+        mineral=body.mineral.value,
+        form=body.form.value,
+        mass_kg=body.mass_kg,
+        custodian=me.id,
+        origin_kind=OriginKind.mine.value,
+        origin_participant=me.id,
+        origin_country=me.country,
+        origin_region=me.region,
+        origin_mine_name=me.name,
+        origin_mining_type=me.mining_type,
+        produced_at=body.produced_at,
+        tag=body.tag,
+        seal=body.seal,
     )
-    if inserted is None:
-        raise Refusal("lot_exists", f"Lot {lot_id} already exists; lot ids are unique.")
-    lot, row = inserted
+    if lock:
+        inserted = await repository.insert_lot_only(conn, new)
+        if inserted is None:
+            raise Refusal("lot_exists", f"Lot {lot_id} already exists; lot ids are unique.")
+        lot, row = inserted
+    else:
+        created_at = datetime.now(UTC)
+        lot, row = repository.new_lot_row(new, created_at)
+        pending.new_lot = new, created_at
     out = Outbox()
     data = lot.append(
         type="custody.lot.registered",

@@ -104,6 +104,7 @@ class EventConsumer:
         first_topics: Sequence[str] = (),
         copy_processed: bool = False,
         stage: StageHandler | None = None,
+        server_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -118,6 +119,7 @@ class EventConsumer:
         self._first = {physical(t, topic_prefix) for t in first_topics}
         self.copy_processed = copy_processed  # a replay into emptied tables: a repeated event is the exception
         self.stage = stage
+        self.server_settings = {"application_name": self.client_id, **(server_settings or {})}
         self._stopping = asyncio.Event()
         self._offsets: dict[TopicPartition, int] = {}  # committed to PostgreSQL, not yet to Kafka
         self._committing: asyncio.Task[None] | None = None
@@ -359,7 +361,7 @@ class EventConsumer:
 
     async def _ensure_started(self) -> None:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.client_id})
+            self._conn = await asyncpg.connect(self.dsn, server_settings=self.server_settings)
         if self._consumer is None:
             grouped = self.group_id is not None
             consumer = AIOKafkaConsumer(

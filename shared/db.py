@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, MetaData, Text, func, text
+from sqlalchemy import BigInteger, DateTime, Identity, Integer, MetaData, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.settings import ServiceSettings
 
@@ -34,7 +34,8 @@ def naming_metadata() -> MetaData:
 class OutboxMixin:
     """The transactional outbox: one row per event, written in the same transaction as the business rows.
 
-    The relay publishes rows in `id` order and sets `published_at` only after the broker acknowledged them.
+    The relay publishes rows in `id` order and deletes them once the broker acknowledged them: the table holds what
+    is still to be sent (and, for a moment, what was just sent), so it stays small and its claim stays cheap.
     """
 
     __tablename__ = "outbox"
@@ -50,16 +51,6 @@ class OutboxMixin:
     dataschema: Mapped[str | None] = mapped_column(Text)
     data: Mapped[Any] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-
-    @declared_attr.directive
-    @classmethod
-    def __table_args__(cls) -> tuple[Any, ...]:
-        return (
-            Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-            Index("ix_outbox_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
-        )
 
 
 class ProcessedEventMixin:
@@ -81,7 +72,7 @@ def make_engine(settings: ServiceSettings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=3600,
-        connect_args={"server_settings": {"application_name": settings.service_name}},
+        connect_args={"server_settings": settings.pg_settings(settings.service_name)},
     )
 
 

@@ -4,15 +4,19 @@ One relay of a service publishes at a time, so per-key order holds even when a s
 restarted process) is running: the active one holds a session-level advisory lock on its own connection; the others
 try for it each poll interval and take over when that connection ends (PostgreSQL releases the lock with it).
 Each round on the active relay is one statement and one wait, no transaction:
-1. mark the rows the previous round got acknowledgements for (`published_at`) and, in the same statement, read the
-   oldest unpublished rows (only committed rows are visible; a lot's events commit in order because its writes lock
-   the lot row);
+1. delete the rows the previous round got acknowledgements for and, in the same statement, read the oldest of the
+   others (only committed rows are visible; a lot's events commit in order because its writes lock the lot row);
 2. send them with an idempotent producer (acks=all) and await every acknowledgement.
+Every `relay_vacuum_interval_s` the active relay vacuums the outbox: a deleted row's index entry stays until a
+vacuum, and the claim walks over every such entry in front of the rows still to send. Autovacuum visits a database
+about once a minute; at 500 events/s a round then read ~900 buffers (1.7 ms), against ~30 (0.07 ms) with this.
+The statements are planned once per connection (`db_plan_cache_mode`).
 A round that published rows is followed at once by the next (which marks them); an empty one waits until a writer
 wakes it after its commit (`shared.outbox.outbox_committed`: directly in the same process, by NOTIFY from another) or
 the poll interval passes. Under load, rows pile up while a round awaits its
-acknowledgements and the next round takes them together. A crash between the acknowledgements and the mark
-republishes those rows: consumers dedupe by event id. A broker outage aborts the round and the rows wait in the
+acknowledgements and the next round takes them together. A crash between the acknowledgements and the delete
+republishes those rows: consumers dedupe by event id. (The delete may run without waiting for its WAL flush: lost
+in a crash, it only means those rows are sent again.) A broker outage aborts the round and the rows wait in the
 outbox; the producer is recreated (aiokafka#1017) and the round retried.
 """
 
@@ -39,15 +43,13 @@ log = logging.getLogger("shared.relay")
 RELAY_LOCK_KEY = 0x6D636F63_6F757462  # "mcocoutb": the advisory lock that elects the active relay
 
 LEAD_SQL = "SELECT pg_try_advisory_lock($1)"
-MARK_AND_CLAIM_SQL = """
-WITH marked AS (
-  UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])
-)
+SENT_AND_CLAIM_SQL = """
+WITH sent AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
 SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
-FROM outbox WHERE published_at IS NULL AND NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $2
+FROM outbox WHERE NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $2
 """
-MARK_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
-PURGE_SQL = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+SENT_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+VACUUM_SQL = "VACUUM outbox"
 
 PUBLISHED = Counter("outbox_published_total", "Outbox events acknowledged by Kafka", ["service"])
 FAILED_ROUNDS = Counter("outbox_failed_rounds_total", "Relay rounds aborted (broker or database error)", ["service"])
@@ -76,7 +78,8 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         send_timeout_s: float = 30.0,
-        retention_s: float = 86400.0,
+        vacuum_interval_s: float = 5.0,
+        server_settings: dict[str, str] | None = None,
         producer_factory: Callable[[str, str], AIOKafkaProducer] = make_producer,
     ) -> None:
         self.dsn = dsn
@@ -86,7 +89,9 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.send_timeout_s = send_timeout_s
-        self.retention_s = retention_s
+        self.vacuum_interval_s = vacuum_interval_s
+        self.server_settings = {"application_name": f"{service}-relay", **(server_settings or {})}
+        self._deleted_since_vacuum = False
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
         self._conn: asyncpg.Connection | None = None
@@ -106,7 +111,8 @@ class OutboxRelay:
             batch_size=settings.relay_batch_size,
             poll_interval_s=settings.relay_poll_interval_s,
             send_timeout_s=settings.relay_send_timeout_s,
-            retention_s=settings.outbox_retention_hours * 3600,
+            vacuum_interval_s=settings.relay_vacuum_interval_s,
+            server_settings=settings.pg_settings(f"{settings.service_name}-relay"),
         )
 
     def stop(self) -> None:
@@ -125,7 +131,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`; survives broker and database outages, backing off between attempts."""
         backoff = 0.1
-        last_purge = 0.0
+        last_vacuum = time.monotonic()
         register_relay(self)
         try:
             while not self._stopping.is_set():
@@ -133,9 +139,9 @@ class OutboxRelay:
                     await self._ensure_connected()
                     sent = await self.publish_round()
                     backoff = 0.1
-                    if time.monotonic() - last_purge > 60:
-                        last_purge = time.monotonic()
-                        await self._purge()
+                    if self._deleted_since_vacuum and time.monotonic() - last_vacuum > self.vacuum_interval_s:
+                        last_vacuum = time.monotonic()
+                        await self._vacuum()
                     if not sent:
                         await self._idle()
                 except asyncio.CancelledError:
@@ -148,20 +154,20 @@ class OutboxRelay:
                     backoff = min(backoff * 2, 5.0)
         finally:
             unregister_relay(self)
-            await self._mark_acked()
+            await self._delete_acked()
             await self._reset()
 
-    async def _mark_acked(self) -> None:
-        """On the way out: mark what the last round published (else it is published again after a restart)."""
+    async def _delete_acked(self) -> None:
+        """On the way out: delete what the last round published (else it is published again after a restart)."""
         if self._acked and self._conn is not None and not self._conn.is_closed():
             try:
-                await asyncio.wait_for(self._conn.execute(MARK_SQL, self._acked), 5)
+                await asyncio.wait_for(self._conn.execute(SENT_SQL, self._acked), 5)
                 self._acked = []
             except Exception as exc:  # noqa: BLE001 - republished after restart; consumers dedupe
-                log.warning("could not mark %d published outbox rows: %r", len(self._acked), exc)
+                log.warning("could not delete %d published outbox rows: %r", len(self._acked), exc)
 
     async def publish_round(self) -> int:
-        """Publish the oldest unpublished rows and mark them. Returns the number of rows published (0 on standby)."""
+        """Publish the oldest rows (the next round deletes them). Returns the number published (0 on standby)."""
         assert self._conn is not None and self._producer is not None
         conn, producer = self._conn, self._producer
         if not self._leading:
@@ -169,7 +175,8 @@ class OutboxRelay:
             if not self._leading:
                 return 0  # another relay is active; try again after the poll interval
             log.info("outbox relay active", extra={"service": self.service})
-        rows = await conn.fetch(MARK_AND_CLAIM_SQL, self._acked, self.batch_size)
+        rows = await conn.fetch(SENT_AND_CLAIM_SQL, self._acked, self.batch_size)
+        self._deleted_since_vacuum |= bool(self._acked)
         self._acked = []
         if not rows:
             return 0
@@ -198,13 +205,17 @@ class OutboxRelay:
         LAST_PUBLISH.labels(self.service).set_to_current_time()
         return len(rows)
 
-    async def _purge(self) -> None:
+    async def _vacuum(self) -> None:
         assert self._conn is not None
-        await self._conn.execute(PURGE_SQL, self.retention_s)
+        await self._conn.execute(VACUUM_SQL)
+        self._deleted_since_vacuum = False
 
     async def _ensure_connected(self) -> None:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn, server_settings={"application_name": f"{self.service}-relay"})
+            # A lost delete only sends its rows again (consumers dedupe): no need to wait for its WAL flush.
+            self._conn = await asyncpg.connect(
+                self.dsn, server_settings={**self.server_settings, "synchronous_commit": "off"}
+            )
             await self._conn.add_listener(OUTBOX_NOTIFY_CHANNEL, self._on_notify)
         if self._producer is None:
             producer = self._producer_factory(self.bootstrap_servers, f"{self.service}-relay")

@@ -69,7 +69,7 @@ async def service_runtime(
             min_size=0,
             max_size=settings.db_pool_size,
             max_inactive_connection_lifetime=300,
-            server_settings={"application_name": settings.service_name},
+            server_settings=settings.pg_settings(settings.service_name),
             reset=_no_session_state,
         )
     configure_notifier(settings.asyncpg_dsn)  # wakes a relay in another process when none leads in this one

@@ -576,7 +576,6 @@ async def test_concurrent_registrations_of_one_lot_id_exactly_one_wins(stack: St
     assert await stack.count("SELECT count(*) FROM lot_events WHERE lot_id = $1", lid) == 1
     assert await stack.count("SELECT count(*) FROM lot_holders WHERE lot_id = $1", lid) == 1
     assert await stack.count("SELECT count(*) FROM rejected_attempts WHERE subject = $1", lid) == 7
-    assert await stack.count("SELECT count(*) FROM outbox WHERE key = $1 AND type = 'custody.lot.registered'", lid) == 1
 
 
 async def test_a_registration_retried_at_once_with_its_key_acts_once(stack: Stack) -> None:

@@ -42,7 +42,7 @@ def relay_for(url: str, bootstrap: str, prefix: str, **kw: object) -> OutboxRela
 async def unpublished(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        return int(await conn.fetchval("SELECT count(*) FROM outbox"))  # sent rows are deleted
     finally:
         await conn.close()
 
@@ -200,7 +200,7 @@ async def test_events_wait_in_the_outbox_while_kafka_is_unreachable(
     task = asyncio.create_task(live.run())
     try:
         records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=20)
-        await wait_for(lambda: _zero(dsn), timeout_s=10, what="rows marked published")
+        await wait_for(lambda: _zero(dsn), timeout_s=10, what="sent rows deleted")
     finally:
         live.stop()
         await task
@@ -237,3 +237,37 @@ async def test_two_relays_side_by_side_keep_order_and_lose_nothing(
         got[r.key.decode()].append(CloudEvent.from_kafka(r.headers, r.key, r.value).data["n"])
     assert got == expected
     assert sum(r.published for r in relays) == 400
+
+
+async def test_the_active_relay_deletes_what_was_sent_and_vacuums_the_outbox(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """Sent rows are deleted, and the relay vacuums the table behind them (their index entries would otherwise stay
+    in front of every claim until autovacuum came by)."""
+    dsn = clean_dbs["custody"].replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn)
+
+    async def vacuums() -> int:
+        sql = "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'outbox'"
+        return int(await conn.fetchval(sql))
+
+    relay = relay_for(clean_dbs["custody"], kafka_bootstrap, fresh_prefix, vacuum_interval_s=0.3)
+    task = asyncio.create_task(relay.run())
+    try:
+        before = await vacuums()
+        async with conn.transaction():
+            await enqueue_raw(conn, CUSTODY_EVENTS, [make_event("LOT-V", i) for i in range(50)])
+        outbox_committed()
+        await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=50)
+        await wait_for(lambda: _zero(dsn), timeout_s=10, what="sent rows deleted")
+
+        async def vacuumed() -> bool:
+            relay.wake()  # a round, so that the relay looks at the time
+            return await vacuums() > before
+
+        await wait_for(vacuumed, timeout_s=10, what="the relay to vacuum the outbox")
+        assert relay.published == 50
+    finally:
+        relay.stop()
+        await task
+        await conn.close()

@@ -30,6 +30,7 @@ def make_consumer(
         stage=projection.stage_batch,  # a small batch in one statement (a live trickle: a flag milliseconds sooner)
         max_records=settings.consumer_max_records,
         client_id=f"{settings.service_name}-consumer",
+        server_settings=settings.pg_settings(f"{settings.service_name}-consumer"),
         after_commit=after_commit,
         on_abort=projection.discard,  # its in-memory state follows the tables only through committed batches
         first_topics=[REGISTRY_EVENTS],  # reference data before the custody events recorded after it, as a replay

@@ -94,6 +94,7 @@ async def _replay_topic(
         handler=projection.apply_batch,
         max_records=batch,
         client_id="audit-replay",
+        server_settings=settings.pg_settings("audit-replay"),
         on_abort=projection.discard,
         copy_processed=True,  # the tables were emptied: an event seen twice is the exception
     )

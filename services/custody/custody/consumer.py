@@ -46,6 +46,7 @@ def make_consumer(settings: Settings) -> EventConsumer:
         handler=apply_batch,
         max_records=settings.consumer_max_records,
         client_id=f"{settings.service_name}-consumer",
+        server_settings=settings.pg_settings(f"{settings.service_name}-consumer"),
     )
 
 

@@ -268,8 +268,10 @@ class OutboxRelay:
 def run_standalone(settings: ServiceSettings) -> None:
     """Entry point of `python -m <service>.relay`: run until SIGTERM or SIGINT."""
     from shared.logging import configure_logging
+    from shared.process import settle_gc
 
     configure_logging(settings.service_name + "-relay", settings.log_level)
+    settle_gc(settings.gc_young_threshold)
     relay = OutboxRelay.from_settings(settings)
 
     async def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +24,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.fastlane import Endpoint, FastLane, Lane, lanes_for
 from shared.logging import configure_logging
 from shared.outbox import close_notifier, configure_notifier
+from shared.process import settle_gc
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.web import Check, KafkaCheck, database_check, install_common
@@ -162,15 +162,7 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service_runtime(settings, extra_workers, key_fetch, raw_pool) as rt:
             app.state.runtime = rt
-            # Everything allocated so far lives as long as the process: keep it out of the collector's full passes
-            # (on 2 cores a full collection of the import-time objects took 50-110 ms: the p99 of large requests).
-            gc.collect()
-            gc.freeze()
-            # Requests allocate in bursts (a 380-lot trace builds ~20,000 containers) that die when answered: with
-            # Python's default threshold (700) they were collected mid-request, promoted and scanned again, a 2-9 ms
-            # pause every few requests. Freed by reference counting, they now rarely meet a collection at all.
-            _, gen1, gen2 = gc.get_threshold()
-            gc.set_threshold(settings.gc_young_threshold, gen1, gen2)
+            settle_gc(settings.gc_young_threshold)  # a 380-lot trace builds ~20,000 containers that die at once
             yield
 
     app = ServiceApp(title=title, description=description, version=version, lifespan=lifespan)

@@ -52,4 +52,9 @@ def make_consumer(settings: Settings) -> EventConsumer:
 
 if __name__ == "__main__":
     settings = Settings()
-    run_standalone(make_consumer(settings), name=f"{settings.service_name}-consumer", log_level=settings.log_level)
+    run_standalone(
+        make_consumer(settings),
+        name=f"{settings.service_name}-consumer",
+        log_level=settings.log_level,
+        gc_young_threshold=settings.gc_young_threshold,
+    )

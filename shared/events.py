@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 SPECVERSION = "1.0"
+_SPECVERSION_BYTES = SPECVERSION.encode()
 JSON = "application/json"
 CONTENT_TYPE_HEADER = "content-type"
 
@@ -70,41 +71,45 @@ class CloudEvent:
     def from_kafka(
         cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], key: bytes | None, value: bytes | None
     ) -> CloudEvent:
-        """Parse a binary-mode Kafka message. Raises `EventDecodeError` with the reason."""
-        attrs: dict[str, str] = {}
-        content_type = JSON
-        for name, raw in headers:
-            if name == CONTENT_TYPE_HEADER:
-                content_type = raw.decode()
-            elif name.startswith("ce_"):
-                attrs[name[3:]] = raw.decode()
-        if attrs.get("specversion") != SPECVERSION:
-            raise EventDecodeError(
-                f"not a CloudEvents {SPECVERSION} message (ce_specversion={attrs.get('specversion')!r})"
-            )
-        for required in ("id", "source", "type"):
-            if not attrs.get(required):
-                raise EventDecodeError(f"missing required attribute ce_{required}")
+        """Parse a binary-mode Kafka message. Raises `EventDecodeError` with the reason. (Every consumed event goes
+        through here, a replay 200,000 times: one dict of the headers, then only the attributes we read.)"""
+        h = dict(headers)
+        if h.get("ce_specversion") != _SPECVERSION_BYTES:
+            raw = h.get("ce_specversion")
+            shown = raw.decode(errors="replace") if raw is not None else None
+            raise EventDecodeError(f"not a CloudEvents {SPECVERSION} message (ce_specversion={shown!r})")
+        id_, source, type_ = h.get("ce_id"), h.get("ce_source"), h.get("ce_type")
+        if not id_:
+            raise EventDecodeError("missing required attribute ce_id")
+        if not source:
+            raise EventDecodeError("missing required attribute ce_source")
+        if not type_:
+            raise EventDecodeError("missing required attribute ce_type")
         try:
+            eid = id_.decode()
             data = orjson.loads(value) if value else None
-        except orjson.JSONDecodeError as exc:
-            raise EventDecodeError(f"event {attrs['id']}: data is not JSON: {exc}") from exc
-        time_s = attrs.get("time")
+        except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+            raise EventDecodeError(f"event {id_!r}: data is not JSON: {exc}") from exc
+        time_b = h.get("ce_time")
         try:
-            time = datetime.fromisoformat(time_s) if time_s else datetime.now(UTC)
-        except ValueError as exc:
-            raise EventDecodeError(f"event {attrs['id']}: bad ce_time {time_s!r}") from exc
-        return cls(
-            id=attrs["id"],
-            source=attrs["source"],
-            type=attrs["type"],
-            subject=attrs.get("subject"),
-            time=time,
-            dataschema=attrs.get("dataschema"),
-            datacontenttype=content_type,
-            data=data,
-            key=key.decode() if key else "",
-        )
+            time = datetime.fromisoformat(time_b.decode()) if time_b else datetime.now(UTC)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise EventDecodeError(f"event {eid}: bad ce_time {time_b!r}") from exc
+        try:
+            subject, dataschema, ctype = h.get("ce_subject"), h.get("ce_dataschema"), h.get(CONTENT_TYPE_HEADER)
+            return cls(
+                id=eid,
+                source=source.decode(),
+                type=type_.decode(),
+                subject=subject.decode() if subject is not None else None,
+                time=time,
+                dataschema=dataschema.decode() if dataschema is not None else None,
+                datacontenttype=ctype.decode() if ctype is not None else JSON,
+                data=data,
+                key=key.decode() if key else "",
+            )
+        except UnicodeDecodeError as exc:
+            raise EventDecodeError(f"event {eid}: an attribute is not UTF-8: {exc}") from exc
 
 
 def kafka_headers(

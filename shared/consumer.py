@@ -70,6 +70,19 @@ class Delivered:
     raw: bytes | None = None  # the message's value (the event data as JSON), as received
 
 
+class Redo(Exception):
+    """A batch applied in memory beforehand could not be written as it was (an event was processed before, or
+    PostgreSQL refused a value): its transaction rolled back, nothing of it is committed. Take it back out of memory and
+    apply it with `EventConsumer.apply`, which tells a repeat from a refusal."""
+
+
+REFUSALS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+"""What PostgreSQL answers when values of the batch are the problem, not the connection or the server."""
+
 BatchHandler = Callable[[asyncpg.Connection, Sequence[Delivered]], Awaitable[None]]
 """Applies new (never processed) events, in order, inside the open transaction. Must not commit."""
 
@@ -286,6 +299,33 @@ class EventConsumer:
         if self.after_commit is not None:
             self.after_commit()  # the effect is committed: tell whoever watches (never before)
 
+    async def apply_prepared(
+        self,
+        conn: asyncpg.Connection,
+        delivered: Sequence[Delivered],
+        write: Callable[[asyncpg.Connection], Awaitable[None]],
+    ) -> None:
+        """A batch the handler already applied in memory, assuming every event new (a replay into emptied tables, where
+        a repeat is the exception): one transaction, the events into `processed_events` by COPY, then `write`. Raises
+        `Redo` when an event was processed before or PostgreSQL refused a value; nothing is committed then."""
+        group = self.group_id or "replay"
+        t0 = time.perf_counter()
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "processed_events",
+                    records=[(d.event.source, d.event.id, d.topic, d.partition, d.offset) for d in delivered],
+                    columns=("source", "id", "topic", "partition", "offset"),
+                )
+                await write(conn)
+        except REFUSALS as exc:
+            raise Redo(f"batch of {len(delivered)}: {exc!r}") from exc
+        BATCH_SECONDS.labels(group).observe(time.perf_counter() - t0)
+        self.applied += len(delivered)
+        CONSUMED.labels(group, "applied").inc(len(delivered))
+        if self.after_commit is not None:
+            self.after_commit()
+
     async def _apply_in_one_statement(self, conn: asyncpg.Connection, delivered: list[Delivered]) -> bool:
         """The batch as one statement, if the handler stages it: True when it took effect, False when nothing was
         written (the handler declined, an event was processed before, or PostgreSQL refused the statement)."""
@@ -426,11 +466,13 @@ class EventConsumer:
                 conn.terminate()
 
 
-def run_standalone(consumer: EventConsumer, *, name: str, log_level: str) -> None:
+def run_standalone(consumer: EventConsumer, *, name: str, log_level: str, gc_young_threshold: int) -> None:
     """Entry point of `python -m <service>.consumer`: run until SIGTERM or SIGINT."""
     from shared.logging import configure_logging
+    from shared.process import settle_gc
 
     configure_logging(name, log_level)
+    settle_gc(gc_young_threshold)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

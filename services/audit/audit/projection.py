@@ -35,6 +35,7 @@ consumer per audit database (the consumer group has one member), as deployed.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import sys
@@ -52,7 +53,7 @@ from prometheus_client import Counter
 
 from audit import rules
 from audit.rules import Area, Cert, Finding, Thresholds
-from shared.consumer import Delivered, Staged
+from shared.consumer import REFUSALS, Delivered, Staged
 from shared.events import CloudEvent, new_event
 from shared.outbox import enqueue_raw, outbox_columns
 from shared.sql import Statement
@@ -67,11 +68,7 @@ GRAM = Decimal("0.001")
 NUMERIC_18_3_LIMIT = Decimal(10) ** 15  # numeric(18, 3): at most 15 digits before the point
 
 # What PostgreSQL refuses because of one event's values: that event is left out, the rest of the batch goes in.
-DATA_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.ProgramLimitExceededError,
-)
+DATA_ERRORS = REFUSALS
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
 
@@ -321,6 +318,10 @@ class Journal:
     def clear(self) -> None:
         self.ops.clear()
 
+    def forget(self, mark: int) -> None:
+        """What happened before `mark` is committed: it can no longer be taken back (later marks move down)."""
+        del self.ops[:mark]
+
 
 # --- what the rules read, in memory -----------------------------------------------------------------------------
 
@@ -482,7 +483,18 @@ class Changes:
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A batch applied in memory and not written yet (`Projection.prepare`)."""
+
+    batch: Sequence[Delivered]
+    changes: Changes
+    bad: list[tuple[CloudEvent, Exception]]  # events whose data could not be applied (kept as received only)
+    mark: int  # the journal's length before it: `take_back` returns there
+
+
 Handler = Callable[["Projection", CloudEvent], None]
+Doc = dict[str, Any]  # a flag as its audit.flag.raised event carries it
 
 
 @dataclass
@@ -607,14 +619,14 @@ class Projection:
 
     # --- writing a batch ------------------------------------------------------------------------------------------
 
-    def _parts(self, copy: bool) -> list[tuple[str, str, Any, Any]]:
+    def _parts(self, copy: bool, changes: Changes | None = None) -> list[tuple[str, str, Any, Any]]:
         """The pending changes, one statement per table, in the order they are written: ("copy", table, records,
         columns) for rows that go in with COPY, ("sql", name, statement, arguments) for the others. With `copy`, the
         rows the state knows to be new (lots, shipments, transformations and their genealogy) and the events go in
         with COPY, half the cost of an INSERT; should one exist after all, the batch is refused and applied again one
         event at a time with `copy=False`, whose statements keep what is there (ON CONFLICT DO NOTHING), as the state
         assumed."""
-        c = self.changes
+        c = changes or self.changes
         parts: list[tuple[str, str, Any, Any]] = []
         if c.received and copy:  # the events themselves, the bulk of a batch's bytes
             parts.append(("copy", "received_events", c.received, RECEIVED_COLUMNS))
@@ -657,15 +669,57 @@ class Projection:
             parts.append(("sql", "genealogy", INSERT_GENEALOGY_SQL, _columns(list(c.genealogy), 3)))
         return parts
 
-    async def _write(self, conn: asyncpg.Connection, copy: bool = True) -> None:
+    async def _write(self, conn: asyncpg.Connection, copy: bool = True, changes: Changes | None = None) -> None:
         """The pending changes, one statement per table (`_parts`), then the flags."""
-        for how, name, what, args in self._parts(copy):
+        changes = changes or self.changes
+        for how, name, what, args in self._parts(copy, changes):
             if how == "copy":
                 await conn.copy_records_to_table(name, records=what, columns=args)
             else:
                 await conn.execute(what, *args)
-        if self.changes.findings:
-            await self.raise_flags(conn, list(self.changes.findings.values()))
+        if changes.findings:
+            await self.raise_flags(conn, list(changes.findings.values()))
+
+    # --- a replay's pipeline: the next batch applied in memory while PostgreSQL writes this one --------------------
+
+    async def prepare(self, batch: Sequence[Delivered], yield_every: int = 200) -> Prepared:
+        """`batch` applied in memory as if every event were new (on top of batches prepared before and not committed
+        yet), giving the event loop a turn every `yield_every` events so that a transaction in flight sends its next
+        statement. Its rows are written by `write_prepared`; then `committed` or, if that wrote nothing, `take_back`."""
+        assert self.state is not None, "the state is loaded first (apply_batch, or State.load)"
+        mark = self.journal.mark()
+        self.changes = Changes()
+        bad: list[tuple[CloudEvent, Exception]] = []
+        for i, d in enumerate(batch, 1):
+            if (exc := self._apply(d)) is not None:
+                bad.append((d.event, exc))
+            if yield_every and i % yield_every == 0:
+                await asyncio.sleep(0)
+        prepared = Prepared(batch, self.changes, bad, mark)
+        self.changes = Changes()
+        return prepared
+
+    async def write_prepared(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        """Write a prepared batch inside the caller's transaction (no savepoint: a refusal is raised, the caller
+        rolls back, takes the batch back and applies it the careful way). Touches no in-memory state but `raised`."""
+        self.raised.clear()
+        await self._write(conn, copy=len(prepared.batch) >= COPY_FROM_EVENTS, changes=prepared.changes)
+
+    def committed(self, prepared: Prepared, later: Prepared | None = None) -> None:
+        """`prepared` is committed: its changes can no longer be taken back (those of `later` still can)."""
+        self.journal.forget(later.mark if later is not None else self.journal.mark())
+        if later is not None:
+            later.mark = 0
+        for e, err in prepared.bad:
+            self._malformed(e, err)
+        self.seen.clear()
+        self.seen.extend(d.event for d in prepared.batch)
+
+    def take_back(self, prepared: Prepared) -> None:
+        """`prepared` was not written: it leaves memory, and so does everything prepared after it."""
+        self.journal.undo(prepared.mark)
+        self.changes = Changes()
+        self.raised.clear()
 
     def stage_batch(self, st: Statement, batch: Sequence[Delivered]) -> Staged | None:
         """The live path for a small batch (`shared.consumer`): the batch applied in memory as if every event were new,
@@ -681,18 +735,19 @@ class Projection:
         bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
         for _, name, sql, args in self._parts(copy=False):
             st.add(f"w_{name}", sql, args)
-        docs: list[dict[str, Any]] = []
+        candidates: list[Doc] = []
         final = "SELECT NULL::text AS id WHERE false"
         if self.changes.findings:
             args, docs = self._flags_to_raise(list(self.changes.findings.values()))
+            candidates = docs(None)
             st.add("new_flags", INSERT_FLAGS_SQL, args)
             if self.publish:
-                events = self._flag_events(docs)
+                events = self._flag_events(candidates)
                 st.add("new_flag_events", INSERT_FLAG_EVENTS_SQL, [*outbox_columns(AUDIT_FLAGS, events), args[0]])
             final = "SELECT id FROM new_flags"
 
         def done(rows: list[asyncpg.Record]) -> None:
-            self.raised.extend(_inserted(docs, {r["id"] for r in rows}))
+            self.raised.extend(_inserted(candidates, {r["id"] for r in rows}))
             for e, err in bad:
                 self._malformed(e, err)
             self.changes = Changes()
@@ -706,9 +761,10 @@ class Projection:
 
         return Staged(final, done, undo)
 
-    def _flags_to_raise(self, findings: Sequence[Finding]) -> tuple[list[Any], list[dict[str, Any]]]:
-        """INSERT_FLAGS_SQL's arguments for these findings, and each flag as its audit.flag.raised event carries it
-        (raised now: the same time in the table and in the event)."""
+    def _flags_to_raise(self, findings: Sequence[Finding]) -> tuple[list[Any], Callable[[set[str] | None], list[Doc]]]:
+        """INSERT_FLAGS_SQL's arguments for these findings (raised now: the same time in the table and in the event),
+        and a function giving the flags as their audit.flag.raised events carry them: those whose ids are given
+        (each once: a second finding with the same cause in one statement was not inserted), or all of them."""
         raised_at = datetime.now(UTC)
         ids = [flag_id(f.rule, f.cause) for f in findings]
         participants = [sorted(set(f.participants)) for f in findings]
@@ -724,23 +780,31 @@ class Projection:
             [_json(f.evidence) for f in findings],
             [raised_at] * len(findings),
         ]
-        at = raised_at.isoformat()
-        docs = [
-            {
-                "id": fid,
-                "rule": f.rule.value,
-                "cause": f.cause,
-                "severity": f.level.value,
-                "lot_id": f.lot_id,
-                "lot_ids": list(f.lot_ids),
-                "participants": ps,
-                "summary": f.summary,
-                "evidence": f.evidence,
-                "status": "open",
-                "raised_at": at,
-            }
-            for fid, f, ps in zip(ids, findings, participants, strict=True)
-        ]
+
+        def docs(only: set[str] | None) -> list[Doc]:
+            at, out = raised_at.isoformat(), []
+            for fid, f, ps in zip(ids, findings, participants, strict=True):
+                if only is not None:
+                    if fid not in only:
+                        continue
+                    only.discard(fid)
+                out.append(
+                    {
+                        "id": fid,
+                        "rule": f.rule.value,
+                        "cause": f.cause,
+                        "severity": f.level.value,
+                        "lot_id": f.lot_id,
+                        "lot_ids": list(f.lot_ids),
+                        "participants": ps,
+                        "summary": f.summary,
+                        "evidence": f.evidence,
+                        "status": "open",
+                        "raised_at": at,
+                    }
+                )
+            return out
+
         return args, docs
 
     @staticmethod
@@ -754,7 +818,7 @@ class Projection:
             return
         args, docs = self._flags_to_raise(findings)
         rows = await conn.fetch(INSERT_FLAGS_SQL, *args)
-        new = _inserted(docs, {r["id"] for r in rows})
+        new = docs({r["id"] for r in rows}) if rows else []  # documents for the new flags only (a replay: 1 in 5)
         if self.publish and new:
             await enqueue_raw(conn, AUDIT_FLAGS, self._flag_events(new))
         self.raised.extend(new)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from audit.config import Settings
-from audit.projection import Projection
-from shared.consumer import EventConsumer
+from audit.projection import Prepared, Projection, State
+from shared.consumer import EventConsumer, Redo
+from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
+
+log = logging.getLogger("audit.replay")
 
 REPLAY_BATCH = 2000  # events per transaction: more per round trip than live; larger batches only cost memory
 
@@ -111,20 +115,50 @@ async def _replay_topic(
         async def behind() -> bool:
             return any([await _position(kafka, tp) < end[tp] for tp in parts if end[tp] > 0])
 
+        # A pipeline: batch N+1 is read, decoded and applied to the projection in memory while PostgreSQL writes batch
+        # N (its transaction runs as a task; `prepare` gives the event loop a turn every 200 events so that the task
+        # sends its next statement at once). Written as prepared, or, if that is refused (an event processed before, a
+        # value PostgreSQL cannot store), both batches leave memory and N is applied the careful way.
+        conn = consumer._conn
+        assert conn is not None
+        if projection.state is None:
+            projection.state = await State.load(conn)
         pending: asyncio.Task[None] | None = None
+        writing: Prepared | None = None
+
+        async def settle(later: Prepared | None) -> Prepared | None:
+            """Wait for the batch being written; returns `later` still prepared, or None if it had to be taken back."""
+            nonlocal pending, writing
+            if pending is None or writing is None:
+                return later
+            task, prepared, pending, writing = pending, writing, None, None
+            try:
+                await task
+            except Redo as exc:
+                log.warning("replay: %s; applied again the careful way", exc)
+                projection.take_back(prepared)  # and `later`, prepared on top of it
+                await consumer.apply(conn, list(prepared.batch))
+                return None
+            projection.committed(prepared, later)
+            return later
+
+        def write(prepared: Prepared) -> None:
+            nonlocal pending, writing
+            writing = prepared
+            pending = asyncio.create_task(
+                consumer.apply_prepared(conn, prepared.batch, lambda c: projection.write_prepared(c, prepared))
+            )
+
         while await behind():
             batches = await kafka.getmany(timeout_ms=500, max_records=batch)
             batches = {
                 tp: kept for tp, records in batches.items() if (kept := [r for r in records if r.offset < end[tp]])
             }
-            # As the live consumer: this batch is read and decoded while PostgreSQL applies the previous one.
             delivered = await consumer._decode(batches, yield_every=200)
-            if pending is not None:
-                await pending
-                pending = None
-            if batches:
-                pending = asyncio.create_task(consumer._apply(batches, delivered))
-                await asyncio.sleep(0)
+            prepared = await projection.prepare(delivered) if delivered else None
+            prepared = await settle(prepared)
+            if delivered:
+                write(prepared or await projection.prepare(delivered))
             for tp, records in batches.items():
                 done[tp] += len(records)
             if progress and time.perf_counter() - last_print > 1:
@@ -133,12 +167,14 @@ async def _replay_topic(
                     f"[replay] {physical(topic, settings.topic_prefix)}: {sum(done.values())}/{total} events",
                     file=sys.stderr,
                 )
-        if pending is not None:
-            await pending
-            pending = None
+        await settle(None)
     finally:
         if pending is not None:
             pending.cancel()
+            try:
+                await pending
+            except BaseException:  # noqa: BLE001 - given up: its transaction rolls back
+                pass
         await consumer._reset()
     return sum(done.values())
 
@@ -153,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=REPLAY_BATCH, help="events per transaction (default %(default)s)")
     args = parser.parse_args(argv)
     settings = Settings()
+    settle_gc(settings.gc_young_threshold)
     dsn = asyncpg_dsn(args.database_url) if args.database_url else None
     topics = ", ".join(physical(t, settings.topic_prefix) for t in (REGISTRY_EVENTS, CUSTODY_EVENTS))
     print(f"[replay] rebuilding from {topics} at offset 0", file=sys.stderr)

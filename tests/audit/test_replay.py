@@ -1,0 +1,151 @@
+"""`audit.replay` through real Kafka and PostgreSQL, in small batches so that its pipeline (batch N+1 applied in memory
+while batch N is written) runs many times: an event delivered twice and a value PostgreSQL refuses each send a
+batch back to the careful way, and the replay still ends with exactly the flags and rows of the same stream applied
+in one go.
+
+The stream is the benchmark's generator (bench/audit_bench.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from audit.config import Settings as AuditSettings
+from audit.projection import Projection, State
+from audit.replay import replay
+from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
+from shared.consumer import Delivered
+from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, delete_topics, ensure_topics, physical
+from tests.conftest import ENV, _admin, _migrate, pg_url
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
+    names = [f"audit_rp_{uuid.uuid4().hex[:8]}_{n}" for n in ("a", "b")]
+    for name in names:
+        await _admin(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(_migrate, "audit", pg_url(name))
+    try:
+        yield pg_url(names[0], "postgresql"), pg_url(names[1], "postgresql")
+    finally:
+        for name in names:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def rows(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def count(url: str, table: str) -> int:
+    return int((await rows(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
+
+
+async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
+    dbs: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = dbs
+    events = Generator(seed=11, target=3000).build().events
+    # A value PostgreSQL refuses (a lot id too long for an index entry), half way through the custody events.
+    registered = [i for i, (_, e) in enumerate(events) if e.type == "custody.lot.registered"]
+    at = registered[len(registered) // 2]
+    topic, e = events[at]
+    odd = replace(
+        e, id=str(uuid.uuid4()), data={**e.data, "lot_id": "LOT-" + base64.b64encode(os.urandom(15_000)).decode()}
+    )
+    stream = [*events[:at], (topic, odd), *events[at:]]
+    # An event delivered twice (a relay that died before deleting what it had sent), far from its first delivery.
+    again = next((t, e) for t, e in stream if t == CUSTODY_EVENTS and e.type == "custody.lot.shipped")
+    produced = [*stream, again]
+
+    prefix = f"test-replay-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    producer = await new_producer(ENV.kafka_bootstrap)
+    try:
+        await produce(
+            producer, [(physical(t, prefix), e.key.encode(), e.data_json(), e.kafka_headers()) for t, e in produced]
+        )
+    finally:
+        await producer.stop()
+    try:
+        settings = AuditSettings(
+            database_url=a.replace("postgresql://", "postgresql+asyncpg://"),
+            topic_prefix=prefix,
+            kafka_bootstrap_servers=ENV.kafka_bootstrap,
+        )
+        with caplog.at_level(logging.WARNING, logger="audit.replay"):
+            result = await replay(settings, progress=False, batch=150)
+    finally:
+        await delete_topics(ENV.kafka_bootstrap, prefix)
+
+    # The same stream in one go (registry facts first, as replay reads them), then the scheduled overdue check.
+    ordered = [x for x in stream if x[0] == REGISTRY_EVENTS] + [x for x in stream if x[0] == CUSTODY_EVENTS]
+    conn = await asyncpg.connect(b)
+    try:
+        await conn.execute("TRUNCATE processed_events, received_events, lots, shipments, genealogy, flags")
+        async with conn.transaction():
+            reference = Projection(publish=False)
+            await reference.apply_batch(conn, [Delivered(ev, t, 0, n) for n, (t, ev) in enumerate(ordered)])
+            await reference.check_overdue(conn, datetime.now(UTC))  # as replay does at its end
+    finally:
+        await conn.close()
+
+    redone = [r for r in caplog.records if "applied again the careful way" in r.getMessage()]
+    assert len(redone) >= 2, "the repeated event and the refused value each sent a batch the careful way"
+    assert result.events == len(produced)
+    assert await count(a, "received_events") == len(stream)  # the repeat took no effect
+    assert await count(a, "processed_events") == len(stream)
+    assert await rows(a, f"SELECT 1 FROM lots WHERE lot_id = '{odd.data['lot_id']}'") == []
+    for table in ("lots", "shipments", "transformations", "genealogy", "lot_holders"):
+        assert await count(a, table) == await count(b, table), table
+    flags_a = {(r["rule"], r["cause"]): dict(r) for r in await rows(a, FLAG_SQL)}
+    flags_b = {(r["rule"], r["cause"]): dict(r) for r in await rows(b, FLAG_SQL)}
+    assert len(flags_a) > 100
+    assert flags_a == flags_b
+    assert result.flags == len(flags_a)
+
+
+async def test_prepared_batches_are_taken_back_in_memory_exactly() -> None:
+    """No database: after preparing two batches on top of a committed one and taking them back, the projection's
+    state is what it was after the first; and that is also what applying only the first gives."""
+    events = Generator(seed=12, target=600).build().events
+    delivered = [Delivered(e, t, 0, n) for n, (t, e) in enumerate(events)]
+
+    def fresh() -> Projection:
+        p = Projection(publish=False)
+        p.state = State()
+        return p
+
+    def snapshot(p: Projection) -> dict[str, object]:
+        assert p.state is not None
+        return {f.name: copy.deepcopy(getattr(p.state, f.name)) for f in fields(State)}
+
+    p = fresh()
+    first = await p.prepare(delivered[:200])
+    p.committed(first)
+    before = snapshot(p)
+    second = await p.prepare(delivered[200:400])
+    await p.prepare(delivered[400:])
+    assert snapshot(p) != before
+    p.take_back(second)  # and the third, prepared on top of it
+    assert snapshot(p) == before
+    assert p.journal.ops == []
+
+    q = fresh()
+    q.committed(await q.prepare(delivered[:200]))
+    assert snapshot(q) == before

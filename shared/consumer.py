@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -314,8 +315,8 @@ class EventConsumer:
             async with conn.transaction():
                 await conn.copy_records_to_table(
                     "processed_events",
-                    records=[(d.event.source, d.event.id, d.topic, d.partition, d.offset) for d in delivered],
-                    columns=("source", "id", "topic", "partition", "offset"),
+                    records=_processed_rows(delivered),
+                    columns=PROCESSED_COLUMNS,
                 )
                 await write(conn)
         except REFUSALS as exc:
@@ -332,17 +333,7 @@ class EventConsumer:
         if self.stage is None:
             return False
         st = Statement()
-        st.add(
-            "processed",
-            INSERT_PROCESSED_SQL,
-            [
-                [d.event.source for d in delivered],
-                [d.event.id for d in delivered],
-                [d.topic for d in delivered],
-                [d.partition for d in delivered],
-                [d.offset for d in delivered],
-            ],
-        )
+        st.add("processed", INSERT_PROCESSED_SQL, _processed_columns(delivered))
         staged = self.stage(st, delivered)
         if staged is None:
             return False
@@ -382,20 +373,13 @@ class EventConsumer:
                 async with conn.transaction():
                     await conn.copy_records_to_table(
                         "processed_events",
-                        records=[(d.event.source, d.event.id, d.topic, d.partition, d.offset) for d in delivered],
-                        columns=("source", "id", "topic", "partition", "offset"),
+                        records=_processed_rows(delivered),
+                        columns=PROCESSED_COLUMNS,
                     )
                 return delivered
             except asyncpg.UniqueViolationError:
                 pass
-        inserted = await conn.fetch(
-            MARK_PROCESSED_SQL,
-            [d.event.source for d in delivered],
-            [d.event.id for d in delivered],
-            [d.topic for d in delivered],
-            [d.partition for d in delivered],
-            [d.offset for d in delivered],
-        )
+        inserted = await conn.fetch(MARK_PROCESSED_SQL, *_processed_columns(delivered))
         new = {(r["source"], r["id"]) for r in inserted}
         return [d for d in delivered if (d.event.source, d.event.id) in new]
 
@@ -464,6 +448,19 @@ class EventConsumer:
                 await asyncio.wait_for(conn.close(), 5)
             except Exception:  # noqa: BLE001
                 conn.terminate()
+
+
+PROCESSED_COLUMNS = ("source", "id", "topic", "partition", "offset")
+
+
+def _processed_rows(delivered: Sequence[Delivered]) -> list[tuple[str, str, str, int, int]]:
+    """`processed_events` rows of these events, for COPY."""
+    return [(d.event.source, d.event.id, d.topic, d.partition, d.offset) for d in delivered]
+
+
+def _processed_columns(delivered: Sequence[Delivered]) -> list[list[Any]]:
+    """The same as the column arrays of MARK_PROCESSED_SQL's and INSERT_PROCESSED_SQL's `unnest`."""
+    return [list(col) for col in zip(*_processed_rows(delivered), strict=True)] if delivered else [[] for _ in range(5)]
 
 
 def run_standalone(consumer: EventConsumer, *, name: str, log_level: str, gc_young_threshold: int) -> None:

@@ -3,9 +3,13 @@ their relays and consumers, on topics of this module alone."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -16,10 +20,38 @@ from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
-from tests.conftest import registry_process, serve_in_process
+from shared.events import CloudEvent
+from tests.conftest import _admin, _migrate, pg_url, registry_process, serve_in_process
 from tests.custody.conftest import Stack
 
 REGISTRY_PORT = 18501
+
+Events = list[tuple[str, CloudEvent]]
+
+
+@asynccontextmanager
+async def audit_databases(prefix: str, n: int = 2) -> AsyncIterator[list[str]]:
+    """`n` fresh audit databases migrated with `alembic upgrade head`, as asyncpg URLs; dropped afterwards."""
+    names = [f"{prefix}_{uuid.uuid4().hex[:8]}_{i}" for i in range(n)]
+    for name in names:
+        await _admin(f'CREATE DATABASE "{name}"')
+        await asyncio.to_thread(_migrate, "audit", pg_url(name))
+    try:
+        yield [pg_url(name, "postgresql") for name in names]
+    finally:
+        for name in names:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def with_refused_value(stream: Events) -> tuple[Events, CloudEvent]:
+    """`stream` with one more registration half way through, whose lot id is too long for an index entry: fine in
+    memory, refused by PostgreSQL. Returns the stream and that event."""
+    registered = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.registered"]
+    at = registered[len(registered) // 2]
+    topic, e = stream[at]
+    huge = "LOT-" + base64.b64encode(os.urandom(15_000)).decode()
+    odd = replace(e, id=str(uuid.uuid4()), data={**e.data, "lot_id": huge})
+    return [*stream[:at], (topic, odd), *stream[at:]], odd
 
 
 @dataclass

@@ -12,9 +12,6 @@ seal breaks, smelted, consumed, refusals, and reference data changing half way."
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
@@ -28,24 +25,15 @@ from audit.replay import TABLES
 from bench.audit_bench import FLAG_SQL, Generator
 from shared.consumer import Delivered, EventConsumer
 from shared.events import CloudEvent
-from tests.conftest import _admin, _migrate, pg_url
+from tests.audit.conftest import Events, audit_databases, with_refused_value
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-Events = list[tuple[str, CloudEvent]]
 
 
 @pytest.fixture(scope="module")
 async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
-    names = [f"audit_pb_{uuid.uuid4().hex[:8]}_{n}" for n in ("a", "b")]
-    for name in names:
-        await _admin(f'CREATE DATABASE "{name}"')
-        await asyncio.to_thread(_migrate, "audit", pg_url(name))
-    try:
-        yield pg_url(names[0], "postgresql"), pg_url(names[1], "postgresql")
-    finally:
-        for name in names:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with audit_databases("audit_pb") as (a, b):
+        yield a, b
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +110,8 @@ async def test_a_malformed_event_in_a_batch_is_left_out_alone(dbs: tuple[str, st
 async def test_a_value_postgresql_refuses_sends_the_batch_event_by_event(dbs: tuple[str, str], stream: Events) -> None:
     a, b = dbs
     await empty(a, b)
-    registered = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.registered"]
-    at = registered[len(registered) // 2]
-    topic, e = stream[at]
-    # Fine in memory, refused by PostgreSQL: a lot id too long for a btree index entry.
-    huge = "LOT-" + base64.b64encode(os.urandom(15_000)).decode()
-    odd = replace(e, id=str(uuid.uuid4()), data={**e.data, "lot_id": huge})
-    with_odd = [*stream[:at], (topic, odd), *stream[at:]]
+    with_odd, odd = with_refused_value(stream)  # a lot id too long for an index entry
+    huge = odd.data["lot_id"]
 
     p = Projection(publish=False)
     await apply(a, p, with_odd, batch=len(with_odd))
@@ -260,12 +243,8 @@ async def test_a_repeated_event_sends_its_small_batch_the_usual_way(dbs: tuple[s
 async def test_a_value_postgresql_refuses_in_a_small_batch(dbs: tuple[str, str], stream: Events) -> None:
     a, b = dbs
     await empty(a, b)
-    registered = [i for i, (_, e) in enumerate(stream) if e.type == "custody.lot.registered"]
-    at = registered[len(registered) // 2]
-    topic, e = stream[at]
-    huge = "LOT-" + base64.b64encode(os.urandom(15_000)).decode()
-    odd = replace(e, id=str(uuid.uuid4()), data={**e.data, "lot_id": huge})
-    with_odd = [*stream[:at], (topic, odd), *stream[at:]]
+    with_odd, odd = with_refused_value(stream)  # a lot id too long for an index entry
+    huge = odd.data["lot_id"]
 
     projection = Projection()
     await apply_live(a, live_consumer(a, projection), with_odd, batch=8)

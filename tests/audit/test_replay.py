@@ -7,14 +7,11 @@ The stream is the benchmark's generator (bench/audit_bench.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import copy
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import asyncpg
@@ -26,22 +23,16 @@ from audit.replay import replay
 from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, delete_topics, ensure_topics, physical
-from tests.conftest import ENV, _admin, _migrate, pg_url
+from tests.audit.conftest import audit_databases, with_refused_value
+from tests.conftest import ENV
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture(scope="module")
 async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
-    names = [f"audit_rp_{uuid.uuid4().hex[:8]}_{n}" for n in ("a", "b")]
-    for name in names:
-        await _admin(f'CREATE DATABASE "{name}"')
-        await asyncio.to_thread(_migrate, "audit", pg_url(name))
-    try:
-        yield pg_url(names[0], "postgresql"), pg_url(names[1], "postgresql")
-    finally:
-        for name in names:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with audit_databases("audit_rp") as (a, b):
+        yield a, b
 
 
 async def rows(url: str, sql: str) -> list[asyncpg.Record]:
@@ -62,13 +53,7 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     a, b = dbs
     events = Generator(seed=11, target=3000).build().events
     # A value PostgreSQL refuses (a lot id too long for an index entry), half way through the custody events.
-    registered = [i for i, (_, e) in enumerate(events) if e.type == "custody.lot.registered"]
-    at = registered[len(registered) // 2]
-    topic, e = events[at]
-    odd = replace(
-        e, id=str(uuid.uuid4()), data={**e.data, "lot_id": "LOT-" + base64.b64encode(os.urandom(15_000)).decode()}
-    )
-    stream = [*events[:at], (topic, odd), *events[at:]]
+    stream, odd = with_refused_value(events)  # a lot id too long for an index entry, half way through
     # An event delivered twice (a relay that died before deleting what it had sent), far from its first delivery.
     again = next((t, e) for t, e in stream if t == CUSTODY_EVENTS and e.type == "custody.lot.shipped")
     produced = [*stream, again]

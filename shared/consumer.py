@@ -119,6 +119,7 @@ class EventConsumer:
         copy_processed: bool = False,
         stage: StageHandler | None = None,
         server_settings: Mapping[str, str] | None = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -137,11 +138,15 @@ class EventConsumer:
         self._stopping = asyncio.Event()
         self._offsets: dict[TopicPartition, int] = {}  # committed to PostgreSQL, not yet to Kafka
         self._committing: asyncio.Task[None] | None = None
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = 0.0
+        self._flushing = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._conn: asyncpg.Connection | None = None
         self.applied = 0
         self.duplicates = 0
         self.staged_batches = 0  # batches written in one statement
+        self.offset_commits = 0  # offset commits Kafka acknowledged
 
     def stop(self) -> None:
         self._stopping.set()
@@ -268,9 +273,10 @@ class EventConsumer:
         assert self._consumer is not None and self._conn is not None
         await self.apply(self._conn, delivered)
         if self.group_id is not None:
-            # The offsets go to Kafka in the background, one commit at a time, while the next batch is applied: a
-            # commit is a broker round trip (~5-10 ms here) that used to hold up every batch. Should the process die
-            # first, those events come again and `processed_events` skips them.
+            # The offsets go to Kafka in the background, one commit at a time and at most every `commit_interval_s`,
+            # while the next batches are applied: a commit is a broker round trip (~5-10 ms here) that used to hold up
+            # every batch, and a write to `__consumer_offsets` for the broker. Should the process die first, those
+            # events come again and `processed_events` skips them.
             self._offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
             if self._committing is None or self._committing.done():
                 self._committing = asyncio.create_task(self._commit_offsets(self._consumer))
@@ -351,20 +357,33 @@ class EventConsumer:
         return True
 
     async def _commit_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what was applied, at most every `commit_interval_s` (a flush does not wait), until nothing is left."""
         while self._offsets:
+            wait = self._last_commit + self.commit_interval_s - time.monotonic()
+            if wait > 0 and not self._flushing.is_set():
+                try:
+                    await asyncio.wait_for(self._flushing.wait(), wait)
+                except TimeoutError:
+                    pass
             offsets, self._offsets = self._offsets, {}
+            self._last_commit = time.monotonic()
             try:
                 await consumer.commit(offsets)
+                self.offset_commits += 1
             except Exception as exc:  # noqa: BLE001 - a rebalance or an outage: the events come again, deduped
                 log.warning("consumer %s could not commit offsets: %r", self.group_id, exc)
                 return
 
     async def flush_offsets(self) -> None:
         """Wait until the offsets of every applied batch are committed to Kafka (or given up)."""
-        while self._committing is not None and not self._committing.done():
-            await asyncio.shield(self._committing)
-        if self._offsets and self._consumer is not None:
-            await self._commit_offsets(self._consumer)
+        self._flushing.set()
+        try:
+            while self._committing is not None and not self._committing.done():
+                await asyncio.shield(self._committing)
+            if self._offsets and self._consumer is not None:
+                await self._commit_offsets(self._consumer)
+        finally:
+            self._flushing.clear()
 
     async def _mark_processed(self, conn: asyncpg.Connection, delivered: list[Delivered]) -> list[Delivered]:
         """Record the events as processed; returns those that were not already (in order)."""

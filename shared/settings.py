@@ -66,6 +66,12 @@ class ServiceSettings(BaseSettings):
     )
     consumer_group: str | None = Field(None, description="Kafka consumer group (default: the service name).")
     consumer_max_records: int = Field(500, description="Most events applied per consumer transaction.")
+    consumer_commit_interval_s: float = Field(
+        0.5,
+        ge=0,
+        description="Least time between two Kafka offset commits of a consumer (after a crash, what was applied since "
+        "is delivered again and skipped as already processed).",
+    )
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:8003", "http://localhost:8003"],
         description="Browser origins allowed to call the API (CORS), e.g. the audit dashboard's; JSON list in the "

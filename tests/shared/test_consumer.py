@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -27,7 +28,7 @@ async def produce(bootstrap: str, topic: str, events: list[CloudEvent], raw: lis
         await producer.stop()
 
 
-def consumer_for(url: str, bootstrap: str, prefix: str, group: str) -> EventConsumer:
+def consumer_for(url: str, bootstrap: str, prefix: str, group: str, **kw: object) -> EventConsumer:
     return EventConsumer(
         dsn=url.replace("+asyncpg", ""),
         bootstrap_servers=bootstrap,
@@ -35,7 +36,7 @@ def consumer_for(url: str, bootstrap: str, prefix: str, group: str) -> EventCons
         topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
         handler=Projection().apply_batch,
         topic_prefix=prefix,
-        max_records=50,
+        **{"max_records": 50, **kw},  # type: ignore[arg-type]
     )
 
 
@@ -115,3 +116,34 @@ async def test_a_restarted_consumer_resumes_after_its_committed_offset(
     finally:
         await conn.close()
     assert ns == [*range(50), *range(100, 130)]
+
+
+async def test_offsets_are_committed_at_most_every_interval_and_all_at_stop(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """Batches of 5 applied as fast as they come: their offsets go to Kafka at most every `commit_interval_s` (each
+    commit is a write to `__consumer_offsets`); stopping commits the last ones, so a restart reads nothing again."""
+    dsn = clean_dbs["audit"].replace("+asyncpg", "")
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    group = unique("g")
+    await produce(kafka_bootstrap, topic, [make_event("LOT-C", i) for i in range(200)])
+    c1 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group, max_records=5, commit_interval_s=0.5)
+    t1 = asyncio.create_task(c1.run())
+    await wait_for(lambda: _has(dsn, 1), timeout_s=30, what="the first event applied")
+    started = time.monotonic()
+    await wait_for(lambda: _has(dsn, 200), timeout_s=30, what="200 events applied")
+    elapsed = time.monotonic() - started
+    c1.stop()
+    await t1
+    assert c1.applied == 200  # in batches of at most 5: at least 40 of them
+    assert 1 <= c1.offset_commits <= elapsed / 0.5 + 3, f"{c1.offset_commits} commits in {elapsed:.2f}s"
+
+    await produce(kafka_bootstrap, topic, [make_event("LOT-C", 1000 + i) for i in range(10)])
+    c2 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
+    t2 = asyncio.create_task(c2.run())
+    try:
+        await wait_for(lambda: _has(dsn, 210), timeout_s=30, what="the next 10 applied")
+    finally:
+        c2.stop()
+        await t2
+    assert (c2.applied, c2.duplicates) == (10, 0)  # the stop committed every offset the first one applied

@@ -29,6 +29,7 @@ def make_consumer(
         handler=projection.apply_batch,
         stage=projection.stage_batch,  # a small batch in one statement (a live trickle: a flag milliseconds sooner)
         max_records=settings.consumer_max_records,
+        commit_interval_s=settings.consumer_commit_interval_s,
         client_id=f"{settings.service_name}-consumer",
         server_settings=settings.pg_settings(f"{settings.service_name}-consumer"),
         after_commit=after_commit,

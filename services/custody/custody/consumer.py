@@ -45,6 +45,7 @@ def make_consumer(settings: Settings) -> EventConsumer:
         topic_prefix=settings.topic_prefix,
         handler=apply_batch,
         max_records=settings.consumer_max_records,
+        commit_interval_s=settings.consumer_commit_interval_s,
         client_id=f"{settings.service_name}-consumer",
         server_settings=settings.pg_settings(f"{settings.service_name}-consumer"),
     )

@@ -9,6 +9,7 @@ once per connection and reuses it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -27,23 +28,20 @@ class Statement:
 
     def add(self, name: str, sql: str, args: Sequence[Any]) -> None:
         """`sql`, a statement written with its own parameters `$1..$len(args)`, as the CTE `name`."""
-        offset = len(self.args)
-        used = {int(n) for n in _PARAM.findall(sql)}
-        if used and (min(used) < 1 or max(used) > len(args)):
-            raise ValueError(f"CTE {name}: parameters ${min(used)}..${max(used)} for {len(args)} arguments")
-        body = _PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", sql.strip())
-        self._ctes.append(f"{name} AS (\n{body}\n)")
+        self._ctes.append(f"{name} AS (\n{_renumbered(sql, len(self.args), len(args))}\n)")
         self.args.extend(args)
-
-    def param(self, value: Any) -> str:
-        """A parameter for the final query: its `$n`."""
-        self.args.append(value)
-        return f"${len(self.args)}"
 
     def sql(self, final: str) -> str:
         if not self._ctes:
             return final
         return "WITH " + ",\n".join(self._ctes) + "\n" + final
 
-    def __bool__(self) -> bool:
-        return bool(self._ctes)
+
+@functools.lru_cache(maxsize=256)
+def _renumbered(sql: str, offset: int, n: int) -> str:
+    """`sql` with `$k` as `$(k + offset)`, checked to use no parameter beyond its `n` arguments. Its statements and
+    their offsets are few, and a live batch builds one: worked out once each."""
+    used = {int(k) for k in _PARAM.findall(sql)}
+    if used and (min(used) < 1 or max(used) > n):
+        raise ValueError(f"parameters ${min(used)}..${max(used)} for {n} arguments:\n{sql}")
+    return _PARAM.sub(lambda m: f"${int(m.group(1)) + offset}", sql.strip())

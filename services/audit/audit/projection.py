@@ -519,11 +519,27 @@ class Projection:
         self.journal.clear()
         self.changes = Changes()
 
-    async def apply_batch(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
+    def _begin(self) -> None:
+        """Before a batch (`apply_batch`, `stage_batch`): the previous one committed (else `discard()` was called)."""
         self.raised.clear()  # what a rolled-back batch collected is gone with it
         self.seen.clear()
-        self.journal.clear()  # the previous batch committed (else `discard()` was called)
+        self.journal.clear()
         self.changes = Changes()
+
+    def _end(self, batch: Sequence[Delivered]) -> None:
+        """After a batch took effect: nothing of it can be taken back; the live stream gets its events."""
+        self.changes = Changes()
+        self.journal.clear()
+        self.seen.extend(d.event for d in batch)
+
+    def _undo_to(self, mark: int) -> None:
+        """Take back every change to the state and the pending rows since `mark`."""
+        self.journal.undo(mark)
+        self.changes = Changes()
+        self.raised.clear()
+
+    async def apply_batch(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
+        self._begin()
         try:
             if self.state is None:
                 t0 = time.perf_counter()
@@ -535,8 +551,7 @@ class Projection:
                     await self._write(conn, copy=len(batch) >= COPY_FROM_EVENTS)
             except DATA_ERRORS as exc:
                 log.warning("PostgreSQL refused a batch of %d events (%r); applying them one by one", len(batch), exc)
-                self.journal.undo(0)
-                self.raised.clear()
+                self._undo_to(0)
                 await self._apply_one_by_one(conn, batch)
             else:
                 for e, err in bad:
@@ -544,9 +559,7 @@ class Projection:
         except BaseException:
             self.discard()  # the transaction will not commit this batch: the state must not keep it either
             raise
-        self.changes = Changes()
-        self.journal.clear()
-        self.seen.extend(d.event for d in batch)
+        self._end(batch)
 
     def _apply(self, d: Delivered, effects: bool = True) -> Exception | None:
         """One event into the state and the pending changes. If its data cannot be applied, its effects are taken
@@ -717,9 +730,7 @@ class Projection:
 
     def take_back(self, prepared: Prepared) -> None:
         """`prepared` was not written: it leaves memory, and so does everything prepared after it."""
-        self.journal.undo(prepared.mark)
-        self.changes = Changes()
-        self.raised.clear()
+        self._undo_to(prepared.mark)
 
     def stage_batch(self, st: Statement, batch: Sequence[Delivered]) -> Staged | None:
         """The live path for a small batch (`shared.consumer`): the batch applied in memory as if every event were new,
@@ -728,43 +739,36 @@ class Projection:
         loaded. `undo` takes the batch back out of memory when the statement wrote nothing."""
         if self.state is None or len(batch) >= COPY_FROM_EVENTS:
             return None
-        self.raised.clear()
-        self.seen.clear()
-        self.journal.clear()  # the previous batch committed (else `discard()` was called)
-        self.changes = Changes()
+        self._begin()
         bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
         for _, name, sql, args in self._parts(copy=False):
             st.add(f"w_{name}", sql, args)
+        ids: list[str] = []
         candidates: list[Doc] = []
         final = "SELECT NULL::text AS id WHERE false"
         if self.changes.findings:
             args, docs = self._flags_to_raise(list(self.changes.findings.values()))
-            candidates = docs(None)
+            ids, candidates = args[0], docs(None)
             st.add("new_flags", INSERT_FLAGS_SQL, args)
             if self.publish:
                 events = self._flag_events(candidates)
-                st.add("new_flag_events", INSERT_FLAG_EVENTS_SQL, [*outbox_columns(AUDIT_FLAGS, events), args[0]])
+                st.add("new_flag_events", INSERT_FLAG_EVENTS_SQL, [*outbox_columns(AUDIT_FLAGS, events), ids])
             final = "SELECT id FROM new_flags"
 
         def done(rows: list[asyncpg.Record]) -> None:
-            self.raised.extend(_inserted(candidates, {r["id"] for r in rows}))
+            self.raised.extend(candidates[i] for i in _first_inserted(ids, {r["id"] for r in rows}))
             for e, err in bad:
                 self._malformed(e, err)
-            self.changes = Changes()
-            self.journal.clear()
-            self.seen.extend(d.event for d in batch)
+            self._end(batch)
 
-        def undo() -> None:
-            self.journal.undo(0)
-            self.changes = Changes()
-            self.raised.clear()
+        return Staged(final, done, lambda: self._undo_to(0))
 
-        return Staged(final, done, undo)
-
-    def _flags_to_raise(self, findings: Sequence[Finding]) -> tuple[list[Any], Callable[[set[str] | None], list[Doc]]]:
-        """INSERT_FLAGS_SQL's arguments for these findings (raised now: the same time in the table and in the event),
-        and a function giving the flags as their audit.flag.raised events carry them: those whose ids are given
-        (each once: a second finding with the same cause in one statement was not inserted), or all of them."""
+    def _flags_to_raise(
+        self, findings: Sequence[Finding]
+    ) -> tuple[list[Any], Callable[[Sequence[int] | None], list[Doc]]]:
+        """INSERT_FLAGS_SQL's arguments for these findings (raised now: the same time in the table and in the event;
+        their ids first), and a function giving the flags at the given positions, or all of them, as their
+        audit.flag.raised events carry them."""
         raised_at = datetime.now(UTC)
         ids = [flag_id(f.rule, f.cause) for f in findings]
         participants = [sorted(set(f.participants)) for f in findings]
@@ -781,29 +785,24 @@ class Projection:
             [raised_at] * len(findings),
         ]
 
-        def docs(only: set[str] | None) -> list[Doc]:
-            at, out = raised_at.isoformat(), []
-            for fid, f, ps in zip(ids, findings, participants, strict=True):
-                if only is not None:
-                    if fid not in only:
-                        continue
-                    only.discard(fid)
-                out.append(
-                    {
-                        "id": fid,
-                        "rule": f.rule.value,
-                        "cause": f.cause,
-                        "severity": f.level.value,
-                        "lot_id": f.lot_id,
-                        "lot_ids": list(f.lot_ids),
-                        "participants": ps,
-                        "summary": f.summary,
-                        "evidence": f.evidence,
-                        "status": "open",
-                        "raised_at": at,
-                    }
-                )
-            return out
+        def docs(positions: Sequence[int] | None) -> list[Doc]:
+            at = raised_at.isoformat()
+            return [
+                {
+                    "id": ids[i],
+                    "rule": findings[i].rule.value,
+                    "cause": findings[i].cause,
+                    "severity": findings[i].level.value,
+                    "lot_id": findings[i].lot_id,
+                    "lot_ids": list(findings[i].lot_ids),
+                    "participants": participants[i],
+                    "summary": findings[i].summary,
+                    "evidence": findings[i].evidence,
+                    "status": "open",
+                    "raised_at": at,
+                }
+                for i in (range(len(findings)) if positions is None else positions)
+            ]
 
         return args, docs
 
@@ -818,7 +817,7 @@ class Projection:
             return
         args, docs = self._flags_to_raise(findings)
         rows = await conn.fetch(INSERT_FLAGS_SQL, *args)
-        new = docs({r["id"] for r in rows}) if rows else []  # documents for the new flags only (a replay: 1 in 5)
+        new = docs(_first_inserted(args[0], {r["id"] for r in rows})) if rows else []  # a replay: 1 finding in 5
         if self.publish and new:
             await enqueue_raw(conn, AUDIT_FLAGS, self._flag_events(new))
         self.raised.extend(new)
@@ -1294,14 +1293,14 @@ class Projection:
         await self.raise_flags(conn, found)
 
 
-def _inserted(docs: Sequence[dict[str, Any]], ids: set[str]) -> list[dict[str, Any]]:
-    """The flags among `docs` whose id was inserted, each once (a second finding with the same cause in one statement
-    was not inserted)."""
-    out = []
-    for d in docs:
-        if d["id"] in ids:
-            ids.discard(d["id"])
-            out.append(d)
+def _first_inserted(ids: Sequence[str], inserted: set[str]) -> list[int]:
+    """The positions of the flags whose id was inserted, each id once (a second finding with the same cause in one
+    statement was not inserted)."""
+    out, seen = [], set()
+    for i, fid in enumerate(ids):
+        if fid in inserted and fid not in seen:
+            seen.add(fid)
+            out.append(i)
     return out
 
 

@@ -285,7 +285,6 @@ class EventConsumer:
         """A batch's effect in PostgreSQL, each event's once: in one statement if the handler stages it, else in a
         transaction. `on_abort` when it did not commit (or may not have), `after_commit` when it did. Kafka plays no
         part here (the caller commits offsets), so tests drive it on a connection of their own."""
-        group = self.group_id or "replay"
         t0 = time.perf_counter()
         try:
             if not (delivered and await self._apply_in_one_statement(conn, delivered)):
@@ -294,17 +293,25 @@ class EventConsumer:
                         fresh = await self._mark_processed(conn, delivered)
                         if fresh:
                             await self.handler(conn, fresh)
-                        self.applied += len(fresh)
-                        self.duplicates += len(delivered) - len(fresh)
-                        CONSUMED.labels(group, "applied").inc(len(fresh))
-                        CONSUMED.labels(group, "duplicate").inc(len(delivered) - len(fresh))
+                        self._count(len(fresh), len(delivered) - len(fresh))
         except BaseException:
             if self.on_abort is not None:
                 self.on_abort()  # not committed, or not known to be: whatever the handler kept in memory is void
             raise
-        BATCH_SECONDS.labels(group).observe(time.perf_counter() - t0)
+        self._committed(t0)
+
+    def _count(self, applied: int, duplicates: int = 0) -> None:
+        group = self.group_id or "replay"
+        self.applied += applied
+        self.duplicates += duplicates
+        CONSUMED.labels(group, "applied").inc(applied)
+        CONSUMED.labels(group, "duplicate").inc(duplicates)
+
+    def _committed(self, started: float) -> None:
+        """A batch's effect is committed: its time, then tell whoever watches (never before)."""
+        BATCH_SECONDS.labels(self.group_id or "replay").observe(time.perf_counter() - started)
         if self.after_commit is not None:
-            self.after_commit()  # the effect is committed: tell whoever watches (never before)
+            self.after_commit()
 
     async def apply_prepared(
         self,
@@ -315,23 +322,15 @@ class EventConsumer:
         """A batch the handler already applied in memory, assuming every event new (a replay into emptied tables, where
         a repeat is the exception): one transaction, the events into `processed_events` by COPY, then `write`. Raises
         `Redo` when an event was processed before or PostgreSQL refused a value; nothing is committed then."""
-        group = self.group_id or "replay"
         t0 = time.perf_counter()
         try:
             async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "processed_events",
-                    records=_processed_rows(delivered),
-                    columns=PROCESSED_COLUMNS,
-                )
+                await _copy_processed(conn, delivered)
                 await write(conn)
         except REFUSALS as exc:
             raise Redo(f"batch of {len(delivered)}: {exc!r}") from exc
-        BATCH_SECONDS.labels(group).observe(time.perf_counter() - t0)
-        self.applied += len(delivered)
-        CONSUMED.labels(group, "applied").inc(len(delivered))
-        if self.after_commit is not None:
-            self.after_commit()
+        self._count(len(delivered))
+        self._committed(t0)
 
     async def _apply_in_one_statement(self, conn: asyncpg.Connection, delivered: list[Delivered]) -> bool:
         """The batch as one statement, if the handler stages it: True when it took effect, False when nothing was
@@ -350,10 +349,8 @@ class EventConsumer:
             log.debug("consumer %s: batch of %d not written in one statement: %r", self.group_id, len(delivered), exc)
             return False
         staged.done(list(rows))
-        group = self.group_id or "replay"
         self.staged_batches += 1
-        self.applied += len(delivered)
-        CONSUMED.labels(group, "applied").inc(len(delivered))
+        self._count(len(delivered))
         return True
 
     async def _commit_offsets(self, consumer: AIOKafkaConsumer) -> None:
@@ -390,11 +387,7 @@ class EventConsumer:
         if self.copy_processed:  # COPY (half the cost) in a savepoint; a repeat makes it fail, then the usual way
             try:
                 async with conn.transaction():
-                    await conn.copy_records_to_table(
-                        "processed_events",
-                        records=_processed_rows(delivered),
-                        columns=PROCESSED_COLUMNS,
-                    )
+                    await _copy_processed(conn, delivered)
                 return delivered
             except asyncpg.UniqueViolationError:
                 pass
@@ -470,6 +463,11 @@ class EventConsumer:
 
 
 PROCESSED_COLUMNS = ("source", "id", "topic", "partition", "offset")
+
+
+async def _copy_processed(conn: asyncpg.Connection, delivered: Sequence[Delivered]) -> None:
+    """The events into `processed_events` by COPY (half the cost of an INSERT; a repeat fails it whole)."""
+    await conn.copy_records_to_table("processed_events", records=_processed_rows(delivered), columns=PROCESSED_COLUMNS)
 
 
 def _processed_rows(delivered: Sequence[Delivered]) -> list[tuple[str, str, str, int, int]]:

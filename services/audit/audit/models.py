@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    JSON,
     BigInteger,
     Date,
     DateTime,
@@ -55,7 +56,7 @@ class ReceivedEvent(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     key: Mapped[str] = mapped_column(Text)
     time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    data: Mapped[Any] = mapped_column(JSONB)
+    data: Mapped[Any] = mapped_column(JSON)  # as received: `json` keeps the text (and costs a replay less than jsonb)
     topic: Mapped[str] = mapped_column(Text)
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)

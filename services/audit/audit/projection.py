@@ -116,7 +116,7 @@ GENEALOGY_COLUMNS = ("parent", "child", "transformation_id")
 RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
 INSERT_RECEIVED_SQL = """
 INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[],
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::json[],
                      $8::text[], $9::int[], $10::bigint[])
 """
 # COPY takes two round trips where an INSERT takes one: it pays off for big batches (a backlog, a replay), while a

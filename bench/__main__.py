@@ -12,9 +12,7 @@ A benchmark that crashes is reported as such and the others still run (exit stat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -23,9 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from bench.common import RESULTS, ROOT, Pg, admin, machine, print_rows, row, write_results
+from bench.common import RESULTS, ROOT, machine, print_rows, row, settle, write_results
 
 ORDER = ("write", "flag", "trace", "audit", "fuzz")
 MODULES = {name: f"bench.{name}_bench" for name in ORDER}
@@ -68,22 +64,6 @@ def update_readme(rows: list[dict[str, Any]], when: str) -> None:
     _, tail = rest.split(END, 1)
     README.write_text(head + START + "\n" + "\n".join(table) + "\n" + END + tail)
     print("README.md: benchmark table updated")
-
-
-def settle(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
-    """Start each benchmark on a quiet machine: a CHECKPOINT (so the previous benchmark's dirty pages are not written
-    during this one), then wait until the CPUs are under `quiet_pct` busy for two seconds running (at most
-    `limit_s`). A trace run that followed the write -> flag run at once measured its 1-row floor at p99 5.5 ms
-    instead of 1.2 ms, the machine still busy with what that run left behind."""
-    t0 = time.time()
-    try:
-        asyncio.run(admin(Pg("127.0.0.1", int(os.environ.get("MCOC_PG_PORT", "5433"))), "CHECKPOINT"))
-    except Exception as exc:  # noqa: BLE001 - the benchmark itself reports an unreachable database
-        return f"no CHECKPOINT ({exc!r})"
-    quiet = 0
-    while time.time() - t0 < limit_s and quiet < 2:
-        quiet = quiet + 1 if psutil.cpu_percent(interval=1.0) < quiet_pct else 0
-    return f"settled in {time.time() - t0:.0f} s" + ("" if quiet >= 2 else f" (still busy after {limit_s:.0f} s)")
 
 
 def main(argv: list[str] | None = None) -> int:

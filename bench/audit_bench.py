@@ -45,7 +45,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from audit.config import Settings as AuditSettings
 from audit.projection import Projection
-from bench.common import LOG_DIR, ROOT, Pg, admin, migrate, print_rows, row, spawn, wait_healthy, write_results
+from bench.common import (
+    LOG_DIR,
+    ROOT,
+    Pg,
+    admin,
+    migrate,
+    print_rows,
+    row,
+    settled,
+    spawn,
+    wait_healthy,
+    write_results,
+)
 from custody import events as custody_events
 from custody.domain import LotStatus
 from custody.repository import LotRow
@@ -854,6 +866,7 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     await overdue_check(pg.url(DBS[0]))
     live_flags = await flags(pg.url(DBS[0]))
     log(f"live: {len(live_flags):,} flags")
+    log(f"baseline and replay on a quiet machine: {await settled()}")
 
     log(f"baseline: plain aiokafka getmany(max_records={args.baseline_batch}) + orjson.loads over both topics")
     base = await baseline(args.bootstrap, prefix, args.baseline_batch, len(msgs))

@@ -28,6 +28,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 from alembic import command
 from alembic.config import Config
 
@@ -210,8 +211,6 @@ def cpu_during(before: list[int], after: list[int]) -> dict[str, float]:
 def infra_cpu() -> dict[str, float]:
     """CPU seconds used so far by PostgreSQL (the postmaster, its live backends and those already gone), Kafka's JVM,
     and this process (the load generator): take it before and after a run, as for the services' processes."""
-    import psutil
-
     out = {"postgres": 0.0, "kafka": 0.0, "bench": 0.0}
     me = psutil.Process()
     t = me.cpu_times()
@@ -273,3 +272,27 @@ class RawHttp:
             elif name.lower() == b"transfer-encoding":
                 raise RuntimeError("RawHttp reads Content-Length bodies only")
         return status, await self._reader.readexactly(length) if length else b""
+
+
+async def settled(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
+    """Start each benchmark (or a benchmark's next phase) on a quiet machine: a CHECKPOINT (so the dirty pages of what
+    ran before are not written during what comes next), then wait until the CPUs are under `quiet_pct` busy for two
+    seconds running (at most `limit_s`). A trace run that followed the write -> flag run at once measured its 1-row
+    floor at p99 5.5 ms instead of 1.2 ms, the machine still busy with what that run left behind; the audit replay,
+    started right after the live phase had loaded its database, 17,900 events/s where it measured 19,500-21,400 alone
+    (PostgreSQL was still vacuuming and writing out the live phase's tables)."""
+    t0 = time.time()
+    try:
+        await admin(Pg("127.0.0.1", int(os.environ.get("MCOC_PG_PORT", "5433"))), "CHECKPOINT")
+    except Exception as exc:  # noqa: BLE001 - the benchmark itself reports an unreachable database
+        return f"no CHECKPOINT ({exc!r})"
+    quiet = 0
+    while time.time() - t0 < limit_s and quiet < 2:
+        busy = await asyncio.to_thread(psutil.cpu_percent, 1.0)
+        quiet = quiet + 1 if busy < quiet_pct else 0
+    return f"settled in {time.time() - t0:.0f} s" + ("" if quiet >= 2 else f" (still busy after {limit_s:.0f} s)")
+
+
+def settle(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
+    """`settled`, from synchronous code."""
+    return asyncio.run(settled(quiet_pct, limit_s))

@@ -21,11 +21,11 @@ import pytest
 
 from audit.config import Settings as AuditSettings
 from audit.projection import Projection, State
-from audit.replay import deferred_indexes, replay
+from audit.replay import ReplayResult, deferred_indexes, replay
 from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, delete_topics, ensure_topics, physical
-from tests.audit.conftest import audit_databases, with_refused_value
+from tests.audit.conftest import Events, audit_databases, with_refused_value
 from tests.conftest import ENV
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -45,6 +45,28 @@ async def rows(url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def replay_through_kafka(stream: Events, url: str, batch: int) -> ReplayResult:
+    """`stream` produced to topics of its own, then `audit.replay` from them into the database at `url`."""
+    prefix = f"test-replay-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    producer = await new_producer(ENV.kafka_bootstrap)
+    try:
+        await produce(
+            producer, [(physical(t, prefix), e.key.encode(), e.data_json(), e.kafka_headers()) for t, e in stream]
+        )
+    finally:
+        await producer.stop()
+    try:
+        settings = AuditSettings(
+            database_url=url.replace("postgresql://", "postgresql+asyncpg://"),
+            topic_prefix=prefix,
+            kafka_bootstrap_servers=ENV.kafka_bootstrap,
+        )
+        return await replay(settings, progress=False, batch=batch)
+    finally:
+        await delete_topics(ENV.kafka_bootstrap, prefix)
+
+
 async def count(url: str, table: str) -> int:
     return int((await rows(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
 
@@ -60,25 +82,8 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     again = next((t, e) for t, e in stream if t == CUSTODY_EVENTS and e.type == "custody.lot.shipped")
     produced = [*stream, again]
 
-    prefix = f"test-replay-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    producer = await new_producer(ENV.kafka_bootstrap)
-    try:
-        await produce(
-            producer, [(physical(t, prefix), e.key.encode(), e.data_json(), e.kafka_headers()) for t, e in produced]
-        )
-    finally:
-        await producer.stop()
-    try:
-        settings = AuditSettings(
-            database_url=a.replace("postgresql://", "postgresql+asyncpg://"),
-            topic_prefix=prefix,
-            kafka_bootstrap_servers=ENV.kafka_bootstrap,
-        )
-        with caplog.at_level(logging.WARNING, logger="audit.replay"):
-            result = await replay(settings, progress=False, batch=150)
-    finally:
-        await delete_topics(ENV.kafka_bootstrap, prefix)
+    with caplog.at_level(logging.WARNING, logger="audit.replay"):
+        result = await replay_through_kafka(produced, a, batch=150)
 
     # The same stream in one go (registry facts first, as replay reads them), then the scheduled overdue check.
     ordered = [x for x in stream if x[0] == REGISTRY_EVENTS] + [x for x in stream if x[0] == CUSTODY_EVENTS]
@@ -129,25 +134,8 @@ async def test_a_replay_whose_indexes_do_not_build_starts_over_with_them_in_plac
     topic, e = stream[at]
     odd = replace(e, id=str(uuid.uuid4()), subject="LOT-" + base64.b64encode(os.urandom(15_000)).decode())
     stream = [*stream[:at], (topic, odd), *stream[at:]]
-    prefix = f"test-replay-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(ENV.kafka_bootstrap, prefix)
-    producer = await new_producer(ENV.kafka_bootstrap)
-    try:
-        await produce(
-            producer, [(physical(t, prefix), e.key.encode(), e.data_json(), e.kafka_headers()) for t, e in stream]
-        )
-    finally:
-        await producer.stop()
-    try:
-        settings = AuditSettings(
-            database_url=a.replace("postgresql://", "postgresql+asyncpg://"),
-            topic_prefix=prefix,
-            kafka_bootstrap_servers=ENV.kafka_bootstrap,
-        )
-        with caplog.at_level(logging.WARNING, logger="audit.replay"):
-            result = await replay(settings, progress=False, batch=100)
-    finally:
-        await delete_topics(ENV.kafka_bootstrap, prefix)
+    with caplog.at_level(logging.WARNING, logger="audit.replay"):
+        result = await replay_through_kafka(stream, a, batch=100)
 
     assert any("starting over with the indexes in place" in r.getMessage() for r in caplog.records)
     assert result.events == len(stream)

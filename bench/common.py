@@ -278,9 +278,8 @@ async def settled(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
     """Start each benchmark (or a benchmark's next phase) on a quiet machine: a CHECKPOINT (so the dirty pages of what
     ran before are not written during what comes next), then wait until the CPUs are under `quiet_pct` busy for two
     seconds running (at most `limit_s`). A trace run that followed the write -> flag run at once measured its 1-row
-    floor at p99 5.5 ms instead of 1.2 ms, the machine still busy with what that run left behind; the audit replay,
-    started right after the live phase had loaded its database, 17,900 events/s where it measured 19,500-21,400 alone
-    (PostgreSQL was still vacuuming and writing out the live phase's tables)."""
+    floor at p99 5.5 ms instead of 1.2 ms, the machine still busy with what that run left behind. The audit benchmark
+    settles so before its baseline and replay too, after its live phase loaded a database of its own."""
     t0 = time.time()
     try:
         await admin(Pg("127.0.0.1", int(os.environ.get("MCOC_PG_PORT", "5433"))), "CHECKPOINT")

@@ -125,11 +125,10 @@ async def replay(
             await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
             for ix in deferred:
                 await conn.execute(f'DROP INDEX IF EXISTS "{ix.name}"')
-        if not deferred:  # those of a replay that stopped half way
-            for ix in deferred_indexes():
-                await conn.execute(create_index_sql(ix))
     finally:
         await conn.close()
+    if not deferred:  # those a replay that stopped half way left missing (IF NOT EXISTS: on empty tables)
+        await build_indexes(dsn, deferred_indexes())
     projection = Projection(thresholds=settings.thresholds(), publish=False)
     start = time.perf_counter()
     # Registry facts first: each carries the time it became known, so custody events are then judged with what was

@@ -85,6 +85,16 @@ async def _consumed(consumer: EventConsumer, n: int) -> bool:
     return consumer.applied + consumer.duplicates >= n
 
 
+async def _run_until(consumer: EventConsumer, dsn: str, n: int, what: str) -> None:
+    """Run `consumer` until `n` distinct events are applied in `dsn`, then stop it."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_for(lambda: _has(dsn, n), timeout_s=30, what=what)
+    finally:
+        consumer.stop()
+        await task
+
+
 async def test_a_restarted_consumer_resumes_after_its_committed_offset(
     clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
 ) -> None:
@@ -94,20 +104,12 @@ async def test_a_restarted_consumer_resumes_after_its_committed_offset(
     first = [make_event("LOT-A", i) for i in range(50)]
     await produce(kafka_bootstrap, topic, first)
     c1 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
-    t1 = asyncio.create_task(c1.run())
-    await wait_for(lambda: _has(dsn, 50), timeout_s=30, what="first 50 applied")
-    c1.stop()
-    await t1
+    await _run_until(c1, dsn, 50, "first 50 applied")
 
     second = [make_event("LOT-A", 100 + i) for i in range(30)]
     await produce(kafka_bootstrap, topic, second)
     c2 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
-    t2 = asyncio.create_task(c2.run())
-    try:
-        await wait_for(lambda: _has(dsn, 80), timeout_s=30, what="next 30 applied")
-    finally:
-        c2.stop()
-        await t2
+    await _run_until(c2, dsn, 80, "next 30 applied")
     assert c2.applied == 30
     assert c2.duplicates == 0  # it did not re-read the first 50: their offsets were committed
     conn = await asyncpg.connect(dsn)
@@ -140,10 +142,5 @@ async def test_offsets_are_committed_at_most_every_interval_and_all_at_stop(
 
     await produce(kafka_bootstrap, topic, [make_event("LOT-C", 1000 + i) for i in range(10)])
     c2 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
-    t2 = asyncio.create_task(c2.run())
-    try:
-        await wait_for(lambda: _has(dsn, 210), timeout_s=30, what="the next 10 applied")
-    finally:
-        c2.stop()
-        await t2
+    await _run_until(c2, dsn, 210, "the next 10 applied")
     assert (c2.applied, c2.duplicates) == (10, 0)  # the stop committed every offset the first one applied

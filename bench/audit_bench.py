@@ -866,7 +866,7 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     await overdue_check(pg.url(DBS[0]))
     live_flags = await flags(pg.url(DBS[0]))
     log(f"live: {len(live_flags):,} flags")
-    log(f"baseline and replay on a quiet machine: {await settled()}")
+    log(f"baseline and replay on a quiet machine: {await settled(pg)}")
 
     log(f"baseline: plain aiokafka getmany(max_records={args.baseline_batch}) + orjson.loads over both topics")
     base = await baseline(args.bootstrap, prefix, args.baseline_batch, len(msgs))

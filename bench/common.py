@@ -274,15 +274,16 @@ class RawHttp:
         return status, await self._reader.readexactly(length) if length else b""
 
 
-async def settled(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
+async def settled(pg: Pg | None = None, quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
     """Start each benchmark (or a benchmark's next phase) on a quiet machine: a CHECKPOINT (so the dirty pages of what
     ran before are not written during what comes next), then wait until the CPUs are under `quiet_pct` busy for two
     seconds running (at most `limit_s`). A trace run that followed the write -> flag run at once measured its 1-row
     floor at p99 5.5 ms instead of 1.2 ms, the machine still busy with what that run left behind. The audit benchmark
-    settles so before its baseline and replay too, after its live phase loaded a database of its own."""
+    settles so before its baseline and replay too, after its live phase loaded a database of its own (on its `pg`;
+    else the server at MCOC_PG_PORT)."""
     t0 = time.time()
     try:
-        await admin(Pg("127.0.0.1", int(os.environ.get("MCOC_PG_PORT", "5433"))), "CHECKPOINT")
+        await admin(pg or Pg("127.0.0.1", int(os.environ.get("MCOC_PG_PORT", "5433"))), "CHECKPOINT")
     except Exception as exc:  # noqa: BLE001 - the benchmark itself reports an unreachable database
         return f"no CHECKPOINT ({exc!r})"
     quiet = 0
@@ -294,4 +295,4 @@ async def settled(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
 
 def settle(quiet_pct: float = 25.0, limit_s: float = 90.0) -> str:
     """`settled`, from synchronous code."""
-    return asyncio.run(settled(quiet_pct, limit_s))
+    return asyncio.run(settled(None, quiet_pct, limit_s))

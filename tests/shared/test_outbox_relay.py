@@ -132,6 +132,40 @@ async def test_a_commit_wakes_the_relay_of_its_process_at_once(
         await task
 
 
+async def test_a_commit_during_a_round_starts_the_next_round_at_once(
+    clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """A round that sent less than a batch is not followed by an empty one: the relay waits for a wake-up. A commit
+    made after the round's claim (its wake-up arriving while the round runs) must not wait for the poll interval."""
+    dsn = clean_dbs["custody"].replace("+asyncpg", "")
+    committed_during_round: list[str] = []
+
+    class CommitsDuringItsFirstRound(OutboxRelay):
+        async def publish_round(self) -> int:
+            sent = await super().publish_round()
+            if sent and not committed_during_round:  # after the claim and the acknowledgements, before any wait
+                await _commit_event(dsn, "LOT-DURING")
+                outbox_committed()
+                committed_during_round.append("LOT-DURING")
+            return sent
+
+    relay = CommitsDuringItsFirstRound(
+        dsn=dsn, bootstrap_servers=kafka_bootstrap, service="custody", topic_prefix=fresh_prefix, poll_interval_s=60.0
+    )
+    task = await _idle_leader(relay)
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    try:
+        await _commit_event(dsn, "LOT-FIRST")
+        outbox_committed()
+        records = await read_topic(kafka_bootstrap, topic, expect=2, timeout_s=5)
+        assert sorted(r.key for r in records) == [b"LOT-DURING", b"LOT-FIRST"]
+        assert committed_during_round == ["LOT-DURING"]
+    finally:
+        relay.stop()
+        await task
+    assert await unpublished(dsn) == 0  # stopping deletes what the last round sent
+
+
 async def test_a_commit_wakes_a_relay_in_another_process_by_notify(
     clean_dbs: dict[str, str], fresh_prefix: str, kafka_bootstrap: str
 ) -> None:

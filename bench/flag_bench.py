@@ -36,6 +36,7 @@ from bench.common import (
     Pg,
     RawHttp,
     admin,
+    gc_paused,
     infra_cpu,
     migrate,
     print_rows,
@@ -58,8 +59,10 @@ class Flags:
 
     def __init__(self, bootstrap: str, custody_topic: str, flags_topic: str) -> None:
         self.flags_topic = flags_topic
+        # The flags' arrival is timed: that consumer fetches as soon as anything is there. Custody's events only
+        # give their producer timestamps, so their consumer fetches in bulk (fewer requests for the broker to serve
+        # on the machine it shares with what is measured).
         self.consumer = AIOKafkaConsumer(
-            custody_topic,
             flags_topic,
             bootstrap_servers=bootstrap,
             auto_offset_reset="latest",
@@ -67,28 +70,34 @@ class Flags:
             group_id=None,
             fetch_max_wait_ms=20,
         )
+        self.events = AIOKafkaConsumer(
+            custody_topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_min_bytes=256 * 1024,
+            fetch_max_wait_ms=250,
+        )
         self.seen: dict[str, float] = {}  # lot -> perf_counter when its flag arrived here
         self.flag_sent: dict[str, float] = {}  # lot -> epoch seconds the audit relay produced the flag
         self.event_sent: dict[str, float] = {}  # lot -> epoch seconds the custody relay produced its event
         self.raised_at: dict[str, float] = {}  # lot -> its flag's raised_at (audit's transaction time)
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.consumer.start()
-        await self.consumer.seek_to_end()
-        self.task = asyncio.create_task(self._run())
+        for c in (self.consumer, self.events):
+            await c.start()
+            await c.seek_to_end()
+        self.tasks = [asyncio.create_task(self._flags()), asyncio.create_task(self._events())]
 
-    async def _run(self) -> None:
+    async def _flags(self) -> None:
         while True:
             batch = await self.consumer.getmany(timeout_ms=20, max_records=1000)
             now = time.perf_counter()
-            for tp, records in batch.items():
+            for records in batch.values():
                 for r in records:
                     if r.value is None:
-                        continue
-                    if tp.topic != self.flags_topic:
-                        if r.key is not None:
-                            self.event_sent.setdefault(r.key.decode(), r.timestamp / 1000)
                         continue
                     flag = orjson.loads(r.value)
                     lot = flag.get("lot_id")
@@ -97,10 +106,19 @@ class Flags:
                         self.flag_sent[lot] = r.timestamp / 1000
                         self.raised_at[lot] = datetime.fromisoformat(flag["raised_at"]).timestamp()
 
+    async def _events(self) -> None:
+        while True:
+            batch = await self.events.getmany(timeout_ms=250, max_records=5000)
+            for records in batch.values():
+                for r in records:
+                    if r.key is not None and r.value is not None:
+                        self.event_sent.setdefault(r.key.decode(), r.timestamp / 1000)
+
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for t in self.tasks:
+            t.cancel()
         await self.consumer.stop()
+        await self.events.stop()
 
     async def wait_for(self, lots: set[str], timeout_s: float) -> set[str]:
         """Lots still without a flag after `timeout_s`."""
@@ -108,7 +126,10 @@ class Flags:
         # The consumer task fills `seen`; polling it every 50 ms is precise enough for a deadline.
         while time.monotonic() < deadline and not lots <= self.seen.keys():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        return lots - self.seen.keys()
+        missing = lots - self.seen.keys()
+        while time.monotonic() < deadline + 1 and not lots <= self.event_sent.keys():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # custody's events are fetched in bulk: the last may come a little later
+        return missing
 
 
 async def open_loop(
@@ -247,10 +268,11 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
             raise RuntimeError(f"audit raised no flag for {len(missing)} warm-up lots in 60 s (see var/log/)")
         cpu0 = {**{s: _cpu(p) for s, p in procs.items()}, **infra_cpu()}
         print(f"[bench] {args.rate:.0f} writes/s offered for {args.seconds:.0f} s, open loop")
-        out = await open_loop(urls["custody"], mines, args.rate, args.seconds, args.connections)
-        responded: dict[str, float] = out.pop("responded")
-        epoch: dict[str, float] = out.pop("responded_epoch")
-        missing = await flags.wait_for(set(responded), 30)
+        with gc_paused():
+            out = await open_loop(urls["custody"], mines, args.rate, args.seconds, args.connections)
+            responded: dict[str, float] = out.pop("responded")
+            epoch: dict[str, float] = out.pop("responded_epoch")
+            missing = await flags.wait_for(set(responded), 30)
         cpu1 = {**{s: _cpu(p) for s, p in procs.items()}, **infra_cpu()}
         to_flag = [flags.seen[lot] - t for lot, t in responded.items() if lot in flags.seen]
         out["write_to_flag"] = summary(to_flag) if to_flag else {}

@@ -21,7 +21,7 @@ from shared.events import CloudEvent
 from shared.topics import CUSTODY_EVENTS, physical
 from tests.conftest import ENV, OPERATOR
 from tests.custody.conftest import Party, Stack
-from tests.helpers import read_topic
+from tests.helpers import read_topic, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -601,15 +601,18 @@ async def test_a_registration_without_locks_is_all_or_nothing(stack: Stack) -> N
     from custody.repository import NewLot
 
     mine = await _mine(stack)
+    version = await stack.count("SELECT version FROM participants WHERE id = $1", mine.id)
     conn = await asyncpg.connect(stack.custody_dsn)
     try:
 
-        async def attempt(lid: str, key: str) -> bool:
+        async def attempt(lid: str, key: str, read_version: int = version) -> bool:
             new = NewLot(lid, "tin", "ore", Decimal(3), mine.id, "mine", origin_participant=mine.id)
             created_at = datetime.now(UTC)
             lot, _ = repository.new_lot_row(new, created_at)
             lot.append(type="custody.lot.registered", occurred_at=created_at, actor=mine.id, data={"n": 1})
-            pending = repository.Pending(lots=[lot], new_holder=mine.id, new_lot=(new, created_at))
+            pending = repository.Pending(
+                lots=[lot], new_holder=mine.id, new_lot=(new, created_at, (mine.id, read_version))
+            )
             return await repository.persist_unless_changed(
                 conn, CUSTODY_EVENTS, pending, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
             )
@@ -630,9 +633,35 @@ async def test_a_registration_without_locks_is_all_or_nothing(stack: Stack) -> N
         assert await attempt(first, "k-new-2") is False  # the lot id is taken
         assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-new-2'") == 0
         assert await written(first) == (1, 1, 1)
+        assert await attempt(third, "k-new-3", read_version=version - 1) is False  # the mine changed since
+        assert await written(third) == (0, 0, 0)
+        assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-new-3'") == 0
         assert await attempt(third, "k-new-3") is True
     finally:
         await conn.close()
+
+
+async def test_a_corrected_mine_is_the_origin_of_its_next_lot(stack: Stack) -> None:
+    """Registrations take the mine from custody's cache when they can; the write checks the cached version, so a
+    correction in the registry reaches the very next lot (and its event), never the old name."""
+    mine = await stack.party("mine", name=f"Old Name {uuid.uuid4().hex[:6]}")
+    before = await register(stack, mine)  # reads the mine and caches it
+    assert before["origin"]["mine_name"].startswith("Old Name")
+    r = await stack.registry.patch(f"/participants/{mine.id}", json={"name": "New Name"}, headers=OPERATOR)
+    assert r.status_code == 200, r.text
+
+    async def corrected() -> bool:
+        return await stack.count("SELECT count(*) FROM participants WHERE id = $1 AND name = 'New Name'", mine.id) == 1
+
+    await wait_for(corrected, timeout_s=20, what="custody to learn of the correction")
+    after = await register(stack, mine)
+    assert after["origin"]["mine_name"] == "New Name"
+    events = await stack.count(
+        "SELECT count(*) FROM lot_events WHERE lot_id = $1 AND data->'origin'->>'name' = 'New Name'", after["lot_id"]
+    )
+    assert events == 1
+    again = await register(stack, mine)  # cached again, as corrected
+    assert again["origin"]["mine_name"] == "New Name"
 
 
 async def test_traces_through_merges_and_splits(stack: Stack) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from custody.config import Settings
 from custody.consumer import make_consumer
 from custody.events import CUSTODY_EVENTS
+from custody.repository import ParticipantCache
 from custody.router import FAST_WRITES, router
 from shared.runtime import Runtime, Worker, build_app
 
@@ -19,7 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def workers(rt: Runtime) -> Sequence[Worker]:
         return [make_consumer(settings)] if settings.consumer_enabled else []
 
-    return build_app(
+    app = build_app(
         settings,
         title="Custody",
         description="Mineral lots and every custody operation on them (register, ship, receive, transform, consume), "
@@ -30,3 +31,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         raw_pool=True,
         fast=FAST_WRITES,
     )
+    app.state.participants = ParticipantCache()  # registrations' mines, version-checked where they are used
+    return app

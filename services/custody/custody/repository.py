@@ -39,13 +39,33 @@ class ParticipantRow:
     country: str
     region: str | None
     mining_type: str | None
+    version: int  # the registry's version of the participant (bumped by every change)
 
 
 async def participant(conn: Conn, participant_id: str) -> ParticipantRow | None:
     r = await conn.fetchrow(
-        "SELECT id, kind, name, country, region, mining_type FROM participants WHERE id = $1", participant_id
+        "SELECT id, kind, name, country, region, mining_type, version FROM participants WHERE id = $1", participant_id
     )
     return ParticipantRow(**dict(r)) if r else None
+
+
+class ParticipantCache:
+    """Participants as last read, for registrations without locks: their statement writes only if the participant's
+    version is still the one cached (`PERSIST_NEW_LOT`'s gate), so a stale entry costs a retry under the locks (which
+    reads the row again and puts it here), never a lot with an outdated origin. Saves a round trip per registration.
+    Bounded: when full, it is emptied and fills again from the requests that follow."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._rows: dict[str, ParticipantRow] = {}
+
+    def get(self, participant_id: str) -> ParticipantRow | None:
+        return self._rows.get(participant_id)
+
+    def put(self, row: ParticipantRow) -> None:
+        if len(self._rows) >= self.max_entries and row.id not in self._rows:
+            self._rows.clear()
+        self._rows[row.id] = row
 
 
 UPSERT_PARTICIPANT = """
@@ -365,7 +385,8 @@ class Pending:
     new_holder: str | None = None
     shipment: tuple[Any, ...] | None = None  # a new shipment: PERSIST's $27-$35
     receipt: tuple[Any, ...] | None = None  # a receipt: PERSIST's $36-$39
-    new_lot: tuple[NewLot, datetime] | None = None  # a registration without locks: the lot and its created_at
+    # a registration without locks: the lot, its created_at, and the (id, version) of the participant it was read from
+    new_lot: tuple[NewLot, datetime, tuple[str, int]] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.lots or self.events or self.shipment or self.receipt)
@@ -474,24 +495,31 @@ instead of five (BEGIN, key, locks, PERSIST, COMMIT): on our machines each costs
 
 PERSIST_NEW_LOT = (
     """
-WITH nl AS (
+WITH g AS (
+  SELECT EXISTS (SELECT 1 FROM participants WHERE id = $62::text AND version = $63::bigint) AS ok
+), nl AS (
   INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
                     origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
                     head_hash, event_count, created_at, updated_at)
-  VALUES ($45, $46, $47, $48, $48, 'active', $49, $50, $51, $52, $53, $54, $55, $56, $57, $58, $59, $60, $61, $61)
+  SELECT $45::text, $46::text, $47::text, $48::numeric, $48::numeric, 'active', $49::text, $50::text, $51::text,
+         $52::text, $53::text, $54::text, $55::text, $56::timestamptz, $57::text, $58::text, $59::bytea, $60::int,
+         $61::timestamptz, $61::timestamptz
+  WHERE (SELECT ok FROM g)
 ), k AS (
   INSERT INTO idempotency_keys (actor, key, request_hash, status, response)
-  SELECT $40::text, $41::text, $44::bytea, $42::int, $43::jsonb WHERE $41::text IS NOT NULL
+  SELECT $40::text, $41::text, $44::bytea, $42::int, $43::jsonb WHERE $41::text IS NOT NULL AND (SELECT ok FROM g)
 ), """
-    + _persist_writes("TRUE")
+    + _persist_writes("(SELECT ok FROM g)")
     + """
-SELECT 1
+SELECT ok FROM g
 """
 )
 """A registration in one statement, its own transaction: the lot with its first event as head, the event, holder,
-outbox row and the answer for the Idempotency-Key. Neither the lot nor the key is inserted with ON CONFLICT: if the
-lot id or the key is taken, the statement fails whole and nothing is written (the caller does it again under the
-locks, where a refusal is recorded or the key's answer replayed). Two round trips instead of six."""
+outbox row and the answer for the Idempotency-Key, all only if the registering participant's version ($62, $63) is
+still the one its origin was taken from (`g`). Neither the lot nor the key is inserted with ON CONFLICT: if the lot
+id or the key is taken, the statement fails whole and nothing is written. Either way the caller does it again under
+the locks, where a refusal is recorded or the key's answer replayed. Two round trips instead of six, one when the
+participant was cached (`ParticipantCache`)."""
 
 
 async def persist_unless_changed(
@@ -510,15 +538,16 @@ async def persist_unless_changed(
     answer)."""
     args = _persist_args(topic, pending, actor=actor, key=key, status=status, body=body)
     if pending.new_lot is not None:
-        new, created_at = pending.new_lot
+        new, created_at, (participant_id, version) = pending.new_lot
         (lot,) = pending.lots
         try:
-            head = (lot.head_hash, lot.event_count, created_at)
-            await conn.execute(PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new)[:-1], *head)
+            head = (lot.head_hash, lot.event_count, created_at, participant_id, version)
+            written = await conn.fetchval(PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new)[:-1], *head)
         except asyncpg.UniqueViolationError:
             return False  # the lot id or the key is taken: nothing was written
-        lot.new_events.clear()
-        return True
+        if written:
+            lot.new_events.clear()
+        return bool(written)  # false: the participant changed since it was read (nothing was written)
     read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in pending.lots]
     ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash)
     if ok:

@@ -166,6 +166,7 @@ async def _unlocked_write(
 async def register_lot(
     body: schemas.LotCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
+    participants: repository.ParticipantCache = request.app.state.participants
     return await _write(
         request,
         who,
@@ -173,8 +174,10 @@ async def register_lot(
         action="register",
         subject=body.lot_id,
         model=schemas.Lot,
-        run=lambda conn, pending: service.register_lot(conn, who, body, pending),
-        unlocked=lambda conn, pending: service.register_lot(conn, who, body, pending, lock=False),
+        run=lambda conn, pending: service.register_lot(conn, who, body, pending, participants=participants),
+        unlocked=lambda conn, pending: service.register_lot(
+            conn, who, body, pending, lock=False, participants=participants
+        ),
     )
 
 

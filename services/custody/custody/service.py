@@ -84,16 +84,23 @@ async def register_lot(
     pending: repository.Pending,
     *,
     lock: bool = True,
+    participants: repository.ParticipantCache | None = None,
 ) -> dict[str, Any]:
     """Checks and the new lot row; the chain, holder and event go to `pending` (written with the router's answer).
-    With `lock=False` the lot row goes there too, for `repository.persist_unless_changed` to insert with the rest."""
+    With `lock=False` the lot row goes there too, for `repository.persist_unless_changed` to insert with the rest;
+    the registering mine then comes from `participants` if cached there (that statement checks its version). Under
+    the locks it is always read, and cached again."""
     _participant_only(who, "register lots")
     if who.kind != "mine":
         raise Forbidden(
             f"Only mines register origin lots (you are a {who.kind}); declare material from outside "
             "the system with POST /lots/external."
         )
-    me = await _known(conn, who)
+    me = participants.get(who.subject) if participants is not None and not lock else None
+    if me is None:
+        me = await _known(conn, who)
+        if participants is not None:
+            participants.put(me)
     lot_id = body.lot_id or _new_id("LOT")
     new = NewLot(
         lot_id=lot_id,
@@ -119,7 +126,7 @@ async def register_lot(
     else:
         created_at = datetime.now(UTC)
         lot, row = repository.new_lot_row(new, created_at)
-        pending.new_lot = new, created_at
+        pending.new_lot = new, created_at, (me.id, me.version)
     out = Outbox()
     data = lot.append(
         type="custody.lot.registered",

@@ -11,7 +11,7 @@ certification; every lot such a mine registers (`POST /lots`) is a write that tr
 (`uncertified_asm_in_cahra`, critical). After a warm-up lot per mine (which also proves that custody and audit know
 the mines), the bench offers writes at a fixed rate, open loop: each write starts at its scheduled time whatever the
 earlier ones are doing (64 keep-alive connections), and records the moment its response arrived. The first
-`--warmup-seconds` (3) at that rate are not measured: custody's pool opens its connections and prepares its
+`--warmup-seconds` (5) at that rate are not measured: custody's pool opens its connections and prepares its
 statements on each as the concurrency first rises, and the first 0.5 s of a cold run answered at p50 ~50-100 ms,
 enough to decide the p99 of 10,000 writes on its own; the promise is about the steady rate. A consumer of
 `audit.flags` in the same process notes when each lot's flag arrives; the latency is the difference (one clock).
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument(
-        "--warmup-seconds", type=float, default=3.0, help="writes at the same rate before the measured run (0: none)"
+        "--warmup-seconds", type=float, default=5.0, help="writes at the same rate before the measured run (0: none)"
     )
     p.add_argument("--pg-host", default="127.0.0.1")
     p.add_argument("--pg-port", type=int, default=int(os.environ.get("MCOC_PG_PORT", "5433")))

@@ -50,6 +50,7 @@ from bench.common import (
     ROOT,
     Pg,
     admin,
+    local_pg,
     migrate,
     print_rows,
     row,
@@ -787,7 +788,7 @@ def sigterm_and_wait(proc: subprocess.Popen[bytes]) -> Any:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    pg = Pg("127.0.0.1", args.pg_port)
+    pg = local_pg("127.0.0.1", args.pg_port)
     prefix = f"abench-{uuid.uuid4().hex[:8]}."
     group = f"audit-abench-{uuid.uuid4().hex[:6]}"
     log(f"databases {', '.join(DBS)}; topics {prefix}*")

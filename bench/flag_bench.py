@@ -41,6 +41,7 @@ from bench.common import (
     admin,
     gc_paused,
     infra_cpu,
+    local_pg,
     migrate,
     print_rows,
     row,
@@ -351,7 +352,7 @@ def _cpu(proc: Any) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    pg = Pg(args.pg_host, args.pg_port)
+    pg = local_pg(args.pg_host, args.pg_port)
     args.prefix = f"fbench-{uuid.uuid4().hex[:6]}."
     dbs = [f"{s}_fbench" for s in SERVICES]
     drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]

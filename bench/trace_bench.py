@@ -92,6 +92,7 @@ from bench.common import (
     cpu_during,
     cpu_times,
     gc_paused,
+    local_pg,
     machine,
     migrate,
     port_free,
@@ -830,13 +831,13 @@ PROMISE = (
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pg = Pg(args.pg_host, args.pg_port)
+    pg = local_pg(args.pg_host, args.pg_port)
     info = machine()
     cpu_start = cpu_times()
     try:
         info["postgres"] = asyncio.run(postgres_info(pg))
     except (OSError, asyncpg.PostgresError) as exc:
-        print(f"error: PostgreSQL is not reachable at {pg.host}:{pg.port} ({exc!r}); run `deploy/local/infra.sh start`")
+        print(f"error: PostgreSQL is not reachable at {pg.where} ({exc!r}); run `deploy/local/infra.sh start`")
         return 2
     print(f"trace bench: {info['nproc']} CPUs, Python {info['python']}, PostgreSQL {info['postgres']['version']}")
     main_shapes = [Shape.plan(s, d, args.width, args.fan_in) for s in args.sizes for d in args.depths]

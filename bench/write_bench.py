@@ -33,10 +33,10 @@ import psutil
 from bench.common import (
     LOG_DIR,
     ROOT,
-    Pg,
     RawHttp,
     admin,
     gc_paused,
+    local_pg,
     migrate,
     print_rows,
     row,
@@ -190,7 +190,7 @@ async def floor(base: str, path: str, auth: dict[str, str], seconds: float, clie
 
 
 def run(args: argparse.Namespace) -> int:
-    pg = Pg(args.pg_host, args.pg_port)
+    pg = local_pg(args.pg_host, args.pg_port)
     prefix = f"wbench-{uuid.uuid4().hex[:6]}."
     asyncio.run(
         admin(

@@ -41,7 +41,8 @@ PYEOF
 # each statement costs less CPU than over TCP loopback (custody's writes: ~10% more per second, see bench/common.py).
 use_pg_socket() {
   local sock="$VAR/pg/sock" port="${MCOC_PG_PORT:-5433}" svc var
-  [ -S "$sock/.s.PGSQL.$port" ] && [ "${#sock}" -lt 90 ] || return 0
+  local path="$sock/.s.PGSQL.$port"
+  [ -S "$path" ] && [ "${#path}" -lt 100 ] || return 0  # sun_path holds 107 bytes (the same rule as bench.common.local_pg)
   for svc in "${SERVICES[@]}"; do
     var="$(echo "$svc" | tr '[:lower:]' '[:upper:]')_DATABASE_URL"
     if [ -z "${!var:-}" ]; then export "$var=postgresql+asyncpg://postgres@/$svc?host=$sock&port=$port"; fi

@@ -242,13 +242,18 @@ class EventConsumer:
     async def _decode(
         self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord]], yield_every: int = 0
     ) -> list[Delivered]:
-        """The batch's events, each once, in offset order per partition. With `yield_every`, gives the event loop
+        """The batch's events, each once, in offset order per partition, those of `first_topics` first (a batch may
+        hold a reference fact and a custody event recorded after it: the fact is applied first, as a replay that
+        reads its topic first does, whatever order the partitions came in). With `yield_every`, gives the event loop
         a turn every so many messages (so a transaction in flight gets on with its next statement)."""
         group = self.group_id or "replay"
         delivered: list[Delivered] = []
         seen: set[tuple[str, str]] = set()
         n = 0
-        for records in batches.values():
+        parts: list[tuple[TopicPartition, Sequence[ConsumerRecord]]] = list(batches.items())
+        if self._first:
+            parts.sort(key=lambda part: part[0].topic not in self._first)  # stable: the rest as they came
+        for _, records in parts:
             for rec in records:
                 n += 1
                 if yield_every and n % yield_every == 0:

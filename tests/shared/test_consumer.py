@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from audit.projection import Projection
 from shared.consumer import EventConsumer
@@ -144,3 +144,52 @@ async def test_offsets_are_committed_at_most_every_interval_and_all_at_stop(
     c2 = consumer_for(clean_dbs["audit"], kafka_bootstrap, fresh_prefix, group)
     await _run_until(c2, dsn, 210, "the next 10 applied")
     assert (c2.applied, c2.duplicates) == (10, 0)  # the stop committed every offset the first one applied
+
+
+def _records(topic: str, partition: int, events: list[CloudEvent]) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(
+            topic=topic,
+            partition=partition,
+            offset=n,
+            timestamp=0,
+            timestamp_type=0,
+            key=e.key.encode(),
+            value=e.data_json(),
+            checksum=None,
+            serialized_key_size=len(e.key),
+            serialized_value_size=len(e.data_json()),
+            headers=tuple(e.kafka_headers()),
+        )
+        for n, e in enumerate(events)
+    ]
+
+
+async def test_a_batch_gives_the_first_topics_events_first() -> None:
+    """A batch holding a custody event and a reference fact known before it (a smelter's status changed, then the
+    smelting) is decoded with the fact first, whatever order the partitions came in: the live consumer then judges
+    the custody event with what the replay, which reads the registry topic first, judges it with. No I/O."""
+    prefix = "t."
+    custody = [make_event(f"LOT-{i}", i) for i in range(3)]
+    registry = [make_event("P-1", 0, source="/registry", type="registry.certification.changed")]
+    batches = {
+        TopicPartition(physical(CUSTODY_EVENTS, prefix), 3): _records(physical(CUSTODY_EVENTS, prefix), 3, custody),
+        TopicPartition(physical(REGISTRY_EVENTS, prefix), 2): _records(physical(REGISTRY_EVENTS, prefix), 2, registry),
+    }
+
+    def consumer(**kw: object) -> EventConsumer:
+        return EventConsumer(
+            dsn="postgresql://unused",
+            bootstrap_servers="unused:9092",
+            group_id="g",
+            topics=[CUSTODY_EVENTS, REGISTRY_EVENTS],
+            handler=Projection().apply_batch,
+            topic_prefix=prefix,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    first = await consumer(first_topics=[REGISTRY_EVENTS])._decode(batches)
+    assert [(d.topic, d.offset) for d in first] == [(REGISTRY_EVENTS, 0)] + [(CUSTODY_EVENTS, n) for n in range(3)]
+    assert [d.event.id for d in first] == [registry[0].id] + [e.id for e in custody]
+    as_they_came = await consumer()._decode(batches)
+    assert [d.topic for d in as_they_came] == [CUSTODY_EVENTS] * 3 + [REGISTRY_EVENTS]

@@ -761,14 +761,6 @@ async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:
         await conn.close()
 
 
-async def vacuum_analyze(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("VACUUM (ANALYZE)")
-    finally:
-        await conn.close()
-
-
 async def overdue_check(url: str) -> None:
     """What the service's scheduled check does, once, now that everything was consumed."""
     conn = await asyncpg.connect(url)
@@ -880,7 +872,7 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     # The live phase left ~350 MB of new rows in its database: autovacuum would vacuum and analyze them within its
     # minute, as likely as not while the replay runs. Done now, so the replay is measured on a quiet machine.
     t_vacuum = time.perf_counter()
-    await vacuum_analyze(pg.url(DBS[0]))
+    await admin(pg, "VACUUM (ANALYZE)", db=DBS[0])
     log(f"live database vacuumed and analyzed in {time.perf_counter() - t_vacuum:.1f} s")
     log(f"baseline and replay on a quiet machine: {await settled(pg)}")
 

@@ -123,14 +123,16 @@ def local_pg(host: str, port: int) -> Pg:
     """Our cluster (`deploy/local/infra.sh`) through its Unix socket when it is the one asked for and its socket is
     there (as `make run` connects the services), else over TCP."""
     sock = Path(os.environ.get("MCOC_VAR", ROOT / "var")) / "pg" / "sock"
-    usable = len(str(sock / f".s.PGSQL.{port}")) < 100  # sun_path holds 107 bytes
-    if host in ("127.0.0.1", "localhost") and usable and (sock / f".s.PGSQL.{port}").exists():
+    path = sock / f".s.PGSQL.{port}"
+    usable = len(str(path)) < 100  # sun_path holds 107 bytes
+    if host in ("127.0.0.1", "localhost") and usable and path.exists():
         return Pg(host, port, str(sock))
     return Pg(host, port)
 
 
-async def admin(pg: Pg, *statements: str) -> None:
-    conn = await asyncpg.connect(pg.url("postgres"), timeout=5)
+async def admin(pg: Pg, *statements: str, db: str = "postgres") -> None:
+    """`statements`, one after the other, in database `db` (outside any transaction: CREATE DATABASE, VACUUM)."""
+    conn = await asyncpg.connect(pg.url(db), timeout=5)
     try:
         for sql in statements:
             await conn.execute(sql)

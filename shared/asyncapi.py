@@ -52,6 +52,7 @@ class EventType:
     summary: str
     payload: PayloadModel
     version: int = 1
+    subject: str = ""  # what `ce_subject` names when it is not the message key (audit: the flag id, keyed by lot)
 
     @property
     def dataschema(self) -> str:
@@ -98,7 +99,9 @@ def cloudevents_headers(event: EventType) -> dict[str, Any]:
             "ce_subject": {
                 "type": "string",
                 "minLength": 1,
-                "description": f"What the event is about: the {event.key}, as in the message key.",
+                "description": f"What the event is about: the {event.subject}."
+                if event.subject
+                else f"What the event is about: the {event.key}, as in the message key.",
             },
             "ce_time": {
                 "type": "string",
@@ -270,7 +273,7 @@ def asyncapi_router(get_doc: Callable[[], dict[str, Any]]) -> APIRouter:
         "its data.",
         responses={200: {"content": {JSON: {"example": _EXAMPLE}}}},
     )
-    async def asyncapi() -> Response:
+    async def get_asyncapi() -> Response:
         return Response(body(), media_type=JSON)
 
     return router

@@ -1,20 +1,40 @@
-"""The AsyncAPI document: its shape, its references, its CloudEvents headers, and the registry's catalogue. No I/O."""
+"""The AsyncAPI document: its shape, its references, its CloudEvents headers, and the registry's and audit's
+catalogues. No I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, get_args
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from audit import schemas as audit_schemas
+from audit.events import AUDIT_EVENTS, FlagAcknowledged, FlagRaised, FlagResolved
+from audit.main import create_app as audit_app
+from audit.projection import Projection
+from audit.rules import Thresholds, receipt_findings
+from custody.events import CUSTODY_EVENTS
+from custody.main import create_app as custody_app
 from registry import schemas
 from registry.config import Settings
 from registry.events import REGISTRY_EVENTS, CahraField, ParticipantField
 from registry.main import create_app
-from shared.asyncapi import EventType, asyncapi_document, asyncapi_router, iter_refs, resolve_ref
-from shared.events import dataschema_for
+from shared.asyncapi import (
+    EventType,
+    asyncapi_document,
+    asyncapi_router,
+    cloudevents_headers,
+    iter_refs,
+    resolve_ref,
+)
+from shared.events import CloudEvent, dataschema_for
+from shared.topics import AUDIT_FLAGS as AUDIT_TOPIC
 from shared.topics import REGISTRY_EVENTS as REGISTRY_TOPIC
 
 REGISTRY_TYPES = {
@@ -159,3 +179,125 @@ async def test_the_registry_app_serves_it_next_to_its_openapi() -> None:
     assert op["tags"] == ["operations"]
     assert op["summary"] == "AsyncAPI 3.0 document of the events this service publishes"
     assert op["responses"]["200"]["content"]["application/json"]["example"]["asyncapi"] == "3.0.0"
+
+
+# --- audit: the flags it publishes on audit.flags ---------------------------------------------------------------
+
+AUDIT_TYPES = ["audit.flag.raised", "audit.flag.acknowledged", "audit.flag.resolved"]
+
+
+@pytest.fixture(scope="module")
+def audit_doc() -> dict[str, Any]:
+    return asyncapi_document("Audit events", "0.1.0", AUDIT_EVENTS)
+
+
+def test_the_audit_document_has_one_channel_with_the_flag_events(audit_doc: dict[str, Any]) -> None:
+    assert list(audit_doc["channels"]) == [AUDIT_TOPIC]
+    channel = audit_doc["channels"][AUDIT_TOPIC]
+    assert channel["address"] == "audit.flags"
+    assert channel["bindings"]["kafka"]["partitions"] == 3
+    assert "the lot id the flag is on" in channel["description"]
+    messages = messages_of(audit_doc, AUDIT_TOPIC)
+    assert list(messages) == AUDIT_TYPES
+    for name, message in messages.items():
+        assert message["contentType"] == "application/json"
+        payload = resolve_ref(audit_doc, message["payload"]["$ref"])
+        assert payload["additionalProperties"] is False
+        assert payload["properties"]["status"]["const"] == name.rsplit(".", 1)[1].replace("raised", "open")
+        headers = message["headers"]["properties"]
+        assert headers["ce_type"]["const"] == name
+        assert headers["ce_dataschema"]["const"] == dataschema_for(name, 1)
+        assert headers["ce_subject"]["description"] == "What the event is about: the flag id."
+    for ref in iter_refs(audit_doc):
+        resolve_ref(audit_doc, ref)
+    (op,) = audit_doc["operations"].values()
+    sent = [resolve_ref(audit_doc, m["$ref"]) for m in op["messages"]]
+    assert [m["$ref"] for m in sent] == [m["$ref"] for m in channel["messages"].values()]
+    schemas = audit_doc["components"]["schemas"]
+    assert {"FlagRaised", "FlagAcknowledged", "FlagResolved", "Rule", "Severity"} <= set(schemas)
+
+
+def test_every_example_of_an_audit_payload_is_valid_data_of_its_event() -> None:
+    for event in AUDIT_EVENTS:
+        examples = event.payload.model_json_schema()["examples"]
+        assert examples, event.type
+        for example in examples:
+            event.payload.model_validate(example)
+
+
+def _emitted(event: CloudEvent) -> Any:
+    """The data as the relay publishes it: the outbox row's JSON."""
+    return orjson.loads(orjson.dumps(event.data))
+
+
+def test_a_raised_flag_as_the_projection_builds_it_is_valid_data_of_its_event() -> None:
+    findings = receipt_findings(
+        lot_id="L1",
+        shipment_id="S1",
+        event_id="E1",
+        shipped_kg=Decimal("1000.000"),
+        received_kg=Decimal("900.000"),
+        shipped_seal="SEAL-1",
+        received_seal="SEAL-2",
+        shipped_at=datetime(2026, 3, 5, tzinfo=UTC),
+        received_at=datetime(2026, 3, 1, tzinfo=UTC),
+        sender="trader-1",
+        receiver="smelter-1",
+        t=Thresholds(),
+    )
+    assert len(findings) == 3  # mass, seal and time
+    _, docs = Projection()._flags_to_raise(findings)
+    events = Projection._flag_events(docs(None))
+    (raised,) = [e for e in AUDIT_EVENTS if e.type == "audit.flag.raised"]
+    for event in events:
+        assert (event.type, event.dataschema, event.key) == (raised.type, raised.dataschema, "L1")
+        flag = FlagRaised.model_validate(_emitted(event))
+        assert event.subject == flag.id
+
+
+def test_a_decided_flag_as_the_router_publishes_it_is_valid_data_of_its_event() -> None:
+    """`router._change` publishes `schemas.Flag` of the updated row, as JSON."""
+    now = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    row = {**audit_schemas.FLAG_EXAMPLE, "raised_at": now}
+    acknowledged = {**row, "status": "acknowledged", "acknowledged_by": "P-1", "acknowledged_at": now}
+    resolved = {**acknowledged, "status": "resolved", "resolved_by": "operator", "resolved_at": now, "note": "ok"}
+    resolved_at_once = {**row, "status": "resolved", "resolved_by": "operator", "resolved_at": now, "note": "ok"}
+    for payload, flag in [
+        (FlagAcknowledged, acknowledged),
+        (FlagAcknowledged, {**acknowledged, "note": "on it"}),
+        (FlagResolved, resolved),
+        (FlagResolved, resolved_at_once),
+    ]:
+        payload.model_validate(orjson.loads(audit_schemas.Flag.model_validate(flag).model_dump_json()))
+    with pytest.raises(ValidationError, match="note"):  # a resolution says what was decided
+        FlagResolved.model_validate({**resolved, "note": None})
+    with pytest.raises(ValidationError, match="resolved_by"):  # an acknowledgement comes before any resolution
+        FlagAcknowledged.model_validate({**resolved, "status": "acknowledged"})
+
+
+def test_subject_says_what_ce_subject_names_when_it_is_not_the_key() -> None:
+    keyed = EventType("x.lot.made", "x.events", "lot id", "made", Lot)
+    other = EventType("x.flag.raised", "x.flags", "lot id", "raised", Other, subject="flag id")
+    assert cloudevents_headers(keyed)["properties"]["ce_subject"]["description"].endswith("as in the message key.")
+    assert cloudevents_headers(other)["properties"]["ce_subject"]["description"] == (
+        "What the event is about: the flag id."
+    )
+
+
+@pytest.mark.parametrize(
+    ("create", "title", "catalogue"),
+    [
+        (create_app, "Registry events", REGISTRY_EVENTS),
+        (custody_app, "Custody events", CUSTODY_EVENTS),
+        (audit_app, "Audit events", AUDIT_EVENTS),
+    ],
+    ids=["registry", "custody", "audit"],
+)
+async def test_each_app_serves_the_document_of_its_catalogue(
+    create: Callable[[], FastAPI], title: str, catalogue: list[EventType]
+) -> None:
+    app = create()  # no lifespan: nothing connects
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        r = await client.get("/asyncapi.json")
+    assert r.status_code == 200
+    assert r.json() == asyncapi_document(title, app.version, catalogue)

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from audit.config import Settings
 from audit.consumer import make_consumer
+from audit.events import AUDIT_EVENTS
 from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         extra_workers=workers,
         raw_pool=True,
+        events=AUDIT_EVENTS,
     )
     app.state.broadcaster = broadcaster
     install_dashboard(app, settings)

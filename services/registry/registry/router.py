@@ -120,7 +120,7 @@ async def get_participant(participant_id: str, session: SessionDep, _: Principal
     summary="Correct a participant (operator)",
     responses=NOT_FOUND,
 )
-async def patch_participant(
+async def update_participant(
     participant_id: str, body: schemas.ParticipantPatch, session: SessionDep, _: OperatorDep
 ) -> schemas.Participant:
     p = await service.update_participant(session=session, participant_id=participant_id, body=body)
@@ -214,7 +214,7 @@ async def revoke_credential(
     tags=["credentials"],
     summary="Revoked tokens not yet expired (public; services poll it)",
 )
-async def revoked(session: SessionDep) -> schemas.RevocationList:
+async def list_revoked_credentials(session: SessionDep) -> schemas.RevocationList:
     rows = await credentials.revoked_ids(session)
     return schemas.RevocationList(
         generated_at=datetime.now(UTC),
@@ -232,7 +232,7 @@ async def revoked(session: SessionDep) -> schemas.RevocationList:
     tags=["credentials"],
     summary="Public keys that verify participant tokens (public)",
 )
-async def jwks(session: SessionDep) -> schemas.JWKS:
+async def get_jwks(session: SessionDep) -> schemas.JWKS:
     await credentials.active_key(session)
     return schemas.JWKS.model_validate(await credentials.jwks(session))
 
@@ -247,7 +247,7 @@ async def jwks(session: SessionDep) -> schemas.JWKS:
     tags=["cahra"],
     summary="List a conflict-affected or high-risk area (operator)",
 )
-async def add_cahra(body: schemas.CahraCreate, session: SessionDep, _: OperatorDep) -> schemas.Cahra:
+async def add_cahra_area(body: schemas.CahraCreate, session: SessionDep, _: OperatorDep) -> schemas.Cahra:
     return schemas.Cahra.model_validate(await service.add_cahra(session=session, body=body))
 
 
@@ -258,7 +258,9 @@ async def add_cahra(body: schemas.CahraCreate, session: SessionDep, _: OperatorD
     responses=NOT_FOUND,
     summary="Correct an area or end its listing with effective_to (operator)",
 )
-async def patch_cahra(area_id: str, body: schemas.CahraPatch, session: SessionDep, _: OperatorDep) -> schemas.Cahra:
+async def update_cahra_area(
+    area_id: str, body: schemas.CahraPatch, session: SessionDep, _: OperatorDep
+) -> schemas.Cahra:
     return schemas.Cahra.model_validate(await service.update_cahra(session=session, area_id=area_id, body=body))
 
 
@@ -268,7 +270,7 @@ async def patch_cahra(area_id: str, body: schemas.CahraPatch, session: SessionDe
     tags=["cahra"],
     summary="The CAHRA list, all of its history or as it stood on `as_of`",
 )
-async def list_cahra(
+async def list_cahra_areas(
     session: SessionDep,
     _: PrincipalDep,
     as_of: date | None = None,

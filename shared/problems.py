@@ -17,26 +17,20 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
 
+_VALIDATION_EXAMPLE: dict[str, Any] = {
+    "type": "/problems/validation-error",
+    "title": "Request validation failed",
+    "status": 422,
+    "detail": "1 problem in the request: body.mass_kg: Input should be greater than 0",
+    "instance": "/lots",
+    "errors": [{"where": "body.mass_kg", "msg": "Input should be greater than 0", "type": "greater_than"}],
+}
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem body. Extra members (such as `errors`) say more about what went wrong."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "/problems/validation-error",
-                    "title": "Request validation failed",
-                    "status": 422,
-                    "detail": "1 problem in the request",
-                    "instance": "/lots",
-                    "errors": [
-                        {"where": "body.mass_kg", "msg": "Input should be greater than 0", "type": "greater_than"}
-                    ],
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [_VALIDATION_EXAMPLE]})
 
     type: str = Field(description="URI reference naming the problem type")
     title: str = Field(description="Short summary of the problem type")
@@ -248,16 +242,79 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": title}
+    status: {"model": Problem, "description": title}
     for status, (_, title) in _STATUS_SLUGS.items()
     if status in (401, 403, 404, 409, 422, 503)
 }
-"""`responses=` for routes, so the OpenAPI documents problem+json error bodies."""
+"""`responses=` for routes: which problem statuses an operation may answer with. How each is written in the OpenAPI
+(under application/problem+json, with an example) is `document_problems`' job, for every 4xx and 5xx alike."""
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` naming which problem+json statuses a route may answer with."""
     return {s: PROBLEM_RESPONSES[s] for s in statuses}
+
+
+PROBLEM_REF = "#/components/schemas/Problem"
+PROBLEM_SCHEMA: dict[str, Any] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+_EXAMPLE_DETAILS = {
+    400: "There was an error parsing the body",
+    401: "Missing Authorization header; send `Authorization: Bearer <token>`.",
+    403: "This endpoint is for the operator; a participant token cannot use it.",
+    404: "Nothing with this id that you may see.",
+    409: "The request conflicts with the current state; nothing was changed.",
+    500: "An unexpected error occurred; it has been logged with this request's id.",
+    503: "The database is out of reach; nothing was written. Retry in a few seconds.",
+}
+
+
+def problem_example(status: int, path: str | None = None) -> dict[str, Any]:
+    """A problem body as the handlers above write it for `status`; `instance` is `path` when it has no template."""
+    if status == 422:
+        example: dict[str, Any] = dict(_VALIDATION_EXAMPLE)
+    else:
+        slug, title = _STATUS_SLUGS.get(status) or (
+            ("internal-error", "Internal server error") if status == 500 else ("http-error", "HTTP error")
+        )
+        detail = _EXAMPLE_DETAILS.get(status)
+        example = {
+            "type": PROBLEM_BASE + slug,
+            "title": title,
+            "status": status,
+            **({"detail": detail} if detail else {}),
+        }
+    example.pop("instance", None)
+    if path is not None and "{" not in path:
+        example["instance"] = path
+    return example
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Write every 4xx and 5xx answer of an OpenAPI document as the handlers above render it: a `Problem` under
+    application/problem+json (RFC 9457), with an example, and nothing else. That includes FastAPI's own 422
+    (`HTTPValidationError` as application/json, which this app never sends) and a `model=Problem` response, which
+    FastAPI puts under the route's media type. Examples already given under application/problem+json are kept.
+    Changes `openapi` in place and returns it."""
+    from shared.asyncapi import iter_refs  # a generic JSON walk; shared.asyncapi imports nothing of this module
+
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for path, item in openapi.get("paths", {}).items():
+        for op in item.values():
+            for code, response in op.get("responses", {}).items():
+                if not (code[:1] in ("4", "5") and code[1:].isdigit()):
+                    continue  # 2xx, 3xx; `4XX` and `default` are not used here
+                given = response.get("content", {}).get(PROBLEM_JSON, {})
+                media: dict[str, Any] = {"schema": {"$ref": PROBLEM_REF}}
+                if "example" in given or "examples" in given:
+                    media.update({k: given[k] for k in ("example", "examples") if k in given})
+                else:
+                    media["example"] = problem_example(int(code), path)
+                response["content"] = {PROBLEM_JSON: media}
+    for name in ("HTTPValidationError", "ValidationError"):  # the second is only used by the first
+        if name in schemas and "#/components/schemas/" + name not in set(iter_refs(openapi)):
+            del schemas[name]
+    return openapi
 
 
 def seq_cursor(cursor: str | None, where: str = "query.cursor") -> int | None:

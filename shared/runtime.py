@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import asyncpg
 import uvicorn
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
@@ -24,6 +25,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.fastlane import Endpoint, FastLane, Lane, lanes_for
 from shared.logging import configure_logging
 from shared.outbox import close_notifier, configure_notifier
+from shared.problems import document_problems
 from shared.process import settle_gc
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -155,6 +157,10 @@ def build_app(
     and metrics routes, and with `events` the AsyncAPI document of the events it publishes at `/asyncapi.json`.
     The endpoints in `fast` (of the `routers`) are answered through `shared.fastlane` when their request is ordinary.
 
+    Each operation's id in the OpenAPI is its endpoint function's name (`ship`, `get_lot`), so a generated client
+    reads `ship(...)`, not `ship_lots__lot_id__shipments_post`; two operations with one name are a ValueError here.
+    Every 4xx and 5xx answer is documented as the problem+json body it is (`shared.problems.document_problems`).
+
     Nothing connects at import or construction; the lifespan opens the pool and starts the workers.
     """
 
@@ -165,7 +171,13 @@ def build_app(
             settle_gc(settings.gc_young_threshold)  # a 380-lot trace builds ~20,000 containers that die at once
             yield
 
-    app = ServiceApp(title=title, description=description, version=version, lifespan=lifespan)
+    app = ServiceApp(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings = settings
     install_common(app, settings.service_name, lambda: app.state.runtime.checks())
     if settings.cors_origins:  # outermost, so refusals (401, 404, 409 problem bodies) are readable by the browser too
@@ -186,13 +198,47 @@ def build_app(
     if fast:
         routes = [route for router in routers for route in getattr(router, "routes", ())]
         app.fast_lanes = lanes_for(routes, fast)
+    check_operation_ids(app)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's OpenAPI id: the name of its endpoint function."""
+    return route.name
+
+
+def check_operation_ids(app: FastAPI) -> None:
+    """ValueError naming both routes when two operations of `app`'s OpenAPI would have the same id (FastAPI only
+    warns, and a generated client then silently loses one of the two calls)."""
+    seen: dict[str, str] = {}
+    for route in iter_route_contexts(app.routes):  # as FastAPI's OpenAPI sees them, routers included
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        op_id = route.operation_id or route.unique_id
+        endpoint = route.endpoint
+        where = f"{endpoint.__module__}.{endpoint.__qualname__}" if endpoint else "?"
+        for method in sorted(route.methods or ()):  # one id for every method of a route, as FastAPI gives it
+            this = f"{method} {route.path_format} ({where})"
+            if op_id in seen:
+                raise ValueError(
+                    f"two operations would have the operation id {op_id!r}: {seen[op_id]} and {this}; "
+                    "rename one of the functions"
+                )
+            seen[op_id] = this
 
 
 class ServiceApp(FastAPI):
     """FastAPI with `shared.fastlane` in front of its middleware stack for the endpoints of `fast_lanes`."""
 
     fast_lanes: Sequence[Lane] = ()
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, built once, with its operation ids checked (routes may have been added since
+        `build_app`) and its error answers as problem+json."""
+        if self.openapi_schema is None:
+            check_operation_ids(self)
+            self.openapi_schema = document_problems(super().openapi())
+        return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()

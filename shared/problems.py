@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, ClassVar
 
@@ -271,7 +272,7 @@ _EXAMPLE_DETAILS = {
 def problem_example(status: int, path: str | None = None) -> dict[str, Any]:
     """A problem body as the handlers above write it for `status`; `instance` is `path` when it has no template."""
     if status == 422:
-        example: dict[str, Any] = dict(_VALIDATION_EXAMPLE)
+        example: dict[str, Any] = copy.deepcopy(_VALIDATION_EXAMPLE)
     else:
         slug, title = _STATUS_SLUGS.get(status) or (
             ("internal-error", "Internal server error") if status == 500 else ("http-error", "HTTP error")
@@ -298,7 +299,7 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     from shared.asyncapi import iter_refs  # a generic JSON walk; shared.asyncapi imports nothing of this module
 
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
-    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)  # each document its own, free to change
     for path, item in openapi.get("paths", {}).items():
         for op in item.values():
             for code, response in op.get("responses", {}).items():

@@ -1,11 +1,12 @@
 """`make bench`: every benchmark in turn, then one table with each target and PASS/MISS beside it.
 
-    .venv/bin/python -m bench [--only trace,audit,write,flag,fuzz] [--readme]
+    .venv/bin/python -m bench [--only trace,audit,write,flag,fuzz] [--docs]
 
 Each benchmark runs as its own process (its own databases, topics and service processes, its baseline in the same
 run) and writes `bench/results/<name>-<timestamp>.json`; this gathers the `rows` of the files written during this run
-into `bench/results/summary-<timestamp>.json` and prints them. `--readme` also puts the table, with the date and the
-machine, into README.md between the `bench:start` and `bench:end` markers. Benchmarks report; a MISS is not an error.
+into `bench/results/summary-<timestamp>.json` and prints them. `--docs` also puts the table, with the date and the
+machine, into docs/benchmarks.md between the `bench:start` and `bench:end` markers (`--readme`, its old name, does the
+same: the table left the README for that page). Benchmarks report; a MISS is not an error.
 A benchmark that crashes is reported as such and the others still run (exit status 1 at the end).
 """
 
@@ -31,7 +32,7 @@ from bench.common import RESULTS, ROOT, machine, print_rows, row, settle, write_
 # through it first; its live rate is compared with the write benchmark's custody rate once that has run.
 ORDER = ("trace", "audit", "write", "flag", "fuzz")
 MODULES = {name: f"bench.{name}_bench" for name in ORDER}
-README = ROOT / "README.md"
+BENCHMARKS_PAGE = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -52,7 +53,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def update_readme(rows: list[dict[str, Any]], when: str) -> None:
+def update_docs(rows: list[dict[str, Any]], when: str) -> None:
+    """The table, with the date and the machine, between the markers of docs/benchmarks.md."""
     m = machine()
     table = [
         f"Taken {when} on {m['nproc']} cores ({cpu_model()}), {platform.system()} {platform.release()}, "
@@ -62,20 +64,23 @@ def update_readme(rows: list[dict[str, Any]], when: str) -> None:
         "|---|---|---|---|---|",
         *(f"| {r['path']} | {r['figure']} | {r['baseline']} | {r['target']} | {r['verdict']} |" for r in rows),
     ]
-    text = README.read_text()
+    page = BENCHMARKS_PAGE.relative_to(ROOT)
+    text = BENCHMARKS_PAGE.read_text() if BENCHMARKS_PAGE.exists() else ""
     if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} markers: table not written there", file=sys.stderr)
+        print(f"{page} has no {START} ... {END} markers: table not written there", file=sys.stderr)
         return
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(head + START + "\n" + "\n".join(table) + "\n" + END + tail)
-    print("README.md: benchmark table updated")
+    BENCHMARKS_PAGE.write_text(head + START + "\n" + "\n".join(table) + "\n" + END + tail)
+    print(f"{page}: benchmark table updated")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--only", default=",".join(ORDER), help="comma-separated subset of " + ", ".join(ORDER))
-    p.add_argument("--readme", action="store_true", help="write the table into README.md")
+    p.add_argument(
+        "--docs", "--readme", dest="docs", action="store_true", help="write the table into docs/benchmarks.md"
+    )
     args = p.parse_args(argv)
     chosen = [n for n in ORDER if n in args.only.split(",")]
     started, when = time.time(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -100,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n===== summary ({time.time() - started:.0f} s) =====")
     print_rows(rows)
     write_results("summary", {"benchmarks": chosen, "failed": failed, "rows": rows})
-    if args.readme:
-        update_readme(rows, when)
+    if args.docs:
+        update_docs(rows, when)
     return 1 if failed else 0
 
 

@@ -1,11 +1,11 @@
 """Write the registry's starter CAHRA list (our CSV) from the cahraslist.net JSON of the June 2026 report.
 
-    .venv/bin/python deploy/cahra/make_starter.py [CAHRA_JSON] [-o OUT]
+    .venv/bin/python deploy/cahra/make_starter.py CAHRA_JSON [-o OUT]
 
-CAHRA_JSON defaults to `../shared/reference/cahra/cahra.json` (relative to the repository root), OUT to
-`deploy/cahra/eu-cahra-2026-06.csv`. The file is parsed and checked by `registry.import_cahra` (ISO codes through
-the registry's domain rules, so a renamed code such as IN-CT is written as the current IN-CG); one row per listed
-region or whole country, sorted by country and region.
+CAHRA_JSON is the cahraslist.net JSON of that report (a maintenance step: the repository does not keep it, see
+deploy/cahra/README.md), OUT defaults to `deploy/cahra/eu-cahra-2026-06.csv`. The file is parsed and checked by
+`registry.import_cahra` (ISO codes through the registry's domain rules, so a renamed code such as IN-CT is written as
+the current IN-CG); one row per listed region or whole country, sorted by country and region.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from pathlib import Path
 
 from registry.import_cahra import OWN_COLUMNS, ParseError, read, summary
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_INPUT = (ROOT / ".." / "shared" / "reference" / "cahra" / "cahra.json").resolve()
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "eu-cahra-2026-06.csv"
 EFFECTIVE_FROM = date(2026, 6, 27)  # meta.reportsUpdated of the June 2026 report
 SOURCE = (
@@ -36,8 +34,19 @@ def _flag(value: bool) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("input", nargs="?", type=Path, default=DEFAULT_INPUT, help="the cahraslist.net JSON")
-    p.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT, help="the CSV to write")
+    p.add_argument(
+        "input",
+        type=Path,
+        metavar="CAHRA_JSON",
+        help="the cahraslist.net JSON of the June 2026 report ({meta, entries})",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="the CSV to write (default: deploy/cahra/eu-cahra-2026-06.csv)",
+    )
     args = p.parse_args(argv)
 
     try:

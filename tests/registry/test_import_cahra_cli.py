@@ -23,6 +23,9 @@ from registry.import_cahra import import_areas, parse
 from tests.conftest import ROOT, truncate
 
 STARTER = ROOT / "deploy" / "cahra" / "eu-cahra-2026-06.csv"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # excerpts of the upstream list: see the README there
+UPSTREAM_JSON = FIXTURES / "cahra.json"  # 18 areas of the cahraslist.net JSON
+FLAT_CSV = FIXTURES / "cahra-flat.csv"  # the same in the flat CSV derived from it
 
 
 async def run_import(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -174,10 +177,10 @@ async def test_dry_run_imports_nothing(registry_url: str) -> None:
 
 
 async def test_upstream_json_imports_with_meta_source(registry_url: str) -> None:
-    upstream = ROOT.parent / "shared" / "reference" / "cahra" / "cahra.json"
-    result = await run_import(registry_url, str(upstream))
+    result = await run_import(registry_url, str(UPSTREAM_JSON))
     assert result.returncode == 0, result.stderr
-    assert "-> added 239, updated 0, unchanged 0" in result.stdout
+    assert "-> added 18, updated 0, unchanged 0" in result.stdout
+    assert await count_areas(registry_url) == 18
     assert "IN-CT" in result.stderr
     assert "IN-CG" in result.stderr  # the renamed code, reported as a warning
     sources = await query(registry_url, "SELECT DISTINCT source, effective_from FROM cahra_areas")
@@ -190,8 +193,7 @@ async def test_upstream_json_imports_with_meta_source(registry_url: str) -> None
 
 
 async def test_flat_csv_without_options_says_what_to_pass(registry_url: str) -> None:
-    flat = ROOT.parent / "shared" / "reference" / "cahra" / "cahra-flat.csv"
-    result = await run_import(registry_url, str(flat))
+    result = await run_import(registry_url, str(FLAT_CSV))
     assert result.returncode == 2
     assert "--source" in result.stderr
     assert "--effective-from" in result.stderr

@@ -5,22 +5,36 @@ PY := .venv/bin/python
 SERVICES := registry custody audit
 export MCOC_VAR ?= $(CURDIR)/var
 
-.PHONY: help install infra migrate up run stop status test lint format bench clean
+.PHONY: help install install-dev browser infra migrate up run stop status test lint format bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 10
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
-install: .venv/.installed  ## create .venv and install the pinned dependencies (only when they changed)
+# Two sets of pinned dependencies, each installed only when its lock files change (a stamp file in .venv per set):
+# requirements.lock is what the services need at run time; requirements-dev.lock adds the tests', lint's and
+# benchmarks' tools to it.
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.venv/.installed: requirements.lock pyproject.toml
+install: .venv/.installed-runtime  ## create .venv with the run-time dependencies (only when they changed)
+
+install-dev: .venv/.installed-dev  ## add the development tools: pytest, ruff, mypy, import-linter, playwright...
+
+.venv/.installed-runtime: requirements.lock pyproject.toml
+	@echo "[make] installing the pinned run-time dependencies into .venv"
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PIP) -r requirements.lock
+	@$(PIP) --no-deps -e .
+	@touch $@
+
+.venv/.installed-dev: .venv/.installed-runtime requirements-dev.lock
+	@echo "[make] installing the pinned development dependencies into .venv"
+	@$(PIP) -r requirements-dev.lock
+	@touch $@
+
+browser:  ## install Debian's chromium if missing (the dashboard's browser tests drive it)
 	@command -v chromium >/dev/null || { echo "[make] installing Debian's chromium (for the dashboard's browser tests)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || { echo "[make] could not install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
-	@echo "[make] installing pinned Python dependencies into .venv"
-	@test -x $(PY) || python3 -m venv .venv
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
-	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	@touch $@
 
 infra: install  ## start PostgreSQL and Kafka (private, under var/) and create the topics
 	@deploy/local/infra.sh start
@@ -46,18 +60,20 @@ status:  ## what is running
 	@deploy/local/services.sh status || true
 	@deploy/local/infra.sh status || true
 
-test: infra  ## run the whole test suite against real PostgreSQL and Kafka
+test: install-dev browser infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --readme")
+bench: install-dev infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --readme")
 	@$(PY) -m bench $(BENCH_ARGS)
 
-lint: install  ## ruff (lint and format check) and mypy on shared/ and the services
+lint: install-dev  ## ruff (lint and format check), mypy on shared/ and the services, import-linter's contracts
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy shared $(foreach s,$(SERVICES),services/$(s)/$(s))
+	@if [ -f .importlinter ]; then .venv/bin/lint-imports --no-cache .importlinter; \
+	  else echo "[make] no .importlinter file: import contracts not checked"; fi
 
-format: install  ## apply ruff's formatting and safe fixes
+format: install-dev  ## apply ruff's formatting and safe fixes
 	@.venv/bin/ruff format .
 	@.venv/bin/ruff check --fix .
 

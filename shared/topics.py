@@ -71,10 +71,19 @@ async def list_topics(bootstrap_servers: str) -> set[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Create the project's Kafka topics if missing.")
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--prefix", default="")
-    parser.add_argument("--replication-factor", type=int, default=1)
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.topics",
+        description="Create the project's Kafka topics if missing ("
+        + ", ".join(f"{name}: {parts} partitions" for name, parts in TOPICS.items())
+        + "); existing topics are left as they are. Configured by its options only (no environment variable).",
+    )
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (default %(default)s)")
+    parser.add_argument(
+        "--prefix", default="", help="put this in front of every topic name (as a TOPIC_PREFIX setting)"
+    )
+    parser.add_argument(
+        "--replication-factor", type=int, default=1, help="replicas of each new topic (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     try:
         created = asyncio.run(ensure_topics(args.bootstrap, args.prefix, args.replication_factor))

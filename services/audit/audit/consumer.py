@@ -39,6 +39,17 @@ def make_consumer(
 
 
 if __name__ == "__main__":
+    from shared.cli import entry_args
+
+    description = """
+    Run the audit consumer alone: read the registry's and custody's events from Kafka (AUDIT_KAFKA_BOOTSTRAP_SERVERS;
+    topics registry.events and custody.events with AUDIT_TOPIC_PREFIX in front, consumer group AUDIT_CONSUMER_GROUP,
+    default audit) into the audit projection in AUDIT_DATABASE_URL, each event applied once, and raise the flags
+    (written to the outbox; the audit service's relay, or `python -m audit.relay`, publishes them). For a deployment
+    whose audit service runs with AUDIT_CONSUMER_ENABLED=false; the scheduled check for shipments overdue in transit is
+    not run here. Runs until SIGTERM or Ctrl-C.
+    """
+    entry_args("python -m audit.consumer", description, Settings)
     settings = Settings()
     run_standalone(
         make_consumer(settings),

@@ -52,6 +52,15 @@ def make_consumer(settings: Settings) -> EventConsumer:
 
 
 if __name__ == "__main__":
+    from shared.cli import entry_args
+
+    description = """
+    Run the custody consumer alone: read the registry's events from Kafka (CUSTODY_KAFKA_BOOTSTRAP_SERVERS; topic
+    registry.events with CUSTODY_TOPIC_PREFIX in front, consumer group CUSTODY_CONSUMER_GROUP, default custody) and keep
+    custody's copy of the participants in CUSTODY_DATABASE_URL, each event applied once. For a deployment whose custody
+    service runs with CUSTODY_CONSUMER_ENABLED=false. Runs until SIGTERM or Ctrl-C.
+    """
+    entry_args("python -m custody.consumer", description, Settings)
     settings = Settings()
     run_standalone(
         make_consumer(settings),

@@ -18,7 +18,6 @@ the indexes kept in place, so it ends exactly where the live service would be.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -35,7 +34,8 @@ from sqlalchemy.schema import CreateIndex
 
 from audit import models
 from audit.config import Settings
-from audit.projection import Prepared, Projection, State
+from audit.projection import Prepared, Projection
+from shared import cli
 from shared.consumer import EventConsumer, Redo
 from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
@@ -199,8 +199,7 @@ async def _replay_topic(
         # careful way.
         conn = consumer._conn
         assert conn is not None
-        if projection.state is None:
-            projection.state = await State.load(conn)
+        await projection.load(conn)
         pending: asyncio.Task[None] | None = None
         writing: Prepared | None = None
 
@@ -262,8 +261,18 @@ async def _position(kafka: object, tp: TopicPartition) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Rebuild the audit projection and flags from offset 0.")
-    parser.add_argument("--database-url", help="rebuild into this (migrated) database instead of AUDIT_DATABASE_URL")
+    parser = cli.parser(
+        "python -m audit.replay",
+        "Rebuild the audit projection and its flags from offset 0 of registry.events and custody.events (Kafka at "
+        "AUDIT_KAFKA_BOOTSTRAP_SERVERS, topics with AUDIT_TOPIC_PREFIX in front) into AUDIT_DATABASE_URL, or into "
+        "--database-url. The projection's tables are emptied first: stop the audit service (and any `python -m "
+        "audit.consumer`) on that database before. Flags are not published a second time; at the end the check for "
+        "shipments overdue in transit runs once. Reads up to the end offsets seen at its start.",
+        Settings,
+    )
+    parser.add_argument(
+        "--database-url", help="rebuild into this (migrated) database instead of AUDIT_DATABASE_URL (SQLAlchemy URL)"
+    )
     parser.add_argument("--batch", type=int, default=REPLAY_BATCH, help="events per transaction (default %(default)s)")
     parser.add_argument(
         "--keep-indexes",

@@ -1,0 +1,452 @@
+"""Typed decoding of each event the projection applies: the fields its handler reads, checked and converted once.
+
+A decoder takes the CloudEvent as consumed (its data a dict from JSON) and returns a small frozen record, or None
+when the event asks nothing of the projection (a refusal of another kind). It reads every field its handler may
+need, so an event whose data cannot be applied (a missing field, a bad date, a mass that does not fit the tables)
+raises here, before anything changed, and the façade keeps it in `received_events` only.
+
+The records are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field through
+`object.__setattr__`, which made a 100,000-event stream's decoding and handling ~10% slower (20.5 -> 22.5 us an
+event, `prepare` in memory); nothing keeps a record beyond its event.
+
+Times are converted as PostgreSQL gives a timestamptz back (UTC), so the evidence a flag carries reads the same
+whether the projection judged from memory or from its tables.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from shared.events import CloudEvent
+
+GRAM = Decimal("0.001")
+NUMERIC_18_3_LIMIT = Decimal(10) ** 15  # numeric(18, 3): at most 15 digits before the point
+
+
+# --- conversions ------------------------------------------------------------------------------------------------
+
+
+def dt(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def utc(t: datetime) -> datetime:
+    """As PostgreSQL gives a timestamptz back (UTC), so evidence reads the same from memory as from the table."""
+    if t.tzinfo is UTC:
+        return t
+    if t.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {t.isoformat()}")
+    return t.astimezone(UTC)
+
+
+def intern(v: str) -> str:
+    """One copy of strings many rows repeat (participant ids, countries): the state holds references only."""
+    return sys.intern(v)
+
+
+def intern_opt(v: str | None) -> str | None:
+    return None if v is None else sys.intern(v)
+
+
+def dec(v: Any) -> Decimal:
+    return Decimal(str(v))
+
+
+def kg(v: Any) -> Decimal:
+    """A mass as the `numeric(18, 3)` columns keep it."""
+    m = dec(v).quantize(GRAM)
+    if abs(m) >= NUMERIC_18_3_LIMIT:
+        raise ArithmeticError(f"mass {v!r} does not fit numeric(18, 3)")
+    return m
+
+
+def day(s: str | None) -> date | None:
+    return date.fromisoformat(s) if s else None
+
+
+# --- registry events --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ParticipantChanged:
+    """registry.participant.registered / .updated: the participants row, and the capacity the rules read."""
+
+    id: str
+    kind: str
+    name: str
+    country: str
+    region: str | None
+    mining_type: str | None
+    capacity_json: str  # as written to the JSONB column
+    capacity: Any  # as the column gives it back (loaded again from the JSON written)
+    version: int
+
+
+def participant(e: CloudEvent) -> ParticipantChanged:
+    p = e.data
+    capacity_json = orjson.dumps(p.get("annual_capacity_kg") or {}).decode()
+    return ParticipantChanged(
+        p["id"],
+        p["kind"],
+        p["name"],
+        p["country"],
+        p.get("region"),
+        p.get("mining_type"),
+        capacity_json,
+        orjson.loads(capacity_json),
+        int(p.get("version", 1)),
+    )
+
+
+@dataclass(slots=True)
+class CertificationChanged:
+    id: str
+    participant_id: str
+    scheme: str
+    value: str  # the status (RMAP, ITSCI...) or level (IRMA)
+    valid_from: date
+    valid_until: date | None
+    known_at: datetime  # when the registry told us
+
+
+def certification(e: CloudEvent) -> CertificationChanged:
+    c = e.data
+    value = c.get("status") or c.get("level")
+    valid_from, valid_until = date.fromisoformat(c["valid_from"]), day(c.get("valid_until"))
+    if value is None:
+        raise ValueError("a certification without status or level")
+    return CertificationChanged(c["id"], c["participant_id"], c["scheme"], value, valid_from, valid_until, utc(e.time))
+
+
+@dataclass(slots=True)
+class CahraUpdated:
+    id: str
+    country: str
+    region: str | None
+    effective_from: date
+    effective_to: date | None
+    source: str
+    known_at: datetime
+
+
+def cahra(e: CloudEvent) -> CahraUpdated:
+    a = e.data["area"]
+    aid, country, region = a["id"], a["country"], a.get("region")
+    start, end, source = date.fromisoformat(a["effective_from"]), day(a.get("effective_to")), a["source"]
+    if not all(isinstance(v, str) for v in (aid, country, source)) or not isinstance(region, str | None):
+        raise TypeError("area id, country, region and source must be strings")
+    return CahraUpdated(aid, country, region, start, end, source, utc(e.time))
+
+
+# --- custody events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NewLot:
+    """A lot as the projection's `lots` table keeps it (`statements.LOT_COLUMNS`, in that order: `row`)."""
+
+    lot_id: str
+    mineral: str
+    form: str
+    mass_kg: Decimal
+    origin_kind: str
+    origin_participant: str | None
+    origin_country: str | None
+    origin_region: str | None
+    origin_mining_type: str | None
+    custodian: str
+    event_id: str
+    at: datetime  # origin_at, and the first last_custody_at
+    recorded_at: datetime
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.lot_id,
+            self.mineral,
+            self.form,
+            self.mass_kg,
+            self.origin_kind,
+            self.origin_participant,
+            self.origin_country,
+            self.origin_region,
+            self.origin_mining_type,
+            self.custodian,
+            self.event_id,
+            self.at,
+            self.recorded_at,
+            self.at,
+        )
+
+
+def _new_lot(
+    e: CloudEvent,
+    *,
+    origin_kind: str,
+    origin: Mapping[str, Any],
+    mass_kg: Any,
+    custodian: str,
+    mineral: str | None = None,
+    form: str | None = None,
+) -> NewLot:
+    d = e.data
+    return NewLot(
+        d["lot_id"],
+        mineral or d["mineral"],
+        form or d["form"],
+        kg(mass_kg),
+        origin_kind,
+        origin.get("participant_id"),
+        origin.get("country"),
+        origin.get("region"),
+        origin.get("mining_type"),
+        custodian,
+        e.id,
+        utc(dt(d["occurred_at"]) or e.time),
+        utc(e.time),
+    )
+
+
+@dataclass(slots=True)
+class CustodyStep:
+    """What the check of a lot's event times needs: the lot, when its event says it happened, who did it."""
+
+    lot_id: str
+    event_id: str
+    occurred_at: datetime | None  # as sent (the time check compares it with the lot's last custody time)
+    actor: str
+
+
+def _step(e: CloudEvent) -> CustodyStep:
+    d = e.data
+    return CustodyStep(d["lot_id"], e.id, dt(d["occurred_at"]), d["actor"])
+
+
+@dataclass(slots=True)
+class LotRegistered:
+    lot: NewLot
+    mine: str
+    year: int  # of the production as the mine dated it (the capacity's period)
+
+
+def registered(e: CloudEvent) -> LotRegistered:
+    d = e.data
+    origin = d["origin"]
+    lot = _new_lot(e, origin_kind="mine", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"])
+    if not isinstance(lot.origin_participant, str):
+        raise TypeError("an origin lot without its mine")
+    return LotRegistered(lot, origin["participant_id"], (dt(d["occurred_at"]) or e.time).year)
+
+
+@dataclass(slots=True)
+class ExternalDeclared:
+    lot: NewLot
+    declared_origin: Any  # as declared: the flag's evidence
+    declared_country: str
+    supplier: Any
+    supplier_name: str
+    mass_kg: Any  # as sent
+
+
+def external(e: CloudEvent) -> ExternalDeclared:
+    d = e.data
+    origin, supplier = d["declared_origin"], d["supplier"]
+    lot = _new_lot(e, origin_kind="external", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"])
+    return ExternalDeclared(lot, origin, origin["country"], supplier, supplier["name"], d["mass_kg"])
+
+
+@dataclass(slots=True)
+class Shipped:
+    step: CustodyStep
+    shipment_id: str
+    sender: str
+    receiver: str
+    mass_kg: Decimal
+    seal: str | None
+    shipped_at: datetime
+    max_transit_days: int | None
+    transit_countries: list[str]
+    recorded_at: datetime
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """As `statements.SHIPMENT_COLUMNS`, in transit."""
+        return (
+            self.shipment_id,
+            self.step.lot_id,
+            self.sender,
+            self.receiver,
+            self.mass_kg,
+            self.seal,
+            self.shipped_at,
+            self.max_transit_days,
+            self.transit_countries,
+            "in_transit",
+            self.step.event_id,
+            self.recorded_at,
+        )
+
+
+def shipped(e: CloudEvent) -> Shipped:
+    d = e.data
+    shipped_at = dt(d["occurred_at"])
+    if shipped_at is None:
+        raise ValueError("a shipment without occurred_at")
+    countries = list(d.get("transit_countries") or [])
+    max_days = d.get("max_transit_days")
+    if max_days is not None and not isinstance(max_days, int):
+        raise TypeError("max_transit_days must be an integer")
+    if not all(isinstance(c, str) for c in countries):
+        raise TypeError("transit_countries must be country codes")
+    return Shipped(
+        _step(e),
+        d["shipment_id"],
+        d["from"],
+        d["to"],
+        kg(d["mass_kg"]),
+        d.get("seal"),
+        utc(shipped_at),
+        max_days,
+        countries,
+        utc(e.time),
+    )
+
+
+@dataclass(slots=True)
+class Received:
+    lot_id: str
+    event_id: str
+    shipment_id: str
+    receiver: str
+    sender: str
+    shipped_kg: Decimal
+    received_kg: Decimal
+    shipped_seal: str | None
+    received_seal: str | None
+    shipped_at: datetime
+    received_at: datetime  # as sent
+    max_transit_days: int | None
+
+
+def received(e: CloudEvent) -> Received:
+    d = e.data
+    s = d["shipped"]
+    shipped_at, received_at = dt(s["shipped_at"]), dt(d["occurred_at"])
+    if shipped_at is None or received_at is None:
+        raise ValueError("a receipt without its shipment's or its own time")
+    return Received(
+        d["lot_id"],
+        e.id,
+        d["shipment_id"],
+        d["by"],
+        s["from"],
+        dec(s["mass_kg"]),
+        dec(d["mass_kg"]),
+        s.get("seal"),
+        d.get("seal"),
+        shipped_at,
+        received_at,
+        s.get("max_transit_days"),
+    )
+
+
+@dataclass(slots=True)
+class Transformed:
+    """custody.lot.transformed, one event per lot of the transformation (`role` input or output)."""
+
+    transformation_id: str
+    kind: str
+    by: str
+    by_kind: str
+    occurred_at: datetime
+    inputs: Sequence[Mapping[str, Any]]  # as sent: the yield rule reads them
+    outputs: Sequence[Mapping[str, Any]]
+    input_ids: list[str]
+    output_ids: list[str]
+    event_id: str
+    recorded_at: datetime
+    step: CustodyStep | None  # an input's: its time is checked against the lot's
+    output: NewLot | None  # an output's: the lot it makes
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """As `statements.TRANSFORMATION_COLUMNS`."""
+        return (
+            self.transformation_id,
+            self.kind,
+            self.by,
+            self.by_kind,
+            self.occurred_at,
+            self.output_ids,
+            self.event_id,
+            self.recorded_at,
+        )
+
+
+def transformed(e: CloudEvent) -> Transformed:
+    d = e.data
+    by = d["by"]
+    inputs, outputs = d["inputs"], d["outputs"]
+    occurred_at = dt(d["occurred_at"])
+    if occurred_at is None:
+        raise ValueError("a transformation without occurred_at")
+    output_ids = [o["lot_id"] for o in outputs]
+    input_ids = [i["lot_id"] for i in inputs]
+    step = output = None
+    if d["role"] == "input":
+        step = _step(e)
+    else:
+        made = next(o for o in outputs if o["lot_id"] == d["lot_id"])
+        output = _new_lot(
+            e,
+            origin_kind="transformation",
+            origin={"participant_id": by, "country": d.get("by_country")},
+            mass_kg=made["mass_kg"],
+            custodian=by,
+            mineral=made["mineral"],
+            form=made["form"],
+        )
+    return Transformed(
+        d["transformation_id"],
+        d["kind"],
+        by,
+        d["by_kind"],
+        utc(occurred_at),
+        inputs,
+        outputs,
+        input_ids,
+        output_ids,
+        e.id,
+        utc(e.time),
+        step,
+        output,
+    )
+
+
+def consumed(e: CloudEvent) -> CustodyStep:
+    return _step(e)
+
+
+@dataclass(slots=True)
+class BeyondRemaining:
+    """custody.attempt.rejected for drawing more than a lot holds: the one refusal the rules judge."""
+
+    lot_id: str
+    event_id: str
+    actor: str
+    action: str
+    detail: str
+
+
+def rejected(e: CloudEvent) -> BeyondRemaining | None:
+    d = e.data
+    if d["reason"] != "exceeds_remaining":
+        return None
+    return BeyondRemaining(d.get("subject") or e.key, e.id, d["actor"], d["action"], d["detail"])

@@ -1,0 +1,104 @@
+"""Findings into flags: their ids, the arguments of the statement that inserts them, and the documents their
+`audit.flag.raised` events carry. No I/O."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from audit.rules import Finding
+from shared.events import CloudEvent, new_event
+
+SOURCE = "/audit"
+FLAG_NAMESPACE = uuid.UUID("6f0d1c6e-4b8e-4f0a-9a57-2f1d3c0b8e11")
+Doc = dict[str, Any]  # a flag as its audit.flag.raised event carries it
+
+
+def flag_id(rule: str, cause: str) -> str:
+    """Derived from what the flag is about, so a rebuilt projection gives every flag the same id."""
+    return str(uuid.uuid5(FLAG_NAMESPACE, f"{rule}:{cause}"))
+
+
+def _json(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class FlagBatch:
+    """Findings raised now (the same time in the table and in their events), ready to insert."""
+
+    findings: Sequence[Finding]
+    ids: list[str]
+    participants: list[list[str]]
+    raised_at: datetime
+
+    @classmethod
+    def of(cls, findings: Sequence[Finding]) -> FlagBatch:
+        return cls(
+            findings,
+            [flag_id(f.rule, f.cause) for f in findings],
+            [sorted(set(f.participants)) for f in findings],
+            datetime.now(UTC),
+        )
+
+    @property
+    def args(self) -> list[Any]:
+        """`statements.INSERT_FLAGS_SQL`'s arguments (their ids first)."""
+        fs = self.findings
+        return [
+            self.ids,
+            [str(f.rule) for f in fs],
+            [f.cause for f in fs],
+            [str(f.level) for f in fs],
+            [f.lot_id for f in fs],
+            [_json(f.lot_ids) for f in fs],
+            [_json(p) for p in self.participants],
+            [f.summary for f in fs],
+            [_json(f.evidence) for f in fs],
+            [self.raised_at] * len(fs),
+        ]
+
+    def docs(self, positions: Sequence[int] | None = None) -> list[Doc]:
+        """The flags at these positions (default: all), as their audit.flag.raised events carry them."""
+        at = self.raised_at.isoformat()
+        fs = self.findings
+        return [
+            {
+                "id": self.ids[i],
+                "rule": fs[i].rule.value,
+                "cause": fs[i].cause,
+                "severity": fs[i].level.value,
+                "lot_id": fs[i].lot_id,
+                "lot_ids": list(fs[i].lot_ids),
+                "participants": self.participants[i],
+                "summary": fs[i].summary,
+                "evidence": fs[i].evidence,
+                "status": "open",
+                "raised_at": at,
+            }
+            for i in (range(len(fs)) if positions is None else positions)
+        ]
+
+    def inserted(self, ids: set[str]) -> list[Doc]:
+        """The documents of the flags whose id was inserted, each once (a second finding with the same cause in
+        one statement was not inserted)."""
+        return self.docs(first_inserted(self.ids, ids)) if ids else []
+
+
+def first_inserted(ids: Sequence[str], inserted: set[str]) -> list[int]:
+    """The positions of the flags whose id was inserted, each id once."""
+    out, seen = [], set()
+    for i, fid in enumerate(ids):
+        if fid in inserted and fid not in seen:
+            seen.add(fid)
+            out.append(i)
+    return out
+
+
+def flag_events(docs: Sequence[Doc]) -> list[CloudEvent]:
+    return [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]

@@ -1,0 +1,92 @@
+"""Lots coming into being (registered at a mine, declared from outside), and the check of a lot's event times."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from audit import rules
+from audit.projection import screening
+from audit.projection.context import Context
+from audit.projection.decode import CustodyStep, ExternalDeclared, LotRegistered, NewLot, intern
+from audit.projection.state import MineLot
+from audit.rules import Finding
+
+
+def new_lot(ctx: Context, lot: NewLot) -> bool:
+    """The lot and its first holder; returns whether the lot is new (an existing lot id is left as it is)."""
+    s, j, c = ctx.state, ctx.journal, ctx.changes
+    j.set(c.holders, (lot.lot_id, lot.custodian), None)
+    if lot.lot_id in s.lots:
+        return False
+    j.set(s.lots, lot.lot_id, lot.at)
+    j.set(c.lots, lot.lot_id, lot.row)
+    if lot.origin_kind == "mine":
+        assert lot.origin_participant is not None  # the decoder checks it
+        mine = MineLot(
+            lot.lot_id,
+            lot.event_id,
+            intern(lot.origin_participant),
+            None if lot.origin_country is None else intern(lot.origin_country),
+            None if lot.origin_region is None else intern(lot.origin_region),
+            None if lot.origin_mining_type is None else intern(lot.origin_mining_type),
+            lot.at,
+            lot.recorded_at,
+        )
+        j.set(s.mine_lots, lot.lot_id, mine)
+        for index, key in ((s.lots_by_mine, mine.mine), (s.lots_by_country, mine.country or "")):
+            if key not in index:
+                j.set(index, key, [])
+            j.append(index[key], lot.lot_id)
+        pkey = (mine.mine, intern(lot.mineral), lot.at.year)
+        if pkey not in s.production:
+            j.set(s.production, pkey, [])
+        j.insort(s.production[pkey], (lot.at, lot.recorded_at, lot.lot_id, lot.mass_kg))
+        j.set(s.produced_kg, pkey, s.produced_kg.get(pkey, Decimal(0)) + lot.mass_kg)
+    return True
+
+
+def check_time(ctx: Context, step: CustodyStep, what: str) -> None:
+    """An event dated before the lot's previous custody event."""
+    last = ctx.state.lots.get(step.lot_id)
+    if step.occurred_at is not None and last is not None:
+        f = rules.time_contradiction(
+            lot_id=step.lot_id,
+            event_id=step.event_id,
+            what=what,
+            at=step.occurred_at,
+            after="the lot's previous custody event",
+            after_at=last,
+            actor=step.actor,
+        )
+        if f is not None:
+            ctx.find([f])
+
+
+def on_registered(ctx: Context, ev: LotRegistered) -> None:
+    new_lot(ctx, ev.lot)
+    screening.origin(ctx, ev.lot.lot_id)
+    screening.capacity(ctx, ev.mine, ev.lot.mineral, ev.year)
+
+
+def on_external(ctx: Context, ev: ExternalDeclared) -> None:
+    lot = ev.lot
+    finding = Finding(
+        rules.Rule.undocumented_custody,
+        lot.lot_id,
+        lot.lot_id,
+        f"Material declared from outside the system by {lot.custodian} "
+        f"(declared origin {ev.declared_country}, supplier {ev.supplier_name})",
+        {
+            "event_id": lot.event_id,
+            "declared_origin": ev.declared_origin,
+            "supplier": ev.supplier,
+            "mass_kg": ev.mass_kg,
+        },
+        (lot.custodian,),
+    )
+    new_lot(ctx, lot)
+    ctx.find([finding])
+
+
+def on_consumed(ctx: Context, ev: CustodyStep) -> None:
+    check_time(ctx, ev, "Consumed")

@@ -1,0 +1,62 @@
+"""Reference data from the registry: participants (and mines' declared capacity), certifications, the CAHRA list.
+A certification or a listing re-screens what it bears on."""
+
+from __future__ import annotations
+
+from audit.projection import screening
+from audit.projection.context import Context
+from audit.projection.decode import CahraUpdated, CertificationChanged, ParticipantChanged
+from audit.rules import Area
+
+
+def on_participant(ctx: Context, ev: ParticipantChanged) -> None:
+    s = ctx.state
+    known = s.capacities.get(ev.id)
+    if known is not None and known[0] > ev.version:
+        return  # an older version than what is known: the table keeps the newer one
+    row = (ev.id, ev.kind, ev.name, ev.country, ev.region, ev.mining_type, ev.capacity_json, ev.version)
+    ctx.journal.set(s.capacities, ev.id, (ev.version, ev.capacity))
+    ctx.journal.set(ctx.changes.participants, ev.id, row)
+
+
+def on_certification(ctx: Context, ev: CertificationChanged) -> None:
+    s, j = ctx.state, ctx.journal
+    who = ev.participant_id
+    if ev.id not in s.cert_ids:  # a certification is recorded once; the first record stays
+        j.add(s.cert_ids, ev.id)
+        if who not in s.certs:
+            j.set(s.certs, who, [])
+        j.insort(s.certs[who], (ev.known_at, ev.id, ev.scheme, ev.value, ev.valid_from, ev.valid_until))
+        j.append(ctx.changes.certs, (ev.id, who, ev.scheme, ev.value, ev.valid_from, ev.valid_until, ev.known_at))
+    # Re-screen what this participant did: the lots it mined, the transformations it ran.
+    for lot_id in s.lots_by_mine.get(who, ()):
+        screening.origin(ctx, lot_id)
+    for tid in s.smeltings_by_actor.get(who, ()):
+        screening.smelter(ctx, tid)
+
+
+def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
+    s, j = ctx.state, ctx.journal
+    known = s.areas.get(ev.id)
+    if known is None:
+        known_at = ev.known_at
+        area = Area(ev.id, ev.country, ev.region, ev.effective_from, ev.effective_to, ev.source)
+        if ev.country not in s.areas_by_country:
+            j.set(s.areas_by_country, ev.country, [])
+        j.insort(s.areas_by_country[ev.country], (known_at, ev.id))
+    else:  # a correction: the listing dates and source change, the place and when it became known do not
+        known_at, old = known
+        area = Area(ev.id, old.country, old.region, ev.effective_from, ev.effective_to, ev.source)
+    j.set(s.areas, ev.id, (known_at, area))
+    j.set(
+        ctx.changes.areas,
+        ev.id,
+        (ev.id, area.country, area.region, ev.effective_from, ev.effective_to, ev.source, known_at),
+    )
+    # Re-screen the lots from that country or region, and shipments routed through it.
+    for lot_id in s.lots_by_country.get(ev.country, ()):
+        if ev.region is None or s.mine_lots[lot_id].region == ev.region:
+            screening.origin(ctx, lot_id)
+    if ev.region is None:
+        for sid in s.transits_by_country.get(ev.country, ()):
+            screening.transit(ctx, sid)

@@ -1,0 +1,83 @@
+"""Shipments and receipts: the receipt's mass, seal and times against the shipment's, transit through a CAHRA, and
+the lot's new custodian."""
+
+from __future__ import annotations
+
+from audit import rules
+from audit.projection import screening
+from audit.projection.context import Context
+from audit.projection.decode import Received, Shipped, intern, utc
+from audit.projection.handlers.lots import check_time
+from audit.projection.state import Transit
+
+
+def on_shipped(ctx: Context, ev: Shipped) -> None:
+    sid = ev.shipment_id
+    check_time(ctx, ev.step, "Shipped")
+    s, j = ctx.state, ctx.journal
+    if sid in s.open_shipments or sid in s.transits:  # shipment ids are unique: a repeat changes nothing
+        screening.transit(ctx, sid)  # judged on the shipment as first recorded, as the table keeps it
+        return
+    j.add(s.open_shipments, sid)
+    j.set(ctx.changes.shipments, sid, ev.row)
+    if ev.transit_countries:
+        t = Transit(
+            ev.step.lot_id,
+            ev.step.event_id,
+            tuple(map(intern, ev.transit_countries)),
+            ev.shipped_at,
+            intern(ev.sender),
+            intern(ev.receiver),
+        )
+        j.set(s.transits, sid, t)
+        for c in dict.fromkeys(ev.transit_countries):
+            if c not in s.transits_by_country:
+                j.set(s.transits_by_country, c, [])
+            j.append(s.transits_by_country[c], sid)
+    screening.transit(ctx, sid)
+
+
+def on_received(ctx: Context, ev: Received) -> None:
+    sid, lot_id, by = ev.shipment_id, ev.lot_id, ev.receiver
+    findings = rules.receipt_findings(
+        lot_id=lot_id,
+        shipment_id=sid,
+        event_id=ev.event_id,
+        shipped_kg=ev.shipped_kg,
+        received_kg=ev.received_kg,
+        shipped_seal=ev.shipped_seal,
+        received_seal=ev.received_seal,
+        shipped_at=ev.shipped_at,
+        received_at=ev.received_at,
+        sender=ev.sender,
+        receiver=by,
+        t=ctx.thresholds,
+    )
+    late = rules.transit_overdue(
+        lot_id=lot_id,
+        shipment_id=sid,
+        shipped_at=ev.shipped_at,
+        max_transit_days=ev.max_transit_days,
+        now=ev.received_at,
+        sender=ev.sender,
+        receiver=by,
+        t=ctx.thresholds,
+    )
+    at = utc(ev.received_at)
+    s, j, c = ctx.state, ctx.journal, ctx.changes
+    if sid in s.open_shipments:
+        j.discard(s.open_shipments, sid)
+        if sid in c.shipments:  # shipped in this batch: it is written already received
+            j.set(c.shipments, sid, (*c.shipments[sid][:9], "received", *c.shipments[sid][10:]))
+        else:
+            j.set(c.received_shipments, sid, None)
+    last = s.lots.get(lot_id)
+    if last is not None:
+        last = max(last, at)
+        j.set(s.lots, lot_id, last)
+        if lot_id in c.lots:  # registered in this batch: written with its new custodian
+            j.set(c.lots, lot_id, (*c.lots[lot_id][:9], by, *c.lots[lot_id][10:13], last))
+        else:
+            j.set(c.lot_updates, lot_id, (by, last))
+    j.set(c.holders, (lot_id, by), None)
+    ctx.find([*findings, *([late] if late else [])])

@@ -1,0 +1,125 @@
+"""Judging with reference data: a lot's origin, a shipment's transit countries, a smelting's smelter and a mine's
+declared capacity, each with the CAHRA list and certifications as known at the time.
+
+Registry facts carry `known_at` (the time of the event that told us). A lot's origin and a transformation's smelter
+are judged at every moment their reference data changed from the custody event on ("horizons"), and judged again
+whenever such data arrives (re-screening). The flags are the union, so live processing and a replay from offset 0
+reach the same set whatever order the two topics interleave in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from audit import rules
+from audit.projection.context import Context
+from audit.rules import Area, Cert, Finding
+
+
+def _areas(ctx: Context, country: str | None) -> list[Area]:
+    s = ctx.state
+    return [s.areas[aid][1] for _, aid in s.areas_by_country.get(country or "", ())]
+
+
+def _certs(ctx: Context, participant: str) -> list[tuple[datetime, Cert]]:
+    return [
+        (known_at, Cert(scheme, value, valid_from, valid_until, i))
+        for i, (known_at, _, scheme, value, valid_from, valid_until) in enumerate(ctx.state.certs.get(participant, ()))
+    ]
+
+
+def _horizons(recorded_at: datetime, certs: list[tuple[datetime, Cert]]) -> list[list[Cert]]:
+    """What was known when the custody event was recorded, then after each later certification change."""
+    moments = [recorded_at, *sorted({k for k, _ in certs if k > recorded_at})]
+    return [[c for k, c in certs if k <= m] for m in moments]
+
+
+def origin(ctx: Context, lot_id: str) -> None:
+    lot = ctx.state.mine_lots.get(lot_id)
+    if lot is None:
+        return
+    areas = _areas(ctx, lot.country)
+    certs = _certs(ctx, lot.mine)
+    findings: dict[tuple[str, str], Finding] = {}
+    for known in _horizons(lot.recorded_at, certs):
+        for f in rules.origin_findings(
+            lot_id=lot_id,
+            event_id=lot.event_id,
+            mine=lot.mine,
+            country=lot.country,
+            region=lot.region,
+            mining_type=lot.mining_type,
+            on=lot.origin_at.date(),
+            areas=areas,
+            certs=known,
+        ):
+            findings.setdefault((f.rule, f.cause), f)
+    ctx.find(list(findings.values()))
+
+
+def transit(ctx: Context, shipment_id: str) -> None:
+    t = ctx.state.transits.get(shipment_id)
+    if t is None:
+        return
+    areas = [a for c in t.countries for a in _areas(ctx, c)]
+    ctx.find(
+        rules.transit_findings(
+            lot_id=t.lot_id,
+            shipment_id=shipment_id,
+            event_id=t.event_id,
+            countries=list(t.countries),
+            on=t.shipped_at.date(),
+            areas=areas,
+            sender=t.sender,
+            receiver=t.receiver,
+        )
+    )
+
+
+def smelter(ctx: Context, transformation_id: str) -> None:
+    t = ctx.state.smeltings.get(transformation_id)
+    if t is None:
+        return
+    certs = _certs(ctx, t.actor)
+    findings: dict[tuple[str, str], Finding] = {}
+    for known in _horizons(t.recorded_at, certs):
+        for f in rules.smelter_findings(
+            lot_ids=list(t.outputs),
+            transformation_id=transformation_id,
+            event_id=t.event_id,
+            actor=t.actor,
+            actor_kind=t.actor_kind,
+            on=t.occurred_at.date(),
+            certs=known,
+        ):
+            findings.setdefault((f.rule, f.cause), f)
+    ctx.find(list(findings.values()))
+
+
+def capacity(ctx: Context, mine: str, mineral: str, year: int) -> None:
+    """A mine's registered output in a year against its declared annual capacity (one flag per mine, mineral and
+    year: the first stays)."""
+    s = ctx.state
+    known = s.capacities.get(mine)
+    cap = known[1].get(mineral) if known and isinstance(known[1], dict) else None
+    if cap is None:
+        return
+    declared = Decimal(str(cap))
+    key = (mine, mineral, year)
+    cause = f"{mine}:{mineral}:{year}"
+    if cause in s.capacity_flagged or s.produced_kg.get(key, Decimal(0)) <= declared:
+        return  # flagged once already (the first flag stays), or nothing crossed the declared capacity yet
+    # The lot at which the year's running total (in production order) first passes the declared capacity:
+    # the same lot whatever order the lots' events were delivered in.
+    running = Decimal(0)
+    for _, _, lot_id, kg in s.production.get(key, ()):
+        running += kg
+        if running > declared:
+            f = rules.capacity_exceeded(
+                mine=mine, lot_id=lot_id, mineral=mineral, year=year, declared_kg=declared, registered_kg=running
+            )
+            if f is not None:
+                ctx.journal.add(s.capacity_flagged, cause)
+                ctx.find([f])
+            return

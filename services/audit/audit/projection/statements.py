@@ -1,0 +1,352 @@
+"""What the projection writes and reads, as SQL on the consumer's asyncpg connection: a batch's rows with one
+statement per table (COPY for big batches), the flags, the in-memory state loaded from the tables, and the look for
+shipments overdue in transit. Plain SQL prepared once per connection: the projection is a hot path.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+from audit.projection.decode import intern, intern_opt
+from audit.projection.state import MineLot, Smelting, State, Transit
+from audit.rules import Area, Finding
+
+# --- the batch's writes: one statement per table --------------------------------------------------------------
+
+LOT_COLUMNS = (
+    "lot_id",
+    "mineral",
+    "form",
+    "mass_kg",
+    "origin_kind",
+    "origin_participant",
+    "origin_country",
+    "origin_region",
+    "origin_mining_type",
+    "custodian",
+    "origin_event",
+    "origin_at",
+    "recorded_at",
+    "last_custody_at",
+)
+SHIPMENT_COLUMNS = (
+    "shipment_id",
+    "lot_id",
+    "sender",
+    "receiver",
+    "mass_kg",
+    "seal",
+    "shipped_at",
+    "max_transit_days",
+    "transit_countries",
+    "status",
+    "event_id",
+    "recorded_at",
+)
+TRANSFORMATION_COLUMNS = (
+    "transformation_id",
+    "kind",
+    "actor",
+    "actor_kind",
+    "occurred_at",
+    "outputs",
+    "event_id",
+    "recorded_at",
+)
+GENEALOGY_COLUMNS = ("parent", "child", "transformation_id")
+RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
+INSERT_RECEIVED_SQL = """
+INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::json[],
+                     $8::text[], $9::int[], $10::bigint[])
+"""
+# COPY takes two round trips where an INSERT takes one: it pays off for big batches (a backlog, a replay), while a
+# live trickle of a few events a batch is written with INSERTs, which keeps a write's flag a few milliseconds sooner.
+COPY_FROM_EVENTS = 64
+UPSERT_PARTICIPANTS_SQL = """
+INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
+                     $8::bigint[])
+ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
+    region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, annual_capacity_kg = EXCLUDED.annual_capacity_kg,
+    version = EXCLUDED.version
+WHERE participants.version <= EXCLUDED.version
+"""
+INSERT_CERTIFICATIONS_SQL = """
+INSERT INTO certifications (id, participant_id, scheme, value, valid_from, valid_until, known_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::timestamptz[])
+ON CONFLICT (id) DO NOTHING
+"""
+UPSERT_CAHRA_SQL = """
+INSERT INTO cahra_areas (id, country, region, effective_from, effective_to, source, known_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[], $6::text[], $7::timestamptz[])
+ON CONFLICT (id) DO UPDATE SET effective_from = EXCLUDED.effective_from, effective_to = EXCLUDED.effective_to,
+    source = EXCLUDED.source
+"""
+INSERT_LOTS_SQL = """
+INSERT INTO lots (lot_id, mineral, form, mass_kg, origin_kind, origin_participant, origin_country, origin_region,
+                  origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
+                     $14::timestamptz[])
+ON CONFLICT (lot_id) DO NOTHING
+"""
+UPDATE_LOTS_SQL = """
+UPDATE lots SET custodian = u.custodian, last_custody_at = greatest(lots.last_custody_at, u.at)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(lot_id, custodian, at)
+WHERE lots.lot_id = u.lot_id
+"""
+INSERT_HOLDERS_SQL = """
+INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+"""
+INSERT_SHIPMENTS_SQL = """
+INSERT INTO shipments (shipment_id, lot_id, sender, receiver, mass_kg, seal, shipped_at, max_transit_days,
+                       transit_countries, status, event_id, recorded_at)
+SELECT s.shipment_id, s.lot_id, s.sender, s.receiver, s.mass_kg, s.seal, s.shipped_at, s.max_transit_days,
+       ARRAY(SELECT v FROM jsonb_array_elements_text(s.countries) WITH ORDINALITY AS x(v, i) ORDER BY i), s.status,
+       s.event_id, s.recorded_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::timestamptz[],
+            $8::int[], $9::jsonb[], $10::text[], $11::text[], $12::timestamptz[])
+     WITH ORDINALITY AS s(shipment_id, lot_id, sender, receiver, mass_kg, seal, shipped_at, max_transit_days,
+                          countries, status, event_id, recorded_at, n)
+ORDER BY s.n
+ON CONFLICT DO NOTHING
+"""
+RECEIVE_SHIPMENTS_SQL = "UPDATE shipments SET status = 'received' WHERE shipment_id = ANY($1::text[])"
+INSERT_TRANSFORMATIONS_SQL = """
+INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at)
+SELECT t.transformation_id, t.kind, t.actor, t.actor_kind, t.occurred_at,
+       ARRAY(SELECT v FROM jsonb_array_elements_text(t.outputs) WITH ORDINALITY AS x(v, i) ORDER BY i), t.event_id,
+       t.recorded_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::text[],
+            $8::timestamptz[])
+     WITH ORDINALITY AS t(transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at, n)
+ORDER BY t.n
+ON CONFLICT DO NOTHING
+"""
+INSERT_GENEALOGY_SQL = """
+INSERT INTO genealogy (parent, child, transformation_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT DO NOTHING
+"""
+INSERT_FLAGS_SQL = """
+INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at)
+SELECT f.id, f.rule, f.cause, f.severity, f.lot_id,
+       ARRAY(SELECT v FROM jsonb_array_elements_text(f.lot_ids) WITH ORDINALITY AS x(v, i) ORDER BY i),
+       ARRAY(SELECT v FROM jsonb_array_elements_text(f.participants) WITH ORDINALITY AS x(v, i) ORDER BY i),
+       f.summary, f.evidence, f.raised_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[],
+            $9::jsonb[], $10::timestamptz[])
+     WITH ORDINALITY AS f(id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at, n)
+ORDER BY f.n
+ON CONFLICT (rule, cause) DO NOTHING
+RETURNING id
+"""
+# In the one-statement path (`stage_batch`): the audit.flag.raised events of the flags the CTE `new_flags` inserted.
+INSERT_FLAG_EVENTS_SQL = """
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+SELECT o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],
+            $9::jsonb[], $10::text[])
+     WITH ORDINALITY AS o(event_id, topic, key, type, source, subject, time, dataschema, data, flag_id, n)
+WHERE o.flag_id IN (SELECT id FROM new_flags)
+ORDER BY o.n
+"""
+
+
+# --- a batch's rows ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Changes:
+    """The rows one batch (or one event, when applied alone) writes, in the order the statements run."""
+
+    received: list[tuple[Any, ...]] = field(default_factory=list)
+    participants: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    certs: list[tuple[Any, ...]] = field(default_factory=list)
+    areas: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    lots: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new lots (custodian, last_custody_at last)
+    lot_updates: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # existing lots: custodian, at
+    holders: dict[tuple[str, str], None] = field(default_factory=dict)
+    shipments: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new shipments (status 10th)
+    received_shipments: dict[str, None] = field(default_factory=dict)  # existing shipments now received
+    transformations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    genealogy: dict[tuple[str, str, str], None] = field(default_factory=dict)
+    findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
+
+
+Part = tuple[str, str, Any, Any]
+
+
+def parts(c: Changes, copy: bool) -> list[Part]:
+    """The pending changes, one statement per table, in the order they are written: ("copy", table, records,
+    columns) for rows that go in with COPY, ("sql", name, statement, arguments) for the others. With `copy`, the
+    rows the state knows to be new (lots, shipments, transformations and their genealogy) and the events go in
+    with COPY, half the cost of an INSERT; should one exist after all, the batch is refused and applied again one
+    event at a time with `copy=False`, whose statements keep what is there (ON CONFLICT DO NOTHING), as the state
+    assumed. The flags are written after these (`insert_flags`)."""
+    out: list[Part] = []
+    if c.received and copy:  # the events themselves, the bulk of a batch's bytes
+        out.append(("copy", "received_events", c.received, RECEIVED_COLUMNS))
+    elif c.received:
+        out.append(("sql", "received", INSERT_RECEIVED_SQL, columns(c.received, len(RECEIVED_COLUMNS))))
+    if c.participants:
+        out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 8)))
+    if c.certs:
+        out.append(("sql", "certifications", INSERT_CERTIFICATIONS_SQL, columns(c.certs, 7)))
+    if c.areas:
+        out.append(("sql", "areas", UPSERT_CAHRA_SQL, columns(list(c.areas.values()), 7)))
+    if c.lots and copy:
+        out.append(("copy", "lots", list(c.lots.values()), LOT_COLUMNS))
+    elif c.lots:
+        out.append(("sql", "lots", INSERT_LOTS_SQL, columns(list(c.lots.values()), 14)))
+    if c.lot_updates:
+        updates = [
+            list(c.lot_updates),
+            [u[0] for u in c.lot_updates.values()],
+            [u[1] for u in c.lot_updates.values()],
+        ]
+        out.append(("sql", "lot_updates", UPDATE_LOTS_SQL, updates))
+    if c.holders:
+        out.append(("sql", "holders", INSERT_HOLDERS_SQL, columns(list(c.holders), 2)))
+    if c.shipments and copy:
+        out.append(("copy", "shipments", list(c.shipments.values()), SHIPMENT_COLUMNS))
+    elif c.shipments:
+        rows = [(*r[:8], to_json(r[8]), *r[9:]) for r in c.shipments.values()]
+        out.append(("sql", "shipments", INSERT_SHIPMENTS_SQL, columns(rows, 12)))
+    if c.received_shipments:
+        out.append(("sql", "received_shipments", RECEIVE_SHIPMENTS_SQL, [list(c.received_shipments)]))
+    if c.transformations and copy:
+        out.append(("copy", "transformations", list(c.transformations.values()), TRANSFORMATION_COLUMNS))
+    elif c.transformations:
+        rows = [(*r[:5], to_json(r[5]), *r[6:]) for r in c.transformations.values()]
+        out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, 8)))
+    if c.genealogy and copy:
+        out.append(("copy", "genealogy", list(c.genealogy), GENEALOGY_COLUMNS))
+    elif c.genealogy:
+        out.append(("sql", "genealogy", INSERT_GENEALOGY_SQL, columns(list(c.genealogy), 3)))
+    return out
+
+
+async def write_parts(conn: asyncpg.Connection, todo: Sequence[Part]) -> None:
+    for how, name, what, args in todo:
+        if how == "copy":
+            await conn.copy_records_to_table(name, records=what, columns=args)
+        else:
+            await conn.execute(what, *args)
+
+
+async def insert_flags(conn: asyncpg.Connection, args: Sequence[Any]) -> set[str]:
+    """INSERT_FLAGS_SQL with these arguments (`flags.FlagBatch.args`): the ids of the flags it really inserted."""
+    return {r["id"] for r in await conn.fetch(INSERT_FLAGS_SQL, *args)}
+
+
+def columns(rows: Sequence[tuple[Any, ...]], n: int) -> list[list[Any]]:
+    """Rows to the column arrays `unnest` takes."""
+    if not rows:
+        return [[] for _ in range(n)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def to_json(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+# --- reads ------------------------------------------------------------------------------------------------------
+
+
+async def load_state(conn: asyncpg.Connection) -> State:
+    """The in-memory state, rebuilt from the tables (at start, and after a batch that did not commit)."""
+    s = State()
+    for r in await conn.fetch("SELECT id, version, annual_capacity_kg::text AS cap FROM participants"):
+        s.capacities[r["id"]] = (r["version"], orjson.loads(r["cap"]) if r["cap"] else {})
+    for r in await conn.fetch(
+        "SELECT id, participant_id, scheme, value, valid_from, valid_until, known_at FROM certifications"
+    ):
+        s.cert_ids.add(r["id"])
+        row = (r["known_at"], r["id"], r["scheme"], r["value"], r["valid_from"], r["valid_until"])
+        bisect.insort(s.certs.setdefault(r["participant_id"], []), row)
+    for r in await conn.fetch(
+        "SELECT id, country, region, effective_from, effective_to, source, known_at FROM cahra_areas"
+    ):
+        area = Area(r["id"], r["country"], r["region"], r["effective_from"], r["effective_to"], r["source"])
+        s.areas[r["id"]] = (r["known_at"], area)
+        bisect.insort(s.areas_by_country.setdefault(r["country"], []), (r["known_at"], r["id"]))
+    for r in await conn.fetch("SELECT lot_id, last_custody_at FROM lots"):
+        s.lots[r["lot_id"]] = r["last_custody_at"]
+    for r in await conn.fetch(
+        "SELECT lot_id, origin_event, origin_participant, origin_country, origin_region, origin_mining_type, "
+        "origin_at, recorded_at, mineral, mass_kg FROM lots WHERE origin_kind = 'mine'"
+    ):
+        lot = MineLot(
+            r["lot_id"],
+            r["origin_event"],
+            intern(r["origin_participant"]),
+            intern_opt(r["origin_country"]),
+            intern_opt(r["origin_region"]),
+            intern_opt(r["origin_mining_type"]),
+            r["origin_at"],
+            r["recorded_at"],
+        )
+        s.mine_lots[lot.lot_id] = lot
+        s.lots_by_mine.setdefault(lot.mine, []).append(lot.lot_id)
+        s.lots_by_country.setdefault(lot.country or "", []).append(lot.lot_id)
+        key = (lot.mine, intern(r["mineral"]), lot.origin_at.astimezone(UTC).year)
+        bisect.insort(s.production.setdefault(key, []), (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"]))
+        s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]
+    for r in await conn.fetch("SELECT cause FROM flags WHERE rule = 'capacity_exceeded'"):
+        s.capacity_flagged.add(r["cause"])
+    for r in await conn.fetch("SELECT shipment_id FROM shipments WHERE status = 'in_transit'"):
+        s.open_shipments.add(r["shipment_id"])
+    for r in await conn.fetch(
+        "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver FROM shipments "
+        "WHERE cardinality(transit_countries) > 0"
+    ):
+        t = Transit(
+            r["lot_id"],
+            r["event_id"],
+            tuple(map(intern, r["transit_countries"])),
+            r["shipped_at"],
+            intern(r["sender"]),
+            intern(r["receiver"]),
+        )
+        s.transits[r["shipment_id"]] = t
+        for c in dict.fromkeys(t.countries):
+            s.transits_by_country.setdefault(c, []).append(r["shipment_id"])
+    for r in await conn.fetch(
+        "SELECT transformation_id, event_id, actor, actor_kind, occurred_at, outputs, recorded_at, "
+        "actor_kind IN ('smelter', 'refiner') AS smelting FROM transformations"
+    ):
+        s.transformations.add(r["transformation_id"])
+        if r["smelting"]:
+            s.smeltings[r["transformation_id"]] = Smelting(
+                r["event_id"],
+                intern(r["actor"]),
+                intern(r["actor_kind"]),
+                r["occurred_at"],
+                tuple(r["outputs"]),
+                r["recorded_at"],
+            )
+            s.smeltings_by_actor.setdefault(r["actor"], []).append(r["transformation_id"])
+    return s
+
+
+OVERDUE_SQL = """
+SELECT * FROM shipments WHERE status = 'in_transit'
+  AND shipped_at + make_interval(days => coalesce(max_transit_days, $2)) < $1
+  AND recorded_at < $1 - make_interval(secs => $3)
+"""
+
+
+async def overdue_shipments(
+    conn: asyncpg.Connection, now: datetime, default_transit_days: int, grace_s: float
+) -> list[asyncpg.Record]:
+    """Shipments in transit past their allowed time at `now`, recorded at least `grace_s` ago."""
+    return list(await conn.fetch(OVERDUE_SQL, now, default_transit_days, grace_s))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from audit import schemas as audit_schemas
 from audit.events import AUDIT_EVENTS, FlagAcknowledged, FlagRaised, FlagResolved
 from audit.main import create_app as audit_app
-from audit.projection import Projection
+from audit.projection.flags import FlagBatch, flag_events
 from audit.rules import Thresholds, receipt_findings
 from custody.events import CUSTODY_EVENTS
 from custody.main import create_app as custody_app
@@ -246,8 +246,7 @@ def test_a_raised_flag_as_the_projection_builds_it_is_valid_data_of_its_event() 
         t=Thresholds(),
     )
     assert len(findings) == 3  # mass, seal and time
-    _, docs = Projection()._flags_to_raise(findings)
-    events = Projection._flag_events(docs(None))
+    events = flag_events(FlagBatch.of(findings).docs())
     (raised,) = [e for e in AUDIT_EVENTS if e.type == "audit.flag.raised"]
     for event in events:
         assert (event.type, event.dataschema, event.key) == (raised.type, raised.dataschema, "L1")

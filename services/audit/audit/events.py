@@ -1,8 +1,8 @@
 """The data of the events audit publishes on `audit.flags`, and their catalogue (`AUDIT_EVENTS`).
 
-A flag is raised by the projection (`Projection._flags_to_raise` builds its data) and decided through the API
-(`router.py` publishes the flag as `GET /flags/{flag_id}` then shows it). These models describe that data exactly
-(unknown fields are refused), the AsyncAPI document at `/asyncapi.json` is generated from them, and
+A flag is raised by the projection (`audit.projection.flags.FlagBatch.docs` builds its data) and decided through
+the API (`router.py` publishes the flag as `GET /flags/{flag_id}` then shows it). These models describe that data
+exactly (unknown fields are refused), the AsyncAPI document at `/asyncapi.json` is generated from them, and
 `tests/shared/test_asyncapi.py` checks a raised flag's data, as the projection builds it, against them.
 
 Every event is keyed by the lot the flag is on (`lot_id`), so a lot's flags keep their order; `ce_subject` is the

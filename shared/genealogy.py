@@ -1,5 +1,5 @@
 """The genealogy walk both custody and audit run on their own `genealogy(parent, child, ...)` and `lot_holders`
-tables (each service its own database; the SQL is the same)."""
+tables (each service its own database; the SQL is the same). Who may see what is `shared.visibility`."""
 
 from __future__ import annotations
 
@@ -15,10 +15,3 @@ WITH RECURSIVE walk(lot_id, depth) AS (
   SELECT {step}, walk.depth + 1 FROM genealogy g JOIN walk ON {join} = walk.lot_id WHERE walk.depth < {depth_limit}
 ), reached AS (SELECT lot_id, min(depth) AS depth FROM walk GROUP BY lot_id)
 """
-
-
-def may_read_sql(depth_limit: str) -> str:
-    """$2 holds or held lot $1 or something made from it: it may read the lot (and so everything upstream)."""
-    return walk_sql(upstream=False, depth_limit=depth_limit) + (
-        "SELECT EXISTS (SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $2)"
-    )

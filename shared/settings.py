@@ -88,6 +88,17 @@ class ServiceSettings(BaseSettings):
         return asyncpg_dsn(self.database_url)
 
 
+class GenealogySettings(ServiceSettings):
+    """For the services that keep a genealogy of lots (custody, audit): how deep its walks go."""
+
+    trace_max_depth: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="Deepest genealogy a trace, a risk summary or a visibility check follows (`shared.visibility`).",
+    )
+
+
 def asyncpg_dsn(url: str) -> str:
     """`postgresql+asyncpg://...` -> `postgresql://...`."""
     scheme, sep, rest = url.partition("://")

@@ -8,10 +8,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from audit.rules import Thresholds
-from shared.settings import ServiceSettings
+from shared.settings import GenealogySettings
 
 
-class Settings(ServiceSettings):
+class Settings(GenealogySettings):
     model_config = SettingsConfigDict(env_prefix="AUDIT_", env_file=".env", extra="ignore", frozen=True)
 
     service_name: str = Field("audit", description="Name used in logs, metrics and CloudEvents `source`.")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import GenealogySettings
 
 
-class Settings(ServiceSettings):
+class Settings(GenealogySettings):
     model_config = SettingsConfigDict(env_prefix="CUSTODY_", env_file=".env", extra="ignore", frozen=True)
 
     service_name: str = Field("custody", description="Name used in logs, metrics and CloudEvents `source`.")
@@ -17,4 +17,3 @@ class Settings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/custody",
         description="SQLAlchemy URL of the custody database (asyncpg driver).",
     )
-    trace_max_depth: int = Field(100, ge=1, le=10000, description="Deepest genealogy a trace or access check follows.")

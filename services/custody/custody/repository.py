@@ -18,8 +18,9 @@ import orjson
 
 from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
 from shared.events import CloudEvent, format_time
-from shared.genealogy import may_read_sql, walk_sql
+from shared.genealogy import walk_sql
 from shared.outbox import outbox_columns
+from shared.visibility import lot_visible_sql
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -786,7 +787,7 @@ async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record
     )
 
 
-MAY_READ = may_read_sql("$3")
+MAY_READ = lot_visible_sql("$3")
 
 
 async def may_read(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> bool:

@@ -62,9 +62,8 @@ from bench.common import (
     write_results,
 )
 from custody import events as custody_events
-from custody.domain import LotStatus
-from custody.repository import LotRow
-from custody.service import Outbox
+from custody.domain import Lot, LotStatus
+from custody.unit_of_work import custody_event
 from registry import events as registry_events
 from shared.events import CloudEvent, new_event
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, TOPICS, delete_topics, ensure_topics, physical
@@ -119,8 +118,8 @@ def _t(d: datetime) -> str:
 
 
 class Generator:
-    """A custody world whose events are built as the services build them (custody's `LotRow.append` hash chain and
-    `Outbox`, the registry's event models), checked against the published data models."""
+    """A custody world whose events are built as the services build them (custody's `Lot.append` hash chain and
+    `custody_event`, the registry's event models), checked against the published data models."""
 
     def __init__(self, seed: int, target: int) -> None:
         self.rnd = random.Random(seed)
@@ -198,30 +197,28 @@ class Generator:
 
     # custody ----------------------------------------------------------------------------------------------------
 
-    def _custody(self, lot: LotRow, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> None:
+    def _custody(self, lot: Lot, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> None:
         full = lot.append(type=type, occurred_at=occurred_at, actor=actor, data=data)
         lot.new_events.clear()
         self.recorded += timedelta(microseconds=200)
-        out = Outbox()
-        out.add(type, lot.lot_id, full, event_id=full["event_id"], time=self.recorded)
-        self.s.add(CUSTODY_EVENTS, out.events[0])
+        self.s.add(CUSTODY_EVENTS, custody_event(type, lot.lot_id, full, event_id=full["event_id"], time=self.recorded))
 
-    def _lot(self, mineral: str, form: str, mass: Decimal, holder: str, prefix: str = "LOT") -> LotRow:
+    def _lot(self, mineral: str, form: str, mass: Decimal, holder: str, prefix: str = "LOT") -> Lot:
         self.seq += 1
         lot_id = f"{prefix}-{self.seq:07d}-{self.rnd.getrandbits(24):06X}"
-        return LotRow(lot_id, mineral, form, holder, LotStatus.active, mass, bytes(32), 0)
+        return Lot(lot_id, mineral, form, holder, LotStatus.active, mass, bytes(32), 0)
 
     def tick(self, hours: float) -> datetime:
         self.clock += timedelta(hours=hours)
         return self.clock
 
-    def after(self, lots: list[LotRow], hours: float) -> datetime:
+    def after(self, lots: list[Lot], hours: float) -> datetime:
         """A moment after the lots' last custody event (each lot's own history stays in order)."""
         return max([self.clock, *(self.last[lot.lot_id] for lot in lots if lot.lot_id in self.last)]) + timedelta(
             hours=hours
         )
 
-    def register(self, mine: Party, mineral: str, mass: Decimal, at: datetime) -> LotRow:
+    def register(self, mine: Party, mineral: str, mass: Decimal, at: datetime) -> Lot:
         lot = self._lot(mineral, "ore", mass, mine.id, "BAG")
         self._custody(
             lot,
@@ -249,7 +246,7 @@ class Generator:
 
     def ship(
         self,
-        lot: LotRow,
+        lot: Lot,
         sender: Party,
         to: Party,
         mass: Decimal,
@@ -276,7 +273,7 @@ class Generator:
         return {**data, "shipped_at": _t(at)}
 
     def receive(
-        self, lot: LotRow, shipped: dict[str, Any], by: Party, mass: Decimal, seal: str | None, at: datetime
+        self, lot: Lot, shipped: dict[str, Any], by: Party, mass: Decimal, seal: str | None, at: datetime
     ) -> None:
         self._custody(
             lot,
@@ -301,7 +298,7 @@ class Generator:
         )
         lot.custodian, lot.remaining_kg = by.id, mass
 
-    def move(self, lot: LotRow, sender: Party, to: Party, transit: list[str]) -> bool:
+    def move(self, lot: Lot, sender: Party, to: Party, transit: list[str]) -> bool:
         """Ship and (mostly) receive, with the custody breaks a real stream has now and then."""
         r = self.rnd.random()
         at = self.after([lot], self.rnd.uniform(1, 30))
@@ -324,7 +321,7 @@ class Generator:
         self.last[lot.lot_id] = max(self.last.get(lot.lot_id, received_at), received_at, at)
         return True
 
-    def smelt(self, smelter: Party, inputs: list[LotRow]) -> list[LotRow]:
+    def smelt(self, smelter: Party, inputs: list[Lot]) -> list[Lot]:
         at = self.after(inputs, 2)
         mineral = inputs[0].mineral
         total = sum((lot.remaining_kg for lot in inputs), Decimal(0))
@@ -364,7 +361,7 @@ class Generator:
                 self._custody(lot, "custody.lot.transformed", at, smelter.id, {**common, "role": role})
         return outputs
 
-    def consume(self, lot: LotRow, by: Party, part: Decimal) -> None:
+    def consume(self, lot: Lot, by: Party, part: Decimal) -> None:
         at = self.after([lot], 1) - (timedelta(days=90) if self.rnd.random() < 0.01 else timedelta(0))  # 1 %: too early
         mass = (lot.remaining_kg * part).quantize(Decimal("0.001"))
         lot.remaining_kg -= mass
@@ -404,10 +401,9 @@ class Generator:
             },
         )
 
-    def refused(self, by: Party, lot: LotRow) -> None:
+    def refused(self, by: Party, lot: Lot) -> None:
         self.recorded += timedelta(microseconds=200)
-        out = Outbox()
-        out.add(
+        event = custody_event(
             "custody.attempt.rejected",
             lot.lot_id,
             {
@@ -422,7 +418,7 @@ class Generator:
             event_id=str(uuid.UUID(int=self.rnd.getrandbits(128))),
             time=self.recorded,
         )
-        self.s.add(CUSTODY_EVENTS, out.events[0])
+        self.s.add(CUSTODY_EVENTS, event)
 
     # the world ------------------------------------------------------------------------------------------------------
 
@@ -456,7 +452,7 @@ class Generator:
             elif rnd.random() < 0.5:
                 self.certify(sm, "rmap", "active", "2024-01-01")
         makers = [self.participant("manufacturer", rnd.choice(["DE", "US", "JP", "KR"])) for _ in range(30)]
-        pending: dict[str, list[LotRow]] = {sm.id: [] for sm in smelters}
+        pending: dict[str, list[Lot]] = {sm.id: [] for sm in smelters}
         transit_choices = [[], [], [], [], ["UG"], ["BI"], ["TZ", "KE"], ["ML"]]
         for m in capped:
             for _ in range(5):  # 5 x 2,100 kg = 10,500 kg: passed only with the fifth lot, whichever arrives last

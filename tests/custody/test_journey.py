@@ -526,23 +526,23 @@ async def test_a_write_without_locks_is_all_or_nothing(stack: Stack) -> None:
         async def attempt(key: str) -> bool:
             read, _ = await repository.lot_for_update_and_party(conn, lot["lot_id"], mine.id, lock=False)
             assert read is not None
-            pending = repository.Pending()
+            changes = repository.Changes()
             read.status = LotStatus.active
             read.append(type="custody.lot.test", occurred_at=datetime.now(UTC), actor=mine.id, data={"n": 1})
-            pending.lots.append(read)
+            changes.lots.append(read)
             return await repository.persist_unless_changed(
-                conn, CUSTODY_EVENTS, pending, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
+                conn, CUSTODY_EVENTS, changes, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
             )
 
         before = await stack.count("SELECT event_count FROM lots WHERE lot_id = $1", lot["lot_id"])
         read, _ = await repository.lot_for_update_and_party(conn, lot["lot_id"], mine.id, lock=False)
         await conn.execute("UPDATE lots SET head_hash = $2 WHERE lot_id = $1", lot["lot_id"], b"\x01" * 32)
-        pending = repository.Pending()
+        changes = repository.Changes()
         assert read is not None
         read.append(type="custody.lot.test", occurred_at=datetime.now(UTC), actor=mine.id, data={"n": 0})
-        pending.lots.append(read)
+        changes.lots.append(read)
         stale = await repository.persist_unless_changed(
-            conn, CUSTODY_EVENTS, pending, actor=mine.id, key="k-stale", request_hash=b"h", status=201, body={}
+            conn, CUSTODY_EVENTS, changes, actor=mine.id, key="k-stale", request_hash=b"h", status=201, body={}
         )
         assert stale is False  # the head moved: no event, no key
         assert await stack.count("SELECT count(*) FROM idempotency_keys WHERE key = 'k-stale'") == 0
@@ -598,7 +598,7 @@ async def test_a_registration_retried_at_once_with_its_key_acts_once(stack: Stac
 async def test_a_registration_without_locks_is_all_or_nothing(stack: Stack) -> None:
     """repository.persist_unless_changed for a new lot: a taken key or a taken lot id leaves nothing behind."""
     from custody import repository
-    from custody.repository import NewLot
+    from custody.domain import Lot, NewLot
 
     mine = await _mine(stack)
     version = await stack.count("SELECT version FROM participants WHERE id = $1", mine.id)
@@ -608,13 +608,16 @@ async def test_a_registration_without_locks_is_all_or_nothing(stack: Stack) -> N
         async def attempt(lid: str, key: str, read_version: int = version) -> bool:
             new = NewLot(lid, "tin", "ore", Decimal(3), mine.id, "mine", origin_participant=mine.id)
             created_at = datetime.now(UTC)
-            lot, _ = repository.new_lot_row(new, created_at)
+            lot = Lot.new(new)
             lot.append(type="custody.lot.registered", occurred_at=created_at, actor=mine.id, data={"n": 1})
-            pending = repository.Pending(
-                lots=[lot], new_holder=mine.id, new_lot=(new, created_at, (mine.id, read_version))
+            changes = repository.Changes(
+                new_lots=[(new, lot)],
+                created_at=created_at,
+                holders=[(lid, mine.id)],
+                registered_from=(mine.id, read_version),
             )
             return await repository.persist_unless_changed(
-                conn, CUSTODY_EVENTS, pending, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
+                conn, CUSTODY_EVENTS, changes, actor=mine.id, key=key, request_hash=b"h", status=201, body={}
             )
 
         async def written(lid: str) -> tuple[int, int, int]:

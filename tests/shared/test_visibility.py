@@ -12,7 +12,6 @@ import pytest
 from shared.visibility import flag_visible_sql, lot_visible_sql, named_in_flag, sees_custody_event, sees_flag
 from tests.audit.conftest import audit_databases
 
-
 PEOPLE = ("mine", "trader", "smelter", "maker", "stranger")
 # Who holds or held which lot: the mine held L1 and shipped it to the trader; the smelter made L2 of it.
 HOLDERS = {("L1", "mine"), ("L1", "trader"), ("L1", "smelter"), ("L2", "smelter"), ("L3", "maker")}

@@ -9,13 +9,16 @@ service to judge.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from shared.events import format_time
 from shared.vocab import Mineral
 
 __all__ = ["Mineral"]
@@ -119,6 +122,84 @@ def after_draw(lot: LotState, mass_kg: Decimal, closed_status: LotStatus) -> tup
 
 
 GENESIS = bytes(32)
+
+
+# --- the lot aggregate ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewLot:
+    """A lot coming into being: at a mine, declared from outside, or made by a transformation."""
+
+    lot_id: str
+    mineral: str
+    form: str
+    mass_kg: Decimal
+    custodian: str
+    origin_kind: str
+    origin_participant: str | None = None
+    origin_country: str | None = None
+    origin_region: str | None = None
+    origin_mine_name: str | None = None
+    origin_mining_type: str | None = None
+    produced_at: datetime | None = None
+    tag: str | None = None
+    seal: str | None = None
+
+
+@dataclass(slots=True)
+class Lot:
+    """A lot as a write sees it: its state, the head of its hash chain, and the events appended to the chain by this
+    write (`new_events`: the `lot_events` rows the unit of work writes, with the lot's new head, in one go)."""
+
+    lot_id: str
+    mineral: str
+    form: str
+    custodian: str
+    status: LotStatus
+    remaining_kg: Decimal
+    head_hash: bytes
+    event_count: int
+    new_events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, lot: NewLot) -> Lot:
+        """A lot not written yet: all of it left, held by its first custodian, an empty chain."""
+        return cls(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0)
+
+    @property
+    def state(self) -> LotState:
+        return LotState(self.lot_id, self.custodian, self.status, self.remaining_kg)
+
+    def append(self, *, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Add an event to the chain; returns the CloudEvent data (the event with its chain links)."""
+        event_id = str(uuid.uuid4())
+        seq = self.event_count + 1
+        body = {
+            "event_id": event_id,
+            "lot_id": self.lot_id,
+            "seq": seq,
+            "type": type,
+            "occurred_at": format_time(occurred_at),
+            "actor": actor,
+            "data": data,
+        }
+        prev = self.head_hash
+        h = chain_hash(prev, body)
+        self.new_events.append(
+            (event_id, self.lot_id, seq, type, occurred_at, actor, orjson.dumps(data).decode(), prev, h)
+        )
+        self.head_hash, self.event_count = h, seq
+        return {
+            **data,
+            "event_id": event_id,
+            "lot_id": self.lot_id,
+            "seq": seq,
+            "prev_hash": prev.hex(),
+            "hash": h.hex(),
+            "occurred_at": format_time(occurred_at),
+            "actor": actor,
+        }
 
 
 def canonical(body: dict[str, Any]) -> bytes:

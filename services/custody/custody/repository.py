@@ -6,7 +6,6 @@ once per connection and reuses; no ORM objects are built per request.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,8 +15,8 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 
-from custody.domain import GENESIS, LotState, LotStatus, ShipmentState, chain_hash
-from shared.events import CloudEvent, format_time
+from custody.domain import Lot, LotStatus, NewLot, ShipmentState
+from shared.events import CloudEvent
 from shared.genealogy import walk_sql
 from shared.outbox import outbox_columns
 from shared.visibility import lot_visible_sql
@@ -80,62 +79,14 @@ WHERE participants.version <= EXCLUDED.version
 
 # --- lots and their hash chain ---------------------------------------------------------------------------
 
-
-@dataclass(slots=True)
-class LotRow:
-    """A lot loaded for update; `append` adds events to its chain, `save` writes the new head once."""
-
-    lot_id: str
-    mineral: str
-    form: str
-    custodian: str
-    status: LotStatus
-    remaining_kg: Decimal
-    head_hash: bytes
-    event_count: int
-    new_events: list[tuple[Any, ...]] = field(default_factory=list)
-
-    @property
-    def state(self) -> LotState:
-        return LotState(self.lot_id, self.custodian, self.status, self.remaining_kg)
-
-    def append(self, *, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Add an event to the chain; returns the CloudEvent data (the event with its chain links)."""
-        event_id = str(uuid.uuid4())
-        seq = self.event_count + 1
-        body = {
-            "event_id": event_id,
-            "lot_id": self.lot_id,
-            "seq": seq,
-            "type": type,
-            "occurred_at": format_time(occurred_at),
-            "actor": actor,
-            "data": data,
-        }
-        prev = self.head_hash
-        h = chain_hash(prev, body)
-        self.new_events.append((event_id, self.lot_id, seq, type, occurred_at, actor, _json(data), prev, h))
-        self.head_hash, self.event_count = h, seq
-        return {
-            **data,
-            "event_id": event_id,
-            "lot_id": self.lot_id,
-            "seq": seq,
-            "prev_hash": prev.hex(),
-            "hash": h.hex(),
-            "occurred_at": format_time(occurred_at),
-            "actor": actor,
-        }
-
-
 LOT_FOR_UPDATE = """
 SELECT lot_id, mineral, form, custodian, status, remaining_kg, head_hash, event_count
 FROM lots WHERE lot_id = $1 FOR UPDATE
 """
 
 
-def _lot_row(r: asyncpg.Record) -> LotRow:
-    return LotRow(
+def _lot(r: asyncpg.Record) -> Lot:
+    return Lot(
         r["lot_id"],
         r["mineral"],
         r["form"],
@@ -147,9 +98,9 @@ def _lot_row(r: asyncpg.Record) -> LotRow:
     )
 
 
-async def lot_for_update(conn: Conn, lot_id: str) -> LotRow | None:
+async def lot_for_update(conn: Conn, lot_id: str) -> Lot | None:
     r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id)
-    return None if r is None else _lot_row(r)
+    return None if r is None else _lot(r)
 
 
 LOT_FOR_UPDATE_AND_PARTY = """
@@ -165,13 +116,13 @@ LOT_AND_PARTY = LOT_FOR_UPDATE_AND_PARTY.replace("FOR UPDATE OF l", "")
 
 async def lot_for_update_and_party(
     conn: Conn, lot_id: str, participant_id: str, *, lock: bool = True
-) -> tuple[LotRow | None, str | None]:
+) -> tuple[Lot | None, str | None]:
     """The lot, locked (or as last committed, for `persist_unless_changed`), and the kind of a participant (None if
     unknown), in one round trip."""
     r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY if lock else LOT_AND_PARTY, lot_id, participant_id)
     if r is None:
         return None, None
-    return _lot_row(r), r["party_kind"]
+    return _lot(r), r["party_kind"]
 
 
 LOTS_FOR_UPDATE = """
@@ -180,46 +131,19 @@ FROM lots WHERE lot_id = ANY($1::text[]) ORDER BY lot_id FOR UPDATE
 """
 
 
-async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, LotRow]:
+async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, Lot]:
     """Several lots, locked in id order (so two transformations sharing inputs cannot deadlock)."""
     rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)))
-    return {r["lot_id"]: _lot_row(r) for r in rows}
+    return {r["lot_id"]: _lot(r) for r in rows}
 
 
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
  origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
  created_at, event_count, head_hash"""
 
-INSERT_LOT = f"""
-INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
-                  origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
-                  head_hash, event_count)
-VALUES ($1, $2, $3, $4, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0)
-ON CONFLICT (lot_id) DO NOTHING
-RETURNING {LOT_COLUMNS}
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class NewLot:
-    lot_id: str
-    mineral: str
-    form: str
-    mass_kg: Decimal
-    custodian: str
-    origin_kind: str
-    origin_participant: str | None = None
-    origin_country: str | None = None
-    origin_region: str | None = None
-    origin_mine_name: str | None = None
-    origin_mining_type: str | None = None
-    produced_at: datetime | None = None
-    tag: str | None = None
-    seal: str | None = None
-
 
 def _insert_args(lot: NewLot) -> tuple[Any, ...]:
-    """INSERT_LOT's arguments."""
+    """A new lot's columns, in PERSIST_NEW_LOT's order ($45-$58)."""
     return (
         lot.lot_id,
         lot.mineral,
@@ -235,94 +159,61 @@ def _insert_args(lot: NewLot) -> tuple[Any, ...]:
         lot.produced_at,
         lot.tag,
         lot.seal,
-        GENESIS,
     )
 
 
-def new_lot_row(lot: NewLot, created_at: datetime) -> tuple[LotRow, dict[str, Any]]:
-    """A lot not written yet (`Pending.new_lot`): its chain head to append to, and its row as `lot_out` reads it."""
-    row = {
-        "lot_id": lot.lot_id,
-        "mineral": lot.mineral,
-        "form": lot.form,
-        "mass_kg": lot.mass_kg,
-        "remaining_kg": lot.mass_kg,
-        "status": LotStatus.active.value,
-        "custodian": lot.custodian,
-        "origin_kind": lot.origin_kind,
-        "origin_participant": lot.origin_participant,
-        "origin_country": lot.origin_country,
-        "origin_region": lot.origin_region,
-        "origin_mine_name": lot.origin_mine_name,
-        "origin_mining_type": lot.origin_mining_type,
-        "produced_at": lot.produced_at,
-        "tag": lot.tag,
-        "seal": lot.seal,
-        "created_at": created_at,
-        "event_count": 0,
-        "head_hash": GENESIS,
-    }
-    return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0), row
-
-
-async def insert_lot_only(conn: Conn, lot: NewLot) -> tuple[LotRow, asyncpg.Record] | None:
-    """The new lot's row (for the response) and its chain head, or None if the lot id is taken. No holder row: the
-    caller's `Pending.new_holder` writes it with the rest (`persist`)."""
-    r = await conn.fetchrow(INSERT_LOT, *_insert_args(lot))
-    if r is None:
-        return None
-    return LotRow(lot.lot_id, lot.mineral, lot.form, lot.custodian, LotStatus.active, lot.mass_kg, GENESIS, 0), r
-
-
-async def insert_lot(conn: Conn, lot: NewLot) -> LotRow | None:
-    """The new lot with its holder row (to append its first event to), or None if the lot id is taken."""
-    inserted = await insert_lot_only(conn, lot)
-    if inserted is None:
-        return None
-    await conn.execute(
-        "INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        lot.lot_id,
-        lot.custodian,
+def new_lot_out(lot: NewLot, created_at: datetime, chain: Lot) -> dict[str, Any]:
+    """A lot not read back from the table (written by this request): its row as `lot_out` gives it, with the head of
+    its chain."""
+    return lot_out(
+        {
+            "lot_id": lot.lot_id,
+            "mineral": lot.mineral,
+            "form": lot.form,
+            "mass_kg": lot.mass_kg,
+            "remaining_kg": lot.mass_kg,
+            "status": LotStatus.active.value,
+            "custodian": lot.custodian,
+            "origin_kind": lot.origin_kind,
+            "origin_participant": lot.origin_participant,
+            "origin_country": lot.origin_country,
+            "origin_region": lot.origin_region,
+            "origin_mine_name": lot.origin_mine_name,
+            "origin_mining_type": lot.origin_mining_type,
+            "produced_at": lot.produced_at,
+            "tag": lot.tag,
+            "seal": lot.seal,
+            "created_at": created_at,
+            "event_count": chain.event_count,
+            "head_hash": chain.head_hash,
+        }
     )
-    return inserted[0]
 
 
-INSERT_EVENTS = """
-INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
-                     $8::bytea[], $9::bytea[])
+INSERT_LOTS = """
+INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
+                  origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
+                  head_hash, event_count, created_at, updated_at)
+SELECT u.lot_id, u.mineral, u.form, u.mass_kg, u.mass_kg, 'active', u.custodian, u.origin_kind, u.origin_participant,
+       u.origin_country, u.origin_region, u.origin_mine_name, u.origin_mining_type, u.produced_at, u.tag, u.seal,
+       u.head_hash, u.event_count, $17, $17
+FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[], $15::bytea[],
+            $16::int[])
+     WITH ORDINALITY AS u(lot_id, mineral, form, mass_kg, custodian, origin_kind, origin_participant, origin_country,
+                          origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal, head_hash,
+                          event_count, n)
+ORDER BY u.n
+ON CONFLICT (lot_id) DO NOTHING
+RETURNING lot_id
 """
-SAVE_LOT = """
-UPDATE lots SET custodian = $2, status = $3, remaining_kg = $4, head_hash = $5, event_count = $6, updated_at = now()
-WHERE lot_id = $1
-"""
 
 
-async def save_lots(conn: Conn, lots: list[LotRow], *, new_holder: str | None = None) -> None:
-    """Write the lots' new heads and their new events (one statement each, whatever the number of lots)."""
-    events = [e for lot in lots for e in lot.new_events]
-    if events:
-        await conn.execute(INSERT_EVENTS, *[list(col) for col in zip(*events, strict=True)])
-    if len(lots) == 1:
-        lot = lots[0]
-        await conn.execute(
-            SAVE_LOT, lot.lot_id, lot.custodian, lot.status.value, lot.remaining_kg, lot.head_hash, lot.event_count
-        )
-    elif lots:
-        await conn.executemany(
-            SAVE_LOT,
-            [
-                (lot.lot_id, lot.custodian, lot.status.value, lot.remaining_kg, lot.head_hash, lot.event_count)
-                for lot in lots
-            ],
-        )
-    for lot in lots:
-        lot.new_events.clear()
-    if new_holder is not None:
-        await conn.executemany(
-            "INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(lot.lot_id, new_holder) for lot in lots],
-        )
+async def insert_lots(conn: Conn, lots: list[tuple[NewLot, Lot]], created_at: datetime) -> set[str]:
+    """New lots with the heads of their chains; returns the ids it inserted (a taken id is left as it is)."""
+    cols = [list(c) for c in zip(*(_insert_args(new) for new, _ in lots), strict=True)]
+    heads = [[chain.head_hash for _, chain in lots], [chain.event_count for _, chain in lots]]
+    return {r["lot_id"] for r in await conn.fetch(INSERT_LOTS, *cols, *heads, created_at)}
 
 
 # --- shipments ---------------------------------------------------------------------------------------------
@@ -342,7 +233,7 @@ SHIPMENT_AND_LOT = SHIPMENT_AND_LOT_FOR_UPDATE.replace("FOR UPDATE", "")
 
 async def shipment_and_lot_for_update(
     conn: Conn, shipment_id: str, *, lock: bool = True
-) -> tuple[ShipmentState, dict[str, Any], LotRow] | None:
+) -> tuple[ShipmentState, dict[str, Any], Lot] | None:
     """The shipment and its lot, both locked (or as last committed, for `persist_unless_changed`), in one round
     trip."""
     r = await conn.fetchrow(SHIPMENT_AND_LOT_FOR_UPDATE if lock else SHIPMENT_AND_LOT, shipment_id)
@@ -351,7 +242,7 @@ async def shipment_and_lot_for_update(
     row = dict(r)
     row["status"] = row.pop("shipment_status")
     state = ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], row["status"] == "received")
-    return state, row, _lot_row(r)
+    return state, row, _lot(r)
 
 
 def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -372,25 +263,33 @@ def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- one statement for what a write changed -------------------------------------------------------------------
+# --- what a write changed, written at its end -----------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class Pending:
-    """What a ship or receive changes, written at the end of the request in one statement together with the answer
-    kept for its Idempotency-Key (`persist`). On our machines a database round trip costs about 0.15 ms of the
-    service's CPU (a loopback send() alone ~0.1 ms), as much as the rest of a small write: the hot writes make few."""
+class Changes:
+    """Everything one write changes, collected by its unit of work (`custody/unit_of_work.py`) and written at the
+    end with the answer kept for its Idempotency-Key (`persist`, or `persist_unless_changed` without locks).
 
-    lots: list[LotRow] = field(default_factory=list)
-    events: list[CloudEvent] = field(default_factory=list)
-    new_holder: str | None = None
+    On our machines a database round trip costs about 0.15 ms of the service's CPU (a loopback send() alone
+    ~0.1 ms), as much as the rest of a small write: a ship, a receipt or a registration is one statement."""
+
+    lots: list[Lot] = field(default_factory=list)  # existing lots whose chain grew: their events and new heads
+    new_lots: list[tuple[NewLot, Lot]] = field(default_factory=list)  # new lots, with their chains
+    created_at: datetime | None = None  # of the new lots
+    events: list[CloudEvent] = field(default_factory=list)  # the outbox rows, in order
+    holders: list[tuple[str, str]] = field(default_factory=list)  # (lot, participant) that hold or held it
     shipment: tuple[Any, ...] | None = None  # a new shipment: PERSIST's $27-$35
     receipt: tuple[Any, ...] | None = None  # a receipt: PERSIST's $36-$39
-    # a registration without locks: the lot, its created_at, and the (id, version) of the participant it was read from
-    new_lot: tuple[NewLot, datetime, tuple[str, int]] | None = None
+    transformation: tuple[Any, ...] | None = None  # (id, kind, actor, actor_kind, occurred_at, inputs, outputs)
+    genealogy: list[tuple[str, str, str, Decimal]] = field(default_factory=list)  # (parent, child, transformation, kg)
+    consumption: tuple[Any, ...] | None = None  # (id, lot, actor, product, kg, consumed_at)
+    rejection: tuple[Any, ...] | None = None  # (event id, actor, action, subject, reason, detail, request)
+    # A registration without locks: the (participant, version) its origin was read from (PERSIST_NEW_LOT's gate).
+    registered_from: tuple[str, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.lots or self.events or self.shipment or self.receipt)
+        return bool(self.lots or self.new_lots or self.events or self.shipment or self.receipt or self.rejection)
 
 
 def _persist_writes(gate: str) -> str:
@@ -433,27 +332,25 @@ UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text
 )
 
 
-def _persist_args(topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any) -> list[Any]:
+def _persist_args(topic: str, c: Changes, *, actor: str, key: str | None, status: int, body: Any) -> list[Any]:
     """$1-$43 of PERSIST and PERSIST_UNLESS_CHANGED: the events, lot heads, holders, outbox rows, shipment or
-    receipt, and the answer kept for (actor, key)."""
-    events = [e for lot in pending.lots for e in lot.new_events]
-    event_cols: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[] for _ in range(9)]
-    lots = pending.lots
-    updated = [] if pending.new_lot else lots  # a new lot is inserted with its head by PERSIST_NEW_LOT
-    holders = [lot.lot_id for lot in lots] if pending.new_holder else []
+    receipt, and the answer kept for (actor, key). New lots are inserted with their heads, not updated here."""
+    events = [e for _, lot in c.new_lots for e in lot.new_events] + [e for lot in c.lots for e in lot.new_events]
+    event_cols: list[list[Any]] = [list(col) for col in zip(*events, strict=True)] if events else [[] for _ in range(9)]
+    lots = c.lots
     return [
         *event_cols,
-        [lot.lot_id for lot in updated],
-        [lot.custodian for lot in updated],
-        [lot.status.value for lot in updated],
-        [lot.remaining_kg for lot in updated],
-        [lot.head_hash for lot in updated],
-        [lot.event_count for lot in updated],
-        holders,
-        [pending.new_holder] * len(holders),
-        *outbox_columns(topic, pending.events),
-        *(pending.shipment or (None,) * 9),
-        *(pending.receipt or (None,) * 4),
+        [lot.lot_id for lot in lots],
+        [lot.custodian for lot in lots],
+        [lot.status.value for lot in lots],
+        [lot.remaining_kg for lot in lots],
+        [lot.head_hash for lot in lots],
+        [lot.event_count for lot in lots],
+        [h[0] for h in c.holders],
+        [h[1] for h in c.holders],
+        *outbox_columns(topic, c.events),
+        *(c.shipment or (None,) * 9),
+        *(c.receipt or (None,) * 4),
         actor,
         key,
         status,
@@ -461,13 +358,50 @@ def _persist_args(topic: str, pending: Pending, *, actor: str, key: str | None, 
     ]
 
 
-async def persist(
-    conn: Conn, topic: str, pending: Pending, *, actor: str, key: str | None, status: int, body: Any
-) -> None:
-    """Write `pending` (events on `topic`) and keep the answer for (actor, key) if there is a key: one round trip."""
-    await conn.execute(PERSIST, *_persist_args(topic, pending, actor=actor, key=key, status=status, body=body))
-    for lot in pending.lots:
+def _written(c: Changes) -> None:
+    for _, lot in c.new_lots:
         lot.new_events.clear()
+    for lot in c.lots:
+        lot.new_events.clear()
+
+
+async def persist(
+    conn: Conn, topic: str, c: Changes, *, actor: str, key: str | None, status: int, body: Any
+) -> list[str]:
+    """Write `c` (events on `topic`) under the locks the write took, and keep the answer for (actor, key) if there is
+    a key. Returns the ids of new lots that were taken already, in which case nothing was written (the caller
+    refuses the write: `lot_exists`). A ship, a receipt or a registration is one round trip; a transformation, a
+    consumption, a declaration or a refusal writes its own rows first."""
+    if c.new_lots:
+        assert c.created_at is not None, "new lots are created at a time"
+        wanted = [new.lot_id for new, _ in c.new_lots]
+        if len(c.new_lots) == 1:
+            inserted = await insert_lots(conn, c.new_lots, c.created_at)
+        else:  # several: all or none, so in a savepoint
+            try:
+                async with conn.transaction():
+                    inserted = await insert_lots(conn, c.new_lots, c.created_at)
+                    if len(inserted) < len(wanted):
+                        raise _Taken
+            except _Taken:
+                pass
+        if len(inserted) < len(wanted):
+            return [lot_id for lot_id in wanted if lot_id not in inserted]
+    if c.transformation is not None:
+        await conn.execute(INSERT_TRANSFORMATION, *c.transformation)
+    if c.genealogy:
+        await conn.execute(INSERT_GENEALOGY, *[list(col) for col in zip(*c.genealogy, strict=True)])
+    if c.consumption is not None:
+        await conn.execute(INSERT_CONSUMPTION, *c.consumption)
+    if c.rejection is not None:
+        await conn.execute(INSERT_REJECTION, *c.rejection)
+    await conn.execute(PERSIST, *_persist_args(topic, c, actor=actor, key=key, status=status, body=body))
+    _written(c)
+    return []
+
+
+class _Taken(Exception):
+    """A new lot's id is taken: the savepoint rolls back the lots inserted with it."""
 
 
 PERSIST_UNLESS_CHANGED = (
@@ -526,7 +460,7 @@ participant was cached (`ParticipantCache`)."""
 async def persist_unless_changed(
     conn: Conn,
     topic: str,
-    pending: Pending,
+    c: Changes,
     *,
     actor: str,
     key: str | None,
@@ -534,30 +468,31 @@ async def persist_unless_changed(
     status: int,
     body: Any,
 ) -> bool:
-    """Write `pending` and the answer if no lot changed since it was read and the key is new; one statement, its own
+    """Write `c` and the answer if no lot changed since it was read and the key is new; one statement, its own
     transaction. False: nothing written (the caller does it again under the locks, which also replays a key's
-    answer)."""
-    args = _persist_args(topic, pending, actor=actor, key=key, status=status, body=body)
-    if pending.new_lot is not None:
-        new, created_at, (participant_id, version) = pending.new_lot
-        (lot,) = pending.lots
+    answer). Takes a ship or a receipt (lots read, `c.lots`), or a registration (one new lot, `c.new_lots`, read
+    from the participant `c.registered_from`)."""
+    args = _persist_args(topic, c, actor=actor, key=key, status=status, body=body)
+    if c.new_lots:
+        assert c.registered_from is not None and c.created_at is not None and not c.lots
+        ((new, lot),) = c.new_lots
+        participant_id, version = c.registered_from
         try:
-            head = (lot.head_hash, lot.event_count, created_at, participant_id, version)
-            written = await conn.fetchval(PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new)[:-1], *head)
+            head = (lot.head_hash, lot.event_count, c.created_at, participant_id, version)
+            written = await conn.fetchval(PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new), *head)
         except asyncpg.UniqueViolationError:
             return False  # the lot id or the key is taken: nothing was written
         if written:
-            lot.new_events.clear()
+            _written(c)
         return bool(written)  # false: the participant changed since it was read (nothing was written)
-    read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in pending.lots]
+    read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in c.lots]
     ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash)
     if ok:
-        for lot in pending.lots:
-            lot.new_events.clear()
+        _written(c)
     return bool(ok)
 
 
-# --- idempotency and refusals ---------------------------------------------------------------------------------
+# --- idempotency keys ------------------------------------------------------------------------------------------
 
 CLAIM_KEY = """
 INSERT INTO idempotency_keys (actor, key, request_hash) VALUES ($1, $2, $3)
@@ -574,38 +509,26 @@ async def claim_idempotency_key(conn: Conn, actor: str, key: str, request_hash: 
     )
 
 
-async def store_response(conn: Conn, actor: str, key: str, status: int, body: Any) -> None:
-    await conn.execute(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE actor = $1 AND key = $2",
-        actor,
-        key,
-        status,
-        _json(body),
-    )
+# --- the rows of transformations, consumptions and refusals ------------------------------------------------------
+
+INSERT_TRANSFORMATION = """
+INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, inputs, outputs)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+INSERT_GENEALOGY = """
+INSERT INTO genealogy (parent, child, transformation_id, mass_kg)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[])
+"""
+INSERT_CONSUMPTION = """
+INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+INSERT_REJECTION = """
+INSERT INTO rejected_attempts (event_id, actor, action, subject, reason, detail, request)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
 
 
-async def insert_rejection(
-    conn: Conn, *, event_id: str, actor: str, action: str, subject: str | None, reason: str, detail: str, request: Any
-) -> None:
-    await conn.execute(
-        "INSERT INTO rejected_attempts (event_id, actor, action, subject, reason, detail, request) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        event_id,
-        actor,
-        action,
-        subject,
-        reason,
-        detail,
-        _json(request),
-    )
-
-
-# --- transformations and consumptions ------------------------------------------------------------------------
-
-
-async def insert_transformation(
-    conn: Conn,
-    *,
+def transformation_row(
     transformation_id: str,
     kind: str,
     actor: str,
@@ -613,39 +536,14 @@ async def insert_transformation(
     occurred_at: datetime,
     inputs: list[dict[str, Any]],
     outputs: list[dict[str, Any]],
-) -> None:
-    await conn.execute(
-        "INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, inputs, outputs) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        transformation_id,
-        kind,
-        actor,
-        actor_kind,
-        occurred_at,
-        _json(inputs),
-        _json(outputs),
-    )
+) -> tuple[Any, ...]:
+    return (transformation_id, kind, actor, actor_kind, occurred_at, _json(inputs), _json(outputs))
 
 
-async def insert_genealogy(conn: Conn, edges: list[tuple[str, str, str, Decimal]]) -> None:
-    await conn.executemany(
-        "INSERT INTO genealogy (parent, child, transformation_id, mass_kg) VALUES ($1, $2, $3, $4)", edges
-    )
-
-
-async def insert_consumption(
-    conn: Conn, *, consumption_id: str, lot_id: str, actor: str, product: str, mass_kg: Decimal, consumed_at: datetime
-) -> None:
-    await conn.execute(
-        "INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        consumption_id,
-        lot_id,
-        actor,
-        product,
-        mass_kg,
-        consumed_at,
-    )
+def rejection_row(
+    event_id: str, actor: str, action: str, subject: str | None, reason: str, detail: str, request: Any
+) -> tuple[Any, ...]:
+    return (event_id, actor, action, subject, reason, detail, _json(request))
 
 
 # --- reads ---------------------------------------------------------------------------------------------------

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from custody.domain import (
     CLOSED,
     GENESIS,
+    Lot,
     LotState,
     LotStatus,
+    NewLot,
     Refusal,
     ShipmentState,
     after_draw,
@@ -368,3 +372,51 @@ def test_a_reordered_key_body_still_verifies() -> None:
     prev, h, body = events[2]
     events[2] = (prev, h, dict(reversed(list(body.items()))))
     assert verify_chain(events) is None
+
+
+# --- the lot aggregate ------------------------------------------------------------------------------------------
+
+
+def _new_lot() -> NewLot:
+    return NewLot("BAG-1", "tin", "ore", Decimal("12.5"), "mine-1", "mine", origin_participant="mine-1")
+
+
+def test_a_new_lot_is_whole_held_by_its_custodian_with_an_empty_chain() -> None:
+    lot = Lot.new(_new_lot())
+    assert (lot.custodian, lot.status, lot.remaining_kg) == ("mine-1", LotStatus.active, Decimal("12.5"))
+    assert (lot.head_hash, lot.event_count, lot.new_events) == (GENESIS, 0, [])
+    assert lot.state == LotState("BAG-1", "mine-1", LotStatus.active, Decimal("12.5"))
+
+
+def test_appending_links_each_event_to_the_one_before() -> None:
+    lot = Lot.new(_new_lot())
+    at = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    first = lot.append(type="custody.lot.registered", occurred_at=at, actor="mine-1", data={"mass_kg": "12.500"})
+    second = lot.append(type="custody.lot.shipped", occurred_at=at, actor="mine-1", data={"to": "trader-1"})
+    assert (first["seq"], second["seq"], lot.event_count) == (1, 2, 2)
+    assert first["prev_hash"] == GENESIS.hex()
+    assert second["prev_hash"] == first["hash"]
+    assert lot.head_hash.hex() == second["hash"]
+    assert first["mass_kg"] == "12.500" and first["occurred_at"] == "2026-11-01T08:00:00Z"
+    rows = lot.new_events
+    assert [r[2] for r in rows] == [1, 2] and rows[1][7] == rows[0][8]  # seq; prev_hash is the previous hash
+    # Anyone can check the chain from what the history shows: (prev, hash, body) with the event's own fields.
+    triples = [
+        (
+            prev,
+            h,
+            {
+                "event_id": eid,
+                "lot_id": lot_id,
+                "seq": seq,
+                "type": type_,
+                "occurred_at": "2026-11-01T08:00:00Z",
+                "actor": actor,
+                "data": orjson.loads(data),
+            },
+        )
+        for eid, lot_id, seq, type_, _, actor, data, prev, h in rows
+    ]
+    assert verify_chain(triples) is None
+    triples[0][2]["data"]["mass_kg"] = "13.000"
+    assert verify_chain(triples) == 0

@@ -63,7 +63,7 @@ status:  ## what is running
 test: install-dev browser infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install-dev infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --readme")
+bench: install-dev infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --docs": --docs writes docs/benchmarks.md)
 	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: install-dev  ## ruff (lint and format check), mypy on shared/ and the services, import-linter's contracts

@@ -36,7 +36,7 @@ def test_a_shipment_is_typed_with_its_mass_to_the_gram_and_its_time_in_utc() -> 
     s = decode.shipped(event("custody.lot.shipped", SHIPPED))
     assert s.mass_kg == Decimal("100.000")
     assert s.shipped_at == AT and s.shipped_at.tzinfo is UTC
-    assert s.step.occurred_at == datetime(2026, 11, 2, 10, tzinfo=timezone(timedelta(hours=2)))  # as sent
+    assert s.sent == datetime(2026, 11, 2, 10, tzinfo=timezone(timedelta(hours=2)))  # as sent
     assert s.row[:4] == ("S1", "L1", "mine", "trader") and s.row[9] == "in_transit"
 
 

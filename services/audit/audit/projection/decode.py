@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -148,9 +148,9 @@ def cahra(e: CloudEvent) -> CahraUpdated:
 # --- custody events ---------------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class NewLot:
-    """A lot as the projection's `lots` table keeps it (`statements.LOT_COLUMNS`, in that order: `row`)."""
+class NewLot(NamedTuple):
+    """A lot as the projection's `lots` table keeps it: its fields in `statements.LOT_COLUMNS`' order, so the record
+    is its row."""
 
     lot_id: str
     mineral: str
@@ -163,31 +163,14 @@ class NewLot:
     origin_mining_type: str | None
     custodian: str
     event_id: str
-    at: datetime  # origin_at, and the first last_custody_at
+    at: datetime  # origin_at
     recorded_at: datetime
-
-    @property
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.lot_id,
-            self.mineral,
-            self.form,
-            self.mass_kg,
-            self.origin_kind,
-            self.origin_participant,
-            self.origin_country,
-            self.origin_region,
-            self.origin_mining_type,
-            self.custodian,
-            self.event_id,
-            self.at,
-            self.recorded_at,
-            self.at,
-        )
+    last_custody_at: datetime  # at first, `at`
 
 
 def _new_lot(
     e: CloudEvent,
+    sent: datetime | None,
     *,
     origin_kind: str,
     origin: Mapping[str, Any],
@@ -209,8 +192,9 @@ def _new_lot(
         origin.get("mining_type"),
         custodian,
         e.id,
-        utc(dt(d["occurred_at"]) or e.time),
+        at := utc(sent or e.time),
         utc(e.time),
+        at,
     )
 
 
@@ -224,9 +208,9 @@ class CustodyStep:
     actor: str
 
 
-def _step(e: CloudEvent) -> CustodyStep:
+def _step(e: CloudEvent, occurred_at: datetime | None) -> CustodyStep:
     d = e.data
-    return CustodyStep(d["lot_id"], e.id, dt(d["occurred_at"]), d["actor"])
+    return CustodyStep(d["lot_id"], e.id, occurred_at, d["actor"])
 
 
 @dataclass(slots=True)
@@ -238,11 +222,11 @@ class LotRegistered:
 
 def registered(e: CloudEvent) -> LotRegistered:
     d = e.data
-    origin = d["origin"]
-    lot = _new_lot(e, origin_kind="mine", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"])
+    origin, sent = d["origin"], dt(d["occurred_at"])
+    lot = _new_lot(e, sent, origin_kind="mine", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"])
     if not isinstance(lot.origin_participant, str):
         raise TypeError("an origin lot without its mine")
-    return LotRegistered(lot, origin["participant_id"], (dt(d["occurred_at"]) or e.time).year)
+    return LotRegistered(lot, origin["participant_id"], (sent or e.time).year)
 
 
 @dataclass(slots=True)
@@ -258,13 +242,18 @@ class ExternalDeclared:
 def external(e: CloudEvent) -> ExternalDeclared:
     d = e.data
     origin, supplier = d["declared_origin"], d["supplier"]
-    lot = _new_lot(e, origin_kind="external", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"])
+    lot = _new_lot(
+        e, dt(d["occurred_at"]), origin_kind="external", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"]
+    )
     return ExternalDeclared(lot, origin, origin["country"], supplier, supplier["name"], d["mass_kg"])
 
 
 @dataclass(slots=True)
 class Shipped:
-    step: CustodyStep
+    lot_id: str
+    event_id: str
+    sent: datetime  # occurred_at as sent (the time check compares it with the lot's last custody time)
+    actor: str
     shipment_id: str
     sender: str
     receiver: str
@@ -280,7 +269,7 @@ class Shipped:
         """As `statements.SHIPMENT_COLUMNS`, in transit."""
         return (
             self.shipment_id,
-            self.step.lot_id,
+            self.lot_id,
             self.sender,
             self.receiver,
             self.mass_kg,
@@ -289,15 +278,15 @@ class Shipped:
             self.max_transit_days,
             self.transit_countries,
             "in_transit",
-            self.step.event_id,
+            self.event_id,
             self.recorded_at,
         )
 
 
 def shipped(e: CloudEvent) -> Shipped:
     d = e.data
-    shipped_at = dt(d["occurred_at"])
-    if shipped_at is None:
+    sent = dt(d["occurred_at"])
+    if sent is None:
         raise ValueError("a shipment without occurred_at")
     countries = list(d.get("transit_countries") or [])
     max_days = d.get("max_transit_days")
@@ -306,13 +295,16 @@ def shipped(e: CloudEvent) -> Shipped:
     if not all(isinstance(c, str) for c in countries):
         raise TypeError("transit_countries must be country codes")
     return Shipped(
-        _step(e),
+        d["lot_id"],
+        e.id,
+        sent,
+        d["actor"],
         d["shipment_id"],
         d["from"],
         d["to"],
         kg(d["mass_kg"]),
         d.get("seal"),
-        utc(shipped_at),
+        utc(sent),
         max_days,
         countries,
         utc(e.time),
@@ -394,18 +386,19 @@ def transformed(e: CloudEvent) -> Transformed:
     d = e.data
     by = d["by"]
     inputs, outputs = d["inputs"], d["outputs"]
-    occurred_at = dt(d["occurred_at"])
-    if occurred_at is None:
+    sent = dt(d["occurred_at"])
+    if sent is None:
         raise ValueError("a transformation without occurred_at")
     output_ids = [o["lot_id"] for o in outputs]
     input_ids = [i["lot_id"] for i in inputs]
     step = output = None
     if d["role"] == "input":
-        step = _step(e)
+        step = _step(e, sent)
     else:
         made = next(o for o in outputs if o["lot_id"] == d["lot_id"])
         output = _new_lot(
             e,
+            sent,
             origin_kind="transformation",
             origin={"participant_id": by, "country": d.get("by_country")},
             mass_kg=made["mass_kg"],
@@ -418,7 +411,7 @@ def transformed(e: CloudEvent) -> Transformed:
         d["kind"],
         by,
         d["by_kind"],
-        utc(occurred_at),
+        utc(sent),
         inputs,
         outputs,
         input_ids,
@@ -431,7 +424,7 @@ def transformed(e: CloudEvent) -> Transformed:
 
 
 def consumed(e: CloudEvent) -> CustodyStep:
-    return _step(e)
+    return _step(e, dt(e.data["occurred_at"]))
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from audit import rules
@@ -19,7 +20,7 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
     if lot.lot_id in s.lots:
         return False
     j.set(s.lots, lot.lot_id, lot.at)
-    j.set(c.lots, lot.lot_id, lot.row)
+    j.set(c.lots, lot.lot_id, lot)  # the record is the row
     if lot.origin_kind == "mine":
         assert lot.origin_participant is not None  # the decoder checks it
         mine = MineLot(
@@ -45,18 +46,18 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
     return True
 
 
-def check_time(ctx: Context, step: CustodyStep, what: str) -> None:
-    """An event dated before the lot's previous custody event."""
-    last = ctx.state.lots.get(step.lot_id)
-    if step.occurred_at is not None and last is not None:
+def check_time(ctx: Context, lot_id: str, event_id: str, at: datetime | None, actor: str, what: str) -> None:
+    """An event dated (`at`, as sent) before the lot's previous custody event."""
+    last = ctx.state.lots.get(lot_id)
+    if at is not None and last is not None:
         f = rules.time_contradiction(
-            lot_id=step.lot_id,
-            event_id=step.event_id,
+            lot_id=lot_id,
+            event_id=event_id,
             what=what,
-            at=step.occurred_at,
+            at=at,
             after="the lot's previous custody event",
             after_at=last,
-            actor=step.actor,
+            actor=actor,
         )
         if f is not None:
             ctx.find([f])
@@ -89,4 +90,4 @@ def on_external(ctx: Context, ev: ExternalDeclared) -> None:
 
 
 def on_consumed(ctx: Context, ev: CustodyStep) -> None:
-    check_time(ctx, ev, "Consumed")
+    check_time(ctx, ev.lot_id, ev.event_id, ev.occurred_at, ev.actor, "Consumed")

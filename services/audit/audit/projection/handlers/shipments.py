@@ -13,7 +13,7 @@ from audit.projection.state import Transit
 
 def on_shipped(ctx: Context, ev: Shipped) -> None:
     sid = ev.shipment_id
-    check_time(ctx, ev.step, "Shipped")
+    check_time(ctx, ev.lot_id, ev.event_id, ev.sent, ev.actor, "Shipped")
     s, j = ctx.state, ctx.journal
     if sid in s.open_shipments or sid in s.transits:  # shipment ids are unique: a repeat changes nothing
         screening.transit(ctx, sid)  # judged on the shipment as first recorded, as the table keeps it
@@ -22,8 +22,8 @@ def on_shipped(ctx: Context, ev: Shipped) -> None:
     j.set(ctx.changes.shipments, sid, ev.row)
     if ev.transit_countries:
         t = Transit(
-            ev.step.lot_id,
-            ev.step.event_id,
+            ev.lot_id,
+            ev.event_id,
             tuple(map(intern, ev.transit_countries)),
             ev.shipped_at,
             intern(ev.sender),

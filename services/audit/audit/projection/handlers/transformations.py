@@ -14,7 +14,8 @@ from audit.projection.state import Smelting
 def on_transformed(ctx: Context, ev: Transformed) -> None:
     tid, by = ev.transformation_id, ev.by
     if ev.step is not None:
-        check_time(ctx, ev.step, f"Drawn into {ev.kind} {tid}")
+        step = ev.step
+        check_time(ctx, step.lot_id, step.event_id, step.occurred_at, step.actor, f"Drawn into {ev.kind} {tid}")
     if ev.output is not None:
         new_lot(ctx, ev.output)
     s, j = ctx.state, ctx.journal

@@ -17,3 +17,8 @@ class Settings(GenealogySettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5433/custody",
         description="SQLAlchemy URL of the custody database (asyncpg driver).",
     )
+    fast_lane: bool = Field(
+        True,
+        description="Answer ordinary write requests through `shared.fastlane` (less CPU a write); false sends every "
+        "request through the whole FastAPI stack, e.g. for middleware of your own (docs/decisions/fast-lane.md).",
+    )

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         extra_workers=workers,
         events=CUSTODY_EVENTS,
         raw_pool=True,
-        fast=FAST_WRITES,
+        fast=FAST_WRITES if settings.fast_lane else (),
     )
     app.state.participants = ParticipantCache()  # registrations' mines, version-checked where they are used
     return app

@@ -114,14 +114,9 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
                 },
             },
         )
-        return repository.new_lot_out(new, _created_at(uow), lot)
+        return repository.new_lot_out(new, uow.created_at, lot)
 
     return await write.run(action="register", subject=body.lot_id, attempt=attempt, model=schemas.Lot, optimistic=True)
-
-
-def _created_at(uow: UnitOfWork) -> Any:
-    assert uow.changes.created_at is not None
-    return uow.changes.created_at
 
 
 async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -> Answer:
@@ -175,7 +170,7 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
                 "supplier": body.supplier.model_dump(),
             },
         )
-        return repository.new_lot_out(new, _created_at(uow), lot)
+        return repository.new_lot_out(new, uow.created_at, lot)
 
     return await write.run(action="declare_external", subject=body.lot_id, attempt=attempt, model=schemas.Lot)
 
@@ -398,7 +393,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             "occurred_at": body.occurred_at,
             "inputs": inputs_data,
             "outputs": [
-                repository.new_lot_out(new, _created_at(uow), lot) for new, lot in zip(made, outputs, strict=True)
+                repository.new_lot_out(new, uow.created_at, lot) for new, lot in zip(made, outputs, strict=True)
             ],
         }
 

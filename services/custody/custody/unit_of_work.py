@@ -83,6 +83,12 @@ class UnitOfWork:
         """`participant` now holds these lots (it may read them, and their upstream, from now on)."""
         self.changes.holders.extend((lot.lot_id, participant) for lot in lots)
 
+    @property
+    def created_at(self) -> datetime:
+        """When this write's new lots are created (`new_lot`)."""
+        assert self.changes.created_at is not None, "no new lot yet"
+        return self.changes.created_at
+
     def new_lot(self, new: NewLot) -> Lot:
         """A lot this write creates, held by its custodian; written first, and should its id be taken by then, the
         write is refused (`lot_exists`)."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import request_id_var
-from shared.problems import PROBLEM_JSON, Problem, install_problem_handlers
+from shared.problems import PROBLEM_JSON, install_problem_handlers
 
 log = logging.getLogger("shared.web")
 
@@ -154,8 +154,20 @@ def health_router(service: str, checks: Callable[[], dict[str, Check]]) -> APIRo
         summary="Readiness: the database and Kafka are reachable",
         responses={
             503: {
-                "model": Problem,
-                "content": {PROBLEM_JSON: {}},
+                "content": {
+                    PROBLEM_JSON: {
+                        "example": {
+                            "type": "/problems/not-ready",
+                            "title": "Service not ready",
+                            "status": 503,
+                            "detail": "kafka: unreachable: KafkaConnectionError()",
+                            "instance": "/readyz",
+                            "readiness": "not_ready",
+                            "service": "custody",
+                            "checks": {"database": "ok", "kafka": "unreachable: KafkaConnectionError()"},
+                        }
+                    }
+                },
                 "description": "A dependency is unreachable: `checks` says which",
             }
         },

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -37,9 +36,6 @@ def normalised(v: Any, run: str) -> Any:
         v = v.replace(run, "<run>")
         return HASH.sub("<hash>", UUID.sub("<uuid>", GENERATED.sub("<id>", v)))
     return v
-
-
-Story = Callable[[str, dict[str, str]], Awaitable[list[httpx.Response]]]
 
 
 async def story(stack: Stack, mine: Party, trader: Party, smelter: Party, run: str, via: dict[str, str]) -> list[Any]:

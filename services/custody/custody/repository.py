@@ -288,9 +288,6 @@ class Changes:
     # A registration without locks: the (participant, version) its origin was read from (PERSIST_NEW_LOT's gate).
     registered_from: tuple[str, int] | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.lots or self.new_lots or self.events or self.shipment or self.receipt or self.rejection)
-
 
 def _persist_writes(gate: str) -> str:
     """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds."""
@@ -577,10 +574,6 @@ def lot_out(r: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
 
 async def get_lot(conn: Conn, lot_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = $1", lot_id)
-
-
-async def get_lots(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = ANY($1::text[])", lot_ids))
 
 
 async def list_lots(

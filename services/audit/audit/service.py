@@ -106,17 +106,18 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         origins = await repository.origins(conn, list(depth))
         smelters = await repository.smelters(conn, list(depth))
     flags = [_flag(r) for r in flag_rows]
+    on_lots = [FlagOnLots(f.lot_ids, f.severity, f.status) for f in flags]
     own: list[schemas.Flag] = []
     inherited: list[schemas.Exposure] = []
-    for f in flags:
-        at = domain.exposure(lot_id, depth, FlagOnLots(f.lot_ids, f.severity, f.status))
+    for f, facts in zip(flags, on_lots, strict=True):
+        at = domain.exposure(lot_id, depth, facts)
         if at is None:
             own.append(f)
         else:
             inherited.append(schemas.Exposure(lot_id=at.lot_id, depth=at.depth, flag=f))
     return schemas.RiskSummary(
         lot_id=lot_id,
-        rating=domain.rating([FlagOnLots(f.lot_ids, f.severity, f.status) for f in flags]),  # type: ignore[arg-type]
+        rating=domain.rating(on_lots),  # type: ignore[arg-type]
         own_flags=own,
         inherited=inherited,
         origins=[

@@ -212,11 +212,10 @@ class Write:
                     return Answer(status, body)
                 raise Refusal("lot_exists", f"Lot {', '.join(taken)} already exists; lot ids are unique.")
             except Refusal as refusal:
-                answer = self._refused(
-                    uow := UnitOfWork(conn, locked=True, participants=None), action, subject, refusal
-                )
+                refused = UnitOfWork(conn, locked=True, participants=None)  # nothing of the attempt is kept
+                answer = self._refused(refused, action, subject, refusal)
                 await repository.persist(
-                    conn, CUSTODY_EVENTS, uow.changes, actor=who.subject, key=key, status=409, body=answer.body
+                    conn, CUSTODY_EVENTS, refused.changes, actor=who.subject, key=key, status=409, body=answer.body
                 )
                 return answer
 

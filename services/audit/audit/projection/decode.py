@@ -7,7 +7,8 @@ raises here, before anything changed, and the façade keeps it in `received_even
 
 The records are plain slotted dataclasses, not frozen ones: a frozen dataclass sets each field through
 `object.__setattr__`, which made a 100,000-event stream's decoding and handling ~10% slower (20.5 -> 22.5 us an
-event, `prepare` in memory); nothing keeps a record beyond its event.
+event, `prepare` in memory); nothing keeps a record beyond its event, but for a new lot's (`NewLot`), an immutable
+tuple that is also the row its batch writes.
 
 Times are converted as PostgreSQL gives a timestamptz back (UTC), so the evidence a flag carries reads the same
 whether the projection judged from memory or from its tables.

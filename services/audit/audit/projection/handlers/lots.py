@@ -8,7 +8,7 @@ from decimal import Decimal
 from audit import rules
 from audit.projection import screening
 from audit.projection.context import Context
-from audit.projection.decode import CustodyStep, ExternalDeclared, LotRegistered, NewLot, intern
+from audit.projection.decode import CustodyStep, ExternalDeclared, LotRegistered, NewLot, intern, intern_opt
 from audit.projection.state import MineLot
 from audit.rules import Finding
 
@@ -27,9 +27,9 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
             lot.lot_id,
             lot.event_id,
             intern(lot.origin_participant),
-            None if lot.origin_country is None else intern(lot.origin_country),
-            None if lot.origin_region is None else intern(lot.origin_region),
-            None if lot.origin_mining_type is None else intern(lot.origin_mining_type),
+            intern_opt(lot.origin_country),
+            intern_opt(lot.origin_region),
+            intern_opt(lot.origin_mining_type),
             lot.at,
             lot.recorded_at,
         )

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import signal
 import socket
 import statistics
@@ -35,7 +36,11 @@ from alembic.config import Config
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOG_DIR = ROOT / "var" / "log"
-OPERATOR_TOKEN = "dev-admin-token"
+# A random operator token per run, in the environment of the services the benchmarks start (they refuse a
+# well-known one).
+OPERATOR_TOKEN = secrets.token_urlsafe(32)
+for _service in ("REGISTRY", "CUSTODY", "AUDIT", "MCOC"):
+    os.environ[f"{_service}_ADMIN_TOKEN"] = OPERATOR_TOKEN
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 

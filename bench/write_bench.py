@@ -32,6 +32,7 @@ import psutil
 
 from bench.common import (
     LOG_DIR,
+    OPERATOR,
     ROOT,
     RawHttp,
     admin,
@@ -48,7 +49,6 @@ from bench.common import (
 )
 from shared.topics import delete_topics, ensure_topics
 
-OPERATOR = {"Authorization": "Bearer dev-admin-token"}
 DBS = ("registry_wbench", "custody_wbench")
 PROFILE = LOG_DIR / "bench-write-custody-profile.txt"
 

@@ -244,7 +244,7 @@ async def principal(
 
 
 def _is_operator_token(state: Any, token: str) -> bool:
-    admin = state.settings.admin_token
+    admin = state.settings.operator_token  # checked at start-up: never empty, short or well-known (shared.settings)
     return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
 
 

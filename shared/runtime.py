@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -128,6 +129,9 @@ def _write_profile(profiler: Any) -> None:
 def serve(create_app: Callable[[ServiceSettings], FastAPI], settings: ServiceSettings) -> None:
     """`python -m <service>`: JSON logs, one uvicorn worker (a second adds nothing on 2 cores)."""
     configure_logging(settings.service_name, settings.log_level)
+    if problem := settings.operator_token_problem():
+        print(f"[{settings.service_name}] refusing to start: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -166,6 +170,8 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if problem := settings.operator_token_problem():
+            raise RuntimeError(f"{settings.service_name} refuses to start: {problem}")
         async with service_runtime(settings, extra_workers, key_fetch, raw_pool) as rt:
             app.state.runtime = rt
             settle_gc(settings.gc_young_threshold)  # a 380-lot trace builds ~20,000 containers that die at once

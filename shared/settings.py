@@ -7,14 +7,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_OPERATOR_TOKEN = "dev-admin-token"
+MIN_OPERATOR_TOKEN_LENGTH = 32
+WELL_KNOWN_TOKENS = frozenset(
+    {DEV_OPERATOR_TOKEN, "admin", "admin-token", "changeme", "change-me", "operator", "password", "secret", "token"}
+)
+INSECURE_SWITCH = "MCOC_INSECURE_DEV_OPERATOR_TOKEN"
 
 
 class ServiceSettings(BaseSettings):
     """Fields common to registry, custody and audit (env var = service prefix + field name, upper case)."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     service_name: str = Field("service", description="Name used in logs, metrics and CloudEvents `source`.")
     host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
@@ -31,7 +38,17 @@ class ServiceSettings(BaseSettings):
     )
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     topic_prefix: str = Field("", description="Prefix added to every Kafka topic name (isolates test runs).")
-    admin_token: str = Field("dev-admin-token", description="Operator token (Bearer) for operator endpoints.")
+    admin_token: str = Field(
+        "",
+        description="Operator token (Bearer) for operator endpoints: at least 32 random characters (`make run` "
+        "generates one in `var/operator-token`). The service refuses to start with none, a short or a well-known one.",
+    )
+    insecure_dev_operator_token: bool = Field(
+        False,
+        validation_alias=AliasChoices(INSECURE_SWITCH),
+        description=f"Development only ({INSECURE_SWITCH}=1): accept a short or well-known operator token, and "
+        f"`{DEV_OPERATOR_TOKEN}` when none is set. Never on a machine others can reach.",
+    )
     registry_url: str = Field(
         "http://127.0.0.1:8001", description="Where the registry publishes its token keys and revocation list."
     )
@@ -77,6 +94,32 @@ class ServiceSettings(BaseSettings):
         description="Browser origins allowed to call the API (CORS), e.g. the audit dashboard's; JSON list in the "
         "environment.",
     )
+
+    @property
+    def operator_token(self) -> str:
+        """The operator token in force (`dev-admin-token` only under the development switch, when none is set)."""
+        if not self.admin_token and self.insecure_dev_operator_token:
+            return DEV_OPERATOR_TOKEN
+        return self.admin_token
+
+    def operator_token_problem(self) -> str | None:
+        """Why the operator token must not be used (None when it may): the service refuses to start then."""
+        if self.insecure_dev_operator_token:
+            return None
+        token = self.admin_token
+        prefix = self.model_config.get("env_prefix", "").upper()
+        fix = (
+            f"set {prefix}ADMIN_TOKEN to at least {MIN_OPERATOR_TOKEN_LENGTH} random characters (e.g. "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`; `make run` keeps one in "
+            f"var/operator-token), or set {INSECURE_SWITCH}=1 on a development machine"
+        )
+        if not token:
+            return f"no operator token is set: {fix}"
+        if token.strip().lower() in WELL_KNOWN_TOKENS:
+            return f"the operator token is a well-known value anyone can guess: {fix}"
+        if len(token) < MIN_OPERATOR_TOKEN_LENGTH or len(set(token)) < 8:
+            return f"the operator token is too short or too repetitive to be secret: {fix}"
+        return None
 
     def pg_settings(self, application_name: str) -> dict[str, str]:
         """The session settings of every PostgreSQL connection the service opens (pool, relay, consumer)."""

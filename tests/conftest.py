@@ -8,6 +8,8 @@ data of `make run`, and two runs never see each other's events.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -224,4 +226,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-OPERATOR = bearer("dev-admin-token")
+# The operator token of this test session: random, as `make run` makes one (the services refuse a well-known one).
+# In the environment, so settings built in-process and services started as processes both read it.
+OPERATOR_TOKEN = secrets.token_urlsafe(32)
+for _service in SERVICES:
+    os.environ[f"{_service.upper()}_ADMIN_TOKEN"] = OPERATOR_TOKEN
+os.environ["MCOC_ADMIN_TOKEN"] = OPERATOR_TOKEN
+os.environ.pop("MCOC_INSECURE_DEV_OPERATOR_TOKEN", None)
+OPERATOR = bearer(OPERATOR_TOKEN)

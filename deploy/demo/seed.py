@@ -979,6 +979,15 @@ def default_out() -> Path:
     return (Path(var) if var else ROOT / "var") / "demo" / "participants.json"
 
 
+def default_operator_token() -> str:
+    """MCOC_ADMIN_TOKEN, REGISTRY_ADMIN_TOKEN, else the token `make run` generated under $MCOC_VAR."""
+    token = os.environ.get("MCOC_ADMIN_TOKEN") or os.environ.get("REGISTRY_ADMIN_TOKEN")
+    if token:
+        return token
+    kept = Path(os.environ.get("MCOC_VAR") or ROOT / "var") / "operator-token"
+    return kept.read_text().strip() if kept.is_file() else ""
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Seed a demo mineral supply chain through the public APIs (idempotent).",
@@ -990,8 +999,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--audit", default=default_url("audit", 8003), help="audit base URL")
     ap.add_argument(
         "--admin-token",
-        default=os.environ.get("MCOC_ADMIN_TOKEN") or os.environ.get("REGISTRY_ADMIN_TOKEN") or "dev-admin-token",
-        help="the operator token (the services' ADMIN_TOKEN)",
+        default=default_operator_token(),
+        help="the operator token (the services' ADMIN_TOKEN; default: MCOC_ADMIN_TOKEN, else the one `make run` "
+        "keeps in $MCOC_VAR/operator-token)",
     )
     ap.add_argument("--out", type=Path, default=default_out(), help="where to write the participants' tokens (JSON)")
     ap.add_argument(

@@ -27,7 +27,7 @@ cat <<TXT
   registry  http://${REGISTRY_HOST:-127.0.0.1}:${REGISTRY_PORT:-8001}/docs
   custody   http://${CUSTODY_HOST:-127.0.0.1}:${CUSTODY_PORT:-8002}/docs
   audit     http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/docs
-  dashboard http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/dashboard/  (operator token: dev-admin-token)
+  dashboard http://${AUDIT_HOST:-127.0.0.1}:${AUDIT_PORT:-8003}/dashboard/  (operator token: in ${MCOC_VAR:-$ROOT/var}/operator-token)
   demo      tokens of the demo participants: ${MCOC_VAR:-$ROOT/var}/demo/participants.json
   logs      ${MCOC_VAR:-$ROOT/var}/log/<service>.log (JSON lines)
 

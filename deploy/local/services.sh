@@ -49,10 +49,31 @@ use_pg_socket() {
   done
 }
 
+# The operator token: MCOC_ADMIN_TOKEN if set, else the one kept in $VAR/operator-token (generated on first start,
+# readable by this user only). Each service gets it as <SERVICE>_ADMIN_TOKEN unless that is set already; the services
+# refuse to start with a short or well-known token (MCOC_INSECURE_DEV_OPERATOR_TOKEN=1 allows one on a laptop).
+operator_token() {
+  local file="$VAR/operator-token" svc var
+  if [ -z "${MCOC_ADMIN_TOKEN:-}" ]; then
+    if [ ! -s "$file" ]; then
+      mkdir -p "$VAR"
+      (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file")
+      say "generated the operator token in $file (the dashboard and the operator endpoints ask for it)"
+    fi
+    MCOC_ADMIN_TOKEN="$(cat "$file")"
+  fi
+  export MCOC_ADMIN_TOKEN
+  for svc in REGISTRY CUSTODY AUDIT; do
+    var="${svc}_ADMIN_TOKEN"
+    if [ -z "${!var:-}" ]; then export "$var=$MCOC_ADMIN_TOKEN"; fi
+  done
+}
+
 start() {
   [ -x "$PY" ] || die "no Python at $PY; run \`make install\` first"
   mkdir -p "$RUN" "$LOG"
   use_pg_socket
+  operator_token
   rm -f "$RUN/stop-requested"
   local svc port host
   for svc in "${SERVICES[@]}"; do

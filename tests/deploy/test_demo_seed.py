@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, ROOT, bearer, settings_env
+from tests.conftest import ENV, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
 from tests.helpers import spawn, stop, unique, wait_for, wait_http_ok
 
 PORTS = {"registry": 18711, "custody": 18712, "audit": 18713}
@@ -85,7 +85,7 @@ async def run_seed(out: Path) -> Ran:
         "--audit",
         URLS["audit"],
         "--admin-token",
-        "dev-admin-token",
+        OPERATOR_TOKEN,
         "--out",
         str(out),
         "--audit-wait",

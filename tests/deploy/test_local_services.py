@@ -16,10 +16,13 @@ from tests.helpers import unique
 PORTS = {"registry": 18101, "custody": 18102, "audit": 18103}
 
 
-def script(cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+TOKEN_VARS = ("MCOC_ADMIN_TOKEN", *(f"{s.upper()}_ADMIN_TOKEN" for s in SERVICES))
+
+
+def script(cmd: str, env: dict[str, str], *, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / "deploy/local/services.sh"), cmd],
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in unset}, **env},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -42,15 +45,27 @@ async def test_start_serves_ready_services_and_stop_leaves_nothing_behind(
         env.update(settings_env(svc, database_urls, topic_prefix, port=PORTS[svc]))
     env["AUDIT_CONSUMER_GROUP"] = unique("audit-services-sh")
     try:
-        started = script("start", env)
+        # No operator token in the environment, as on a fresh machine: one is generated, kept and used.
+        started = script("start", env, unset=TOKEN_VARS)
         assert started.returncode == 0, started.stdout + started.stderr
+        kept = tmp_path / "operator-token"
+        assert "generated the operator token in" in started.stdout
+        assert kept.stat().st_mode & 0o777 == 0o600
+        token = kept.read_text().strip()
+        assert len(token) >= 32
         pids = {svc: int((tmp_path / "run" / f"{svc}.pid").read_text()) for svc in SERVICES}
         async with httpx.AsyncClient() as client:
             for svc, port in PORTS.items():
                 r = await client.get(f"http://127.0.0.1:{port}/readyz")
                 assert r.status_code == 200, (svc, r.text)
                 assert r.json()["service"] == svc
-        again = script("start", env)  # idempotent
+                who = await client.get(f"http://127.0.0.1:{port}/whoami", headers={"Authorization": f"Bearer {token}"})
+                assert who.json()["kind"] == "operator", (svc, who.text)
+                dev = await client.get(
+                    f"http://127.0.0.1:{port}/whoami", headers={"Authorization": "Bearer dev-admin-token"}
+                )
+                assert dev.status_code == 401, (svc, dev.text)
+        again = script("start", env, unset=TOKEN_VARS)  # idempotent
         assert again.returncode == 0
         assert again.stdout.count("already running") == 3
         assert script("status", env).returncode == 0

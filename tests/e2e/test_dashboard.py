@@ -25,7 +25,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, ROOT, bearer, settings_env
+from tests.conftest import ENV, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
 from tests.helpers import spawn, stop, unique, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -315,7 +315,7 @@ async def ui(scenario: Scenario, browser: Browser) -> AsyncIterator[Session]:
     response = await page.goto(f"{AUDIT_URL}/dashboard")  # redirected to /dashboard/
     assert response is not None and response.ok
     assert page.url == f"{AUDIT_URL}/dashboard/"
-    await page.fill("#token-input", "dev-admin-token")
+    await page.fill("#token-input", OPERATOR_TOKEN)
     await page.press("#token-input", "Enter")
     await page.wait_for_selector('#identity[data-kind="operator"]')
     await page.wait_for_selector('#conn-state[data-state="live"]')

@@ -38,7 +38,7 @@ from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
-from tests.conftest import OPERATOR, registry_process, serve_in_process
+from tests.conftest import OPERATOR, OPERATOR_TOKEN, registry_process, serve_in_process
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -129,7 +129,7 @@ async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
                     "custody": Service(apps["custody"], cc),
                     "audit": Service(apps["audit"], ac),
                 },
-                {"operator": "dev-admin-token", "participant": participant_token, "none": None},
+                {"operator": OPERATOR_TOKEN, "participant": participant_token, "none": None},
                 asyncio.get_running_loop(),
             )
 

@@ -47,7 +47,7 @@ async def ship(
 @pytest.fixture
 def client() -> httpx.AsyncClient:
     app = ServiceApp()
-    app.state.settings = SimpleNamespace(service_name="lane-test", admin_token=TOKEN)
+    app.state.settings = SimpleNamespace(service_name="lane-test", operator_token=TOKEN)
     app.state.runtime = SimpleNamespace(verifier=TokenVerifier())
     install_common(app, "lane-test", dict)
     app.include_router(router)
@@ -135,7 +135,7 @@ def test_an_endpoint_the_lane_cannot_call_is_refused_when_built() -> None:
 
 def test_the_lane_sits_in_front_of_the_whole_stack() -> None:
     app = ServiceApp()
-    app.state.settings = SimpleNamespace(service_name="lane-test", admin_token=TOKEN)
+    app.state.settings = SimpleNamespace(service_name="lane-test", operator_token=TOKEN)
     app.include_router(router)
     app.fast_lanes = lanes_for(router.routes, [ship])
     assert isinstance(app.build_middleware_stack(), FastLane)

@@ -22,6 +22,7 @@ from registry.main import create_app as registry_app
 from shared.problems import PROBLEM_JSON, PROBLEM_REF, Problem
 from shared.runtime import build_app
 from shared.settings import ServiceSettings
+from tests.conftest import OPERATOR
 
 APPS: dict[str, Callable[[], FastAPI]] = {"registry": registry_app, "custody": custody_app, "audit": audit_app}
 COMMON = ["healthz", "readyz", "metrics", "whoami", "get_asyncapi"]  # shared.web, shared.auth, shared.asyncapi
@@ -57,7 +58,7 @@ IDS = {
     "audit": ["list_flags", "get_flag", "acknowledge_flag", "resolve_flag", "lot_risk", "stream"],
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-OPERATOR = {"Authorization": "Bearer dev-admin-token"}  # ServiceSettings' default admin token
+
 
 
 @pytest.fixture(scope="module", params=list(APPS))

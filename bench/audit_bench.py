@@ -716,7 +716,7 @@ class PeakRss:
 
 
 def run_replay(env: dict[str, str], url: str, batch: int | None) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "audit.replay", "--database-url", url]
+    cmd = [sys.executable, "-m", "audit.replay", "--database-url", url, "--yes"]  # a fresh database; no terminal
     if batch:
         cmd += ["--batch", str(batch)]
     t0 = time.perf_counter()

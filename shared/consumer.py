@@ -14,6 +14,12 @@ back what it staged and the batch is applied the usual way above.
 A crash anywhere before 3 redelivers the batch; a crash between 3 and the offset commit redelivers events that
 are already in `processed_events`, so the handler never sees them twice. When the transaction does not commit
 (or its outcome is unknown), `on_abort` is called, so a handler that keeps state in memory can drop it.
+
+With `lock_key`, the consumer holds a session-level advisory lock of that key on its own connection while it runs, and
+reads nothing from Kafka before it has it: a projection with one writer (audit's) is kept that way. A second consumer
+with the same key waits for the lock (tried every `lock_poll_s`, saying who holds it), without joining the consumer
+group, and takes over when the first one's connection ends; a replay takes the same lock and refuses to run while
+a consumer holds it. When the lock is (re)taken, `on_abort` is called first: someone else may have written meanwhile.
 """
 
 from __future__ import annotations
@@ -46,6 +52,19 @@ RETURNING source, id
 INSERT_PROCESSED_SQL = """
 INSERT INTO processed_events (source, id, topic, partition, "offset")
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+"""
+
+TRY_LOCK_SQL = "SELECT pg_try_advisory_lock($1)"
+# Who holds the session-level advisory lock of a bigint key in this database: pg_locks shows the key's high and low
+# 32 bits as classid and objid, with objsubid 1.
+LOCK_HOLDERS_SQL = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), '(no application_name)') AS application_name,
+       host(a.client_addr) AS client_addr, a.backend_start
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY a.backend_start
 """
 
 FETCH_PARTITION_BYTES = 256 * 1024
@@ -101,6 +120,20 @@ StageHandler = Callable[[Statement, Sequence[Delivered]], Staged | None]
 """Applies a batch in memory as if every event were new and adds its writes to the statement; None to decline."""
 
 
+async def lock_holders(conn: asyncpg.Connection, key: int) -> list[str]:
+    """The sessions holding the session-level advisory lock `key` in the connection's database, described for a
+    person: application name, pid, client address and since when."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    rows = await conn.fetch(LOCK_HOLDERS_SQL, unsigned >> 32, unsigned & 0xFFFFFFFF)
+    return [
+        f"{r['application_name']} (pid {r['pid']}"
+        + (f" from {r['client_addr']}" if r["client_addr"] else "")
+        + (f", connected since {r['backend_start']:%Y-%m-%d %H:%M:%S %Z}" if r["backend_start"] else "")
+        + ")"
+        for r in rows
+    ]
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -120,6 +153,8 @@ class EventConsumer:
         stage: StageHandler | None = None,
         server_settings: Mapping[str, str] | None = None,
         commit_interval_s: float = 0.0,
+        lock_key: int | None = None,
+        lock_poll_s: float = 1.0,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -147,6 +182,14 @@ class EventConsumer:
         self.duplicates = 0
         self.staged_batches = 0  # batches written in one statement
         self.offset_commits = 0  # offset commits Kafka acknowledged
+        self.lock_key = lock_key  # held on `_conn` while running (see the module's docstring)
+        self.lock_poll_s = lock_poll_s
+        self._locked = False
+
+    @property
+    def holds_lock(self) -> bool:
+        """This consumer holds its `lock_key` (its connection is open and took the lock)."""
+        return self._locked and self._conn is not None and not self._conn.is_closed()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -159,7 +202,8 @@ class EventConsumer:
             while not self._stopping.is_set():
                 try:
                     await self._ensure_started()
-                    assert self._consumer is not None
+                    if self._consumer is None:  # stopped while waiting for the lock
+                        break
                     await self._read_first_topics_first()
                     batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
                     batches = {tp: records for tp, records in batches.items() if records}
@@ -402,7 +446,16 @@ class EventConsumer:
 
     async def _ensure_started(self) -> None:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn, server_settings=self.server_settings)
+            self._locked = False
+            conn = await asyncpg.connect(self.dsn, server_settings=self.server_settings)
+            try:
+                if self.lock_key is not None and not await self._take_lock(conn):
+                    await conn.close()  # stopping while waiting for the lock: nothing was read
+                    return
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
         if self._consumer is None:
             grouped = self.group_id is not None
             consumer = AIOKafkaConsumer(
@@ -433,6 +486,30 @@ class EventConsumer:
                 raise
             self._consumer = consumer
 
+    async def _take_lock(self, conn: asyncpg.Connection) -> bool:
+        """Wait for `lock_key` on `conn` (trying every `lock_poll_s`); False if stopped first. Before Kafka is
+        touched: a consumer waiting for the lock is no member of the group, so it holds no partition back."""
+        assert self.lock_key is not None
+        waited = False
+        while not await conn.fetchval(TRY_LOCK_SQL, self.lock_key):
+            if not waited:
+                waited = True
+                holders = ", ".join(await lock_holders(conn, self.lock_key)) or "another session"
+                log.warning(
+                    "consumer %s waits: the projection's writer lock is held by %s; taking over when it ends",
+                    self.group_id,
+                    holders,
+                )
+            await self._wait(self.lock_poll_s)
+            if self._stopping.is_set():
+                return False
+        if waited:
+            log.info("consumer %s took the projection's writer lock", self.group_id)
+        self._locked = True
+        if self.on_abort is not None:
+            self.on_abort()  # whatever was kept in memory may be stale: another writer could have written meanwhile
+        return True
+
     @staticmethod
     async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer._client.force_metadata_update()
@@ -461,6 +538,7 @@ class EventConsumer:
                 log.debug("consumer stop failed: %r", exc)
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self._locked = False  # ends with the connection
             try:
                 await asyncio.wait_for(conn.close(), 5)
             except Exception:  # noqa: BLE001

@@ -1,6 +1,13 @@
 """The audit consumer: `custody.events` and `registry.events` into the audit projection and its flags.
 
 Runs inside the service (`AUDIT_CONSUMER_ENABLED=true`, the default) or alone: `python -m audit.consumer`.
+
+The projection has one writer: the consumer holds a session-level advisory lock (`PROJECTION_LOCK_KEY`) on its own
+connection while it runs, and `python -m audit.replay` takes the same lock and refuses to run while it is held. A
+second live consumer on the same database (a second audit replica, or the service beside `python -m audit.consumer`)
+waits for the lock without joining the consumer group and takes over when the first one's connection ends: until
+audit reads as a consumer group of several members (issue 27), one writer at a time is what keeps its in-memory state
+true.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from audit.config import Settings
 from audit.projection import Projection
 from shared.consumer import EventConsumer, run_standalone
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS
+
+PROJECTION_LOCK_KEY = 0x6D636F63_61756470  # "mcocaudp": held by the projection's one writer (consumer or replay)
 
 
 def make_consumer(
@@ -35,6 +44,7 @@ def make_consumer(
         after_commit=after_commit,
         on_abort=projection.discard,  # its in-memory state follows the tables only through committed batches
         first_topics=[REGISTRY_EVENTS],  # reference data before the custody events recorded after it, as a replay
+        lock_key=PROJECTION_LOCK_KEY,  # one writer of the projection; a replay refuses while it is held
     )
 
 
@@ -47,7 +57,8 @@ if __name__ == "__main__":
     default audit) into the audit projection in AUDIT_DATABASE_URL, each event applied once, and raise the flags
     (written to the outbox; the audit service's relay, or `python -m audit.relay`, publishes them). For a deployment
     whose audit service runs with AUDIT_CONSUMER_ENABLED=false; the scheduled check for shipments overdue in transit is
-    not run here. Runs until SIGTERM or Ctrl-C.
+    not run here. Holds the projection's writer lock while it runs (a second consumer on the same database waits for
+    it; `python -m audit.replay` refuses to run). Runs until SIGTERM or Ctrl-C.
     """
     entry_args("python -m audit.consumer", description, Settings)
     settings = Settings()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,13 +61,27 @@ def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
         broadcaster.publish({"event": "flag", "data": f})
 
 
+class _Skipped(Exception):
+    """This round of the overdue check is not run (see `OverdueChecker`)."""
+
+
 class OverdueChecker:
-    """Every `interval_s`: flag shipments that were never received within their allowed transit time."""
+    """Every `interval_s`: flag shipments that were never received within their allowed transit time.
+
+    It writes flags, so it runs only while `may_write()` (the service's consumer holds the projection's writer lock):
+    a replica whose consumer waits for the lock, or a replay holding it, is not written beside."""
 
     def __init__(
-        self, dsn: str, projection: Projection, interval_s: float, broadcaster: Broadcaster, grace_s: float = 60.0
+        self,
+        dsn: str,
+        projection: Projection,
+        interval_s: float,
+        broadcaster: Broadcaster,
+        grace_s: float = 60.0,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.dsn = dsn
+        self.may_write = may_write
         self.grace_s = grace_s
         self.projection = projection
         self.interval_s = interval_s
@@ -79,6 +94,8 @@ class OverdueChecker:
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
+                if not self.may_write():
+                    raise _Skipped
                 conn = await asyncpg.connect(self.dsn)
                 try:
                     async with conn.transaction():
@@ -90,6 +107,8 @@ class OverdueChecker:
                         self.broadcaster.publish({"event": "flag", "data": f})
                 finally:
                     await conn.close()
+            except _Skipped:
+                log.debug("overdue check skipped: this service's consumer does not hold the projection's writer lock")
             except Exception as exc:  # noqa: BLE001 - try again next time
                 log.warning("overdue check failed: %r", exc)
             try:

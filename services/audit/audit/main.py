@@ -94,17 +94,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.consumer_enabled:
             return []
         projection = Projection(thresholds=settings.thresholds())
+        consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster))
         checker = OverdueChecker(
             settings.asyncpg_dsn,
             Projection(thresholds=settings.thresholds()),
             settings.overdue_check_s,
             broadcaster,
             grace_s=settings.overdue_grace_s,
+            may_write=lambda: consumer.holds_lock,  # beside its consumer only while that holds the writer lock
         )
-        return [
-            make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster)),
-            checker,
-        ]
+        return [consumer, checker]
 
     app = build_app(
         settings,
@@ -118,5 +117,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events=AUDIT_EVENTS,
     )
     app.state.broadcaster = broadcaster
+    app.state.officers_welcome = True  # compliance officers decide on flags here (shared.auth)
     install_dashboard(app, settings)
     return app

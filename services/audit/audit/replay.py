@@ -2,6 +2,14 @@
 
     python -m audit.replay                       # into the audit database (stop the audit service first)
     python -m audit.replay --database-url URL    # into another database (migrated; compare with the live one)
+    python -m audit.replay --yes                 # in a script: overwrite without asking
+
+It is the projection's one writer while it runs: it takes the advisory lock the live consumer holds
+(`audit.consumer.PROJECTION_LOCK_KEY`, per database) and refuses to start while someone holds it, naming who (from
+pg_locks and pg_stat_activity): stop the audit service's consumer (AUDIT_CONSUMER_ENABLED=false) or `python -m
+audit.consumer` on that database first. A consumer started meanwhile waits until the replay ends. Before it empties
+anything it says what is there (rows per table, flags per status) and asks (y/N on a terminal); `--yes` answers for a
+script, and without a terminal and without `--yes` it refuses, changing nothing.
 
 The projection tables are emptied first, then every event is applied again with the same code as the live
 consumer, without publishing flags a second time; at the end the scheduled check for shipments overdue in transit
@@ -22,7 +30,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,9 +42,10 @@ from sqlalchemy.schema import CreateIndex
 
 from audit import models
 from audit.config import Settings
+from audit.consumer import PROJECTION_LOCK_KEY
 from audit.projection import Prepared, Projection
 from shared import cli
-from shared.consumer import EventConsumer, Redo
+from shared.consumer import TRY_LOCK_SQL, EventConsumer, Redo, lock_holders
 from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
@@ -109,6 +118,43 @@ async def build_indexes(dsn: str, indexes: Sequence[Index], connections: int = 2
         raise
 
 
+class ReplayRefused(Exception):
+    """The replay did not start and changed nothing: the message says why and what to do."""
+
+
+Confirm = Callable[[Mapping[str, int]], bool]
+"""Asked before anything is overwritten, with what is there (`overwritten`): True to go on."""
+
+
+async def take_projection_lock(dsn: str, settings: Settings) -> asyncpg.Connection:
+    """A connection holding the projection's writer lock (closing it lets go). Refused while a live consumer (or
+    another replay) holds it, with who holds it and what to do."""
+    conn = await asyncpg.connect(dsn, server_settings=settings.pg_settings("audit-replay"))
+    try:
+        if await conn.fetchval(TRY_LOCK_SQL, PROJECTION_LOCK_KEY):
+            return conn
+        holders = await lock_holders(conn, PROJECTION_LOCK_KEY)
+        database = await conn.fetchval("SELECT current_database()")
+    except BaseException:
+        conn.terminate()
+        raise
+    await conn.close()
+    raise ReplayRefused(
+        f"the audit projection in database {database!r} is being written by {', '.join(holders) or 'another session'}"
+        ", which holds its writer lock. A replay there would race it. Stop the audit consumer on that database first "
+        "(set AUDIT_CONSUMER_ENABLED=false on the audit service and restart it, or stop `python -m audit.consumer`), "
+        "or replay into another migrated database with --database-url. Nothing was changed."
+    )
+
+
+async def overwritten(conn: asyncpg.Connection) -> dict[str, int]:
+    """What a replay would empty: the rows of each projection table, and the flags per status ("flags: open")."""
+    out = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in TABLES}
+    for r in await conn.fetch("SELECT status, count(*) AS n FROM flags GROUP BY status ORDER BY status"):
+        out[f"flags: {r['status']}"] = int(r["n"])
+    return out
+
+
 async def replay(
     settings: Settings,
     *,
@@ -116,8 +162,24 @@ async def replay(
     progress: bool = True,
     batch: int = REPLAY_BATCH,
     defer_indexes: bool = True,
+    confirm: Confirm | None = None,
 ) -> ReplayResult:
+    """Rebuild the projection at `dsn` (default the settings' database) holding its writer lock (`ReplayRefused` while
+    a live consumer holds it). With `confirm`, a database that holds anything is emptied only if it answers True
+    (else `ReplayRefused`); without, it is emptied as told (the tests, and `--yes`)."""
     dsn = dsn or settings.asyncpg_dsn
+    lock = await take_projection_lock(dsn, settings)
+    try:
+        if confirm is not None:
+            there = await overwritten(lock)
+            if any(there.values()) and not confirm(there):
+                raise ReplayRefused("not confirmed: nothing was changed")
+        return await _rebuild(settings, dsn, progress, batch, defer_indexes)
+    finally:
+        await lock.close()  # lets go of the lock
+
+
+async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, defer_indexes: bool) -> ReplayResult:
     deferred = deferred_indexes() if defer_indexes else []
     conn = await asyncpg.connect(dsn)
     try:
@@ -146,7 +208,7 @@ async def replay(
                 "row as the live service did",
                 exc,
             )
-            return await replay(settings, dsn=dsn, progress=progress, batch=batch, defer_indexes=False)
+            return await _rebuild(settings, dsn, progress, batch, defer_indexes=False)
         if progress:
             print(f"[replay] {len(deferred)} indexes built in {time.perf_counter() - t_ix:.1f} s", file=sys.stderr)
     seconds = time.perf_counter() - start
@@ -260,14 +322,31 @@ async def _position(kafka: object, tp: TopicPartition) -> int:
     return int(await kafka.position(tp))  # type: ignore[attr-defined]
 
 
+def ask(there: Mapping[str, int]) -> bool:
+    """On a terminal: what will be overwritten, and y/N. Without one: refused (`--yes` is the script's answer)."""
+    what = ", ".join(f"{name} {n:,}" for name, n in there.items() if n)
+    if not sys.stdin.isatty():
+        raise ReplayRefused(
+            f"the database holds rows a replay would empty ({what}) and there is no terminal to ask: pass --yes to "
+            "overwrite them. Nothing was changed."
+        )
+    print(f"[replay] this empties and rebuilds: {what}.", file=sys.stderr)
+    try:
+        answer = input("Overwrite? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(
         "python -m audit.replay",
         "Rebuild the audit projection and its flags from offset 0 of registry.events and custody.events (Kafka at "
         "AUDIT_KAFKA_BOOTSTRAP_SERVERS, topics with AUDIT_TOPIC_PREFIX in front) into AUDIT_DATABASE_URL, or into "
-        "--database-url. The projection's tables are emptied first: stop the audit service (and any `python -m "
-        "audit.consumer`) on that database before. Flags are not published a second time; at the end the check for "
-        "shipments overdue in transit runs once. Reads up to the end offsets seen at its start.",
+        "--database-url. The projection's tables are emptied first: it refuses to run while the audit consumer "
+        "(the audit service with AUDIT_CONSUMER_ENABLED=true, or `python -m audit.consumer`) holds that database, and "
+        "asks before it overwrites anything (--yes for scripts). Flags are not published a second time; at the end "
+        "the check for shipments overdue in transit runs once. Reads up to the end offsets seen at its start.",
         Settings,
     )
     parser.add_argument(
@@ -279,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the secondary indexes in place while replaying (slower) instead of building them at the end",
     )
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="overwrite what the database holds without asking (for scripts; without a terminal it is required)",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     settle_gc(settings.gc_young_threshold)
@@ -286,7 +370,18 @@ def main(argv: list[str] | None = None) -> int:
     topics = ", ".join(physical(t, settings.topic_prefix) for t in (REGISTRY_EVENTS, CUSTODY_EVENTS))
     print(f"[replay] rebuilding from {topics} at offset 0", file=sys.stderr)
     try:
-        result = asyncio.run(replay(settings, dsn=dsn, batch=args.batch, defer_indexes=not args.keep_indexes))
+        result = asyncio.run(
+            replay(
+                settings,
+                dsn=dsn,
+                batch=args.batch,
+                defer_indexes=not args.keep_indexes,
+                confirm=None if args.yes else ask,
+            )
+        )
+    except ReplayRefused as exc:
+        print(f"[replay] refused: {exc}", file=sys.stderr)
+        return 2
     except (OSError, asyncpg.PostgresError) as exc:
         print(
             f"[replay] failed: {exc!r}. Are PostgreSQL and Kafka running (`make up`)? Is the database migrated "

@@ -88,4 +88,4 @@ def test_topics_job_and_image_entrypoint_agree(compose: dict[str, Any]) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.lock" in dockerfile
     assert 'ENTRYPOINT ["/app/deploy/docker/entrypoint.sh"]' in dockerfile
-    assert set(TOPICS) == {"custody.events", "registry.events", "audit.flags"}
+    assert set(TOPICS) == {"custody.events", "registry.events", "audit.flags", "audit.decisions"}

@@ -2,6 +2,10 @@
 
 Custody and audit verify them locally against the registry's published key set (JWKS), so the hot path never
 calls the registry. The operator (admin) token is a shared secret from each service's settings.
+
+Compliance officers (people the operator registers in the registry to decide on flags) get tokens from the same
+machinery: kind `officer`, and a `scope` claim, `"all"` or the participant ids they oversee. An app accepts them only
+where it says so (`app.state.officers_welcome`, audit and registry): custody answers such a token with 403.
 """
 
 from __future__ import annotations
@@ -33,19 +37,57 @@ AUDIENCE = "mcoc"
 ALGORITHM = "EdDSA"
 VERIFIED_CACHE_SIZE = 10_000
 PARTICIPANT_KINDS = frozenset(k.value for k in Kind)
+OFFICER = "officer"
+SCOPE_ALL = "all"
+MAX_OFFICER_SCOPE = 200  # participant ids an officer's token may name (the token carries them)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a participant (id and kind from its token) or the operator."""
+    """Who is calling: a participant (id and kind from its token), a compliance officer (id, and the participants it
+    oversees: `scope`, None for all of them) or the shared operator."""
 
     subject: str
     kind: str
     token_id: str | None = None
+    scope: frozenset[str] | None = None
 
     @property
     def is_operator(self) -> bool:
+        """The shared operator identity only (never an officer)."""
         return self.kind == "operator"
+
+    @property
+    def is_officer(self) -> bool:
+        return self.kind == OFFICER
+
+    @property
+    def is_participant(self) -> bool:
+        return self.kind in PARTICIPANT_KINDS
+
+    def oversees(self, participant_id: str) -> bool:
+        """An officer whose scope covers `participant_id` (every officer scoped to all); False for anyone else."""
+        return self.is_officer and (self.scope is None or participant_id in self.scope)
+
+    @property
+    def scope_claim(self) -> str | list[str] | None:
+        """The scope as tokens and decisions write it: `"all"`, the sorted ids, or None (not an officer)."""
+        if not self.is_officer:
+            return None
+        return SCOPE_ALL if self.scope is None else sorted(self.scope)
+
+
+def parse_scope(claim: Any) -> frozenset[str] | None:
+    """An officer token's `scope` claim: `"all"` (None) or a list of participant ids; ValueError otherwise."""
+    if claim == SCOPE_ALL:
+        return None
+    if (
+        isinstance(claim, list)
+        and 0 < len(claim) <= MAX_OFFICER_SCOPE
+        and all(isinstance(x, str) and 0 < len(x) <= 200 for x in claim)
+    ):
+        return frozenset(claim)
+    raise ValueError("scope must be 'all' or a non-empty list of participant ids")
 
 
 OPERATOR = Principal(subject="operator", kind="operator")
@@ -76,6 +118,9 @@ class TokenVerifier:
 
     def load_revoked(self, token_ids: set[str] | frozenset[str]) -> None:
         self._revoked = frozenset(token_ids)
+
+    def is_revoked(self, token_id: str) -> bool:
+        return token_id in self._revoked
 
     def revoke(self, token_id: str) -> None:
         """Refuse a token at once in this process (the refresher brings the same news to the others)."""
@@ -141,11 +186,17 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"Invalid token: {exc}") from exc
         kind = claims.get("kind")
-        if kind not in PARTICIPANT_KINDS:
+        scope: frozenset[str] | None = None
+        if kind == OFFICER:
+            try:
+                scope = parse_scope(claims.get("scope"))
+            except ValueError as exc:
+                raise Unauthorized(f"Officer token with an invalid scope: {exc}.") from exc
+        elif kind not in PARTICIPANT_KINDS:
             raise Unauthorized("Token carries no valid participant kind.")
         if claims["jti"] in self._revoked:
             raise Unauthorized("This token has been revoked; ask the operator for a new one.")
-        who = Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]))
+        who = Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]), scope=scope)
         return who, header.get("kid", ""), float(claims["exp"])
 
 
@@ -240,7 +291,27 @@ async def principal(
     verifier: TokenVerifier = runtime.verifier
     if not verifier.knows_key_of(token):
         await runtime.refresher.refresh_soon()
-    return verifier.verify(token)
+    who = verifier.verify(token)
+    if who.is_officer and not officers_welcome(request.app.state):
+        raise Forbidden(
+            "A compliance officer's token decides on flags in the audit service; custody operations are done by "
+            "participants with their own token."
+        )
+    return who
+
+
+def officers_welcome(state: Any) -> bool:
+    """Whether this app takes compliance officers' tokens (`app.state.officers_welcome`; audit and registry)."""
+    return bool(getattr(state, "officers_welcome", False))
+
+
+def still_valid(state: Any, who: Principal) -> bool:
+    """Whether `who`'s token is still accepted (not revoked since: the revocation list is reloaded every
+    `auth_refresh_s`). The operator's shared token is not revocable here. For long-lived connections (`/stream`)."""
+    if who.token_id is None:
+        return True
+    verifier: TokenVerifier = state.runtime.verifier
+    return not verifier.is_revoked(who.token_id)
 
 
 def _is_operator_token(state: Any, token: str) -> bool:
@@ -262,15 +333,16 @@ def bearer_principal(state: Any, authorization: str) -> Principal | None:
     if not verifier.knows_key_of(token):
         return None
     try:
-        return verifier.verify(token)
+        who = verifier.verify(token)
     except ProblemError:
         return None
+    return None if who.is_officer and not officers_welcome(state) else who  # `principal` says why not
 
 
 async def operator(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """403 for anyone but the operator."""
     if not who.is_operator:
-        raise Forbidden("This endpoint is for the operator; a participant token cannot use it.")
+        raise Forbidden("This endpoint is for the operator; a participant or officer token cannot use it.")
     return who
 
 
@@ -291,9 +363,12 @@ class WhoAmI(BaseModel):
         }
     )
 
-    subject: str = Field(description="Participant id, or `operator`")
-    kind: str = Field(description="Participant kind, or `operator`")
+    subject: str = Field(description="Participant id, officer id, or `operator`")
+    kind: str = Field(description="Participant kind, `officer`, or `operator`")
     token_id: str | None = None
+    scope: str | list[str] | None = Field(
+        None, description="Officers only: `all`, or the participant ids the officer oversees"
+    )
 
 
 def whoami_router() -> APIRouter:
@@ -306,6 +381,6 @@ def whoami_router() -> APIRouter:
         responses=problem_responses(401, 503),
     )
     async def whoami(who: PrincipalDep) -> WhoAmI:
-        return WhoAmI(subject=who.subject, kind=who.kind, token_id=who.token_id)
+        return WhoAmI(subject=who.subject, kind=who.kind, token_id=who.token_id, scope=who.scope_claim)
 
     return router

@@ -42,6 +42,12 @@ IDS = {
         "add_cahra_area",
         "list_cahra_areas",
         "update_cahra_area",
+        "register_officer",
+        "list_officers",
+        "get_officer",
+        "issue_officer_credential",
+        "list_officer_credentials",
+        "revoke_officer_credential",
     ],
     "custody": [
         "register_lot",
@@ -55,7 +61,16 @@ IDS = {
         "history",
         "trace",
     ],
-    "audit": ["list_flags", "get_flag", "acknowledge_flag", "resolve_flag", "lot_risk", "stream"],
+    "audit": [
+        "list_flags",
+        "get_flag",
+        "acknowledge_flag",
+        "respond_to_flag",
+        "resolve_flag",
+        "reopen_flag",
+        "lot_risk",
+        "stream",
+    ],
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

@@ -1,4 +1,5 @@
-"""Signing keys and participant tokens: EdDSA (Ed25519) JWTs that other services verify with the published JWKS."""
+"""Signing keys, participant and compliance officer tokens: EdDSA (Ed25519) JWTs that other services verify with the
+published JWKS."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.models import Credential, SigningKey
-from shared.auth import ALGORITHM, AUDIENCE, ISSUER
+from registry.models import Credential, OfficerCredential, SigningKey
+from shared.auth import ALGORITHM, AUDIENCE, ISSUER, OFFICER, SCOPE_ALL
 
 
 def new_signing_key() -> SigningKey:
@@ -65,12 +66,16 @@ async def jwks(session: AsyncSession) -> dict[str, Any]:
     return {"keys": [k.public_jwk for k in keys]}
 
 
-async def revoked_ids(session: AsyncSession, now: datetime | None = None) -> list[Credential]:
+async def revoked_ids(session: AsyncSession, now: datetime | None = None) -> list[Credential | OfficerCredential]:
+    """Revoked tokens not yet expired: participants' and compliance officers' alike."""
     now = now or datetime.now(UTC)
-    rows = await session.scalars(
-        select(Credential).where(Credential.revoked_at.is_not(None), Credential.expires_at > now)
+    rows: list[Credential | OfficerCredential] = list(
+        await session.scalars(select(Credential).where(Credential.revoked_at.is_not(None), Credential.expires_at > now))
     )
-    return list(rows)
+    rows += await session.scalars(
+        select(OfficerCredential).where(OfficerCredential.revoked_at.is_not(None), OfficerCredential.expires_at > now)
+    )
+    return rows
 
 
 async def issue(session: AsyncSession, *, participant_id: str, kind: str, ttl: timedelta) -> tuple[str, Credential]:
@@ -85,6 +90,36 @@ async def issue(session: AsyncSession, *, participant_id: str, kind: str, ttl: t
         "aud": AUDIENCE,
         "sub": participant_id,
         "kind": kind,
+        "jti": cred.jti,
+        "iat": int(now.timestamp()),
+        "exp": int(cred.expires_at.timestamp()),
+    }
+    token = jwt.encode(claims, _private_key(key.private_pem), algorithm=ALGORITHM, headers={"kid": key.kid})
+    session.add(cred)
+    return token, cred
+
+
+async def issue_officer(
+    session: AsyncSession, *, officer_id: str, scope: list[str] | None, ttl: timedelta
+) -> tuple[str, OfficerCredential]:
+    """A new token for a compliance officer: kind `officer`, and `scope` (the participant ids it oversees, or
+    `"all"`) as a claim. Returns the token (shown once) and the stored credential (its id and scope only)."""
+    key = await active_key(session)
+    now = datetime.now(UTC)
+    cred = OfficerCredential(
+        jti=str(uuid.uuid4()),
+        officer_id=officer_id,
+        kid=key.kid,
+        scope=scope,
+        issued_at=now,
+        expires_at=now + ttl,
+    )
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": officer_id,
+        "kind": OFFICER,
+        "scope": SCOPE_ALL if scope is None else scope,
         "jti": cred.jti,
         "iat": int(now.timestamp()),
         "exp": int(cred.expires_at.timestamp()),

@@ -172,3 +172,19 @@ def check_participant(
             "identifiers.rmi_smelter_id", f"RMI smelter ids belong to smelters and refiners, not to a {kind.value}"
         )
     return country, region
+
+
+def check_officer_scope(scope: Sequence[str] | None, known: Iterable[str], max_ids: int) -> list[str] | None:
+    """A compliance officer's scope: None (every participant), or the participant ids it oversees, each once and
+    known to the registry, at most `max_ids` (its tokens carry them). Sorted, so two equal scopes compare equal."""
+    if scope is None:
+        return None
+    ids = sorted(set(scope))
+    if not ids:
+        raise DomainError("scope", 'name at least one participant, or send "all"')
+    if len(ids) > max_ids:
+        raise DomainError("scope", f'at most {max_ids} participants; send "all" for every participant')
+    unknown = sorted(set(ids) - set(known))
+    if unknown:
+        raise DomainError("scope", f"unknown participants: {', '.join(unknown[:10])}")
+    return ids

@@ -26,7 +26,7 @@ def _db_key_fetch(rt: Runtime) -> KeyFetch:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_app(
+    app = build_app(
         settings or Settings(),
         title="Registry",
         description="Who is who in the mineral supply chain: participants, certifications, CAHRA reference data "
@@ -35,3 +35,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key_fetch=_db_key_fetch,
         events=REGISTRY_EVENTS,
     )
+    app.state.officers_welcome = True  # compliance officers may read the registry (participants, CAHRA list)
+    return app

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, LargeBinary, Text, func, text
+from sqlalchemy import ARRAY, BigInteger, Date, DateTime, ForeignKey, Identity, Index, LargeBinary, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base
-from shared.db import OutboxMixin
+from shared.db import DeadLetterMixin, OutboxMixin
 
 
 class OutboxEvent(OutboxMixin, Base):
     """Events waiting for (or already given to) Kafka; written in the same transaction as the change they record."""
+
+
+class DeadLetter(DeadLetterMixin, Base):
+    """Outbox rows the broker can never take, with the reason; the relay went on without them (shared.relay)."""
 
 
 class Participant(Base):
@@ -95,6 +99,38 @@ class Credential(Base):
     jti: Mapped[str] = mapped_column(Text, primary_key=True)
     participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
     kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ComplianceOfficer(Base):
+    """A person the operator registered to decide on flags in the audit service (resolve, re-open), with tokens of
+    their own. `scope`: the participants they oversee, NULL for all of them."""
+
+    __tablename__ = "compliance_officers"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)  # stable listing order
+    name: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str] = mapped_column(Text)
+    scope: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OfficerCredential(Base):
+    """One token issued to a compliance officer (only its id is kept); revoked ones join the revocation list."""
+
+    __tablename__ = "officer_credentials"
+    __table_args__ = (
+        Index("ix_officer_credentials_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
+    )
+
+    jti: Mapped[str] = mapped_column(Text, primary_key=True)
+    officer_id: Mapped[str] = mapped_column(ForeignKey("compliance_officers.id"), index=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    scope: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

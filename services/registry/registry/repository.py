@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.models import CahraArea, Certification, Credential, Participant
+from registry.models import CahraArea, Certification, ComplianceOfficer, Credential, OfficerCredential, Participant
 from shared.problems import NotFound
 
 
@@ -90,3 +91,39 @@ async def cahra_match(
         CahraArea.region.is_(None) if region is None else CahraArea.region == region,
     )
     return await session.scalar(stmt)
+
+
+async def existing_participants(session: AsyncSession, ids: Sequence[str]) -> set[str]:
+    return set(await session.scalars(select(Participant.id).where(Participant.id.in_(list(ids)))))
+
+
+async def get_officer(session: AsyncSession, officer_id: str) -> ComplianceOfficer:
+    row = await session.scalar(select(ComplianceOfficer).where(ComplianceOfficer.id == officer_id))
+    if row is None:
+        raise NotFound(f"No compliance officer {officer_id!r}.")
+    return row
+
+
+async def list_officers(session: AsyncSession) -> list[ComplianceOfficer]:
+    return list(await session.scalars(select(ComplianceOfficer).order_by(ComplianceOfficer.seq)))
+
+
+async def officer_credentials(session: AsyncSession, officer_id: str) -> list[OfficerCredential]:
+    stmt = (
+        select(OfficerCredential)
+        .where(OfficerCredential.officer_id == officer_id)
+        .order_by(OfficerCredential.issued_at)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def get_officer_credential(session: AsyncSession, officer_id: str, jti: str) -> OfficerCredential:
+    stmt = (
+        select(OfficerCredential)
+        .where(OfficerCredential.jti == jti, OfficerCredential.officer_id == officer_id)
+        .with_for_update()
+    )
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"No credential {jti!r} of compliance officer {officer_id!r}.")
+    return row

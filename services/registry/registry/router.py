@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry import credentials, repository, schemas, service
 from registry.config import Settings
 from registry.domain import Kind
+from registry.models import ComplianceOfficer, OfficerCredential
 from registry.models import Credential as CredentialRow
 from shared.auth import OperatorDep, PrincipalDep
 from shared.problems import problem_responses, seq_cursor
@@ -235,6 +236,126 @@ async def list_revoked_credentials(session: SessionDep) -> schemas.RevocationLis
 async def get_jwks(session: SessionDep) -> schemas.JWKS:
     await credentials.active_key(session)
     return schemas.JWKS.model_validate(await credentials.jwks(session))
+
+
+# --- compliance officers -------------------------------------------------------------------------------------
+
+
+def _scope(scope: list[str] | None) -> str | list[str]:
+    return "all" if scope is None else list(scope)
+
+
+def _officer(o: ComplianceOfficer) -> schemas.Officer:
+    return schemas.Officer(id=o.id, name=o.name, contact=o.contact, scope=_scope(o.scope), created_at=o.created_at)
+
+
+def _officer_credential(token: str, c: OfficerCredential) -> schemas.OfficerCredential:
+    return schemas.OfficerCredential(
+        token=token, token_id=c.jti, officer_id=c.officer_id, scope=_scope(c.scope), expires_at=c.expires_at
+    )
+
+
+def _officer_info(c: OfficerCredential) -> schemas.OfficerCredentialInfo:
+    return schemas.OfficerCredentialInfo(
+        token_id=c.jti,
+        officer_id=c.officer_id,
+        scope=_scope(c.scope),
+        issued_at=c.issued_at,
+        expires_at=c.expires_at,
+        revoked_at=c.revoked_at,
+        revoked_reason=c.revoked_reason,
+    )
+
+
+@router.post(
+    "/officers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.OfficerRegistered,
+    tags=["officers"],
+    summary="Register a compliance officer, who resolves flags in audit (operator); returns a first token, once",
+)
+async def register_officer(
+    body: schemas.OfficerCreate, session: SessionDep, settings: SettingsDep, _: OperatorDep
+) -> schemas.OfficerRegistered:
+    officer, token, cred = await service.register_officer(
+        session=session, body=body, token_ttl=timedelta(days=settings.token_ttl_days)
+    )
+    return schemas.OfficerRegistered(officer=_officer(officer), credential=_officer_credential(token, cred))
+
+
+@router.get(
+    "/officers",
+    response_model=schemas.OfficerList,
+    tags=["officers"],
+    summary="The compliance officers, oldest first (operator)",
+)
+async def list_officers(session: SessionDep, _: OperatorDep) -> schemas.OfficerList:
+    return schemas.OfficerList(items=[_officer(o) for o in await repository.list_officers(session)])
+
+
+@router.get(
+    "/officers/{officer_id}",
+    response_model=schemas.Officer,
+    tags=["officers"],
+    responses=NOT_FOUND,
+    summary="One compliance officer (operator)",
+)
+async def get_officer(officer_id: str, session: SessionDep, _: OperatorDep) -> schemas.Officer:
+    return _officer(await repository.get_officer(session, officer_id))
+
+
+@router.post(
+    "/officers/{officer_id}/credentials",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.OfficerCredential,
+    tags=["officers"],
+    responses=NOT_FOUND,
+    summary="Issue another token for a compliance officer, with the officer's scope (operator); shown once",
+)
+async def issue_officer_credential(
+    officer_id: str, session: SessionDep, settings: SettingsDep, _: OperatorDep
+) -> schemas.OfficerCredential:
+    token, cred = await service.issue_officer_credential(
+        session=session, officer_id=officer_id, token_ttl=timedelta(days=settings.token_ttl_days)
+    )
+    return _officer_credential(token, cred)
+
+
+@router.get(
+    "/officers/{officer_id}/credentials",
+    response_model=list[schemas.OfficerCredentialInfo],
+    tags=["officers"],
+    responses=NOT_FOUND,
+    summary="A compliance officer's tokens, without the secrets (operator)",
+)
+async def list_officer_credentials(
+    officer_id: str, session: SessionDep, _: OperatorDep
+) -> list[schemas.OfficerCredentialInfo]:
+    await repository.get_officer(session, officer_id)
+    return [_officer_info(c) for c in await repository.officer_credentials(session, officer_id)]
+
+
+@router.post(
+    "/officers/{officer_id}/credentials/{token_id}/revoke",
+    response_model=schemas.OfficerCredentialInfo,
+    tags=["officers"],
+    responses=problem_responses(404, 409),
+    summary="Revoke a compliance officer's token (operator); every service refuses it, and audit ends its open "
+    "/stream, within AUTH_REFRESH_S seconds",
+)
+async def revoke_officer_credential(
+    officer_id: str,
+    token_id: str,
+    session: SessionDep,
+    request: Request,
+    _: OperatorDep,
+    body: schemas.Revoke | None = None,
+) -> schemas.OfficerCredentialInfo:
+    cred = await service.revoke_officer_credential(
+        session=session, officer_id=officer_id, token_id=token_id, reason=body.reason if body else None
+    )
+    request.app.state.runtime.verifier.revoke(cred.jti)
+    return _officer_info(cred)
 
 
 # --- CAHRA reference list ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
 
@@ -339,3 +339,119 @@ class JWKS(BaseModel):
     )
 
     keys: list[dict[str, str]]
+
+
+# --- compliance officers ----------------------------------------------------------------------------------------
+
+OFFICER_ID = "c0ff1ce5-7a4e-4d1c-9a0e-2f6b8d3e5a10"
+OfficerScope = (
+    Literal["all"]
+    | Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=200)]], Field(min_length=1, max_length=200)
+    ]
+)
+
+
+class OfficerCreate(Strict):
+    """A person who decides on flags in the audit service (resolves them, re-opens them), for the participants in
+    `scope` (`"all"`: every participant). Their tokens carry the scope; register them again, or issue a new token
+    after a change, to widen or narrow it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Amani Mushagalusa", "contact": "a.mushagalusa@example.org", "scope": "all"},
+                {"name": "Jeanne Kabila", "contact": "EMP-00417", "scope": ["6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"]},
+            ]
+        },
+    )
+
+    name: Name
+    contact: Reference = Field(description="An email address or another reference (staff number, mandate)")
+    scope: OfficerScope = Field(
+        "all", description='`"all"`, or the ids of the participants this officer oversees (at most 200)'
+    )
+
+
+class Officer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": OFFICER_ID,
+                    "name": "Amani Mushagalusa",
+                    "contact": "a.mushagalusa@example.org",
+                    "scope": "all",
+                    "created_at": "2026-12-05T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    contact: str
+    scope: Literal["all"] | list[str] = Field(description='`"all"`, or the participant ids this officer oversees')
+    created_at: datetime
+
+
+class OfficerCredential(BaseModel):
+    """A compliance officer's token (kind `officer`, with its scope). Shown once, when issued; keep it secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9...",
+                    "token_type": "Bearer",
+                    "token_id": "8d0c5a1e-2f4b-4e7a-9c61-3b5d7e9f1a20",
+                    "officer_id": OFFICER_ID,
+                    "scope": "all",
+                    "expires_at": "2027-12-05T10:00:00Z",
+                }
+            ]
+        }
+    )
+
+    token: str
+    token_type: str = "Bearer"
+    token_id: str
+    officer_id: str
+    scope: Literal["all"] | list[str]
+    expires_at: datetime
+
+
+class OfficerRegistered(BaseModel):
+    officer: Officer
+    credential: OfficerCredential
+
+
+class OfficerList(BaseModel):
+    items: list[Officer]
+
+
+class OfficerCredentialInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token_id": "8d0c5a1e-2f4b-4e7a-9c61-3b5d7e9f1a20",
+                    "officer_id": OFFICER_ID,
+                    "scope": "all",
+                    "issued_at": "2026-12-05T10:00:00Z",
+                    "expires_at": "2027-12-05T10:00:00Z",
+                    "revoked_at": None,
+                    "revoked_reason": None,
+                }
+            ]
+        }
+    )
+
+    token_id: str
+    officer_id: str
+    scope: Literal["all"] | list[str]
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None

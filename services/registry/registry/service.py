@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, domain, repository, schemas
 from registry.domain import DomainError, Kind
-from registry.models import CahraArea, Certification, Credential, Participant
+from registry.models import CahraArea, Certification, ComplianceOfficer, Credential, OfficerCredential, Participant
+from shared.auth import MAX_OFFICER_SCOPE
 from shared.events import format_time, new_event
 from shared.outbox import enqueue
 from shared.problems import Conflict, InvalidInput
@@ -317,3 +318,47 @@ async def import_cahra(*, session: AsyncSession, areas: Iterable[domain.CahraAre
         else:
             result.unchanged += 1
     return result
+
+
+# --- compliance officers ----------------------------------------------------------------------------------------
+# Not published on registry.events: nothing downstream keeps officers; their tokens say who they are and what they
+# oversee, and a revoked one reaches custody and audit through the revocation list like a participant's.
+
+
+async def register_officer(
+    *, session: AsyncSession, body: schemas.OfficerCreate, token_ttl: timedelta
+) -> tuple[ComplianceOfficer, str, OfficerCredential]:
+    requested = None if body.scope == "all" else list(body.scope)
+    known = await repository.existing_participants(session, requested) if requested else set()
+    try:
+        scope = domain.check_officer_scope(requested, known, MAX_OFFICER_SCOPE)
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    officer = ComplianceOfficer(id=str(uuid.uuid4()), name=body.name, contact=body.contact, scope=scope)
+    session.add(officer)
+    await session.flush()
+    await session.refresh(officer)
+    token, cred = await credentials.issue_officer(session, officer_id=officer.id, scope=scope, ttl=token_ttl)
+    await session.flush()
+    return officer, token, cred
+
+
+async def issue_officer_credential(
+    *, session: AsyncSession, officer_id: str, token_ttl: timedelta
+) -> tuple[str, OfficerCredential]:
+    officer = await repository.get_officer(session, officer_id)
+    token, cred = await credentials.issue_officer(session, officer_id=officer.id, scope=officer.scope, ttl=token_ttl)
+    await session.flush()
+    return token, cred
+
+
+async def revoke_officer_credential(
+    *, session: AsyncSession, officer_id: str, token_id: str, reason: str | None
+) -> OfficerCredential:
+    cred = await repository.get_officer_credential(session, officer_id, token_id)
+    if cred.revoked_at is not None:
+        raise Conflict(f"Credential {token_id} was already revoked at {cred.revoked_at.isoformat()}.")
+    cred.revoked_at = datetime.now(UTC)
+    cred.revoked_reason = reason
+    await session.flush()
+    return cred

@@ -245,7 +245,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": title}
     for status, (_, title) in _STATUS_SLUGS.items()
-    if status in (401, 403, 404, 409, 422, 503)
+    if status in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 """`responses=` for routes: which problem statuses an operation may answer with. How each is written in the OpenAPI
 (under application/problem+json, with an example) is `document_problems`' job, for every 4xx and 5xx alike."""
@@ -264,6 +264,10 @@ _EXAMPLE_DETAILS = {
     403: "This endpoint is for the operator; a participant token cannot use it.",
     404: "Nothing with this id that you may see.",
     409: "The request conflicts with the current state; nothing was changed.",
+    413: "The request body is larger than this endpoint's limit of 1048576 bytes; nothing was written. "
+    "Send less per request (split the batch), or ask the operator about the limit.",
+    429: "More writes than this service takes from one participant: 50 a second, with bursts of up to 500. Nothing "
+    "was written; retry in 1 s (Retry-After).",
     500: "An unexpected error occurred; it has been logged with this request's id.",
     503: "The database is out of reach; nothing was written. Retry in a few seconds.",
 }

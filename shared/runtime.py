@@ -24,6 +24,7 @@ from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.db import make_engine, make_sessionmaker
 from shared.fastlane import Endpoint, FastLane, Lane, lanes_for
+from shared.limits import Guards, document_guards
 from shared.logging import configure_logging
 from shared.outbox import close_notifier, configure_notifier
 from shared.problems import document_problems
@@ -185,6 +186,7 @@ def build_app(
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
+    app.guarded = True
     install_common(app, settings.service_name, lambda: app.state.runtime.checks())
     if settings.cors_origins:  # outermost, so refusals (401, 404, 409 problem bodies) are readable by the browser too
         app.add_middleware(
@@ -234,20 +236,25 @@ def check_operation_ids(app: FastAPI) -> None:
 
 
 class ServiceApp(FastAPI):
-    """FastAPI with `shared.fastlane` in front of its middleware stack for the endpoints of `fast_lanes`."""
+    """FastAPI with `shared.fastlane` in front of its middleware stack for the endpoints of `fast_lanes`, and with
+    `guarded` (as `build_app` makes it) `shared.limits.Guards` in front of both (body limits, write rates)."""
 
     fast_lanes: Sequence[Lane] = ()
+    guarded: bool = False
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, built once, with its operation ids checked (routes may have been added since
         `build_app`) and its error answers as problem+json."""
         if self.openapi_schema is None:
             check_operation_ids(self)
-            self.openapi_schema = document_problems(super().openapi())
+            document = super().openapi()
+            self.openapi_schema = document_problems(document_guards(document) if self.guarded else document)
         return self.openapi_schema
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if not self.fast_lanes:
-            return stack
-        return FastLane(stack, fastapi=self, service=self.state.settings.service_name, lanes=self.fast_lanes)
+        if self.fast_lanes:
+            stack = FastLane(stack, fastapi=self, service=self.state.settings.service_name, lanes=self.fast_lanes)
+        if self.guarded:  # outermost: before the lane or the app reads a body or a token
+            stack = Guards.from_settings(stack, fastapi=self, settings=self.state.settings)
+        return stack

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_OPERATOR_TOKEN = "dev-admin-token"
@@ -78,6 +78,12 @@ class ServiceSettings(BaseSettings):
         description="How often the active relay vacuums the outbox it deletes sent rows from (else every claim walks "
         "the index entries of every row sent since autovacuum last came by).",
     )
+    relay_max_request_size: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest record (serialized, in bytes) the relay's producer sends; a larger outbox row goes to "
+        "the dead_letter table. Keep it at or below the broker's message.max.bytes (1,048,588 by default).",
+    )
     consumer_enabled: bool = Field(
         True, description="Run the service's Kafka consumer inside the service process (custody, audit)."
     )
@@ -94,6 +100,46 @@ class ServiceSettings(BaseSettings):
         description="Browser origins allowed to call the API (CORS), e.g. the audit dashboard's; JSON list in the "
         "environment.",
     )
+    # What stands in front of the app (shared.limits.Guards): request body limits and per-principal write rates.
+    body_limit_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body (bytes) of a route `body_limits` does not name: a larger one is refused "
+        "with 413 before it is read or its token looked at.",
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /transformations": 2_097_152},
+        description="Body limits (bytes) of their own, by method and path template as the API declares it, e.g. "
+        '`{"POST /transformations": 2097152}`; JSON object in the environment, replacing this default (routes a '
+        "service does not have are ignored). Custody's transformations get 2 MiB: the largest allowed (1,000 inputs "
+        "and 1,000 outputs, 100-character lot ids) is about 0.32 MB as compact JSON and 0.45 MB indented by four "
+        "spaces; 2 MiB is four times that, so no valid transformation is refused for its formatting while junk still "
+        "stops there. EPCIS capture documents will get an entry of their own.",
+    )
+    write_rate_per_s: float = Field(
+        50.0,
+        ge=0,
+        description="Writes (POST, PUT, PATCH, DELETE) a second taken from one participant or compliance officer "
+        "once its burst is spent; more are refused with 429 and Retry-After. The operator is not limited; 0 turns "
+        "the limit off.",
+    )
+    write_burst: int = Field(
+        500,
+        ge=1,
+        description="Writes one participant or compliance officer may send at once before `write_rate_per_s` "
+        "applies (the size of its token bucket).",
+    )
+
+    @field_validator("body_limits")
+    @classmethod
+    def _route_limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        for key, limit in limits.items():
+            method, _, path = key.partition(" ")
+            if method not in ("GET", "POST", "PUT", "PATCH", "DELETE") or not path.startswith("/") or " " in path:
+                raise ValueError(f"{key!r}: expected a method and a path template, e.g. 'POST /transformations'")
+            if limit < 1024:
+                raise ValueError(f"{key!r}: a limit of at least 1024 bytes")
+        return limits
 
     @property
     def operator_token(self) -> str:

@@ -100,7 +100,13 @@ async def test_a_malformed_event_in_a_batch_is_left_out_alone(dbs: tuple[str, st
     kept = await fetch(a, f"SELECT 1 FROM received_events WHERE event_id = '{bad.id}'")
     assert len(kept) == 1
     assert await count(a, "shipments") == await count(b, "shipments")  # none of its effects
-    assert await flags(a) == await flags(b)  # the rest of the batch is all there, flags and all
+    # The rest of the batch is all there, flags and all; and the event audit could not judge is flagged as such,
+    # naming its actor and the field it could not read, instead of vanishing.
+    flagged = await flags(a)
+    unjudged = flagged.pop(("unjudgeable_event", f"{bad.id}:data.to"))
+    assert flagged == await flags(b)
+    assert unjudged["severity"] == "high" and unjudged["participants"] == [bad.data["actor"]]
+    assert bad.data["actor"] in unjudged["summary"] and "data.to" in unjudged["summary"]
     # The partition is not blocked: the next batch goes in as usual.
     more = Generator(seed=6, target=300).build().events
     await apply(a, p, more, batch=100)

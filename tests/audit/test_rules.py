@@ -992,3 +992,43 @@ def test_other_participants_transforming_raise_nothing(actor_kind: str) -> None:
 def test_smelter_findings_are_stable() -> None:
     assert smelt([]) == smelt([])
     assert smelt([])[0].cause == smelt([], on=date(2025, 7, 1))[0].cause == "T1"
+
+
+# --- backdated origins and the capacity's year ------------------------------------------------------------------
+
+
+def test_an_origin_recorded_within_the_allowed_age_is_not_backdated() -> None:
+    from audit.rules import backdated_origin
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ok = backdated_origin(lot_id="L1", event_id="E1", mine="m", origin_at=at, recorded_at=at + timedelta(days=365), t=T)
+    assert ok is None
+    f = backdated_origin(
+        lot_id="L1", event_id="E1", mine="m", origin_at=at, recorded_at=at + timedelta(days=365, seconds=1), t=T
+    )
+    assert f is not None and (f.rule, f.cause, f.participants) == (Rule.backdated_origin, "L1:backdated", ("m",))
+    assert f.level is Severity.medium and f.evidence["max_origin_age_days"] == 365
+    strict = Thresholds(max_origin_age_days=30)
+    assert backdated_origin(
+        lot_id="L1", event_id="E1", mine="m", origin_at=at, recorded_at=at + timedelta(days=31), t=strict
+    )
+
+
+def test_the_capacity_flag_says_the_year_counts_lots_dated_or_recorded_in_it() -> None:
+    f = capacity(kg("100"), kg("150"))
+    assert f is not None and "dated or recorded in" in f.summary
+    assert f.evidence["counted"] == "origin lots dated in the year or recorded in it"
+
+
+def test_a_shipment_dated_at_the_end_of_time_cannot_be_judged_overdue() -> None:
+    with pytest.raises(OverflowError):
+        transit_overdue(
+            lot_id="L1",
+            shipment_id="S1",
+            shipped_at=datetime(9999, 12, 20, tzinfo=UTC),
+            max_transit_days=None,
+            now=datetime(2026, 11, 5, tzinfo=UTC),
+            sender="a",
+            receiver="b",
+            t=T,
+        )  # the projection judges it on its own (`Context.judge`): an unjudgeable_event flag, the receipt goes on

@@ -36,6 +36,7 @@ class Rule(StrEnum):
     yield_exceeded = "yield_exceeded"
     beyond_remaining = "beyond_remaining"
     capacity_exceeded = "capacity_exceeded"
+    backdated_origin = "backdated_origin"
     transit_through_cahra = "transit_through_cahra"
     # high-risk origins
     origin_in_cahra = "origin_in_cahra"
@@ -43,6 +44,8 @@ class Rule(StrEnum):
     certified_asm_in_cahra = "certified_asm_in_cahra"
     smelter_not_rmap_conformant = "smelter_not_rmap_conformant"
     lsm_without_irma = "lsm_without_irma"
+    # the audit itself
+    unjudgeable_event = "unjudgeable_event"
 
 
 RULE_SEVERITY: dict[Rule, Severity] = {
@@ -54,12 +57,14 @@ RULE_SEVERITY: dict[Rule, Severity] = {
     Rule.yield_exceeded: Severity.high,
     Rule.beyond_remaining: Severity.low,
     Rule.capacity_exceeded: Severity.high,
+    Rule.backdated_origin: Severity.medium,
     Rule.transit_through_cahra: Severity.medium,
     Rule.origin_in_cahra: Severity.high,
     Rule.uncertified_asm_in_cahra: Severity.critical,
     Rule.certified_asm_in_cahra: Severity.info,
     Rule.smelter_not_rmap_conformant: Severity.high,
     Rule.lsm_without_irma: Severity.low,
+    Rule.unjudgeable_event: Severity.high,
 }
 
 
@@ -102,6 +107,7 @@ class Thresholds:
         }
     )
     default_max_yield: Decimal = Decimal("1.00")
+    max_origin_age_days: int = 365  # an origin lot recorded longer than this after it was dated is backdated
 
     def yield_for(self, mineral: str) -> Decimal:
         return self.max_yield.get(mineral, self.default_max_yield)
@@ -125,63 +131,119 @@ def receipt_findings(
     receiver: str,
     t: Thresholds,
 ) -> list[Finding]:
-    """Mass beyond tolerance, a changed seal, a receipt before its shipment."""
-    out: list[Finding] = []
+    """Mass beyond tolerance, a changed seal, a receipt before its shipment (the three rules below, together)."""
     who = (sender, receiver)
+    found = (
+        mass_mismatch(
+            lot_id=lot_id,
+            shipment_id=shipment_id,
+            event_id=event_id,
+            shipped_kg=shipped_kg,
+            received_kg=received_kg,
+            who=who,
+            t=t,
+        ),
+        seal_mismatch(
+            lot_id=lot_id,
+            shipment_id=shipment_id,
+            event_id=event_id,
+            shipped_seal=shipped_seal,
+            received_seal=received_seal,
+            who=who,
+        ),
+        received_before_shipped(
+            lot_id=lot_id,
+            shipment_id=shipment_id,
+            event_id=event_id,
+            shipped_at=shipped_at,
+            received_at=received_at,
+            who=who,
+        ),
+    )
+    return [f for f in found if f is not None]
+
+
+def mass_mismatch(
+    *,
+    lot_id: str,
+    shipment_id: str,
+    event_id: str,
+    shipped_kg: Decimal,
+    received_kg: Decimal,
+    who: tuple[str, ...],
+    t: Thresholds,
+) -> Finding | None:
     diff = received_kg - shipped_kg
     limit = shipped_kg * t.mass_tolerance
-    if abs(diff) > limit:
-        out.append(
-            Finding(
-                Rule.mass_mismatch,
-                lot_id,
-                shipment_id,
-                f"Received {received_kg} kg of {shipped_kg} kg shipped ({diff:+} kg, tolerance "
-                f"±{limit.normalize()} kg)",
-                {
-                    "event_id": event_id,
-                    "shipment_id": shipment_id,
-                    "shipped_kg": str(shipped_kg),
-                    "received_kg": str(received_kg),
-                    "difference_kg": str(diff),
-                    "tolerance_kg": str(limit),
-                },
-                who,
-            )
-        )
-    if (shipped_seal or received_seal) and shipped_seal != received_seal:
-        out.append(
-            Finding(
-                Rule.seal_mismatch,
-                lot_id,
-                shipment_id,
-                f"Seal {received_seal!r} found on arrival; {shipped_seal!r} was applied at shipment",
-                {
-                    "event_id": event_id,
-                    "shipment_id": shipment_id,
-                    "shipped_seal": shipped_seal,
-                    "received_seal": received_seal,
-                },
-                who,
-            )
-        )
-    if received_at < shipped_at:
-        out.append(
-            Finding(
-                Rule.time_contradiction,
-                lot_id,
-                f"{shipment_id}:received",
-                "Received before it was shipped",
-                {
-                    "event_id": event_id,
-                    "shipment_id": shipment_id,
-                    "shipped_at": shipped_at.isoformat(),
-                    "received_at": received_at.isoformat(),
-                },
-                who,
-            )
-        )
-    return out
+    if abs(diff) <= limit:
+        return None
+    return Finding(
+        Rule.mass_mismatch,
+        lot_id,
+        shipment_id,
+        f"Received {received_kg} kg of {shipped_kg} kg shipped ({diff:+} kg, tolerance ±{limit.normalize()} kg)",
+        {
+            "event_id": event_id,
+            "shipment_id": shipment_id,
+            "shipped_kg": str(shipped_kg),
+            "received_kg": str(received_kg),
+            "difference_kg": str(diff),
+            "tolerance_kg": str(limit),
+        },
+        who,
+    )
+
+
+def seal_mismatch(
+    *,
+    lot_id: str,
+    shipment_id: str,
+    event_id: str,
+    shipped_seal: str | None,
+    received_seal: str | None,
+    who: tuple[str, ...],
+) -> Finding | None:
+    if not (shipped_seal or received_seal) or shipped_seal == received_seal:
+        return None
+    return Finding(
+        Rule.seal_mismatch,
+        lot_id,
+        shipment_id,
+        f"Seal {received_seal!r} found on arrival; {shipped_seal!r} was applied at shipment",
+        {
+            "event_id": event_id,
+            "shipment_id": shipment_id,
+            "shipped_seal": shipped_seal,
+            "received_seal": received_seal,
+        },
+        who,
+    )
+
+
+def received_before_shipped(
+    *,
+    lot_id: str,
+    shipment_id: str,
+    event_id: str,
+    shipped_at: datetime,
+    received_at: datetime,
+    who: tuple[str, ...],
+) -> Finding | None:
+    if received_at >= shipped_at:
+        return None
+    return Finding(
+        Rule.time_contradiction,
+        lot_id,
+        f"{shipment_id}:received",
+        "Received before it was shipped",
+        {
+            "event_id": event_id,
+            "shipment_id": shipment_id,
+            "shipped_at": shipped_at.isoformat(),
+            "received_at": received_at.isoformat(),
+        },
+        who,
+    )
 
 
 def transit_overdue(
@@ -289,21 +351,69 @@ def beyond_remaining(*, lot_id: str, event_id: str, actor: str, action: str, det
 def capacity_exceeded(
     *, mine: str, lot_id: str, mineral: str, year: int, declared_kg: Decimal | None, registered_kg: Decimal
 ) -> Finding | None:
+    """A mine's output of a year above its declared annual capacity. `registered_kg` counts the lots dated in that
+    year and the lots recorded in it: dating lots into other years does not take them out of the year they were
+    registered in."""
     if declared_kg is None or registered_kg <= declared_kg:
         return None
     return Finding(
         Rule.capacity_exceeded,
         lot_id,
         f"{mine}:{mineral}:{year}",
-        f"{registered_kg} kg of {mineral} registered in {year}, above the declared {declared_kg} kg/year",
+        f"{registered_kg} kg of {mineral} dated or recorded in {year}, above the declared {declared_kg} kg/year",
         {
             "mine": mine,
             "mineral": mineral,
             "year": year,
             "declared_kg": str(declared_kg),
             "registered_kg": str(registered_kg),
+            "counted": "origin lots dated in the year or recorded in it",
         },
         (mine,),
+    )
+
+
+def backdated_origin(
+    *, lot_id: str, event_id: str, mine: str, origin_at: datetime, recorded_at: datetime, t: Thresholds
+) -> Finding | None:
+    """An origin lot dated long before it was recorded: production moved into earlier years (out of this year's
+    capacity), or a lot that was not tagged when it was mined."""
+    if recorded_at - origin_at <= timedelta(days=t.max_origin_age_days):
+        return None
+    return Finding(
+        Rule.backdated_origin,
+        lot_id,
+        f"{lot_id}:backdated",
+        f"Origin lot dated {origin_at.date()}, recorded {recorded_at.date()}: more than "
+        f"{t.max_origin_age_days} days later",
+        {
+            "event_id": event_id,
+            "mine": mine,
+            "origin_at": origin_at.isoformat(),
+            "recorded_at": recorded_at.isoformat(),
+            "max_origin_age_days": t.max_origin_age_days,
+        },
+        (mine,),
+    )
+
+
+# --- what the audit could not judge -------------------------------------------------------------------------------
+
+
+def unjudgeable(
+    *, lot_id: str, event_id: str, event_type: str, actor: str | None, what: str, error: BaseException
+) -> Finding:
+    """An event (or one rule on it) that audit could not judge: a field it cannot interpret, or a rule that raised.
+    Raised instead of the event silently judging nothing. `what` names the rule or the field; the cause is the event
+    and `what`, so each rule of an event is flagged once, live or on replay."""
+    reason = f"{type(error).__name__}: {error}"[:300]
+    return Finding(
+        Rule.unjudgeable_event,
+        lot_id,
+        f"{event_id}:{what}",
+        f"{event_type} {event_id} by {actor or 'an unknown actor'} could not be judged ({what}): {reason}",
+        {"event_id": event_id, "type": event_type, "actor": actor, "what": what, "error": reason},
+        (actor,) if actor else (),
     )
 
 

@@ -49,7 +49,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from audit import rules
-from audit.projection import statements
+from audit.projection import decode, statements
 from audit.projection.context import Context
 from audit.projection.flags import Doc, FlagBatch, flag_events, flag_id
 from audit.projection.handlers import HANDLERS
@@ -181,8 +181,30 @@ class Projection:
                 handler(self.ctx, ev)
         except Exception as exc:  # noqa: BLE001 - whatever is wrong with this event's data: keep it, skip its effect
             j.undo(mark)
+            self._unjudgeable(e, exc)
             return exc
         return None
+
+    def _unjudgeable(self, e: CloudEvent, exc: Exception) -> None:
+        """A custody event whose data could not be applied is not judged at all: a flag says so, naming its actor
+        and the field (a participant's event must not vanish from the rules unseen). Registry events are the
+        operator's reference data: counted and logged as malformed only."""
+        if not e.type.startswith("custody."):
+            return
+        d = e.data if isinstance(e.data, dict) else {}
+        lot_id, actor = d.get("lot_id"), d.get("actor")
+        self.ctx.find(
+            [
+                rules.unjudgeable(
+                    lot_id=lot_id if isinstance(lot_id, str) and lot_id else e.key,
+                    event_id=e.id,
+                    event_type=e.type,
+                    actor=actor if isinstance(actor, str) else None,
+                    what=decode.unreadable(e, exc),
+                    error=exc,
+                )
+            ]
+        )
 
     def _malformed(self, e: CloudEvent, exc: BaseException) -> None:
         self.malformed += 1
@@ -348,11 +370,10 @@ class Projection:
         still be on its way through the broker, and must not be taken for a missing one.
         """
         rows = await statements.overdue_shipments(conn, now, self.thresholds.default_transit_days, grace_s)
-        found = [
-            f
-            for r in rows
-            if (
-                f := rules.transit_overdue(
+        found: list[Finding] = []
+        for r in rows:
+            try:
+                f = rules.transit_overdue(
                     lot_id=r["lot_id"],
                     shipment_id=r["shipment_id"],
                     shipped_at=r["shipped_at"],
@@ -362,7 +383,15 @@ class Projection:
                     receiver=r["receiver"],
                     t=self.thresholds,
                 )
-            )
-            is not None
-        ]
+            except Exception as exc:  # noqa: BLE001 - one shipment's odd data must not stop the check for the others
+                f = rules.unjudgeable(
+                    lot_id=r["lot_id"],
+                    event_id=r["event_id"],
+                    event_type="custody.lot.shipped",
+                    actor=r["sender"],
+                    what="transit_overdue",
+                    error=exc,
+                )
+            if f is not None:
+                found.append(f)
         await self.raise_flags(conn, found)

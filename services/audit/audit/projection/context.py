@@ -3,13 +3,24 @@ thresholds of the rules. One per projection; the façade gives it a fresh `Chang
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from audit import rules
 from audit.projection.journal import Journal
 from audit.projection.state import State
 from audit.projection.statements import Changes
 from audit.rules import Finding, Thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """What a rule judges, as its `unjudgeable_event` flag names it: the lot, the custody event, who did it."""
+
+    lot_id: str
+    event_id: str
+    event_type: str
+    actor: str | None
 
 
 @dataclass(slots=True)
@@ -18,6 +29,28 @@ class Context:
     thresholds: Thresholds
     journal: Journal
     changes: Changes = field(default_factory=Changes)
+
+    def judge(self, what: str, about: About, judging: Callable[[], Iterable[Finding | None] | Finding | None]) -> None:
+        """Run one rule (`judging`) on its own: should it raise, what it changed is taken back, an
+        `unjudgeable_event` flag names the event, its actor and `what` could not be judged, and the rest of the
+        event (its other rules, its state change) goes on as usual."""
+        mark = self.journal.mark()
+        try:
+            found = judging()
+        except Exception as exc:  # noqa: BLE001 - any rule's failure on any data: flagged, never the event's end
+            self.journal.undo(mark)
+            found = rules.unjudgeable(
+                lot_id=about.lot_id,
+                event_id=about.event_id,
+                event_type=about.event_type,
+                actor=about.actor,
+                what=what,
+                error=exc,
+            )
+        if isinstance(found, Finding):
+            self.find([found])
+        elif found is not None:
+            self.find([f for f in found if f is not None])
 
     def find(self, findings: Sequence[Finding]) -> None:
         """Findings to raise with this batch: the first per (rule, cause) stays."""

@@ -444,3 +444,41 @@ def rejected(e: CloudEvent) -> BeyondRemaining | None:
     if d["reason"] != "exceeds_remaining":
         return None
     return BeyondRemaining(d.get("subject") or e.key, e.id, d["actor"], d["action"], d["detail"])
+
+
+# --- what could not be read -------------------------------------------------------------------------------------
+
+_TIMES = ("occurred_at", "shipped_at", "received_at")
+_MASSES = ("mass_kg",)
+
+
+def unreadable(e: CloudEvent, error: BaseException) -> str:
+    """Which field of `e`'s data made its decoding fail with `error` (`data.shipped.shipped_at`...), as well as it
+    can be told; "data" when none can be named. Only called for an event that failed (not on the hot path)."""
+    if isinstance(error, KeyError) and error.args:
+        return f"data.{error.args[0]}"
+
+    def find(value: Any, path: str) -> str | None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                where = f"{path}.{k}"
+                try:
+                    if k in _TIMES and v is not None:
+                        if not isinstance(v, str):
+                            return where
+                        utc(datetime.fromisoformat(v))
+                    elif k in _MASSES and v is not None:
+                        kg(v)
+                except (ValueError, TypeError, ArithmeticError, OverflowError):
+                    return where
+                found = find(v, where)
+                if found is not None:
+                    return found
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                found = find(v, f"{path}[{i}]")
+                if found is not None:
+                    return found
+        return None
+
+    return find(e.data, "data") or "data"

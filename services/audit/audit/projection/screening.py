@@ -5,6 +5,9 @@ Registry facts carry `known_at` (the time of the event that told us). A lot's or
 are judged at every moment their reference data changed from the custody event on ("horizons"), and judged again
 whenever such data arrives (re-screening). The flags are the union, so live processing and a replay from offset 0
 reach the same set whatever order the two topics interleave in.
+
+Each judgement runs on its own (`Context.judge`): one that raises on odd data becomes an `unjudgeable_event` flag on
+the custody event it was about (the same flag whichever event led to judging it), and the rest goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from audit import rules
-from audit.projection.context import Context
+from audit.projection.context import About, Context
+from audit.projection.state import MineLot, Smelting
 from audit.rules import Area, Cert, Finding
 
 
@@ -39,6 +43,12 @@ def origin(ctx: Context, lot_id: str) -> None:
     lot = ctx.state.mine_lots.get(lot_id)
     if lot is None:
         return
+    about = About(lot_id, lot.event_id, "custody.lot.registered", lot.mine)
+    ctx.judge("origin_in_cahra", about, lambda: _origin(ctx, lot))
+
+
+def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
+    lot_id = lot.lot_id
     areas = _areas(ctx, lot.country)
     certs = _certs(ctx, lot.mine)
     findings: dict[tuple[str, str], Finding] = {}
@@ -55,7 +65,7 @@ def origin(ctx: Context, lot_id: str) -> None:
             certs=known,
         ):
             findings.setdefault((f.rule, f.cause), f)
-    ctx.find(list(findings.values()))
+    return list(findings.values())
 
 
 def transit(ctx: Context, shipment_id: str) -> None:
@@ -63,8 +73,10 @@ def transit(ctx: Context, shipment_id: str) -> None:
     if t is None:
         return
     areas = [a for c in t.countries for a in _areas(ctx, c)]
-    ctx.find(
-        rules.transit_findings(
+    ctx.judge(
+        "transit_through_cahra",
+        About(t.lot_id, t.event_id, "custody.lot.shipped", t.sender),
+        lambda: rules.transit_findings(
             lot_id=t.lot_id,
             shipment_id=shipment_id,
             event_id=t.event_id,
@@ -73,7 +85,7 @@ def transit(ctx: Context, shipment_id: str) -> None:
             areas=areas,
             sender=t.sender,
             receiver=t.receiver,
-        )
+        ),
     )
 
 
@@ -81,6 +93,11 @@ def smelter(ctx: Context, transformation_id: str) -> None:
     t = ctx.state.smeltings.get(transformation_id)
     if t is None:
         return
+    about = About(t.outputs[0] if t.outputs else transformation_id, t.event_id, "custody.lot.transformed", t.actor)
+    ctx.judge("smelter_not_rmap_conformant", about, lambda: _smelter(ctx, transformation_id, t))
+
+
+def _smelter(ctx: Context, transformation_id: str, t: Smelting) -> list[Finding]:
     certs = _certs(ctx, t.actor)
     findings: dict[tuple[str, str], Finding] = {}
     for known in _horizons(t.recorded_at, certs):
@@ -94,22 +111,27 @@ def smelter(ctx: Context, transformation_id: str) -> None:
             certs=known,
         ):
             findings.setdefault((f.rule, f.cause), f)
-    ctx.find(list(findings.values()))
+    return list(findings.values())
 
 
-def capacity(ctx: Context, mine: str, mineral: str, year: int) -> None:
-    """A mine's registered output in a year against its declared annual capacity (one flag per mine, mineral and
-    year: the first stays)."""
+def capacity(ctx: Context, mine: str, mineral: str, year: int, about: About) -> None:
+    """A mine's output in a year against its declared annual capacity (one flag per mine, mineral and year: the
+    first stays). A year's output counts the origin lots dated in it and those recorded in it (`State.production`),
+    so backdating lots into earlier years does not start the count again."""
+    ctx.judge("capacity_exceeded", about, lambda: _capacity(ctx, mine, mineral, year))
+
+
+def _capacity(ctx: Context, mine: str, mineral: str, year: int) -> list[Finding]:
     s = ctx.state
     known = s.capacities.get(mine)
     cap = known[1].get(mineral) if known and isinstance(known[1], dict) else None
     if cap is None:
-        return
+        return []
     declared = Decimal(str(cap))
     key = (mine, mineral, year)
     cause = f"{mine}:{mineral}:{year}"
     if cause in s.capacity_flagged or s.produced_kg.get(key, Decimal(0)) <= declared:
-        return  # flagged once already (the first flag stays), or nothing crossed the declared capacity yet
+        return []  # flagged once already (the first flag stays), or nothing crossed the declared capacity yet
     # The lot at which the year's running total (in production order) first passes the declared capacity:
     # the same lot whatever order the lots' events were delivered in.
     running = Decimal(0)
@@ -119,7 +141,27 @@ def capacity(ctx: Context, mine: str, mineral: str, year: int) -> None:
             f = rules.capacity_exceeded(
                 mine=mine, lot_id=lot_id, mineral=mineral, year=year, declared_kg=declared, registered_kg=running
             )
-            if f is not None:
-                ctx.journal.add(s.capacity_flagged, cause)
-                ctx.find([f])
-            return
+            if f is None:
+                return []
+            ctx.journal.add(s.capacity_flagged, cause)
+            return [f]
+    return []
+
+
+def backdated(ctx: Context, lot_id: str) -> None:
+    """An origin lot recorded long after the date it was given."""
+    lot = ctx.state.mine_lots.get(lot_id)
+    if lot is None:
+        return
+    ctx.judge(
+        "backdated_origin",
+        About(lot_id, lot.event_id, "custody.lot.registered", lot.mine),
+        lambda: rules.backdated_origin(
+            lot_id=lot_id,
+            event_id=lot.event_id,
+            mine=lot.mine,
+            origin_at=lot.origin_at,
+            recorded_at=lot.recorded_at,
+            t=ctx.thresholds,
+        ),
+    )

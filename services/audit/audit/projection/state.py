@@ -66,7 +66,8 @@ class State:
     mine_lots: dict[str, MineLot] = field(default_factory=dict)
     lots_by_mine: dict[str, list[str]] = field(default_factory=dict)
     lots_by_country: dict[str, list[str]] = field(default_factory=dict)
-    # (mine, mineral, UTC year) -> the origin lots in production order (origin_at, recorded_at, lot_id, kg), total
+    # (mine, mineral, UTC year) -> the origin lots dated or recorded in that year, in production order (origin_at,
+    # recorded_at, lot_id, kg), and their total: backdating a lot does not take it out of the year it was recorded in
     production: dict[tuple[str, str, int], list[tuple[datetime, datetime, str, Decimal]]] = field(default_factory=dict)
     produced_kg: dict[tuple[str, str, int], Decimal] = field(default_factory=dict)
     capacity_flagged: set[str] = field(default_factory=set)  # causes of capacity_exceeded flags

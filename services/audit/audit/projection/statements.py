@@ -298,9 +298,11 @@ async def load_state(conn: asyncpg.Connection) -> State:
         s.mine_lots[lot.lot_id] = lot
         s.lots_by_mine.setdefault(lot.mine, []).append(lot.lot_id)
         s.lots_by_country.setdefault(lot.country or "", []).append(lot.lot_id)
-        key = (lot.mine, intern(r["mineral"]), lot.origin_at.astimezone(UTC).year)
-        bisect.insort(s.production.setdefault(key, []), (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"]))
-        s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]
+        produced = (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"])
+        for year in {lot.origin_at.astimezone(UTC).year, lot.recorded_at.astimezone(UTC).year}:  # as `new_lot`
+            key = (lot.mine, intern(r["mineral"]), year)
+            bisect.insort(s.production.setdefault(key, []), produced)
+            s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]
     for r in await conn.fetch("SELECT cause FROM flags WHERE rule = 'capacity_exceeded'"):
         s.capacity_flagged.add(r["cause"])
     for r in await conn.fetch("SELECT shipment_id FROM shipments WHERE status = 'in_transit'"):

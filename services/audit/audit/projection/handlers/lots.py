@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from audit import rules
 from audit.projection import screening
-from audit.projection.context import Context
+from audit.projection.context import About, Context
 from audit.projection.decode import CustodyStep, ExternalDeclared, LotRegistered, NewLot, intern, intern_opt
 from audit.projection.state import MineLot
 from audit.rules import Finding
@@ -38,56 +38,82 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
             if key not in index:
                 j.set(index, key, [])
             j.append(index[key], lot.lot_id)
-        pkey = (mine.mine, intern(lot.mineral), lot.at.year)
-        if pkey not in s.production:
-            j.set(s.production, pkey, [])
-        j.insort(s.production[pkey], (lot.at, lot.recorded_at, lot.lot_id, lot.mass_kg))
-        j.set(s.produced_kg, pkey, s.produced_kg.get(pkey, Decimal(0)) + lot.mass_kg)
+        produced = (lot.at, lot.recorded_at, lot.lot_id, lot.mass_kg)
+        for year in production_years(lot):  # dated in, and recorded in: backdating does not leave the year
+            pkey = (mine.mine, intern(lot.mineral), year)
+            if pkey not in s.production:
+                j.set(s.production, pkey, [])
+            j.insort(s.production[pkey], produced)
+            j.set(s.produced_kg, pkey, s.produced_kg.get(pkey, Decimal(0)) + lot.mass_kg)
     return True
 
 
-def check_time(ctx: Context, lot_id: str, event_id: str, at: datetime | None, actor: str, what: str) -> None:
+def production_years(lot: NewLot) -> tuple[int, ...]:
+    """The years an origin lot counts in against its mine's annual capacity: the (UTC) year it is dated in and, if
+    another, the year it was recorded in."""
+    dated, recorded = lot.at.year, lot.recorded_at.year
+    return (dated,) if dated == recorded else (dated, recorded)
+
+
+def check_time(
+    ctx: Context,
+    lot_id: str,
+    event_id: str,
+    at: datetime | None,
+    actor: str,
+    what: str,
+    event_type: str = "custody.lot.transformed",
+) -> None:
     """An event dated (`at`, as sent) before the lot's previous custody event."""
     last = ctx.state.lots.get(lot_id)
     if at is not None and last is not None:
-        f = rules.time_contradiction(
-            lot_id=lot_id,
-            event_id=event_id,
-            what=what,
-            at=at,
-            after="the lot's previous custody event",
-            after_at=last,
-            actor=actor,
+        ctx.judge(
+            "time_contradiction",
+            About(lot_id, event_id, event_type, actor),
+            lambda: rules.time_contradiction(
+                lot_id=lot_id,
+                event_id=event_id,
+                what=what,
+                at=at,
+                after="the lot's previous custody event",
+                after_at=last,
+                actor=actor,
+            ),
         )
-        if f is not None:
-            ctx.find([f])
 
 
 def on_registered(ctx: Context, ev: LotRegistered) -> None:
-    new_lot(ctx, ev.lot)
-    screening.origin(ctx, ev.lot.lot_id)
-    screening.capacity(ctx, ev.mine, ev.lot.mineral, ev.year)
+    lot = ev.lot
+    new_lot(ctx, lot)
+    screening.origin(ctx, lot.lot_id)
+    screening.backdated(ctx, lot.lot_id)
+    about = About(lot.lot_id, lot.event_id, "custody.lot.registered", ev.mine)
+    for year in production_years(lot):
+        screening.capacity(ctx, ev.mine, lot.mineral, year, about)
 
 
 def on_external(ctx: Context, ev: ExternalDeclared) -> None:
     lot = ev.lot
-    finding = Finding(
-        rules.Rule.undocumented_custody,
-        lot.lot_id,
-        lot.lot_id,
-        f"Material declared from outside the system by {lot.custodian} "
-        f"(declared origin {ev.declared_country}, supplier {ev.supplier_name})",
-        {
-            "event_id": lot.event_id,
-            "declared_origin": ev.declared_origin,
-            "supplier": ev.supplier,
-            "mass_kg": ev.mass_kg,
-        },
-        (lot.custodian,),
-    )
     new_lot(ctx, lot)
-    ctx.find([finding])
+    ctx.judge(
+        "undocumented_custody",
+        About(lot.lot_id, lot.event_id, "custody.lot.external_declared", lot.custodian),
+        lambda: Finding(
+            rules.Rule.undocumented_custody,
+            lot.lot_id,
+            lot.lot_id,
+            f"Material declared from outside the system by {lot.custodian} "
+            f"(declared origin {ev.declared_country}, supplier {ev.supplier_name})",
+            {
+                "event_id": lot.event_id,
+                "declared_origin": ev.declared_origin,
+                "supplier": ev.supplier,
+                "mass_kg": ev.mass_kg,
+            },
+            (lot.custodian,),
+        ),
+    )
 
 
 def on_consumed(ctx: Context, ev: CustodyStep) -> None:
-    check_time(ctx, ev.lot_id, ev.event_id, ev.occurred_at, ev.actor, "Consumed")
+    check_time(ctx, ev.lot_id, ev.event_id, ev.occurred_at, ev.actor, "Consumed", "custody.lot.consumed")

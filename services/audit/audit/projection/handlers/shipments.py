@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from audit import rules
 from audit.projection import screening
-from audit.projection.context import Context
+from audit.projection.context import About, Context
 from audit.projection.decode import Received, Shipped, intern, utc
 from audit.projection.handlers.lots import check_time
 from audit.projection.state import Transit
@@ -13,7 +13,7 @@ from audit.projection.state import Transit
 
 def on_shipped(ctx: Context, ev: Shipped) -> None:
     sid = ev.shipment_id
-    check_time(ctx, ev.lot_id, ev.event_id, ev.sent, ev.actor, "Shipped")
+    check_time(ctx, ev.lot_id, ev.event_id, ev.sent, ev.actor, "Shipped", "custody.lot.shipped")
     s, j = ctx.state, ctx.journal
     if sid in s.open_shipments or sid in s.transits:  # shipment ids are unique: a repeat changes nothing
         screening.transit(ctx, sid)  # judged on the shipment as first recorded, as the table keeps it
@@ -38,30 +38,62 @@ def on_shipped(ctx: Context, ev: Shipped) -> None:
 
 
 def on_received(ctx: Context, ev: Received) -> None:
+    """The receipt's rules, each judged on its own (one that cannot be judged is flagged as such and the others
+    still run), then the lot's new custodian."""
     sid, lot_id, by = ev.shipment_id, ev.lot_id, ev.receiver
-    findings = rules.receipt_findings(
-        lot_id=lot_id,
-        shipment_id=sid,
-        event_id=ev.event_id,
-        shipped_kg=ev.shipped_kg,
-        received_kg=ev.received_kg,
-        shipped_seal=ev.shipped_seal,
-        received_seal=ev.received_seal,
-        shipped_at=ev.shipped_at,
-        received_at=ev.received_at,
-        sender=ev.sender,
-        receiver=by,
-        t=ctx.thresholds,
+    who, t = (ev.sender, by), ctx.thresholds
+    about = About(lot_id, ev.event_id, "custody.lot.received", by)
+    judge = ctx.judge
+    judge(
+        "mass_mismatch",
+        about,
+        lambda: rules.mass_mismatch(
+            lot_id=lot_id,
+            shipment_id=sid,
+            event_id=ev.event_id,
+            shipped_kg=ev.shipped_kg,
+            received_kg=ev.received_kg,
+            who=who,
+            t=t,
+        ),
     )
-    late = rules.transit_overdue(
-        lot_id=lot_id,
-        shipment_id=sid,
-        shipped_at=ev.shipped_at,
-        max_transit_days=ev.max_transit_days,
-        now=ev.received_at,
-        sender=ev.sender,
-        receiver=by,
-        t=ctx.thresholds,
+    judge(
+        "seal_mismatch",
+        about,
+        lambda: rules.seal_mismatch(
+            lot_id=lot_id,
+            shipment_id=sid,
+            event_id=ev.event_id,
+            shipped_seal=ev.shipped_seal,
+            received_seal=ev.received_seal,
+            who=who,
+        ),
+    )
+    judge(
+        "time_contradiction",
+        about,
+        lambda: rules.received_before_shipped(
+            lot_id=lot_id,
+            shipment_id=sid,
+            event_id=ev.event_id,
+            shipped_at=ev.shipped_at,
+            received_at=ev.received_at,
+            who=who,
+        ),
+    )
+    judge(
+        "transit_overdue",
+        about,
+        lambda: rules.transit_overdue(
+            lot_id=lot_id,
+            shipment_id=sid,
+            shipped_at=ev.shipped_at,
+            max_transit_days=ev.max_transit_days,
+            now=ev.received_at,
+            sender=ev.sender,
+            receiver=by,
+            t=t,
+        ),
     )
     at = utc(ev.received_at)
     s, j, c = ctx.state, ctx.journal, ctx.changes
@@ -80,4 +112,3 @@ def on_received(ctx: Context, ev: Received) -> None:
         else:
             j.set(c.lot_updates, lot_id, (by, last))
     j.set(c.holders, (lot_id, by), None)
-    ctx.find([*findings, *([late] if late else [])])

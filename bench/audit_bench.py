@@ -63,6 +63,7 @@ from bench.common import (
 )
 from custody import events as custody_events
 from custody.domain import Lot, LotStatus
+from custody.service import transformation_digest
 from custody.unit_of_work import custody_event
 from registry import events as registry_events
 from shared.events import CloudEvent, new_event
@@ -332,33 +333,50 @@ class Generator:
         for lot in (*inputs, *outputs):
             self.last[lot.lot_id] = at
         tid = f"TRF-{self.rnd.getrandbits(64):016X}"
-        inputs_data = [
-            {
-                "lot_id": lot.lot_id,
-                "mineral": lot.mineral,
-                "form": lot.form,
-                "mass_kg": _mass(lot.remaining_kg),
-                "remaining_before_kg": _mass(lot.remaining_kg),
-                "remaining_after_kg": "0.000",
-            }
-            for lot in inputs
-        ]
-        outputs_data = [
-            {"lot_id": o.lot_id, "mineral": o.mineral, "form": o.form, "mass_kg": _mass(o.remaining_kg)}
-            for o in outputs
-        ]
-        common = {
+        header = {
             "transformation_id": tid,
             "kind": "smelting",
             "by": smelter.id,
             "by_kind": smelter.kind,
             "by_country": smelter.country,
-            "inputs": inputs_data,
-            "outputs": outputs_data,
         }
-        for role, group in (("input", inputs), ("output", outputs)):
-            for lot in group:
-                self._custody(lot, "custody.lot.transformed", at, smelter.id, {**common, "role": role})
+        recorded = {  # as custody publishes it: the transformation once, then each lot's part
+            **header,
+            "occurred_at": at.isoformat(),
+            "inputs": [
+                {"lot_id": lot.lot_id, "mineral": lot.mineral, "form": lot.form, "mass_kg": _mass(lot.remaining_kg)}
+                for lot in inputs
+            ],
+            "outputs": [
+                {"lot_id": o.lot_id, "mineral": o.mineral, "form": o.form, "mass_kg": _mass(o.remaining_kg)}
+                for o in outputs
+            ],
+        }
+        self.recorded += timedelta(microseconds=200)
+        self.s.add(
+            CUSTODY_EVENTS,
+            custody_event("custody.transformation.recorded", tid, recorded, time=self.recorded),
+        )
+        per_lot = {**header, "transformation_digest": transformation_digest(recorded)}
+        for lot, i in zip(inputs, recorded["inputs"], strict=True):
+            self._custody(
+                lot,
+                "custody.lot.transformed",
+                at,
+                smelter.id,
+                {
+                    **per_lot,
+                    "role": "input",
+                    "mineral": i["mineral"],
+                    "form": i["form"],
+                    "mass_kg": i["mass_kg"],
+                    "remaining_before_kg": i["mass_kg"],
+                    "remaining_after_kg": "0.000",
+                },
+            )
+        for o in outputs:
+            made = {"mineral": o.mineral, "form": o.form, "mass_kg": _mass(o.remaining_kg)}
+            self._custody(o, "custody.lot.transformed", at, smelter.id, {**per_lot, **made, "role": "output"})
         return outputs
 
     def consume(self, lot: Lot, by: Party, part: Decimal) -> None:

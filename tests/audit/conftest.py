@@ -72,8 +72,9 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
     conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
     try:
         await conn.execute(
-            "TRUNCATE flags, lots, lot_holders, shipments, genealogy, transformations, "
-            "certifications, cahra_areas, participants, processed_events, received_events, outbox"
+            "TRUNCATE flags, lots, lot_holders, shipments, transformation_inputs, transformation_outputs, "
+            "transformations, certifications, cahra_areas, participants, processed_events, received_events, outbox, "
+            "flag_decisions"
         )
     finally:
         await conn.close()

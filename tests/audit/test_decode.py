@@ -104,7 +104,7 @@ def test_a_transformation_event_is_an_input_or_makes_an_output() -> None:
     }
     out = decode.transformed(event("custody.lot.transformed", data))
     assert out.step is None and out.output is not None and out.output.form == "metal"
-    assert (out.input_ids, out.output_ids) == (["L1"], ["M1"])
+    assert out.record is not None and (out.record.input_ids, out.record.output_ids) == (["L1"], ["M1"])  # version 1
     inp = decode.transformed(event("custody.lot.transformed", {**data, "lot_id": "L1", "role": "input", "actor": "s"}))
     assert inp.output is None and inp.step is not None and inp.step.lot_id == "L1"
     with pytest.raises(StopIteration):  # an output event for a lot the transformation did not make

@@ -139,7 +139,15 @@ async def test_a_restart_loads_the_state_that_gives_the_same_flags(dbs: tuple[st
     restarted = Projection(publish=False)  # a new process: its state comes from the tables
     await apply(b, restarted, stream[half:], batch=250)
     assert restarted.load_seconds > 0
-    for table in ("lots", "shipments", "transformations", "genealogy", "lot_holders", "certifications"):
+    for table in (
+        "lots",
+        "shipments",
+        "transformations",
+        "transformation_inputs",
+        "transformation_outputs",
+        "lot_holders",
+        "certifications",
+    ):
         assert await count(a, table) == await count(b, table), table
     assert len(await flags(a)) > 100
     assert await flags(a) == await flags(b)
@@ -213,7 +221,15 @@ async def test_small_live_batches_are_one_statement_each_with_the_same_result(
     assert consumer.staged_batches == batches - 1  # all but the first, which loads the state
     assert consumer.applied == len(stream) and consumer.duplicates == 0
     assert await count(a, "processed_events") == len(stream)
-    for table in ("received_events", "lots", "shipments", "transformations", "genealogy", "lot_holders"):
+    for table in (
+        "received_events",
+        "lots",
+        "shipments",
+        "transformations",
+        "transformation_inputs",
+        "transformation_outputs",
+        "lot_holders",
+    ):
         assert await count(a, table) == await count(b, table), table
     assert len(await flags(a)) > 100
     assert await flags(a) == await flags(b)

@@ -89,7 +89,10 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     ordered = [x for x in stream if x[0] == REGISTRY_EVENTS] + [x for x in stream if x[0] == CUSTODY_EVENTS]
     conn = await asyncpg.connect(b)
     try:
-        await conn.execute("TRUNCATE processed_events, received_events, lots, shipments, genealogy, flags")
+        await conn.execute(
+            "TRUNCATE processed_events, received_events, lots, shipments, transformation_inputs, "
+            "transformation_outputs, transformations, flags"
+        )
         async with conn.transaction():
             reference = Projection(publish=False)
             await reference.apply_batch(conn, [Delivered(ev, t, 0, n) for n, (t, ev) in enumerate(ordered)])
@@ -103,7 +106,14 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     assert await count(a, "received_events") == len(stream)  # the repeat took no effect
     assert await count(a, "processed_events") == len(stream)
     assert await rows(a, f"SELECT 1 FROM lots WHERE lot_id = '{odd.data['lot_id']}'") == []
-    for table in ("lots", "shipments", "transformations", "genealogy", "lot_holders"):
+    for table in (
+        "lots",
+        "shipments",
+        "transformations",
+        "transformation_inputs",
+        "transformation_outputs",
+        "lot_holders",
+    ):
         assert await count(a, table) == await count(b, table), table
     flags_a = {(r["rule"], r["cause"]): dict(r) for r in await rows(a, FLAG_SQL)}
     flags_b = {(r["rule"], r["cause"]): dict(r) for r in await rows(b, FLAG_SQL)}

@@ -38,7 +38,8 @@ EXPECTED = Counter(
         "custody.lot.external_declared": 1,
         "custody.lot.shipped": 3,
         "custody.lot.received": 3,
-        "custody.lot.transformed": 4,  # 2 inputs + 2 outputs
+        "custody.transformation.recorded": 1,  # the transformation once, with both lists
+        "custody.lot.transformed": 4,  # 2 inputs + 2 outputs, each referring to it
         "custody.lot.consumed": 1,
         "custody.attempt.rejected": 2,  # one keyed by a lot, one by a shipment
     }
@@ -179,6 +180,7 @@ async def journey(stack: Stack) -> dict[str, Any]:
         "shipments": {s["shipment_id"] for s in shipments},
         "inputs": [ore["lot_id"], ext["lot_id"]],
         "outputs": [tin_id, slag_id],
+        "transformations": {smelted["transformation_id"]},
     }
 
 
@@ -213,7 +215,7 @@ def recomputed_hash(event: CloudEvent) -> str:
 async def test_every_event_published_matches_its_entry_in_the_catalogue(stack: Stack) -> None:
     made = await journey(stack)
     doc = (await stack.custody.get("/asyncapi.json")).json()
-    records = await read_ours(stack, made["lots"] | made["shipments"], sum(EXPECTED.values()))
+    records = await read_ours(stack, made["lots"] | made["shipments"] | made["transformations"], sum(EXPECTED.values()))
     events = [CloudEvent.from_kafka(r.headers, r.key, r.value) for r in records]
     assert Counter(e.type for e in events) == EXPECTED
     assert set(EXPECTED) == set(CATALOGUE)  # the journey publishes every type of the catalogue
@@ -228,6 +230,9 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(stack: S
         if event.type == "custody.attempt.rejected":
             assert not (CHAIN_FIELDS - {"actor"}) & set(event.data)  # not part of a chain
             assert event.key == event.data["subject"]
+        elif event.type == "custody.transformation.recorded":
+            assert not (CHAIN_FIELDS - {"occurred_at"}) & set(event.data)  # not part of a chain
+            assert event.key == event.data["transformation_id"] in made["transformations"]
         else:
             assert event.key == event.data["lot_id"] in made["lots"]
             assert event.id == event.data["event_id"]
@@ -245,6 +250,16 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(stack: S
     (trf_id,) = {e.data["transformation_id"] for e in by_type["custody.lot.transformed"]}
     roles = {e.key: e.data["role"] for e in by_type["custody.lot.transformed"]}
     assert roles == {**dict.fromkeys(made["inputs"], "input"), **dict.fromkeys(made["outputs"], "output")}, trf_id
+    # The transformation is published once with both lists; each lot's event refers to it by id and digest, so
+    # every lot's chain commits to the whole transformation.
+    (recorded,) = by_type["custody.transformation.recorded"]
+    assert recorded.data["transformation_id"] == trf_id
+    assert [i["lot_id"] for i in recorded.data["inputs"]] == made["inputs"]
+    assert [o["lot_id"] for o in recorded.data["outputs"]] == made["outputs"]
+    digest = hashlib.sha256(orjson.dumps(recorded.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    assert {e.data["transformation_digest"] for e in by_type["custody.lot.transformed"]} == {digest}
+    assert all("inputs" not in e.data and "outputs" not in e.data for e in by_type["custody.lot.transformed"])
+    assert {e.dataschema for e in by_type["custody.lot.transformed"]} == {"urn:mcoc:schema:custody.lot.transformed:2"}
     assert {e.data["reason"]: e.key in made["shipments"] for e in by_type["custody.attempt.rejected"]} == {
         "not_addressee": True,
         "exceeds_remaining": False,

@@ -208,7 +208,11 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
     assert registered["origin"]["mining_type"] == "asm"
     smelt = by_lot[tin][0].data
     assert (smelt["kind"], smelt["by_kind"], smelt["role"]) == ("smelting", "smelter", "output")
-    assert smelt["inputs"][0]["mass_kg"] == "1250.500"
+    assert (smelt["mass_kg"], smelt["form"]) == ("870.000", "metal")  # its own part; the lists come once, by id
+    drawn = by_lot[ore["lot_id"]][-1].data
+    assert (drawn["role"], drawn["mass_kg"], drawn["remaining_after_kg"]) == ("input", "1250.500", "0.000")
+    (recorded,) = [e for e in by_lot[smelt["transformation_id"]] if e.type == "custody.transformation.recorded"]
+    assert recorded.data["inputs"][0]["mass_kg"] == "1250.500"
 
     # The history verifies, recomputed here from the published recipe.
     history = await ok(await stack.custody.get(f"/lots/{ore['lot_id']}/history", headers=mine.auth), 200)

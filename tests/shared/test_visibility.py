@@ -1,5 +1,5 @@
 """`shared.visibility`, the one place that says who may see a lot or a flag: its SQL and its Python say the same
-thing, on real PostgreSQL (a migrated audit database: `flags`, `lot_holders`, `genealogy`)."""
+thing, on real PostgreSQL (a migrated audit database: `flags`, `lot_holders`, the transformations' lots)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ async def test_a_flag_is_seen_by_the_parties_it_names_and_by_holders_of_its_lots
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_lot_is_seen_by_its_holders_and_by_holders_of_what_was_made_from_it(conn: asyncpg.Connection) -> None:
-    await conn.execute("INSERT INTO genealogy (parent, child, transformation_id) VALUES ('L0', 'L1', 'T0')")
+    for table, lot in (("transformation_inputs", "L0"), ("transformation_outputs", "L1")):  # L0 -> T0 -> L1
+        await conn.execute(f"INSERT INTO {table} (transformation_id, lot_id, position) VALUES ('T0', '{lot}', 0)")
     try:
         sql = lot_visible_sql("$3")
         assert await conn.fetchval(sql, "L1", "trader", 100)  # held it
@@ -56,7 +57,8 @@ async def test_a_lot_is_seen_by_its_holders_and_by_holders_of_what_was_made_from
         assert not await conn.fetchval(sql, "L0", "stranger", 100)
         assert not await conn.fetchval(sql, "L2", "trader", 100)  # made downstream of its lot, never held
     finally:
-        await conn.execute("DELETE FROM genealogy WHERE transformation_id = 'T0'")
+        await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id = 'T0'")
+        await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id = 'T0'")
 
 
 def test_the_stream_shows_a_participant_its_own_custody_events_only() -> None:

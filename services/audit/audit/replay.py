@@ -68,7 +68,8 @@ TABLES = (
     "lots",
     "lot_holders",
     "shipments",
-    "genealogy",
+    "transformation_inputs",
+    "transformation_outputs",
     "transformations",
     "flags",
 )

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 
 from shared.events import CloudEvent
-from shared.genealogy import walk_sql
+from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import enqueue_raw
 from shared.topics import AUDIT_FLAGS
 from shared.visibility import flag_visible_sql, lot_visible_sql
@@ -125,12 +125,19 @@ async def may_see_lot(conn: Conn, lot_id: str, participant: str, max_depth: int)
     return bool(await conn.fetchval(MAY_SEE_LOT, lot_id, participant, max_depth))
 
 
-UPSTREAM = walk_sql(upstream=True, depth_limit="$2") + "SELECT lot_id, depth FROM reached"
+UPSTREAM = (
+    walk_sql(upstream=True, depth_limit="$2")
+    + "SELECT lot_id, depth, CASE WHEN depth = $2 THEN "
+    + goes_on_sql(upstream=True, lot="reached.lot_id")
+    + " ELSE false END AS cut FROM reached ORDER BY depth, lot_id"
+)
 
 
-async def upstream(conn: Conn, lot_id: str, max_depth: int) -> dict[str, int]:
-    """Every lot upstream of `lot_id` (itself at depth 0) with its depth."""
-    return {r["lot_id"]: r["depth"] for r in await conn.fetch(UPSTREAM, lot_id, max_depth)}
+async def upstream(conn: Conn, lot_id: str, max_depth: int) -> tuple[dict[str, int], list[str]]:
+    """Every lot upstream of `lot_id` (itself at depth 0) with its depth, and the lots where the walk was cut (at
+    `max_depth`, made from lots it did not follow: `shared.genealogy`)."""
+    rows = await conn.fetch(UPSTREAM, lot_id, max_depth)
+    return {r["lot_id"]: r["depth"] for r in rows}, [r["lot_id"] for r in rows if r["cut"]]
 
 
 async def flags_on(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -154,8 +161,8 @@ SELECT DISTINCT t.transformation_id, t.actor, t.actor_kind, t.occurred_at,
   (SELECT value FROM certifications c WHERE c.participant_id = t.actor AND c.scheme = 'rmap'
      AND c.valid_from <= t.occurred_at::date AND (c.valid_until IS NULL OR t.occurred_at::date <= c.valid_until)
    ORDER BY c.known_at DESC LIMIT 1) AS rmap
-FROM genealogy g JOIN transformations t USING (transformation_id)
-WHERE g.child = ANY($1::text[]) AND t.actor_kind IN ('smelter', 'refiner') ORDER BY t.occurred_at
+FROM transformation_outputs o JOIN transformations t USING (transformation_id)
+WHERE o.lot_id = ANY($1::text[]) AND t.actor_kind IN ('smelter', 'refiner') ORDER BY t.occurred_at
 """
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from audit.rules import Rule, Severity
+from shared.genealogy import Truncated
 
 FLAG_EXAMPLE: dict[str, Any] = {
     "id": "1f0e7c52-9d1a-5c57-a3c4-0d9b1e6f2a77",
@@ -137,3 +138,9 @@ class RiskSummary(BaseModel):
     origin_countries: list[str]
     smelters: list[SmelterPassed]
     upstream_lots: int
+    truncated: Truncated | None = Field(
+        None,
+        description="Null when the summary saw the whole upstream genealogy. Else where and why it stopped: it "
+        "walked `max_depth` steps (`TRACE_MAX_DEPTH`) and the genealogy goes on from `at_lots`, whose own upstream "
+        "(origins, smelters, flags) is not in this summary; ask for one of them to see further.",
+    )

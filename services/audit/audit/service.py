@@ -22,6 +22,7 @@ from audit.live import Broadcaster
 from audit.repository import FlagFilter
 from shared.auth import Principal
 from shared.events import new_event
+from shared.genealogy import truncated
 from shared.outbox import outbox_committed
 from shared.problems import Conflict, NotFound
 from shared.visibility import named_in_flag, sees_custody_event
@@ -101,7 +102,7 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         allowed = who.is_operator or await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
         if not known or not allowed:
             raise NotFound(f"No lot {lot_id!r} that you may see.")
-        depth = await repository.upstream(conn, lot_id, audit.max_depth)
+        depth, cut = await repository.upstream(conn, lot_id, audit.max_depth)
         flag_rows = await repository.flags_on(conn, list(depth))
         origins = await repository.origins(conn, list(depth))
         smelters = await repository.smelters(conn, list(depth))
@@ -143,6 +144,7 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
             for s in smelters
         ],
         upstream_lots=len(depth) - 1,
+        truncated=schemas.Truncated.model_validate(t) if (t := truncated(audit.max_depth, cut)) else None,
     )
 
 

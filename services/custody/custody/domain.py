@@ -43,6 +43,14 @@ class TransformationKind(StrEnum):
     merge = "merge"
 
 
+# The most lots one transformation may draw from and make. A transformation is stored and published once, n + m rows
+# and one event carrying both lists; at these bounds that event stays under ~0.4 MB with ids of the longest allowed
+# length (100 characters), well within the broker's 1 MB message limit, and the whole write is timed in
+# `make bench` (bench/transformation_bench.py).
+MAX_TRANSFORMATION_INPUTS = 1000
+MAX_TRANSFORMATION_OUTPUTS = 1000
+
+
 class LotStatus(StrEnum):
     active = "active"
     in_transit = "in_transit"

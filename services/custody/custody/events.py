@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from custody.domain import Form, TransformationKind
+from custody.domain import MAX_TRANSFORMATION_INPUTS, MAX_TRANSFORMATION_OUTPUTS, Form, TransformationKind
 from shared import topics
 from shared.asyncapi import EventType
 from shared.vocab import Kind, Mineral
@@ -308,8 +308,6 @@ class TransformationInput(BaseModel):
     mineral: Mineral
     form: Form
     mass_kg: MassKg = Field(description="Mass drawn from the lot, kg (3 decimals)")
-    remaining_before_kg: MassKg
-    remaining_after_kg: MassKg = Field(description="`0.000` when the lot is used up (it is then depleted)")
 
 
 class TransformationOutput(BaseModel):
@@ -324,35 +322,23 @@ class TransformationOutput(BaseModel):
 
 
 _INPUTS: list[JsonValue] = [
-    {
-        "lot_id": ORE,
-        "mineral": "tin",
-        "form": "ore",
-        "mass_kg": "1248.000",
-        "remaining_before_kg": "1248.000",
-        "remaining_after_kg": "0.000",
-    },
-    {
-        "lot_id": EXT,
-        "mineral": "tin",
-        "form": "concentrate",
-        "mass_kg": "200.000",
-        "remaining_before_kg": "500.000",
-        "remaining_after_kg": "300.000",
-    },
+    {"lot_id": ORE, "mineral": "tin", "form": "ore", "mass_kg": "1248.000"},
+    {"lot_id": EXT, "mineral": "tin", "form": "concentrate", "mass_kg": "200.000"},
 ]
 _OUTPUTS: list[JsonValue] = [
     {"lot_id": TIN, "mineral": "tin", "form": "metal", "mass_kg": "870.000"},
     {"lot_id": SLAG, "mineral": "tin", "form": "concentrate", "mass_kg": "120.000"},
 ]
+_DIGEST = "5e" * 32
 
 
-class LotTransformed(ChainEvent):
-    """The custodian transformed lots (smelting, refining, alloying, manufacturing, split, merge...): inputs drawn,
-    new output lots made. One transformation is published once per input lot and once per output lot, each in that
-    lot's chain and keyed by it, all with the same `transformation_id`, `inputs` and `outputs`; `role` says which
-    side the event's lot (`lot_id`) is on. `occurred_at` is when it happened; for an output lot this is its first
-    event."""
+class TransformationRecorded(BaseModel):
+    """A transformation (smelting, refining, alloying, manufacturing, split, merge...), published once with both of
+    its lists: every input lot and the mass drawn from it, every output lot made. Keyed (and `ce_subject`) by its
+    `transformation_id`, not by a lot. Each lot of it also gets its own `custody.lot.transformed` event in its
+    chain, which refers to this one by `transformation_id` and `transformation_digest` (sha256 of this object as
+    canonical JSON: sorted keys, no whitespace, UTF-8), so every lot's hash chain commits to the whole
+    transformation. Not part of any lot's chain itself (no chain fields). At most 1,000 inputs and 1,000 outputs."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -364,9 +350,53 @@ class LotTransformed(ChainEvent):
                     "by": SMELTER,
                     "by_kind": "smelter",
                     "by_country": "MY",
+                    "occurred_at": "2026-12-01T10:00:00+00:00",
                     "inputs": _INPUTS,
                     "outputs": _OUTPUTS,
+                }
+            ]
+        },
+    )
+
+    transformation_id: str = Field(min_length=1, description="Also the message key and `ce_subject`")
+    kind: TransformationKind
+    by: ParticipantId = Field(description="The transformer (the actor): custodian of the inputs and of the outputs")
+    by_kind: Kind
+    by_country: Country = Field(description="The transformer's country (ISO 3166-1 alpha-2)")
+    occurred_at: AwareDatetime = Field(description="When it happened, as the caller declared it, in UTC")
+    inputs: list[TransformationInput] = Field(
+        min_length=1, max_length=MAX_TRANSFORMATION_INPUTS, description="Every input lot, in the order given"
+    )
+    outputs: list[TransformationOutput] = Field(
+        min_length=1, max_length=MAX_TRANSFORMATION_OUTPUTS, description="Every output lot, in the order given"
+    )
+
+
+class LotTransformed(ChainEvent):
+    """One lot's part in a transformation, in that lot's chain and keyed by it: an input lot was drawn from
+    (`role` input: the mass drawn and what is left), or an output lot was made (`role` output: its first event).
+    The transformation itself, with both lists, is published once as `custody.transformation.recorded`; this event
+    refers to it by `transformation_id` and `transformation_digest`. `occurred_at` is when it happened.
+
+    Schema version 2 (`ce_dataschema` ...:custody.lot.transformed:2). Version 1 events (before 2026-12-05) carried
+    `inputs` and `outputs` (both full lists) in every lot's event and had no `transformation_digest`, `mineral`,
+    `form`, `mass_kg` or remaining masses of their own; consumers of a stream from offset 0 read both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "transformation_id": TRANSFORMATION,
+                    "kind": "smelting",
+                    "by": SMELTER,
+                    "by_kind": "smelter",
+                    "by_country": "MY",
+                    "transformation_digest": _DIGEST,
                     "role": "output",
+                    "mineral": "tin",
+                    "form": "metal",
+                    "mass_kg": "870.000",
                     **_chain(TIN, 1, "2026-12-01T10:00:00+00:00", SMELTER, 5),
                 },
                 {
@@ -375,25 +405,39 @@ class LotTransformed(ChainEvent):
                     "by": SMELTER,
                     "by_kind": "smelter",
                     "by_country": "MY",
-                    "inputs": _INPUTS,
-                    "outputs": _OUTPUTS,
+                    "transformation_digest": _DIGEST,
                     "role": "input",
+                    "mineral": "tin",
+                    "form": "concentrate",
+                    "mass_kg": "200.000",
+                    "remaining_before_kg": "500.000",
+                    "remaining_after_kg": "300.000",
                     **_chain(EXT, 2, "2026-12-01T10:00:00+00:00", SMELTER, 6),
                 },
             ]
         },
     )
 
-    transformation_id: str = Field(min_length=1, description="Shared by every event of the transformation")
+    transformation_id: str = Field(
+        min_length=1, description="The transformation (`custody.transformation.recorded`) this lot took part in"
+    )
     kind: TransformationKind
     by: ParticipantId = Field(description="The transformer (the actor): custodian of the inputs and of the outputs")
     by_kind: Kind
     by_country: Country = Field(description="The transformer's country (ISO 3166-1 alpha-2)")
-    inputs: list[TransformationInput] = Field(min_length=1, description="Every input lot, in the order given")
-    outputs: list[TransformationOutput] = Field(min_length=1, description="Every output lot, in the order given")
+    transformation_digest: Hash = Field(
+        description="Hex sha256 of the `custody.transformation.recorded` event's data as canonical JSON (sorted "
+        "keys, no whitespace, UTF-8): the lot's chain commits to the whole transformation"
+    )
     role: Literal["input", "output"] = Field(
-        description="`input`: this event's lot is one of `inputs` (mass drawn from it); `output`: it is one of "
-        "`outputs` (made by this transformation)"
+        description="`input`: mass was drawn from this event's lot; `output`: this event's lot was made by it"
+    )
+    mineral: Mineral = Field(description="The lot's")
+    form: Form = Field(description="The lot's")
+    mass_kg: MassKg = Field(description="Input: the mass drawn, kg; output: the lot's mass, kg (3 decimals)")
+    remaining_before_kg: MassKg | None = Field(None, description="Input only: what was left before the draw")
+    remaining_after_kg: MassKg | None = Field(
+        None, description="Input only: what is left; `0.000` when the lot is used up (it is then depleted)"
     )
 
 
@@ -527,11 +571,20 @@ CUSTODY_EVENTS: list[EventType] = [
         payload=LotReceived,
     ),
     EventType(
+        type="custody.transformation.recorded",
+        topic=topics.CUSTODY_EVENTS,
+        key="transformation id",
+        summary="A transformation, once, with all its input and output lots.",
+        payload=TransformationRecorded,
+    ),
+    EventType(
         type="custody.lot.transformed",
         topic=topics.CUSTODY_EVENTS,
         key=_LOT_KEY,
-        summary="Lots were transformed: published once per input lot and once per output lot.",
+        summary="A lot's part in a transformation (drawn from, or made): once per input and per output lot, "
+        "referring to the transformation by id.",
         payload=LotTransformed,
+        version=2,
     ),
     EventType(
         type="custody.lot.consumed",
@@ -548,3 +601,6 @@ CUSTODY_EVENTS: list[EventType] = [
         payload=AttemptRejected,
     ),
 ]
+
+SCHEMA_VERSIONS: dict[str, int] = {e.type: e.version for e in CUSTODY_EVENTS}
+"""Each event type's schema version (its `ce_dataschema`), for the events custody writes."""

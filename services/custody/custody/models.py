@@ -131,19 +131,9 @@ class Shipment(Base):
     received_seal: Mapped[str | None] = mapped_column(Text)
 
 
-class Genealogy(Base):
-    """Parent lot -> child lot, through a transformation. Indexed both ways for upstream and downstream traces."""
-
-    __tablename__ = "genealogy"
-    __table_args__ = (Index("ix_genealogy_child_parent", "child", "parent"),)
-
-    parent: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
-    child: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
-    transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    mass_kg: Mapped[Decimal] = mapped_column(MASS)
-
-
 class Transformation(Base):
+    """One transformation; its lots are `transformation_inputs` and `transformation_outputs` (n + m rows)."""
+
     __tablename__ = "transformations"
 
     transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -151,9 +141,30 @@ class Transformation(Base):
     actor: Mapped[str] = mapped_column(Text)
     actor_kind: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    inputs: Mapped[Any] = mapped_column(JSONB)
-    outputs: Mapped[Any] = mapped_column(JSONB)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TransformationInput(Base):
+    """A lot drawn into a transformation, and the mass drawn (`shared.genealogy` walks through these rows)."""
+
+    __tablename__ = "transformation_inputs"
+    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id"),)
+
+    transformation_id: Mapped[str] = mapped_column(ForeignKey("transformations.transformation_id"), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
+    mass_kg: Mapped[Decimal] = mapped_column(MASS)
+
+
+class TransformationOutput(Base):
+    """A lot a transformation made (each lot is made by one transformation at most)."""
+
+    __tablename__ = "transformation_outputs"
+    __table_args__ = (Index("ix_transformation_outputs_lot", "lot_id", unique=True),)
+
+    transformation_id: Mapped[str] = mapped_column(ForeignKey("transformations.transformation_id"), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
 
 
 class Consumption(Base):

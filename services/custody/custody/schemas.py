@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
+from custody import domain
 from custody.domain import Form, LotStatus, Mineral, OriginKind, TransformationKind
+from shared.genealogy import Truncated
 from shared.iso import country_validator
 
 Mass = Annotated[
@@ -130,8 +132,18 @@ class TransformationCreate(Strict):
     )
 
     kind: TransformationKind
-    inputs: list[DrawIn] = Field(min_length=1, max_length=500)
-    outputs: list[LotOut] = Field(min_length=1, max_length=500)
+    # The bounds are checked by the service before any work (a 422 naming `max_inputs` / `max_outputs`).
+    inputs: list[DrawIn] = Field(
+        min_length=1,
+        description=f"The lots drawn, each once; at most {domain.MAX_TRANSFORMATION_INPUTS}",
+        json_schema_extra={"maxItems": domain.MAX_TRANSFORMATION_INPUTS},
+    )
+    outputs: list[LotOut] = Field(
+        min_length=1,
+        description="The lots made, each once and none of them an input; at most "
+        f"{domain.MAX_TRANSFORMATION_OUTPUTS}",
+        json_schema_extra={"maxItems": domain.MAX_TRANSFORMATION_OUTPUTS},
+    )
     occurred_at: AwareDatetime
 
 
@@ -353,6 +365,12 @@ class Trace(BaseModel):
     origins: list[TraceNode] = Field(description="Upstream: lots from mines or external declarations")
     smelters: list[dict[str, Any]] = Field(description="Smelters and refiners whose transformations are on the path")
     products: list[dict[str, Any]] = Field(description="Downstream: consumptions into products")
+    truncated: Truncated | None = Field(
+        None,
+        description="Null when the trace is whole. Else where and why it stopped: it went `max_depth` steps "
+        "(`TRACE_MAX_DEPTH`) and the genealogy goes on from `at_lots` (the lots of the trace at that depth); trace "
+        "one of those to see further.",
+    )
 
 
 class Rejected(BaseModel):

@@ -8,6 +8,7 @@ pooled connection and apply `shared.visibility` (who may see a lot) before answe
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from custody.domain import LotStatus, NewLot, OriginKind
 from custody.unit_of_work import Answer, UnitOfWork, Write
 from shared.auth import Principal
 from shared.events import format_time
+from shared.genealogy import truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 
@@ -302,20 +304,47 @@ def _duplicates(ids: Sequence[str | None], where: str) -> None:
         seen.add(v)
 
 
+def check_transformation(body: schemas.TransformationCreate) -> None:
+    """Before any work: at most `MAX_TRANSFORMATION_INPUTS` inputs and `MAX_TRANSFORMATION_OUTPUTS` outputs (the
+    problem names the bound, `max_inputs` / `max_outputs`), no lot listed twice, no output that is also an input."""
+    for where, n, bound in (
+        ("inputs", len(body.inputs), domain.MAX_TRANSFORMATION_INPUTS),
+        ("outputs", len(body.outputs), domain.MAX_TRANSFORMATION_OUTPUTS),
+    ):
+        if n > bound:
+            problem = InvalidInput(
+                f"body.{where}",
+                f"a transformation takes at most {bound} {where} (max_{where}: {bound}); {n} were sent",
+            )
+            problem.extra[f"max_{where}"] = bound
+            raise problem
+    _duplicates([d.lot_id for d in body.inputs], "inputs")
+    _duplicates([o.lot_id for o in body.outputs], "outputs")
+    input_ids = {d.lot_id for d in body.inputs}
+    for i, o in enumerate(body.outputs):
+        if o.lot_id in input_ids:
+            raise InvalidInput(f"body.outputs.{i}.lot_id", f"lot {o.lot_id} is also an input")
+
+
+def transformation_digest(data: dict[str, Any]) -> str:
+    """Hex sha256 of a `custody.transformation.recorded` event's data (canonical JSON, as a chain event's): each lot
+    event of the transformation carries it, so every lot's hash chain commits to the whole transformation."""
+    return hashlib.sha256(domain.canonical(data)).hexdigest()
+
+
 async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answer:
-    """The holder transforms lots (smelt, refine, alloy, split, merge...): inputs drawn, output lots made, their
-    genealogy recorded; an output id taken already refuses the whole transformation."""
+    """The holder transforms lots (smelt, refine, alloy, split, merge...): inputs drawn, output lots made. The
+    transformation is stored once (a row, and a row per input and per output: n + m, never n x m) and published once
+    (`custody.transformation.recorded`, with both lists); each lot's own event (`custody.lot.transformed`) says what
+    happened to that lot and refers to the transformation by id and digest. An output id taken already refuses the
+    whole transformation."""
+    check_transformation(body)  # before the key, the locks or anything else
     who = write.who
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "transform lots")
         me = await _me(uow, who)
-        _duplicates([d.lot_id for d in body.inputs], "inputs")
-        _duplicates([o.lot_id for o in body.outputs], "outputs")
         input_ids = [d.lot_id for d in body.inputs]
-        for i, o in enumerate(body.outputs):
-            if o.lot_id in input_ids:
-                raise InvalidInput(f"body.outputs.{i}.lot_id", f"lot {o.lot_id} is also an input")
         lots = await repository.lots_for_update(uow.conn, input_ids)
         for i, d in enumerate(body.inputs):
             if d.lot_id not in lots:
@@ -341,9 +370,9 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             for o in body.outputs
         ]
         outputs = [uow.new_lot(new) for new in made]
-        inputs_data = []
-        for d in body.inputs:
-            lot = lots[d.lot_id]
+        drawn = [lots[d.lot_id] for d in body.inputs]
+        inputs_data = []  # the answer's, with the masses before and after
+        for d, lot in zip(body.inputs, drawn, strict=True):
             before = lot.remaining_kg
             lot.remaining_kg, lot.status = domain.after_draw(lot.state, d.mass_kg, LotStatus.depleted)
             inputs_data.append(
@@ -356,36 +385,61 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
                     "remaining_after_kg": _mass(lot.remaining_kg),
                 }
             )
-        outputs_data = [
-            {"lot_id": r.lot_id, "mineral": r.mineral, "form": r.form, "mass_kg": _mass(o.mass_kg)}
-            for r, o in zip(outputs, body.outputs, strict=True)
-        ]
-        uow.changes.transformation = repository.transformation_row(
-            transformation_id, body.kind.value, me.id, me.kind, body.occurred_at, inputs_data, outputs_data
-        )
-        uow.changes.genealogy = [
-            (d.lot_id, r.lot_id, transformation_id, d.mass_kg) for d in body.inputs for r in outputs
-        ]
-        common = {
+        header = {
             "transformation_id": transformation_id,
             "kind": body.kind.value,
             "by": me.id,
             "by_kind": me.kind,
             "by_country": me.country,
-            "inputs": inputs_data,
-            "outputs": outputs_data,
         }
-        drawn = [lots[d.lot_id] for d in body.inputs]
+        recorded = {
+            **header,
+            "occurred_at": format_time(body.occurred_at),
+            "inputs": [
+                {"lot_id": i["lot_id"], "mineral": i["mineral"], "form": i["form"], "mass_kg": i["mass_kg"]}
+                for i in inputs_data
+            ],
+            "outputs": [
+                {"lot_id": n.lot_id, "mineral": n.mineral, "form": n.form, "mass_kg": _mass(n.mass_kg)} for n in made
+            ],
+        }
+        digest = transformation_digest(recorded)
+        uow.changes.transformation = repository.transformation_rows(
+            transformation_id,
+            body.kind.value,
+            me.id,
+            me.kind,
+            body.occurred_at,
+            [(d.lot_id, d.mass_kg) for d in body.inputs],
+            [n.lot_id for n in made],
+        )
         uow.touched(*drawn)
-        for role, group in (("input", drawn), ("output", outputs)):
-            for lot in group:
-                uow.append(
-                    lot,
-                    type="custody.lot.transformed",
-                    occurred_at=body.occurred_at,
-                    actor=me.id,
-                    data={**common, "role": role},
-                )
+        uow.event("custody.transformation.recorded", transformation_id, recorded)
+        per_lot = {**header, "transformation_digest": digest}
+        for lot, i in zip(drawn, inputs_data, strict=True):
+            uow.append(
+                lot,
+                type="custody.lot.transformed",
+                occurred_at=body.occurred_at,
+                actor=me.id,
+                data={
+                    **per_lot,
+                    "role": "input",
+                    "mineral": i["mineral"],
+                    "form": i["form"],
+                    "mass_kg": i["mass_kg"],
+                    "remaining_before_kg": i["remaining_before_kg"],
+                    "remaining_after_kg": i["remaining_after_kg"],
+                },
+            )
+        for lot, o in zip(outputs, recorded["outputs"], strict=True):
+            uow.append(
+                lot,
+                type="custody.lot.transformed",
+                occurred_at=body.occurred_at,
+                actor=me.id,
+                data={**per_lot, "role": "output", "mineral": o["mineral"], "form": o["form"], "mass_kg": o["mass_kg"]},
+            )
         return {
             "transformation_id": transformation_id,
             "kind": body.kind,
@@ -543,12 +597,14 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
         )
         if not rows:
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
-        nodes, edges, origins = [], [], []
+        nodes, edges, origins, cut = [], [], [], []
         smelters: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
             if not r["edge"]:
                 node = {**repository.lot_out(r), "depth": r["depth"]}
                 nodes.append(node)
+                if r["cut"]:
+                    cut.append(r["lot_id"])
                 if upstream and r["origin_kind"] in ("mine", "external"):
                     origins.append(node)
                 continue
@@ -594,4 +650,5 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
         "origins": origins,
         "smelters": list(smelters.values()),
         "products": products,
+        "truncated": truncated(max_depth, cut),
     }

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from custody import repository
 from custody.domain import Lot, NewLot, Refusal
+from custody.events import SCHEMA_VERSIONS
 from custody.repository import Changes, ParticipantCache
 from shared.auth import Principal
 from shared.events import CloudEvent, dataschema_for
@@ -111,7 +112,7 @@ def custody_event(
         subject=key,
         key=key,
         data=data,
-        dataschema=dataschema_for(type),
+        dataschema=dataschema_for(type, SCHEMA_VERSIONS.get(type, 1)),
         id=event_id or str(uuid.uuid4()),
         time=time or datetime.now(UTC),
     )

@@ -43,7 +43,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 from prometheus_client import Counter
@@ -51,14 +51,14 @@ from prometheus_client import Counter
 from audit import rules
 from audit.projection import decode, statements
 from audit.projection.context import Context
-from audit.projection.flags import Doc, FlagBatch, flag_events, flag_id
+from audit.projection.flags import SOURCE, Doc, FlagBatch, flag_events, flag_id, rejudge_args
 from audit.projection.handlers import HANDLERS
 from audit.projection.journal import Journal
 from audit.projection.state import State
 from audit.projection.statements import COPY_FROM_EVENTS, Changes
 from audit.rules import Finding, Thresholds
 from shared.consumer import REFUSALS, Delivered, Staged
-from shared.events import CloudEvent
+from shared.events import CloudEvent, dataschema_for
 from shared.outbox import enqueue_raw, outbox_columns
 from shared.sql import Statement
 from shared.topics import AUDIT_FLAGS
@@ -260,11 +260,14 @@ class Projection:
                 log.error("event %s (%s) cannot be stored at all: %r", d.event.id, d.event.type, exc)
 
     async def _write(self, conn: asyncpg.Connection, copy: bool = True, changes: Changes | None = None) -> None:
-        """The pending changes, one statement per table (`statements.parts`), then the flags."""
+        """The pending changes, one statement per table (`statements.parts`), then the flags, then the evidence of
+        the flags re-judged (after: a flag raised in this batch is re-judged too)."""
         changes = changes or self.changes
         await statements.write_parts(conn, statements.parts(changes, copy))
         if changes.findings:
             await self.raise_flags(conn, list(changes.findings.values()))
+        if changes.rejudged:
+            await self.rejudge_flags(conn, list(changes.rejudged.values()))
 
     def drain(self) -> tuple[list[Doc], list[CloudEvent]]:
         """What the last committed batch raised and saw (for the live stream); empties the lists."""
@@ -301,6 +304,9 @@ class Projection:
                     [*outbox_columns(AUDIT_FLAGS, events), flags.ids],
                 )
             final = "SELECT id FROM new_flags"
+        if self.changes.rejudged:  # reference data re-judged flags that exist (one the batch inserts needs nothing)
+            args = rejudge_args(list(self.changes.rejudged.values()))
+            statements.rejudge_parts(st, args, datetime.now(UTC), self._updated_events())
 
         def done(rows: list[asyncpg.Record]) -> None:
             if flags is not None:
@@ -362,6 +368,17 @@ class Projection:
         if self.publish and new:
             await enqueue_raw(conn, AUDIT_FLAGS, flag_events(new))
         self.raised.extend(new)
+
+    async def rejudge_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding]) -> None:
+        """Re-judged findings (reference data arrived after the custody event it bears on): each flag whose evidence
+        differs gets the new evidence and summary, keeps the old in `flag_evidence_history`, and an
+        `audit.flag.updated` event says so. Its status (a person's decision) stays; the event says whether a person
+        had decided on it (`statements.rejudge_parts`)."""
+        await statements.rejudge_flags(conn, rejudge_args(findings), datetime.now(UTC), self._updated_events())
+
+    def _updated_events(self) -> tuple[str, str, str | None] | None:
+        """Where a re-judgement's audit.flag.updated events go (topic, source, dataschema), or None (a replay)."""
+        return (AUDIT_FLAGS, SOURCE, dataschema_for("audit.flag.updated", 1)) if self.publish else None
 
     async def check_overdue(self, conn: asyncpg.Connection, now: datetime, grace_s: float = 0.0) -> None:
         """Shipments never received within their allowed transit time (run on a schedule, not by an event).

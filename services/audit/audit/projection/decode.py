@@ -351,8 +351,9 @@ def received(e: CloudEvent) -> Received:
 
 
 @dataclass(slots=True)
-class Transformed:
-    """custody.lot.transformed, one event per lot of the transformation (`role` input or output)."""
+class TransformationRecord:
+    """A transformation with both of its lists: from `custody.transformation.recorded`, or from any lot's
+    `custody.lot.transformed` of schema version 1 (which carried both lists in every lot's event)."""
 
     transformation_id: str
     kind: str
@@ -365,8 +366,6 @@ class Transformed:
     output_ids: list[str]
     event_id: str
     recorded_at: datetime
-    step: CustodyStep | None  # an input's: its time is checked against the lot's
-    output: NewLot | None  # an output's: the lot it makes
 
     @property
     def row(self) -> tuple[Any, ...]:
@@ -383,20 +382,64 @@ class Transformed:
         )
 
 
-def transformed(e: CloudEvent) -> Transformed:
-    d = e.data
-    by = d["by"]
+def _record(e: CloudEvent, d: Mapping[str, Any], sent: datetime) -> TransformationRecord:
     inputs, outputs = d["inputs"], d["outputs"]
+    input_ids = [i["lot_id"] for i in inputs]
+    output_ids = [o["lot_id"] for o in outputs]
+    if not all(isinstance(v, str) for v in (*input_ids, *output_ids)):
+        raise TypeError("lot ids must be strings")
+    if len(set(input_ids)) != len(input_ids) or len(set(output_ids)) != len(output_ids):
+        raise ValueError("a lot listed twice in one transformation")
+    return TransformationRecord(
+        d["transformation_id"],
+        d["kind"],
+        d["by"],
+        d["by_kind"],
+        utc(sent),
+        inputs,
+        outputs,
+        input_ids,
+        output_ids,
+        e.id,
+        utc(e.time),
+    )
+
+
+def recorded(e: CloudEvent) -> TransformationRecord:
+    """custody.transformation.recorded: the transformation, once."""
+    d = e.data
     sent = dt(d["occurred_at"])
     if sent is None:
         raise ValueError("a transformation without occurred_at")
-    output_ids = [o["lot_id"] for o in outputs]
-    input_ids = [i["lot_id"] for i in inputs]
+    return _record(e, d, sent)
+
+
+@dataclass(slots=True)
+class Transformed:
+    """custody.lot.transformed, one event per lot of the transformation (`role` input or output)."""
+
+    transformation_id: str
+    kind: str
+    step: CustodyStep | None  # an input's: its time is checked against the lot's
+    output: NewLot | None  # an output's: the lot it makes
+    record: TransformationRecord | None  # schema version 1 only: the whole transformation came with every lot
+
+
+def transformed(e: CloudEvent) -> Transformed:
+    """Both shapes: version 2 (the lot's own part; the lists come once, `recorded`) and version 1 (both lists in
+    every lot's event, as published before 2026-12-05: a replay from offset 0 reads those too)."""
+    d = e.data
+    by = d["by"]
+    sent = dt(d["occurred_at"])
+    if sent is None:
+        raise ValueError("a transformation without occurred_at")
+    record = _record(e, d, sent) if "inputs" in d else None
     step = output = None
     if d["role"] == "input":
         step = _step(e, sent)
     else:
-        made = next(o for o in outputs if o["lot_id"] == d["lot_id"])
+        # version 1: the lot's mineral, form and mass are in the outputs list; version 2: in the event itself
+        made = d if record is None else next(o for o in record.outputs if o["lot_id"] == d["lot_id"])
         output = _new_lot(
             e,
             sent,
@@ -407,21 +450,7 @@ def transformed(e: CloudEvent) -> Transformed:
             mineral=made["mineral"],
             form=made["form"],
         )
-    return Transformed(
-        d["transformation_id"],
-        d["kind"],
-        by,
-        d["by_kind"],
-        utc(sent),
-        inputs,
-        outputs,
-        input_ids,
-        output_ids,
-        e.id,
-        utc(e.time),
-        step,
-        output,
-    )
+    return Transformed(d["transformation_id"], d["kind"], step, output, record)
 
 
 def consumed(e: CloudEvent) -> CustodyStep:

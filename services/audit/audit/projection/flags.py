@@ -1,5 +1,6 @@
 """Findings into flags: their ids, the arguments of the statement that inserts them, and the documents their
-`audit.flag.raised` events carry. No I/O."""
+`audit.flag.raised` events carry; re-judged flags into the arguments of the statements that update their evidence
+(`statements.rejudge_parts`, which also write their `audit.flag.updated` events). No I/O."""
 
 from __future__ import annotations
 
@@ -102,3 +103,14 @@ def first_inserted(ids: Sequence[str], inserted: set[str]) -> list[int]:
 
 def flag_events(docs: Sequence[Doc]) -> list[CloudEvent]:
     return [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
+
+
+def rejudge_args(findings: Sequence[Finding]) -> list[Any]:
+    """`statements.REJUDGED_SQL`'s arguments: each re-judged flag's id, evidence and summary, and the id its
+    audit.flag.updated event gets should its evidence change (also the key of the evidence it replaced)."""
+    return [
+        [flag_id(f.rule, f.cause) for f in findings],
+        [_json(f.evidence) for f in findings],
+        [f.summary for f in findings],
+        [str(uuid.uuid4()) for _ in findings],
+    ]

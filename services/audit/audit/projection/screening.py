@@ -4,7 +4,9 @@ declared capacity, each with the CAHRA list and certifications as known at the t
 Registry facts carry `known_at` (the time of the event that told us). A lot's origin and a transformation's smelter
 are judged at every moment their reference data changed from the custody event on ("horizons"), and judged again
 whenever such data arrives (re-screening). The flags are the union, so live processing and a replay from offset 0
-reach the same set whatever order the two topics interleave in.
+reach the same set whatever order the two topics interleave in. A re-screening is also a re-judgement (`rejudged`):
+its finding for a flag that exists replaces that flag's evidence when it differs (data known before the custody event
+that reached audit after it), so the evidence too ends as a replay's, which reads the registry first.
 
 Each judgement runs on its own (`Context.judge`): one that raises on odd data becomes an `unjudgeable_event` flag on
 the custody event it was about (the same flag whichever event led to judging it), and the rest goes on.
@@ -39,12 +41,25 @@ def _horizons(recorded_at: datetime, certs: list[tuple[datetime, Cert]]) -> list
     return [[c for k, c in certs if k <= m] for m in moments]
 
 
-def origin(ctx: Context, lot_id: str) -> None:
+def rejudged(ctx: Context, found: list[Finding], rejudge: bool) -> list[Finding]:
+    """`found`, recorded as a re-judgement when `rejudge` (reference data arrived): each replaces the evidence of its
+    flag if that differs, so a flag first judged without data known before its custody event (which reached audit
+    later) ends with the evidence a replay gives it. The latest per (rule, cause) in a batch stays, also for a flag
+    the batch raises."""
+    if rejudge:
+        for f in found:
+            key = (f.rule, f.cause)
+            ctx.journal.set(ctx.changes.rejudged, key, f)
+            ctx.journal.set(ctx.changes.findings, key, f)  # a flag this batch raises is raised with the latest
+    return found
+
+
+def origin(ctx: Context, lot_id: str, rejudge: bool = False) -> None:
     lot = ctx.state.mine_lots.get(lot_id)
     if lot is None:
         return
     about = About(lot_id, lot.event_id, "custody.lot.registered", lot.mine)
-    ctx.judge("origin_in_cahra", about, lambda: _origin(ctx, lot))
+    ctx.judge("origin_in_cahra", about, lambda: rejudged(ctx, _origin(ctx, lot), rejudge))
 
 
 def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
@@ -68,7 +83,7 @@ def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
     return list(findings.values())
 
 
-def transit(ctx: Context, shipment_id: str) -> None:
+def transit(ctx: Context, shipment_id: str, rejudge: bool = False) -> None:
     t = ctx.state.transits.get(shipment_id)
     if t is None:
         return
@@ -76,25 +91,29 @@ def transit(ctx: Context, shipment_id: str) -> None:
     ctx.judge(
         "transit_through_cahra",
         About(t.lot_id, t.event_id, "custody.lot.shipped", t.sender),
-        lambda: rules.transit_findings(
-            lot_id=t.lot_id,
-            shipment_id=shipment_id,
-            event_id=t.event_id,
-            countries=list(t.countries),
-            on=t.shipped_at.date(),
-            areas=areas,
-            sender=t.sender,
-            receiver=t.receiver,
+        lambda: rejudged(
+            ctx,
+            rules.transit_findings(
+                lot_id=t.lot_id,
+                shipment_id=shipment_id,
+                event_id=t.event_id,
+                countries=list(t.countries),
+                on=t.shipped_at.date(),
+                areas=areas,
+                sender=t.sender,
+                receiver=t.receiver,
+            ),
+            rejudge,
         ),
     )
 
 
-def smelter(ctx: Context, transformation_id: str) -> None:
+def smelter(ctx: Context, transformation_id: str, rejudge: bool = False) -> None:
     t = ctx.state.smeltings.get(transformation_id)
     if t is None:
         return
     about = About(t.outputs[0] if t.outputs else transformation_id, t.event_id, "custody.lot.transformed", t.actor)
-    ctx.judge("smelter_not_rmap_conformant", about, lambda: _smelter(ctx, transformation_id, t))
+    ctx.judge("smelter_not_rmap_conformant", about, lambda: rejudged(ctx, _smelter(ctx, transformation_id, t), rejudge))
 
 
 def _smelter(ctx: Context, transformation_id: str, t: Smelting) -> list[Finding]:

@@ -18,6 +18,7 @@ import orjson
 from audit.projection.decode import intern, intern_opt
 from audit.projection.state import MineLot, Smelting, State, Transit
 from audit.rules import Area, Finding
+from shared.sql import Statement
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
 
@@ -61,7 +62,7 @@ TRANSFORMATION_COLUMNS = (
     "event_id",
     "recorded_at",
 )
-GENEALOGY_COLUMNS = ("parent", "child", "transformation_id")
+TRANSFORMATION_LOT_COLUMNS = ("transformation_id", "lot_id", "position")  # transformation_inputs and _outputs
 RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
 INSERT_RECEIVED_SQL = """
 INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
@@ -132,10 +133,11 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 """
-INSERT_GENEALOGY_SQL = """
-INSERT INTO genealogy (parent, child, transformation_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-ON CONFLICT DO NOTHING
+INSERT_TRANSFORMATION_INPUTS_SQL = """
+INSERT INTO transformation_inputs (transformation_id, lot_id, position)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) ON CONFLICT DO NOTHING
 """
+INSERT_TRANSFORMATION_OUTPUTS_SQL = INSERT_TRANSFORMATION_INPUTS_SQL.replace("_inputs", "_outputs")
 INSERT_FLAGS_SQL = """
 INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at)
 SELECT f.id, f.rule, f.cause, f.severity, f.lot_id,
@@ -148,6 +150,36 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json
 ORDER BY f.n
 ON CONFLICT (rule, cause) DO NOTHING
 RETURNING id
+"""
+# A re-judgement (reference data arrived, `screening.rejudged`), as CTEs of one statement (`rejudge_parts`): the flags
+# whose evidence differs (REJUDGED_SQL, read before the statement: a flag inserted by the same statement is not seen,
+# and needs no update, since it is inserted with its latest finding) get the new evidence and summary, nothing else (a
+# person's decision, the status, stays); the evidence replaced goes to flag_evidence_history, keyed by the
+# audit.flag.updated event that says so (the flag as it now is, what it said before, whether a person had decided).
+REJUDGED_SQL = """
+SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f.status, f.raised_at,
+       f.evidence AS previous_evidence, f.summary AS previous_summary, u.evidence, u.summary, u.event_id,
+       f.status <> 'open' OR EXISTS (SELECT 1 FROM flag_decisions d WHERE d.flag_id = f.id) AS decided
+FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, evidence, summary, event_id)
+JOIN flags f ON f.id = u.id
+WHERE f.evidence IS DISTINCT FROM u.evidence
+"""
+REJUDGE_FLAGS_SQL = "UPDATE flags f SET evidence = r.evidence, summary = r.summary FROM rejudged r WHERE f.id = r.id"
+INSERT_EVIDENCE_HISTORY_SQL = """
+INSERT INTO flag_evidence_history (id, flag_id, evidence, summary, replaced_at)
+SELECT r.event_id, r.id, r.previous_evidence, r.previous_summary, $1::timestamptz FROM rejudged r
+ON CONFLICT DO NOTHING
+"""
+INSERT_FLAG_UPDATED_EVENTS_SQL = """
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+SELECT r.event_id, $2::text, r.lot_id, 'audit.flag.updated', $3::text, r.id, $1::timestamptz, $4::text,
+       jsonb_build_object(
+           'id', r.id, 'rule', r.rule, 'cause', r.cause, 'severity', r.severity, 'lot_id', r.lot_id,
+           'lot_ids', to_jsonb(r.lot_ids), 'participants', to_jsonb(r.participants), 'summary', r.summary,
+           'evidence', r.evidence, 'status', r.status, 'raised_at', to_jsonb(r.raised_at),
+           'previous_summary', r.previous_summary, 'previous_evidence', r.previous_evidence,
+           'updated_at', to_jsonb($1::timestamptz), 'evidence_changed_since_decision', r.decided)
+FROM rejudged r
 """
 # In the one-statement path (`stage_batch`): the audit.flag.raised events of the flags the CTE `new_flags` inserted.
 INSERT_FLAG_EVENTS_SQL = """
@@ -178,8 +210,13 @@ class Changes:
     shipments: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new shipments (status 10th)
     received_shipments: dict[str, None] = field(default_factory=dict)  # existing shipments now received
     transformations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    genealogy: dict[tuple[str, str, str], None] = field(default_factory=dict)
+    # a transformation's lots, stored once (n + m rows): (transformation, lot) -> position in its list
+    transformation_inputs: dict[tuple[str, str], int] = field(default_factory=dict)
+    transformation_outputs: dict[tuple[str, str], int] = field(default_factory=dict)
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
+    # re-judgements (reference data arrived): the latest per (rule, cause); each replaces its flag's evidence if it
+    # differs (`rejudge_flags`)
+    rejudged: dict[tuple[str, str], Finding] = field(default_factory=dict)
 
 
 Part = tuple[str, str, Any, Any]
@@ -188,7 +225,7 @@ Part = tuple[str, str, Any, Any]
 def parts(c: Changes, copy: bool) -> list[Part]:
     """The pending changes, one statement per table, in the order they are written: ("copy", table, records,
     columns) for rows that go in with COPY, ("sql", name, statement, arguments) for the others. With `copy`, the
-    rows the state knows to be new (lots, shipments, transformations and their genealogy) and the events go in
+    rows the state knows to be new (lots, shipments, transformations and their lots) and the events go in
     with COPY, half the cost of an INSERT; should one exist after all, the batch is refused and applied again one
     event at a time with `copy=False`, whose statements keep what is there (ON CONFLICT DO NOTHING), as the state
     assumed. The flags are written after these (`insert_flags`)."""
@@ -228,10 +265,15 @@ def parts(c: Changes, copy: bool) -> list[Part]:
     elif c.transformations:
         rows = [(*r[:5], to_json(r[5]), *r[6:]) for r in c.transformations.values()]
         out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, 8)))
-    if c.genealogy and copy:
-        out.append(("copy", "genealogy", list(c.genealogy), GENEALOGY_COLUMNS))
-    elif c.genealogy:
-        out.append(("sql", "genealogy", INSERT_GENEALOGY_SQL, columns(list(c.genealogy), 3)))
+    for table, sql, rows in (
+        ("transformation_inputs", INSERT_TRANSFORMATION_INPUTS_SQL, c.transformation_inputs),
+        ("transformation_outputs", INSERT_TRANSFORMATION_OUTPUTS_SQL, c.transformation_outputs),
+    ):
+        records = [(tid, lot_id, position) for (tid, lot_id), position in rows.items()]
+        if records and copy:
+            out.append(("copy", table, records, TRANSFORMATION_LOT_COLUMNS))
+        elif records:
+            out.append(("sql", table, sql, columns(records, 3)))
     return out
 
 
@@ -246,6 +288,25 @@ async def write_parts(conn: asyncpg.Connection, todo: Sequence[Part]) -> None:
 async def insert_flags(conn: asyncpg.Connection, args: Sequence[Any]) -> set[str]:
     """INSERT_FLAGS_SQL with these arguments (`flags.FlagBatch.args`): the ids of the flags it really inserted."""
     return {r["id"] for r in await conn.fetch(INSERT_FLAGS_SQL, *args)}
+
+
+def rejudge_parts(st: Statement, args: Sequence[Any], at: datetime, events: tuple[str, str, str | None] | None) -> None:
+    """A re-judgement's writes as CTEs of `st` (`rejudged` holds the flags it changed): `args` are
+    `flags.rejudge_args`; `events` (topic, source, dataschema) also writes their audit.flag.updated events."""
+    st.add("rejudged", REJUDGED_SQL, args)
+    st.add("rejudged_flags", REJUDGE_FLAGS_SQL, [])
+    st.add("rejudged_history", INSERT_EVIDENCE_HISTORY_SQL, [at])
+    if events is not None:
+        st.add("rejudged_events", INSERT_FLAG_UPDATED_EVENTS_SQL, [at, *events])
+
+
+async def rejudge_flags(
+    conn: asyncpg.Connection, args: Sequence[Any], at: datetime, events: tuple[str, str, str | None] | None
+) -> list[str]:
+    """`rejudge_parts` as a statement of its own: the ids of the flags whose evidence changed."""
+    st = Statement()
+    rejudge_parts(st, args, at, events)
+    return [r["id"] for r in await conn.fetch(st.sql("SELECT id FROM rejudged"), *st.args)]
 
 
 def columns(rows: Sequence[tuple[Any, ...]], n: int) -> list[list[Any]]:

@@ -23,6 +23,7 @@ HANDLERS: dict[str, tuple[Decoder, Handler]] = {
     "custody.lot.external_declared": (decode.external, lots.on_external),
     "custody.lot.shipped": (decode.shipped, shipments.on_shipped),
     "custody.lot.received": (decode.received, shipments.on_received),
+    "custody.transformation.recorded": (decode.recorded, transformations.on_recorded),
     "custody.lot.transformed": (decode.transformed, transformations.on_transformed),
     "custody.lot.consumed": (decode.consumed, lots.on_consumed),
     "custody.attempt.rejected": (decode.rejected, refusals.on_rejected),

@@ -1,5 +1,6 @@
 """Reference data from the registry: participants (and mines' declared capacity), certifications, the CAHRA list.
-A certification or a listing re-screens what it bears on."""
+A certification or a listing re-screens what it bears on: a re-judgement, which also replaces the evidence of a flag
+judged before this fact reached audit (`screening.rejudged`)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def on_certification(ctx: Context, ev: CertificationChanged) -> None:
         j.append(ctx.changes.certs, (ev.id, who, ev.scheme, ev.value, ev.valid_from, ev.valid_until, ev.known_at))
     # Re-screen what this participant did: the lots it mined, the transformations it ran.
     for lot_id in s.lots_by_mine.get(who, ()):
-        screening.origin(ctx, lot_id)
+        screening.origin(ctx, lot_id, rejudge=True)
     for tid in s.smeltings_by_actor.get(who, ()):
-        screening.smelter(ctx, tid)
+        screening.smelter(ctx, tid, rejudge=True)
 
 
 def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
@@ -56,7 +57,7 @@ def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
     # Re-screen the lots from that country or region, and shipments routed through it.
     for lot_id in s.lots_by_country.get(ev.country, ()):
         if ev.region is None or s.mine_lots[lot_id].region == ev.region:
-            screening.origin(ctx, lot_id)
+            screening.origin(ctx, lot_id, rejudge=True)
     if ev.region is None:
         for sid in s.transits_by_country.get(ev.country, ()):
-            screening.transit(ctx, sid)
+            screening.transit(ctx, sid, rejudge=True)

@@ -1,41 +1,62 @@
-"""Transformations (smelting, refining, alloying, splitting, merging...): the genealogy, the output lots, the yield
-rule, and the smelter's RMAP status."""
+"""Transformations (smelting, refining, alloying, splitting, merging...): the transformation and its lots (stored
+once, n + m rows), the output lots, the yield rule, and the smelter's RMAP status.
+
+A transformation comes once with both of its lists (`custody.transformation.recorded`), and each of its lots has
+an event of its own (`custody.lot.transformed`, version 2) that refers to it by id; they may arrive in any order
+(they are keyed differently). Streams from before 2026-12-05 carry version 1 lot events instead, each with both
+lists: the first of them to arrive records the transformation the same way."""
 
 from __future__ import annotations
 
 from audit import rules
 from audit.projection import screening
 from audit.projection.context import Context
-from audit.projection.decode import Transformed, intern
+from audit.projection.decode import TransformationRecord, Transformed, intern
 from audit.projection.handlers.lots import check_time, new_lot
 from audit.projection.state import Smelting
 
 
-def on_transformed(ctx: Context, ev: Transformed) -> None:
+def record(ctx: Context, ev: TransformationRecord) -> bool:
+    """The transformation, its lots (a row per input and per output) and the yield rule, the first time it is seen;
+    returns whether it was new."""
+    s, j, c = ctx.state, ctx.journal, ctx.changes
     tid, by = ev.transformation_id, ev.by
+    if tid in s.transformations:
+        return False
+    found = rules.yield_exceeded(
+        transformation_id=tid, kind=ev.kind, actor=by, inputs=ev.inputs, outputs=ev.outputs, t=ctx.thresholds
+    )
+    j.add(s.transformations, tid)
+    j.set(c.transformations, tid, ev.row)
+    if ev.by_kind in ("smelter", "refiner"):
+        smelting = Smelting(
+            ev.event_id, intern(by), intern(ev.by_kind), ev.occurred_at, tuple(ev.output_ids), ev.recorded_at
+        )
+        j.set(s.smeltings, tid, smelting)
+        if by not in s.smeltings_by_actor:
+            j.set(s.smeltings_by_actor, by, [])
+        j.append(s.smeltings_by_actor[by], tid)
+    for position, lot_id in enumerate(ev.input_ids):
+        j.set(c.transformation_inputs, (tid, lot_id), position)
+    for position, lot_id in enumerate(ev.output_ids):
+        j.set(c.transformation_outputs, (tid, lot_id), position)
+    ctx.find(found)
+    return True
+
+
+def on_recorded(ctx: Context, ev: TransformationRecord) -> None:
+    record(ctx, ev)
+    screening.smelter(ctx, ev.transformation_id)
+
+
+def on_transformed(ctx: Context, ev: Transformed) -> None:
+    tid = ev.transformation_id
     if ev.step is not None:
         step = ev.step
         check_time(ctx, step.lot_id, step.event_id, step.occurred_at, step.actor, f"Drawn into {ev.kind} {tid}")
     if ev.output is not None:
         new_lot(ctx, ev.output)
-    s, j = ctx.state, ctx.journal
-    if tid not in s.transformations:
-        found = rules.yield_exceeded(
-            transformation_id=tid, kind=ev.kind, actor=by, inputs=ev.inputs, outputs=ev.outputs, t=ctx.thresholds
-        )
-        j.add(s.transformations, tid)
-        j.set(ctx.changes.transformations, tid, ev.row)
-        if ev.by_kind in ("smelter", "refiner"):
-            smelting = Smelting(
-                ev.event_id, intern(by), intern(ev.by_kind), ev.occurred_at, tuple(ev.output_ids), ev.recorded_at
-            )
-            j.set(s.smeltings, tid, smelting)
-            if by not in s.smeltings_by_actor:
-                j.set(s.smeltings_by_actor, by, [])
-            j.append(s.smeltings_by_actor[by], tid)
-        for parent in ev.input_ids:
-            for child in ev.output_ids:
-                j.set(ctx.changes.genealogy, (parent, child, tid), None)
-        ctx.find(found)
+    if ev.record is not None:  # version 1: the lists came with this lot's event
+        record(ctx, ev.record)
     if ev.output is not None:  # all outputs exist once their events arrived; judging again is harmless
         screening.smelter(ctx, tid)

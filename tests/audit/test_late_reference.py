@@ -1,0 +1,173 @@
+"""Reference data that reaches audit after the custody event it bears on (issue 22, part 4): live and a replay from
+the topics end with the same flags, evidence included.
+
+Through real Kafka and PostgreSQL: the audit consumer reads a world whose registry facts (a smelter's RMAP status,
+a CAHRA listing) were recorded before a smelting and a mine's lot but are delivered after them, as when the
+registry's relay publishes later than custody's. On the code before, the smelter's flag kept the evidence it was
+first judged with (RMAP `active`) while a replay, reading the registry first, judged it `suspended`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from audit.config import Settings as AuditSettings
+from audit.consumer import make_consumer
+from audit.events import FlagUpdated
+from audit.replay import replay
+from audit.repository import FLAG_COLUMNS, flag_row
+from bench.audit_bench import Generator, new_producer, produce
+from shared.topics import delete_topics, ensure_topics, physical
+from tests.audit.conftest import Events, audit_databases
+from tests.conftest import ENV
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+FLAGS_SQL = (
+    "SELECT rule, cause, severity, lot_id, lot_ids, participants, summary, evidence::text AS evidence FROM flags"
+)
+
+
+@pytest.fixture(scope="module")
+async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
+    async with audit_databases("audit_late") as (live, replayed):
+        yield live, replayed
+
+
+@pytest.fixture(scope="module")
+async def prefix(infra: None) -> AsyncIterator[str]:
+    prefix = f"test-late-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    yield prefix
+    await delete_topics(ENV.kafka_bootstrap, prefix)
+
+
+def world() -> tuple[Events, Events, dict[str, Any]]:
+    """(delivered first, delivered late, names): the late facts were recorded before the custody events."""
+    g = Generator(seed=22, target=0)
+    smelter = g.participant("smelter", "RW")
+    mine = g.participant("mine", "CD", mining_type="lsm")
+    g.certify(smelter, "rmap", "active", "2020-01-01")
+    g.certify(mine, "irma", "irma_50", "2020-01-01")
+    first = len(g.s.events)
+    g.certify(smelter, "rmap", "suspended", "2020-01-01")  # known before the smelting, delivered after it
+    g.cahra("CD", None, "2020-01-01")  # listed before the lot was recorded, delivered after it
+    late = g.s.events[first:]
+    lot = g.register(mine, "tin", Decimal("1000"), g.tick(1))
+    outputs = g.smelt(smelter, [lot])
+    on_time = g.s.events[:first] + g.s.events[first + len(late) :]
+    return on_time, late, {"smelter": smelter.id, "mine": mine.id, "lot": lot.lot_id, "outputs": outputs}
+
+
+async def deliver(prefix: str, events: Events) -> None:
+    producer = await new_producer(ENV.kafka_bootstrap)
+    try:
+        await produce(
+            producer, [(physical(t, prefix), e.key.encode(), e.data_json(), e.kafka_headers()) for t, e in events]
+        )
+    finally:
+        await producer.stop()
+
+
+async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["rule"], r["cause"]): dict(r) for r in await fetch(url, FLAGS_SQL)}
+
+
+async def test_a_registry_fact_delivered_late_gives_live_the_replay_s_evidence(
+    dbs: tuple[str, str], prefix: str
+) -> None:
+    live_url, replay_url = dbs
+    on_time, late, names = world()
+    settings = AuditSettings(
+        database_url=live_url.replace("postgresql://", "postgresql+asyncpg://"),
+        topic_prefix=prefix,
+        kafka_bootstrap_servers=ENV.kafka_bootstrap,
+    )
+    consumer = make_consumer(settings, group_id=f"late-{uuid.uuid4().hex[:6]}")
+    task = asyncio.create_task(consumer.run())
+    try:
+        await deliver(prefix, on_time)
+
+        async def applied(n: int) -> bool:
+            return consumer.applied >= n
+
+        await wait_for(lambda: applied(len(on_time)), timeout_s=30, what="the events on time to be applied")
+        before = await flags(live_url)
+        smelting = [k for k in before if k[0] == "smelter_not_rmap_conformant"]
+        assert len(smelting) == 1
+        assert orjson.loads(before[smelting[0]]["evidence"])["rmap_status"] == "active"
+        assert not [k for k in before if k[0] == "origin_in_cahra"]  # the listing is not there yet
+
+        # A person acknowledges the smelter's flag, on that evidence.
+        flag_id = (await fetch(live_url, "SELECT id FROM flags WHERE rule = $1", smelting[0][0]))[0]["id"]
+        await fetch(
+            live_url,
+            "INSERT INTO flag_decisions (id, flag_id, rule, cause, kind, decided_by, decided_by_kind, authority, "
+            "decided_at, note) VALUES ($1, $2, $3, $4, 'acknowledge', $5, 'trader', '{}'::jsonb, $6, 'on it')",
+            str(uuid.uuid4()),
+            flag_id,
+            *smelting[0],
+            "trader-id",
+            datetime.now(UTC),
+        )
+
+        await deliver(prefix, late)  # the registry facts, recorded before, arrive now
+        await wait_for(lambda: applied(len(on_time) + len(late)), timeout_s=30, what="the late facts to be applied")
+    finally:
+        consumer.stop()
+        await task
+
+    live = await flags(live_url)
+    evidence = orjson.loads(live[smelting[0]]["evidence"])
+    assert evidence["rmap_status"] == "suspended"  # re-judged
+    assert "status: suspended" in live[smelting[0]]["summary"]
+    assert ("origin_in_cahra", f"{names['lot']}:origin") in live  # and the flag that should exist appeared
+
+    # The flag keeps the evidence it had, its status (a person's decision), and says the evidence changed since.
+    shown = flag_row((await fetch(live_url, f"SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1", flag_id))[0])
+    assert shown["status"] == "open"
+    assert shown["evidence_changed_since_decision"] is True
+    assert [h["evidence"]["rmap_status"] for h in shown["evidence_history"]] == ["active"]
+    assert "status: active" in shown["evidence_history"][0]["summary"]
+    # An audit.flag.updated event says so, as its published model describes it.
+    updated = await fetch(
+        live_url, "SELECT subject, key, data::text AS data FROM outbox WHERE type = 'audit.flag.updated'"
+    )
+    assert [r["subject"] for r in updated] == [flag_id]
+    event = FlagUpdated.model_validate(orjson.loads(updated[0]["data"]))
+    assert event.evidence["rmap_status"] == "suspended" and event.previous_evidence["rmap_status"] == "active"
+    assert event.evidence_changed_since_decision is True and event.status == "open"
+    assert updated[0]["key"] == event.lot_id
+    history = await fetch(live_url, "SELECT id FROM flag_evidence_history")
+    assert [h["id"] for h in history] == [
+        (
+            await fetch(
+                live_url, "SELECT event_id FROM outbox WHERE subject = $1 AND type = 'audit.flag.updated'", flag_id
+            )
+        )[0]["event_id"]
+    ]
+
+    # A replay from the topics (registry first) ends with the same flags, evidence and summaries included.
+    result = await replay(settings, dsn=replay_url, progress=False)
+    assert result.events == len(on_time) + len(late)
+    assert await flags(replay_url) == live
+
+    # Delivered in order, nothing is re-judged: a flag judged with everything known keeps its evidence.
+    assert len(await fetch(replay_url, "SELECT id FROM flag_evidence_history")) == 0

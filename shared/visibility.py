@@ -6,8 +6,10 @@ own `genealogy(parent, child, ...)` and `lot_holders(lot_id, participant_id)` ta
 - A participant sees a lot it holds or held, and every lot upstream of one (what its material was made from):
   a lot from which a lot it holds or held was made, at most `max_depth` transformations down. The depth is one
   setting, `TRACE_MAX_DEPTH` (`GenealogySettings`), for traces and visibility alike.
-- A participant sees a flag that names it (it is one of the parties the finding is about) or that concerns a lot
-  it holds or held.
+- A participant sees a flag that names it (it is one of the parties the finding is about) or that affects a lot it
+  holds or held: the flag's own lots and every lot made from them (at most `max_depth` transformations down), so a
+  downstream holder sees what its material inherits. (Compliance officers see every flag; what a flag shows of the
+  parties' identities is the same for everyone who sees it: `flag_parties` is the seam for disclosure rules.)
 - On the live stream a participant sees the custody events it did itself, and the flags it may see.
 
 What a participant sees is decided here and nowhere else; the SQL fragments and the Python predicates below say the
@@ -29,23 +31,54 @@ def lot_visible_sql(depth_limit: str) -> str:
     )
 
 
-def flag_visible_sql(participant: str) -> str:
+def lots_affecting_sql(participant: str, depth_limit: str) -> str:
+    """A query: every lot whose flags affect what `participant` holds or held: the lots it holds or held and every
+    lot upstream of them, at most `depth_limit` steps (lot_visible_sql's walk, started from all of its lots)."""
+    seed = f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = {participant}"
+    return walk_sql(upstream=True, depth_limit=depth_limit, seed=seed) + "SELECT lot_id FROM reached"
+
+
+def flag_visible_sql(participant: str, depth_limit: str = "100") -> str:
     """A condition on a `flags` row (columns `participants` and `lot_ids`): may `participant` (a parameter such as
-    `$2`) see it?"""
+    `$2`) see it? Named in it, or on a lot it holds or held or one upstream of such a lot (`depth_limit` steps)."""
     return (
-        f"({participant} = ANY(participants) OR lot_ids && "
-        f"ARRAY(SELECT lot_id FROM lot_holders WHERE participant_id = {participant}))"
+        f"({participant} = ANY(participants) OR lot_ids && ARRAY({lots_affecting_sql(participant, depth_limit)}))"
     )
 
 
+def officer_flag_sql(scope: str) -> str:
+    """A condition on a `flags` row: does an officer scoped to `scope` (a text[] parameter such as `$2`) oversee it?
+    It names one of them, or one of them holds or held one of its lots (`audit.domain.officer_covers`). An officer
+    scoped to all sees every flag: no condition."""
+    return (
+        f"(participants && {scope}::text[] OR lot_ids && "
+        f"ARRAY(SELECT lot_id FROM lot_holders WHERE participant_id = ANY({scope}::text[])))"
+    )
+
+
+def affected_lots_sql(lot_ids: str, depth_limit: str) -> str:
+    """A query: the lots a flag on `lot_ids` (a text[] parameter such as `$1`) affects: those lots and every lot
+    made from them, at most `depth_limit` steps down, each with its depth."""
+    seed = f"SELECT unnest({lot_ids}::text[]), 0"
+    return walk_sql(upstream=False, depth_limit=depth_limit, seed=seed) + "SELECT lot_id, depth FROM reached"
+
+
+def flag_parties(participants: Iterable[str], viewer: str | None) -> list[str]:
+    """The parties of a flag as `viewer` (None: operator or officer) is shown them. Today everyone who may see the
+    flag sees them all; the disclosure rules of a later issue go here."""
+    del viewer
+    return list(participants)
+
+
 def named_in_flag(participant: str, participants: Iterable[str]) -> bool:
-    """The first half of `flag_visible_sql`, for a flag in memory; the other half (a lot it holds or held) needs
-    the holders table: `sees_flag`."""
+    """The first half of `flag_visible_sql`, for a flag in memory; the other half (a lot it holds or held, or made
+    from the flag's lots) needs the holders and genealogy tables: `sees_flag`."""
     return participant in participants
 
 
 def sees_flag(participant: str, participants: Iterable[str], lot_ids: Iterable[str], held: Iterable[str]) -> bool:
-    """`flag_visible_sql` in Python: `held` are the flag's lots that `participant` holds or held."""
+    """`flag_visible_sql` in Python: `held` are the flag's lots that `participant` holds or held, or from which a
+    lot it holds or held was made."""
     return named_in_flag(participant, participants) or not set(lot_ids).isdisjoint(held)
 
 

@@ -36,6 +36,10 @@ ACTIONS = (
     "get_trace",
     "audit_flag",
     "audit_risk",
+    "audit_acknowledge",
+    "audit_respond",
+    "audit_resolve",
+    "audit_reopen",
 )
 T0 = "2026-11-01T08:00:00Z"
 
@@ -50,6 +54,7 @@ class World:
     shipment: str  # addressed to that trader
     flagged_lot: str  # received short by the trader: audit flagged it
     flag: str
+    parties: dict[str, Party]  # the mine and the trader the flag names, by id
 
 
 async def _ok(r: httpx.Response, status: int = 201) -> dict[str, Any]:
@@ -114,7 +119,8 @@ async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
                 return bool(flags)
 
             await wait_for(flagged, timeout_s=30, what=f"audit to flag the short receipt of {flagged_lot}")
-            yield World(stack, a, attackers, lot, shipped_lot, shipment, flagged_lot, str(flags[0]["id"]))
+            parties = {owner.id: owner, buyer.id: buyer}
+            yield World(stack, a, attackers, lot, shipped_lot, shipment, flagged_lot, str(flags[0]["id"]), parties)
 
 
 async def _state(w: World, lot: str) -> tuple[Any, ...]:
@@ -153,6 +159,9 @@ async def _attempt(w: World, who: Party, action: str) -> httpx.Response:
             return await w.audit.get(f"/flags/{w.flag}", headers=h)
         case "audit_risk":
             return await w.audit.get(f"/lots/{w.flagged_lot}/risk", headers=h)
+        case "audit_acknowledge" | "audit_respond" | "audit_resolve" | "audit_reopen":
+            verb = action.removeprefix("audit_")
+            return await w.audit.post(f"/flags/{w.flag}/{verb}", json={"note": "mine to decide"}, headers=h)
     raise AssertionError(action)
 
 
@@ -167,3 +176,19 @@ async def test_refused_and_nothing_written(world: World, kind: str, action: str)
     body = r.json()
     assert body["status"] == r.status_code and body["type"] and body["title"], body
     assert [await _state(world, lot) for lot in lots] == before, f"{kind} {action} changed a lot"
+    flag = await _ok(await world.audit.get(f"/flags/{world.flag}", headers=OPERATOR), 200)
+    assert (flag["status"], flag["history"]) == ("open", []), f"{kind} {action} decided on the flag"
+
+
+@pytest.mark.parametrize("action", ["audit_resolve", "audit_reopen"])
+async def test_the_parties_of_a_flag_never_resolve_it(world: World, action: str) -> None:
+    """The mine the short receipt is about, and the trader holding the lot: 403 (they see the flag)."""
+    flag = await _ok(await world.audit.get(f"/flags/{world.flag}", headers=OPERATOR), 200)
+    assert len(flag["participants"]) == 2
+    for pid in flag["participants"]:
+        party = world.parties[pid]
+        r = await _attempt(world, party, action)
+        assert r.status_code == 403, f"{party.kind} {action}: {r.status_code} {r.text}"
+        assert "compliance officer" in r.json()["detail"]
+    after = await _ok(await world.audit.get(f"/flags/{world.flag}", headers=OPERATOR), 200)
+    assert (after["status"], after["history"]) == ("open", [])

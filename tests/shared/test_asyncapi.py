@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
 from audit import schemas as audit_schemas
-from audit.events import AUDIT_EVENTS, FlagAcknowledged, FlagRaised, FlagResolved
+from audit.events import AUDIT_EVENTS, DECISION_EVENTS, DecisionRecorded, FlagDecided, FlagRaised, FlagResolved
 from audit.main import create_app as audit_app
 from audit.projection.flags import FlagBatch, flag_events
 from audit.rules import Thresholds, receipt_findings
@@ -34,6 +34,7 @@ from shared.asyncapi import (
     resolve_ref,
 )
 from shared.events import CloudEvent, dataschema_for
+from shared.topics import AUDIT_DECISIONS as DECISIONS_TOPIC
 from shared.topics import AUDIT_FLAGS as AUDIT_TOPIC
 from shared.topics import REGISTRY_EVENTS as REGISTRY_TOPIC
 
@@ -183,7 +184,19 @@ async def test_the_registry_app_serves_it_next_to_its_openapi() -> None:
 
 # --- audit: the flags it publishes on audit.flags ---------------------------------------------------------------
 
-AUDIT_TYPES = ["audit.flag.raised", "audit.flag.acknowledged", "audit.flag.resolved"]
+AUDIT_TYPES = [
+    "audit.flag.raised",
+    "audit.flag.acknowledged",
+    "audit.flag.responded",
+    "audit.flag.resolved",
+    "audit.flag.reopened",
+]
+DECISION_TYPES = [
+    "audit.decision.acknowledged",
+    "audit.decision.responded",
+    "audit.decision.resolved",
+    "audit.decision.reopened",
+]
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +204,8 @@ def audit_doc() -> dict[str, Any]:
     return asyncapi_document("Audit events", "0.1.0", AUDIT_EVENTS)
 
 
-def test_the_audit_document_has_one_channel_with_the_flag_events(audit_doc: dict[str, Any]) -> None:
-    assert list(audit_doc["channels"]) == [AUDIT_TOPIC]
+def test_the_audit_document_has_the_flag_events_and_the_decision_events(audit_doc: dict[str, Any]) -> None:
+    assert list(audit_doc["channels"]) == [AUDIT_TOPIC, DECISIONS_TOPIC]
     channel = audit_doc["channels"][AUDIT_TOPIC]
     assert channel["address"] == "audit.flags"
     assert channel["bindings"]["kafka"]["partitions"] == 3
@@ -203,18 +216,30 @@ def test_the_audit_document_has_one_channel_with_the_flag_events(audit_doc: dict
         assert message["contentType"] == "application/json"
         payload = resolve_ref(audit_doc, message["payload"]["$ref"])
         assert payload["additionalProperties"] is False
-        assert payload["properties"]["status"]["const"] == name.rsplit(".", 1)[1].replace("raised", "open")
         headers = message["headers"]["properties"]
         assert headers["ce_type"]["const"] == name
-        assert headers["ce_dataschema"]["const"] == dataschema_for(name, 1)
+        assert headers["ce_dataschema"]["const"] == dataschema_for(name, 1 if name.endswith("raised") else 2)
         assert headers["ce_subject"]["description"] == "What the event is about: the flag id."
+    decisions = messages_of(audit_doc, DECISIONS_TOPIC)
+    assert list(decisions) == DECISION_TYPES
+    assert audit_doc["channels"][DECISIONS_TOPIC]["address"] == "audit.decisions"
+    for name, message in decisions.items():
+        payload = resolve_ref(audit_doc, message["payload"]["$ref"])
+        assert {
+            "decision_id",
+            "flag_id",
+            "rule",
+            "cause",
+            "kind",
+            "decided_by",
+            "decided_at",
+            "note",
+            "evidence",
+        } <= set(payload["properties"]), name
     for ref in iter_refs(audit_doc):
         resolve_ref(audit_doc, ref)
-    (op,) = audit_doc["operations"].values()
-    sent = [resolve_ref(audit_doc, m["$ref"]) for m in op["messages"]]
-    assert [m["$ref"] for m in sent] == [m["$ref"] for m in channel["messages"].values()]
     schemas = audit_doc["components"]["schemas"]
-    assert {"FlagRaised", "FlagAcknowledged", "FlagResolved", "Rule", "Severity"} <= set(schemas)
+    assert {"FlagRaised", "FlagAcknowledged", "FlagResolved", "DecisionResolved", "Rule", "Severity"} <= set(schemas)
 
 
 def test_every_example_of_an_audit_payload_is_valid_data_of_its_event() -> None:
@@ -254,24 +279,24 @@ def test_a_raised_flag_as_the_projection_builds_it_is_valid_data_of_its_event() 
         assert event.subject == flag.id
 
 
-def test_a_decided_flag_as_the_router_publishes_it_is_valid_data_of_its_event() -> None:
-    """`router._change` publishes `schemas.Flag` of the updated row, as JSON."""
+def test_a_decided_flag_as_the_service_publishes_it_is_valid_data_of_its_event() -> None:
+    """`service.decide` publishes `schemas.Flag` of the updated row with the decision on audit.flags, and the decision
+    with the flag's key on audit.decisions."""
     now = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
     row = {**audit_schemas.FLAG_EXAMPLE, "raised_at": now}
-    acknowledged = {**row, "status": "acknowledged", "acknowledged_by": "P-1", "acknowledged_at": now}
-    resolved = {**acknowledged, "status": "resolved", "resolved_by": "operator", "resolved_at": now, "note": "ok"}
-    resolved_at_once = {**row, "status": "resolved", "resolved_by": "operator", "resolved_at": now, "note": "ok"}
-    for payload, flag in [
-        (FlagAcknowledged, acknowledged),
-        (FlagAcknowledged, {**acknowledged, "note": "on it"}),
-        (FlagResolved, resolved),
-        (FlagResolved, resolved_at_once),
-    ]:
-        payload.model_validate(orjson.loads(audit_schemas.Flag.model_validate(flag).model_dump_json()))
+    decision = {**audit_schemas.DECISION_EXAMPLE, "decided_at": now}
+    resolved = {**row, "status": "resolved", "resolved_by": decision["decided_by"], "resolved_at": now, "note": "ok"}
+    for kind, (_, flag_payload, decision_payload) in DECISION_EVENTS.items():
+        flag = resolved if kind == "resolve" else row
+        d = {**decision, "kind": kind}
+        shown = orjson.loads(audit_schemas.Decision.model_validate(d).model_dump_json())
+        flag_data = {**orjson.loads(audit_schemas.Flag.model_validate(flag).model_dump_json()), "decision": shown}
+        flag_payload.model_validate(flag_data)
+        recorded = {"decision_id": shown.pop("id"), "flag_id": row["id"], "rule": row["rule"], "cause": "C", **shown}
+        decision_payload.model_validate(recorded)
+        assert issubclass(flag_payload, FlagDecided) and issubclass(decision_payload, DecisionRecorded)
     with pytest.raises(ValidationError, match="note"):  # a resolution says what was decided
-        FlagResolved.model_validate({**resolved, "note": None})
-    with pytest.raises(ValidationError, match="resolved_by"):  # an acknowledgement comes before any resolution
-        FlagAcknowledged.model_validate({**resolved, "status": "acknowledged"})
+        FlagResolved.model_validate({**resolved, "note": None, "decision": decision})
 
 
 def test_subject_says_what_ce_subject_names_when_it_is_not_the_key() -> None:

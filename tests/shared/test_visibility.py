@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shared.visibility import flag_visible_sql, lot_visible_sql, named_in_flag, sees_custody_event, sees_flag
+from shared.visibility import (
+    flag_visible_sql,
+    lot_visible_sql,
+    named_in_flag,
+    officer_flag_sql,
+    sees_custody_event,
+    sees_flag,
+)
 from tests.audit.conftest import audit_databases
 
 PEOPLE = ("mine", "trader", "smelter", "maker", "stranger")
@@ -59,6 +66,31 @@ async def test_a_lot_is_seen_by_its_holders_and_by_holders_of_what_was_made_from
     finally:
         await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id = 'T0'")
         await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id = 'T0'")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_flag_is_seen_by_holders_of_what_was_made_from_its_lots(conn: asyncpg.Connection) -> None:
+    """Issue 22: a flag on ore is seen by whoever holds or held metal made from it (never the ore itself); an officer
+    scoped to some participants oversees the flags naming them or on lots they hold or held."""
+    for table, lot in (("transformation_inputs", "L3"), ("transformation_outputs", "L4")):  # L3 -> T1 -> L4
+        await conn.execute(f"INSERT INTO {table} (transformation_id, lot_id, position) VALUES ('T1', '{lot}', 0)")
+    await conn.execute("INSERT INTO lot_holders (lot_id, participant_id) VALUES ('L4', 'downstream')")
+    try:
+        sql = (
+            f"SELECT {flag_visible_sql('$1', '$4')} "
+            "FROM (SELECT $2::text[] AS participants, $3::text[] AS lot_ids) AS flags"
+        )
+        assert await conn.fetchval(sql, "downstream", ["mine"], ["L3"], 100)  # holds metal made of the flagged ore
+        assert not await conn.fetchval(sql, "downstream", ["mine"], ["L3"], 0)  # ... beyond the depth allowed
+        assert not await conn.fetchval(sql, "stranger", ["mine"], ["L3"], 100)
+        officer = f"SELECT {officer_flag_sql('$1')} FROM (SELECT $2::text[] AS participants, $3::text[] AS lot_ids) f"
+        assert await conn.fetchval(officer, ["maker"], ["mine"], ["L3"])  # the maker held L3
+        assert await conn.fetchval(officer, ["mine"], ["mine"], ["L9"])  # named
+        assert not await conn.fetchval(officer, ["stranger"], ["mine"], ["L3"])
+    finally:
+        await conn.execute("DELETE FROM lot_holders WHERE participant_id = 'downstream'")
+        await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id = 'T1'")
+        await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id = 'T1'")
 
 
 def test_the_stream_shows_a_participant_its_own_custody_events_only() -> None:

@@ -1,12 +1,14 @@
-"""The data of the events audit publishes on `audit.flags`, and their catalogue (`AUDIT_EVENTS`).
+"""The data of the events audit publishes on `audit.flags` and `audit.decisions`, and their catalogue
+(`AUDIT_EVENTS`).
 
 A flag is raised by the projection (`audit.projection.flags.FlagBatch.docs` builds its data) and decided through
-the API (`router.py` publishes the flag as `GET /flags/{flag_id}` then shows it). These models describe that data
+the API (`service.decide` publishes the flag as it now is, with the decision, on `audit.flags`, and the decision
+alone, keyed by flag id, on `audit.decisions`: the topic a replay re-applies). These models describe that data
 exactly (unknown fields are refused), the AsyncAPI document at `/asyncapi.json` is generated from them, and
 `tests/shared/test_asyncapi.py` checks a raised flag's data, as the projection builds it, against them.
 
-Every event is keyed by the lot the flag is on (`lot_id`), so a lot's flags keep their order; `ce_subject` is the
-flag id.
+Every `audit.flags` event is keyed by the lot the flag is on (`lot_id`), so a lot's flags keep their order;
+`ce_subject` is the flag id. `audit.decisions` is keyed by flag id, so a flag's decisions keep theirs.
 """
 
 from __future__ import annotations
@@ -20,23 +22,59 @@ from audit.rules import Rule, Severity
 from shared import topics
 from shared.asyncapi import EventType
 
-_DECISION_FIELDS = ("acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at", "note")
+_DECISION_FIELDS = ("resolved_by", "resolved_at", "note")
 _RAISED: dict[str, Any] = {k: v for k, v in schemas.FLAG_EXAMPLE.items() if k not in _DECISION_FIELDS}
-_ACKNOWLEDGED: dict[str, Any] = {
-    **schemas.FLAG_EXAMPLE,
-    "status": "acknowledged",
-    "acknowledged_by": "trader-id",
-    "acknowledged_at": "2026-11-24T15:10:00Z",
+_DECISION: dict[str, Any] = {**schemas.DECISION_EXAMPLE, "evidence": []}
+_ACKNOWLEDGE: dict[str, Any] = {
+    **_DECISION,
+    "id": "0e1d2c3b-4a59-4867-9564-738291a0b1c2",
+    "kind": "acknowledge",
+    "decided_by": "trader-id",
+    "decided_by_kind": "trader",
+    "authority": {"as": "holder", "lots": ["ITSCI-CD-0042137"]},
+    "decided_at": "2026-11-24T15:10:00Z",
     "note": "Asked the trader for the weighbridge ticket",
 }
-_RESOLVED: dict[str, Any] = {
-    **_ACKNOWLEDGED,
-    "status": "resolved",
-    "resolved_by": "operator",
-    "resolved_at": "2026-11-26T09:00:00Z",
-    "note": "Seal S-1 broken by customs at the border (report attached to the shipment); S-2 applied after "
-    "inspection. Accepted.",
+_RESPOND: dict[str, Any] = {
+    **_DECISION,
+    "id": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+    "kind": "respond",
+    "decided_by": "mine-id",
+    "decided_by_kind": "mine",
+    "authority": {"as": "named"},
+    "decided_at": "2026-11-25T08:00:00Z",
+    "note": "Customs opened the container at the border and applied seal S-2.",
+    "evidence": [{"description": "Customs inspection report", "uri": "https://docs.example.org/c/4411.pdf"}],
 }
+_REOPEN: dict[str, Any] = {
+    **_DECISION,
+    "id": "1b2c3d4e-5f60-4718-89a0-b1c2d3e4f506",
+    "kind": "reopen",
+    "decided_at": "2026-11-27T10:00:00Z",
+    "note": "The report's stamp belongs to another post; looking again",
+}
+_RESOLVED_FLAG: dict[str, Any] = {
+    **schemas.FLAG_EXAMPLE,
+    "status": "resolved",
+    "resolved_by": _DECISION["decided_by"],
+    "resolved_at": _DECISION["decided_at"],
+    "note": _DECISION["note"],
+}
+
+
+def _on_flag(flag: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    return {**flag, "decision": decision}
+
+
+def _recorded(decision: dict[str, Any]) -> dict[str, Any]:
+    d = {k: v for k, v in decision.items() if k != "id"}
+    return {
+        "decision_id": decision["id"],
+        "flag_id": schemas.FLAG_EXAMPLE["id"],
+        "rule": "seal_mismatch",
+        "cause": "SHP-8F3A",
+        **d,
+    }
 
 
 class FlagRaised(BaseModel):
@@ -58,33 +96,137 @@ class FlagRaised(BaseModel):
     raised_at: AwareDatetime = Field(description="When the flag was raised (as stored with the flag)")
 
 
-class FlagAcknowledged(schemas.Flag):
-    """Someone is on it (`POST /flags/{flag_id}/acknowledge`): the flag as it now is."""
+class EvidenceData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_ACKNOWLEDGED]})
-
-    status: Literal["acknowledged"]
-    acknowledged_by: str = Field(description="Who acknowledged it: a participant id, or `operator`")
-    acknowledged_at: AwareDatetime
-    resolved_by: None
-    resolved_at: None
-    note: str | None = Field(description="The acknowledgement's note, if it gave one")
+    description: str
+    uri: str | None = None
+    sha256: str | None = None
 
 
-class FlagResolved(schemas.Flag):
-    """The flag was resolved (`POST /flags/{flag_id}/resolve`), with a note saying what was decided: the flag as it
-    now is. Nothing changes it afterwards."""
+class DecisionData(BaseModel):
+    """One decision on a flag, as `GET /flags/{flag_id}` shows it in `history`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_RESOLVED]})
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="The decision's own id")
+    kind: Literal["acknowledge", "respond", "resolve", "reopen"]
+    decided_by: str = Field(description="A participant id, or a compliance officer's id")
+    decided_by_kind: str = Field(description="A participant kind, or `officer`")
+    authority: dict[str, Any] = Field(
+        description="What allowed it: `{as: holder, lots}`, `{as: named}`, or `{as: officer, scope, covers}`"
+    )
+    decided_at: AwareDatetime
+    note: str | None
+    evidence: list[EvidenceData]
+
+
+class FlagDecided(schemas.Flag):
+    """A decision was taken on a flag: the flag as it now is, and the decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: DecisionData
+
+
+class FlagAcknowledged(FlagDecided):
+    """A current holder of a lot the flag affects acknowledged it (`POST /flags/{flag_id}/acknowledge`); each holder
+    acknowledges for itself, the flag's status does not change."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [_on_flag(schemas.FLAG_EXAMPLE, _ACKNOWLEDGE)]}
+    )
+
+
+class FlagResponded(FlagDecided):
+    """A party the flag names responded, with evidence (`POST /flags/{flag_id}/respond`)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [_on_flag(schemas.FLAG_EXAMPLE, _RESPOND)]}
+    )
+
+
+class FlagResolved(FlagDecided):
+    """A compliance officer resolved the flag (`POST /flags/{flag_id}/resolve`), with a note saying what was
+    decided."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_on_flag(_RESOLVED_FLAG, _DECISION)]})
 
     status: Literal["resolved"]
-    resolved_by: str = Field(description="Who resolved it: a participant id, or `operator`")
+    resolved_by: str = Field(description="The compliance officer who resolved it")
     resolved_at: AwareDatetime
     note: str = Field(description="What was found and decided")
 
 
+class FlagReopened(FlagDecided):
+    """A compliance officer re-opened a resolved flag (`POST /flags/{flag_id}/reopen`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_on_flag(schemas.FLAG_EXAMPLE, _REOPEN)]})
+
+    status: Literal["open"]
+    resolved_by: None
+    resolved_at: None
+
+
+class DecisionRecorded(BaseModel):
+    """A decision on a flag, with everything needed to apply it again (`python -m audit.replay` does, by
+    `decision_id`): the flag (its id, and the rule and cause it is derived from), who decided, as what, under what
+    authority, when, the note and the evidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str = Field(description="The decision's own id: applying it twice changes nothing")
+    flag_id: str
+    rule: Rule
+    cause: str = Field(description="With `rule`, the flag's key: a rebuilt projection raises it with the same")
+    kind: Literal["acknowledge", "respond", "resolve", "reopen"]
+    decided_by: str = Field(description="A participant id, or a compliance officer's id")
+    decided_by_kind: str = Field(
+        description="A participant kind, or `officer` (`operator` and `participant` only for decisions taken before "
+        "separation of duties, kept by the migration)"
+    )
+    authority: dict[str, Any] = Field(
+        description="What allowed it: `{as: holder, lots}`, `{as: named}`, `{as: officer, scope, covers}`"
+    )
+    decided_at: AwareDatetime
+    note: str | None
+    evidence: list[EvidenceData] = Field(description="Evidence references (responses)")
+
+
+class DecisionAcknowledged(DecisionRecorded):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_recorded(_ACKNOWLEDGE)]})
+    kind: Literal["acknowledge"]
+
+
+class DecisionResponded(DecisionRecorded):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_recorded(_RESPOND)]})
+    kind: Literal["respond"]
+
+
+class DecisionResolved(DecisionRecorded):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_recorded(_DECISION)]})
+    kind: Literal["resolve"]
+    note: str
+
+
+class DecisionReopened(DecisionRecorded):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_recorded(_REOPEN)]})
+    kind: Literal["reopen"]
+    note: str
+
+
+# decision kind -> (event suffix, flag payload, decision payload)
+DECISION_EVENTS: dict[str, tuple[str, type[FlagDecided], type[DecisionRecorded]]] = {
+    "acknowledge": ("acknowledged", FlagAcknowledged, DecisionAcknowledged),
+    "respond": ("responded", FlagResponded, DecisionResponded),
+    "resolve": ("resolved", FlagResolved, DecisionResolved),
+    "reopen": ("reopened", FlagReopened, DecisionReopened),
+}
+
+
 _KEY = "lot id the flag is on"
 _SUBJECT = "flag id"
+_DECISION_KEY = "flag id"
 
 AUDIT_EVENTS: list[EventType] = [
     EventType(
@@ -95,20 +237,26 @@ AUDIT_EVENTS: list[EventType] = [
         summary="A rule raised a flag on a lot.",
         payload=FlagRaised,
     ),
-    EventType(
-        type="audit.flag.acknowledged",
-        topic=topics.AUDIT_FLAGS,
-        key=_KEY,
-        subject=_SUBJECT,
-        summary="A flag was acknowledged: someone is on it.",
-        payload=FlagAcknowledged,
-    ),
-    EventType(
-        type="audit.flag.resolved",
-        topic=topics.AUDIT_FLAGS,
-        key=_KEY,
-        subject=_SUBJECT,
-        summary="A flag was resolved, with a note saying what was decided.",
-        payload=FlagResolved,
-    ),
+    *[
+        EventType(
+            type=f"audit.flag.{suffix}",
+            topic=topics.AUDIT_FLAGS,
+            key=_KEY,
+            subject=_SUBJECT,
+            summary=f"A decision on a flag ({kind}): the flag as it now is, with the decision.",
+            payload=flag_payload,
+            version=2,
+        )
+        for kind, (suffix, flag_payload, _) in DECISION_EVENTS.items()
+    ],
+    *[
+        EventType(
+            type=f"audit.decision.{suffix}",
+            topic=topics.AUDIT_DECISIONS,
+            key=_DECISION_KEY,
+            summary=f"A decision on a flag ({kind}), with all a replay needs to apply it again.",
+            payload=decision_payload,
+        )
+        for kind, (suffix, _, decision_payload) in DECISION_EVENTS.items()
+    ],
 ]

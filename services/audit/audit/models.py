@@ -200,10 +200,8 @@ class Flag(Base):
     participants: Mapped[list[str]] = mapped_column(ARRAY(Text))
     summary: Mapped[str] = mapped_column(Text)
     evidence: Mapped[Any] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))
+    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))  # open | resolved (flag_decisions)
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    acknowledged_by: Mapped[str | None] = mapped_column(Text)
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
@@ -223,3 +221,35 @@ class FlagEvidence(Base):
     evidence: Mapped[Any] = mapped_column(JSONB)
     summary: Mapped[str] = mapped_column(Text)
     replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)  # the resolution's note
+
+
+class FlagDecision(Base):
+    """What a person decided on a flag, one row each: an acknowledgement (a holder of an affected lot, once each),
+    a response with evidence (a party the flag names), a resolution or a re-opening (a compliance officer). Written
+    with its `audit.decisions` event; a replay never empties it and re-applies the topic into it by `id`. A flag's
+    `status`, `resolved_by`, `resolved_at` and `note` follow its latest resolution or re-opening."""
+
+    __tablename__ = "flag_decisions"
+    __table_args__ = (
+        Index("ix_flag_decisions_flag", "flag_id", "seq"),
+        Index(
+            "uq_flag_decisions_acknowledgement",
+            "flag_id",
+            "decided_by",
+            unique=True,
+            postgresql_where=text("kind = 'acknowledge'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    flag_id: Mapped[str] = mapped_column(Text)
+    rule: Mapped[str] = mapped_column(Text)
+    cause: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)  # acknowledge | respond | resolve | reopen
+    decided_by: Mapped[str] = mapped_column(Text)
+    decided_by_kind: Mapped[str] = mapped_column(Text)  # a participant kind, or `officer`
+    authority: Mapped[Any] = mapped_column(JSONB)  # what allowed it: {"as": "holder", "lots": [...]}, ...
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    evidence: Mapped[Any] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))

@@ -33,22 +33,24 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import Index
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
-from audit import models
+from audit import models, repository
 from audit.config import Settings
 from audit.consumer import PROJECTION_LOCK_KEY
 from audit.projection import Prepared, Projection
 from shared import cli
 from shared.consumer import TRY_LOCK_SQL, EventConsumer, Redo, lock_holders
+from shared.events import CloudEvent, EventDecodeError
 from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
-from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, physical
+from shared.topics import AUDIT_DECISIONS, CUSTODY_EVENTS, REGISTRY_EVENTS, physical
 
 log = logging.getLogger("audit.replay")
 
@@ -80,6 +82,7 @@ class ReplayResult:
     events: int
     flags: int
     seconds: float
+    decisions: int = 0  # read from audit.decisions and re-applied
 
     @property
     def rate(self) -> float:
@@ -217,10 +220,86 @@ async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, def
     try:
         async with conn.transaction():  # what the live service's scheduled check would have found by now
             await projection.check_overdue(conn, datetime.now(UTC))
+    finally:
+        await conn.close()
+    decided = await reapply_decisions(settings, dsn, progress=progress)
+    conn = await asyncpg.connect(dsn)
+    try:
         flags = int(await conn.fetchval("SELECT count(*) FROM flags"))
     finally:
         await conn.close()
-    return ReplayResult(events=events, flags=flags, seconds=seconds)
+    return ReplayResult(events=events, flags=flags, seconds=seconds, decisions=decided)
+
+
+def decision_from_event(e: CloudEvent) -> dict[str, Any]:
+    """A `flag_decisions` row from an `audit.decision.*` event (`audit.events.DecisionRecorded`); KeyError or
+    ValueError when it is not one."""
+    d = e.data
+    return {
+        "id": str(d["decision_id"]),
+        "flag_id": str(d["flag_id"]),
+        "rule": str(d["rule"]),
+        "cause": str(d["cause"]),
+        "kind": str(d["kind"]),
+        "decided_by": str(d["decided_by"]),
+        "decided_by_kind": str(d["decided_by_kind"]),
+        "authority": d.get("authority") or {},
+        "decided_at": datetime.fromisoformat(str(d["decided_at"])),
+        "note": d.get("note"),
+        "evidence": d.get("evidence") or [],
+    }
+
+
+async def reapply_decisions(settings: Settings, dsn: str, *, progress: bool = True) -> int:
+    """Every decision on `audit.decisions`, from offset 0 to the end offsets seen now, recorded again by its id
+    (`flag_decisions` is never emptied: a decision already there stays as it is), then every flag given the status
+    its decisions say (its latest resolution or re-opening: who, when, the note). Returns the decisions read."""
+    topic = physical(AUDIT_DECISIONS, settings.topic_prefix)
+    kafka = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,  # every partition is assigned at start
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="audit-replay-decisions",
+    )
+    await kafka.start()
+    decisions: list[dict[str, Any]] = []
+    try:
+        parts = sorted(kafka.assignment(), key=lambda tp: tp.partition)
+        if not parts:
+            log.warning("replay: no partitions of %s: no decision re-applied from it", topic)
+        else:
+            await kafka.seek_to_beginning(*parts)
+            end = await kafka.end_offsets(parts)
+            while any([await kafka.position(tp) < end[tp] for tp in parts]):
+                batches = await kafka.getmany(timeout_ms=500, max_records=REPLAY_BATCH)
+                for tp, records in batches.items():
+                    for r in records:
+                        if r.offset >= end[tp]:
+                            continue
+                        try:
+                            decisions.append(decision_from_event(CloudEvent.from_kafka(r.headers, r.key, r.value)))
+                        except (EventDecodeError, KeyError, TypeError, ValueError) as exc:
+                            log.warning("replay: %s offset %d is not a decision (%r); left out", tp, r.offset, exc)
+    finally:
+        await kafka.stop()
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            new = 0
+            for i in range(0, len(decisions), REPLAY_BATCH):
+                new += await repository.insert_decisions(conn, decisions[i : i + REPLAY_BATCH])
+            touched = await repository.restore_statuses(conn)
+    finally:
+        await conn.close()
+    if progress:
+        print(
+            f"[replay] {topic}: {len(decisions)} decisions ({new} not yet recorded here); {touched} flags given the "
+            "status their decisions say",
+            file=sys.stderr,
+        )
+    return len(decisions)
 
 
 async def _replay_topic(
@@ -392,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"[replay] {result.events} events -> {result.flags} flags in {result.seconds:.1f} s "
-        f"({result.rate:,.0f} events/s)"
+        f"({result.rate:,.0f} events/s); {result.decisions} decisions re-applied"
     )
     return 0
 

@@ -1,6 +1,6 @@
 """Every query of the audit API, as SQL on an asyncpg connection: flags (read, filtered, decided, their events into
-the outbox), and what a lot's risk summary reads (its upstream walk, origins, smelters). The projection's own
-statements are `audit/projection/statements.py`."""
+the outbox), the decisions on them (`flag_decisions`, re-applied by a replay), and what a lot's risk summary reads
+(its upstream walk, origins, smelters). The projection's own statements are `audit/projection/statements.py`."""
 
 from __future__ import annotations
 
@@ -15,15 +15,35 @@ import orjson
 from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import enqueue_raw
-from shared.topics import AUDIT_FLAGS
-from shared.visibility import flag_visible_sql, lot_visible_sql
+from shared.topics import AUDIT_DECISIONS, AUDIT_FLAGS
+from shared.visibility import affected_lots_sql, flag_visible_sql, lot_visible_sql, lots_affecting_sql, officer_flag_sql
 
 Conn: TypeAlias = asyncpg.Connection
 
 FLAG_COLUMNS = (
     "id, seq, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence::text AS evidence, "
-    "status, raised_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, note"
+    "status, raised_at, resolved_by, resolved_at, note"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Whose flags a query returns: a participant's (`participant`), an officer's scope (`scope`), or everyone's
+    (neither: the operator, an officer scoped to all)."""
+
+    participant: str | None = None
+    scope: Sequence[str] | None = None
+    max_depth: int = 100
+
+
+EVERYONE = Viewer()
+
+
+def _visible(w: Where, viewer: Viewer) -> None:
+    if viewer.participant is not None:
+        w.add(flag_visible_sql(w.arg(viewer.participant), w.arg(viewer.max_depth)))
+    elif viewer.scope is not None:
+        w.add(officer_flag_sql(w.arg(list(viewer.scope))))
 
 
 def flag_row(r: asyncpg.Record) -> dict[str, Any]:
@@ -63,9 +83,9 @@ class FlagFilter:
 
 
 async def list_flags(
-    conn: Conn, f: FlagFilter, *, viewer: str | None, before_seq: int | None, limit: int
+    conn: Conn, f: FlagFilter, *, viewer: Viewer, before_seq: int | None, limit: int
 ) -> list[asyncpg.Record]:
-    """Flags newest first (by `seq`), after the cursor; `viewer` None: the operator (all of them)."""
+    """Flags newest first (by `seq`), after the cursor, that `viewer` may see."""
     w = Where()
     if before_seq is not None:
         w.add(f"seq < {w.arg(before_seq)}")
@@ -76,37 +96,132 @@ async def list_flags(
         w.add(f"{w.arg(f.lot_id)} = ANY(lot_ids)")
     if f.participant is not None:
         w.add(f"{w.arg(f.participant)} = ANY(participants)")
-    if viewer is not None:
-        w.add(flag_visible_sql(w.arg(viewer)))
+    _visible(w, viewer)
     sql = f"SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq DESC LIMIT {w.arg(limit)}"
     return list(await conn.fetch(sql, *w.args))
 
 
-async def get_flag(conn: Conn, flag_id: str, *, viewer: str | None, for_update: bool = False) -> asyncpg.Record | None:
+async def get_flag(conn: Conn, flag_id: str, *, viewer: Viewer, for_update: bool = False) -> asyncpg.Record | None:
     w = Where()
     w.add(f"id = {w.arg(flag_id)}")
-    if viewer is not None:
-        w.add(flag_visible_sql(w.arg(viewer)))
+    _visible(w, viewer)
     return await conn.fetchrow(
         f"SELECT {FLAG_COLUMNS} FROM flags {w.sql}{' FOR UPDATE' if for_update else ''}", *w.args
     )
 
 
-ACKNOWLEDGE = f"""
-UPDATE flags SET status = 'acknowledged', acknowledged_by = $2, acknowledged_at = $3, note = coalesce($4, note)
-WHERE id = $1 RETURNING {FLAG_COLUMNS}
-"""
-RESOLVE = f"""
-UPDATE flags SET status = 'resolved', resolved_by = $2, resolved_at = $3, note = $4
-WHERE id = $1 RETURNING {FLAG_COLUMNS}
+# --- decisions ----------------------------------------------------------------------------------------------------
+
+DECISION_COLUMNS = (
+    "id, flag_id, rule, cause, kind, decided_by, decided_by_kind, authority::text AS authority, decided_at, note, "
+    "evidence::text AS evidence"
+)
+
+
+def decision_row(r: asyncpg.Record) -> dict[str, Any]:
+    """A flag_decisions row as the API and the decision event show it (JSON columns decoded)."""
+    d = dict(r)
+    d["authority"] = orjson.loads(d["authority"])
+    d["evidence"] = orjson.loads(d["evidence"])
+    return d
+
+
+AFFECTED_HELD_BY = (
+    "SELECT l.lot_id FROM lots l WHERE l.custodian = $3 AND l.lot_id IN (SELECT lot_id FROM ("
+    + affected_lots_sql("$1", "$2")
+    + ") affected) ORDER BY l.lot_id"
+)
+
+
+async def holding(conn: Conn, lot_ids: Sequence[str], participant: str, max_depth: int) -> list[str]:
+    """The lots a flag on `lot_ids` affects (those lots and every lot made from them) that `participant` holds now."""
+    return [r["lot_id"] for r in await conn.fetch(AFFECTED_HELD_BY, list(lot_ids), max_depth, participant)]
+
+
+async def held_by(conn: Conn, lot_ids: Sequence[str]) -> frozenset[str]:
+    """Everyone who holds or held one of these lots."""
+    rows = await conn.fetch("SELECT DISTINCT participant_id FROM lot_holders WHERE lot_id = ANY($1::text[])", lot_ids)
+    return frozenset(r["participant_id"] for r in rows)
+
+
+async def acknowledged(conn: Conn, flag_id: str, participant: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM flag_decisions WHERE flag_id = $1 AND kind = 'acknowledge' AND decided_by = $2",
+            flag_id,
+            participant,
+        )
+    )
+
+
+async def decisions_of(conn: Conn, flag_id: str) -> list[dict[str, Any]]:
+    """A flag's decisions, oldest first."""
+    rows = await conn.fetch(f"SELECT {DECISION_COLUMNS} FROM flag_decisions WHERE flag_id = $1 ORDER BY seq", flag_id)
+    return [decision_row(r) for r in rows]
+
+
+INSERT_DECISIONS = """
+INSERT INTO flag_decisions (id, flag_id, rule, cause, kind, decided_by, decided_by_kind, authority, decided_at, note,
+                            evidence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::jsonb[], $9::timestamptz[], $10::text[], $11::jsonb[])
+ON CONFLICT DO NOTHING
 """
 
 
-async def decide_flag(conn: Conn, flag_id: str, *, to: str, by: str, at: datetime, note: str | None) -> asyncpg.Record:
-    """Record a decision on a flag (locked by `get_flag(..., for_update=True)` in the same transaction)."""
-    row = await conn.fetchrow(ACKNOWLEDGE if to == "acknowledged" else RESOLVE, flag_id, by, at, note)
+async def insert_decisions(conn: Conn, decisions: Sequence[dict[str, Any]]) -> int:
+    """Record decisions (dicts with the columns of `flag_decisions`); one already there (same id, or a second
+    acknowledgement by the same participant) is left as it is. Returns how many were new."""
+    if not decisions:
+        return 0
+    cols = ("id", "flag_id", "rule", "cause", "kind", "decided_by", "decided_by_kind")
+    args: list[list[Any]] = [[d[c] for d in decisions] for c in cols]
+    args.append([orjson.dumps(d["authority"]).decode() for d in decisions])
+    args.append([d["decided_at"] for d in decisions])
+    args.append([d["note"] for d in decisions])
+    args.append([orjson.dumps(d["evidence"]).decode() for d in decisions])
+    status = await conn.execute(INSERT_DECISIONS, *args)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+SET_STATUS = f"""
+UPDATE flags SET status = $2, resolved_by = $3, resolved_at = $4, note = $5 WHERE id = $1 RETURNING {FLAG_COLUMNS}
+"""
+
+
+async def set_status(
+    conn: Conn, flag_id: str, *, status: str, by: str | None, at: datetime | None, note: str | None
+) -> asyncpg.Record:
+    """A resolution (status `resolved`, by, at, note) or a re-opening (`open`, no resolution) on a locked flag."""
+    row = await conn.fetchrow(SET_STATUS, flag_id, status, by, at, note)
     assert row is not None, "the flag is locked: it exists"
     return row
+
+
+# The statuses the decisions say: each flag's latest resolution or re-opening, matched by (rule, cause). Run by a
+# replay once the flags are raised again; flags no one decided stay as raised (open).
+RESTORE_STATUSES = """
+UPDATE flags f
+SET status = CASE WHEN d.kind = 'resolve' THEN 'resolved' ELSE 'open' END,
+    resolved_by = CASE WHEN d.kind = 'resolve' THEN d.decided_by END,
+    resolved_at = CASE WHEN d.kind = 'resolve' THEN d.decided_at END,
+    note = CASE WHEN d.kind = 'resolve' THEN d.note END
+FROM (
+  SELECT DISTINCT ON (rule, cause) rule, cause, kind, decided_by, decided_at, note
+  FROM flag_decisions WHERE kind IN ('resolve', 'reopen') ORDER BY rule, cause, seq DESC
+) d
+WHERE f.rule = d.rule AND f.cause = d.cause
+"""
+
+
+async def restore_statuses(conn: Conn) -> int:
+    """Give every flag the status its decisions say; returns how many flags that touched."""
+    return int((await conn.execute(RESTORE_STATUSES)).rsplit(" ", 1)[-1])
+
+
+async def publish_decision(conn: Conn, events: Sequence[CloudEvent]) -> None:
+    """Decision events into the outbox (`audit.decisions`), in the transaction that records the decision."""
+    await enqueue_raw(conn, AUDIT_DECISIONS, events)
 
 
 async def publish(conn: Conn, events: Sequence[CloudEvent]) -> None:
@@ -169,6 +284,15 @@ WHERE o.lot_id = ANY($1::text[]) AND t.actor_kind IN ('smelter', 'refiner') ORDE
 async def smelters(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
     """The smelters and refiners that made any of these lots, with their RMAP status on the day."""
     return list(await conn.fetch(SMELTERS, list(lot_ids)))
+
+
+FLAG_LOTS_SEEN = "SELECT $1::text[] && ARRAY(" + lots_affecting_sql("$2", "$3") + ")"
+
+
+async def affects_lots_of(conn: Conn, lot_ids: Sequence[str], participant: str, max_depth: int) -> bool:
+    """Whether a flag on `lot_ids` affects a lot `participant` holds or held (the other half of `flag_visible_sql`,
+    for a flag in memory)."""
+    return bool(await conn.fetchval(FLAG_LOTS_SEEN, list(lot_ids), participant, max_depth))
 
 
 async def holds_any(conn: Conn, participant: str, lot_ids: Sequence[str]) -> list[str]:

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse
 
 from audit import schemas, service
-from audit.domain import FlagStatus
+from audit.domain import DecisionKind
 from audit.repository import FlagFilter
 from audit.rules import Rule, Severity
-from shared.auth import PrincipalDep
+from shared.auth import PrincipalDep, still_valid
 from shared.problems import InvalidInput, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
@@ -39,7 +39,7 @@ def _no_nul(where: str, text: str | None) -> None:
 async def list_flags(
     audit: AuditDep,
     who: PrincipalDep,
-    status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
+    status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
     severity: Severity | None = None,
     rule: Rule | None = None,
     lot_id: str | None = None,
@@ -61,38 +61,65 @@ async def list_flags(
 
 @router.get(
     "/flags/{flag_id}",
-    response_model=schemas.Flag,
+    response_model=schemas.FlagDetail,
     tags=["flags"],
     responses=problem_responses(404),
-    summary="One flag with its evidence",
+    summary="One flag with its evidence, each holder's acknowledgement, the responses and every decision",
 )
-async def get_flag(flag_id: str, audit: AuditDep, who: PrincipalDep) -> schemas.Flag:
+async def get_flag(flag_id: str, audit: AuditDep, who: PrincipalDep) -> schemas.FlagDetail:
     return await service.get_flag(audit=audit, who=who, flag_id=flag_id)
 
 
 @router.post(
     "/flags/{flag_id}/acknowledge",
-    response_model=schemas.Flag,
+    response_model=schemas.FlagDetail,
     tags=["flags"],
     responses=problem_responses(404, 409),
-    summary="Acknowledge a flag: someone is on it",
+    summary="Acknowledge a flag, for yourself: a current holder of a lot it affects (once each)",
 )
 async def acknowledge_flag(
     flag_id: str, audit: AuditDep, who: PrincipalDep, body: schemas.Acknowledge | None = None
-) -> schemas.Flag:
+) -> schemas.FlagDetail:
     note = body.note if body else None
-    return await service.decide(audit=audit, who=who, flag_id=flag_id, to=FlagStatus.acknowledged, note=note)
+    return await service.decide(audit=audit, who=who, flag_id=flag_id, kind=DecisionKind.acknowledge, note=note)
+
+
+@router.post(
+    "/flags/{flag_id}/respond",
+    response_model=schemas.FlagDetail,
+    tags=["flags"],
+    responses=problem_responses(404, 409),
+    summary="Respond to an open flag that names you, with a note and evidence references",
+)
+async def respond_to_flag(
+    flag_id: str, body: schemas.Respond, audit: AuditDep, who: PrincipalDep
+) -> schemas.FlagDetail:
+    evidence = [e.model_dump(exclude_none=True) for e in body.evidence]
+    return await service.decide(
+        audit=audit, who=who, flag_id=flag_id, kind=DecisionKind.respond, note=body.note, evidence=evidence
+    )
 
 
 @router.post(
     "/flags/{flag_id}/resolve",
-    response_model=schemas.Flag,
+    response_model=schemas.FlagDetail,
     tags=["flags"],
     responses=problem_responses(404, 409),
-    summary="Resolve a flag, with a note saying what was decided",
+    summary="Resolve a flag (a compliance officer within scope), with a note saying what was decided",
 )
-async def resolve_flag(flag_id: str, body: schemas.Resolve, audit: AuditDep, who: PrincipalDep) -> schemas.Flag:
-    return await service.decide(audit=audit, who=who, flag_id=flag_id, to=FlagStatus.resolved, note=body.note)
+async def resolve_flag(flag_id: str, body: schemas.Resolve, audit: AuditDep, who: PrincipalDep) -> schemas.FlagDetail:
+    return await service.decide(audit=audit, who=who, flag_id=flag_id, kind=DecisionKind.resolve, note=body.note)
+
+
+@router.post(
+    "/flags/{flag_id}/reopen",
+    response_model=schemas.FlagDetail,
+    tags=["flags"],
+    responses=problem_responses(404, 409),
+    summary="Re-open a resolved flag (a compliance officer within scope), saying why",
+)
+async def reopen_flag(flag_id: str, body: schemas.Reopen, audit: AuditDep, who: PrincipalDep) -> schemas.FlagDetail:
+    return await service.decide(audit=audit, who=who, flag_id=flag_id, kind=DecisionKind.reopen, note=body.note)
 
 
 @router.get(
@@ -109,9 +136,13 @@ async def lot_risk(lot_id: str, audit: AuditDep, who: PrincipalDep) -> schemas.R
 @router.get(
     "/stream",
     tags=["stream"],
-    summary="Live server-sent events: `flag` and `custody` events as they come",
+    summary="Live server-sent events: `flag` and `custody` events as they come; ends (`goodbye`) once the token is "
+    "revoked",
     response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {"example": 'event: flag\ndata: {"id": "..."}\n\n'}}}},
 )
-async def stream(audit: AuditDep, who: PrincipalDep) -> EventSourceResponse:
-    return EventSourceResponse(service.stream(audit=audit, who=who), ping=15)
+async def stream(audit: AuditDep, who: PrincipalDep, request: Request) -> EventSourceResponse:
+    state = request.app.state
+    recheck_s = min(max(state.settings.auth_refresh_s / 2, 0.2), 5.0)
+    events = service.stream(audit=audit, who=who, still_valid=lambda: still_valid(state, who), recheck_s=recheck_s)
+    return EventSourceResponse(events, ping=15)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audit.rules import Rule, Severity
 from shared.genealogy import Truncated
@@ -22,8 +22,6 @@ FLAG_EXAMPLE: dict[str, Any] = {
     "evidence": {"event_id": "3c1e...", "shipment_id": "SHP-8F3A", "shipped_seal": "S-1", "received_seal": "S-2"},
     "status": "open",
     "raised_at": "2026-11-24T14:00:01Z",
-    "acknowledged_by": None,
-    "acknowledged_at": None,
     "resolved_by": None,
     "resolved_at": None,
     "note": None,
@@ -42,13 +40,14 @@ class Flag(BaseModel):
     participants: list[str]
     summary: str
     evidence: dict[str, Any] = Field(description="The event ids and values that triggered it")
-    status: Literal["open", "acknowledged", "resolved"]
+    status: Literal["open", "resolved"] = Field(
+        description="`resolved` once a compliance officer resolved it (and not re-opened since); acknowledgements "
+        "are each holder's own: `GET /flags/{flag_id}`"
+    )
     raised_at: datetime
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    resolved_by: str | None
+    resolved_by: str | None = Field(description="The compliance officer who resolved it")
     resolved_at: datetime | None
-    note: str | None
+    note: str | None = Field(description="The resolution's note: what was found and decided")
 
 
 class FlagPage(BaseModel):
@@ -57,6 +56,7 @@ class FlagPage(BaseModel):
 
 
 Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+MAX_EVIDENCE = 20
 
 
 class Acknowledge(BaseModel):
@@ -76,6 +76,138 @@ class Resolve(BaseModel):
     )
 
     note: Note = Field(description="Required: what was found and decided")
+
+
+class Reopen(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"note": "The ticket's serial belongs to another weighbridge; looking again"}]},
+    )
+
+    note: Note = Field(description="Required: why the flag is open again")
+
+
+class EvidenceRef(BaseModel):
+    """A piece of evidence, by reference: where it is (`uri`), or what it is (`sha256` of the document), or both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "description": "Weighbridge ticket 88213, Bukavu",
+                    "uri": "https://docs.example.org/tickets/88213.pdf",
+                    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                }
+            ]
+        },
+    )
+
+    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    uri: (
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+        ]
+        | None
+    ) = None
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)] | None = None
+
+    @model_validator(mode="after")
+    def _points_somewhere(self) -> EvidenceRef:
+        if self.uri is None and self.sha256 is None:
+            raise ValueError("give the evidence's `uri`, its `sha256`, or both")
+        return self
+
+
+class Respond(BaseModel):
+    """A party the flag names answers it: what happened, and the evidence (by reference)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "note": "Customs opened the container at Gatuna and applied seal S-2; report attached.",
+                    "evidence": [
+                        {"description": "Customs inspection report", "uri": "https://docs.example.org/c/4411.pdf"}
+                    ],
+                }
+            ]
+        },
+    )
+
+    note: Note = Field(description="Required: the answer")
+    evidence: list[EvidenceRef] = Field(default_factory=list, max_length=MAX_EVIDENCE)
+
+
+DECISION_EXAMPLE: dict[str, Any] = {
+    "id": "5b0f2c1e-8a3d-4f6e-9b7a-1c2d3e4f5a6b",
+    "kind": "resolve",
+    "decided_by": "c0ff1ce5-7a4e-4d1c-9a0e-2f6b8d3e5a10",
+    "decided_by_kind": "officer",
+    "authority": {"as": "officer", "scope": "all", "covers": ["all"]},
+    "decided_at": "2026-11-26T09:00:00Z",
+    "note": "Seal S-1 broken by customs at the border (report attached); S-2 applied after inspection. Accepted.",
+    "evidence": [],
+}
+
+
+class Decision(BaseModel):
+    """One decision on a flag: who, when, under what authority, the note and any evidence."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [DECISION_EXAMPLE]})
+
+    id: str = Field(description="The decision's own id (a replay re-applies it once)")
+    kind: Literal["acknowledge", "respond", "resolve", "reopen"]
+    decided_by: str = Field(description="A participant id, or a compliance officer's id")
+    decided_by_kind: str = Field(description="A participant kind, or `officer`")
+    authority: dict[str, Any] = Field(
+        description="What allowed it: `{as: holder, lots}`, `{as: named}`, or `{as: officer, scope, covers}`"
+    )
+    decided_at: datetime
+    note: str | None
+    evidence: list[dict[str, Any]] = Field(description="For a response: the evidence references given")
+
+
+class Acknowledgement(BaseModel):
+    participant_id: str
+    acknowledged_at: datetime
+    note: str | None
+
+
+class FlagDetail(Flag):
+    """A flag with everything decided on it: each holder's acknowledgement, the named parties' responses, and the
+    whole decision history, oldest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **FLAG_EXAMPLE,
+                    "acknowledgements": [
+                        {"participant_id": "trader-id", "acknowledged_at": "2026-11-24T15:10:00Z", "note": None}
+                    ],
+                    "responses": [],
+                    "history": [
+                        {
+                            **DECISION_EXAMPLE,
+                            "id": "0e1d2c3b-4a59-4867-9564-738291a0b1c2",
+                            "kind": "acknowledge",
+                            "decided_by": "trader-id",
+                            "decided_by_kind": "trader",
+                            "authority": {"as": "holder", "lots": ["ITSCI-CD-0042137"]},
+                            "decided_at": "2026-11-24T15:10:00Z",
+                            "note": None,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    acknowledgements: list[Acknowledgement]
+    responses: list[Decision]
+    history: list[Decision]
 
 
 class Exposure(BaseModel):

@@ -1,15 +1,19 @@
-"""Audit use cases: flag queries, decisions on flags (acknowledge, resolve), a lot's risk summary, the live stream.
+"""Audit use cases: flag queries, decisions on flags (acknowledge, respond, resolve, reopen), a lot's risk summary,
+the live stream.
 
 Each runs on the service's asyncpg pool (the projection's hot path shares its database), one transaction per use
-case. A decision writes its `audit.flag.*` event to the outbox in the transaction that records it, then wakes the
-relay and tells the live stream once committed. Who may see what is `shared.visibility`, applied in every use case.
+case. A decision is recorded (`flag_decisions`) with its two events in the outbox, in one transaction: the decision
+on `audit.decisions` (what a replay re-applies) and the flag as it now is on `audit.flags`; then the relay is woken
+and the live stream told. Who may decide what is `audit.domain.authorize`; who may see what is `shared.visibility`,
+applied in every use case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,15 +21,16 @@ from typing import Any
 import asyncpg
 
 from audit import domain, repository, schemas
-from audit.domain import DecisionRefused, FlagOnLots, FlagStatus
+from audit.domain import Caller, DecisionKind, DecisionRefused, FlagOnLots, FlagStatus, NotYours, Standing
+from audit.events import DECISION_EVENTS
 from audit.live import Broadcaster
-from audit.repository import FlagFilter
+from audit.repository import EVERYONE, FlagFilter, Viewer
 from shared.auth import Principal
 from shared.events import new_event
 from shared.genealogy import truncated
 from shared.outbox import outbox_committed
-from shared.problems import Conflict, NotFound
-from shared.visibility import named_in_flag, sees_custody_event
+from shared.problems import Conflict, Forbidden, NotFound
+from shared.visibility import flag_parties, named_in_flag, sees_custody_event
 
 SOURCE = "/audit"
 
@@ -39,12 +44,44 @@ class Audit:
     max_depth: int
 
 
-def _viewer(who: Principal) -> str | None:
-    return None if who.is_operator else who.subject
+def _viewer(audit: Audit, who: Principal) -> Viewer:
+    """Whose flags `who` sees: the operator and officers scoped to all, every flag; an officer scoped to some
+    participants, theirs; a participant, those `shared.visibility` gives it."""
+    if who.is_operator or (who.is_officer and who.scope is None):
+        return EVERYONE
+    if who.is_officer:
+        return Viewer(scope=sorted(who.scope or ()), max_depth=audit.max_depth)
+    return Viewer(participant=who.subject, max_depth=audit.max_depth)
 
 
-def _flag(r: asyncpg.Record) -> schemas.Flag:
-    return schemas.Flag.model_validate(repository.flag_row(r))
+def _shown(d: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """A flag row as `who` is shown it (the parties as disclosure allows: `shared.visibility.flag_parties`)."""
+    viewer = None if who.is_operator or who.is_officer else who.subject
+    return {**d, "participants": flag_parties(d["participants"], viewer)}
+
+
+def _flag(r: asyncpg.Record, who: Principal) -> schemas.Flag:
+    return schemas.Flag.model_validate(_shown(repository.flag_row(r), who))
+
+
+def _decision(d: dict[str, Any]) -> schemas.Decision:
+    return schemas.Decision.model_validate(d)
+
+
+def _detail(r: asyncpg.Record, decisions: list[dict[str, Any]], who: Principal) -> schemas.FlagDetail:
+    history = [_decision(d) for d in decisions]
+    return schemas.FlagDetail.model_validate(
+        {
+            **_shown(repository.flag_row(r), who),
+            "acknowledgements": [
+                schemas.Acknowledgement(participant_id=d.decided_by, acknowledged_at=d.decided_at, note=d.note)
+                for d in history
+                if d.kind == "acknowledge"
+            ],
+            "responses": [d for d in history if d.kind == "respond"],
+            "history": history,
+        }
+    )
 
 
 # --- flags ------------------------------------------------------------------------------------------------------
@@ -54,43 +91,117 @@ async def list_flags(
     *, audit: Audit, who: Principal, where: FlagFilter, before_seq: int | None, limit: int
 ) -> schemas.FlagPage:
     async with audit.pool.acquire() as conn:
-        rows = await repository.list_flags(conn, where, viewer=_viewer(who), before_seq=before_seq, limit=limit + 1)
+        rows = await repository.list_flags(
+            conn, where, viewer=_viewer(audit, who), before_seq=before_seq, limit=limit + 1
+        )
     return schemas.FlagPage(
-        items=[_flag(r) for r in rows[:limit]],
+        items=[_flag(r, who) for r in rows[:limit]],
         next_cursor=str(rows[limit - 1]["seq"]) if len(rows) > limit else None,
     )
 
 
 def _not_found(flag_id: str) -> NotFound:
-    return NotFound(f"No flag {flag_id!r} that you may see (flags that name you, or on lots you hold or held).")
+    return NotFound(
+        f"No flag {flag_id!r} that you may see (flags that name you, or that affect lots you hold or held)."
+    )
 
 
-async def get_flag(*, audit: Audit, who: Principal, flag_id: str) -> schemas.Flag:
+async def get_flag(*, audit: Audit, who: Principal, flag_id: str) -> schemas.FlagDetail:
     async with audit.pool.acquire() as conn:
-        row = await repository.get_flag(conn, flag_id, viewer=_viewer(who))
-    if row is None:
-        raise _not_found(flag_id)
-    return _flag(row)
-
-
-async def decide(*, audit: Audit, who: Principal, flag_id: str, to: FlagStatus, note: str | None) -> schemas.Flag:
-    """Acknowledge or resolve a flag, under the decider's own identity; its event goes out with the decision."""
-    async with audit.pool.acquire() as conn, conn.transaction():
-        row = await repository.get_flag(conn, flag_id, viewer=_viewer(who), for_update=True)
+        row = await repository.get_flag(conn, flag_id, viewer=_viewer(audit, who))
         if row is None:
             raise _not_found(flag_id)
+        decisions = await repository.decisions_of(conn, flag_id)
+    return _detail(row, decisions, who)
+
+
+async def _standing(
+    conn: asyncpg.Connection, audit: Audit, who: Principal, kind: DecisionKind, row: asyncpg.Record
+) -> Standing:
+    """What ties `who` to the flag, as far as `kind` needs to know (each part is a query)."""
+    if who.is_participant and kind == DecisionKind.acknowledge:
+        return Standing(holding=await repository.holding(conn, row["lot_ids"], who.subject, audit.max_depth))
+    if who.is_participant:
+        return Standing(named=named_in_flag(who.subject, row["participants"]))
+    if who.is_officer and kind in (DecisionKind.resolve, DecisionKind.reopen) and who.scope is not None:
+        return Standing(held_by=await repository.held_by(conn, row["lot_ids"]))
+    return Standing()
+
+
+async def decide(
+    *,
+    audit: Audit,
+    who: Principal,
+    flag_id: str,
+    kind: DecisionKind,
+    note: str | None,
+    evidence: list[dict[str, Any]] | None = None,
+) -> schemas.FlagDetail:
+    """Take a decision on a flag under the decider's own identity (`audit.domain.authorize`: 403 for anyone it is
+    not for); the decision and its events are written in one transaction."""
+    async with audit.pool.acquire() as conn, conn.transaction():
+        row = await repository.get_flag(conn, flag_id, viewer=_viewer(audit, who), for_update=True)
+        if row is None:
+            raise _not_found(flag_id)
+        caller = Caller(who.subject, who.kind, who.scope)
         try:
-            domain.check_decision(flag_id, row["status"], to)
+            authority = domain.authorize(
+                kind, caller, row["participants"], await _standing(conn, audit, who, kind, row)
+            )
+        except NotYours as exc:
+            raise Forbidden(str(exc)) from exc
+        mine = kind == DecisionKind.acknowledge and await repository.acknowledged(conn, flag_id, who.subject)
+        try:
+            to = domain.check_decision(flag_id, kind, row["status"], acknowledged_by_caller=mine)
         except DecisionRefused as exc:
             raise Conflict(str(exc)) from exc
-        row = await repository.decide_flag(conn, flag_id, to=to.value, by=who.subject, at=datetime.now(UTC), note=note)
-        flag = _flag(row)
-        data = json.loads(flag.model_dump_json())
-        event = new_event(f"audit.flag.{to.value}", source=SOURCE, key=flag.lot_id, subject=flag_id, data=data)
-        await repository.publish(conn, [event])
+        at = datetime.now(UTC)
+        decision: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "flag_id": flag_id,
+            "rule": row["rule"],
+            "cause": row["cause"],
+            "kind": kind.value,
+            "decided_by": who.subject,
+            "decided_by_kind": who.kind,
+            "authority": authority,
+            "decided_at": at,
+            "note": note,
+            "evidence": evidence or [],
+        }
+        await repository.insert_decisions(conn, [decision])
+        if to == FlagStatus.resolved:
+            row = await repository.set_status(conn, flag_id, status=to.value, by=who.subject, at=at, note=note)
+        elif to == FlagStatus.open:
+            row = await repository.set_status(conn, flag_id, status=to.value, by=None, at=None, note=None)
+        suffix = DECISION_EVENTS[kind.value][0]
+        shown = json.loads(_decision(decision).model_dump_json())
+        flag_data = {
+            **json.loads(schemas.Flag.model_validate(repository.flag_row(row)).model_dump_json()),
+            "decision": shown,
+        }
+        recorded = {
+            "decision_id": shown.pop("id"),
+            "flag_id": flag_id,
+            "rule": row["rule"],
+            "cause": row["cause"],
+            **shown,
+        }
+        await repository.publish_decision(
+            conn, [new_event(f"audit.decision.{suffix}", source=SOURCE, key=flag_id, data=recorded)]
+        )
+        await repository.publish(
+            conn,
+            [
+                new_event(
+                    f"audit.flag.{suffix}", source=SOURCE, key=row["lot_id"], subject=flag_id, data=flag_data, version=2
+                )
+            ],
+        )
+        decisions = await repository.decisions_of(conn, flag_id)
     outbox_committed()
-    audit.broadcaster.publish({"event": "flag", "data": data})
-    return flag
+    audit.broadcaster.publish({"event": "flag", "data": flag_data})
+    return _detail(row, decisions, who)
 
 
 # --- a lot's risk -----------------------------------------------------------------------------------------------
@@ -99,14 +210,18 @@ async def decide(*, audit: Audit, who: Principal, flag_id: str, to: FlagStatus, 
 async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.RiskSummary:
     async with audit.pool.acquire() as conn:
         known = await repository.lot_exists(conn, lot_id)
-        allowed = who.is_operator or await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
+        allowed = (
+            who.is_operator
+            or who.is_officer
+            or await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
+        )
         if not known or not allowed:
             raise NotFound(f"No lot {lot_id!r} that you may see.")
         depth, cut = await repository.upstream(conn, lot_id, audit.max_depth)
         flag_rows = await repository.flags_on(conn, list(depth))
         origins = await repository.origins(conn, list(depth))
         smelters = await repository.smelters(conn, list(depth))
-    flags = [_flag(r) for r in flag_rows]
+    flags = [_flag(r, who) for r in flag_rows]  # each says whether it was resolved, by whom and when
     on_lots = [FlagOnLots(f.lot_ids, f.severity, f.status) for f in flags]
     own: list[schemas.Flag] = []
     inherited: list[schemas.Exposure] = []
@@ -157,23 +272,39 @@ async def _may_see(audit: Audit, who: Principal, item: dict[str, Any]) -> bool:
         return True
     data = item["data"]
     if item["event"] == "custody":
-        return sees_custody_event(who.subject, data.get("actor"))
+        return not who.is_officer and sees_custody_event(who.subject, data.get("actor"))
     if item["event"] != "flag":
         return False
+    lot_ids = list(data.get("lot_ids", ()))
+    if who.is_officer:
+        if who.scope is None or not who.scope.isdisjoint(data.get("participants", ())):
+            return True
+        async with audit.pool.acquire() as conn:
+            return not who.scope.isdisjoint(await repository.held_by(conn, lot_ids))
     if named_in_flag(who.subject, data.get("participants", ())):
         return True
-    async with audit.pool.acquire() as conn:  # the other half of the rule: a lot it holds or held
-        return bool(await repository.holds_any(conn, who.subject, list(data.get("lot_ids", ()))))
+    async with audit.pool.acquire() as conn:  # the other half of the rule: a lot it holds or held, or made from it
+        return await repository.affects_lots_of(conn, lot_ids, who.subject, audit.max_depth)
 
 
-async def stream(*, audit: Audit, who: Principal) -> AsyncIterator[dict[str, str]]:
-    """`hello`, then every flag and custody event the caller may see, as server-sent events, as they come."""
+async def stream(
+    *, audit: Audit, who: Principal, still_valid: Callable[[], bool] = lambda: True, recheck_s: float = 1.0
+) -> AsyncIterator[dict[str, str]]:
+    """`hello`, then every flag and custody event the caller may see, as server-sent events, as they come. Every
+    `recheck_s` (and before each event) the caller's token is checked again (`still_valid`: the verifier's
+    revocation list, reloaded every AUTH_REFRESH_S): once revoked, a last `goodbye` event and the stream ends."""
     queue = audit.broadcaster.subscribe()
     try:
         yield {"event": "hello", "data": json.dumps({"subject": who.subject})}
         while True:
-            item = await queue.get()
-            if await _may_see(audit, who, item):
+            try:
+                item = await asyncio.wait_for(queue.get(), recheck_s)
+            except TimeoutError:
+                item = None
+            if not still_valid():
+                yield {"event": "goodbye", "data": json.dumps({"reason": "token revoked"})}
+                return
+            if item is not None and await _may_see(audit, who, item):
                 yield {"event": item["event"], "data": json.dumps(item["data"], default=str)}
     except asyncio.CancelledError:
         raise

@@ -53,7 +53,8 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source of a value set on the topic itself
-TOPIC_ALREADY_EXISTS = 36  # Kafka's error code
+TOPIC_ALREADY_EXISTS = 36  # Kafka's error codes
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
 @dataclass
@@ -139,14 +140,21 @@ async def reconcile_configs(
     return changed
 
 
-async def _described(admin: AIOKafkaAdminClient, name: str) -> dict[str, Any]:
-    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
-    for r in responses:
-        for res in r.to_object()["resources"]:
-            if res["resource_name"] == name:
+async def _described(admin: AIOKafkaAdminClient, name: str, attempts: int = 20) -> dict[str, Any]:
+    """The topic's DescribeConfigs answer. A topic created a moment ago (by another process) may not be known to the
+    broker that answers yet (UNKNOWN_TOPIC_OR_PARTITION): asked again, a little later."""
+    for attempt in range(attempts):
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        for r in responses:
+            for res in r.to_object()["resources"]:
+                if res["resource_name"] != name:
+                    continue
+                if res["error_code"] == UNKNOWN_TOPIC_OR_PARTITION and attempt < attempts - 1:
+                    break
                 if res["error_code"]:
                     raise RuntimeError(f"topic {name}: configs not read: {res['error_message'] or res['error_code']}")
                 return dict(res)
+        await asyncio.sleep(0.25)
     raise RuntimeError(f"topic {name}: the broker described no configs")
 
 

@@ -3,7 +3,8 @@ stack: registry, custody and audit as processes on their own ports and topics, P
 
 A small scenario over HTTP raises flags (an uncertified ASM mine and an industrial mine in a CAHRA region, a smelter
 without RMAP conformance); then the browser shows a new flag in the live feed without a reload after a custody write,
-acknowledges and resolves flags, and draws the smelted metal's trace with its origin mines and the smelter.
+shows who may decide on flags (an officer resolves one), and draws the smelted metal's trace with its origin mines
+and the smelter.
 Screenshots of the main pages go to tests/artifacts/dashboard/ (gitignored) for a person to look at.
 """
 
@@ -381,31 +382,47 @@ async def test_a_new_flag_appears_in_the_live_feed_without_a_reload(scenario: Sc
     await page.screenshot(path=str(ARTIFACTS / "overview.png"))
 
 
-async def test_acknowledging_and_resolving_a_flag_in_the_ui(scenario: Scenario, ui: Session) -> None:
+async def test_resolving_a_flag_in_the_ui_is_for_compliance_officers(
+    scenario: Scenario, ui: Session, browser: Browser
+) -> None:
     page = ui.page
     await page.evaluate("window.location.hash = '#/'")
     flag = await scenario.flag_on("uncertified_asm_in_cahra", "0001")
     assert flag["status"] == "open"
     row = f'#flag-queue tr[data-flag-id="{flag["id"]}"]'
-    await page.click(f'{row} button[data-action="acknowledge"]')
-    await page.wait_for_selector(f'{row}[data-status="acknowledged"]')
-    assert await page.inner_text(f"{row} .status-cell") == "Acknowledged"
-    after = (await scenario.audit.get(f"/flags/{flag['id']}", headers=OPERATOR)).json()
-    assert after["status"] == "acknowledged"
-    assert after["acknowledged_by"] == "operator"
-    # The change is published and comes back through the stream into the feed.
-    live = "#live-feed li:not([data-seed])"
-    await page.wait_for_selector(f'{live}[data-flag-id="{flag["id"]}"][data-status="acknowledged"]')
+    # The shared operator token decides nothing: no buttons, a word on who does.
+    await page.wait_for_selector(row)
+    assert await page.locator(f"{row} button").count() == 0
+    assert "compliance officers" in await page.inner_text(row)
 
-    low = await scenario.flag_on("lsm_without_irma", "0002")
-    await page.click(f'#flag-queue tr[data-flag-id="{low["id"]}"] button[data-action="resolve"]')
-    await page.wait_for_selector("#resolve-dialog[open]")
-    await page.fill("#resolve-note", "IRMA Transparency self-assessment received; audit scheduled")
-    await page.click("#resolve-confirm")
-    await page.wait_for_selector(f'#flag-queue tr[data-flag-id="{low["id"]}"]', state="detached")
+    registered = await ok(
+        await scenario.registry.post("/officers", headers=OPERATOR, json={"name": "Officer UI", "contact": "ui"})
+    )
+    context = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-GB", timezone_id="UTC")
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    officer = await context.new_page()
+    try:
+        await officer.goto(f"{AUDIT_URL}/dashboard/")
+        await officer.fill("#token-input", registered["credential"]["token"])
+        await officer.press("#token-input", "Enter")
+        await officer.wait_for_selector('#identity[data-kind="officer"]')
+        low = await scenario.flag_on("lsm_without_irma", "0002")
+        officer_row = f'#flag-queue tr[data-flag-id="{low["id"]}"]'
+        assert await officer.locator(f'{officer_row} button[data-action="acknowledge"]').count() == 0
+        await officer.click(f'{officer_row} button[data-action="resolve"]')
+        await officer.wait_for_selector("#resolve-dialog[open]")
+        await officer.fill("#resolve-note", "IRMA Transparency self-assessment received; audit scheduled")
+        await officer.click("#resolve-confirm")
+        await officer.wait_for_selector(officer_row, state="detached")
+    finally:
+        await context.close()
     resolved = (await scenario.audit.get(f"/flags/{low['id']}", headers=OPERATOR)).json()
     assert resolved["status"] == "resolved"
     assert resolved["note"] == "IRMA Transparency self-assessment received; audit scheduled"
+    assert resolved["resolved_by"] == registered["officer"]["id"]
+    # The change is published and comes back through the stream into the operator's feed.
+    live = "#live-feed li:not([data-seed])"
+    await page.wait_for_selector(f'{live}[data-flag-id="{low["id"]}"][data-status="resolved"]')
 
 
 async def test_the_lot_page_draws_the_trace_from_mines_through_the_smelter_to_the_product(

@@ -118,7 +118,9 @@ function askResolveNote(flag) {
   });
 }
 
-/** Acknowledge / resolve buttons for a flag; `onChange(flag)` gets the updated flag from the API. */
+/** The decisions this token may take on a flag (separation of duties, docs/api.md): a participant acknowledges
+ * for itself (it must hold a lot the flag affects: the API says so otherwise), a compliance officer resolves; the
+ * shared operator token decides nothing. `onChange(flag)` gets the updated flag from the API. */
 function flagActions(flag, onChange) {
   const box = h("div", { class: "actions" });
   const run = async (btn, action) => {
@@ -144,17 +146,22 @@ function flagActions(flag, onChange) {
       btn.removeAttribute("aria-busy");
     }
   };
-  if (flag.status === "open") {
+  const kind = state.me?.kind;
+  const isOfficer = kind === "officer";
+  const mine = (flag.acknowledgements || []).some((a) => a.participant_id === state.me?.subject);
+  if (flag.status === "open" && kind && kind !== "operator" && !isOfficer && !mine) {
     const ack = h("button", { type: "button", class: "btn btn-small", dataset: { action: "acknowledge" }, "aria-label": `Acknowledge ${ruleLabel(flag.rule)} flag on ${flag.lot_id}` }, "Acknowledge");
     ack.addEventListener("click", () => run(ack, "acknowledge"));
     box.append(ack);
   }
-  if (flag.status !== "resolved") {
+  if (mine) box.append(h("span", { class: "muted small" }, "Acknowledged by you"));
+  if (flag.status !== "resolved" && isOfficer) {
     const res = h("button", { type: "button", class: "btn btn-small btn-primary", dataset: { action: "resolve" }, "aria-label": `Resolve ${ruleLabel(flag.rule)} flag on ${flag.lot_id}` }, "Resolve…");
     res.addEventListener("click", () => run(res, "resolve"));
     box.append(res);
   }
   if (flag.status === "resolved") box.append(h("span", { class: "muted small" }, "Closed"));
+  else if (kind === "operator") box.append(h("span", { class: "muted small" }, "Resolved by compliance officers"));
   return box;
 }
 
@@ -265,7 +272,7 @@ function renderAuth(message = "") {
     authBox.append(h("span", { class: "identity", id: "identity", dataset: { kind: state.me.kind } }, "Signed in as ", h("strong", {}, name)), out);
     return;
   }
-  const input = h("input", { id: "token-input", name: "token", type: "password", autocomplete: "off", spellcheck: "false", placeholder: "Operator or participant token", required: true, "aria-describedby": message ? "auth-msg" : null });
+  const input = h("input", { id: "token-input", name: "token", type: "password", autocomplete: "off", spellcheck: "false", placeholder: "Operator, officer or participant token", required: true, "aria-describedby": message ? "auth-msg" : null });
   const form = h("form", { id: "token-form", class: "token-form" },
     h("label", { for: "token-input", class: "visually-hidden" }, "Access token"), input,
     h("button", { type: "submit", class: "btn btn-primary" }, "Sign in"));
@@ -366,7 +373,7 @@ function welcome() {
     h("p", {}, "Live custody events and audit flags, lot traces from mine to product, and participants' certifications."),
     h("p", {}, "Enter an operator token or a participant token above. It is kept in this browser tab only (sessionStorage) and sent as ",
       h("code", {}, "Authorization: Bearer"), " to the audit, custody and registry APIs."),
-    h("p", { class: "muted" }, "A participant token shows the flags and lots of that participant only."));
+    h("p", { class: "muted" }, "A participant token shows the flags and lots of that participant only. Flags are resolved with a compliance officer's token (the registry issues them)."));
 }
 
 // --- overview -----------------------------------------------------------------------------------------------------
@@ -433,12 +440,10 @@ async function overviewPage(ctx) {
   }
 
   async function load() {
-    const [open, ack] = await Promise.all([
-      all(audit, "/flags", { status: "open" }), all(audit, "/flags", { status: "acknowledged" }),
-    ]);
+    const open = await all(audit, "/flags", { status: "open" });
     flags.clear();
-    for (const f of [...open.items, ...ack.items]) flags.set(f.id, f);
-    truncated = open.truncated || ack.truncated;
+    for (const f of open.items) flags.set(f.id, f);
+    truncated = open.truncated;
     drawCounts();
     fillQueue();
   }
@@ -449,15 +454,14 @@ async function overviewPage(ctx) {
     clear(cards);
     for (const sev of SEVERITIES) {
       const open = list.filter((f) => f.severity === sev && f.status === "open").length;
-      const acked = list.filter((f) => f.severity === sev && f.status === "acknowledged").length;
       cards.append(h("a", { class: `sev-card sev-card-${sev}`, href: `#/flags?status=open&severity=${sev}`, dataset: { severity: sev, open } },
         h("span", { class: "sev-name" }, title(sev)),
         h("span", { class: "sev-count" }, String(open)),
-        h("span", { class: "sev-sub" }, acked ? `open · ${acked} acknowledged` : "open")));
+        h("span", { class: "sev-sub" }, "open")));
     }
     const rules = new Map();
     for (const f of list) {
-      const r = rules.get(f.rule) || { rule: f.rule, severity: f.severity, open: 0, acknowledged: 0 };
+      const r = rules.get(f.rule) || { rule: f.rule, severity: f.severity, open: 0 };
       r[f.status] += 1;
       if (RANK[f.severity] > RANK[r.severity]) r.severity = f.severity;
       rules.set(f.rule, r);
@@ -467,9 +471,8 @@ async function overviewPage(ctx) {
       .map((r) => h("tr", { dataset: { rule: r.rule } },
         h("td", {}, h("a", { href: `#/flags?status=open&rule=${r.rule}` }, ruleLabel(r.rule))),
         h("td", {}, severityBadge(r.severity)),
-        h("td", { class: "num" }, String(r.open)),
-        h("td", { class: "num" }, String(r.acknowledged))));
-    byRule.replaceChildren(table(["Rule", "Severity", "Open", "Acknowledged"], ruleRows, { caption: "Unresolved flags by rule", cls: "compact" }));
+        h("td", { class: "num" }, String(r.open))));
+    byRule.replaceChildren(table(["Rule", "Severity", "Open"], ruleRows, { caption: "Unresolved flags by rule", cls: "compact" }));
   }
 
   const redrawCounts = debounce(drawCounts, 100);
@@ -501,7 +504,8 @@ async function overviewPage(ctx) {
 function feedItem(item) {
   const d = item.data || {};
   if (item.event === "flag") {
-    const verb = item.seed ? d.status : { open: "raised", acknowledged: "acknowledged", resolved: "resolved" }[d.status] || d.status;
+    const decided = { acknowledge: "acknowledged", respond: "responded", resolve: "resolved", reopen: "reopened" }[d.decision?.kind];
+    const verb = item.seed ? d.status : decided || { open: "raised", resolved: "resolved" }[d.status] || d.status;
     const when = item.seed
       ? h("time", { datetime: d.raised_at, title: d.raised_at }, fmtTimeShort(d.raised_at))
       : h("time", { datetime: item.at.toISOString() }, fmtClock(item.at));
@@ -591,7 +595,7 @@ function filterForm(base, fieldsEls) {
 async function flagsPage(ctx, _args, params) {
   const filters = Object.fromEntries(["status", "severity", "rule", "lot_id", "participant"].map((k) => [k, params.get(k) || ""]));
   const form = filterForm("/flags", [
-    select("status", "Status", [["", "Any"], ["open", "Open"], ["acknowledged", "Acknowledged"], ["resolved", "Resolved"]], filters.status),
+    select("status", "Status", [["", "Any"], ["open", "Open"], ["resolved", "Resolved"]], filters.status),
     select("severity", "Severity", [["", "Any"], ...SEVERITIES.map((s) => [s, title(s)])], filters.severity),
     select("rule", "Rule", [["", "Any"], ...Object.entries(RULES)], filters.rule),
     input("lot_id", "Lot", filters.lot_id, "lot id"),
@@ -641,6 +645,8 @@ async function flagsPage(ctx, _args, params) {
       h("p", { class: "more" }, more)));
 }
 
+const DECIDED = { acknowledge: "acknowledged", respond: "responded", resolve: "resolved", reopen: "re-opened" };
+
 async function flagPage(ctx, [id]) {
   let flag = await audit.get(`/flags/${encodeURIComponent(id)}`);
   const body = h("div", {});
@@ -659,13 +665,19 @@ async function flagPage(ctx, [id]) {
         ]), h("div", { class: "panel-foot" }, flagActions(flag, (u) => { flag = u; draw(); }))),
         section("Timeline", { id: "flag-timeline" }, h("ol", { class: "timeline" },
           h("li", {}, h("strong", {}, "Raised "), timeEl(flag.raised_at)),
-          flag.acknowledged_at ? h("li", {}, h("strong", {}, "Acknowledged "), timeEl(flag.acknowledged_at), " by ", who(flag.acknowledged_by)) : null,
-          flag.resolved_at ? h("li", {}, h("strong", {}, "Resolved "), timeEl(flag.resolved_at), " by ", who(flag.resolved_by)) : null,
-          flag.note ? h("li", {}, h("strong", {}, "Note: "), h("q", {}, flag.note)) : null))),
+          ...(flag.history || []).map((d) => h("li", { dataset: { decision: d.kind } },
+            h("strong", {}, `${title(DECIDED[d.kind] || d.kind)} `), timeEl(d.decided_at), " by ", who(d.decided_by),
+            d.note ? h("span", {}, ": ", h("q", {}, d.note)) : null)),
+          !flag.history && flag.resolved_at ? h("li", {}, h("strong", {}, "Resolved "), timeEl(flag.resolved_at), " by ", who(flag.resolved_by)) : null))),
       section("Evidence", { id: "flag-evidence" }, h("pre", { class: "evidence" }, JSON.stringify(flag.evidence, null, 2))));
   };
   onLive(ctx, (item) => {
-    if (item.event === "flag" && item.data.id === flag.id) { flag = { ...flag, ...item.data }; draw(); }
+    if (item.event === "flag" && item.data.id === flag.id) {
+      const seen = (flag.history || []).some((d) => d.id === item.data.decision?.id);
+      const history = item.data.decision && !seen ? [...(flag.history || []), item.data.decision] : flag.history;
+      flag = { ...flag, ...item.data, history };
+      draw();
+    }
   });
   draw();
   return h("div", { class: "page" }, pageHeader(`Flag: ${ruleLabel(flag.rule)}`, flag.summary), body);

@@ -204,23 +204,6 @@ class Flag(Base):
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     resolved_by: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    note: Mapped[str | None] = mapped_column(Text)
-
-
-class FlagEvidence(Base):
-    """An evidence a flag had before it was judged again (reference data known before its custody event reached
-    audit after it): the evidence and summary replaced, and when. Keyed by the id of the `audit.flag.updated` event
-    that announced the change; a replay never empties it. The flag itself holds the current evidence."""
-
-    __tablename__ = "flag_evidence_history"
-    __table_args__ = (Index("ix_flag_evidence_history_flag", "flag_id", "seq"),)
-
-    id: Mapped[str] = mapped_column(Text, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
-    flag_id: Mapped[str] = mapped_column(Text)
-    evidence: Mapped[Any] = mapped_column(JSONB)
-    summary: Mapped[str] = mapped_column(Text)
-    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)  # the resolution's note
 
 
@@ -252,4 +235,21 @@ class FlagDecision(Base):
     decided_by_kind: Mapped[str] = mapped_column(Text)  # a participant kind, or `officer`
     authority: Mapped[Any] = mapped_column(JSONB)  # what allowed it: {"as": "holder", "lots": [...]}, ...
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[Any] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+
+
+class FlagEvidence(Base):
+    """An evidence a flag had before it was judged again (reference data known before its custody event reached
+    audit after it): the evidence and summary replaced, and when. Keyed by the id of the `audit.flag.updated` event
+    that announced the change; a replay never empties it. The flag itself holds the current evidence."""
+
+    __tablename__ = "flag_evidence_history"
+    __table_args__ = (Index("ix_flag_evidence_history_flag", "flag_id", "seq"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    flag_id: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[Any] = mapped_column(JSONB)
+    summary: Mapped[str] = mapped_column(Text)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -156,13 +156,27 @@ class Shipment(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class Genealogy(Base):
-    __tablename__ = "genealogy"
-    __table_args__ = (Index("ix_genealogy_child_parent", "child", "parent"),)
+class TransformationInput(Base):
+    """A lot drawn into a transformation: a transformation's lots are stored once, n + m rows (`shared.genealogy`
+    walks through them)."""
 
-    parent: Mapped[str] = mapped_column(Text, primary_key=True)
-    child: Mapped[str] = mapped_column(Text, primary_key=True)
+    __tablename__ = "transformation_inputs"
+    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id"),)
+
     transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
+
+
+class TransformationOutput(Base):
+    """A lot a transformation made."""
+
+    __tablename__ = "transformation_outputs"
+    __table_args__ = (Index("ix_transformation_outputs_lot", "lot_id"),)
+
+    transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
 
 
 class Transformation(Base):

@@ -96,6 +96,59 @@ class FlagRaised(BaseModel):
     raised_at: AwareDatetime = Field(description="When the flag was raised (as stored with the flag)")
 
 
+_UPDATED: dict[str, Any] = {
+    **{k: v for k, v in _RAISED.items() if k != "status"},
+    "rule": "smelter_not_rmap_conformant",
+    "cause": "TRF-5D21",
+    "severity": "high",
+    "participants": ["smelter-id"],
+    "summary": "Smelter without RMAP Conformant status on 2026-11-20 (status: suspended)",
+    "evidence": {
+        "transformation_id": "TRF-5D21",
+        "smelter": "smelter-id",
+        "rmap_status": "suspended",
+        "on": "2026-11-20",
+    },
+    "status": "open",
+    "previous_summary": "Smelter without RMAP Conformant status on 2026-11-20 (status: active)",
+    "previous_evidence": {
+        "transformation_id": "TRF-5D21",
+        "smelter": "smelter-id",
+        "rmap_status": "active",
+        "on": "2026-11-20",
+    },
+    "updated_at": "2026-11-24T14:00:02Z",
+    "evidence_changed_since_decision": False,
+}
+
+
+class FlagUpdated(BaseModel):
+    """A flag was judged again with reference data (a certification, a CAHRA area) that was known before the custody
+    event it bears on but reached audit after that event was judged: its evidence and summary are now what a replay
+    gives it, and the ones before are kept in the flag's evidence history. Its status is not touched: a person's
+    decision stays, and `evidence_changed_since_decision` says there was one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_UPDATED]})
+
+    id: str = Field(description="The flag id")
+    rule: Rule
+    cause: str
+    severity: Severity
+    lot_id: str = Field(description="The lot the flag is on (the message key)")
+    lot_ids: list[str] = Field(min_length=1)
+    participants: list[str]
+    summary: str = Field(description="What was found, in words, with the new evidence")
+    evidence: dict[str, Any] = Field(description="The new evidence")
+    status: Literal["open", "resolved"] = Field(description="Unchanged by the re-judgement")
+    raised_at: AwareDatetime
+    previous_summary: str
+    previous_evidence: dict[str, Any] = Field(description="The evidence replaced (kept in the flag's history)")
+    updated_at: AwareDatetime
+    evidence_changed_since_decision: bool = Field(
+        description="A person had decided on the flag (an acknowledgement, a resolution) before this change"
+    )
+
+
 class EvidenceData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -236,6 +289,14 @@ AUDIT_EVENTS: list[EventType] = [
         subject=_SUBJECT,
         summary="A rule raised a flag on a lot.",
         payload=FlagRaised,
+    ),
+    EventType(
+        type="audit.flag.updated",
+        topic=topics.AUDIT_FLAGS,
+        key=_KEY,
+        subject=_SUBJECT,
+        summary="A flag was judged again with reference data that reached audit late: its new evidence, and the old.",
+        payload=FlagUpdated,
     ),
     *[
         EventType(

@@ -22,8 +22,19 @@ Conn: TypeAlias = asyncpg.Connection
 
 FLAG_COLUMNS = (
     "id, seq, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence::text AS evidence, "
-    "status, raised_at, resolved_by, resolved_at, note"
+    "status, raised_at, resolved_by, resolved_at, note, "
+    + """
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('summary', h.summary, 'evidence', h.evidence,
+                                                  'replaced_at', h.replaced_at) ORDER BY h.seq), '[]')
+     FROM flag_evidence_history h WHERE h.flag_id = flags.id)::text AS evidence_history,
+    coalesce((SELECT max(h.replaced_at) FROM flag_evidence_history h WHERE h.flag_id = flags.id)
+             > (SELECT max(d.decided_at) FROM flag_decisions d
+                WHERE d.flag_id = flags.id AND d.kind IN ('acknowledge', 'resolve', 'reopen')), false)
+        AS evidence_changed_since_decision"""
 )
+"""A flag as the API shows it. Its evidence history (what a re-judgement replaced, oldest first) and whether the
+evidence changed after the latest decision on it (an acknowledgement, a resolution, a re-opening) come from
+`flag_evidence_history`, which a replay keeps, and `flag_decisions`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +62,8 @@ def flag_row(r: asyncpg.Record) -> dict[str, Any]:
     d = dict(r)
     d.pop("seq", None)
     d["evidence"] = orjson.loads(d["evidence"])
+    if "evidence_history" in d:
+        d["evidence_history"] = orjson.loads(d["evidence_history"])
     return d
 
 

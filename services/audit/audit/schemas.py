@@ -28,6 +28,14 @@ FLAG_EXAMPLE: dict[str, Any] = {
 }
 
 
+class EvidenceChange(BaseModel):
+    """An evidence a flag had before it was judged again, and when it was replaced."""
+
+    summary: str
+    evidence: dict[str, Any]
+    replaced_at: datetime
+
+
 class Flag(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [FLAG_EXAMPLE]})
 
@@ -48,6 +56,16 @@ class Flag(BaseModel):
     resolved_by: str | None = Field(description="The compliance officer who resolved it")
     resolved_at: datetime | None
     note: str | None = Field(description="The resolution's note: what was found and decided")
+    evidence_history: list[EvidenceChange] = Field(
+        default_factory=list,
+        description="The evidence (and summary) the flag had before each re-judgement, oldest first: reference data "
+        "known before the custody event reached audit after it was judged, and the flag was judged again with it",
+    )
+    evidence_changed_since_decision: bool = Field(
+        False,
+        description="The evidence changed after the latest decision on the flag (an acknowledgement, a resolution, a "
+        "re-opening): its status is still that decision's; whoever decided may want to look again",
+    )
 
 
 class FlagPage(BaseModel):

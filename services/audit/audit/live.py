@@ -41,7 +41,8 @@ class Broadcaster:
 
 def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
     raised, seen = projection.drain()
-    if raised:  # their audit.flag.raised events are in the outbox
+    # audit.flag.raised events are in the outbox; a registry fact may have re-judged flags (audit.flag.updated)
+    if raised or any(e.type.startswith("registry.") for e in seen):
         outbox_committed()
     for e in seen:
         if e.type.startswith("custody."):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -339,5 +340,77 @@ async def _rows(dsn: str, sql: str) -> list[Any]:
     conn = await asyncpg.connect(dsn)
     try:
         return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def test_the_migration_keeps_what_people_decided(infra: None) -> None:
+    """Flags acknowledged or resolved before separation of duties keep those decisions (as decision rows, queued on
+    audit.decisions), and downgrading puts the acknowledgement back."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tests.conftest import ROOT
+
+    name = f"audit_migrate_{uuid.uuid4().hex[:8]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    cfg = Config(str(ROOT / "services" / "audit" / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", pg_url(name))
+    dsn = pg_url(name, "postgresql")
+    try:
+        await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000002")
+        insert = (
+            "INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, status, "
+            "acknowledged_by, acknowledged_at, resolved_by, resolved_at, note) VALUES "
+            "($1, 'seal_mismatch', $1, 'high', 'L1', '{L1}', '{P1}', 's', '{}', $2, $3, $4, $5, $6, $7)"
+        )
+        at = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+        await _execute(dsn, insert, "F-ACK", "acknowledged", "P1", at, None, None, "looking")
+        await _execute(dsn, insert, "F-RES", "resolved", "P2", at, "operator", at, "ticket seen")
+        await _execute(dsn, insert, "F-OPEN", "open", None, None, None, None, None)
+        await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000003")
+        flags = {r["id"]: dict(r) for r in await _rows(dsn, "SELECT id, status, resolved_by, note FROM flags")}
+        assert flags["F-ACK"]["status"] == "open"  # the acknowledgement is its author's row now
+        assert (flags["F-RES"]["status"], flags["F-RES"]["resolved_by"], flags["F-RES"]["note"]) == (
+            "resolved",
+            "operator",
+            "ticket seen",
+        )
+        decisions = await _rows(
+            dsn, "SELECT flag_id, kind, decided_by, decided_at, note FROM flag_decisions ORDER BY flag_id, kind"
+        )
+        assert [tuple(r) for r in decisions] == [
+            ("F-ACK", "acknowledge", "P1", at, "looking"),
+            ("F-RES", "acknowledge", "P2", at, None),
+            ("F-RES", "resolve", "operator", at, "ticket seen"),
+        ]
+        queued = await _rows(dsn, "SELECT type, key, data::text AS data FROM outbox WHERE topic = 'audit.decisions'")
+        assert sorted(r["type"] for r in queued) == [
+            "audit.decision.acknowledged",
+            "audit.decision.acknowledged",
+            "audit.decision.resolved",
+        ]
+        from audit.events import DecisionRecorded
+
+        for r in queued:  # what a replay reads back
+            DecisionRecorded.model_validate_json(r["data"])
+        await asyncio.to_thread(command.downgrade, cfg, "a7d1e0000002")
+        back = {r["id"]: dict(r) for r in await _rows(dsn, "SELECT id, status, acknowledged_by, note FROM flags")}
+        assert (back["F-ACK"]["status"], back["F-ACK"]["acknowledged_by"], back["F-ACK"]["note"]) == (
+            "acknowledged",
+            "P1",
+            "looking",
+        )
+        assert back["F-RES"]["status"] == "resolved"
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _execute(dsn: str, sql: str, *args: Any) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql, *args)
     finally:
         await conn.close()

@@ -53,6 +53,36 @@ class OutboxMixin:
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class DeadLetterMixin:
+    """Outbox rows the broker can never take (too large, not encodable, an invalid topic), moved here by the relay.
+
+    One statement moves a row (`shared.relay`): it is deleted from `outbox` and inserted here with every outbox
+    column (its outbox id as `outbox_id`: outbox ids restart when the table is truncated, so this table numbers its
+    rows itself), the `reason` (a short code: `too_large`, `unencodable`, `invalid_topic`), the `detail` (the error,
+    with the record's size) and `failed_at`. The relay goes on with the rows after it. An operator re-queues a row
+    once the cause is fixed (`python -m shared.dead_letter`, docs/operations.md): it goes back to the outbox with a
+    new outbox id, at the end of the queue.
+    """
+
+    __tablename__ = "dead_letter"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dataschema: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[Any] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ProcessedEventMixin:
     """Inbox of a consumer: `(source, id)` of every event whose effect is committed, written in that transaction."""
 

@@ -21,18 +21,47 @@ crash between the acknowledgements and the delete republishes those rows: consum
 may run without waiting for its WAL flush: lost in a crash, it only means those rows are sent again.) A broker
 outage aborts the round and the rows wait in the outbox; the producer is recreated (aiokafka#1017) and the round
 retried.
+
+Dead letters. A row the broker can never take must not stop the stream behind it (before, the relay retried the
+same oldest row forever, and sent the rows of the round before it again and again). Permanent for a row: a record
+larger than the producer's `max_request_size` (checked before sending, on the record's serialized size, and again by
+the producer's `send`), a `MESSAGE_TOO_LARGE` (or `RECORD_LIST_TOO_LARGE`) answer from a broker whose
+`message.max.bytes` is lower, a key, value or header that cannot be encoded, an illegal topic name or an
+`INVALID_TOPIC` answer. Such a row is moved, in one statement, from `outbox` to `dead_letter` (its outbox columns,
+`reason`, `detail`, `failed_at`); the round keeps the acknowledgements of the rows it did publish and the relay goes
+on. A later row with the same key is still published: its consumers see a gap in that key's events there, and the
+dead letter holds the missing one with its reason until an operator re-queues it (`python -m shared.dead_letter`,
+docs/operations.md; it goes back to the outbox with a new id, so it is published after the rows sent meanwhile).
+Every dead letter is counted (`outbox_dead_lettered_total{service,reason}`, `outbox_dead_letter_rows`), logged at
+ERROR with the event id, topic, key, size and reason, and alerted on (deploy/prometheus/alerts.yml). Anything else
+(broker down, timeouts, not leader, authorization) is transient: the round aborts as described above, nothing is
+dead-lettered. A failed send fails the whole batch of its partition; when a round has more than one row refused for
+good, each is sent again alone to find those the broker refuses on their own (in that case only, a row that is
+accepted alone is published after the later rows of its partition: it takes a broker whose `message.max.bytes` is
+below the producer's batch size, 16 kB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge
 
 from shared.db import OUTBOX_NOTIFY_CHANNEL
@@ -53,13 +82,61 @@ FROM outbox WHERE NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $2
 """
 SENT_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 VACUUM_SQL = "VACUUM outbox"
+# One statement moves the rows the broker can never take: deleted from the outbox, kept in dead_letter with their
+# reason. It answers how many rows dead_letter holds now (the outer SELECT does not see the CTE's insert: + kept).
+DEAD_LETTER_SQL = """
+WITH moved AS (
+    DELETE FROM outbox o USING unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, reason, detail)
+    WHERE o.id = d.id
+    RETURNING o.id, o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data,
+              o.created_at, d.reason, d.detail
+), kept AS (
+    INSERT INTO dead_letter (outbox_id, event_id, topic, key, type, source, subject, time, dataschema, data,
+                             created_at, reason, detail)
+    SELECT * FROM moved
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM dead_letter) + (SELECT count(*) FROM kept)
+"""
+DEAD_LETTER_COUNT_SQL = "SELECT count(*) FROM dead_letter"
+DEAD_LETTER_COUNT_INTERVAL_S = 60.0  # the gauge also follows re-queues and deletions made by operators
+
+DEFAULT_MAX_REQUEST_SIZE = 1_048_576  # aiokafka's default; the broker's message.max.bytes is 1,048,588 by default
+
+# Why a row can never be published (the `reason` of a dead letter and of the counter's label).
+TOO_LARGE = "too_large"
+UNENCODABLE = "unencodable"
+INVALID_TOPIC = "invalid_topic"
+REASONS = (TOO_LARGE, UNENCODABLE, INVALID_TOPIC)
+# Errors of the producer or the broker that are about the record itself: sending it again changes nothing. Every
+# other error (connection, timeout, not leader, authorization, ...) is transient and aborts the round.
+PERMANENT_ERRORS: tuple[tuple[type[KafkaError], str], ...] = (
+    (MessageSizeTooLargeError, TOO_LARGE),  # the producer's max_request_size, or the broker's MESSAGE_TOO_LARGE
+    (RecordListTooLargeError, TOO_LARGE),
+    (RecordTooLargeError, TOO_LARGE),
+    (InvalidTopicError, INVALID_TOPIC),
+)
+LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")  # Kafka's rule for topic names ("." and ".." excepted)
 
 PUBLISHED = Counter("outbox_published_total", "Outbox events acknowledged by Kafka", ["service"])
 FAILED_ROUNDS = Counter("outbox_failed_rounds_total", "Relay rounds aborted (broker or database error)", ["service"])
 LAST_PUBLISH = Gauge("outbox_last_publish_timestamp_seconds", "When the relay last published", ["service"])
+PENDING = Gauge(
+    "outbox_pending_rows",
+    "Rows the active relay's last claim found in the outbox (at most a batch; 0: it was empty, or this relay waits)",
+    ["service"],
+)
+DEAD_LETTERED = Counter(
+    "outbox_dead_lettered_total",
+    "Outbox rows moved to dead_letter: the broker can never take them",
+    ["service", "reason"],
+)
+DEAD_LETTER_ROWS = Gauge("outbox_dead_letter_rows", "Rows in the service's dead_letter table", ["service"])
 
 
-def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap_servers: str, client_id: str, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE
+) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
@@ -67,7 +144,44 @@ def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=0,
         request_timeout_ms=30000,
+        max_request_size=max_request_size,
     )
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """The dead-letter reason when `exc` says a record can never be published; None when it is worth retrying."""
+    for cls, reason in PERMANENT_ERRORS:
+        if isinstance(exc, cls):
+            return reason
+    return None
+
+
+class Unsendable(Exception):
+    """A row that cannot become a Kafka record this producer or broker accepts (found before sending it)."""
+
+    def __init__(self, reason: str, detail: str, size: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.size = reason, detail, size
+
+
+@dataclass(slots=True)
+class OutRecord:
+    """One outbox row as the record the relay sends."""
+
+    row: asyncpg.Record
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    size: int  # serialized, as the producer counts it against max_request_size
+
+
+@dataclass(slots=True)
+class DeadRow:
+    row: asyncpg.Record
+    reason: str
+    detail: str
+    size: int | None
 
 
 class OutboxRelay:
@@ -83,7 +197,8 @@ class OutboxRelay:
         send_timeout_s: float = 30.0,
         vacuum_interval_s: float = 5.0,
         server_settings: dict[str, str] | None = None,
-        producer_factory: Callable[[str, str], AIOKafkaProducer] = make_producer,
+        max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
+        producer_factory: Callable[..., AIOKafkaProducer] = make_producer,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -93,6 +208,7 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.send_timeout_s = send_timeout_s
         self.vacuum_interval_s = vacuum_interval_s
+        self.max_request_size = max_request_size
         self.server_settings = {"application_name": f"{service}-relay", **(server_settings or {})}
         self._deleted_since_vacuum = False
         self._producer_factory = producer_factory
@@ -103,6 +219,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
+        self.dead_lettered = 0
+        for reason in REASONS:  # every series from 0, so that increase() sees the first dead letter
+            DEAD_LETTERED.labels(service, reason)
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> OutboxRelay:
@@ -115,6 +234,7 @@ class OutboxRelay:
             poll_interval_s=settings.relay_poll_interval_s,
             send_timeout_s=settings.relay_send_timeout_s,
             vacuum_interval_s=settings.relay_vacuum_interval_s,
+            max_request_size=settings.relay_max_request_size,
             server_settings=settings.pg_settings(f"{settings.service_name}-relay"),
         )
 
@@ -134,7 +254,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`; survives broker and database outages, backing off between attempts."""
         backoff = 0.1
-        last_vacuum = time.monotonic()
+        last_vacuum = last_count = time.monotonic()
         register_relay(self)
         try:
             while not self._stopping.is_set():
@@ -146,6 +266,9 @@ class OutboxRelay:
                     if self._deleted_since_vacuum and time.monotonic() - last_vacuum > self.vacuum_interval_s:
                         last_vacuum = time.monotonic()
                         await self._vacuum()
+                    if self._leading and time.monotonic() - last_count > DEAD_LETTER_COUNT_INTERVAL_S:
+                        last_count = time.monotonic()
+                        await self._count_dead_letters()
                     if sent < self.batch_size:
                         await self._idle()  # at once if a writer committed meanwhile
                 except asyncio.CancelledError:
@@ -171,21 +294,86 @@ class OutboxRelay:
                 log.warning("could not delete %d published outbox rows: %r", len(self._acked), exc)
 
     async def publish_round(self) -> int:
-        """Publish the oldest rows (the next round deletes them). Returns the number published (0 on standby)."""
+        """Publish the oldest rows (the next round deletes them) and move those the broker can never take to
+        dead_letter. Returns the number of rows dealt with, published or dead-lettered (0 on standby)."""
         assert self._conn is not None and self._producer is not None
         conn, producer = self._conn, self._producer
         if not self._leading:
             self._leading = bool(await conn.fetchval(LEAD_SQL, RELAY_LOCK_KEY))
             if not self._leading:
-                return 0  # another relay is active; try again after the poll interval
+                PENDING.labels(self.service).set(0)  # another relay is active: its outbox is not ours to watch
+                return 0  # try again after the poll interval
             log.info("outbox relay active", extra={"service": self.service})
+            await self._count_dead_letters()
         rows = await conn.fetch(SENT_AND_CLAIM_SQL, self._acked, self.batch_size)
         self._deleted_since_vacuum |= bool(self._acked)
         self._acked = []
+        PENDING.labels(self.service).set(len(rows))
         if not rows:
             return 0
-        futures = []
+        dead: list[DeadRow] = []
+        sending: list[OutRecord] = []
+        futures: list[asyncio.Future[Any]] = []
         for r in rows:
+            try:
+                record = self._record(r)
+                futures.append(await self._send(producer, record))
+            except Unsendable as exc:
+                dead.append(DeadRow(r, exc.reason, exc.detail, exc.size))
+                continue
+            sending.append(record)
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.send_timeout_s)
+        acked: list[int] = []
+        refused: list[tuple[OutRecord, BaseException]] = []
+        failed: list[BaseException] = []
+        for record, result in zip(sending, results, strict=True):
+            if not isinstance(result, BaseException):
+                acked.append(record.row["id"])
+            elif permanent_reason(result) is not None:
+                refused.append((record, result))
+            else:
+                failed.append(result)
+        if failed and not refused:
+            raise failed[0]  # transient: the round aborts, its rows stay in the outbox and are sent again
+        if refused:
+            # The broker refused a batch: the idempotent producer's sequence for that partition now has a gap, and
+            # every later batch there fails (OutOfOrderSequenceNumber) until a new producer starts from 0. Those
+            # rows stay in the outbox for the next round (nothing after the refused batch was written there).
+            await self._drop_producer()
+            if failed:
+                self._wake.set()  # the next round at once
+            if len(refused) == 1:  # a failed batch fails every record in it: this one was alone in its batch
+                dead.append(self._refused(*refused[0]))
+            else:  # they may have shared a batch: send each alone to find the ones the broker refuses on their own
+                for record, _ in refused:
+                    await self._ensure_connected()
+                    assert self._producer is not None
+                    try:
+                        await asyncio.wait_for(await self._send(self._producer, record), self.send_timeout_s)
+                    except Unsendable as exc:
+                        dead.append(DeadRow(record.row, exc.reason, exc.detail, exc.size))
+                    except KafkaError as exc:
+                        if permanent_reason(exc) is None:
+                            raise
+                        dead.append(self._refused(record, exc))
+                        await self._drop_producer()
+                    else:
+                        acked.append(record.row["id"])
+        if dead:
+            await self._dead_letter(dead)
+        self._acked = acked
+        if acked:
+            self.published += len(acked)
+            PUBLISHED.labels(self.service).inc(len(acked))
+            LAST_PUBLISH.labels(self.service).set_to_current_time()
+        return len(rows)
+
+    def _record(self, r: asyncpg.Record) -> OutRecord:
+        """The Kafka record of an outbox row; raises `Unsendable` when no producer or broker can ever take it."""
+        topic = physical(r["topic"], self.topic_prefix)
+        if not LEGAL_TOPIC.fullmatch(topic) or topic in (".", ".."):
+            raise Unsendable(INVALID_TOPIC, f"{topic!r} is not a legal Kafka topic name")
+        try:
             headers = kafka_headers(
                 id=r["event_id"],
                 source=r["source"],
@@ -194,20 +382,74 @@ class OutboxRelay:
                 time=format_time(r["time"]),
                 dataschema=r["dataschema"],
             )
-            futures.append(
-                await producer.send(
-                    physical(r["topic"], self.topic_prefix),
-                    value=r["data"].encode(),
-                    key=r["key"].encode(),
-                    headers=headers,
-                )
+            key, value = r["key"].encode(), r["data"].encode()
+        except (ValueError, TypeError) as exc:  # UnicodeError included: the same row fails the same way every time
+            raise Unsendable(UNENCODABLE, f"cannot be encoded as a Kafka record: {exc!r}") from exc
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        if size > self.max_request_size:
+            raise Unsendable(
+                TOO_LARGE,
+                f"the record is {size} bytes serialized, more than the producer's max_request_size "
+                f"({self.max_request_size} bytes)",
+                size,
             )
-        await asyncio.wait_for(asyncio.gather(*futures), self.send_timeout_s)
-        self._acked = [r["id"] for r in rows]
-        self.published += len(rows)
-        PUBLISHED.labels(self.service).inc(len(rows))
-        LAST_PUBLISH.labels(self.service).set_to_current_time()
-        return len(rows)
+        return OutRecord(r, topic, key, value, headers, size)
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future[Any]:
+        """Hand one record to the producer; its future resolves with the broker's answer."""
+        try:
+            future: asyncio.Future[Any] = await producer.send(
+                record.topic, value=record.value, key=record.key, headers=record.headers
+            )
+        except KafkaError as exc:  # the producer's own checks (e.g. its max_request_size): never sent
+            if (reason := permanent_reason(exc)) is None:
+                raise
+            raise Unsendable(reason, f"refused by the producer: {exc!r}", record.size) from exc
+        return future
+
+    @staticmethod
+    def _refused(record: OutRecord, exc: BaseException) -> DeadRow:
+        reason = permanent_reason(exc)
+        assert reason is not None
+        return DeadRow(record.row, reason, f"refused by the broker: {exc!r}", record.size)
+
+    async def _dead_letter(self, dead: list[DeadRow]) -> None:
+        """Move rows the broker can never take from the outbox to dead_letter (one statement), count and log them."""
+        assert self._conn is not None
+        rows = await self._conn.fetchval(
+            DEAD_LETTER_SQL, [d.row["id"] for d in dead], [d.reason for d in dead], [d.detail for d in dead]
+        )
+        DEAD_LETTER_ROWS.labels(self.service).set(rows)
+        self.dead_lettered += len(dead)
+        for d in dead:
+            DEAD_LETTERED.labels(self.service, d.reason).inc()
+            log.error(
+                "outbox row %s dead-lettered (%s): event %s, topic %s, key %r, %s bytes: %s. The relay goes on "
+                "without it; the key's consumers see a gap there. Re-queue it with `python -m shared.dead_letter` "
+                "once the cause is fixed.",
+                d.row["id"],
+                d.reason,
+                d.row["event_id"],
+                d.row["topic"],
+                d.row["key"],
+                d.size if d.size is not None else "?",
+                d.detail,
+                extra={
+                    "service": self.service,
+                    "outbox_id": d.row["id"],
+                    "event_id": d.row["event_id"],
+                    "topic": d.row["topic"],
+                    "key": d.row["key"],
+                    "size": d.size,
+                    "reason": d.reason,
+                    "detail": d.detail,
+                },
+            )
+
+    async def _count_dead_letters(self) -> None:
+        assert self._conn is not None
+        DEAD_LETTER_ROWS.labels(self.service).set(await self._conn.fetchval(DEAD_LETTER_COUNT_SQL))
 
     async def _vacuum(self) -> None:
         assert self._conn is not None
@@ -222,7 +464,9 @@ class OutboxRelay:
             )
             await self._conn.add_listener(OUTBOX_NOTIFY_CHANNEL, self._on_notify)
         if self._producer is None:
-            producer = self._producer_factory(self.bootstrap_servers, f"{self.service}-relay")
+            producer = self._producer_factory(
+                self.bootstrap_servers, f"{self.service}-relay", max_request_size=self.max_request_size
+            )
             try:
                 await producer.start()
             except BaseException:
@@ -251,16 +495,20 @@ class OutboxRelay:
         self._wake.clear()
         return woken and not self._stopping.is_set()
 
-    async def _reset(self) -> None:
-        """Drop the producer (recreated on fatal errors, aiokafka#1017) and the database connection (and with it the
-        lead: another relay may take over before this one is back)."""
-        self._leading = False
+    async def _drop_producer(self) -> None:
+        """Stop the producer; `_ensure_connected` starts a new one (with a new producer id and fresh sequences)."""
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
                 await asyncio.wait_for(producer.stop(), 10)
             except Exception as exc:  # noqa: BLE001
                 log.debug("producer stop failed: %r", exc)
+
+    async def _reset(self) -> None:
+        """Drop the producer (recreated on fatal errors, aiokafka#1017) and the database connection (and with it the
+        lead: another relay may take over before this one is back)."""
+        self._leading = False
+        await self._drop_producer()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:

@@ -25,11 +25,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.db import Base
-from shared.db import OutboxMixin, ProcessedEventMixin
+from shared.db import DeadLetterMixin, OutboxMixin, ProcessedEventMixin
 
 
 class OutboxEvent(OutboxMixin, Base):
     """Flags waiting for (or already given to) Kafka's `audit.flags`."""
+
+
+class DeadLetter(DeadLetterMixin, Base):
+    """Outbox rows the broker can never take, with the reason; the relay went on without them (shared.relay)."""
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

@@ -25,13 +25,17 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from custody.db import Base
-from shared.db import OutboxMixin, ProcessedEventMixin
+from shared.db import DeadLetterMixin, OutboxMixin, ProcessedEventMixin
 
 MASS = Numeric(18, 3)
 
 
 class OutboxEvent(OutboxMixin, Base):
     """Events waiting for (or already given to) Kafka; written in the same transaction as the change they record."""
+
+
+class DeadLetter(DeadLetterMixin, Base):
+    """Outbox rows the broker can never take, with the reason; the relay went on without them (shared.relay)."""
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

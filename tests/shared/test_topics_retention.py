@@ -26,6 +26,7 @@ from shared.topics import (
     topic_configs,
 )
 from tests.conftest import ENV
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -54,12 +55,23 @@ async def retention(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str | N
     return {k: configs[k][0] for k in FOREVER}
 
 
+async def reads_back(admin: AIOKafkaAdminClient, topic: str, wanted: dict[str, str]) -> None:
+    """The broker answers with `wanted` (an altered config reaches the broker's view a moment after the controller
+    took it: under load, a describe at once may still show the value before)."""
+
+    async def there() -> bool:
+        return await retention(admin, topic) == wanted
+
+    await wait_for(there, timeout_s=10, what=f"{topic} to read back as {wanted}", interval_s=0.2)
+    assert await retention(admin, topic) == wanted
+
+
 async def test_new_topics_keep_everything(prefix: str, admin: AIOKafkaAdminClient) -> None:
     report = await sync_topics(ENV.kafka_bootstrap, prefix)
     assert sorted(report.created) == sorted(physical(t, prefix) for t in TOPICS)
     assert AUDIT_DECISIONS in TOPICS
     for name in (CUSTODY_EVENTS, REGISTRY_EVENTS, AUDIT_DECISIONS, AUDIT_FLAGS):
-        assert await retention(admin, physical(name, prefix)) == FOREVER, name
+        await reads_back(admin, physical(name, prefix), FOREVER)
     assert (await sync_topics(ENV.kafka_bootstrap, prefix)).changed == {}  # nothing left to do
 
 
@@ -86,7 +98,7 @@ async def test_a_topic_created_with_seven_days_is_reconciled(
     assert f"{custody} (6 partitions): exists; changed retention.ms {SEVEN_DAYS_MS} -> -1" in out
     assert f"{physical(REGISTRY_EVENTS, prefix)} (3 partitions): created (retention.ms=-1" in out
 
-    assert await retention(admin, custody) == FOREVER
+    await reads_back(admin, custody, FOREVER)
     configs = await topic_configs(admin, custody)
     assert configs["max.message.bytes"] == ("2000000", True)  # what an operator set stays
 

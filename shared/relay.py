@@ -35,10 +35,12 @@ docs/operations.md; it goes back to the outbox with a new id, so it is published
 Every dead letter is counted (`outbox_dead_lettered_total{service,reason}`, `outbox_dead_letter_rows`), logged at
 ERROR with the event id, topic, key, size and reason, and alerted on (deploy/prometheus/alerts.yml). Anything else
 (broker down, timeouts, not leader, authorization) is transient: the round aborts as described above, nothing is
-dead-lettered. A failed send fails the whole batch of its partition; when a round has more than one row refused for
-good, each is sent again alone to find those the broker refuses on their own (in that case only, a row that is
-accepted alone is published after the later rows of its partition: it takes a broker whose `message.max.bytes` is
-below the producer's batch size, 16 kB).
+dead-lettered. A broker's refusal fails the whole batch of its partition, and leaves a gap in the idempotent
+producer's sequence there: every later batch of that partition fails (OutOfOrderSequenceNumber), so nothing after
+the refused row is written to its partition. Those rows stay in the outbox and go in the next round, at once, with a
+new producer: per-key order holds. When a round has more than one row refused for good (they may have shared a
+batch), each is sent again alone, each time with a new producer after a refusal, to find those the broker refuses
+on their own.
 """
 
 from __future__ import annotations

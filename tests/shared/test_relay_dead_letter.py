@@ -17,6 +17,18 @@ import asyncpg
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from prometheus_client import REGISTRY
 
 import shared.consumer
@@ -24,7 +36,16 @@ import shared.web  # noqa: F401 - registers the HTTP metrics
 from shared import dead_letter
 from shared.events import CloudEvent
 from shared.outbox import enqueue_raw
-from shared.relay import DEFAULT_MAX_REQUEST_SIZE, REASONS, TOO_LARGE, OutboxRelay
+from shared.relay import (
+    DEFAULT_MAX_REQUEST_SIZE,
+    INVALID_TOPIC,
+    REASONS,
+    TOO_LARGE,
+    UNENCODABLE,
+    OutboxRelay,
+    Unsendable,
+    permanent_reason,
+)
 from shared.topics import CUSTODY_EVENTS, physical
 from tests.conftest import ROOT
 from tests.helpers import make_event, read_topic, wait_for
@@ -231,3 +252,50 @@ def test_the_alert_rules_name_metrics_that_exist() -> None:
             REGISTRY.get_sample_value("outbox_dead_lettered_total", {"service": "custody", "reason": reason})
             is not None
         )
+
+
+def test_which_failures_are_permanent_for_a_row() -> None:
+    """Too large and invalid topics never pass; a broker that is down, slow or moving leaders does."""
+    assert permanent_reason(MessageSizeTooLargeError()) == TOO_LARGE
+    assert permanent_reason(RecordListTooLargeError()) == TOO_LARGE
+    assert permanent_reason(InvalidTopicError()) == INVALID_TOPIC
+    for transient in (
+        KafkaConnectionError(),
+        RequestTimedOutError(),
+        NotLeaderForPartitionError(),
+        KafkaTimeoutError(),
+        UnknownTopicOrPartitionError(),
+        TopicAuthorizationFailedError(),
+        OutOfOrderSequenceNumber(),
+        TimeoutError(),
+    ):
+        assert permanent_reason(transient) is None, transient
+
+
+def test_a_row_that_cannot_be_a_kafka_record_is_found_before_sending() -> None:
+    r = OutboxRelay(dsn="postgresql://unused", bootstrap_servers="unused:1", service="custody", topic_prefix="t.")
+    e = make_event("K", 1)
+    row = {
+        "id": 1,
+        "event_id": e.id,
+        "topic": CUSTODY_EVENTS,
+        "key": "K",
+        "type": e.type,
+        "source": e.source,
+        "subject": e.subject,
+        "time": e.time,
+        "dataschema": None,
+        "data": '{"n": 1}',
+    }
+    record = r._record(row)  # type: ignore[arg-type]
+    assert record.topic == f"t.{CUSTODY_EVENTS}" and record.key == b"K" and 0 < record.size < 1024
+    with pytest.raises(Unsendable) as unencodable:
+        r._record({**row, "key": "lone \ud800 surrogate"})  # type: ignore[arg-type]
+    assert unencodable.value.reason == UNENCODABLE
+    with pytest.raises(Unsendable) as bad_topic:
+        r._record({**row, "topic": "custody events!"})  # type: ignore[arg-type]
+    assert bad_topic.value.reason == INVALID_TOPIC
+    with pytest.raises(Unsendable) as too_large:
+        r._record({**row, "data": '"' + "x" * DEFAULT_MAX_REQUEST_SIZE + '"'})  # type: ignore[arg-type]
+    assert too_large.value.reason == TOO_LARGE and too_large.value.size is not None
+    assert too_large.value.size > DEFAULT_MAX_REQUEST_SIZE

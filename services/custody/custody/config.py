@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import AwareDatetime, Field
 from pydantic_settings import SettingsConfigDict
 
+from custody.domain import TimeWindow
 from shared.settings import GenealogySettings
 
 
@@ -22,3 +25,17 @@ class Settings(GenealogySettings):
         description="Answer ordinary write requests through `shared.fastlane` (less CPU a write); false sends every "
         "request through the whole FastAPI stack, e.g. for middleware of your own (docs/decisions/fast-lane.md).",
     )
+    event_time_earliest: AwareDatetime = Field(
+        datetime(1990, 1, 1, tzinfo=UTC),
+        description="The earliest time a write may date an event at (`produced_at`, `shipped_at`, `received_at`, "
+        "`occurred_at`, `consumed_at`); an earlier one is refused with a 422 naming the field.",
+    )
+    event_time_max_ahead_s: float = Field(
+        86400.0,
+        ge=0,
+        description="How far ahead of the server's clock a write may date an event (seconds); a later one is refused "
+        "with a 422 naming the field.",
+    )
+
+    def time_window(self) -> TimeWindow:
+        return TimeWindow(self.event_time_earliest, timedelta(seconds=self.event_time_max_ahead_s))

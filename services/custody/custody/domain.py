@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -130,6 +130,40 @@ def after_draw(lot: LotState, mass_kg: Decimal, closed_status: LotStatus) -> tup
 
 
 GENESIS = bytes(32)
+
+
+# --- when an event can have happened ------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def since_epoch(at: datetime) -> timedelta:
+    """`at` (aware) as a distance from 1970-01-01 UTC, computed without converting it: `0001-01-01T00:00:00+14:00`
+    and `9999-12-31T23:59:59-14:00` are valid datetimes whose UTC instant is not one."""
+    offset = at.utcoffset()
+    assert offset is not None, "an aware datetime"
+    return (at.replace(tzinfo=None) - _EPOCH) - offset
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The times an event may be dated at: not before `earliest`, at most `ahead` past the server's clock."""
+
+    earliest: datetime = datetime(1990, 1, 1, tzinfo=UTC)
+    ahead: timedelta = timedelta(days=1)
+
+    def problem(self, at: datetime, now: datetime) -> str | None:
+        """Why `at` (aware) cannot be an event's time, or None when it can."""
+        t = since_epoch(at)
+        if t < since_epoch(self.earliest):
+            return f"{at.isoformat()} is before {format_time(self.earliest)}, the earliest time accepted"
+        latest = since_epoch(now) + self.ahead
+        if t > latest:
+            return (
+                f"{at.isoformat()} is more than {self.ahead} ahead of the server's clock ({format_time(now)}); "
+                "an event is recorded when it happens, not planned ahead"
+            )
+        return None
 
 
 # --- the lot aggregate ------------------------------------------------------------------------------------------

@@ -535,7 +535,8 @@ class AttemptRejected(BaseModel):
     reason: RefusalReason = Field(description="Why, as a stable slug")
     detail: str = Field(description="Why, in words (as in the 409 answer)")
     request: dict[str, Any] | None = Field(
-        description="The request body as sent (JSON as the caller wrote it: masses are numbers here)"
+        description="The request body as custody validated it: the fields the caller sent, text stripped and codes "
+        "upper-cased, times as sent (masses are numbers here); never the bytes as sent"
     )
 
 

@@ -11,11 +11,13 @@ from custody.consumer import make_consumer
 from custody.events import CUSTODY_EVENTS
 from custody.repository import ParticipantCache
 from custody.router import FAST_WRITES, router
+from custody.schemas import EventTimes
 from shared.runtime import Runtime, Worker, build_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    EventTimes.configure(settings.time_window())  # the window every write's event times are validated against
 
     def workers(rt: Runtime) -> Sequence[Worker]:
         return [make_consumer(settings)] if settings.consumer_enabled else []

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel
 
 from custody import schemas, service
 from custody.domain import LotStatus, Mineral
@@ -46,8 +47,9 @@ def _answer(answer: Answer) -> Response:
     return _json(answer.status, answer.body, replayed=answer.replayed)
 
 
-async def _write(request: Request, who: Principal, key: str | None) -> Write:
-    """The write this request asks for: who, its key, and the request as sent (the key is bound to it)."""
+async def _write(request: Request, who: Principal, key: str | None, body: BaseModel) -> Write:
+    """The write this request asks for: who, its key, the request as sent (the key is bound to it) and as validated
+    (what a refusal records)."""
     raw = await request.body()
     path: str = request.scope["path"]
     state = request.app.state
@@ -57,7 +59,7 @@ async def _write(request: Request, who: Principal, key: str | None) -> Write:
         who=who,
         key=key,
         path=path,
-        raw=raw,
+        body=body,
         request_hash=request_hash(request.method, path, raw),
     )
 
@@ -81,7 +83,7 @@ def _reads(request: Request) -> service.Reads:
 async def register_lot(
     body: schemas.LotCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.register_lot(write=await _write(request, who, key), body=body))
+    return _answer(await service.register_lot(write=await _write(request, who, key, body), body=body))
 
 
 @router.post(
@@ -95,7 +97,7 @@ async def register_lot(
 async def declare_external(
     body: schemas.ExternalDeclaration, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.declare_external(write=await _write(request, who, key), body=body))
+    return _answer(await service.declare_external(write=await _write(request, who, key, body), body=body))
 
 
 @router.post(
@@ -109,7 +111,7 @@ async def declare_external(
 async def ship(
     lot_id: str, body: schemas.ShipmentCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.ship(write=await _write(request, who, key), lot_id=lot_id, body=body))
+    return _answer(await service.ship(write=await _write(request, who, key, body), lot_id=lot_id, body=body))
 
 
 @router.post(
@@ -123,7 +125,9 @@ async def ship(
 async def receive(
     shipment_id: str, body: schemas.ReceiptCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.receive(write=await _write(request, who, key), shipment_id=shipment_id, body=body))
+    return _answer(
+        await service.receive(write=await _write(request, who, key, body), shipment_id=shipment_id, body=body)
+    )
 
 
 @router.post(
@@ -137,7 +141,7 @@ async def receive(
 async def transform(
     body: schemas.TransformationCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.transform(write=await _write(request, who, key), body=body))
+    return _answer(await service.transform(write=await _write(request, who, key, body), body=body))
 
 
 @router.post(
@@ -151,7 +155,7 @@ async def transform(
 async def consume(
     lot_id: str, body: schemas.ConsumptionCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
-    return _answer(await service.consume(write=await _write(request, who, key), lot_id=lot_id, body=body))
+    return _answer(await service.consume(write=await _write(request, who, key, body), lot_id=lot_id, body=body))
 
 
 FAST_WRITES = (register_lot, declare_external, ship, receive, transform, consume)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
 
 from custody import domain
-from custody.domain import Form, LotStatus, Mineral, OriginKind, TransformationKind
+from custody.domain import Form, LotStatus, Mineral, OriginKind, TimeWindow, TransformationKind
 from shared.genealogy import Truncated
 from shared.iso import country_validator
+from shared.text import as_sent_at_most
 
 Mass = Annotated[
     Decimal,
@@ -31,8 +32,39 @@ CountryCode = Annotated[
     AfterValidator(country_validator),
     Field(description="ISO 3166-1 alpha-2", examples=["RW"]),
 ]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)
+]
+Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), as_sent_at_most(100)]
+
+
+class EventTimes:
+    """The window every event time of a write must fall in (`domain.TimeWindow`), checked when the request body is
+    validated: a time outside it is a 422 naming its field, before anything is done. The app sets it from its
+    settings (`custody_event_time_earliest`, `..._max_ahead_s`) when it is created."""
+
+    window = TimeWindow()
+
+    @classmethod
+    def configure(cls, window: TimeWindow) -> None:
+        cls.window = window
+
+    @classmethod
+    def check(cls, at: datetime) -> datetime:
+        problem = cls.window.problem(at, datetime.now(UTC))
+        if problem is not None:
+            raise ValueError(problem)
+        return at
+
+
+EventTime = Annotated[
+    AwareDatetime,
+    AfterValidator(EventTimes.check),
+    Field(
+        description="With its time zone; not before 1990-01-01T00:00:00Z and at most a day ahead of the server's "
+        "clock (both configurable)"
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -61,7 +93,7 @@ class LotCreate(Strict):
     mineral: Mineral
     form: Form
     mass_kg: Mass
-    produced_at: AwareDatetime
+    produced_at: EventTime
     tag: Seal | None = Field(None, description="Bag tag number")
     seal: Seal | None = None
 
@@ -85,7 +117,7 @@ class ShipmentCreate(Strict):
 
     to: ParticipantId
     mass_kg: Mass
-    shipped_at: AwareDatetime
+    shipped_at: EventTime
     seal: Seal | None = None
     transit_countries: list[CountryCode] = Field(default_factory=list, max_length=30)
     max_transit_days: int | None = Field(None, ge=1, le=365)
@@ -99,7 +131,7 @@ class ReceiptCreate(Strict):
         },
     )
 
-    received_at: AwareDatetime
+    received_at: EventTime
     mass_kg: Mass = Field(description="As weighed on arrival")
     seal: Seal | None = Field(None, description="As found on arrival")
 
@@ -144,7 +176,7 @@ class TransformationCreate(Strict):
         f"{domain.MAX_TRANSFORMATION_OUTPUTS}",
         json_schema_extra={"maxItems": domain.MAX_TRANSFORMATION_OUTPUTS},
     )
-    occurred_at: AwareDatetime
+    occurred_at: EventTime
 
 
 class ConsumptionCreate(Strict):
@@ -152,14 +184,14 @@ class ConsumptionCreate(Strict):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"product": "SKU-PCB-7731 batch 2026-49", "mass_kg": 2.5, "consumed_at": "2026-12-10T09:00:00Z"}
+                {"product": "SKU-PCB-7731 batch 2026-49", "mass_kg": 2.5, "consumed_at": "2026-12-02T09:00:00Z"}
             ]
         },
     )
 
     product: ShortText
     mass_kg: Mass
-    consumed_at: AwareDatetime
+    consumed_at: EventTime
 
 
 class DeclaredOrigin(Strict):
@@ -196,7 +228,7 @@ class ExternalDeclaration(Strict):
     mineral: Mineral
     form: Form
     mass_kg: Mass
-    received_at: AwareDatetime
+    received_at: EventTime
     origin: DeclaredOrigin
     supplier: Supplier
     tag: Seal | None = None

@@ -128,15 +128,16 @@ def request_hash(method: str, path: str, raw: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One write request: who asks, its Idempotency-Key, the request as sent (path and body, for the key and the
-    refusal record), and where it runs (the pool, the participants cache)."""
+    """One write request: who asks, its Idempotency-Key, the request (its path; its body as validated, which a
+    refusal records; the hash of the body as sent, which the key is bound to), and where it runs (the pool, the
+    participants cache)."""
 
     pool: asyncpg.Pool
     participants: ParticipantCache | None
     who: Principal
     key: str | None
     path: str
-    raw: bytes
+    body: BaseModel
     request_hash: bytes
 
     async def run(
@@ -225,7 +226,9 @@ class Write:
         (`custody.attempt.rejected`) for the audit, and a 409 problem."""
         who = self.who
         event_id = str(uuid.uuid4())
-        request = orjson.loads(self.raw) if self.raw else None
+        # The body as validated, never the bytes as sent: whatever encoding FastAPI accepted (a BOM, UTF-16), the
+        # record is JSON, and no longer than the model's own limits allow.
+        request = self.body.model_dump(mode="json", exclude_unset=True)
         uow.changes.rejection = repository.rejection_row(
             event_id, who.subject, action, subject, refusal.reason, refusal.detail, request
         )

@@ -48,7 +48,8 @@ WITH RECURSIVE walk(lot_id, depth) AS (
 def goes_on_sql(*, upstream: bool, lot: str) -> str:
     """A condition: the walk could take another step from `lot` (an SQL expression naming a lot id)."""
     here, _ = _step(upstream)
-    return f"EXISTS (SELECT 1 FROM {here} f WHERE f.lot_id = {lot})"
+    # OFFSET 0: an index probe per lot asked about; else PostgreSQL may hash the whole table once per statement
+    return f"EXISTS (SELECT 1 FROM {here} f WHERE f.lot_id = {lot} OFFSET 0)"
 
 
 def frontier_sql(*, upstream: bool, depth_limit: str = "$2") -> str:

@@ -658,20 +658,30 @@ def _trace_sql(*, upstream: bool) -> str:
     nulls = ", ".join(["NULL"] * 15)  # remaining_kg ... head_hash
     cut = goes_on_sql(upstream=upstream, lot="v.lot_id")
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
+        down_edges = ""
         edges = """FROM vis c
 CROSS JOIN LATERAL (SELECT * FROM transformation_outputs o WHERE o.lot_id = c.lot_id OFFSET 0) o
 JOIN transformations t USING (transformation_id)
 JOIN transformation_inputs i USING (transformation_id)
 WHERE i.lot_id IN (SELECT lot_id FROM vis)"""
     else:  # from each lot (a parent) to the transformations it was drawn into, to their outputs in the trace
-        edges = """FROM vis p
-CROSS JOIN LATERAL (SELECT * FROM transformation_inputs i WHERE i.lot_id = p.lot_id OFFSET 0) i
-JOIN transformations t USING (transformation_id)
-JOIN transformation_outputs o USING (transformation_id)
-JOIN vis c ON c.lot_id = o.lot_id"""
+        down_edges = """, drawn AS MATERIALIZED (
+  SELECT i.transformation_id, i.lot_id AS parent, i.mass_kg, o.lot_id AS child, t.kind, t.actor, t.actor_kind
+  FROM vis p
+  CROSS JOIN LATERAL (SELECT * FROM transformation_inputs i WHERE i.lot_id = p.lot_id OFFSET 0) i
+  CROSS JOIN LATERAL (
+    SELECT * FROM transformations t WHERE t.transformation_id = i.transformation_id OFFSET 0
+  ) t
+  JOIN transformation_outputs o ON o.transformation_id = i.transformation_id
+)"""
+        # (the child's depth from `vis`, hashed once: joined inside the lateral walk it was probed once per lot)
+        edges = """FROM drawn d JOIN vis c ON c.lot_id = d.child
+CROSS JOIN LATERAL (SELECT d.child AS lot_id, d.transformation_id) o
+CROSS JOIN LATERAL (SELECT d.parent AS lot_id, d.mass_kg) i
+CROSS JOIN LATERAL (SELECT d.kind, d.actor, d.actor_kind) t"""
     return (
         walk_sql(upstream=upstream)
-        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible})
+        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible}){down_edges}
 SELECT false AS edge, v.depth, l.lot_id COLLATE "C" AS lot_id, l.mineral, l.form, l.mass_kg::float8 AS mass_kg,
        l.remaining_kg::float8 AS remaining_kg, l.status, l.custodian, l.origin_kind, l.origin_participant,
        l.origin_country, l.origin_region, l.origin_mine_name, l.origin_mining_type, l.produced_at, l.tag, l.seal,

@@ -8,8 +8,9 @@ process's CPU as the use case itself (its checks, hashing and two database round
 route's own path pattern, the token check of `shared.auth`, the endpoint's own body model, and then the endpoint
 function itself. Everything out of the ordinary goes down the full app, unchanged:
 - another path or method, a browser's request (an `Origin` header: CORS answers it), a `root_path`;
-- a body that is not JSON or does not validate, a missing, malformed, unknown or refused token, an over-long
-  `Idempotency-Key`: the app answers these with its usual 401/422 problem bodies, as nothing has been done yet.
+- a body that is not JSON or does not validate, a missing, malformed, unknown or refused token, an empty or
+  over-long `Idempotency-Key`: the app answers these with its usual 401/422 problem bodies, as nothing has been done
+  yet.
 An error raised by the endpoint is rendered by the app's own exception handlers, as its exception middleware would.
 The request id, access log and metrics are those of `shared.web.RequestContextMiddleware`. The routes stay declared
 on the app, so the OpenAPI document is the same, and so is every answer (the test suite goes through this lane).
@@ -118,7 +119,7 @@ class FastLane:
             who is not None
             and content_type is not None
             and content_type.split(b";", 1)[0].strip().lower() == b"application/json"
-            and (key is None or len(key) <= MAX_KEY_LENGTH)
+            and (key is None or 0 < len(key) <= MAX_KEY_LENGTH)
         ):
             try:
                 body = lane.body.model_validate(orjson.loads(raw))

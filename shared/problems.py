@@ -299,13 +299,16 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     application/problem+json (RFC 9457), with an example, and nothing else. That includes FastAPI's own 422
     (`HTTPValidationError` as application/json, which this app never sends) and a `model=Problem` response, which
     FastAPI puts under the route's media type. Examples already given under application/problem+json are kept.
-    Changes `openapi` in place and returns it."""
+    An operation that takes a body also declares FastAPI's 400 for a body that is not JSON at all (found by the
+    Schemathesis run's status conformance check, issue 22). Changes `openapi` in place and returns it."""
     from shared.asyncapi import iter_refs  # a generic JSON walk; shared.asyncapi imports nothing of this module
 
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)  # each document its own, free to change
     for path, item in openapi.get("paths", {}).items():
         for op in item.values():
+            if "requestBody" in op and "responses" in op:
+                op["responses"].setdefault("400", {"description": "The body could not be parsed as JSON"})
             for code, response in op.get("responses", {}).items():
                 if not (code[:1] in ("4", "5") and code[1:].isdigit()):
                     continue  # 2xx, 3xx; `4XX` and `default` are not used here

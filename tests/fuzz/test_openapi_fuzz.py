@@ -8,7 +8,14 @@ the app in a loop of its own, cannot be used).
 
 Every operation runs three times: with the operator token, with a participant token (a smelter the registry issued,
 verified by custody and audit against the registry's JWKS, so a registry process is spawned for them), and with no
-token. `MCOC_FUZZ_EXAMPLES` sets the examples per operation, mode and token (default 25 in the suite; a bench run can
+token. Every answer is also held to the operation's own document (issue 22): its status is one the operation
+declares, its media type is the one declared for that status, and its body validates against the declared schema
+(Schemathesis' `status_code_conformance`, `content_type_conformance` and `response_schema_conformance`), 2xx and
+problems alike. Dates and date-times are drawn with the ends of the calendar mixed in (`0001-01-01T00:00:00+14:00`,
+`9999-12-31T23:59:59-14:00`, about one draw in four), which plain RFC 3339 draws almost never reach. Hostile headers
+and body encodings are tried case by case in `test_hostile_input.py`.
+
+`MCOC_FUZZ_EXAMPLES` sets the examples per operation, mode and token (default 25 in the suite; a bench run can
 set thousands).
 """
 
@@ -28,9 +35,16 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, reject, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.specs.openapi.formats import rfc3339_values
 
 from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
@@ -39,6 +53,7 @@ from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, registry_process, serve_in_process
+from tests.fuzz.conftest import free_port
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -46,11 +61,19 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning"),
 ]
 
-REGISTRY_PORT = 18951
 EXAMPLES = int(os.environ.get("MCOC_FUZZ_EXAMPLES", "25"))
 AUTHS = ("operator", "participant", "none")
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 BASE = "http://test"
+
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+EXTREME_DATE_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z")
+EXTREME_DATES = ("0001-01-01", "9999-12-31")
+# The ends of the calendar as one branch of four: `one_of` picks a branch uniformly.
+schemathesis.openapi.format(
+    "date-time", st.one_of(*[rfc3339_values("date-time")] * 3, st.sampled_from(EXTREME_DATE_TIMES))
+)
+schemathesis.openapi.format("date", st.one_of(*[rfc3339_values("full-date")] * 3, st.sampled_from(EXTREME_DATES)))
 
 # Operations not exercised with a valid token, and why (without a token they are, and must answer 401 at once).
 # GET /stream is server-sent events: with a valid token the response never ends, so an in-process call never returns.
@@ -79,7 +102,7 @@ class Tally:
 
 @pytest.fixture(scope="module")
 async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
-    async with registry_process(database_urls, "fuzz", REGISTRY_PORT) as registry:
+    async with registry_process(database_urls, "fuzz", free_port()) as registry:
         registry_url = registry.url
         # The in-process registry reads its own keys; custody and audit are pointed at the process below.
         common = {k: v for k, v in registry.common.items() if k != "registry_url"}
@@ -190,7 +213,9 @@ def run_operation(fz: Fuzz, service: str, op: Any, mode: GenerationMode, token: 
             reject()  # not sendable as HTTP at all (the client refuses it); nothing reached the app
         tally.cases += 1
         tally.by_status[r.status_code] = tally.by_status.get(r.status_code, 0) + 1
-        check_response(r, f"{mode.value} {kw['method']} {kw['url']} params={kw['params']} body={kw.get('json')!r}")
+        what = f"{mode.value} {kw['method']} {kw['url']} params={kw['params']} body={kw.get('json')!r}"
+        check_response(r, what)
+        case.validate_response(r, checks=CONFORMANCE, headers=kw["headers"])  # as the operation documents it
 
     try:
         one()

@@ -30,6 +30,7 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,  # an empty key is no key two unrelated writes may share: 422
         max_length=200,
         description="Retrying with the same key and body returns the first answer instead of acting twice",
     ),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from audit.rules import Rule, Severity
 from shared.genealogy import Truncated
+from shared.text import as_sent_at_most
 
 FLAG_EXAMPLE: dict[str, Any] = {
     "id": "1f0e7c52-9d1a-5c57-a3c4-0d9b1e6f2a77",
@@ -73,7 +74,9 @@ class FlagPage(BaseModel):
     next_cursor: str | None = None
 
 
-Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), as_sent_at_most(2000)
+]  # its length as sent, then stripped (`shared.text`)
 MAX_EVIDENCE = 20
 
 
@@ -121,10 +124,14 @@ class EvidenceRef(BaseModel):
         },
     )
 
-    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), as_sent_at_most(500)
+    ]
     uri: (
         Annotated[
-            str, StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+            str,
+            StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$"),
+            as_sent_at_most(2000),
         ]
         | None
     ) = None

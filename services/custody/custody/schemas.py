@@ -32,9 +32,7 @@ CountryCode = Annotated[
     AfterValidator(country_validator),
     Field(description="ISO 3166-1 alpha-2", examples=["RW"]),
 ]
-ShortText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)
-]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)]
 Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), as_sent_at_most(100)]
 
 

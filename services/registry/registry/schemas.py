@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
 
 from registry.domain import Kind, Mineral, MiningType, Scheme
+from shared.text import as_sent_at_most
 
 CountryCode = Annotated[
     str,
@@ -19,8 +20,9 @@ RegionCode = Annotated[
     StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True),
     Field(description="ISO 3166-2 subdivision of the country", examples=["CD-SK"]),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+# Lengths as sent, then stripped (`shared.text`): 300 spaces around a name are refused, not stored as the name.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), as_sent_at_most(300)]
 
 
 class Strict(BaseModel):

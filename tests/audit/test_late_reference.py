@@ -22,10 +22,12 @@ import pytest
 from audit.config import Settings as AuditSettings
 from audit.consumer import make_consumer
 from audit.events import FlagUpdated
+from audit.projection import Projection
 from audit.replay import replay
 from audit.repository import FLAG_COLUMNS, flag_row
 from bench.audit_bench import Generator, new_producer, produce
-from shared.topics import delete_topics, ensure_topics, physical
+from shared.consumer import Delivered
+from shared.topics import REGISTRY_EVENTS, delete_topics, ensure_topics, physical
 from tests.audit.conftest import Events, audit_databases
 from tests.conftest import ENV
 from tests.helpers import wait_for
@@ -171,3 +173,37 @@ async def test_a_registry_fact_delivered_late_gives_live_the_replay_s_evidence(
 
     # Delivered in order, nothing is re-judged: a flag judged with everything known keeps its evidence.
     assert len(await fetch(replay_url, "SELECT id FROM flag_evidence_history")) == 0
+
+
+@pytest.fixture(scope="module")
+async def more_dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
+    async with audit_databases("audit_late_tx") as (late, in_order):
+        yield late, in_order
+
+
+async def apply_batches(url: str, projection: Projection, batches: list[Events]) -> None:
+    """Each batch in a transaction of its own, the way a batch too big for one statement goes (`apply_batch`)."""
+    conn = await asyncpg.connect(url)
+    try:
+        offset = 0
+        for events in batches:
+            delivered = [Delivered(e, topic, 0, offset + n) for n, (topic, e) in enumerate(events)]
+            offset += len(events)
+            async with conn.transaction():
+                await projection.apply_batch(conn, delivered)
+    finally:
+        await conn.close()
+
+
+async def test_a_late_fact_in_a_batch_of_its_own_transaction_re_judges_alike(more_dbs: tuple[str, str]) -> None:
+    """The same through the transaction path (a batch too big for the live one-statement path, or a replay's careful
+    way): the late facts re-judge the flag; the same events in order (registry first) judge it so at once."""
+    late_url, in_order_url = more_dbs
+    on_time, late, _ = world()
+    await apply_batches(late_url, Projection(), [on_time, late])
+    registry_first = sorted([*on_time, *late], key=lambda te: te[0] != REGISTRY_EVENTS)  # stable
+    await apply_batches(in_order_url, Projection(), [registry_first])
+    assert await flags(late_url) == await flags(in_order_url)
+    assert len(await fetch(late_url, "SELECT id FROM flag_evidence_history")) == 1
+    assert len(await fetch(late_url, "SELECT id FROM outbox WHERE type = 'audit.flag.updated'")) == 1
+    assert len(await fetch(in_order_url, "SELECT id FROM flag_evidence_history")) == 0

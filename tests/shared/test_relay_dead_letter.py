@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from shared.relay import (
     Unsendable,
     permanent_reason,
 )
-from shared.topics import CUSTODY_EVENTS, physical
+from shared.topics import CUSTODY_EVENTS, delete_topics, ensure_topics, physical
 from tests.conftest import ROOT
 from tests.helpers import make_event, read_topic, wait_for
 
@@ -94,6 +95,16 @@ async def custody_dsn(clean_dbs: dict[str, str]) -> str:
     finally:
         await conn.close()
     return dsn
+
+
+@pytest.fixture
+async def fresh_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """Topics of this test alone, deleted at its end. Not `test-`: a pytest session that ends deletes every `test-`
+    topic it did not see at its start, those of another session running beside it too."""
+    prefix = f"deadletter-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(kafka_bootstrap, prefix)
+    yield prefix
+    await delete_topics(kafka_bootstrap, prefix)
 
 
 def relay(dsn: str, bootstrap: str, prefix: str, **kw: Any) -> OutboxRelay:

@@ -32,8 +32,9 @@ round trip instead of about ten). The flags' audit.flag.raised events go into th
 the flags it really inserted. If it writes nothing (an event processed before, a value PostgreSQL refuses), the
 batch is taken back out of memory and applied as above.
 
-The in-memory state assumes this process is the only writer of the projection tables of its database: one audit
-consumer per audit database (the consumer group has one member), as deployed.
+The in-memory state assumes this process is the only writer of the projection tables of its database: the consumer
+holds the projection's writer lock while it runs (`audit.consumer.PROJECTION_LOCK_KEY`; a second consumer waits, a
+replay refuses).
 """
 
 from __future__ import annotations

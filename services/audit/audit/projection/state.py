@@ -1,8 +1,9 @@
 """The part of the projection the rules read, kept in memory: loaded from the tables once (`statements.load_state`)
 and kept in step with them batch by batch. Every change goes through the batch's `Journal`, so it can be taken back.
 
-The in-memory state assumes this process is the only writer of the projection tables of its database: one audit
-consumer per audit database (the consumer group has one member), as deployed.
+The in-memory state assumes this process is the only writer of the projection tables of its database: the consumer
+holds the projection's writer lock while it runs (`audit.consumer.PROJECTION_LOCK_KEY`; a second consumer waits, a
+replay refuses).
 """
 
 from __future__ import annotations

@@ -301,7 +301,7 @@ class RouteLabel:
 
 
 GUARDED_RESPONSES: dict[str, dict[str, Any]] = {
-    "413": {"description": "Payload too large: the body is over this endpoint's limit (nothing was read)"},
+    "413": {"description": "Payload too large: the body is over this endpoint's limit (nothing was written)"},
     "429": {
         "description": "Too many requests: over the caller's write rate (nothing was written)",
         "headers": {

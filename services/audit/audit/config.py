@@ -24,6 +24,12 @@ class Settings(GenealogySettings):
         Decimal("0.005"), ge=0, le=1, description="Receipt mass may differ from shipped mass by this fraction."
     )
     default_transit_days: int = Field(30, ge=1, description="Allowed transit time when a shipment names none.")
+    max_origin_age_days: int = Field(
+        365,
+        ge=1,
+        description="An origin lot recorded more than this many days after the date the mine gave it is flagged "
+        "`backdated_origin`.",
+    )
     max_yield: dict[str, Decimal] = Field(
         default_factory=dict,
         description="Per mineral maximum recovery yield from ore/concentrate, overriding the "
@@ -46,6 +52,7 @@ class Settings(GenealogySettings):
         return Thresholds(
             mass_tolerance=self.mass_tolerance,
             default_transit_days=self.default_transit_days,
+            max_origin_age_days=self.max_origin_age_days,
             max_yield={**base.max_yield, **self.max_yield},
         )
 

@@ -47,7 +47,7 @@ async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 async def prefix(infra: None) -> AsyncIterator[str]:
-    prefix = f"test-late-{uuid.uuid4().hex[:8]}."
+    prefix = f"late-{uuid.uuid4().hex[:8]}."  # not test-: another session ending deletes those
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     yield prefix
     await delete_topics(ENV.kafka_bootstrap, prefix)

@@ -38,7 +38,7 @@ async def db(infra: None) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def prefix(infra: None) -> AsyncIterator[str]:
-    prefix = f"test-replay-safety-{uuid.uuid4().hex[:8]}."
+    prefix = f"replaysafety-{uuid.uuid4().hex[:8]}."  # not test-: another session ending deletes those
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     yield prefix
     await delete_topics(ENV.kafka_bootstrap, prefix)

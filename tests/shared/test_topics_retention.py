@@ -36,7 +36,7 @@ FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "del
 
 @pytest.fixture
 async def prefix(infra: None) -> AsyncIterator[str]:
-    prefix = f"test-retention-{uuid.uuid4().hex[:8]}."
+    prefix = f"retention-{uuid.uuid4().hex[:8]}."  # not test-: another session ending deletes those
     yield prefix
     await delete_topics(ENV.kafka_bootstrap, prefix)
 

@@ -90,7 +90,7 @@ async def test_register_a_mine_returns_it_with_a_working_token(api: httpx.AsyncC
     assert cred["token_type"] == "Bearer"
     who = await api.get("/whoami", headers=bearer(cred["token"]))
     assert who.status_code == 200, who.text
-    assert who.json() == {"subject": p["id"], "kind": "mine", "token_id": cred["token_id"]}
+    assert who.json() == {"subject": p["id"], "kind": "mine", "token_id": cred["token_id"], "scope": None}
     got = await api.get(f"/participants/{p['id']}", headers=bearer(cred["token"]))
     assert got.json() == p
     # Lower-case codes are accepted and normalised.

@@ -18,6 +18,7 @@ from registry.config import Settings
 from registry.main import create_app
 from shared.auth import MAX_OFFICER_SCOPE, TokenVerifier
 from shared.problems import Unauthorized
+from shared.topics import ensure_topics
 from tests.conftest import ENV, OPERATOR, bearer, serve_in_process
 from tests.shared.test_auth import keypair
 
@@ -26,11 +27,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest.fixture(scope="module")
 async def api(database_urls: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
+    prefix = f"test-officers-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    settings = Settings(  # the relay runs: the participants registered here leave nothing in the outbox for others
         database_url=database_urls["registry"],
-        topic_prefix=f"test-officers-{uuid.uuid4().hex[:8]}.",
+        topic_prefix=prefix,
         kafka_bootstrap_servers=ENV.kafka_bootstrap,
-        relay_enabled=False,
+        relay_poll_interval_s=0.2,
     )
     async with serve_in_process(create_app(settings)) as client:
         yield client

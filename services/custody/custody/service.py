@@ -392,7 +392,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             "by_kind": me.kind,
             "by_country": me.country,
         }
-        recorded = {
+        recorded: dict[str, Any] = {
             **header,
             "occurred_at": format_time(body.occurred_at),
             "inputs": [
@@ -416,7 +416,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
         uow.touched(*drawn)
         uow.event("custody.transformation.recorded", transformation_id, recorded)
         per_lot = {**header, "transformation_digest": digest}
-        for lot, i in zip(drawn, inputs_data, strict=True):
+        for lot, part in zip(drawn, inputs_data, strict=True):
             uow.append(
                 lot,
                 type="custody.lot.transformed",
@@ -425,11 +425,11 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
                 data={
                     **per_lot,
                     "role": "input",
-                    "mineral": i["mineral"],
-                    "form": i["form"],
-                    "mass_kg": i["mass_kg"],
-                    "remaining_before_kg": i["remaining_before_kg"],
-                    "remaining_after_kg": i["remaining_after_kg"],
+                    "mineral": part["mineral"],
+                    "form": part["form"],
+                    "mass_kg": part["mass_kg"],
+                    "remaining_before_kg": part["remaining_before_kg"],
+                    "remaining_after_kg": part["remaining_after_kg"],
                 },
             )
         for lot, o in zip(outputs, recorded["outputs"], strict=True):

@@ -265,11 +265,11 @@ def parts(c: Changes, copy: bool) -> list[Part]:
     elif c.transformations:
         rows = [(*r[:5], to_json(r[5]), *r[6:]) for r in c.transformations.values()]
         out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, 8)))
-    for table, sql, rows in (
+    for table, sql, positions in (
         ("transformation_inputs", INSERT_TRANSFORMATION_INPUTS_SQL, c.transformation_inputs),
         ("transformation_outputs", INSERT_TRANSFORMATION_OUTPUTS_SQL, c.transformation_outputs),
     ):
-        records = [(tid, lot_id, position) for (tid, lot_id), position in rows.items()]
+        records = [(tid, lot_id, position) for (tid, lot_id), position in positions.items()]
         if records and copy:
             out.append(("copy", table, records, TRANSFORMATION_LOT_COLUMNS))
         elif records:

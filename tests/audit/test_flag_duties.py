@@ -227,7 +227,9 @@ async def test_officers_resolve_within_their_scope(system: System, story: Story)
     s = system
     elsewhere = await officer(s, [story.maker.id])  # oversees the manufacturer: not named, never held the ore
     r = await s.audit.post(f"/flags/{story.flag['id']}/resolve", headers=auth(elsewhere), json={"note": "fine"})
-    assert r.status_code in (403, 404), r.text  # out of scope: not even seen
+    assert r.status_code == 403, r.text
+    assert "outside your scope" in r.json()["detail"]
+    assert (await s.audit.get(f"/flags/{story.flag['id']}", headers=auth(elsewhere))).status_code == 404  # unseen
     ours = await officer(s, [story.mine.id])
     assert story.flag["id"] in [
         f["id"] for f in (await ok(await s.audit.get("/flags", headers=auth(ours)), 200))["items"]

@@ -139,8 +139,10 @@ async def decide(
 ) -> schemas.FlagDetail:
     """Take a decision on a flag under the decider's own identity (`audit.domain.authorize`: 403 for anyone it is
     not for); the decision and its events are written in one transaction."""
+    # An officer finds any flag here, so that one outside its scope is told so (403), not "no such flag".
+    viewer = EVERYONE if who.is_officer else _viewer(audit, who)
     async with audit.pool.acquire() as conn, conn.transaction():
-        row = await repository.get_flag(conn, flag_id, viewer=_viewer(audit, who), for_update=True)
+        row = await repository.get_flag(conn, flag_id, viewer=viewer, for_update=True)
         if row is None:
             raise _not_found(flag_id)
         caller = Caller(who.subject, who.kind, who.scope)

@@ -832,3 +832,36 @@ async def test_8_mb_bodies_answer_413(world: World, service: str, auth: str) -> 
     r = await world.clients[service].post(path, content=body, headers=headers)
     check_problem(r, f"{service} POST {path} with 8 MB ({auth})")
     assert r.status_code == 413, f"{service} POST {path} with 8 MB ({auth}) -> {r.status_code}: {r.text[:200]}"
+
+
+# --- the request id ------------------------------------------------------------------------------------------------
+
+REQUEST_IDS: dict[str, bytes] = {
+    "empty": b"",
+    "huge": b"r" * 100_000,
+    "utf-8 bytes": "запрос-リクエスト".encode(),
+    "high bytes": b"\xff\xfe\xfd",
+    "control bytes": b"id\x01\x1b[31m\x7f",
+    "tab": b"id\twith\ttabs",
+}
+
+
+@pytest.mark.parametrize("variant", list(REQUEST_IDS))
+@pytest.mark.parametrize("target", ["custody POST /lots", "registry GET /participants", "audit GET /flags"])
+async def test_request_ids(world: World, target: str, variant: str) -> None:
+    """`X-Request-ID` is read by every service (shared.web, the guards, the fast lane) and sent back: any bytes in,
+    an answer out, with an id of at most 128 characters that a server can write back as a header."""
+    service, method, path = target.split(" ")
+    token = world.mine.token if service == "custody" else OPERATOR_TOKEN
+    headers = [(b"authorization", b"Bearer " + token.encode()), (b"x-request-id", REQUEST_IDS[variant])]
+    body = None
+    if method == "POST":
+        req = await ROUTES[target](world, False)
+        body = json.dumps(req.body).encode()
+        headers.append((b"content-type", b"application/json"))
+    r = await world.clients[service].request(method, path, content=body, headers=headers)
+    what = f"{target} with X-Request-ID {variant}"
+    check_problem(r, what)
+    assert r.status_code in (200, 201), f"{what} -> {r.status_code}: {r.text[:300]}"
+    rid = [v for k, v in r.headers.raw if k.lower() == b"x-request-id"]
+    assert rid and len(rid) == 1 and 0 < len(rid[0]) <= 128, f"{what}: request id sent back {rid!r}"

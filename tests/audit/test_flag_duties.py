@@ -177,6 +177,12 @@ async def test_the_mine_cannot_resolve_its_own_flag(system: System, story: Story
         json={"note": "x", "evidence": [{"description": "nowhere"}]},
     )
     assert bad.status_code == 422  # evidence says where it is or what it is
+    nul = await system.audit.post(
+        f"/flags/{story.flag['id']}/respond",
+        headers=story.mine.auth,
+        json={"note": "a\x00b", "evidence": [{"description": "x\x00", "uri": "https://example.org/\x00"}]},
+    )
+    assert nul.status_code == 422, nul.text  # PostgreSQL cannot store NUL: refused, not a 500
     # A holder the flag does not name does not respond for the mine.
     r = await system.audit.post(f"/flags/{story.flag['id']}/respond", headers=story.smelter.auth, json={"note": "x"})
     assert r.status_code == 403

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audit.rules import Rule, Severity
 from shared.genealogy import Truncated
@@ -74,8 +74,15 @@ class FlagPage(BaseModel):
     next_cursor: str | None = None
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL text and jsonb cannot hold NUL: a 422, never a 500
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 Note = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), as_sent_at_most(2000)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), as_sent_at_most(2000), NoNul
 ]  # its length as sent, then stripped (`shared.text`)
 MAX_EVIDENCE = 20
 
@@ -125,13 +132,14 @@ class EvidenceRef(BaseModel):
     )
 
     description: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), as_sent_at_most(500)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), as_sent_at_most(500), NoNul
     ]
     uri: (
         Annotated[
             str,
             StringConstraints(strip_whitespace=True, max_length=2000, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$"),
             as_sent_at_most(2000),
+            NoNul,
         ]
         | None
     ) = None

@@ -865,3 +865,59 @@ async def test_request_ids(world: World, target: str, variant: str) -> None:
     assert r.status_code in (200, 201), f"{what} -> {r.status_code}: {r.text[:300]}"
     rid = [v for k, v in r.headers.raw if k.lower() == b"x-request-id"]
     assert rid and len(rid) == 1 and 0 < len(rid[0]) <= 128, f"{what}: request id sent back {rid!r}"
+
+
+# --- reference data at the ends of the calendar, as audit judges with it (last: it lists a region of RW) ---------
+
+
+async def test_reference_data_at_the_ends_of_the_calendar_still_judged(world: World) -> None:
+    """A CAHRA listing and a certification from 0001-01-01 to 9999-12-31 reach audit, which still judges with them:
+    a lot of an uncertified artisanal mine in the listed region is flagged, and a smelter's transformation under
+    that certification gives an output lot whose risk summary answers."""
+    reg, custody, audit = world.clients["registry"], world.clients["custody"], world.clients["audit"]
+    area = {
+        "country": "RW",
+        "region": "RW-01",
+        "name": "Kigali",
+        "effective_from": "0001-01-01",
+        "effective_to": "9999-12-31",
+        "source": "the ends of the calendar",
+    }
+    check_problem(r := await reg.post("/cahra", json=area, headers=OPERATOR), "POST /cahra 0001..9999")
+    assert r.status_code == 201, r.text
+    cert = {"scheme": "rmap", "status": "conformant", "valid_from": "0001-01-01", "valid_until": "9999-12-31"}
+    r = await reg.post(f"/participants/{world.smelter.id}/certifications", json=cert, headers=OPERATOR)
+    check_problem(r, "certification 0001..9999")
+    assert r.status_code == 201, r.text
+    body = {"name": f"ASM {uuid.uuid4().hex[:6]}", "kind": "mine", "country": "RW", "region": "RW-01"}
+    out = await _ok(await reg.post("/participants", json={**body, "mining_type": "asm"}, headers=OPERATOR))
+    asm = Party(out["participant"]["id"], "mine", out["credential"]["token"])
+    lot_body = {"mineral": "tin", "form": "ore", "mass_kg": 10, "produced_at": T0}
+    lot: dict[str, Any] = {}
+
+    async def registered() -> bool:  # custody learns of the mine, and its token's key, in the background
+        r = await custody.post("/lots", json=lot_body, headers=asm.auth)
+        if r.status_code == 201:
+            lot.update(r.json())
+        return r.status_code == 201
+
+    await wait_for(registered, timeout_s=30, what="custody to take the artisanal mine's lot", interval_s=0.3)
+
+    async def flagged() -> bool:
+        r = await audit.get("/flags", params={"lot_id": lot["lot_id"]}, headers=OPERATOR)
+        check_problem(r, "GET /flags")
+        return any(f["rule"] == "uncertified_asm_in_cahra" for f in r.json()["items"])
+
+    await wait_for(flagged, timeout_s=30, what="audit to flag the lot from the region listed 0001..9999")
+    made = await _transform(world, False)
+    r = await send(world, made)
+    assert r.status_code == 201, r.text
+    output = r.json()["outputs"][0]["lot_id"] if "outputs" in r.json() else None
+    assert output, r.text
+
+    async def risk() -> bool:
+        r = await audit.get(f"/lots/{output}/risk", headers=OPERATOR)
+        check_problem(r, f"GET /lots/{output}/risk")
+        return r.status_code == 200
+
+    await wait_for(risk, timeout_s=30, what=f"audit's risk summary of {output}")

@@ -280,16 +280,26 @@ async def test_officers_resolve_within_their_scope(system: System, story: Story)
 
 async def test_a_revoked_token_ends_its_stream(system: System, story: Story) -> None:
     s = system
-    watcher = await s.party("trader", "RW")
-    listening = asyncio.create_task(s.audit.get("/stream", headers=watcher.auth, timeout=30))
+    stranger = await s.party("trader", "RW")
+    listening = {
+        p.id: asyncio.create_task(s.audit.get("/stream", headers=p.auth, timeout=30)) for p in (story.maker, stranger)
+    }
     await asyncio.sleep(0.5)
-    assert not listening.done()
-    jti = jwt.decode(watcher.token, options={"verify_signature": False})["jti"]
-    await ok(await s.registry.post(f"/credentials/{jti}/revoke", headers=OPERATOR, json={"reason": "test"}), 200)
-    r = await asyncio.wait_for(listening, timeout=15)  # auth_refresh_s is 1 s here
-    assert r.status_code == 200
-    assert "event: hello" in r.text
-    assert "event: goodbye" in r.text and "token revoked" in r.text
+    assert not any(t.done() for t in listening.values())
+    # A decision on the flag reaches the holder of the metal made from the flagged ore, not a stranger.
+    ours = await officer(s, [story.mine.id])
+    await ok(await s.audit.post(f"/flags/{story.flag['id']}/reopen", headers=auth(ours), json={"note": "again"}), 200)
+    await ok(await s.audit.post(f"/flags/{story.flag['id']}/resolve", headers=auth(ours), json={"note": "done"}), 200)
+    await asyncio.sleep(0.5)
+    for p in (story.maker, stranger):
+        jti = jwt.decode(p.token, options={"verify_signature": False})["jti"]
+        await ok(await s.registry.post(f"/credentials/{jti}/revoke", headers=OPERATOR, json={"reason": "test"}), 200)
+    for pid, task in listening.items():
+        r = await asyncio.wait_for(task, timeout=15)  # auth_refresh_s is 1 s here; today's stream never ends
+        assert r.status_code == 200
+        assert "event: hello" in r.text
+        assert "event: goodbye" in r.text and "token revoked" in r.text
+        assert (story.flag["id"] in r.text) == (pid == story.maker.id), pid
 
 
 async def test_decisions_survive_a_replay(system: System, story: Story) -> None:

@@ -16,7 +16,7 @@ from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import enqueue_raw
 from shared.topics import AUDIT_DECISIONS, AUDIT_FLAGS
-from shared.visibility import affected_lots_sql, flag_visible_sql, lot_visible_sql, lots_affecting_sql, officer_flag_sql
+from shared.visibility import affected_lots_sql, flag_visible_sql, lot_visible_sql, officer_flag_sql
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -299,7 +299,12 @@ async def smelters(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
     return list(await conn.fetch(SMELTERS, list(lot_ids)))
 
 
-FLAG_LOTS_SEEN = "SELECT $1::text[] && ARRAY(" + lots_affecting_sql("$2", "$3") + ")"
+# From the flag's few lots down (what was made from them), not up from everything the participant ever held.
+FLAG_LOTS_SEEN = (
+    "SELECT EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = $2 AND h.lot_id IN (SELECT lot_id FROM ("
+    + affected_lots_sql("$1", "$3")
+    + ") affected))"
+)
 
 
 async def affects_lots_of(conn: Conn, lot_ids: Sequence[str], participant: str, max_depth: int) -> bool:

@@ -95,3 +95,24 @@ class _FrozenDatetime:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(datetime, name)
+
+
+def test_an_officer_is_neither_the_operator_nor_a_participant_and_oversees_its_scope() -> None:
+    scoped = auth.Principal("O-1", "officer", "J-1", frozenset({"P-1"}))
+    everyone = auth.Principal("O-2", "officer", "J-2")
+    assert (scoped.is_officer, scoped.is_operator, scoped.is_participant) == (True, False, False)
+    assert scoped.oversees("P-1") and not scoped.oversees("P-2")
+    assert everyone.oversees("P-2") and everyone.scope_claim == "all" and scoped.scope_claim == ["P-1"]
+    mine = auth.Principal("P-1", "mine", "J-3")
+    assert not mine.oversees("P-1") and mine.scope_claim is None and mine.is_participant
+    assert not auth.OPERATOR.is_officer and not auth.OPERATOR.oversees("P-1")
+
+
+def test_still_valid_follows_the_revocation_list() -> None:
+    verifier = TokenVerifier()
+    state = type("State", (), {"runtime": type("Runtime", (), {"verifier": verifier})()})()
+    who = auth.Principal("P-1", "trader", "J-9")
+    assert auth.still_valid(state, who)
+    verifier.load_revoked({"J-9"})
+    assert not auth.still_valid(state, who)
+    assert auth.still_valid(state, auth.OPERATOR)  # the shared token is not in the list

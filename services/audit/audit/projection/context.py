@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from audit import rules
 from audit.projection.journal import Journal
@@ -13,9 +14,9 @@ from audit.projection.statements import Changes
 from audit.rules import Finding, Thresholds
 
 
-@dataclass(frozen=True, slots=True)
-class About:
-    """What a rule judges, as its `unjudgeable_event` flag names it: the lot, the custody event, who did it."""
+class About(NamedTuple):
+    """What a rule judges, as its `unjudgeable_event` flag names it: the lot, the custody event, who did it. (A
+    tuple: built for every rule run, it costs a third of a frozen dataclass.)"""
 
     lot_id: str
     event_id: str

@@ -256,20 +256,24 @@ async def reapply_decisions(settings: Settings, dsn: str, *, progress: bool = Tr
     its decisions say (its latest resolution or re-opening: who, when, the note). Returns the decisions read."""
     topic = physical(AUDIT_DECISIONS, settings.topic_prefix)
     kafka = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=None,  # every partition is assigned at start
+        group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
         client_id="audit-replay-decisions",
     )
     await kafka.start()
     decisions: list[dict[str, Any]] = []
     try:
-        parts = sorted(kafka.assignment(), key=lambda tp: tp.partition)
-        if not parts:
-            log.warning("replay: no partitions of %s: no decision re-applied from it", topic)
-        else:
+        try:  # every partition, from the beginning, as the projection's topics are read
+            numbers = kafka.partitions_for_topic(topic) or await EventConsumer._partitions(kafka, topic)
+        except RuntimeError as exc:
+            log.warning("replay: %s; no decision re-applied from it", exc)
+            numbers = set()
+        parts = [TopicPartition(topic, p) for p in sorted(numbers)]
+        if parts:
+            kafka.assign(parts)
             await kafka.seek_to_beginning(*parts)
             end = await kafka.end_offsets(parts)
             while any([await kafka.position(tp) < end[tp] for tp in parts]):

@@ -11,9 +11,10 @@ verified by custody and audit against the registry's JWKS, so a registry process
 token. Every answer is also held to the operation's own document (issue 22): its status is one the operation
 declares, its media type is the one declared for that status, and its body validates against the declared schema
 (Schemathesis' `status_code_conformance`, `content_type_conformance` and `response_schema_conformance`), 2xx and
-problems alike. Dates and date-times are drawn with the ends of the calendar mixed in (`0001-01-01T00:00:00+14:00`,
-`9999-12-31T23:59:59-14:00`, about one draw in four), which plain RFC 3339 draws almost never reach. Hostile headers
-and body encodings are tried case by case in `test_hostile_input.py`.
+problems alike; every JSON body is sent a second time as UTF-8 with a BOM, UTF-16 or UTF-32 (in turn) and that
+answer is held to the same rules. Dates and date-times are drawn with the ends of the calendar mixed in
+(`0001-01-01T00:00:00+14:00`, `9999-12-31T23:59:59-14:00`, about one draw in four), which plain RFC 3339 draws almost
+never reach. Hostile headers and body encodings are tried case by case in `test_hostile_input.py`.
 
 `MCOC_FUZZ_EXAMPLES` sets the examples per operation, mode and token (default 25 in the suite; a bench run can
 set thousands).
@@ -22,11 +23,12 @@ set thousands).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +69,13 @@ MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 BASE = "http://test"
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+# Every JSON body is sent again in one of these (in turn): the answer is held to the same rules.
+BODY_ENCODINGS: tuple[tuple[str, Callable[[str], bytes]], ...] = (
+    ("UTF-8 with a BOM", lambda s: codecs.BOM_UTF8 + s.encode()),
+    ("UTF-16 LE with a BOM", lambda s: codecs.BOM_UTF16_LE + s.encode("utf-16-le")),
+    ("UTF-16 BE with a BOM", lambda s: codecs.BOM_UTF16_BE + s.encode("utf-16-be")),
+    ("UTF-32", lambda s: s.encode("utf-32")),
+)
 EXTREME_DATE_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z")
 EXTREME_DATES = ("0001-01-01", "9999-12-31")
 # The ends of the calendar as one branch of four: `one_of` picks a branch uniformly.
@@ -96,6 +105,7 @@ class Fuzz:
 @dataclass
 class Tally:
     cases: int = 0
+    reencoded: int = 0  # of them, sent again in another encoding
     by_status: dict[int, int] = field(default_factory=dict)
     unsatisfiable: list[str] = field(default_factory=list)
 
@@ -216,6 +226,15 @@ def run_operation(fz: Fuzz, service: str, op: Any, mode: GenerationMode, token: 
         what = f"{mode.value} {kw['method']} {kw['url']} params={kw['params']} body={kw.get('json')!r}"
         check_response(r, what)
         case.validate_response(r, checks=CONFORMANCE, headers=kw["headers"])  # as the operation documents it
+        if "json" in kw:  # the same body in another encoding JSON parsers accept (one per case, in turn)
+            name, encode = BODY_ENCODINGS[tally.cases % len(BODY_ENCODINGS)]
+            raw = {k: v for k, v in kw.items() if k != "json"}
+            raw["headers"] = {**kw["headers"], "content-type": "application/json"}
+            raw["content"] = encode(json.dumps(kw["json"], ensure_ascii=False))
+            r = send(raw)
+            tally.reencoded += 1
+            check_response(r, f"{what} as {name}")
+            case.validate_response(r, checks=CONFORMANCE, headers=raw["headers"])
 
     try:
         one()
@@ -245,7 +264,8 @@ async def test_openapi_fuzz(fuzz: Fuzz, service: str, auth: str) -> None:
         for mode in MODES:
             await asyncio.to_thread(run_operation, fuzz, service, op, mode, token, tally)
     print(
-        f"\n[fuzz] {service} as {auth}: {len(exercised)} operations, {tally.cases} cases, statuses {tally.by_status}, "
+        f"\n[fuzz] {service} as {auth}: {len(exercised)} operations, {tally.cases} cases "
+        f"({tally.reencoded} bodies sent again in another encoding), statuses {tally.by_status}, "
         f"no negative cases possible for {tally.unsatisfiable}"
     )
     assert tally.cases > 0

@@ -16,8 +16,9 @@ import jwt
 import pytest
 
 from audit.config import Settings as AuditSettings
+from audit.events import DecisionResolved, FlagResolved
 from audit.replay import replay
-from shared.topics import AUDIT_DECISIONS, physical
+from shared.topics import AUDIT_DECISIONS, AUDIT_FLAGS, physical
 from tests.audit.conftest import System
 from tests.conftest import ENV, OPERATOR, _admin, _migrate, bearer, pg_url
 from tests.custody.conftest import Party
@@ -276,6 +277,24 @@ async def test_officers_resolve_within_their_scope(system: System, story: Story)
     records = await read_topic(ENV.kafka_bootstrap, physical(AUDIT_DECISIONS, s.prefix), expect=100, timeout_s=3)
     resolved = [r for r in records if dict(r.headers).get("ce_type") == b"audit.decision.resolved"]
     assert resolved and resolved[-1].key == story.flag["id"].encode()
+    recorded = DecisionResolved.model_validate_json(resolved[-1].value)
+    assert (recorded.decision_id, recorded.rule.value, recorded.cause) == (
+        last["id"],
+        story.flag["rule"],
+        story.flag["cause"],
+    )
+    # ... and the flag as it now is, with the decision, on audit.flags for dashboards.
+    flag_records = await read_topic(ENV.kafka_bootstrap, physical(AUDIT_FLAGS, s.prefix), expect=1000, timeout_s=3)
+    (on_flags,) = [
+        FlagResolved.model_validate_json(r.value)
+        for r in flag_records
+        if dict(r.headers).get("ce_type") == b"audit.flag.resolved" and r.key == story.ore.encode()
+    ]
+    assert (on_flags.id, on_flags.decision.id, on_flags.resolved_by) == (
+        story.flag["id"],
+        last["id"],
+        ours["x-officer-id"],
+    )
 
 
 async def test_a_revoked_token_ends_its_stream(system: System, story: Story) -> None:

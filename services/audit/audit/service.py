@@ -183,11 +183,11 @@ async def decide(
             "decision": shown,
         }
         recorded = {
-            "decision_id": shown.pop("id"),
+            "decision_id": shown["id"],
             "flag_id": flag_id,
             "rule": row["rule"],
             "cause": row["cause"],
-            **shown,
+            **{k: v for k, v in shown.items() if k != "id"},
         }
         await repository.publish_decision(
             conn, [new_event(f"audit.decision.{suffix}", source=SOURCE, key=flag_id, data=recorded)]

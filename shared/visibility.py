@@ -41,9 +41,7 @@ def lots_affecting_sql(participant: str, depth_limit: str) -> str:
 def flag_visible_sql(participant: str, depth_limit: str = "100") -> str:
     """A condition on a `flags` row (columns `participants` and `lot_ids`): may `participant` (a parameter such as
     `$2`) see it? Named in it, or on a lot it holds or held or one upstream of such a lot (`depth_limit` steps)."""
-    return (
-        f"({participant} = ANY(participants) OR lot_ids && ARRAY({lots_affecting_sql(participant, depth_limit)}))"
-    )
+    return f"({participant} = ANY(participants) OR lot_ids && ARRAY({lots_affecting_sql(participant, depth_limit)}))"
 
 
 def officer_flag_sql(scope: str) -> str:

@@ -134,7 +134,7 @@ function flagActions(flag, onChange) {
     btn.setAttribute("aria-busy", "true");
     try {
       const updated = await audit.post(`/flags/${encodeURIComponent(flag.id)}/${action}`, body);
-      announce(`${ruleLabel(updated.rule)} flag ${updated.status}.`, "ok");
+      announce(`${ruleLabel(updated.rule)} flag ${action === "acknowledge" ? "acknowledged" : updated.status}.`, "ok");
       onChange(updated);
     } catch (err) {
       announce(`Could not ${action} the flag: ${errorText(err)}`, "error");

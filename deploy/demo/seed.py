@@ -327,6 +327,7 @@ class Seeder:
         self.out = out
         self.audit_wait = audit_wait
         self.parties: dict[str, Party] = {}
+        self.officer: dict[str, Any] | None = None
         self.stats = Stats()
         self.writing = False  # set once the seed starts changing things (a rerun then resumes)
         self.warned_late_commit = False
@@ -409,6 +410,14 @@ class Seeder:
             f"participants: {len(PARTICIPANTS)} ({', '.join(f'{n} {k}' for k, n in kinds.items())}); "
             f"{created} registered, {reused} found from an earlier run (given a new token)"
         )
+
+    def register_officer(self) -> None:
+        """A compliance officer (scope: all), so that flags can be resolved on the dashboard: the operator token
+        decides nothing on a flag."""
+        body = {"name": "Demo Compliance Officer", "contact": "compliance@demo.example", "scope": "all"}
+        out = self.registry.ok("POST", "/officers", "registering a compliance officer", headers=self.admin, json=body)
+        self.officer = {"id": out["officer"]["id"], "name": body["name"], "scope": "all", **out["credential"]}
+        say(f"  + compliance officer {body['name']} (scope: all): resolves flags")
 
     def _participant(self, spec: Spec, found: dict[str, Any] | None) -> Party:
         if found is not None:
@@ -860,6 +869,7 @@ class Seeder:
                 }
                 for p in self.parties.values()
             ],
+            "officers": [self.officer] if self.officer else [],
         }
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out.with_suffix(".tmp")
@@ -933,6 +943,7 @@ class Seeder:
         elif missing:
             say(f"  not raised yet: {', '.join(sorted(missing))} (audit may still be catching up; see GET /flags)")
         say(f"participants' tokens: {self.out} (id, name, kind, country, token for each; keep them secret)")
+        say(f"a compliance officer's token, to resolve flags on the dashboard: `officers` in {self.out}")
         say(f"try: curl -s '{self.audit.url}/flags?severity=critical' -H 'Authorization: Bearer <admin token>'")
 
     def run(self) -> int:
@@ -952,6 +963,7 @@ class Seeder:
         self.writing = True
         self.ensure_cahra()
         self.ensure_participants()
+        self.register_officer()
         self.tin()
         self.tantalum()
         self.tungsten()

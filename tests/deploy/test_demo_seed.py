@@ -208,6 +208,9 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
         )
         who = await custody.get("/whoami", headers=bearer(p["token"]))
         assert who.status_code == 200 and who.json()["subject"] == p["id"], who.text
+    (officer,) = doc["officers"]  # resolving flags on the dashboard needs one: the operator token decides nothing
+    who = await audit.get("/whoami", headers=bearer(officer["token"]))
+    assert who.status_code == 200 and who.json()["kind"] == "officer" and who.json()["scope"] == "all", who.text
     kinds = Counter(p["kind"] for p in listed.values())
     assert kinds["mine"] == 10 and kinds["smelter"] + kinds["refiner"] == 6
     assert {p["country"] for p in listed.values()} >= {"CD", "RW", "BO", "PE", "CO", "ID", "AU", "ZA", "CN", "CH"}

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOG_DIR = ROOT / "var" / "log"
 # A random operator token per run, in the environment of the services the benchmarks start (they refuse a
-# well-known one).
-OPERATOR_TOKEN = secrets.token_urlsafe(32)
+# well-known one); the one already there when run inside the test suite (tests/conftest.py sets it first).
+OPERATOR_TOKEN = os.environ.get("MCOC_ADMIN_TOKEN") or secrets.token_urlsafe(32)
 for _service in ("REGISTRY", "CUSTODY", "AUDIT", "MCOC"):
-    os.environ[f"{_service}_ADMIN_TOKEN"] = OPERATOR_TOKEN
+    os.environ.setdefault(f"{_service}_ADMIN_TOKEN", OPERATOR_TOKEN)
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 

@@ -115,7 +115,9 @@ class Attacker:
         return orjson.dumps(body)
 
     async def run(self, stop_at: float) -> None:
-        limits = httpx.Limits(max_connections=self.args.burst + 8, max_keepalive_connections=16)
+        # Idle connections are let go after 1 s, before the server's keep-alive timeout (5 s) closes them under a
+        # request (a client's race, which the first runs counted as `closed (ReadError)` in the bursts).
+        limits = httpx.Limits(max_connections=self.args.burst + 8, max_keepalive_connections=16, keepalive_expiry=1.0)
         async with httpx.AsyncClient(base_url=self.url, timeout=60, limits=limits) as http:
             while time.monotonic() < stop_at:
                 await self.round(http, first=self.rounds == 0)

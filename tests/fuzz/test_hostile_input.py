@@ -926,3 +926,50 @@ async def test_reference_data_at_the_ends_of_the_calendar_still_judged(world: Wo
         return r.status_code == 200
 
     await wait_for(risk, timeout_s=90, what=f"audit's risk summary of {output}")
+
+
+# --- path parameters ------------------------------------------------------------------------------------------------
+
+PATH_SEGMENTS: dict[str, str] = {
+    "NUL": "a%00b",
+    "invalid UTF-8": "%FF%FE%80",
+    "overlong UTF-8 slash": "%C0%AFetc",
+    "10,000 characters": "L" * 10_000,
+    "dot segments": "..%2F..%2Fetc",
+    "non-ASCII": "лот-ロット",
+    "spaces": "%20%20%20",
+    "empty-looking": "%20",
+}
+PATH_TARGETS = (
+    ("custody", "GET", "/lots/{}"),
+    ("custody", "GET", "/lots/{}/history"),
+    ("custody", "GET", "/lots/{}/trace"),
+    ("custody", "POST", "/lots/{}/shipments"),
+    ("custody", "POST", "/shipments/{}/receipt"),
+    ("registry", "GET", "/participants/{}"),
+    ("registry", "GET", "/participants/{}/certifications"),
+    ("audit", "GET", "/flags/{}"),
+    ("audit", "GET", "/lots/{}/risk"),
+    ("audit", "POST", "/flags/{}/acknowledge"),
+)
+
+
+@pytest.mark.parametrize("segment", list(PATH_SEGMENTS))
+@pytest.mark.parametrize("target", PATH_TARGETS, ids=lambda t: f"{t[0]} {t[1]} {t[2]}")
+async def test_hostile_path_parameters(world: World, target: tuple[str, str, str], segment: str) -> None:
+    """Ids in the path that no id ever is: not found, or refused, as problem+json; never a 5xx."""
+    service, method, template = target
+    token = OPERATOR_TOKEN if service != "custody" or method == "GET" else world.mine.token
+    body = None
+    if template.endswith("/shipments"):
+        body = json.dumps({"to": world.trader.id, "mass_kg": 1, "shipped_at": T0}).encode()
+    elif template.endswith("/receipt"):
+        body = json.dumps({"received_at": T0, "mass_kg": 1}).encode()
+    elif method == "POST":
+        body = b"{}"
+    headers = [(b"authorization", b"Bearer " + token.encode()), (b"content-type", b"application/json")]
+    url = template.replace("{}", PATH_SEGMENTS[segment])
+    r = await world.clients[service].request(method, url, content=body, headers=headers)
+    what = f"{service} {method} {template} with {segment}"
+    check_problem(r, what)
+    assert r.status_code in (403, 404, 409, 422), f"{what} -> {r.status_code}: {r.text[:300]}"

@@ -23,8 +23,9 @@ from audit.config import Settings as AuditSettings
 from audit.consumer import make_consumer
 from audit.events import FlagUpdated
 from audit.projection import Projection
+from audit.projection.flags import flag_id
 from audit.replay import TABLES, replay
-from audit.repository import FLAG_COLUMNS, flag_row
+from audit.repository import EVERYONE, FLAG_COLUMNS, FlagFilter, flag_row, flags_on, get_flag, list_flags
 from bench.audit_bench import Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import REGISTRY_EVENTS, delete_topics, ensure_topics, physical
@@ -209,15 +210,34 @@ async def test_a_late_fact_in_a_batch_of_its_own_transaction_re_judges_alike(mor
     assert len(await fetch(in_order_url, "SELECT id FROM flag_evidence_history")) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not built yet: a flag raised on incomplete reference data that the complete data would not raise at all "
-    "(a late certification that clears the smelter) stays live, where a replay has none; it needs a 'withdrawn' state "
-    "of a flag (kept, with its history and decisions, out of the open flags and ratings), a product decision",
-)
-async def test_a_late_fact_that_clears_a_flag_leaves_live_and_replay_alike(more_dbs: tuple[str, str]) -> None:
-    late_url, in_order_url = more_dbs
-    g = Generator(seed=23, target=0)
+async def truncate(*urls: str) -> None:
+    for url in urls:
+        await fetch(url, f"TRUNCATE {', '.join(TABLES)}, outbox, flag_evidence_history, flag_decisions")
+
+
+async def statuses(url: str) -> dict[tuple[str, str], str]:
+    return {(r["rule"], r["cause"]): r["status"] for r in await fetch(url, "SELECT rule, cause, status FROM flags")}
+
+
+async def not_withdrawn(url: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The flags a replay has too: every one but the withdrawn, as `flags` shows them (status included)."""
+    status = await statuses(url)
+    return {k: {**v, "status": status[k]} for k, v in (await flags(url)).items() if status[k] != "withdrawn"}
+
+
+async def updates(url: str, flag_id: str) -> list[FlagUpdated]:
+    rows = await fetch(
+        url,
+        "SELECT data::text AS data FROM outbox WHERE type = 'audit.flag.updated' AND subject = $1 ORDER BY id",
+        flag_id,
+    )
+    return [FlagUpdated.model_validate(orjson.loads(r["data"])) for r in rows]
+
+
+def clearing_world(seed: int) -> tuple[Generator, Any, Events, Events]:
+    """A smelter whose RMAP conformant certification, valid before its smelting and recorded before it, is delivered
+    after it: (generator, smelter, delivered first, delivered late)."""
+    g = Generator(seed=seed, target=0)
     smelter = g.participant("smelter", "RW")
     mine = g.participant("mine", "RW", mining_type="lsm")
     g.certify(mine, "irma", "irma_50", "2020-01-01")
@@ -226,14 +246,111 @@ async def test_a_late_fact_that_clears_a_flag_leaves_live_and_replay_alike(more_
     late = g.s.events[first:]
     g.smelt(smelter, [g.register(mine, "tin", Decimal("1000"), g.tick(1))])
     on_time = g.s.events[:first] + g.s.events[first + len(late) :]
-    for url in more_dbs:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)}, outbox, flag_evidence_history")
-        finally:
-            await conn.close()
-    await apply_batches(late_url, Projection(), [on_time, late])
+    return g, smelter, on_time, late
+
+
+async def test_a_late_fact_that_clears_a_flag_leaves_live_and_replay_alike(more_dbs: tuple[str, str]) -> None:
+    """A flag raised on incomplete reference data that the complete data would not raise at all is withdrawn (kept,
+    with its history, out of the default list and the ratings), so live and a replay have the same flags that are
+    not withdrawn; should the rule hold again, the system opens it again, and its history shows both steps."""
+    late_url, in_order_url = more_dbs
+    await truncate(late_url, in_order_url)
+    g, smelter, on_time, late = clearing_world(23)
+    await apply_batches(late_url, Projection(), [on_time])
+    [(rule, cause)] = [k for k in await flags(late_url) if k[0] == "smelter_not_rmap_conformant"]
+    raised = (await flags(late_url))[(rule, cause)]
+    fid = flag_id(rule, cause)
+
+    await apply_batches(late_url, Projection(), [late])
     registry_first = sorted([*on_time, *late], key=lambda te: te[0] != REGISTRY_EVENTS)
     await apply_batches(in_order_url, Projection(), [registry_first])
     assert not [k for k in await flags(in_order_url) if k[0] == "smelter_not_rmap_conformant"]
-    assert {k for k in await flags(late_url)} == {k for k in await flags(in_order_url)}
+    assert await not_withdrawn(late_url) == await not_withdrawn(in_order_url)
+
+    # Not deleted: withdrawn, the fact that cleared it in its evidence, what it said before in its history.
+    assert (await statuses(late_url))[(rule, cause)] == "withdrawn"
+    shown = flag_row((await fetch(late_url, f"SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1", fid))[0])
+    [certification] = [e for _, e in late]
+    assert shown["evidence"]["cleared_by"]["certification"] == certification.data["id"]
+    assert shown["evidence"]["cleared_by"]["value"] == "conformant"
+    assert shown["evidence"]["rmap_status"] == "none"  # what it was raised on stays beside it
+    assert "no longer holds: certification rmap conformant" in shown["summary"]
+    assert [h["evidence"] for h in shown["evidence_history"]] == [orjson.loads(raised["evidence"])]
+    assert shown["evidence_changed_since_decision"] is False  # nobody had decided
+    [event] = await updates(late_url, fid)
+    assert (event.status, event.previous_status) == ("withdrawn", "open")
+    assert event.cleared_by is not None and event.cleared_by["certification"] == certification.data["id"]
+    assert event.evidence_changed_since_decision is False
+
+    # Out of the default list and the risk ratings; readable by id and with status=withdrawn.
+    conn = await asyncpg.connect(late_url)
+    try:
+        assert fid not in {
+            r["id"] for r in await list_flags(conn, FlagFilter(), viewer=EVERYONE, before_seq=None, limit=50)
+        }
+        assert fid in {
+            r["id"]
+            for r in await list_flags(conn, FlagFilter(status="withdrawn"), viewer=EVERYONE, before_seq=None, limit=50)
+        }
+        assert await get_flag(conn, fid, viewer=EVERYONE) is not None
+        assert fid not in {r["id"] for r in await flags_on(conn, list(raised["lot_ids"]))}
+    finally:
+        await conn.close()
+
+    # The reference data changes back (a suspension, known after the smelting): the system opens it again.
+    first = len(g.s.events)
+    g.certify(smelter, "rmap", "suspended", "2020-01-01")
+    later = g.s.events[first:]
+    await apply_batches(late_url, Projection(), [later])
+    await apply_batches(in_order_url, Projection(), [later])
+    assert (await statuses(late_url))[(rule, cause)] == "open"
+    assert await not_withdrawn(late_url) == await not_withdrawn(in_order_url)  # evidence and summary included
+    shown = flag_row((await fetch(late_url, f"SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1", fid))[0])
+    assert "cleared_by" not in shown["evidence"] and shown["evidence"]["rmap_status"] == "suspended"
+    history = [h["evidence"] for h in shown["evidence_history"]]
+    assert len(history) == 2 and "cleared_by" not in history[0] and "cleared_by" in history[1]  # both steps
+    assert [(e.status, e.previous_status) for e in await updates(late_url, fid)] == [
+        ("withdrawn", "open"),
+        ("open", "withdrawn"),
+    ]
+    assert len(await fetch(late_url, "SELECT id FROM flag_decisions")) == 0  # the system's, not a person's
+
+
+async def test_a_late_fact_that_clears_a_decided_flag_keeps_its_status(more_dbs: tuple[str, str]) -> None:
+    """A flag a person already decided on is never withdrawn by the system: it keeps its status and shows the
+    evidence changed since the decision (the fact that cleared it in its evidence)."""
+    late_url, _ = more_dbs
+    await truncate(late_url)
+    _, _, on_time, late = clearing_world(24)
+    await apply_batches(late_url, Projection(), [on_time])
+    [(rule, cause)] = [k for k in await flags(late_url) if k[0] == "smelter_not_rmap_conformant"]
+    fid = flag_id(rule, cause)
+    await fetch(
+        late_url,
+        "INSERT INTO flag_decisions (id, flag_id, rule, cause, kind, decided_by, decided_by_kind, authority, "
+        "decided_at, note) VALUES ($1, $2, $3, $4, 'acknowledge', 'trader-id', 'trader', '{}'::jsonb, $5, 'seen')",
+        str(uuid.uuid4()),
+        fid,
+        rule,
+        cause,
+        datetime.now(UTC),
+    )
+    await apply_batches(late_url, Projection(), [late])
+    shown = flag_row((await fetch(late_url, f"SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1", fid))[0])
+    assert shown["status"] == "open"
+    assert shown["evidence_changed_since_decision"] is True
+    assert shown["evidence"]["cleared_by"]["value"] == "conformant"
+    [event] = await updates(late_url, fid)
+    assert (event.status, event.previous_status, event.evidence_changed_since_decision) == ("open", "open", True)
+    # A second clearing fact changes nothing more (the first one stays in the evidence).
+    await apply_batches(late_url, Projection(), [late])
+    assert len(await updates(late_url, fid)) == 1
+
+
+async def test_a_fact_that_clears_a_flag_raised_in_the_same_batch_raises_none(more_dbs: tuple[str, str]) -> None:
+    """The smelting and its late certification in one batch (custody first): no flag at all, as in a replay."""
+    late_url, _ = more_dbs
+    await truncate(late_url)
+    _, _, on_time, late = clearing_world(25)
+    await apply_batches(late_url, Projection(), [on_time + late])
+    assert not [k for k in await flags(late_url) if k[0] == "smelter_not_rmap_conformant"]

@@ -15,6 +15,10 @@ from audit.rules import SEVERITY_ORDER, Severity
 class FlagStatus(StrEnum):
     open = "open"
     resolved = "resolved"
+    withdrawn = "withdrawn"  # the system's: late reference data shows the rule does not hold (nobody had decided)
+
+
+COUNTED = frozenset({FlagStatus.open})  # the statuses a lot's rating counts
 
 
 class DecisionKind(StrEnum):
@@ -116,7 +120,15 @@ def check_decision(
     """Whether `kind` may be taken on a flag in `status`; returns the status it leads to (None: unchanged).
 
     A flag is resolved once (an officer may re-open it, then resolve it again); a participant acknowledges a flag
-    once; responses are for open flags (after a resolution, ask an officer to re-open it)."""
+    once; responses are for open flags (after a resolution, ask an officer to re-open it). A withdrawn flag (the
+    rule no longer holds, by the system) may still be resolved by an officer, to put a person's word on it;
+    participants neither acknowledge nor respond to it, and it is not re-opened by a person (the system opens it
+    again if the rule holds again)."""
+    if status == FlagStatus.withdrawn and kind != DecisionKind.resolve:
+        raise DecisionRefused(
+            f"Flag {flag_id} is withdrawn: reference data received since shows its rule does not hold (see "
+            "evidence.cleared_by). Only a compliance officer may still resolve it."
+        )
     if kind == DecisionKind.resolve:
         if status == FlagStatus.resolved:
             raise DecisionRefused(f"Flag {flag_id} is already resolved.")
@@ -152,8 +164,8 @@ class Exposure:
 
 
 def rating(flags: Sequence[FlagOnLots]) -> str:
-    """The highest severity among the flags that are not resolved, or "none"."""
-    worst = max((SEVERITY_ORDER[f.severity] for f in flags if f.status != FlagStatus.resolved), default=-1)
+    """The highest severity among the open flags (neither resolved nor withdrawn), or "none"."""
+    worst = max((SEVERITY_ORDER[f.severity] for f in flags if f.status in COUNTED), default=-1)
     return "none" if worst < 0 else list(SEVERITY_ORDER)[worst].value
 
 

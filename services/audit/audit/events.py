@@ -110,6 +110,8 @@ _UPDATED: dict[str, Any] = {
         "on": "2026-11-20",
     },
     "status": "open",
+    "previous_status": "open",
+    "cleared_by": None,
     "previous_summary": "Smelter without RMAP Conformant status on 2026-11-20 (status: active)",
     "previous_evidence": {
         "transformation_id": "TRF-5D21",
@@ -125,8 +127,13 @@ _UPDATED: dict[str, Any] = {
 class FlagUpdated(BaseModel):
     """A flag was judged again with reference data (a certification, a CAHRA area) that was known before the custody
     event it bears on but reached audit after that event was judged: its evidence and summary are now what a replay
-    gives it, and the ones before are kept in the flag's evidence history. Its status is not touched: a person's
-    decision stays, and `evidence_changed_since_decision` says there was one."""
+    gives it, and the ones before are kept in the flag's evidence history. A person's decision stays, and
+    `evidence_changed_since_decision` says there was one.
+
+    If the rule no longer holds for the flag's cause at all (a replay would never raise it), `cleared_by` names the
+    reference fact that cleared it (also added to the evidence): the flag is `withdrawn` if nobody had decided on it
+    (out of the open flags and the risk ratings, kept with its history), else it keeps its status. A withdrawn flag
+    the rule holds for again (the reference data changed back) is `open` again (`previous_status: withdrawn`)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_UPDATED]})
 
@@ -139,7 +146,20 @@ class FlagUpdated(BaseModel):
     participants: list[str]
     summary: str = Field(description="What was found, in words, with the new evidence")
     evidence: dict[str, Any] = Field(description="The new evidence")
-    status: Literal["open", "resolved"] = Field(description="Unchanged by the re-judgement")
+    status: Literal["open", "resolved", "withdrawn"] = Field(
+        description="After the re-judgement: unchanged if a person decided on the flag; `withdrawn` if the rule no "
+        "longer holds (`cleared_by`); `open` again if it holds again after a withdrawal"
+    )
+    previous_status: Literal["open", "resolved", "withdrawn"] | None = Field(
+        None, description="The status before the re-judgement"
+    )
+    cleared_by: dict[str, Any] | None = Field(
+        None,
+        description="The reference fact with which the rule no longer holds for this cause (a certification: "
+        "`certification`, `participant`, `scheme`, `value`, `valid_from`, `valid_until`, `known_at`; a CAHRA "
+        "listing: `cahra_area`, `country`, `region`, `effective_from`, `effective_to`, `source`, `known_at`); null "
+        "when the flag still holds",
+    )
     raised_at: AwareDatetime
     previous_summary: str
     previous_evidence: dict[str, Any] = Field(description="The evidence replaced (kept in the flag's history)")

@@ -88,7 +88,7 @@ class Where:
 
 @dataclass(frozen=True, slots=True)
 class FlagFilter:
-    status: str | None = None
+    status: str | None = None  # None: every status but `withdrawn` (asked for by name only)
     severity: str | None = None
     rule: str | None = None
     lot_id: str | None = None
@@ -105,6 +105,8 @@ async def list_flags(
     for col, val in (("status", f.status), ("severity", f.severity), ("rule", f.rule)):
         if val is not None:
             w.add(f"{col} = {w.arg(val)}")
+    if f.status is None:
+        w.add("status <> 'withdrawn'")
     if f.lot_id is not None:
         w.add(f"{w.arg(f.lot_id)} = ANY(lot_ids)")
     if f.participant is not None:
@@ -269,8 +271,13 @@ async def upstream(conn: Conn, lot_id: str, max_depth: int) -> tuple[dict[str, i
 
 
 async def flags_on(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
+    """The flags on these lots that a risk summary lists: withdrawn ones are not (the rule does not hold for them:
+    a replay has none of them either)."""
     return list(
-        await conn.fetch(f"SELECT {FLAG_COLUMNS} FROM flags WHERE lot_ids && $1::text[] ORDER BY seq", list(lot_ids))
+        await conn.fetch(
+            f"SELECT {FLAG_COLUMNS} FROM flags WHERE lot_ids && $1::text[] AND status <> 'withdrawn' ORDER BY seq",
+            list(lot_ids),
+        )
     )
 
 

@@ -39,7 +39,13 @@ def _no_nul(where: str, text: str | None) -> None:
 async def list_flags(
     audit: AuditDep,
     who: PrincipalDep,
-    status: Annotated[str | None, Query(pattern="^(open|resolved)$")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            pattern="^(open|resolved|withdrawn)$",
+            description="Without it: open and resolved flags; withdrawn ones only with `status=withdrawn`",
+        ),
+    ] = None,
     severity: Severity | None = None,
     rule: Rule | None = None,
     lot_id: str | None = None,

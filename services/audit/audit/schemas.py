@@ -49,9 +49,12 @@ class Flag(BaseModel):
     participants: list[str]
     summary: str
     evidence: dict[str, Any] = Field(description="The event ids and values that triggered it")
-    status: Literal["open", "resolved"] = Field(
-        description="`resolved` once a compliance officer resolved it (and not re-opened since); acknowledgements "
-        "are each holder's own: `GET /flags/{flag_id}`"
+    status: Literal["open", "resolved", "withdrawn"] = Field(
+        description="`resolved` once a compliance officer resolved it (and not re-opened since); `withdrawn` when "
+        "reference data that reached audit late shows the rule does not hold for its cause (the fact is "
+        "`evidence.cleared_by`) and nobody had decided on it: kept with its history, out of the default flag list "
+        "and the risk ratings, open again should the rule hold again. Acknowledgements are each holder's own: "
+        "`GET /flags/{flag_id}`"
     )
     raised_at: datetime
     resolved_by: str | None = Field(description="The compliance officer who resolved it")

@@ -52,7 +52,7 @@ from prometheus_client import Counter
 from audit import rules
 from audit.projection import decode, statements
 from audit.projection.context import Context
-from audit.projection.flags import SOURCE, Doc, FlagBatch, flag_events, flag_id, rejudge_args
+from audit.projection.flags import SOURCE, Cleared, Doc, FlagBatch, flag_events, flag_id, rejudge_args
 from audit.projection.handlers import HANDLERS
 from audit.projection.journal import Journal
 from audit.projection.state import State
@@ -370,11 +370,12 @@ class Projection:
             await enqueue_raw(conn, AUDIT_FLAGS, flag_events(new))
         self.raised.extend(new)
 
-    async def rejudge_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding]) -> None:
+    async def rejudge_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding | Cleared]) -> None:
         """Re-judged findings (reference data arrived after the custody event it bears on): each flag whose evidence
         differs gets the new evidence and summary, keeps the old in `flag_evidence_history`, and an
         `audit.flag.updated` event says so. Its status (a person's decision) stays; the event says whether a person
-        had decided on it (`statements.rejudge_parts`)."""
+        had decided on it. A flag the rule no longer holds for (`Cleared`) is withdrawn unless a person decided on
+        it; a withdrawn one the rule holds for again is open again (`statements.rejudge_parts`)."""
         await statements.rejudge_flags(conn, rejudge_args(findings), datetime.now(UTC), self._updated_events())
 
     def _updated_events(self) -> tuple[str, str, str | None] | None:

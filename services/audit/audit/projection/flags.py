@@ -1,6 +1,6 @@
 """Findings into flags: their ids, the arguments of the statement that inserts them, and the documents their
 `audit.flag.raised` events carry; re-judged flags into the arguments of the statements that update their evidence
-(`statements.rejudge_parts`, which also write their `audit.flag.updated` events). No I/O."""
+or withdraw them (`statements.rejudge_parts`, which also write their `audit.flag.updated` events). No I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -105,12 +105,34 @@ def flag_events(docs: Sequence[Doc]) -> list[CloudEvent]:
     return [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
 
 
-def rejudge_args(findings: Sequence[Finding]) -> list[Any]:
-    """`statements.REJUDGED_SQL`'s arguments: each re-judged flag's id, evidence and summary, and the id its
-    audit.flag.updated event gets should its evidence change (also the key of the evidence it replaced)."""
+class Why(NamedTuple):
+    """The reference fact that led to a re-judgement: as data (a flag it clears keeps it as `cleared_by` in its
+    evidence) and in words (added to its summary)."""
+
+    fact: dict[str, Any]
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """A re-judgement no longer finds this flag: its rule does not hold for its cause with the reference data now
+    known (`why`). If the flag exists, it is withdrawn, or, if a person decided on it, keeps its status and is marked
+    evidence changed since the decision (`statements.REJUDGED_SQL`)."""
+
+    rule: str
+    cause: str
+    lot_id: str
+    why: Why
+
+
+def rejudge_args(judged: Sequence[Finding | Cleared]) -> list[Any]:
+    """`statements.REJUDGED_SQL`'s arguments: each re-judged flag's id, evidence and summary (for a `Cleared` one:
+    the fact that cleared it, and that in words), the id its audit.flag.updated event gets should it change (also the
+    key of the evidence it replaced), and whether it was cleared."""
     return [
-        [flag_id(f.rule, f.cause) for f in findings],
-        [_json(f.evidence) for f in findings],
-        [f.summary for f in findings],
-        [str(uuid.uuid4()) for _ in findings],
+        [flag_id(f.rule, f.cause) for f in judged],
+        [_json(f.why.fact if isinstance(f, Cleared) else f.evidence) for f in judged],
+        [f.why.summary if isinstance(f, Cleared) else f.summary for f in judged],
+        [str(uuid.uuid4()) for _ in judged],
+        [isinstance(f, Cleared) for f in judged],
     ]

@@ -33,6 +33,10 @@ class Journal:
             self.ops.append((_DEL, d, k, None))
         d[k] = v
 
+    def pop(self, d: dict[Any, Any], k: Any) -> None:
+        if k in d:
+            self.ops.append((_RESTORE, d, k, d.pop(k)))
+
     def add(self, s: MutableSet[Any], k: Any) -> None:
         if k not in s:
             s.add(k)

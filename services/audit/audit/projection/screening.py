@@ -6,7 +6,10 @@ are judged at every moment their reference data changed from the custody event o
 whenever such data arrives (re-screening). The flags are the union, so live processing and a replay from offset 0
 reach the same set whatever order the two topics interleave in. A re-screening is also a re-judgement (`rejudged`):
 its finding for a flag that exists replaces that flag's evidence when it differs (data known before the custody event
-that reached audit after it), so the evidence too ends as a replay's, which reads the registry first.
+that reached audit after it), so the evidence too ends as a replay's, which reads the registry first. A flag the
+re-judgement no longer finds at all (`cleared`: the rule does not hold for its cause with the data now known, e.g. an
+RMAP conformant certification valid before a smelting, delivered after it) is `Cleared` by the fact that arrived: it
+is withdrawn unless a person decided on it (`statements.rejudge_parts`), as a replay would never raise it.
 
 Each judgement runs on its own (`Context.judge`): one that raises on odd data becomes an `unjudgeable_event` flag on
 the custody event it was about (the same flag whichever event led to judging it), and the rest goes on.
@@ -14,13 +17,19 @@ the custody event it was about (the same flag whichever event led to judging it)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
 from audit import rules
 from audit.projection.context import About, Context
+from audit.projection.decode import CahraUpdated, CertificationChanged
+from audit.projection.flags import Cleared, Why
 from audit.projection.state import MineLot, Smelting
-from audit.rules import Area, Cert, Finding
+from audit.rules import Area, Cert, Finding, Rule
+
+Key = tuple[str, str]  # (rule, cause): one flag
+Rejudge = bool | Why  # a re-judgement, and the reference fact that led to it (True: a fact not named)
 
 
 def _areas(ctx: Context, country: str | None) -> list[Area]:
@@ -41,25 +50,101 @@ def _horizons(recorded_at: datetime, certs: list[tuple[datetime, Cert]]) -> list
     return [[c for k, c in certs if k <= m] for m in moments]
 
 
-def rejudged(ctx: Context, found: list[Finding], rejudge: bool) -> list[Finding]:
+def certification_fact(ev: CertificationChanged) -> Why:
+    """A certification as the fact that re-judged (and maybe cleared) a flag."""
+    until = ev.valid_until.isoformat() if ev.valid_until else None
+    return Why(
+        {
+            "certification": ev.id,
+            "participant": ev.participant_id,
+            "scheme": ev.scheme,
+            "value": ev.value,
+            "valid_from": ev.valid_from.isoformat(),
+            "valid_until": until,
+            "known_at": ev.known_at.isoformat(),
+        },
+        f"certification {ev.scheme} {ev.value} of {ev.participant_id}, valid from {ev.valid_from}"
+        + (f" to {until}" if until else ""),
+    )
+
+
+def cahra_fact(ev: CahraUpdated) -> Why:
+    """A CAHRA listing (or its correction) as the fact that re-judged (and maybe cleared) a flag."""
+    to = ev.effective_to.isoformat() if ev.effective_to else None
+    place = f"{ev.country}/{ev.region}" if ev.region else ev.country
+    return Why(
+        {
+            "cahra_area": ev.id,
+            "country": ev.country,
+            "region": ev.region,
+            "effective_from": ev.effective_from.isoformat(),
+            "effective_to": to,
+            "source": ev.source,
+            "known_at": ev.known_at.isoformat(),
+        },
+        f"CAHRA listing {ev.id} of {place}, effective from {ev.effective_from}" + (f" to {to}" if to else ""),
+    )
+
+
+def origin_keys(lot_id: str, mine: str) -> list[Key]:
+    """Every flag judging a lot's origin can raise (`rules.origin_findings`)."""
+    cause = f"{lot_id}:origin"
+    return [
+        (Rule.origin_in_cahra, cause),
+        (Rule.uncertified_asm_in_cahra, cause),
+        (Rule.certified_asm_in_cahra, cause),
+        (Rule.lsm_without_irma, f"{mine}:irma:{lot_id}"),
+    ]
+
+
+def transit_keys(shipment_id: str, countries: Iterable[str]) -> list[Key]:
+    """Every flag judging a shipment's transit countries can raise (`rules.transit_findings`)."""
+    return [(Rule.transit_through_cahra, f"{shipment_id}:{c}") for c in dict.fromkeys(countries)]
+
+
+def smelter_keys(transformation_id: str) -> list[Key]:
+    """The flag judging a transformation's smelter can raise (`rules.smelter_findings`)."""
+    return [(Rule.smelter_not_rmap_conformant, transformation_id)]
+
+
+def cleared(possible: Iterable[Key], found: Iterable[Finding]) -> list[Key]:
+    """The flags a judgement could raise that the rule no longer holds for (not in `found`, the union of its
+    findings over every horizon). Pure: whether such a flag exists, and what becomes of it, is the statement's."""
+    held = {(f.rule, f.cause) for f in found}
+    return [k for k in possible if k not in held]
+
+
+def rejudged(
+    ctx: Context, found: list[Finding], rejudge: Rejudge, possible: Iterable[Key] = (), lot_id: str = ""
+) -> list[Finding]:
     """`found`, recorded as a re-judgement when `rejudge` (reference data arrived): each replaces the evidence of its
     flag if that differs, so a flag first judged without data known before its custody event (which reached audit
     later) ends with the evidence a replay gives it. The latest per (rule, cause) in a batch stays, also for a flag
-    the batch raises."""
+    the batch raises. Each of `possible` not found is `Cleared` by the fact (`rejudge`), and one this batch was
+    about to raise is not raised after all: a replay, judging with that fact from the start, raises neither."""
     if rejudge:
         for f in found:
             key = (f.rule, f.cause)
             ctx.journal.set(ctx.changes.rejudged, key, f)
             ctx.journal.set(ctx.changes.findings, key, f)  # a flag this batch raises is raised with the latest
+        why = rejudge if isinstance(rejudge, Why) else Why({}, "reference data received since")
+        for gone in cleared(possible, found):
+            ctx.journal.set(ctx.changes.rejudged, gone, Cleared(gone[0], gone[1], lot_id, why))
+            if gone in ctx.changes.findings:
+                ctx.journal.pop(ctx.changes.findings, gone)
     return found
 
 
-def origin(ctx: Context, lot_id: str, rejudge: bool = False) -> None:
+def origin(ctx: Context, lot_id: str, rejudge: Rejudge = False) -> None:
     lot = ctx.state.mine_lots.get(lot_id)
     if lot is None:
         return
     about = About(lot_id, lot.event_id, "custody.lot.registered", lot.mine)
-    ctx.judge("origin_in_cahra", about, lambda: rejudged(ctx, _origin(ctx, lot), rejudge))
+    ctx.judge(
+        "origin_in_cahra",
+        about,
+        lambda: rejudged(ctx, _origin(ctx, lot), rejudge, origin_keys(lot_id, lot.mine), lot_id),
+    )
 
 
 def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
@@ -83,7 +168,7 @@ def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
     return list(findings.values())
 
 
-def transit(ctx: Context, shipment_id: str, rejudge: bool = False) -> None:
+def transit(ctx: Context, shipment_id: str, rejudge: Rejudge = False) -> None:
     t = ctx.state.transits.get(shipment_id)
     if t is None:
         return
@@ -104,16 +189,24 @@ def transit(ctx: Context, shipment_id: str, rejudge: bool = False) -> None:
                 receiver=t.receiver,
             ),
             rejudge,
+            transit_keys(shipment_id, t.countries),
+            t.lot_id,
         ),
     )
 
 
-def smelter(ctx: Context, transformation_id: str, rejudge: bool = False) -> None:
+def smelter(ctx: Context, transformation_id: str, rejudge: Rejudge = False) -> None:
     t = ctx.state.smeltings.get(transformation_id)
     if t is None:
         return
-    about = About(t.outputs[0] if t.outputs else transformation_id, t.event_id, "custody.lot.transformed", t.actor)
-    ctx.judge("smelter_not_rmap_conformant", about, lambda: rejudged(ctx, _smelter(ctx, transformation_id, t), rejudge))
+    lot_id = t.outputs[0] if t.outputs else transformation_id
+    keys = smelter_keys(transformation_id) if t.outputs else []
+    about = About(lot_id, t.event_id, "custody.lot.transformed", t.actor)
+    ctx.judge(
+        "smelter_not_rmap_conformant",
+        about,
+        lambda: rejudged(ctx, _smelter(ctx, transformation_id, t), rejudge, keys, lot_id),
+    )
 
 
 def _smelter(ctx: Context, transformation_id: str, t: Smelting) -> list[Finding]:

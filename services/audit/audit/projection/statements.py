@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from audit.projection.decode import intern, intern_opt
+from audit.projection.flags import Cleared
 from audit.projection.state import MineLot, Smelting, State, Transit
 from audit.rules import Area, Finding
 from shared.sql import Statement
@@ -153,18 +154,36 @@ RETURNING id
 """
 # A re-judgement (reference data arrived, `screening.rejudged`), as CTEs of one statement (`rejudge_parts`): the flags
 # whose evidence differs (REJUDGED_SQL, read before the statement: a flag inserted by the same statement is not seen,
-# and needs no update, since it is inserted with its latest finding) get the new evidence and summary, nothing else (a
-# person's decision, the status, stays); the evidence replaced goes to flag_evidence_history, keyed by the
-# audit.flag.updated event that says so (the flag as it now is, what it said before, whether a person had decided).
+# and needs no update, since it is inserted with its latest finding) get the new evidence and summary; a person's
+# decision, the status, stays. A flag the rule no longer holds for (`cleared`: `flags.Cleared`) keeps its evidence
+# with `cleared_by` (the fact) added, once, and is withdrawn, unless a person decided on it (a resolution, any
+# decision row): then its status stays and it shows evidence changed since the decision. A withdrawn flag the rule
+# holds for again is opened again (by the system: no decision row). Each time the evidence replaced goes to
+# flag_evidence_history, keyed by the audit.flag.updated event that says so (the flag as it now is, what it said and
+# its status before, the fact that cleared it, whether a person had decided).
 REJUDGED_SQL = """
-SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f.status, f.raised_at,
-       f.evidence AS previous_evidence, f.summary AS previous_summary, u.evidence, u.summary, u.event_id,
-       f.status <> 'open' OR EXISTS (SELECT 1 FROM flag_decisions d WHERE d.flag_id = f.id) AS decided
-FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, evidence, summary, event_id)
+SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f.raised_at,
+       f.status AS previous_status, f.evidence AS previous_evidence, f.summary AS previous_summary,
+       CASE WHEN u.cleared THEN f.evidence || jsonb_build_object('cleared_by', u.evidence) ELSE u.evidence END
+           AS evidence,
+       CASE WHEN u.cleared THEN f.summary || ' [no longer holds: ' || u.summary || ']' ELSE u.summary END AS summary,
+       CASE WHEN u.cleared AND NOT d.decided THEN 'withdrawn'
+            WHEN NOT u.cleared AND f.status = 'withdrawn' THEN 'open'
+            ELSE f.status END AS status,
+       CASE WHEN u.cleared THEN u.evidence END AS cleared_by,
+       u.event_id, d.decided
+FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::bool[]) AS u(id, evidence, summary, event_id, cleared)
 JOIN flags f ON f.id = u.id
-WHERE f.evidence IS DISTINCT FROM u.evidence
+CROSS JOIN LATERAL (
+  SELECT f.status NOT IN ('open', 'withdrawn') OR EXISTS (SELECT 1 FROM flag_decisions x WHERE x.flag_id = f.id)
+         AS decided
+) d
+WHERE CASE WHEN u.cleared THEN NOT (f.evidence ? 'cleared_by')
+           ELSE f.evidence IS DISTINCT FROM u.evidence OR f.status = 'withdrawn' END
 """
-REJUDGE_FLAGS_SQL = "UPDATE flags f SET evidence = r.evidence, summary = r.summary FROM rejudged r WHERE f.id = r.id"
+REJUDGE_FLAGS_SQL = """
+UPDATE flags f SET evidence = r.evidence, summary = r.summary, status = r.status FROM rejudged r WHERE f.id = r.id
+"""
 INSERT_EVIDENCE_HISTORY_SQL = """
 INSERT INTO flag_evidence_history (id, flag_id, evidence, summary, replaced_at)
 SELECT r.event_id, r.id, r.previous_evidence, r.previous_summary, $1::timestamptz FROM rejudged r
@@ -178,6 +197,7 @@ SELECT r.event_id, $2::text, r.lot_id, 'audit.flag.updated', $3::text, r.id, $1:
            'lot_ids', to_jsonb(r.lot_ids), 'participants', to_jsonb(r.participants), 'summary', r.summary,
            'evidence', r.evidence, 'status', r.status, 'raised_at', to_jsonb(r.raised_at),
            'previous_summary', r.previous_summary, 'previous_evidence', r.previous_evidence,
+           'previous_status', r.previous_status, 'cleared_by', r.cleared_by,
            'updated_at', to_jsonb($1::timestamptz), 'evidence_changed_since_decision', r.decided)
 FROM rejudged r
 """
@@ -215,8 +235,8 @@ class Changes:
     transformation_outputs: dict[tuple[str, str], int] = field(default_factory=dict)
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
     # re-judgements (reference data arrived): the latest per (rule, cause); each replaces its flag's evidence if it
-    # differs (`rejudge_flags`)
-    rejudged: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    # differs, or withdraws a flag the rule no longer holds for (`Cleared`) (`rejudge_flags`)
+    rejudged: dict[tuple[str, str], Finding | Cleared] = field(default_factory=dict)
 
 
 Part = tuple[str, str, Any, Any]

@@ -30,10 +30,11 @@ def on_certification(ctx: Context, ev: CertificationChanged) -> None:
         j.insort(s.certs[who], (ev.known_at, ev.id, ev.scheme, ev.value, ev.valid_from, ev.valid_until))
         j.append(ctx.changes.certs, (ev.id, who, ev.scheme, ev.value, ev.valid_from, ev.valid_until, ev.known_at))
     # Re-screen what this participant did: the lots it mined, the transformations it ran.
+    why = screening.certification_fact(ev)  # what clears a flag the rule no longer holds for
     for lot_id in s.lots_by_mine.get(who, ()):
-        screening.origin(ctx, lot_id, rejudge=True)
+        screening.origin(ctx, lot_id, rejudge=why)
     for tid in s.smeltings_by_actor.get(who, ()):
-        screening.smelter(ctx, tid, rejudge=True)
+        screening.smelter(ctx, tid, rejudge=why)
 
 
 def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
@@ -55,9 +56,10 @@ def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
         (ev.id, area.country, area.region, ev.effective_from, ev.effective_to, ev.source, known_at),
     )
     # Re-screen the lots from that country or region, and shipments routed through it.
+    why = screening.cahra_fact(ev)  # what clears a flag the rule no longer holds for (a listing's correction)
     for lot_id in s.lots_by_country.get(ev.country, ()):
         if ev.region is None or s.mine_lots[lot_id].region == ev.region:
-            screening.origin(ctx, lot_id, rejudge=True)
+            screening.origin(ctx, lot_id, rejudge=why)
     if ev.region is None:
         for sid in s.transits_by_country.get(ev.country, ()):
-            screening.transit(ctx, sid, rejudge=True)
+            screening.transit(ctx, sid, rejudge=why)

@@ -22,6 +22,7 @@ import pytest
 from audit.config import Settings as AuditSettings
 from audit.consumer import make_consumer
 from audit.events import FlagUpdated
+from audit.main import create_app
 from audit.projection import Projection
 from audit.projection.flags import flag_id
 from audit.replay import TABLES, replay
@@ -30,7 +31,7 @@ from bench.audit_bench import Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import REGISTRY_EVENTS, delete_topics, ensure_topics, physical
 from tests.audit.conftest import Events, audit_databases
-from tests.conftest import ENV
+from tests.conftest import ENV, OPERATOR, serve_in_process
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -354,3 +355,32 @@ async def test_a_fact_that_clears_a_flag_raised_in_the_same_batch_raises_none(mo
     _, _, on_time, late = clearing_world(25)
     await apply_batches(late_url, Projection(), [on_time + late])
     assert not [k for k in await flags(late_url) if k[0] == "smelter_not_rmap_conformant"]
+
+
+async def test_the_api_shows_a_withdrawn_flag_only_when_asked_for(more_dbs: tuple[str, str]) -> None:
+    """Through the audit API (operator's reads): a withdrawn flag is out of `GET /flags` and of the lot's risk, listed
+    with `status=withdrawn`, read by id."""
+    late_url, _ = more_dbs
+    await truncate(late_url)
+    _, _, on_time, late = clearing_world(26)
+    await apply_batches(late_url, Projection(), [on_time, late])
+    [(rule, cause)] = [k for k, v in (await statuses(late_url)).items() if v == "withdrawn"]
+    fid = flag_id(rule, cause)
+    [lot_id] = (await fetch(late_url, "SELECT lot_id FROM flags WHERE id = $1", fid))[0]
+    settings = AuditSettings(
+        database_url=late_url.replace("postgresql://", "postgresql+asyncpg://"),
+        relay_enabled=False,
+        consumer_enabled=False,
+        kafka_bootstrap_servers=ENV.kafka_bootstrap,
+    )
+    async with serve_in_process(create_app(settings)) as client:
+        listed = await client.get("/flags", headers=OPERATOR)
+        assert listed.status_code == 200 and fid not in {f["id"] for f in listed.json()["items"]}
+        withdrawn = await client.get("/flags", params={"status": "withdrawn"}, headers=OPERATOR)
+        assert [(f["id"], f["status"]) for f in withdrawn.json()["items"]] == [(fid, "withdrawn")]
+        one = await client.get(f"/flags/{fid}", headers=OPERATOR)
+        assert one.status_code == 200 and one.json()["evidence"]["cleared_by"]["value"] == "conformant"
+        risk = await client.get(f"/lots/{lot_id}/risk", headers=OPERATOR)
+        assert risk.status_code == 200
+        assert fid not in {f["id"] for f in risk.json()["own_flags"]}
+        assert (await client.get("/flags", params={"status": "closed"}, headers=OPERATOR)).status_code == 422

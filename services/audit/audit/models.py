@@ -218,7 +218,7 @@ class Flag(Base):
     participants: Mapped[list[str]] = mapped_column(ARRAY(Text))
     summary: Mapped[str] = mapped_column(Text)
     evidence: Mapped[Any] = mapped_column(JSONB)
-    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))  # open | resolved (flag_decisions)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'open'"))  # open | resolved | withdrawn
     raised_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     resolved_by: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -160,6 +160,7 @@ function flagActions(flag, onChange) {
     res.addEventListener("click", () => run(res, "resolve"));
     box.append(res);
   }
+  if (flag.status === "withdrawn") box.append(h("span", { class: "muted small", title: "Reference data received since shows the rule does not hold (evidence: cleared_by)" }, "Withdrawn: the rule no longer holds"));
   if (flag.status === "resolved") box.append(h("span", { class: "muted small" }, "Closed"));
   else if (kind === "operator") box.append(h("span", { class: "muted small" }, "Resolved by compliance officers"));
   return box;
@@ -429,9 +430,9 @@ async function overviewPage(ctx) {
   function queueChange(f) {
     const row = rows.get(f.id);
     if (row) {
-      if (f.status === "resolved") { rows.delete(f.id); row.remove(); }
+      if (f.status === "resolved" || f.status === "withdrawn") { rows.delete(f.id); row.remove(); }
       else if (row.dataset.status !== f.status) row.replaceWith(queueRow(flags.get(f.id)));
-    } else if (f.status !== "resolved") {
+    } else if (f.status !== "resolved" && f.status !== "withdrawn") {
       const full = flags.get(f.id);
       const after = [...tbody.children].find((tr) => tr.dataset.flagId && before(full, flags.get(tr.dataset.flagId) || full) < 0);
       tbody.insertBefore(queueRow(full), after || null);
@@ -478,7 +479,7 @@ async function overviewPage(ctx) {
   const redrawCounts = debounce(drawCounts, 100);
 
   function upsert(f) {
-    if (f.status === "resolved") flags.delete(f.id);
+    if (f.status === "resolved" || f.status === "withdrawn") flags.delete(f.id);
     else flags.set(f.id, { ...flags.get(f.id), ...f });
     queueChange(f);
     redrawCounts();
@@ -595,7 +596,7 @@ function filterForm(base, fieldsEls) {
 async function flagsPage(ctx, _args, params) {
   const filters = Object.fromEntries(["status", "severity", "rule", "lot_id", "participant"].map((k) => [k, params.get(k) || ""]));
   const form = filterForm("/flags", [
-    select("status", "Status", [["", "Any"], ["open", "Open"], ["resolved", "Resolved"]], filters.status),
+    select("status", "Status", [["", "Open or resolved"], ["open", "Open"], ["resolved", "Resolved"], ["withdrawn", "Withdrawn"]], filters.status),
     select("severity", "Severity", [["", "Any"], ...SEVERITIES.map((s) => [s, title(s)])], filters.severity),
     select("rule", "Rule", [["", "Any"], ...Object.entries(RULES)], filters.rule),
     input("lot_id", "Lot", filters.lot_id, "lot id"),

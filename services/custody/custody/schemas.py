@@ -170,8 +170,7 @@ class TransformationCreate(Strict):
     )
     outputs: list[LotOut] = Field(
         min_length=1,
-        description="The lots made, each once and none of them an input; at most "
-        f"{domain.MAX_TRANSFORMATION_OUTPUTS}",
+        description=f"The lots made, each once and none of them an input; at most {domain.MAX_TRANSFORMATION_OUTPUTS}",
         json_schema_extra={"maxItems": domain.MAX_TRANSFORMATION_OUTPUTS},
     )
     occurred_at: EventTime

@@ -1,7 +1,7 @@
 """The audit projection: what the consumer does with each new event, inside the consumer's transaction.
 
 Every event is kept in `received_events` (the evidence trail). Registry events update participants, certifications
-and the CAHRA list; custody events update lots, shipments, genealogy and holders; then the rules of
+and the CAHRA list; custody events update lots, shipments, transformations and their lots, holders; then the rules of
 `audit/rules.py` run and each finding becomes a flag, once per (rule, cause).
 
 The rooms, by concern:

@@ -384,3 +384,46 @@ async def test_the_api_shows_a_withdrawn_flag_only_when_asked_for(more_dbs: tupl
         assert risk.status_code == 200
         assert fid not in {f["id"] for f in risk.json()["own_flags"]}
         assert (await client.get("/flags", params={"status": "closed"}, headers=OPERATOR)).status_code == 422
+
+
+async def test_through_kafka_a_cleared_flag_is_withdrawn_live_and_absent_from_a_replay(
+    dbs: tuple[str, str], infra: None
+) -> None:
+    """The live consumer's own path (a small batch is one statement) and `python -m audit.replay`'s: the late
+    certification withdraws the smelter's flag live; the replay never raises it; the rest is alike."""
+    live_url, replay_url = dbs
+    await truncate(live_url, replay_url)
+    prefix = f"late-{uuid.uuid4().hex[:8]}."
+    await ensure_topics(ENV.kafka_bootstrap, prefix)
+    try:
+        _, _, on_time, late = clearing_world(27)
+        settings = AuditSettings(
+            database_url=live_url.replace("postgresql://", "postgresql+asyncpg://"),
+            topic_prefix=prefix,
+            kafka_bootstrap_servers=ENV.kafka_bootstrap,
+        )
+        consumer = make_consumer(settings, group_id=f"late-{uuid.uuid4().hex[:6]}")
+        task = asyncio.create_task(consumer.run())
+        try:
+
+            async def applied(n: int) -> bool:
+                return consumer.applied >= n
+
+            await deliver(prefix, on_time)
+            await wait_for(lambda: applied(len(on_time)), timeout_s=30, what="the events on time to be applied")
+            [key] = [k for k in await flags(live_url) if k[0] == "smelter_not_rmap_conformant"]
+            await deliver(prefix, late)
+            await wait_for(lambda: applied(len(on_time) + len(late)), timeout_s=30, what="the late fact")
+        finally:
+            consumer.stop()
+            await task
+        assert (await statuses(live_url))[key] == "withdrawn"
+        [event] = await updates(live_url, flag_id(*key))
+        assert event.status == "withdrawn" and event.cleared_by is not None
+
+        result = await replay(settings, dsn=replay_url, progress=False)
+        assert result.events == len(on_time) + len(late)
+        assert key not in await flags(replay_url)
+        assert await not_withdrawn(replay_url) == await not_withdrawn(live_url)
+    finally:
+        await delete_topics(ENV.kafka_bootstrap, prefix)

@@ -160,7 +160,9 @@ RETURNING id
 # decision row): then its status stays and it shows evidence changed since the decision. A withdrawn flag the rule
 # holds for again is opened again (by the system: no decision row). Each time the evidence replaced goes to
 # flag_evidence_history, keyed by the audit.flag.updated event that says so (the flag as it now is, what it said and
-# its status before, the fact that cleared it, whether a person had decided).
+# its status before, the fact that cleared it, whether a person had decided). The flags are locked as they are read:
+# a decision on one (which locks it too, `repository.get_flag`) waits for this statement, then sees the flag as it
+# leaves it (withdrawn: a participant is refused).
 REJUDGED_SQL = """
 SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f.raised_at,
        f.status AS previous_status, f.evidence AS previous_evidence, f.summary AS previous_summary,
@@ -180,6 +182,7 @@ CROSS JOIN LATERAL (
 ) d
 WHERE CASE WHEN u.cleared THEN NOT (f.evidence ? 'cleared_by')
            ELSE f.evidence IS DISTINCT FROM u.evidence OR f.status = 'withdrawn' END
+FOR UPDATE OF f
 """
 REJUDGE_FLAGS_SQL = """
 UPDATE flags f SET evidence = r.evidence, summary = r.summary, status = r.status FROM rejudged r WHERE f.id = r.id

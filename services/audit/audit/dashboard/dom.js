@@ -54,12 +54,14 @@ export const RULES = {
   yield_exceeded: "Yield exceeded",
   beyond_remaining: "Beyond remaining mass",
   capacity_exceeded: "Mine capacity exceeded",
+  backdated_origin: "Backdated origin",
   transit_through_cahra: "Transit through CAHRA",
   origin_in_cahra: "Origin in CAHRA",
   uncertified_asm_in_cahra: "Uncertified ASM in CAHRA",
   certified_asm_in_cahra: "Certified ASM in CAHRA",
   smelter_not_rmap_conformant: "Smelter not RMAP conformant",
   lsm_without_irma: "Industrial mine without IRMA",
+  unjudgeable_event: "Event audit could not judge",
 };
 
 export const KINDS = {

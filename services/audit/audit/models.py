@@ -165,7 +165,7 @@ class TransformationInput(Base):
     walks through them)."""
 
     __tablename__ = "transformation_inputs"
-    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id"),)
+    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id", postgresql_include=["transformation_id"]),)
 
     transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -176,7 +176,7 @@ class TransformationOutput(Base):
     """A lot a transformation made."""
 
     __tablename__ = "transformation_outputs"
-    __table_args__ = (Index("ix_transformation_outputs_lot", "lot_id"),)
+    __table_args__ = (Index("ix_transformation_outputs_lot", "lot_id", postgresql_include=["transformation_id"]),)
 
     transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lot_id: Mapped[str] = mapped_column(Text, primary_key=True)

@@ -152,7 +152,7 @@ class TransformationInput(Base):
     """A lot drawn into a transformation, and the mass drawn (`shared.genealogy` walks through these rows)."""
 
     __tablename__ = "transformation_inputs"
-    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id"),)
+    __table_args__ = (Index("ix_transformation_inputs_lot", "lot_id", postgresql_include=["transformation_id"]),)
 
     transformation_id: Mapped[str] = mapped_column(ForeignKey("transformations.transformation_id"), primary_key=True)
     lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
@@ -164,7 +164,9 @@ class TransformationOutput(Base):
     """A lot a transformation made (each lot is made by one transformation at most)."""
 
     __tablename__ = "transformation_outputs"
-    __table_args__ = (Index("ix_transformation_outputs_lot", "lot_id", unique=True),)
+    __table_args__ = (
+        Index("ix_transformation_outputs_lot", "lot_id", unique=True, postgresql_include=["transformation_id"]),
+    )
 
     transformation_id: Mapped[str] = mapped_column(ForeignKey("transformations.transformation_id"), primary_key=True)
     lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)

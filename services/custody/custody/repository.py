@@ -660,7 +660,9 @@ def _trace_sql(*, upstream: bool) -> str:
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
         down_edges = ""
         edges = """FROM vis c
-CROSS JOIN LATERAL (SELECT * FROM transformation_outputs o WHERE o.lot_id = c.lot_id OFFSET 0) o
+CROSS JOIN LATERAL (
+  SELECT o.transformation_id, o.lot_id FROM transformation_outputs o WHERE o.lot_id = c.lot_id OFFSET 0
+) o
 JOIN transformations t USING (transformation_id)
 JOIN transformation_inputs i USING (transformation_id)
 WHERE i.lot_id IN (SELECT lot_id FROM vis)"""

@@ -34,7 +34,7 @@ def upgrade() -> None:
             sa.Column("position", sa.Integer(), nullable=False),
             sa.PrimaryKeyConstraint("transformation_id", "lot_id", name=op.f(f"pk_{table}")),
         )
-        op.create_index(f"ix_{table}_lot", table, ["lot_id"], unique=False)
+        op.create_index(f"ix_{table}_lot", table, ["lot_id"], unique=False, postgresql_include=["transformation_id"])
     op.execute(
         """
         INSERT INTO transformation_inputs (transformation_id, lot_id, position)

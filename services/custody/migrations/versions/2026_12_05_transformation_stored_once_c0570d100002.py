@@ -42,7 +42,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("transformation_id", "lot_id", name=op.f("pk_transformation_inputs")),
     )
-    op.create_index("ix_transformation_inputs_lot", "transformation_inputs", ["lot_id"], unique=False)
+    op.create_index(
+        "ix_transformation_inputs_lot",
+        "transformation_inputs",
+        ["lot_id"],
+        unique=False,
+        postgresql_include=["transformation_id"],
+    )
     op.create_table(
         "transformation_outputs",
         sa.Column("transformation_id", sa.Text(), nullable=False),
@@ -56,7 +62,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("transformation_id", "lot_id", name=op.f("pk_transformation_outputs")),
     )
-    op.create_index("ix_transformation_outputs_lot", "transformation_outputs", ["lot_id"], unique=True)
+    op.create_index(
+        "ix_transformation_outputs_lot",
+        "transformation_outputs",
+        ["lot_id"],
+        unique=True,
+        postgresql_include=["transformation_id"],
+    )
     op.execute(
         """
         INSERT INTO transformation_inputs (transformation_id, lot_id, position, mass_kg)

@@ -23,8 +23,7 @@ def as_sent_at_most(max_length: int) -> BeforeValidator:
         if isinstance(value, str) and len(value) > max_length:
             raise PydanticCustomError(
                 "string_too_long",
-                "String should have at most {max_length} characters (as sent, before surrounding spaces are "
-                "stripped)",
+                "String should have at most {max_length} characters (as sent, before surrounding spaces are stripped)",
                 {"max_length": max_length},
             )
         return value

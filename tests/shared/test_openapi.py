@@ -75,7 +75,6 @@ IDS = {
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
-
 @pytest.fixture(scope="module", params=list(APPS))
 def service(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -104,6 +104,7 @@ from bench.common import (
     wait_healthy,
 )
 from custody import repository
+from shared.settings import GenealogySettings
 
 TRACE_ROUTE = "/lots/{lot_id}/trace"
 TARGET_SIZE, TARGET_DEPTH, TARGET_P99_MS = 10_000, 50, 5.0
@@ -453,8 +454,9 @@ def server_durations(log: Path, start: int, end: int) -> list[float]:
 
 
 async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> dict[str, Any]:
-    """The router's path in-process (pool acquire, `service.trace`, pool release, orjson), timed by
-    stage with the repository functions wrapped; plus the garbage collector's pauses and a cProfile top list."""
+    """The router's path in-process (`service.trace`, which acquires and releases its connection, then orjson),
+    timed by stage with the repository functions wrapped; plus the garbage collector's pauses and a cProfile top
+    list. The limits are custody's defaults (`GenealogySettings`)."""
     from custody import schemas, service
     from shared.auth import OPERATOR
 
@@ -482,6 +484,13 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
             gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
 
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    limits = GenealogySettings.model_fields
+    reads = service.Reads(
+        pool=pool,
+        max_depth=MAX_DEPTH,
+        max_lots=limits["trace_max_lots"].default,
+        max_edges=limits["trace_max_edges"].default,
+    )
     stages: dict[str, list[float]] = defaultdict(list)
     body_bytes = nodes = 0
 
@@ -489,23 +498,18 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
         nonlocal body_bytes, nodes
         current.clear()
         t0 = time.perf_counter()
-        async with pool.acquire() as conn:
-            t1 = time.perf_counter()
-            result = await service.trace(conn, OPERATOR, lot_id, upstream=upstream, max_depth=MAX_DEPTH)
-            t2 = time.perf_counter()
-        t3 = time.perf_counter()
+        result = await service.trace(reads=reads, who=OPERATOR, lot_id=lot_id, upstream=upstream)
+        t2 = time.perf_counter()
         body = orjson.dumps(result, default=float, option=orjson.OPT_UTC_Z)
         t4 = time.perf_counter()
         if not record:
             return
         body_bytes, nodes = len(body), len(result["nodes"])
         sql_total = sum(current.values())
-        stages["pool acquire"].append(t1 - t0)
         for name, v in current.items():
             stages[name].append(v)
-        stages["python inside service.trace"].append(t2 - t1 - sql_total)
-        stages["pool release"].append(t3 - t2)
-        stages["orjson.dumps"].append(t4 - t3)
+        stages["python inside service.trace (with pool acquire, release)"].append(t2 - t0 - sql_total)
+        stages["orjson.dumps"].append(t4 - t2)
         stages["TOTAL in-process"].append(t4 - t0)
 
     try:
@@ -520,8 +524,7 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
         finally:
             gc.callbacks.remove(on_gc)
         # The document is passed through by the router; checking it against the documented shape, for reference.
-        async with pool.acquire() as conn:
-            result = await service.trace(conn, OPERATOR, lot_id, upstream=upstream, max_depth=MAX_DEPTH)
+        result = await service.trace(reads=reads, who=OPERATOR, lot_id=lot_id, upstream=upstream)
         for _ in range(min(runs, 50)):
             t0 = time.perf_counter()
             schemas.Trace.model_validate(result)

@@ -178,13 +178,27 @@ class ServiceSettings(BaseSettings):
 
 
 class GenealogySettings(ServiceSettings):
-    """For the services that keep a genealogy of lots (custody, audit): how deep its walks go."""
+    """For the services that keep a genealogy of lots (custody, audit): how deep and how wide its walks go."""
 
     trace_max_depth: int = Field(
         100,
         ge=1,
         le=10000,
         description="Deepest genealogy a trace, a risk summary or a visibility check follows (`shared.visibility`).",
+    )
+    trace_max_lots: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most lots a trace or a risk summary holds: the walk stops before the step that would pass it "
+        "(`shared.genealogy`), and the answer says so (`truncated.reason` `max_lots`).",
+    )
+    trace_max_edges: int = Field(
+        50_000,
+        ge=1,
+        le=10_000_000,
+        description="Most edges a trace holds (an input and an output of one transformation, both in the trace): a "
+        "trace that would pass it stops at the deepest depth that keeps within (`truncated.reason` `max_edges`).",
     )
 
 

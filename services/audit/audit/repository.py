@@ -256,18 +256,26 @@ async def may_see_lot(conn: Conn, lot_id: str, participant: str, max_depth: int)
 
 
 UPSTREAM = (
-    walk_sql(upstream=True, depth_limit="$2")
-    + "SELECT lot_id, depth, CASE WHEN depth = $2 THEN "
+    walk_sql(upstream=True, depth_limit="$2", max_lots="$3")
+    + "SELECT lot_id, depth, CASE WHEN depth = (SELECT depth FROM walk_end) THEN "
     + goes_on_sql(upstream=True, lot="reached.lot_id")
-    + " ELSE false END AS cut FROM reached ORDER BY depth, lot_id"
+    + " ELSE false END AS cut, (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at "
+    + "FROM reached ORDER BY depth, lot_id"
 )
 
 
-async def upstream(conn: Conn, lot_id: str, max_depth: int) -> tuple[dict[str, int], list[str]]:
-    """Every lot upstream of `lot_id` (itself at depth 0) with its depth, and the lots where the walk was cut (at
-    `max_depth`, made from lots it did not follow: `shared.genealogy`)."""
-    rows = await conn.fetch(UPSTREAM, lot_id, max_depth)
-    return {r["lot_id"]: r["depth"] for r in rows}, [r["lot_id"] for r in rows if r["cut"]]
+async def upstream(
+    conn: Conn, lot_id: str, max_depth: int, max_lots: int
+) -> tuple[dict[str, int], list[str], int | None]:
+    """Every lot upstream of `lot_id` (itself at depth 0) with its depth, the lots where the walk was cut (at the
+    depth it stopped at, made from lots it did not follow: `shared.genealogy`), and that depth when `max_lots`
+    stopped it (None: it went to `max_depth` or to the end). At most `max_lots` lots."""
+    rows = await conn.fetch(UPSTREAM, lot_id, max_depth, max_lots)
+    return (
+        {r["lot_id"]: r["depth"] for r in rows},
+        [r["lot_id"] for r in rows if r["cut"]],
+        rows[0]["lots_cut_at"] if rows else None,
+    )
 
 
 async def flags_on(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:

@@ -309,6 +309,7 @@ class RiskSummary(BaseModel):
     truncated: Truncated | None = Field(
         None,
         description="Null when the summary saw the whole upstream genealogy. Else where and why it stopped: it "
-        "walked `max_depth` steps (`TRACE_MAX_DEPTH`) and the genealogy goes on from `at_lots`, whose own upstream "
-        "(origins, smelters, flags) is not in this summary; ask for one of them to see further.",
+        "walked `max_depth` steps (`reason` `max_depth`: `TRACE_MAX_DEPTH`; `max_lots`: one more step would have "
+        "passed `TRACE_MAX_LOTS` lots) and the genealogy goes on from `at_lots`, whose own upstream (origins, "
+        "smelters, flags) is not in this summary; ask for one of them to see further.",
     )

@@ -27,7 +27,7 @@ from audit.live import Broadcaster
 from audit.repository import EVERYONE, FlagFilter, Viewer
 from shared.auth import Principal
 from shared.events import new_event
-from shared.genealogy import truncated
+from shared.genealogy import TRUNCATED, truncated
 from shared.outbox import outbox_committed
 from shared.problems import Conflict, Forbidden, NotFound
 from shared.visibility import flag_parties, named_in_flag, sees_custody_event
@@ -37,11 +37,13 @@ SOURCE = "/audit"
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """What the use cases run on: the pool, the live stream's fan-out, how deep genealogy walks go."""
+    """What the use cases run on: the pool, the live stream's fan-out, how deep genealogy walks go, and how many
+    lots a risk summary walks at most (`GenealogySettings`)."""
 
     pool: asyncpg.Pool
     broadcaster: Broadcaster
     max_depth: int
+    max_lots: int = 10_000
 
 
 def _viewer(audit: Audit, who: Principal) -> Viewer:
@@ -219,7 +221,7 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         )
         if not known or not allowed:
             raise NotFound(f"No lot {lot_id!r} that you may see.")
-        depth, cut = await repository.upstream(conn, lot_id, audit.max_depth)
+        depth, cut, lots_cut_at = await repository.upstream(conn, lot_id, audit.max_depth, audit.max_lots)
         flag_rows = await repository.flags_on(conn, list(depth))
         origins = await repository.origins(conn, list(depth))
         smelters = await repository.smelters(conn, list(depth))
@@ -261,7 +263,13 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
             for s in smelters
         ],
         upstream_lots=len(depth) - 1,
-        truncated=schemas.Truncated.model_validate(t) if (t := truncated(audit.max_depth, cut)) else None,
+        truncated=TRUNCATED.validate_python(t)
+        if (
+            t := truncated(audit.max_depth, cut)
+            if lots_cut_at is None
+            else truncated(lots_cut_at, cut, reason="max_lots", limit=audit.max_lots)
+        )
+        else None,
     )
 
 

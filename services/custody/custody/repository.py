@@ -631,17 +631,24 @@ def _trace_sql(*, upstream: bool) -> str:
     """Every lot of a trace, then every edge between two of its lots, in one statement.
 
     $1 lot, $2 depth limit, $3 the participant asking (NULL: the operator; downstream, a participant sees the lot
-    asked about and the lots it held itself, not other companies' products). Rows come in two runs, told apart by
-    `edge`: first one row per lot in (depth, lot id) order, then one row per edge (`lot_id` is the child, `depth` the
-    child's) in (depth, child, parent) order, the other run's columns NULL. Masses are float8 and the hash hex, so no
-    Decimal or bytes object is built per value. A lot row's `cut` says the walk stopped there (`shared.genealogy`:
-    reached at the depth limit, and the genealogy goes on from it).
+    asked about and the lots it held itself, not other companies' products), $4 the most lots (`walk_sql`'s
+    `max_lots`: the walk stops there, before the step that would pass it), $5 the most edges. Rows come in runs told
+    apart by `edge`: first one row per lot in (depth, lot id) order, then one row per edge (`lot_id` is the child,
+    `depth` the child's) in (depth, child, parent) order, the other run's columns NULL. Masses are float8 and the hash
+    hex, so no Decimal or bytes object is built per value. A lot row's `cut` says the walk stopped there
+    (`shared.genealogy`: reached at the depth the walk stopped at, and the genealogy goes on from it), its `lots_cut_at`
+    the depth the walk stopped at when `$4` stopped it.
 
     An edge is an input and an output of one transformation (`transformation_inputs`, `transformation_outputs`: n + m
     rows a transformation, `shared.genealogy`), both in the trace. Upstream each lot of the trace looks for the
-    transformation that made it and keeps its inputs in the trace; downstream each lot looks for the transformations
-    it was drawn into and keeps their outputs in the trace: either way one index probe per lot, then only the rows of
-    the transformations on the path.
+    transformation that made it (`outs`) and that transformation's inputs in the trace (`ins`); downstream each lot
+    looks for the transformations it was drawn into (`ins`) and their outputs in the trace (`outs`): either way one
+    index probe per lot, then only the rows of the transformations on the path, n + m rows a transformation.
+    The edges are first counted from those (sum of inputs x outputs a transformation): when they would be more than
+    $5, neither lots nor edges are built and the statement answers instead, as rows with `edge` NULL, how many of
+    the trace's lots each transformation has on each side at each depth (`parent` 'in' or 'out', the count in
+    `mass_kg`): `shared.genealogy.edge_depth` finds the depth to trace to from them. So the database never builds
+    more than $5 edges, however wide the transformations.
 
     Measured on a 10,000-lot genealogy, 380 lots and 744 edges returned (bench/trace_bench.py): the lots and the
     edges are index probes per reached lot (`OFFSET 0` keeps the planner from a sequential scan of every lot, which
@@ -658,43 +665,61 @@ def _trace_sql(*, upstream: bool) -> str:
     nulls = ", ".join(["NULL"] * 15)  # remaining_kg ... head_hash
     cut = goes_on_sql(upstream=upstream, lot="v.lot_id")
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
-        down_edges = ""
-        edges = """FROM vis c
-CROSS JOIN LATERAL (
-  SELECT o.transformation_id, o.lot_id FROM transformation_outputs o WHERE o.lot_id = c.lot_id OFFSET 0
-) o
-JOIN transformations t USING (transformation_id)
-JOIN transformation_inputs i USING (transformation_id)
-WHERE i.lot_id IN (SELECT lot_id FROM vis)"""
-    else:  # from each lot (a parent) to the transformations it was drawn into, to their outputs in the trace
-        down_edges = """, drawn AS MATERIALIZED (
-  SELECT i.transformation_id, i.lot_id AS parent, i.mass_kg, o.lot_id AS child, t.kind, t.actor, t.actor_kind
-  FROM vis p
-  CROSS JOIN LATERAL (SELECT * FROM transformation_inputs i WHERE i.lot_id = p.lot_id OFFSET 0) i
-  CROSS JOIN LATERAL (
-    SELECT * FROM transformations t WHERE t.transformation_id = i.transformation_id OFFSET 0
-  ) t
-  JOIN transformation_outputs o ON o.transformation_id = i.transformation_id
+        sides = """, outs AS MATERIALIZED (
+  SELECT o.transformation_id, c.lot_id AS child, c.depth
+  FROM vis c CROSS JOIN LATERAL (
+    SELECT o.transformation_id FROM transformation_outputs o WHERE o.lot_id = c.lot_id OFFSET 0
+  ) o
+), ins AS MATERIALIZED (
+  SELECT i.transformation_id, i.lot_id AS parent, p.depth, i.mass_kg
+  FROM (SELECT DISTINCT transformation_id FROM outs) t
+  JOIN transformation_inputs i USING (transformation_id) JOIN vis p ON p.lot_id = i.lot_id
 )"""
-        # (the child's depth from `vis`, hashed once: joined inside the lateral walk it was probed once per lot)
-        edges = """FROM drawn d JOIN vis c ON c.lot_id = d.child
-CROSS JOIN LATERAL (SELECT d.child AS lot_id, d.transformation_id) o
-CROSS JOIN LATERAL (SELECT d.parent AS lot_id, d.mass_kg) i
-CROSS JOIN LATERAL (SELECT d.kind, d.actor, d.actor_kind) t"""
+    else:  # from each lot (a parent) to the transformations it was drawn into, to their outputs in the trace
+        sides = """, ins AS MATERIALIZED (
+  SELECT i.transformation_id, p.lot_id AS parent, p.depth, i.mass_kg
+  FROM vis p CROSS JOIN LATERAL (
+    SELECT i.transformation_id, i.mass_kg FROM transformation_inputs i WHERE i.lot_id = p.lot_id OFFSET 0
+  ) i
+), outs AS MATERIALIZED (
+  SELECT o.transformation_id, o.lot_id AS child, c.depth
+  FROM (SELECT DISTINCT transformation_id FROM ins) t
+  JOIN transformation_outputs o USING (transformation_id) JOIN vis c ON c.lot_id = o.lot_id
+)"""
     return (
-        walk_sql(upstream=upstream)
-        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible}){down_edges}
+        walk_sql(upstream=upstream, max_lots="$4")
+        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible}){sides},
+too_many AS MATERIALIZED (
+  SELECT coalesce(sum(a.n * b.n), 0) > $5::int AS yes
+  FROM (SELECT transformation_id, count(*) AS n FROM ins GROUP BY 1) a
+  JOIN (SELECT transformation_id, count(*) AS n FROM outs GROUP BY 1) b USING (transformation_id)
+)
 SELECT false AS edge, v.depth, l.lot_id COLLATE "C" AS lot_id, l.mineral, l.form, l.mass_kg::float8 AS mass_kg,
        l.remaining_kg::float8 AS remaining_kg, l.status, l.custodian, l.origin_kind, l.origin_participant,
        l.origin_country, l.origin_region, l.origin_mine_name, l.origin_mining_type, l.produced_at, l.tag, l.seal,
        l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash,
        NULL COLLATE "C" AS parent, NULL AS transformation_id, NULL AS kind, NULL AS actor, NULL AS actor_kind,
-       CASE WHEN v.depth = $2 THEN {cut} ELSE false END AS cut
+       CASE WHEN v.depth = (SELECT depth FROM walk_end) THEN {cut} ELSE false END AS cut,
+       (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at
 FROM vis v CROSS JOIN LATERAL (SELECT * FROM lots l WHERE l.lot_id = v.lot_id OFFSET 0) l
+WHERE NOT (SELECT yes FROM too_many)
 UNION ALL
-SELECT true, c.depth, o.lot_id COLLATE "C", NULL, NULL, i.mass_kg::float8, {nulls},
-       i.lot_id COLLATE "C", o.transformation_id, t.kind, t.actor, t.actor_kind, false
-{edges}
+SELECT true, o.depth, o.child COLLATE "C", NULL, NULL, i.mass_kg::float8, {nulls},
+       i.parent COLLATE "C", o.transformation_id, t.kind, t.actor, t.actor_kind, false, NULL
+FROM outs o JOIN ins i USING (transformation_id)
+CROSS JOIN LATERAL (
+  SELECT t.kind, t.actor, t.actor_kind FROM transformations t WHERE t.transformation_id = o.transformation_id OFFSET 0
+) t
+WHERE NOT (SELECT yes FROM too_many)
+UNION ALL
+SELECT NULL, s.depth, NULL, NULL, NULL, s.n::float8, {nulls}, s.side, s.transformation_id, NULL, NULL, NULL, false,
+       NULL
+FROM (
+  SELECT transformation_id, 'in' AS side, depth, count(*) AS n FROM ins GROUP BY transformation_id, depth
+  UNION ALL
+  SELECT transformation_id, 'out', depth, count(*) FROM outs GROUP BY transformation_id, depth
+) s
+WHERE (SELECT yes FROM too_many)
 ORDER BY edge, depth, lot_id, parent
 """
     )
@@ -705,10 +730,14 @@ TRACE_DOWN_ROWS = _trace_sql(upstream=False)
 
 
 async def trace_rows(
-    conn: Conn, lot_id: str, *, upstream: bool, max_depth: int, participant: str | None
+    conn: Conn, lot_id: str, *, upstream: bool, max_depth: int, max_lots: int, max_edges: int, participant: str | None
 ) -> list[asyncpg.Record]:
     """See `_trace_sql`; empty when there is no such lot."""
-    return list(await conn.fetch(TRACE_UP_ROWS if upstream else TRACE_DOWN_ROWS, lot_id, max_depth, participant))
+    return list(
+        await conn.fetch(
+            TRACE_UP_ROWS if upstream else TRACE_DOWN_ROWS, lot_id, max_depth, participant, max_lots, max_edges
+        )
+    )
 
 
 async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:

@@ -67,7 +67,13 @@ async def _write(request: Request, who: Principal, key: str | None, body: BaseMo
 
 def _reads(request: Request) -> service.Reads:
     state = request.app.state
-    return service.Reads(pool=state.runtime.pool, max_depth=state.settings.trace_max_depth)
+    settings = state.settings
+    return service.Reads(
+        pool=state.runtime.pool,
+        max_depth=settings.trace_max_depth,
+        max_lots=settings.trace_max_lots,
+        max_edges=settings.trace_max_edges,
+    )
 
 
 # --- writes --------------------------------------------------------------------------------------------------

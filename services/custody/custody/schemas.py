@@ -396,9 +396,11 @@ class Trace(BaseModel):
     products: list[dict[str, Any]] = Field(description="Downstream: consumptions into products")
     truncated: Truncated | None = Field(
         None,
-        description="Null when the trace is whole. Else where and why it stopped: it went `max_depth` steps "
-        "(`TRACE_MAX_DEPTH`) and the genealogy goes on from `at_lots` (the lots of the trace at that depth); trace "
-        "one of those to see further.",
+        description="Null when the trace is whole. Else where and why it stopped: it went `max_depth` steps, "
+        "every one of them whole, and the genealogy goes on from `at_lots` (the lots of the trace at that depth); "
+        "trace one of those to see further. `reason`: `max_depth` (`TRACE_MAX_DEPTH`), `max_lots` (one more step "
+        "would have passed `TRACE_MAX_LOTS` lots; the limit in `max_lots`) or `max_edges` (one more step would "
+        "have passed `TRACE_MAX_EDGES` edges; the limit in `max_edges`).",
     )
 
 

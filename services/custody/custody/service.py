@@ -23,7 +23,7 @@ from custody.domain import LotStatus, NewLot, OriginKind
 from custody.unit_of_work import Answer, UnitOfWork, Write
 from shared.auth import Principal
 from shared.events import format_time
-from shared.genealogy import truncated
+from shared.genealogy import edge_depth, truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 
@@ -501,10 +501,13 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
 
 @dataclass(frozen=True, slots=True)
 class Reads:
-    """What the reads run on: the pool, and how deep genealogy walks go (`shared.visibility`)."""
+    """What the reads run on: the pool, how deep genealogy walks go (`shared.visibility`), and how many lots and
+    edges a trace holds at most (`GenealogySettings`)."""
 
     pool: asyncpg.Pool
     max_depth: int
+    max_lots: int = 10_000
+    max_edges: int = 50_000
 
 
 # --- reads ------------------------------------------------------------------------------------------------------
@@ -587,16 +590,36 @@ async def history(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any
 
 
 async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) -> dict[str, Any]:
-    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products)."""
-    max_depth = reads.max_depth
+    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products).
+
+    At most `reads.max_lots` lots and `reads.max_edges` edges: the walk stops before the step that would pass the
+    lots (in the statement), and a trace whose edges would pass theirs is not built but counted, then taken again to
+    the deepest depth that keeps within (`repository._trace_sql`, `shared.genealogy.edge_depth`): one more
+    statement, only then. Either way `truncated` says why, the limit, and at which lots it stopped."""
+    max_depth, reason, limit = reads.max_depth, "max_depth", None
     async with reads.pool.acquire() as conn:
-        if not who.is_operator and not await repository.may_read(conn, lot_id, who.subject, max_depth):
+        if not who.is_operator and not await repository.may_read(conn, lot_id, who.subject, reads.max_depth):
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
-        rows = await repository.trace_rows(
-            conn, lot_id, upstream=upstream, max_depth=max_depth, participant=None if who.is_operator else who.subject
-        )
+        for _ in range(3):  # the first answer, or its counts; at most a re-take (and one more, if ever needed)
+            rows = await repository.trace_rows(
+                conn,
+                lot_id,
+                upstream=upstream,
+                max_depth=max_depth,
+                max_lots=reads.max_lots,
+                max_edges=reads.max_edges,
+                participant=None if who.is_operator else who.subject,
+            )
+            if not rows or rows[0]["edge"] is not None:
+                break
+            counts = [(r["transformation_id"], r["parent"] == "in", r["depth"], int(r["mass_kg"])) for r in rows]
+            max_depth, reason, limit = edge_depth(counts, reads.max_edges, max_depth), "max_edges", reads.max_edges
+        else:  # pragma: no cover - edge_depth's depth always keeps within
+            raise RuntimeError("a trace kept within its edge limit twice")
         if not rows:
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
+        if reason == "max_depth" and rows[0]["lots_cut_at"] is not None:
+            max_depth, reason, limit = rows[0]["lots_cut_at"], "max_lots", reads.max_lots
         nodes, edges, origins, cut = [], [], [], []
         smelters: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
@@ -650,5 +673,5 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
         "origins": origins,
         "smelters": list(smelters.values()),
         "products": products,
-        "truncated": truncated(max_depth, cut),
+        "truncated": truncated(max_depth, cut, reason=reason, limit=limit),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from audit import rules
 from audit.projection import screening
-from audit.projection.context import Context
+from audit.projection.context import About, Context
 from audit.projection.decode import TransformationRecord, Transformed, intern
 from audit.projection.handlers.lots import check_time, new_lot
 from audit.projection.state import Smelting
@@ -18,13 +18,20 @@ from audit.projection.state import Smelting
 
 def record(ctx: Context, ev: TransformationRecord) -> bool:
     """The transformation, its lots (a row per input and per output) and the yield rule, the first time it is seen;
-    returns whether it was new."""
+    returns whether it was new. The yield rule is judged on its own (`Context.judge`): should it raise, an
+    `unjudgeable_event` flag names the transformation's event and its actor, and the transformation is kept all the
+    same."""
     s, j, c = ctx.state, ctx.journal, ctx.changes
     tid, by = ev.transformation_id, ev.by
     if tid in s.transformations:
         return False
-    found = rules.yield_exceeded(
-        transformation_id=tid, kind=ev.kind, actor=by, inputs=ev.inputs, outputs=ev.outputs, t=ctx.thresholds
+    lot_id = ev.output_ids[0] if ev.output_ids else ev.input_ids[0] if ev.input_ids else tid
+    ctx.judge(
+        "yield_exceeded",
+        About(lot_id, ev.event_id, "custody.transformation.recorded", by),
+        lambda: rules.yield_exceeded(
+            transformation_id=tid, kind=ev.kind, actor=by, inputs=ev.inputs, outputs=ev.outputs, t=ctx.thresholds
+        ),
     )
     j.add(s.transformations, tid)
     j.set(c.transformations, tid, ev.row)
@@ -40,7 +47,6 @@ def record(ctx: Context, ev: TransformationRecord) -> bool:
         j.set(c.transformation_inputs, (tid, lot_id), position)
     for position, lot_id in enumerate(ev.output_ids):
         j.set(c.transformation_outputs, (tid, lot_id), position)
-    ctx.find(found)
     return True
 
 

@@ -23,7 +23,7 @@ from custody.domain import LotStatus, NewLot, OriginKind
 from custody.unit_of_work import Answer, UnitOfWork, Write
 from shared.auth import Principal
 from shared.events import format_time
-from shared.genealogy import edge_depth, truncated
+from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 
@@ -596,7 +596,8 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
     lots (in the statement), and a trace whose edges would pass theirs is not built but counted, then taken again to
     the deepest depth that keeps within (`repository._trace_sql`, `shared.genealogy.edge_depth`): one more
     statement, only then. Either way `truncated` says why, the limit, and at which lots it stopped."""
-    max_depth, reason, limit = reads.max_depth, "max_depth", None
+    max_depth, limit = reads.max_depth, None
+    reason: Reason = "max_depth"
     async with reads.pool.acquire() as conn:
         if not who.is_operator and not await repository.may_read(conn, lot_id, who.subject, reads.max_depth):
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))

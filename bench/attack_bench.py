@@ -39,6 +39,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,6 +49,7 @@ import psutil
 from bench.common import (
     LOG_DIR,
     OPERATOR,
+    ROOT,
     Pg,
     RawHttp,
     admin,
@@ -407,6 +409,32 @@ def run(args: argparse.Namespace) -> int:
             stop(procs.get(s))
         asyncio.run(admin(pg, *drops))
         asyncio.run(delete_topics(args.kafka, args.prefix))
+    return report(args, out)
+
+
+class Running:
+    """A service `make run` started (its pid from `$MCOC_VAR/run/<service>.pid`), for `--against-local`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+def run_against_local(args: argparse.Namespace) -> int:
+    """The same attack on the services `make run` (or `make up`) runs: ports 8001-8003, their topics (no prefix),
+    their operator token (`$MCOC_VAR/operator-token`). What it registers stays, as any participant's would."""
+    global OPERATOR
+    var = Path(os.environ.get("MCOC_VAR") or ROOT / "var")
+    OPERATOR = {"Authorization": f"Bearer {(var / 'operator-token').read_text().strip()}"}
+    args.prefix = ""
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in zip(SERVICES, (8001, 8002, 8003), strict=True)}
+    procs = {s: Running(int((var / "run" / f"{s}.pid").read_text())) for s in SERVICES}
+    for s in SERVICES:
+        psutil.Process(procs[s].pid)  # NoSuchProcess: start them with `make run` first
+    print(f"[bench] attacking the services of `make run` ({', '.join(urls.values())})")
+    return report(args, asyncio.run(measure(args, urls, procs)))
+
+
+def report(args: argparse.Namespace, out: dict[str, Any]) -> int:
     lat = out["write_to_flag"]
     flag_ok = bool(lat) and out["dropped"] == 0 and lat["p99_ms"] <= TARGET_P99_S * 1000
     t = out["transformation"]
@@ -462,7 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-port", type=int, default=int(os.environ.get("MCOC_PG_PORT", "5433")))
     p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('MCOC_KAFKA_PORT', '9092')}")
     p.add_argument("--port", type=int, default=18461, help="registry's port; custody and audit take the next two")
-    return run(p.parse_args(argv))
+    p.add_argument(
+        "--against-local",
+        action="store_true",
+        help="attack the services `make run` runs (8001-8003, its topics and operator token) instead of starting "
+        "services of its own",
+    )
+    args = p.parse_args(argv)
+    return run_against_local(args) if args.against_local else run(args)
 
 
 if __name__ == "__main__":

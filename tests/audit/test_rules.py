@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from audit import rules
 from audit.rules import (
     CERTIFIED_ASM,
     RULE_SEVERITY,
@@ -1017,7 +1018,7 @@ def test_an_origin_recorded_within_the_allowed_age_is_not_backdated() -> None:
 def test_the_capacity_flag_says_the_year_counts_lots_dated_or_recorded_in_it() -> None:
     f = capacity(kg("100"), kg("150"))
     assert f is not None and "dated or recorded in" in f.summary
-    assert f.evidence["counted"] == "origin lots dated in the year or recorded in it"
+    assert f.evidence["counted"] == "origin lots dated in the year, and backdated ones recorded in it"
 
 
 def test_a_shipment_dated_at_the_end_of_time_cannot_be_judged_overdue() -> None:
@@ -1032,3 +1033,12 @@ def test_a_shipment_dated_at_the_end_of_time_cannot_be_judged_overdue() -> None:
             receiver="b",
             t=T,
         )  # the projection judges it on its own (`Context.judge`): an unjudgeable_event flag, the receipt goes on
+
+
+def test_a_lot_counts_against_capacity_in_its_own_year_unless_it_is_backdated() -> None:
+    dec, jan = datetime(2026, 12, 30, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC)
+    assert rules.production_years(dec, jan, T) == (2026,)  # an honest December lot recorded in January: once
+    assert rules.production_years(jan, jan, T) == (2027,)
+    old = datetime(2001, 6, 1, tzinfo=UTC)
+    assert rules.production_years(old, jan, T) == (2001, 2027)  # backdated: also the year it was recorded in
+    assert rules.production_years(dec, jan, Thresholds(max_origin_age_days=1)) == (2026, 2027)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -348,12 +348,23 @@ def beyond_remaining(*, lot_id: str, event_id: str, actor: str, action: str, det
     )
 
 
+def production_years(origin_at: datetime, recorded_at: datetime, t: Thresholds) -> tuple[int, ...]:
+    """The (UTC) years an origin lot counts in against its mine's annual capacity: the year it is dated in and, for
+    a backdated lot (`backdated_origin`: dated more than `max_origin_age_days` before it was recorded), the year it
+    was recorded in as well, so dating lots into invented years does not take them out of the year they were
+    registered in. A lot dated within that age counts in its own year only: an honest December lot recorded in
+    January is not counted twice."""
+    dated, recorded = origin_at.astimezone(UTC).year, recorded_at.astimezone(UTC).year
+    if dated == recorded or recorded_at - origin_at <= timedelta(days=t.max_origin_age_days):
+        return (dated,)
+    return (dated, recorded)
+
+
 def capacity_exceeded(
     *, mine: str, lot_id: str, mineral: str, year: int, declared_kg: Decimal | None, registered_kg: Decimal
 ) -> Finding | None:
     """A mine's output of a year above its declared annual capacity. `registered_kg` counts the lots dated in that
-    year and the lots recorded in it: dating lots into other years does not take them out of the year they were
-    registered in."""
+    year and the backdated lots recorded in it (`production_years`)."""
     if declared_kg is None or registered_kg <= declared_kg:
         return None
     return Finding(
@@ -367,7 +378,7 @@ def capacity_exceeded(
             "year": year,
             "declared_kg": str(declared_kg),
             "registered_kg": str(registered_kg),
-            "counted": "origin lots dated in the year or recorded in it",
+            "counted": "origin lots dated in the year, and backdated ones recorded in it",
         },
         (mine,),
     )

@@ -121,7 +121,7 @@ class Projection:
         """The state from the tables, unless it is loaded already."""
         if not self._loaded:
             t0 = time.perf_counter()
-            self.state = await statements.load_state(conn)
+            self.state = await statements.load_state(conn, self.ctx.thresholds)
             self.load_seconds += time.perf_counter() - t0
 
     def discard(self) -> None:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import orjson
 
+from audit import rules
 from audit.projection.decode import intern, intern_opt
 from audit.projection.flags import Cleared
 from audit.projection.state import MineLot, Smelting, State, Transit
-from audit.rules import Area, Finding
+from audit.rules import Area, Finding, Thresholds
 from shared.sql import Statement
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
@@ -346,7 +347,7 @@ def to_json(v: Any) -> str:
 # --- reads ------------------------------------------------------------------------------------------------------
 
 
-async def load_state(conn: asyncpg.Connection) -> State:
+async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
     """The in-memory state, rebuilt from the tables (at start, and after a batch that did not commit)."""
     s = State()
     for r in await conn.fetch("SELECT id, version, annual_capacity_kg::text AS cap FROM participants"):
@@ -383,7 +384,7 @@ async def load_state(conn: asyncpg.Connection) -> State:
         s.lots_by_mine.setdefault(lot.mine, []).append(lot.lot_id)
         s.lots_by_country.setdefault(lot.country or "", []).append(lot.lot_id)
         produced = (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"])
-        for year in {lot.origin_at.astimezone(UTC).year, lot.recorded_at.astimezone(UTC).year}:  # as `new_lot`
+        for year in rules.production_years(lot.origin_at, lot.recorded_at, thresholds):  # as `new_lot`
             key = (lot.mine, intern(r["mineral"]), year)
             bisect.insort(s.production.setdefault(key, []), produced)
             s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]

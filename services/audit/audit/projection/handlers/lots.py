@@ -39,20 +39,13 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
                 j.set(index, key, [])
             j.append(index[key], lot.lot_id)
         produced = (lot.at, lot.recorded_at, lot.lot_id, lot.mass_kg)
-        for year in production_years(lot):  # dated in, and recorded in: backdating does not leave the year
+        for year in rules.production_years(lot.at, lot.recorded_at, ctx.thresholds):  # backdating leaves no year
             pkey = (mine.mine, intern(lot.mineral), year)
             if pkey not in s.production:
                 j.set(s.production, pkey, [])
             j.insort(s.production[pkey], produced)
             j.set(s.produced_kg, pkey, s.produced_kg.get(pkey, Decimal(0)) + lot.mass_kg)
     return True
-
-
-def production_years(lot: NewLot) -> tuple[int, ...]:
-    """The years an origin lot counts in against its mine's annual capacity: the (UTC) year it is dated in and, if
-    another, the year it was recorded in."""
-    dated, recorded = lot.at.year, lot.recorded_at.year
-    return (dated,) if dated == recorded else (dated, recorded)
 
 
 def check_time(
@@ -88,7 +81,7 @@ def on_registered(ctx: Context, ev: LotRegistered) -> None:
     screening.origin(ctx, lot.lot_id)
     screening.backdated(ctx, lot.lot_id)
     about = About(lot.lot_id, lot.event_id, "custody.lot.registered", ev.mine)
-    for year in production_years(lot):
+    for year in rules.production_years(lot.at, lot.recorded_at, ctx.thresholds):
         screening.capacity(ctx, ev.mine, lot.mineral, year, about)
 
 

@@ -26,7 +26,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
+from tests.conftest import ENV, FIXED_DATES_AGE_DAYS, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
 from tests.helpers import spawn, stop, unique, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -241,6 +241,7 @@ async def scenario(database_urls: dict[str, str]) -> AsyncIterator[Scenario]:
         consumer_group=unique("audit-dash"),
         custody_url=CUSTODY_URL,
         overdue_check_s=1.0,
+        max_origin_age_days=FIXED_DATES_AGE_DAYS,  # fixed 2026 dates: no `backdated_origin` however late it runs
         **common,
         **clients,
     )

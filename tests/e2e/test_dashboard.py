@@ -224,8 +224,9 @@ async def scenario(database_urls: dict[str, str]) -> AsyncIterator[Scenario]:
     conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
     try:  # the overview counts every flag: start from none (other modules' in-process apps are gone by now)
         await conn.execute(
-            "TRUNCATE flags, lots, lot_holders, shipments, genealogy, transformations, "
-            "certifications, cahra_areas, participants, processed_events, received_events, outbox"
+            "TRUNCATE flags, flag_decisions, flag_evidence_history, lots, lot_holders, shipments, transformations, "
+            "transformation_inputs, transformation_outputs, certifications, cahra_areas, participants, "
+            "processed_events, received_events, outbox"
         )
     finally:
         await conn.close()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,6 +87,17 @@ def _migrate(service: str, url: str) -> None:
 
 
 SESSION_ID = uuid.uuid4().hex[:8]
+SESSION_TOPIC = re.compile(r"^test-s[0-9a-f]{8}-")  # a topic of some test session (`session_prefix`)
+
+
+def session_prefix(name: str = "") -> str:
+    """A topic prefix of this test session: `test-s<session>-[<name>-]<random>.`. At its end a session deletes its
+    own topics and never those of another session running beside it (helpers, CI jobs)."""
+    return f"test-s{SESSION_ID}-{name + '-' if name else ''}{uuid.uuid4().hex[:8]}."
+
+
+def _own_topics(topics: set[str]) -> set[str]:
+    return {t for t in topics if t.startswith(f"test-s{SESSION_ID}-")}
 
 
 async def _admin(sql: str) -> None:
@@ -113,7 +126,9 @@ async def infra() -> AsyncIterator[None]:
     await _check_kafka()
     before = await list_topics(ENV.kafka_bootstrap)
     yield
-    await delete_topics(ENV.kafka_bootstrap, "test-", keep=before)
+    # This session's topics, and untagged `test-` ones it saw appear; never another running session's.
+    others = {t for t in await list_topics(ENV.kafka_bootstrap) if SESSION_TOPIC.match(t)}
+    await delete_topics(ENV.kafka_bootstrap, "test-", keep=before | (others - _own_topics(others)))
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +144,7 @@ async def database_urls(infra: None) -> AsyncIterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 async def topic_prefix(infra: None) -> str:
     """A prefix of this session's own topics (created here, with the project's partition counts)."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix()
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     return prefix
 
@@ -158,13 +173,24 @@ class RegistryProcess:
         }
 
 
+def free_port() -> int:
+    """A port nobody listens on now: two test sessions side by side (helpers, CI jobs) never answer each other's
+    requests with the wrong operator token."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @asynccontextmanager
-async def registry_process(database_urls: dict[str, str], name: str, port: int) -> AsyncIterator[RegistryProcess]:
-    """Topics `test-<name>-<random>.*`, a registry process on `port` (log `var/log/test-<name>-registry.log`), ready
-    when this yields; stopped at the end."""
+async def registry_process(
+    database_urls: dict[str, str], name: str, port: int | None = None
+) -> AsyncIterator[RegistryProcess]:
+    """Topics `test-s<session>-<name>-<random>.*`, a registry process on `port` (a free one unless given; log
+    `var/log/test-<name>-registry.log`), ready when this yields; stopped at the end."""
     from tests.helpers import spawn, stop, wait_http_ok  # helpers import nothing from here; this keeps it so
 
-    prefix = f"test-{name}-{uuid.uuid4().hex[:8]}."
+    port = port or free_port()
+    prefix = session_prefix(name)
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     env = settings_env("registry", database_urls, prefix, port=port, relay_poll_interval_s=0.2)
     proc = spawn("registry", env, f"test-{name}-registry.log")
@@ -208,7 +234,7 @@ async def clean_dbs(database_urls: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 async def fresh_prefix(infra: None) -> str:
     """Topics of this test alone, for tests that count every message on a topic."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix()
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     return prefix
 

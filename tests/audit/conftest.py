@@ -24,8 +24,6 @@ from shared.events import CloudEvent
 from tests.conftest import FIXED_DATES_AGE_DAYS, _admin, _migrate, pg_url, registry_process, serve_in_process
 from tests.custody.conftest import Stack
 
-REGISTRY_PORT = 18501
-
 Events = list[tuple[str, CloudEvent]]
 
 
@@ -78,7 +76,7 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
         )
     finally:
         await conn.close()
-    async with registry_process(database_urls, "audit", REGISTRY_PORT) as reg:
+    async with registry_process(database_urls, "audit") as reg:
         custody = custody_app(
             CustodySettings(
                 database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **reg.common

@@ -26,7 +26,7 @@ from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, delete_topics, ensure_topics, physical
 from tests.audit.conftest import Events, audit_databases, with_refused_value
-from tests.conftest import ENV
+from tests.conftest import ENV, session_prefix
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -47,7 +47,7 @@ async def rows(url: str, sql: str) -> list[asyncpg.Record]:
 
 async def replay_through_kafka(stream: Events, url: str, batch: int) -> ReplayResult:
     """`stream` produced to topics of its own, then `audit.replay` from them into the database at `url`."""
-    prefix = f"test-replay-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("replay")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     producer = await new_producer(ENV.kafka_bootstrap)
     try:

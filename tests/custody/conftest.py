@@ -17,8 +17,6 @@ from custody.main import create_app
 from tests.conftest import OPERATOR, bearer, registry_process, serve_in_process
 from tests.helpers import wait_for
 
-REGISTRY_PORT = 18301
-
 
 @dataclass
 class Party:
@@ -67,7 +65,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def stack(database_urls: dict[str, str]) -> AsyncIterator[Stack]:
-    async with registry_process(database_urls, "custody", REGISTRY_PORT) as reg:
+    async with registry_process(database_urls, "custody") as reg:
         settings = Settings(
             database_url=database_urls["custody"],
             consumer_group=f"custody-{uuid.uuid4().hex[:6]}",

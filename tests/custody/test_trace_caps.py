@@ -23,7 +23,7 @@ from custody.main import create_app
 from custody.schemas import Trace
 from shared.genealogy import edge_depth, walk_sql
 from tests.conftest import OPERATOR, registry_process, serve_in_process
-from tests.custody.conftest import REGISTRY_PORT, Party, Stack
+from tests.custody.conftest import Party, Stack
 from tests.custody.test_transformations import declare, ok, transform
 
 MAX_LOTS, MAX_EDGES, N = 450, 1000, 200
@@ -31,7 +31,7 @@ MAX_LOTS, MAX_EDGES, N = 450, 1000, 200
 
 @pytest.fixture(scope="module")
 async def capped(database_urls: dict[str, str]) -> AsyncIterator[Stack]:
-    async with registry_process(database_urls, "custody", REGISTRY_PORT) as reg:
+    async with registry_process(database_urls, "custody") as reg:
         settings = Settings(
             database_url=database_urls["custody"],
             consumer_group=f"custody-{uuid.uuid4().hex[:6]}",

@@ -8,7 +8,6 @@ import asyncio
 import importlib.util
 import json
 import sys
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +19,16 @@ import httpx
 import pytest
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, FIXED_DATES_AGE_DAYS, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
+from tests.conftest import (
+    ENV,
+    FIXED_DATES_AGE_DAYS,
+    OPERATOR,
+    OPERATOR_TOKEN,
+    ROOT,
+    bearer,
+    session_prefix,
+    settings_env,
+)
 from tests.helpers import spawn, stop, unique, wait_for, wait_http_ok
 
 PORTS = {"registry": 18711, "custody": 18712, "audit": 18713}
@@ -121,7 +129,7 @@ class DemoStack:
 
 @pytest.fixture(scope="module")
 async def demo_stack(database_urls: dict[str, str]) -> AsyncIterator[DemoStack]:
-    prefix = f"test-demo-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("demo")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     fast = {"relay_poll_interval_s": 0.2}
     envs = {

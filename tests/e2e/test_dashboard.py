@@ -26,7 +26,16 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, FIXED_DATES_AGE_DAYS, OPERATOR, OPERATOR_TOKEN, ROOT, bearer, settings_env
+from tests.conftest import (
+    ENV,
+    FIXED_DATES_AGE_DAYS,
+    OPERATOR,
+    OPERATOR_TOKEN,
+    ROOT,
+    bearer,
+    session_prefix,
+    settings_env,
+)
 from tests.helpers import spawn, stop, unique, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -219,7 +228,7 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
 
 @pytest.fixture(scope="module")
 async def scenario(database_urls: dict[str, str]) -> AsyncIterator[Scenario]:
-    prefix = f"test-dash-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("dash")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
     try:  # the overview counts every flag: start from none (other modules' in-process apps are gone by now)

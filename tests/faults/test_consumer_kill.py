@@ -15,7 +15,7 @@ import httpx
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from shared.topics import ensure_topics
-from tests.conftest import ENV, serve_in_process, settings_env
+from tests.conftest import ENV, serve_in_process, session_prefix, settings_env
 from tests.faults.conftest import drop_topics, dsn, fetch, lot_body, receipt_body, register_party, scalar, ship_body
 from tests.helpers import spawn, stop, wait_for, wait_http_ok
 
@@ -25,7 +25,7 @@ MAX_RECORDS = 5  # events per consumer transaction, so the kill lands between ba
 
 
 async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls: dict[str, str]) -> None:
-    prefix = f"test-fck-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("fck")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     custody_dsn, audit_dsn = dsn(database_urls["custody"]), dsn(database_urls["audit"])
     registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from shared.topics import CUSTODY_EVENTS, ensure_topics, physical
-from tests.conftest import ENV, settings_env
+from tests.conftest import ENV, session_prefix, settings_env
 from tests.faults.conftest import Party, drop_topics, dsn, fetch, infra, lot_body, register_party, scalar
 from tests.helpers import read_topic, spawn, stop, wait_for, wait_http_ok
 
@@ -34,7 +34,7 @@ class Custody:
 @asynccontextmanager
 async def custody_process(database_urls: dict[str, str]) -> AsyncIterator[Custody]:
     """Registry and custody as processes on topics of their own; a registered mine."""
-    prefix = f"test-fdb-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("fdb")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
     registry = spawn(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from shared.topics import ensure_topics
-from tests.conftest import ENV, settings_env
+from tests.conftest import ENV, session_prefix, settings_env
 from tests.faults.conftest import (
     Party,
     check_kafka_matches,
@@ -81,7 +81,7 @@ async def writer(n: int, c: httpx.AsyncClient, mine: Party, trader: Party, w: Wr
 
 async def test_kafka_killed_under_writes_loses_nothing(database_urls: dict[str, str]) -> None:
     check_kafka_matches()
-    prefix = f"test-fka-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("fka")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     registry_url, custody_url, audit_url = (f"http://127.0.0.1:{p}" for p in (REGISTRY_PORT, CUSTODY_PORT, AUDIT_PORT))
     common = {"registry_url": registry_url, "auth_refresh_s": 1.0, "relay_poll_interval_s": 0.2}

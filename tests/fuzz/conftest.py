@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import socket
+from tests.conftest import free_port
 
-
-def free_port() -> int:
-    """A port nobody listens on now, for a stack's registry process: two test sessions side by side (helpers, CI
-    jobs) never answer each other's requests with the wrong operator token."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]

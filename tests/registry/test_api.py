@@ -13,7 +13,7 @@ from registry.config import Settings
 from registry.main import create_app
 from shared.events import CloudEvent
 from shared.topics import REGISTRY_EVENTS, ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, bearer, serve_in_process
+from tests.conftest import ENV, OPERATOR, bearer, serve_in_process, session_prefix
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest.fixture(scope="module")
 async def prefix() -> str:
-    p = f"test-reg-{uuid.uuid4().hex[:8]}."
+    p = session_prefix("reg")
     await ensure_topics(ENV.kafka_bootstrap, p)
     return p
 

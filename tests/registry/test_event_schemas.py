@@ -19,7 +19,7 @@ from shared.asyncapi import EventType, resolve_ref
 from shared.events import CloudEvent
 from shared.topics import REGISTRY_EVENTS as REGISTRY_TOPIC
 from shared.topics import ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, serve_in_process
+from tests.conftest import ENV, OPERATOR, serve_in_process, session_prefix
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,7 +29,7 @@ CATALOGUE: dict[str, EventType] = {e.type: e for e in REGISTRY_EVENTS}
 
 @pytest.fixture(scope="module")
 async def prefix() -> str:
-    p = f"test-evs-{uuid.uuid4().hex[:8]}."
+    p = session_prefix("evs")
     await ensure_topics(ENV.kafka_bootstrap, p)
     return p
 

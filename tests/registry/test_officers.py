@@ -19,7 +19,7 @@ from registry.main import create_app
 from shared.auth import MAX_OFFICER_SCOPE, TokenVerifier
 from shared.problems import Unauthorized
 from shared.topics import ensure_topics
-from tests.conftest import ENV, OPERATOR, bearer, serve_in_process
+from tests.conftest import ENV, OPERATOR, bearer, serve_in_process, session_prefix
 from tests.shared.test_auth import keypair
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 @pytest.fixture(scope="module")
 async def api(database_urls: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    prefix = f"test-officers-{uuid.uuid4().hex[:8]}."
+    prefix = session_prefix("officers")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     settings = Settings(  # the relay runs: the participants registered here leave nothing in the outbox for others
         database_url=database_urls["registry"],

@@ -47,48 +47,28 @@ import orjson
 import psutil
 
 from bench.common import (
-    LOG_DIR,
     OPERATOR,
     ROOT,
-    Pg,
     RawHttp,
-    admin,
     local_pg,
-    migrate,
     print_rows,
     row,
-    spawn,
-    stop,
     summary,
-    wait_healthy,
+    three_services,
     write_results,
 )
 from bench.flag_bench import Flags, open_loop
-from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, delete_topics, ensure_topics, physical
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, physical
 
 SERVICES = ("registry", "custody", "audit")
 TARGET_P99_S = 5.0
 TARGET_AUDIT_MB = 150.0
 HONEST_MINES = 8
 EXTREME_TIMES = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
-DB_SUFFIX = "abench"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def service_env(service: str, pg: Pg, prefix: str, kafka: str, port: int, **extra: object) -> dict[str, str]:
-    p = service.upper()
-    env = {
-        f"{p}_DATABASE_URL": pg.url(f"{service}_{DB_SUFFIX}", "postgresql+asyncpg"),
-        f"{p}_PORT": str(port),
-        f"{p}_TOPIC_PREFIX": prefix,
-        f"{p}_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        f"{p}_LOG_LEVEL": "WARNING",
-    }
-    env.update({f"{p}_{k.upper()}": str(v) for k, v in extra.items()})
-    return env
 
 
 class Attacker:
@@ -365,50 +345,8 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
 def run(args: argparse.Namespace) -> int:
     pg = local_pg(args.pg_host, args.pg_port)
     args.prefix = f"abench-{uuid.uuid4().hex[:6]}."
-    dbs = [f"{s}_{DB_SUFFIX}" for s in SERVICES]
-    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]
-    asyncio.run(admin(pg, *drops, *[f'CREATE DATABASE "{d}"' for d in dbs]))
-    for s in SERVICES:
-        migrate(s, pg.url(f"{s}_{DB_SUFFIX}", "postgresql+asyncpg"))
-    asyncio.run(ensure_topics(args.kafka, args.prefix))
-    ports = {"registry": args.port, "custody": args.port + 1, "audit": args.port + 2}
-    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    common = {"relay_poll_interval_s": 0.5}
-    envs = {
-        "registry": service_env("registry", pg, args.prefix, args.kafka, ports["registry"], **common),
-        "custody": service_env(
-            "custody",
-            pg,
-            args.prefix,
-            args.kafka,
-            ports["custody"],
-            registry_url=urls["registry"],
-            consumer_group=f"custody-{args.prefix}",
-            **common,
-        ),
-        "audit": service_env(
-            "audit",
-            pg,
-            args.prefix,
-            args.kafka,
-            ports["audit"],
-            registry_url=urls["registry"],
-            consumer_group=f"audit-{args.prefix}",
-            **common,
-        ),
-    }
-    procs: dict[str, Any] = {}
-    try:
-        for s in SERVICES:
-            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-attack-{s}.log")
-        for s in SERVICES:
-            wait_healthy(urls[s], procs[s], s)
-        out = asyncio.run(measure(args, urls, procs))
-    finally:
-        for s in reversed(SERVICES):
-            stop(procs.get(s))
-        asyncio.run(admin(pg, *drops))
-        asyncio.run(delete_topics(args.kafka, args.prefix))
+    with three_services(pg=pg, kafka=args.kafka, port=args.port, name="attack", prefix=args.prefix) as stack:
+        out = asyncio.run(measure(args, stack.urls, stack.procs))
     return report(args, out)
 
 

@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +32,8 @@ import httpx
 import psutil
 from alembic import command
 from alembic.config import Config
+
+from shared.topics import delete_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -205,6 +207,70 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], what: str, timeou
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not answer /healthz within {timeout_s:.0f}s")
+
+
+STACK = ("registry", "custody", "audit")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The three services as processes, for a benchmark: where they answer, their processes, their databases."""
+
+    urls: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]]
+    dsns: dict[str, str]  # asyncpg DSNs of the services' databases
+
+
+@contextmanager
+def three_services(
+    *,
+    pg: Pg,
+    kafka: str,
+    port: int,
+    name: str,
+    prefix: str,
+    env: Mapping[str, object] | None = None,
+    custody_env: Mapping[str, object] | None = None,
+    profile: Collection[str] = (),
+) -> Iterator[Stack]:
+    """Registry, custody and audit (relays and consumers on) as `python -m` processes, on fresh databases
+    `<service>_<name>` and the topics of `prefix`, on ports `port`, `port + 1`, `port + 2`; logs in
+    `var/log/bench-<name>-<service>.log` (under pyinstrument for the services in `profile`). `env` holds settings
+    for all three, `custody_env` custody's own. Stopped, dropped and deleted on the way out."""
+    dbs = [f"{s}_{name}" for s in STACK]
+    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]
+    asyncio.run(admin(pg, *drops, *[f'CREATE DATABASE "{d}"' for d in dbs]))
+    for s in STACK:
+        migrate(s, pg.url(f"{s}_{name}", "postgresql+asyncpg"))
+    asyncio.run(ensure_topics(kafka, prefix))
+    urls = {s: f"http://127.0.0.1:{port + i}" for i, s in enumerate(STACK)}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for i, s in enumerate(STACK):
+            settings: dict[str, object] = {
+                "database_url": pg.url(f"{s}_{name}", "postgresql+asyncpg"),
+                "port": port + i,
+                "topic_prefix": prefix,
+                "kafka_bootstrap_servers": kafka,
+                "log_level": "WARNING",
+                "relay_poll_interval_s": 0.5,
+                **(env or {}),
+            }
+            if s != "registry":
+                settings.update(registry_url=urls["registry"], consumer_group=f"{s}-{prefix}")
+            if s == "custody":
+                settings.update(custody_env or {})
+            service_env = {f"{s.upper()}_{k.upper()}": str(v) for k, v in settings.items()}
+            profile_to = LOG_DIR / f"bench-{name}-{s}-profile.txt" if s in profile else None
+            procs[s] = spawn(s, service_env, LOG_DIR / f"bench-{name}-{s}.log", profile_to=profile_to)
+        for s in STACK:
+            wait_healthy(urls[s], procs[s], s)
+        yield Stack(urls, procs, {s: pg.url(f"{s}_{name}", "postgresql") for s in STACK})
+    finally:
+        for s in reversed(STACK):
+            stop(procs.get(s))
+        asyncio.run(admin(pg, *drops))
+        asyncio.run(delete_topics(kafka, prefix))
 
 
 def cpu_times() -> list[int]:

@@ -34,24 +34,18 @@ import psutil
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
-    LOG_DIR,
     OPERATOR,
-    Pg,
     RawHttp,
-    admin,
     gc_paused,
     infra_cpu,
     local_pg,
-    migrate,
     print_rows,
     row,
-    spawn,
-    stop,
     summary,
-    wait_healthy,
+    three_services,
     write_results,
 )
-from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, delete_topics, ensure_topics, physical
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, physical
 
 SERVICES = ("registry", "custody", "audit")
 TARGET_P50_MS, TARGET_P99_MS = 20.0, 100.0
@@ -198,19 +192,6 @@ async def open_loop(
     }
 
 
-def service_env(service: str, pg: Pg, prefix: str, kafka: str, port: int, **extra: object) -> dict[str, str]:
-    p = service.upper()
-    env = {
-        f"{p}_DATABASE_URL": pg.url(f"{service}_fbench", "postgresql+asyncpg"),
-        f"{p}_PORT": str(port),
-        f"{p}_TOPIC_PREFIX": prefix,
-        f"{p}_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        f"{p}_LOG_LEVEL": "WARNING",
-    }
-    env.update({f"{p}_{k.upper()}": str(v) for k, v in extra.items()})
-    return env
-
-
 async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[str, Any]) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as http:
         r = await http.post(
@@ -354,52 +335,16 @@ def _cpu(proc: Any) -> float:
 def run(args: argparse.Namespace) -> int:
     pg = local_pg(args.pg_host, args.pg_port)
     args.prefix = f"fbench-{uuid.uuid4().hex[:6]}."
-    dbs = [f"{s}_fbench" for s in SERVICES]
-    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]
-    asyncio.run(admin(pg, *drops, *[f'CREATE DATABASE "{d}"' for d in dbs]))
-    for s in SERVICES:
-        migrate(s, pg.url(f"{s}_fbench", "postgresql+asyncpg"))
-    asyncio.run(ensure_topics(args.kafka, args.prefix))
-    ports = {"registry": args.port, "custody": args.port + 1, "audit": args.port + 2}
-    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    common = {"relay_poll_interval_s": 0.5}
-    envs = {
-        "registry": service_env("registry", pg, args.prefix, args.kafka, ports["registry"], **common),
-        "custody": service_env(
-            "custody",
-            pg,
-            args.prefix,
-            args.kafka,
-            ports["custody"],
-            registry_url=urls["registry"],
-            consumer_group=f"custody-{args.prefix}",
-            db_pool_size=16,
-            **common,
-        ),
-        "audit": service_env(
-            "audit",
-            pg,
-            args.prefix,
-            args.kafka,
-            ports["audit"],
-            registry_url=urls["registry"],
-            consumer_group=f"audit-{args.prefix}",
-            **common,
-        ),
-    }
-    procs: dict[str, Any] = {}
-    try:
-        for s in SERVICES:
-            profile = LOG_DIR / f"bench-flag-{s}-profile.txt" if s in args.profile else None
-            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-flag-{s}.log", profile_to=profile)
-        for s in SERVICES:
-            wait_healthy(urls[s], procs[s], s)
-        out = asyncio.run(measure(args, urls, procs))
-    finally:
-        for s in reversed(SERVICES):
-            stop(procs.get(s))
-        asyncio.run(admin(pg, *drops))
-        asyncio.run(delete_topics(args.kafka, args.prefix))
+    with three_services(
+        pg=pg,
+        kafka=args.kafka,
+        port=args.port,
+        name="flag",
+        prefix=args.prefix,
+        custody_env={"db_pool_size": 16},
+        profile=args.profile,
+    ) as stack:
+        out = asyncio.run(measure(args, stack.urls, stack.procs))
     lat = out["write_to_flag"]
     ok = bool(lat) and out["dropped"] == 0 and not out["errors"]
     rows = [

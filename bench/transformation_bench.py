@@ -31,44 +31,21 @@ import httpx
 import psutil
 
 from bench.common import (
-    LOG_DIR,
     OPERATOR,
-    Pg,
-    admin,
     local_pg,
-    migrate,
     print_rows,
     row,
-    spawn,
-    stop,
-    wait_healthy,
+    three_services,
     write_results,
 )
 from custody.domain import MAX_TRANSFORMATION_INPUTS, MAX_TRANSFORMATION_OUTPUTS
-from shared.topics import delete_topics, ensure_topics
 
 SERVICES = ("registry", "custody", "audit")
-DB_SUFFIX = "tbench"
 # The tables a transformation writes to, in each service (their sizes before and after are compared).
 CUSTODY_TABLES = ("transformations", "transformation_inputs", "transformation_outputs", "lots", "lot_holders",
                   "lot_events", "outbox", "idempotency_keys")  # fmt: skip
 AUDIT_TABLES = ("transformations", "transformation_inputs", "transformation_outputs", "lots", "lot_holders",
                 "received_events", "processed_events", "flags", "outbox")  # fmt: skip
-
-
-def service_env(service: str, pg: Pg, prefix: str, kafka: str, port: int, **extra: object) -> dict[str, str]:
-    p = service.upper()
-    env = {
-        f"{p}_DATABASE_URL": pg.url(f"{service}_{DB_SUFFIX}", "postgresql+asyncpg"),
-        f"{p}_PORT": str(port),
-        f"{p}_TOPIC_PREFIX": prefix,
-        f"{p}_KAFKA_BOOTSTRAP_SERVERS": kafka,
-        f"{p}_LOG_LEVEL": "WARNING",
-        f"{p}_WRITE_RATE_PER_S": "100000",  # the bench declares its input lots as fast as custody takes them
-        f"{p}_WRITE_BURST": "100000",
-    }
-    env.update({f"{p}_{k.upper()}": str(v) for k, v in extra.items()})
-    return env
 
 
 async def table_sizes(dsn: str, tables: tuple[str, ...]) -> dict[str, int]:
@@ -262,51 +239,12 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], dsns: dict[str
 def run(args: argparse.Namespace) -> int:
     pg = local_pg(args.pg_host, args.pg_port)
     prefix = f"tbench-{uuid.uuid4().hex[:6]}."
-    dbs = [f"{s}_{DB_SUFFIX}" for s in SERVICES]
-    drops = [f'DROP DATABASE IF EXISTS "{d}" WITH (FORCE)' for d in dbs]
-    asyncio.run(admin(pg, *drops, *[f'CREATE DATABASE "{d}"' for d in dbs]))
-    for s in SERVICES:
-        migrate(s, pg.url(f"{s}_{DB_SUFFIX}", "postgresql+asyncpg"))
-    asyncio.run(ensure_topics(args.kafka, prefix))
-    ports = {"registry": args.port, "custody": args.port + 1, "audit": args.port + 2}
-    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
-    dsns = {s: pg.url(f"{s}_{DB_SUFFIX}", "postgresql") for s in SERVICES}
-    common = {"relay_poll_interval_s": 0.5}
-    envs = {
-        "registry": service_env("registry", pg, prefix, args.kafka, ports["registry"], **common),
-        "custody": service_env(
-            "custody",
-            pg,
-            prefix,
-            args.kafka,
-            ports["custody"],
-            registry_url=urls["registry"],
-            consumer_group=f"custody-{prefix}",
-            **common,
-        ),
-        "audit": service_env(
-            "audit",
-            pg,
-            prefix,
-            args.kafka,
-            ports["audit"],
-            registry_url=urls["registry"],
-            consumer_group=f"audit-{prefix}",
-            **common,
-        ),
-    }
-    procs: dict[str, Any] = {}
-    try:
-        for s in SERVICES:
-            procs[s] = spawn(s, envs[s], LOG_DIR / f"bench-transformation-{s}.log")
-        for s in SERVICES:
-            wait_healthy(urls[s], procs[s], s)
-        results, rss = asyncio.run(measure(args, urls, dsns, procs))
-    finally:
-        for s in reversed(SERVICES):
-            stop(procs.get(s))
-        asyncio.run(admin(pg, *drops))
-        asyncio.run(delete_topics(args.kafka, prefix))
+    # The bench declares its input lots as fast as custody takes them.
+    unlimited = {"write_rate_per_s": 100000, "write_burst": 100000}
+    with three_services(
+        pg=pg, kafka=args.kafka, port=args.port, name="transformation", prefix=prefix, env=unlimited
+    ) as stack:
+        results, rss = asyncio.run(measure(args, stack.urls, stack.dsns, stack.procs))
     rows = []
     for res in results:
         n = res["n"]

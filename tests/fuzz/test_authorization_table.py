@@ -20,7 +20,6 @@ from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from tests.conftest import OPERATOR, registry_process, serve_in_process
 from tests.custody.conftest import Party, Stack
-from tests.fuzz.conftest import free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -84,7 +83,7 @@ async def _ship(stack: Stack, lot: str, frm: Party, to: Party, mass: float) -> s
 
 @pytest.fixture(scope="module")
 async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
-    async with registry_process(database_urls, "authz", free_port()) as reg:
+    async with registry_process(database_urls, "authz") as reg:
         custody = custody_app(
             CustodySettings(
                 database_url=database_urls["custody"], consumer_group=f"custody-{uuid.uuid4().hex[:6]}", **reg.common

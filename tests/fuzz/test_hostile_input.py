@@ -43,7 +43,6 @@ from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, bearer, registry_process, serve_in_process
-from tests.fuzz.conftest import free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -115,7 +114,7 @@ async def _party(reg: httpx.AsyncClient, custody_dsn: str, kind: str) -> Party:
 
 @pytest.fixture(scope="module")
 async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
-    async with registry_process(database_urls, "hostile", free_port()) as reg:
+    async with registry_process(database_urls, "hostile") as reg:
         common = {k: v for k, v in reg.common.items() if k != "registry_url"}
         apps = {
             "registry": registry_app(RegistrySettings(database_url=database_urls["registry"], **common)),

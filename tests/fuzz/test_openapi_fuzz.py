@@ -55,7 +55,6 @@ from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, registry_process, serve_in_process
-from tests.fuzz.conftest import free_port
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -112,7 +111,7 @@ class Tally:
 
 @pytest.fixture(scope="module")
 async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
-    async with registry_process(database_urls, "fuzz", free_port()) as registry:
+    async with registry_process(database_urls, "fuzz") as registry:
         registry_url = registry.url
         # The in-process registry reads its own keys; custody and audit are pointed at the process below.
         common = {k: v for k, v in registry.common.items() if k != "registry_url"}

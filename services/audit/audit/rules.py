@@ -38,12 +38,22 @@ class Rule(StrEnum):
     capacity_exceeded = "capacity_exceeded"
     backdated_origin = "backdated_origin"
     transit_through_cahra = "transit_through_cahra"
+    transit_region_unknown = "transit_region_unknown"
+    tag_mismatch = "tag_mismatch"
     # high-risk origins
     origin_in_cahra = "origin_in_cahra"
     uncertified_asm_in_cahra = "uncertified_asm_in_cahra"
     certified_asm_in_cahra = "certified_asm_in_cahra"
     smelter_not_rmap_conformant = "smelter_not_rmap_conformant"
     lsm_without_irma = "lsm_without_irma"
+    origin_region_unknown = "origin_region_unknown"
+    unconfirmed_declared_origin = "unconfirmed_declared_origin"
+    smelter_rmap_active = "smelter_rmap_active"
+    committed_asm_in_cahra = "committed_asm_in_cahra"
+    lsm_irma_transparency = "lsm_irma_transparency"
+    origin_risk_factors = "origin_risk_factors"
+    coexistence_without_agreement = "coexistence_without_agreement"
+    substantiated_grievance = "substantiated_grievance"
     # the audit itself
     unjudgeable_event = "unjudgeable_event"
 
@@ -59,11 +69,21 @@ RULE_SEVERITY: dict[Rule, Severity] = {
     Rule.capacity_exceeded: Severity.high,
     Rule.backdated_origin: Severity.medium,
     Rule.transit_through_cahra: Severity.medium,
+    Rule.transit_region_unknown: Severity.medium,
+    Rule.tag_mismatch: Severity.high,
     Rule.origin_in_cahra: Severity.high,
     Rule.uncertified_asm_in_cahra: Severity.critical,
     Rule.certified_asm_in_cahra: Severity.info,
     Rule.smelter_not_rmap_conformant: Severity.high,
     Rule.lsm_without_irma: Severity.low,
+    Rule.origin_region_unknown: Severity.high,  # as a listed region's finding would be (a finding may raise it)
+    Rule.unconfirmed_declared_origin: Severity.medium,
+    Rule.smelter_rmap_active: Severity.medium,
+    Rule.committed_asm_in_cahra: Severity.low,
+    Rule.lsm_irma_transparency: Severity.info,
+    Rule.origin_risk_factors: Severity.medium,  # a finding carries the highest level of its factors
+    Rule.coexistence_without_agreement: Severity.medium,
+    Rule.substantiated_grievance: Severity.high,  # a finding carries the severity the operator's triage set
     Rule.unjudgeable_event: Severity.high,
 }
 
@@ -490,60 +510,105 @@ def origin_findings(
     areas: Sequence[Area],
     certs: Sequence[Cert],
 ) -> list[Finding]:
-    """Origin in a CAHRA (by the mine's type and ASM certification), and industrial mines without IRMA."""
-    out: list[Finding] = []
+    """An origin's findings: where it is (`cahra_findings`, which judges who mined it with `asm_or_lsm_in_cahra`) and
+    what industrial mining is held to wherever it is (`irma_findings`)."""
+    return [
+        *cahra_findings(
+            lot_id=lot_id,
+            event_id=event_id,
+            mine=mine,
+            country=country,
+            region=region,
+            mining_type=mining_type,
+            on=on,
+            areas=areas,
+            certs=certs,
+        ),
+        *irma_findings(lot_id=lot_id, event_id=event_id, mine=mine, mining_type=mining_type, on=on, certs=certs),
+    ]
+
+
+def cahra_findings(
+    *,
+    lot_id: str,
+    event_id: str,
+    mine: str,
+    country: str | None,
+    region: str | None,
+    mining_type: str | None,
+    on: date,
+    areas: Sequence[Area],
+    certs: Sequence[Cert],
+) -> list[Finding]:
+    """Origin in a CAHRA: the area listing it, then who mined it there (`asm_or_lsm_in_cahra`)."""
     area = listed(areas, country, region, on)
-    if area is not None:
-        evidence = {
-            "event_id": event_id,
-            "mine": mine,
-            "country": country,
-            "region": region,
-            "on": on.isoformat(),
-            "cahra_area": area.id,
-            "cahra_source": area.source,
-            "mining_type": mining_type,
-        }
-        place = region or country
-        if mining_type == "asm":
-            cert = next(
-                (
-                    c
-                    for scheme in CERTIFIED_ASM
-                    if (c := held(certs, scheme, on)) is not None and c.value in CERTIFIED_ASM[scheme]
-                ),
-                None,
+    if area is None:
+        return []
+    evidence = {
+        "event_id": event_id,
+        "mine": mine,
+        "country": country,
+        "region": region,
+        "on": on.isoformat(),
+        "cahra_area": area.id,
+        "cahra_source": area.source,
+        "mining_type": mining_type,
+    }
+    place = region or country
+    return [
+        asm_or_lsm_in_cahra(
+            lot_id=lot_id, mine=mine, place=str(place), mining_type=mining_type, on=on, certs=certs, evidence=evidence
+        )
+    ]
+
+
+def asm_or_lsm_in_cahra(
+    *,
+    lot_id: str,
+    mine: str,
+    place: str,
+    mining_type: str | None,
+    on: date,
+    certs: Sequence[Cert],
+    evidence: dict[str, Any],
+) -> Finding:
+    """An origin in a CAHRA, judged by who mined it: artisanal mining by its certifications, anything else as an
+    origin in a CAHRA."""
+    if mining_type == "asm":
+        cert = next(
+            (
+                c
+                for scheme in CERTIFIED_ASM
+                if (c := held(certs, scheme, on)) is not None and c.value in CERTIFIED_ASM[scheme]
+            ),
+            None,
+        )
+        if cert is not None:
+            return Finding(
+                Rule.certified_asm_in_cahra,
+                lot_id,
+                f"{lot_id}:origin",
+                f"Certified ASM ({cert.scheme} {cert.value}) in CAHRA {place}: included on equal terms",
+                {**evidence, "certification": f"{cert.scheme}:{cert.value}"},
+                (mine,),
             )
-            if cert is not None:
-                out.append(
-                    Finding(
-                        Rule.certified_asm_in_cahra,
-                        lot_id,
-                        f"{lot_id}:origin",
-                        f"Certified ASM ({cert.scheme} {cert.value}) in CAHRA {place}: included on equal terms",
-                        {**evidence, "certification": f"{cert.scheme}:{cert.value}"},
-                        (mine,),
-                    )
-                )
-            else:
-                out.append(
-                    Finding(
-                        Rule.uncertified_asm_in_cahra,
-                        lot_id,
-                        f"{lot_id}:origin",
-                        f"Uncertified artisanal mine in CAHRA {place}: enhanced due diligence",
-                        evidence,
-                        (mine,),
-                    )
-                )
-        else:
-            out.append(
-                Finding(
-                    Rule.origin_in_cahra, lot_id, f"{lot_id}:origin", f"Origin mine in CAHRA {place}", evidence, (mine,)
-                )
-            )
+        return Finding(
+            Rule.uncertified_asm_in_cahra,
+            lot_id,
+            f"{lot_id}:origin",
+            f"Uncertified artisanal mine in CAHRA {place}: enhanced due diligence",
+            evidence,
+            (mine,),
+        )
+    return Finding(Rule.origin_in_cahra, lot_id, f"{lot_id}:origin", f"Origin mine in CAHRA {place}", evidence, (mine,))
+
+
+def irma_findings(
+    *, lot_id: str, event_id: str, mine: str, mining_type: str | None, on: date, certs: Sequence[Cert]
+) -> list[Finding]:
+    """An industrial mine and its IRMA assessment on the production date."""
     if mining_type == "lsm" and held(certs, "irma", on) is None:
-        out.append(
+        return [
             Finding(
                 Rule.lsm_without_irma,
                 lot_id,
@@ -552,8 +617,8 @@ def origin_findings(
                 {"event_id": event_id, "mine": mine, "on": on.isoformat()},
                 (mine,),
             )
-        )
-    return out
+        ]
+    return []
 
 
 def transit_findings(

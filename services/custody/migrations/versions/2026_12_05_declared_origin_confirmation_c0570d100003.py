@@ -1,0 +1,26 @@
+"""declared origin confirmation
+
+(Reserved for issue 23, part H2: fill in upgrade, downgrade and this docstring.)
+
+Revision ID: c0570d100003
+Revises: c0570d100002
+Create Date: 2026-12-05 21:30:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "c0570d100003"
+down_revision: str | None = "c0570d100002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,26 @@
+"""risk profiles
+
+(Reserved for issue 23, part H4: fill in upgrade, downgrade and this docstring.)
+
+Revision ID: d1e7a0c40003
+Revises: d1e7a0c40002
+Create Date: 2026-12-05 21:32:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "d1e7a0c40003"
+down_revision: str | None = "d1e7a0c40002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

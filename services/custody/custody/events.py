@@ -226,7 +226,9 @@ class LotShipped(ChainEvent):
                     "mass_kg": "1250.500",
                     "remaining_before_kg": "1250.500",
                     "seal": "S-889120",
-                    "transit_countries": ["RW"],
+                    "tag": ORE,
+                    "transit_countries": ["CD", "RW"],
+                    "transit_regions": ["CD-NK"],
                     "max_transit_days": 10,
                     "mineral": "tin",
                     "form": "ore",
@@ -243,7 +245,16 @@ class LotShipped(ChainEvent):
     mass_kg: MassKg = Field(description="Shipped mass, kg, decimal string with 3 decimals")
     remaining_before_kg: MassKg = Field(description="What was left of the lot before shipping, kg (3 decimals)")
     seal: Seal | None = Field(description="Seal on departure, if given")
+    tag: Seal | None = Field(
+        None, description="The bag's tag on departure, if given (absent from events published before 2026-12-05)"
+    )
     transit_countries: list[Country] = Field(description="Countries the shipment passes through (may be empty)")
+    transit_regions: list[Region] = Field(
+        default_factory=list,
+        max_length=30,
+        description="ISO 3166-2 regions the shipment passes through, each in one of `transit_countries` (may be "
+        "empty; absent from events published before 2026-12-05)",
+    )
     max_transit_days: int | None = Field(ge=1, description="Days it may take to be received, if given")
     mineral: Mineral
     form: Form
@@ -258,13 +269,14 @@ class AsShipped(BaseModel):
     mass_kg: MassKg
     shipped_at: AwareDatetime = Field(description="RFC 3339: the `occurred_at` of the shipped event")
     seal: Seal | None
+    tag: Seal | None = Field(None, description="The bag's tag on departure (absent before 2026-12-05)")
     max_transit_days: int | None = Field(ge=1)
 
 
 class LotReceived(ChainEvent):
     """The addressee received a shipment and is now the lot's custodian; what is left of the lot is the mass
-    weighed on arrival. `occurred_at` is when it arrived. Differences from `shipped` (mass, seal, times) are recorded
-    as they are, for audit to judge."""
+    weighed on arrival. `occurred_at` is when it arrived. Differences from `shipped` (mass, seal, tag, times) are
+    recorded as they are, for audit to judge."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -275,11 +287,13 @@ class LotReceived(ChainEvent):
                     "by": TRADER,
                     "mass_kg": "1248.000",
                     "seal": "S-889120",
+                    "tag": ORE,
                     "shipped": {
                         "from": MINE,
                         "mass_kg": "1250.500",
                         "shipped_at": "2026-11-21T06:30:00+00:00",
                         "seal": "S-889120",
+                        "tag": ORE,
                         "max_transit_days": 10,
                     },
                     "mineral": "tin",
@@ -294,6 +308,7 @@ class LotReceived(ChainEvent):
     by: ParticipantId = Field(description="The receiver: the addressee (the actor), now the custodian")
     mass_kg: MassKg = Field(description="Mass weighed on arrival, kg (3 decimals); the lot's remaining mass from now")
     seal: Seal | None = Field(description="Seal as found on arrival, if given")
+    tag: Seal | None = Field(None, description="The bag's tag as found on arrival, if given (absent before 2026-12-05)")
     shipped: AsShipped
     mineral: Mineral
     form: Form

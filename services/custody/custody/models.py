@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -133,6 +134,9 @@ class Shipment(Base):
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_mass_kg: Mapped[Decimal | None] = mapped_column(MASS)
     received_seal: Mapped[str | None] = mapped_column(Text)
+    tag: Mapped[str | None] = mapped_column(Text)  # the bag's tag as shipped (bag-and-tag)
+    received_tag: Mapped[str | None] = mapped_column(Text)  # as found on arrival
+    transit_regions: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
 
 
 class Transformation(Base):

@@ -221,7 +221,7 @@ async def insert_lots(conn: Conn, lots: list[tuple[NewLot, Lot]], created_at: da
 SHIPMENT_AND_LOT_FOR_UPDATE = """
 SELECT s.shipment_id, s.lot_id, s.from_participant, s.to_participant, s.mass_kg, s.shipped_at, s.seal,
        s.transit_countries, s.max_transit_days, s.status AS shipment_status, s.received_at, s.received_mass_kg,
-       s.received_seal,
+       s.received_seal, s.tag AS shipment_tag, s.transit_regions, s.received_tag,
        l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count
 FROM shipments s JOIN lots l ON l.lot_id = s.lot_id
 WHERE s.shipment_id = $1 FOR UPDATE
@@ -241,6 +241,7 @@ async def shipment_and_lot_for_update(
         return None
     row = dict(r)
     row["status"] = row.pop("shipment_status")
+    row["tag"] = row.pop("shipment_tag")
     state = ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], row["status"] == "received")
     return state, row, _lot(r)
 
@@ -260,6 +261,9 @@ def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "received_at": r["received_at"],
         "received_mass_kg": r["received_mass_kg"],
         "received_seal": r["received_seal"],
+        "tag": r["tag"],
+        "transit_regions": list(r["transit_regions"]),
+        "received_tag": r["received_tag"],
     }
 
 
@@ -281,6 +285,10 @@ class Changes:
     holders: list[tuple[str, str]] = field(default_factory=list)  # (lot, participant) that hold or held it
     shipment: tuple[Any, ...] | None = None  # a new shipment: PERSIST's $27-$35
     receipt: tuple[Any, ...] | None = None  # a receipt: PERSIST's $36-$39
+    # the bag's tag as shipped, the shipment's transit regions, the tag found on arrival (`_bag_args`)
+    shipment_tag: str | None = None
+    transit_regions: list[str] = field(default_factory=list)
+    received_tag: str | None = None
     transformation: tuple[Any, ...] | None = None  # INSERT_TRANSFORMATION's arguments (`transformation_rows`)
     consumption: tuple[Any, ...] | None = None  # (id, lot, actor, product, kg, consumed_at)
     rejection: tuple[Any, ...] | None = None  # (event id, actor, action, subject, reason, detail, request)
@@ -288,8 +296,14 @@ class Changes:
     registered_from: tuple[str, int] | None = None
 
 
-def _persist_writes(gate: str) -> str:
-    """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds."""
+def _persist_writes(gate: str, bag: int | None = None) -> str:
+    """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds. `bag`: the number
+    of the first of the three parameters `_bag_args` gives (a shipment's tag and transit regions, a receipt's tag),
+    after the statement's own; None for a statement that writes neither (a registration)."""
+    if bag is None:
+        tag, regions, received_tag = "NULL::text", "'{}'::text[]", "NULL::text"
+    else:
+        tag, regions, received_tag = f"${bag}::text", f"${bag + 1}::text[]", f"${bag + 2}::text"
     return f"""ev AS (
   INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
   SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
@@ -309,19 +323,20 @@ def _persist_writes(gate: str) -> str:
                        $24::timestamptz[], $25::text[], $26::jsonb[]) WHERE {gate}
 ), sh AS (
   INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
-                         transit_countries, max_transit_days, status)
+                         transit_countries, max_transit_days, status, tag, transit_regions)
   SELECT $27::text, $28::text, $29::text, $30::text, $31::numeric, $32::timestamptz, $33::text, $34::text[],
-         $35::int, 'in_transit'
+         $35::int, 'in_transit', {tag}, {regions}
   WHERE $27::text IS NOT NULL AND {gate}
 ), rc AS (
-  UPDATE shipments SET status = 'received', received_at = $37, received_mass_kg = $38, received_seal = $39
+  UPDATE shipments SET status = 'received', received_at = $37, received_mass_kg = $38, received_seal = $39,
+                       received_tag = {received_tag}
   WHERE shipment_id = $36::text AND {gate}
 )"""
 
 
 PERSIST = (
     "WITH "
-    + _persist_writes("TRUE")
+    + _persist_writes("TRUE", bag=44)
     + """
 UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text AND key = $41::text
 """
@@ -352,6 +367,12 @@ def _persist_args(topic: str, c: Changes, *, actor: str, key: str | None, status
         status,
         _json(body),
     ]
+
+
+def _bag_args(c: Changes) -> list[Any]:
+    """The parameters `_persist_writes(..., bag=n)` takes from $n: the shipment's tag and transit regions, the
+    receipt's tag (after the statement's own, so that PERSIST_NEW_LOT, which writes neither, keeps its numbers)."""
+    return [c.shipment_tag, c.transit_regions, c.received_tag]
 
 
 def _written(c: Changes) -> None:
@@ -389,7 +410,7 @@ async def persist(
         await conn.execute(INSERT_CONSUMPTION, *c.consumption)
     if c.rejection is not None:
         await conn.execute(INSERT_REJECTION, *c.rejection)
-    await conn.execute(PERSIST, *_persist_args(topic, c, actor=actor, key=key, status=status, body=body))
+    await conn.execute(PERSIST, *_persist_args(topic, c, actor=actor, key=key, status=status, body=body), *_bag_args(c))
     _written(c)
     return []
 
@@ -412,7 +433,7 @@ WITH cas AS (
   SELECT (SELECT count(*) FROM cas) = cardinality($10::text[]) AND ($41::text IS NULL OR EXISTS (SELECT 1 FROM k))
          AS ok
 ), """
-    + _persist_writes("(SELECT ok FROM go)")
+    + _persist_writes("(SELECT ok FROM go)", bag=46)
     + """
 SELECT ok FROM go
 """
@@ -480,7 +501,7 @@ async def persist_unless_changed(
             _written(c)
         return bool(written)  # false: the participant changed since it was read (nothing was written)
     read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in c.lots]
-    ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash)
+    ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash, *_bag_args(c))
     if ok:
         _written(c)
     return bool(ok)

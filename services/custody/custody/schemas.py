@@ -6,12 +6,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from custody import domain
 from custody.domain import Form, LotStatus, Mineral, OriginKind, TimeWindow, TransformationKind
 from shared.genealogy import Truncated
-from shared.iso import country_validator
+from shared.iso import country_validator, current_region, is_region
 from shared.text import as_sent_at_most
 
 Mass = Annotated[
@@ -34,6 +44,23 @@ CountryCode = Annotated[
 ]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)]
 Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), as_sent_at_most(100)]
+MAX_TRANSIT_PLACES = 30  # countries, and regions, a shipment may name
+
+
+def region_validator(value: str) -> str:
+    """For pydantic `AfterValidator`: an existing ISO 3166-2 subdivision, upper case, under its current code."""
+    region = current_region(value)
+    if not is_region(region):
+        raise ValueError(f"{value!r} is not an ISO 3166-2 region code")
+    return region
+
+
+RegionCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True),
+    AfterValidator(region_validator),
+    Field(description="ISO 3166-2 subdivision", examples=["CD-NK"]),
+]
 
 
 class EventTimes:
@@ -106,7 +133,9 @@ class ShipmentCreate(Strict):
                     "mass_kg": 1250.5,
                     "shipped_at": "2026-11-21T06:30:00Z",
                     "seal": "S-889120",
-                    "transit_countries": ["RW"],
+                    "tag": "ITSCI-CD-0042137",
+                    "transit_countries": ["CD", "RW"],
+                    "transit_regions": ["CD-NK"],
                     "max_transit_days": 10,
                 }
             ]
@@ -117,21 +146,54 @@ class ShipmentCreate(Strict):
     mass_kg: Mass
     shipped_at: EventTime
     seal: Seal | None = None
-    transit_countries: list[CountryCode] = Field(default_factory=list, max_length=30)
+    tag: Seal | None = Field(
+        None, description="The bag's tag as it leaves (bag-and-tag: the tag the mine gave the lot travels with it)"
+    )
+    transit_countries: list[CountryCode] = Field(default_factory=list, max_length=MAX_TRANSIT_PLACES)
+    transit_regions: list[RegionCode] = Field(
+        default_factory=list,
+        max_length=MAX_TRANSIT_PLACES,
+        description="ISO 3166-2 regions the shipment passes through, where a transit country is listed by region; "
+        "each region's country must be one of `transit_countries` (else 422)",
+    )
     max_transit_days: int | None = Field(None, ge=1, le=365)
+
+    @field_validator("transit_regions")
+    @classmethod
+    def _regions_in_transit_countries(cls, regions: list[str], info: ValidationInfo) -> list[str]:
+        """Each region is in one of the transit countries: a region names where in a country the shipment passes,
+        so its country is named too (a 422 on `transit_regions`; no country is added behind the sender's back)."""
+        countries = info.data.get("transit_countries")
+        if countries is None:  # invalid itself: reported on its own
+            return regions
+        for i, region in enumerate(regions):
+            if region[:2] not in countries:
+                raise ValueError(
+                    f"transit_regions[{i}] {region!r} is in {region[:2]}, which is not among transit_countries "
+                    f"{countries}; name its country too"
+                )
+        return regions
 
 
 class ReceiptCreate(Strict):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"received_at": "2026-11-24T14:00:00Z", "mass_kg": 1248.0, "seal": "S-889120"}]
+            "examples": [
+                {
+                    "received_at": "2026-11-24T14:00:00Z",
+                    "mass_kg": 1248.0,
+                    "seal": "S-889120",
+                    "tag": "ITSCI-CD-0042137",
+                }
+            ]
         },
     )
 
     received_at: EventTime
     mass_kg: Mass = Field(description="As weighed on arrival")
     seal: Seal | None = Field(None, description="As found on arrival")
+    tag: Seal | None = Field(None, description="The bag's tag as found on arrival")
 
 
 class DrawIn(Strict):
@@ -304,12 +366,15 @@ class Shipment(BaseModel):
                     "mass_kg": 1250.5,
                     "shipped_at": "2026-11-21T06:30:00Z",
                     "seal": "S-889120",
-                    "transit_countries": ["RW"],
+                    "tag": "ITSCI-CD-0042137",
+                    "transit_countries": ["CD", "RW"],
+                    "transit_regions": ["CD-NK"],
                     "max_transit_days": 10,
                     "status": "in_transit",
                     "received_at": None,
                     "received_mass_kg": None,
                     "received_seal": None,
+                    "received_tag": None,
                 }
             ]
         }
@@ -322,12 +387,15 @@ class Shipment(BaseModel):
     mass_kg: MassOut
     shipped_at: datetime
     seal: str | None
+    tag: str | None = Field(description="The bag's tag as shipped")
     transit_countries: list[str]
+    transit_regions: list[str] = Field(description="ISO 3166-2 regions passed through (may be empty)")
     max_transit_days: int | None
     status: str
     received_at: datetime | None
     received_mass_kg: MassOut | None
     received_seal: str | None
+    received_tag: str | None = Field(description="The bag's tag as found on arrival")
 
 
 class Transformation(BaseModel):

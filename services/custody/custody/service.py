@@ -201,6 +201,7 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
             body.transit_countries,
             body.max_transit_days,
         )
+        uow.changes.shipment_tag, uow.changes.transit_regions = body.tag, body.transit_regions
         remaining_before = lot.remaining_kg
         lot.status = LotStatus.in_transit
         uow.touched(lot)
@@ -217,7 +218,9 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
                 "mass_kg": _mass(body.mass_kg),
                 "remaining_before_kg": _mass(remaining_before),
                 "seal": body.seal,
+                "tag": body.tag,
                 "transit_countries": body.transit_countries,
+                "transit_regions": body.transit_regions,
                 "max_transit_days": body.max_transit_days,
                 "mineral": lot.mineral,
                 "form": lot.form,
@@ -231,12 +234,15 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
             "mass_kg": body.mass_kg,
             "shipped_at": body.shipped_at,
             "seal": body.seal,
+            "tag": body.tag,
             "transit_countries": body.transit_countries,
+            "transit_regions": body.transit_regions,
             "max_transit_days": body.max_transit_days,
             "status": "in_transit",
             "received_at": None,
             "received_mass_kg": None,
             "received_seal": None,
+            "received_tag": None,
         }
 
     return await write.run(action="ship", subject=lot_id, attempt=attempt, model=schemas.Shipment, optimistic=True)
@@ -255,6 +261,7 @@ async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate
         state, row, lot = found
         domain.check_receive(state, who.subject)
         uow.changes.receipt = (shipment_id, body.received_at, body.mass_kg, body.seal)
+        uow.changes.received_tag = body.tag
         lot.custodian, lot.status, lot.remaining_kg = who.subject, LotStatus.active, body.mass_kg
         uow.touched(lot)
         uow.held_by(who.subject, lot)
@@ -268,11 +275,13 @@ async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate
                 "by": who.subject,
                 "mass_kg": _mass(body.mass_kg),
                 "seal": body.seal,
+                "tag": body.tag,
                 "shipped": {
                     "from": row["from_participant"],
                     "mass_kg": _mass(row["mass_kg"]),
                     "shipped_at": format_time(row["shipped_at"]),
                     "seal": row["seal"],
+                    "tag": row["tag"],
                     "max_transit_days": row["max_transit_days"],
                 },
                 "mineral": lot.mineral,
@@ -286,6 +295,7 @@ async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate
                 "received_at": body.received_at,
                 "received_mass_kg": body.mass_kg,
                 "received_seal": body.seal,
+                "received_tag": body.tag,
             }
         )
 

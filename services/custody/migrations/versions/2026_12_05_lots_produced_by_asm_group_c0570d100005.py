@@ -1,6 +1,8 @@
-"""lots produced by asm group
+"""lots produced by asm group: `lots.produced_by`
 
-(Reserved for issue 23, part H5: fill in upgrade, downgrade and this docstring.)
+An industrial titleholder registering an origin lot may say an ASM group (a registered participant, a mine with
+mining_type asm) produced it: material bought from artisanal miners on or next to its title (IRMA Standard chapter
+3.6). Null for a mine's own production and for every other lot.
 
 Revision ID: c0570d100005
 Revises: c0570d100004
@@ -9,8 +11,8 @@ Create Date: 2026-12-05 21:33:00+00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "c0570d100005"
 down_revision: str | None = "c0570d100004"
@@ -19,8 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("lots", sa.Column("produced_by", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("lots", "produced_by")

@@ -4,7 +4,7 @@ the topics end with the same flags, evidence included.
 Through real Kafka and PostgreSQL: the audit consumer reads a world whose registry facts (a smelter's RMAP status,
 a CAHRA listing) were recorded before a smelting and a mine's lot but are delivered after them, as when the
 registry's relay publishes later than custody's. On the code before, the smelter's flag kept the evidence it was
-first judged with (RMAP `active`) while a replay, reading the registry first, judged it `suspended`."""
+first judged with (RMAP `non_conformant`) while a replay, reading the registry first, judged it `suspended`."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def world() -> tuple[Events, Events, dict[str, Any]]:
     g = Generator(seed=22, target=0)
     smelter = g.participant("smelter", "RW")
     mine = g.participant("mine", "CD", mining_type="lsm")
-    g.certify(smelter, "rmap", "active", "2020-01-01")
+    g.certify(smelter, "rmap", "non_conformant", "2020-01-01")  # (RMAP Active is a rule of its own: issue 23)
     g.certify(mine, "irma", "irma_50", "2020-01-01")
     first = len(g.s.events)
     g.certify(smelter, "rmap", "suspended", "2020-01-01")  # known before the smelting, delivered after it
@@ -116,7 +116,7 @@ async def test_a_registry_fact_delivered_late_gives_live_the_replay_s_evidence(
         before = await flags(live_url)
         smelting = [k for k in before if k[0] == "smelter_not_rmap_conformant"]
         assert len(smelting) == 1
-        assert orjson.loads(before[smelting[0]]["evidence"])["rmap_status"] == "active"
+        assert orjson.loads(before[smelting[0]]["evidence"])["rmap_status"] == "non_conformant"
         assert not [k for k in before if k[0] == "origin_in_cahra"]  # the listing is not there yet
 
         # A person acknowledges the smelter's flag, on that evidence.
@@ -148,15 +148,15 @@ async def test_a_registry_fact_delivered_late_gives_live_the_replay_s_evidence(
     shown = flag_row((await fetch(live_url, f"SELECT {FLAG_COLUMNS} FROM flags WHERE id = $1", flag_id))[0])
     assert shown["status"] == "open"
     assert shown["evidence_changed_since_decision"] is True
-    assert [h["evidence"]["rmap_status"] for h in shown["evidence_history"]] == ["active"]
-    assert "status: active" in shown["evidence_history"][0]["summary"]
+    assert [h["evidence"]["rmap_status"] for h in shown["evidence_history"]] == ["non_conformant"]
+    assert "status: non_conformant" in shown["evidence_history"][0]["summary"]
     # An audit.flag.updated event says so, as its published model describes it.
     updated = await fetch(
         live_url, "SELECT subject, key, data::text AS data FROM outbox WHERE type = 'audit.flag.updated'"
     )
     assert [r["subject"] for r in updated] == [flag_id]
     event = FlagUpdated.model_validate(orjson.loads(updated[0]["data"]))
-    assert event.evidence["rmap_status"] == "suspended" and event.previous_evidence["rmap_status"] == "active"
+    assert event.evidence["rmap_status"] == "suspended" and event.previous_evidence["rmap_status"] == "non_conformant"
     assert event.evidence_changed_since_decision is True and event.status == "open"
     assert updated[0]["key"] == event.lot_id
     history = await fetch(live_url, "SELECT id FROM flag_evidence_history")

@@ -34,13 +34,17 @@ def smelter_findings(certs: list[Cert]) -> list[rules.Finding]:
 
 def test_a_conformant_certification_valid_that_day_clears_the_smelter_flag() -> None:
     keys = screening.smelter_keys("TRF-1")
-    assert screening.cleared(keys, smelter_findings([])) == []  # no certification known: the rule holds
+    active = (Rule.smelter_rmap_active, "TRF-1")  # RMAP Active is a flag of its own (issue 23)
+    assert screening.cleared(keys, smelter_findings([])) == [active]  # no certification known: the rule holds
     conformant = Cert("rmap", "conformant", date(2020, 1, 1), None, 0)
-    assert screening.cleared(keys, smelter_findings([conformant])) == [(Rule.smelter_not_rmap_conformant, "TRF-1")]
+    assert screening.cleared(keys, smelter_findings([conformant])) == [
+        (Rule.smelter_not_rmap_conformant, "TRF-1"),
+        active,
+    ]
     later = Cert("rmap", "conformant", date(2026, 6, 1), None, 0)  # valid only after the smelting: still holds
-    assert screening.cleared(keys, smelter_findings([later])) == []
+    assert screening.cleared(keys, smelter_findings([later])) == [active]
     suspended = Cert("rmap", "suspended", date(2020, 1, 1), None, 1)  # recorded after the conformant one
-    assert screening.cleared(keys, smelter_findings([conformant, suspended])) == []
+    assert screening.cleared(keys, smelter_findings([conformant, suspended])) == [active]
 
 
 def test_an_origin_judgement_clears_only_what_it_no_longer_finds() -> None:
@@ -64,6 +68,9 @@ def test_an_origin_judgement_clears_only_what_it_no_longer_finds() -> None:
     assert set(screening.cleared(keys, found([area], []))) == {
         (Rule.uncertified_asm_in_cahra, "LOT-1:origin"),
         (Rule.certified_asm_in_cahra, "LOT-1:origin"),
+        (Rule.committed_asm_in_cahra, "LOT-1:origin"),
+        (Rule.lsm_irma_transparency, "mine-1:irma:LOT-1"),
+        (Rule.origin_region_unknown, "LOT-1:origin"),
     }
     # An IRMA assessment valid that day clears the lsm_without_irma flag; the CAHRA origin still holds.
     assert (Rule.lsm_without_irma, "mine-1:irma:LOT-1") in screening.cleared(keys, found([area], [irma]))

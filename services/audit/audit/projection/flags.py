@@ -128,11 +128,13 @@ class Cleared:
 def rejudge_args(judged: Sequence[Finding | Cleared]) -> list[Any]:
     """`statements.REJUDGED_SQL`'s arguments: each re-judged flag's id, evidence and summary (for a `Cleared` one:
     the fact that cleared it, and that in words), the id its audit.flag.updated event gets should it change (also the
-    key of the evidence it replaced), and whether it was cleared."""
+    key of the evidence it replaced), whether it was cleared, and its severity (a finding may set its own: an IRMA 75
+    mine's origin in a CAHRA is medium; None for a `Cleared` one, which keeps the flag's)."""
     return [
         [flag_id(f.rule, f.cause) for f in judged],
         [_json(f.why.fact if isinstance(f, Cleared) else f.evidence) for f in judged],
         [f.why.summary if isinstance(f, Cleared) else f.summary for f in judged],
         [str(uuid.uuid4()) for _ in judged],
         [isinstance(f, Cleared) for f in judged],
+        [None if isinstance(f, Cleared) else f.level.value for f in judged],
     ]

@@ -4,9 +4,16 @@ once, n + m rows), the output lots, the yield rule, and the smelter's RMAP statu
 A transformation comes once with both of its lists (`custody.transformation.recorded`), and each of its lots has
 an event of its own (`custody.lot.transformed`, version 2) that refers to it by id; they may arrive in any order
 (they are keyed differently). Streams from before 2026-12-05 carry version 1 lot events instead, each with both
-lists: the first of them to arrive records the transformation the same way."""
+lists: the first of them to arrive records the transformation the same way.
+
+Whoever transforms ore or concentrate into metal, or records a smelting or refining, is screened as a smelter or
+refiner (`rules.smelts`), not only a participant registered as one: a trader or recycler that smelts gets the RMAP
+check too."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from audit import rules
 from audit.projection import screening
@@ -35,9 +42,18 @@ def record(ctx: Context, ev: TransformationRecord) -> bool:
     )
     j.add(s.transformations, tid)
     j.set(c.transformations, tid, ev.row)
-    if ev.by_kind in ("smelter", "refiner"):
+    input_forms, output_forms = smelting_forms(ev)
+    if rules.smelts(ev.kind, ev.by_kind, input_forms, output_forms):
         smelting = Smelting(
-            ev.event_id, intern(by), intern(ev.by_kind), ev.occurred_at, tuple(ev.output_ids), ev.recorded_at
+            ev.event_id,
+            intern(by),
+            intern(ev.by_kind),
+            ev.occurred_at,
+            tuple(ev.output_ids),
+            ev.recorded_at,
+            intern(ev.kind),
+            input_forms,
+            output_forms,
         )
         j.set(s.smeltings, tid, smelting)
         if by not in s.smeltings_by_actor:
@@ -48,6 +64,18 @@ def record(ctx: Context, ev: TransformationRecord) -> bool:
     for position, lot_id in enumerate(ev.output_ids):
         j.set(c.transformation_outputs, (tid, lot_id), position)
     return True
+
+
+def smelting_forms(ev: TransformationRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The distinct forms of the inputs and of the outputs (sorted), when `rules.smelts` needs them: neither the
+    actor's kind nor the transformation's decides. Else none, as `statements.load_state` reads them back."""
+    if ev.by_kind in rules.SMELTER_KINDS or ev.kind in rules.SMELTING_KINDS:
+        return (), ()
+    return _forms(ev.inputs), _forms(ev.outputs)
+
+
+def _forms(lots: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    return tuple(sorted({intern(f) for lot in lots if isinstance(f := lot.get("form"), str)}))
 
 
 def on_recorded(ctx: Context, ev: TransformationRecord) -> None:

@@ -17,6 +17,7 @@ Refusals are problem+json with a request id, an access-log line and the metrics 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
 import re
 import time
@@ -324,3 +325,85 @@ def document_guards(openapi: dict[str, Any]) -> dict[str, Any]:
             for code, response in GUARDED_RESPONSES.items():
                 op["responses"].setdefault(code, copy.deepcopy(response))
     return openapi
+
+
+# --- routes anyone may call without an account (issue 23: grievances) -------------------------------------------
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Collection[str] = ()) -> str:
+    """Whom a request comes from, for an anonymous rate limit: the peer's address; or, when the peer is one of the
+    `trusted` proxies (addresses or networks, e.g. `10.0.0.0/8`), the nearest address in `X-Forwarded-For` that is
+    not one (read right to left: what the client wrote itself is on the left, and is not believed)."""
+    address = peer or "unknown"
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+    if not forwarded_for or not networks or not _within(address, networks):
+        return address
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        if not _within(hop, networks):
+            return hop[:64]
+        address = hop
+    return address
+
+
+def _within(address: str, networks: Collection[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
+
+
+class AnonymousLimit:
+    """A rate limit for a route anyone may call without an account, where `Guards`' per-principal buckets see no
+    principal: a token bucket per client address (`burst` at once, then `rate_per_hour`; `client_address` tells the
+    address, believing `X-Forwarded-For` only from `trusted_proxies`) and a ceiling for everyone together
+    (`ceiling_per_hour` calls in any hour, a bucket of that size refilled evenly; 0: none). `check` raises a 429
+    (problem+json through the app's handler, with Retry-After) when either is spent. Use it as a dependency of
+    the routes that opt in."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        what: str,
+        rate_per_hour: float,
+        burst: int,
+        ceiling_per_hour: int = 0,
+        trusted_proxies: Collection[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for t in trusted_proxies:
+            ipaddress.ip_network(t, strict=False)  # ValueError at start, not at the first request
+        self.service = service
+        self.what = what
+        self.trusted = tuple(trusted_proxies)
+        self.per_address = WriteBuckets(rate_per_hour / 3600, burst, clock=clock)
+        self.ceiling = (
+            WriteBuckets(ceiling_per_hour / 3600, ceiling_per_hour, clock=clock) if ceiling_per_hour else None
+        )
+        self.rate_per_hour = rate_per_hour
+        self.ceiling_per_hour = ceiling_per_hour
+
+    def check(self, peer: str | None, forwarded_for: str | None) -> None:
+        """Take one call for this client (HTTPException 429 when its bucket or the ceiling is spent)."""
+        wait = self.per_address.take(client_address(peer, forwarded_for, self.trusted))
+        if wait > 0:
+            self._refuse(
+                wait, f"more {self.what} than this service takes from one address ({self.rate_per_hour:g} an hour)"
+            )
+        if self.ceiling is not None and (wait := self.ceiling.take("*")) > 0:
+            self._refuse(
+                wait, f"more {self.what} than this service takes from everyone ({self.ceiling_per_hour} an hour)"
+            )
+
+    def _refuse(self, wait: float, why: str) -> None:
+        after = max(1, math.ceil(wait))
+        REFUSALS.labels(self.service, "too-many-requests").inc()
+        raise HTTPException(
+            429,
+            f"Too many requests: {why}. Nothing was written; retry in {after} s (Retry-After).",
+            headers={"Retry-After": str(after), "Cache-Control": "no-store"},
+        )

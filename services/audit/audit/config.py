@@ -46,6 +46,27 @@ class Settings(GenealogySettings):
     public_registry_url: str | None = Field(
         None, description="The registry API as the dashboard's browser reaches it (default: `registry_url`)."
     )
+    # Grievances (POST /grievances, POST /grievances/status): anyone may call them, without an account.
+    grievance_rate_per_hour: float = Field(
+        6.0,
+        gt=0,
+        description="Grievances one client address may file an hour once its `grievance_burst` is spent; more are "
+        "refused with 429 and Retry-After.",
+    )
+    grievance_burst: int = Field(3, ge=1, description="Grievances one client address may file at once.")
+    grievance_ceiling_per_hour: int = Field(
+        500, ge=0, description="Grievances filed by everyone together in any hour at most (0: no ceiling)."
+    )
+    grievance_status_rate_per_hour: float = Field(
+        60.0, gt=0, description="Status look-ups by receipt code one client address may make an hour after its burst."
+    )
+    grievance_status_burst: int = Field(10, ge=1, description="Status look-ups one client address may make at once.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (e.g. `10.0.0.0/8`) of reverse proxies in front of the service: only a "
+        "request from one of them has its `X-Forwarded-For` believed for the grievance rate limits; JSON list in the "
+        "environment. Empty: the peer's address counts.",
+    )
 
     def thresholds(self) -> Thresholds:
         base = Thresholds()

@@ -1,4 +1,5 @@
-"""The audit consumer: `custody.events` and `registry.events` into the audit projection and its flags.
+"""The audit consumer: `custody.events` and `registry.events` into the audit projection and its flags (and, from
+`audit.decisions`, the operator's grievance triages).
 
 Runs inside the service (`AUDIT_CONSUMER_ENABLED=true`, the default) or alone: `python -m audit.consumer`.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from audit.config import Settings
 from audit.projection import Projection
 from shared.consumer import EventConsumer, run_standalone
-from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS
+from shared.topics import AUDIT_DECISIONS, CUSTODY_EVENTS, REGISTRY_EVENTS
 
 PROJECTION_LOCK_KEY = 0x6D636F63_61756470  # "mcocaudp": held by the projection's one writer (consumer or replay)
 
@@ -33,7 +34,9 @@ def make_consumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group_id or settings.consumer_group or settings.service_name,
-        topics=[REGISTRY_EVENTS, CUSTODY_EVENTS],
+        # audit.decisions: the operator's grievance triages raise flags (`handlers.grievances`); flag decisions there
+        # are kept as received and ask nothing of the projection
+        topics=[REGISTRY_EVENTS, CUSTODY_EVENTS, AUDIT_DECISIONS],
         topic_prefix=settings.topic_prefix,
         handler=projection.apply_batch,
         stage=projection.stage_batch,  # a small batch in one statement (a live trickle: a flag milliseconds sooner)

@@ -1,0 +1,65 @@
+"""Substantiated grievances (`audit.grievance.triaged` on `audit.decisions`, the operator's triage): every lot from
+the participant or site it is about, dated in its period, gets a `substantiated_grievance` flag: those known when the
+triage arrives, and those that arrive afterwards (`on_new_lot`, called for every new lot). Live, a triage may come
+before or after the lots it bears on; a replay reads it after all of them: either way each lot is judged once with
+the same grievance, so the flags are the same.
+
+A lot is "from" a participant when it came into being there: its origin participant (`lots.origin_participant`) is
+the participant (a mine's origin lot, the output of a transformation it recorded, material declared as from it), and
+its origin date (`origin_at`) falls in the period. What is made from such a lot inherits the flag through its risk
+summary, like any origin finding."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from audit import rules
+from audit.projection.context import About, Context
+from audit.projection.decode import NewLot, intern
+from audit.rules import Grievance
+
+
+def _judge(ctx: Context, g: Grievance, lot_id: str, kind: str, at_participant: str, origin_at: datetime) -> None:
+    ctx.judge(
+        "substantiated_grievance",
+        About(lot_id, g.id, "audit.grievance.triaged", g.participant_id),
+        lambda: rules.substantiated_grievance(
+            grievance=g,
+            lot_id=lot_id,
+            origin_kind=kind,
+            origin_participant=at_participant,
+            origin_at=origin_at,
+        ),
+    )
+
+
+def on_triaged(ctx: Context, g: Grievance) -> None:
+    """A substantiated grievance: kept (for lots that arrive later) and judged on every lot known from there."""
+    s, j = ctx.state, ctx.journal
+    known = s.grievances.get(g.participant_id)
+    if known is None:
+        j.set(s.grievances, g.participant_id, [])
+        known = s.grievances[g.participant_id]
+    if all(k.id != g.id for k in known):  # else known already (loaded from the table, or redelivered): judged again
+        j.append(known, g)
+    for origin_at, lot_id, kind in s.lots_by_origin.get(g.participant_id, ()):
+        if g.period_from <= origin_at.date() <= g.period_to:
+            _judge(ctx, g, lot_id, kind, g.participant_id, origin_at)
+
+
+def on_new_lot(ctx: Context, lot: NewLot) -> None:
+    """A new lot with an origin participant: indexed, and judged against that participant's substantiated
+    grievances (a dict lookup when there are none)."""
+    who = lot.origin_participant
+    if who is None:
+        return
+    s, j = ctx.state, ctx.journal
+    who = intern(who)
+    index = s.lots_by_origin.get(who)
+    if index is None:
+        j.set(s.lots_by_origin, who, [])
+        index = s.lots_by_origin[who]
+    kind = intern(lot.origin_kind)
+    j.append(index, (lot.at, lot.lot_id, kind))
+    for g in s.grievances.get(who, ()):
+        _judge(ctx, g, lot.lot_id, kind, who, lot.at)

@@ -1,6 +1,10 @@
 """declared origins and transit regions
 
-(Reserved for issue 23, part H2: fill in upgrade, downgrade and this docstring.)
+A lot declared from outside the system keeps what its declaration said beyond the lot's origin columns
+(`lots.declared_origin`: the declarant, the certifications it named, the mine's name) and the named mine's latest
+answer (`lots.origin_answer`: confirmed or disputed, its note, event, who and when), so the projection screens declared
+origins again after a restart. A shipment keeps the transit regions it named (`shipments.transit_regions`, ISO
+3166-2; empty for shipments recorded before). All are written from events: a replay rebuilds them.
 
 Revision ID: a7d1e0000005
 Revises: a7d1e0000004
@@ -9,8 +13,9 @@ Create Date: 2026-12-05 21:30:00+00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "a7d1e0000005"
 down_revision: str | None = "a7d1e0000004"
@@ -19,8 +24,17 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("lots", sa.Column("declared_origin", postgresql.JSONB(), nullable=True))
+    op.add_column("lots", sa.Column("origin_answer", postgresql.JSONB(), nullable=True))
+    op.add_column(
+        "shipments",
+        sa.Column(
+            "transit_regions", postgresql.ARRAY(sa.Text()), nullable=False, server_default=sa.text("'{}'::text[]")
+        ),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("shipments", "transit_regions")
+    op.drop_column("lots", "origin_answer")
+    op.drop_column("lots", "declared_origin")

@@ -1,0 +1,263 @@
+"""Issue 23, part H2: holes a supplier could walk through, as rule tests without I/O.
+
+- a declared origin (`POST /lots/external`) is screened like a mined one (`rules.declared_origin_findings`), and a
+  declaration naming a registered mine is unconfirmed until that mine confirms it (`unconfirmed_declared_origin`);
+- an origin without a region in a country with listed regions is `origin_region_unknown`, as serious as a listed
+  region's finding would be for it;
+- a transit country with listed regions and no region named is `transit_region_unknown`; a named listed region is
+  `transit_through_cahra`.
+
+Each of these returned nothing before (the functions did not exist, or `cahra_findings` / `transit_findings` found
+no listing for a country listed by region only).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from audit.rules import (
+    Area,
+    Cert,
+    Declaration,
+    Finding,
+    Rule,
+    Severity,
+    cahra_findings,
+    declared_origin_findings,
+    origin_findings,
+    transit_findings,
+    unconfirmed_declared_origin,
+)
+
+ON = date(2026, 3, 1)
+SHAN = Area("A-MM-17", "MM", "MM-17", date(2020, 1, 1), None, "EU CAHRA list")
+KIVU = Area("A-CD-SK", "CD", "CD-SK", date(2020, 1, 1), None, "EU CAHRA list")
+ENDED = Area("A-CD-NK", "CD", "CD-NK", date(2020, 1, 1), date(2021, 1, 1), "EU CAHRA list")
+AFGHANISTAN = Area("A-AF", "AF", None, date(2020, 1, 1), None, "EU CAHRA list")
+AREAS = [SHAN, KIVU, ENDED, AFGHANISTAN]
+FAIRMINED = Cert("fairmined", "certified", date(2020, 1, 1), None, 1)
+
+
+def rules_of(findings: list[Finding]) -> list[Rule]:
+    return sorted(f.rule for f in findings)
+
+
+def origin(country: str, region: str | None, mining_type: str | None, certs: list[Cert] | None = None) -> list[Finding]:
+    return cahra_findings(
+        lot_id="L1",
+        event_id="E1",
+        mine="mine-1",
+        country=country,
+        region=region,
+        mining_type=mining_type,
+        on=ON,
+        areas=AREAS,
+        certs=certs or [],
+    )
+
+
+# --- origin_region_unknown ---------------------------------------------------------------------------------------
+
+
+def test_uncertified_asm_without_region_in_a_country_with_listed_regions_is_critical() -> None:
+    (f,) = origin("CD", None, "asm")
+    assert (f.rule, f.cause, f.lot_id, f.participants) == (Rule.origin_region_unknown, "L1:origin", "L1", ("mine-1",))
+    assert f.level is Severity.critical  # as uncertified ASM in a listed region
+    assert f.evidence["listed_regions"] == ["CD-SK"]  # the ended listing of CD-NK does not count on the day
+    assert f.evidence["region"] is None
+    assert f.evidence["judged_as"] == "uncertified_asm_in_cahra"
+    assert f.evidence["cahra_areas"] == ["A-CD-SK"]
+
+
+def test_lsm_without_region_is_as_serious_as_an_lsm_in_a_listed_region() -> None:
+    (f,) = origin("CD", None, "lsm")
+    (listed_one,) = origin("CD", "CD-SK", "lsm")
+    assert f.rule is Rule.origin_region_unknown
+    assert f.level is listed_one.level
+    assert f.evidence["judged_as"] == listed_one.rule.value
+
+
+def test_certified_asm_without_region_is_judged_as_certified_asm_would_be() -> None:
+    (f,) = origin("CD", None, "asm", [FAIRMINED])
+    (listed_one,) = origin("CD", "CD-SK", "asm", [FAIRMINED])
+    assert f.rule is Rule.origin_region_unknown
+    assert f.level is listed_one.level
+    assert f.evidence["certification"] == "fairmined:certified"
+
+
+def test_a_known_unlisted_region_or_an_unlisted_country_raises_nothing() -> None:
+    assert origin("CD", "CD-KN", "asm") == []
+    assert origin("RW", None, "asm") == []
+    assert origin("CD", None, "asm", []) != []
+
+
+def test_a_whole_country_listing_is_origin_in_cahra_not_region_unknown() -> None:
+    assert rules_of(origin("AF", None, "lsm")) == [Rule.origin_in_cahra]
+
+
+def test_region_listings_not_in_force_on_the_day_raise_nothing() -> None:
+    f = cahra_findings(
+        lot_id="L1",
+        event_id="E1",
+        mine="mine-1",
+        country="CD",
+        region=None,
+        mining_type="asm",
+        on=date(2019, 6, 1),
+        areas=AREAS,
+        certs=[],
+    )
+    assert f == []
+
+
+def test_origin_findings_include_region_unknown() -> None:
+    found = origin_findings(
+        lot_id="L1",
+        event_id="E1",
+        mine="mine-1",
+        country="MM",
+        region=None,
+        mining_type="asm",
+        on=ON,
+        areas=AREAS,
+        certs=[],
+    )
+    assert Rule.origin_region_unknown in rules_of(found)
+
+
+# --- declared origins ----------------------------------------------------------------------------------------------
+
+
+def declaration(**over: object) -> Declaration:
+    fields: dict[str, object] = {
+        "declarant": "smelter-1",
+        "country": "MM",
+        "region": "MM-17",
+        "mining_type": None,
+        "certifications": (),
+        "mine": None,
+        "mine_name": "unknown",
+    }
+    fields.update(over)
+    return Declaration(**fields)  # type: ignore[arg-type]
+
+
+def declared(
+    d: Declaration,
+    registered: tuple[str | None, str | None, str | None] | None = None,
+    certs: list[Cert] | None = None,
+) -> list[Finding]:
+    return declared_origin_findings(
+        lot_id="EXT-1", event_id="E9", declared=d, registered=registered, on=ON, areas=AREAS, certs=certs
+    )
+
+
+def test_a_declared_origin_in_a_listed_region_is_screened_and_says_it_was_declared() -> None:
+    (f,) = declared(declaration())  # the demo's "4 t from Shan State", mining type not declared
+    assert f.rule is Rule.uncertified_asm_in_cahra  # an unknown mining type is never softer than declared ASM
+    assert (f.lot_id, f.cause, f.participants) == ("EXT-1", "EXT-1:origin", ("smelter-1",))
+    assert f.evidence["declared"] is True
+    assert f.evidence["declaration"]["region"] == "MM-17"
+    assert f.evidence["declaration"]["mining_type"] is None
+    assert f.evidence["mining_type_judged_as"] == "asm"
+    assert f.evidence["screened_with"] == "declaration"
+    assert f.evidence["cahra_area"] == "A-MM-17"
+
+
+def test_a_declared_lsm_origin_is_origin_in_cahra_and_without_irma() -> None:
+    found = declared(declaration(mining_type="lsm"))
+    assert rules_of(found) == sorted([Rule.origin_in_cahra, Rule.lsm_without_irma])
+    assert all(f.evidence["declared"] is True for f in found)
+
+
+def test_declared_certifications_count_as_declared() -> None:
+    (f,) = declared(declaration(mining_type="asm", certifications=(("fairmined", "certified"),)))
+    assert f.rule is Rule.certified_asm_in_cahra
+    assert f.evidence["declaration"]["certifications"] == [{"scheme": "fairmined", "value": "certified"}]
+
+
+def test_a_declared_origin_without_region_in_a_country_with_listed_regions() -> None:
+    (f,) = declared(declaration(region=None))
+    assert f.rule is Rule.origin_region_unknown
+    assert f.level is Severity.critical
+    assert f.evidence["declared"] is True
+
+
+def test_a_declared_origin_elsewhere_raises_nothing() -> None:
+    assert declared(declaration(country="RW", region=None)) == []
+
+
+def test_a_named_registered_mine_is_screened_with_its_registry_data() -> None:
+    d = declaration(country="CD", region=None, mining_type="lsm", mine="mine-9", mine_name=None)
+    # the registry says: an ASM mine in CD-SK, certified Fairmined; its certifications are the registry's
+    (f,) = declared(d, registered=("CD", "CD-SK", "asm"), certs=[FAIRMINED])
+    assert f.rule is Rule.certified_asm_in_cahra
+    assert f.participants == ("smelter-1", "mine-9")
+    assert f.evidence["screened_with"] == "registry"
+    assert f.evidence["region"] == "CD-SK"
+    assert f.evidence["declaration"]["mining_type"] == "lsm"
+    (g,) = declared(d, registered=("CD", "CD-SK", "asm"), certs=[])
+    assert g.rule is Rule.uncertified_asm_in_cahra
+
+
+def test_a_named_mine_is_unconfirmed_until_it_confirms_and_a_dispute_is_high() -> None:
+    d = declaration(mine="mine-9")
+    f = unconfirmed_declared_origin(lot_id="EXT-1", event_id="E9", declared=d, answer=None)
+    assert f is not None
+    assert (f.rule, f.cause, f.level) == (Rule.unconfirmed_declared_origin, "EXT-1:declared-origin", Severity.medium)
+    assert f.participants == ("smelter-1", "mine-9")
+    assert unconfirmed_declared_origin(lot_id="EXT-1", event_id="E9", declared=d, answer=(True, None, "E10")) is None
+    g = unconfirmed_declared_origin(lot_id="EXT-1", event_id="E9", declared=d, answer=(False, "not ours", "E11"))
+    assert g is not None
+    assert (g.rule, g.cause, g.level) == (
+        Rule.unconfirmed_declared_origin,
+        "EXT-1:declared-origin:disputed",
+        Severity.high,
+    )
+    assert g.evidence["disputed"] is True and g.evidence["note"] == "not ours"
+
+
+def test_a_declaration_naming_no_mine_is_not_unconfirmed() -> None:
+    assert unconfirmed_declared_origin(lot_id="EXT-1", event_id="E9", declared=declaration(), answer=None) is None
+
+
+# --- transit regions -----------------------------------------------------------------------------------------------
+
+
+def transit(countries: list[str], regions: list[str] | None = None) -> list[Finding]:
+    return transit_findings(
+        lot_id="L1",
+        shipment_id="S1",
+        event_id="E1",
+        countries=countries,
+        on=ON,
+        areas=AREAS,
+        sender="trader-1",
+        receiver="smelter-1",
+        regions=regions or [],
+    )
+
+
+def test_a_transit_country_with_listed_regions_and_no_region_named_is_flagged() -> None:
+    (f,) = transit(["CD"])
+    assert (f.rule, f.cause, f.level) == (Rule.transit_region_unknown, "S1:CD", Severity.medium)
+    assert f.evidence["listed_regions"] == ["CD-SK"]
+    assert f.participants == ("trader-1", "smelter-1")
+
+
+def test_a_named_listed_transit_region_is_transit_through_cahra() -> None:
+    (f,) = transit(["CD"], ["CD-SK"])
+    assert (f.rule, f.cause) == (Rule.transit_through_cahra, "S1:CD-SK")
+    assert f.evidence["region"] == "CD-SK"
+
+
+def test_named_unlisted_regions_raise_nothing() -> None:
+    assert transit(["CD"], ["CD-KN"]) == []
+    assert transit(["RW", "UG"]) == []
+
+
+def test_whole_country_listings_still_trip_transit_through_cahra() -> None:
+    assert [(f.rule, f.cause) for f in transit(["AF", "CD"], ["CD-SK"])] == [
+        (Rule.transit_through_cahra, "S1:AF"),
+        (Rule.transit_through_cahra, "S1:CD-SK"),
+    ]

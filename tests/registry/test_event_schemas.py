@@ -106,6 +106,9 @@ async def one_of_each_change(api: httpx.AsyncClient) -> dict[str, Any]:
     )
     await call(api, "POST", "/cahra", {"country": "SS", "effective_from": "2026-01-01", "source": "EU"}, 201)
     await call(api, "PATCH", f"/cahra/{area['id']}", {"effective_to": "2027-03-31", "high_risk": True})
+    profile = {"country": "CD", "factor": "corruption", "level": "high", "effective_from": "2026-01-01", "source": "x"}
+    recorded = await call(api, "POST", "/risk-profiles", {"items": [profile, {**profile, "region": "CD-NK"}]})
+    await call(api, "PATCH", f"/risk-profiles/{recorded['items'][0]['id']}", {"level": "medium"})
     issued = await call(api, "POST", f"/participants/{smelter_id}/credentials", None, 201)
     await call(api, "POST", f"/credentials/{issued['token_id']}/revoke", {"reason": "laptop stolen"})
     await call(api, "POST", f"/credentials/{mine['credential']['token_id']}/revoke", None)
@@ -120,6 +123,7 @@ EXPECTED = Counter(
         "registry.certification.changed": 2,
         "registry.cahra.updated": 3,
         "registry.credential.revoked": 2,
+        "registry.risk_profile.updated": 3,
     }
 )
 
@@ -158,6 +162,8 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(api: htt
         assert event.subject == event.key
         if event.type == "registry.cahra.updated":
             assert event.key == event.data["area"]["country"]  # keyed by country, not by a participant
+        elif event.type == "registry.risk_profile.updated":
+            assert event.key == event.data["profile"]["country"]
         else:
             participant = event.data.get("participant_id", event.data.get("id"))
             assert event.key == participant, data

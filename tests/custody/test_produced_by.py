@@ -44,17 +44,17 @@ async def test_a_titleholder_names_the_asm_group_that_produced_a_lot(stack: Stac
     body = lot(produced_by=group.id)
     r = await stack.custody.post("/lots", json=body, headers=lsm.auth)
     assert r.status_code == 201, r.text
-    assert r.json()["origin"]["produced_by"] == group.id
+    assert r.json()["produced_by"] == group.id
     assert r.json()["origin"]["participant_id"] == lsm.id  # the titleholder registered it and holds it
     again = await stack.custody.get(f"/lots/{body['lot_id']}", headers=lsm.auth)
-    assert again.json()["origin"]["produced_by"] == group.id
+    assert again.json()["produced_by"] == group.id
     origin = await event_origin(stack, body["lot_id"])
     assert (origin["participant_id"], origin["mining_type"], origin["produced_by"]) == (lsm.id, "lsm", group.id)
 
     own = lot()  # its own production: nothing named, nothing in the event
     r = await stack.custody.post("/lots", json=own, headers=lsm.auth)
     assert r.status_code == 201, r.text
-    assert r.json()["origin"]["produced_by"] is None
+    assert r.json()["produced_by"] is None
     assert "produced_by" not in await event_origin(stack, own["lot_id"])
 
 

@@ -12,6 +12,10 @@ looks at the token:
   key, refused) passes: the app answers it 401 itself.
 Refusals are problem+json with a request id, an access-log line and the metrics of `shared.web.observe`, counted in
 `http_guard_refusals_total{service, reason}`, and readable by the browser origins of `cors_origins`.
+
+Routes anyone may call without an account (audit's grievances) opt in to `AnonymousLimit`, a dependency: a token
+bucket per client address (`X-Forwarded-For` believed only from trusted proxies) and a ceiling for everyone together,
+answered 429 with Retry-After as problem+json by the app's handler.
 """
 
 from __future__ import annotations

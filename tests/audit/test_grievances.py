@@ -186,6 +186,7 @@ async def test_only_the_operator_reads_grievances_and_their_contacts(system: Sys
         (grievance(when={"from": "2026-01-01", "to": "2999-01-01"}), "body.when"),
         (grievance(contact={"email": "not an address"}), "body.contact.email"),
         (grievance(contact={"name": "n" * 201}), "body.contact.name"),
+        (grievance(contact={"email": "a\x00@example.org"}), "body.contact.email"),
         (grievance(extra="field"), "body.extra"),
     ],
 )

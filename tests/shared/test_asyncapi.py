@@ -23,7 +23,7 @@ from custody.events import CUSTODY_EVENTS
 from custody.main import create_app as custody_app
 from registry import schemas
 from registry.config import Settings
-from registry.events import REGISTRY_EVENTS, CahraField, ParticipantField
+from registry.events import REGISTRY_EVENTS, CahraField, ParticipantField, RiskProfileField
 from registry.main import create_app
 from shared.asyncapi import (
     EventType,
@@ -45,6 +45,7 @@ REGISTRY_TYPES = {
     "registry.cahra.updated",
     "registry.credential.issued",
     "registry.credential.revoked",
+    "registry.risk_profile.updated",  # country and region risk profiles (issue 23)
 }
 
 
@@ -116,6 +117,7 @@ def test_every_example_of_a_payload_is_valid_data_of_its_event() -> None:
 def test_changed_names_exactly_the_fields_a_correction_can_give() -> None:
     assert set(get_args(ParticipantField)) == set(schemas.ParticipantPatch.model_fields)
     assert set(get_args(CahraField)) == set(schemas.CahraPatch.model_fields)
+    assert set(get_args(RiskProfileField)) == set(schemas.RiskProfilePatch.model_fields)
 
 
 class Lot(BaseModel):
@@ -197,6 +199,7 @@ DECISION_TYPES = [
     "audit.decision.responded",
     "audit.decision.resolved",
     "audit.decision.reopened",
+    "audit.grievance.triaged",  # the operator's triage of a grievance (issue 23)
 ]
 
 
@@ -227,6 +230,12 @@ def test_the_audit_document_has_the_flag_events_and_the_decision_events(audit_do
     assert audit_doc["channels"][DECISIONS_TOPIC]["address"] == "audit.decisions"
     for name, message in decisions.items():
         payload = resolve_ref(audit_doc, message["payload"]["$ref"])
+        if name == "audit.grievance.triaged":
+            assert {"grievance_id", "decision", "participant_id", "period_from", "period_to", "severity"} <= set(
+                payload["properties"]
+            )
+            assert not {"contact", "email", "what", "receipt_code"} & set(payload["properties"])  # nothing of the filer
+            continue
         assert {
             "decision_id",
             "flag_id",

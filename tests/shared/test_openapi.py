@@ -48,6 +48,9 @@ IDS = {
         "issue_officer_credential",
         "list_officer_credentials",
         "revoke_officer_credential",
+        "record_profiles",  # country and region risk profiles (issue 23)
+        "correct_profile",
+        "list_profiles",
     ],
     "custody": [
         "register_lot",
@@ -70,6 +73,12 @@ IDS = {
         "reopen_flag",
         "lot_risk",
         "stream",
+        "file_grievance",
+        "grievance_status",
+        "list_grievances",
+        "get_grievance",
+        "triage_grievance",
+        "erase_contact",
     ],
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -7,14 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
 from audit import grievances_schemas as schemas
 from audit import grievances_service as service
 from audit.config import Settings
 from shared.auth import PrincipalDep
-from shared.limits import AnonymousLimit
+from shared.limits import GUARDED_RESPONSES, AnonymousLimit
 from shared.problems import problem_responses, seq_cursor
 
 router = APIRouter(tags=["grievances"], responses=problem_responses(422, 503))
@@ -60,13 +59,16 @@ def _limited(which: Literal["filing", "following"]) -> object:
     return Depends(check)
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+def _pool(request: Request) -> service.Pool:
     return request.app.state.runtime.pool  # type: ignore[no-any-return]
 
 
-PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]
+PoolDep = Annotated[service.Pool, Depends(_pool)]
 _RATE: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many requests from this address, or from everyone this hour (Retry-After)"}
+    429: {
+        **GUARDED_RESPONSES["429"],
+        "description": "Too many requests from this address, or from everyone this hour (nothing was written)",
+    }
 }
 
 

@@ -31,6 +31,7 @@ Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"),
     as_sent_at_most(254),
+    NoNul,
 ]
 Phone = Annotated[
     str,
@@ -38,13 +39,11 @@ Phone = Annotated[
     as_sent_at_most(40),
 ]
 Country = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(country_validator)]
-Region = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10), as_sent_at_most(10), NoNul
-]
+Region = Name  # as the filer calls it (a province, a district): free text
 Status = Literal["received", "under_review", "dismissed", "substantiated"]
 
 _FILE_EXAMPLE: dict[str, Any] = {
-    "about": {"site_name": "Kalimbi pits, Nyabibwe", "country": "CD", "region": "CD-SK"},
+    "about": {"site_name": "Kalimbi pits, Nyabibwe", "country": "CD", "region": "South Kivu"},
     "what": "Children carrying ore bags at the washing site; guards took a share of each bag at the road block.",
     "where": "Washing site below the Kalimbi pits, road block on the Nyabibwe road",
     "when": {"from": "2026-09-01", "to": "2026-10-15"},
@@ -54,14 +53,14 @@ _FILE_EXAMPLE: dict[str, Any] = {
 
 class About(BaseModel):
     """Whom or what the grievance is about: a participant's id when the filer knows it, else a site's name and
-    country (and region, ISO 3166-2, if known). The id is kept as given: whether it exists is never said."""
+    country (and region, in its own words, if known). The id is kept as given: whether it exists is never said."""
 
     model_config = ConfigDict(extra="forbid")
 
     participant_id: Id | None = None
     site_name: Name | None = None
     country: Country | None = None
-    region: Region | None = None
+    region: Region | None = Field(None, description="The province or district, in the filer's words")
 
     @model_validator(mode="after")
     def _named(self) -> About:
@@ -225,7 +224,7 @@ _GRIEVANCE_EXAMPLE: dict[str, Any] = {
     "participant_id": None,
     "site_name": "Kalimbi pits, Nyabibwe",
     "country": "CD",
-    "region": "CD-SK",
+    "region": "South Kivu",
     "what": _FILE_EXAMPLE["what"],
     "where": _FILE_EXAMPLE["where"],
     "occurred_from": "2026-09-01",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
@@ -32,6 +32,7 @@ from shared.events import new_event
 from shared.outbox import outbox_committed
 from shared.problems import Conflict, Forbidden, InvalidInput, NotFound
 
+Pool: TypeAlias = asyncpg.Pool  # what the router hands over (it imports no driver itself)
 SOURCE = "/audit"
 TRIAGED = "audit.grievance.triaged"
 log = logging.getLogger("audit.grievances")
@@ -59,7 +60,7 @@ async def file(*, pool: asyncpg.Pool, body: schemas.FileGrievance) -> schemas.Fi
         "participant_id": body.about.participant_id,
         "site_name": body.about.site_name,
         "country": body.about.country,
-        "region": body.about.region.upper() if body.about.region else None,
+        "region": body.about.region,
         "what": body.what,
         "place": body.where,
         "occurred_from": start,

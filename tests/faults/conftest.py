@@ -123,12 +123,13 @@ def lot_body(lot_id: str, seal: str) -> dict[str, Any]:
     }
 
 
-def ship_body(to: str, seal: str) -> dict[str, Any]:
-    return {"to": to, "mass_kg": 100, "shipped_at": ago(days=2), "seal": seal, "max_transit_days": 14}
+def ship_body(to: str, seal: str, tag: str | None = None) -> dict[str, Any]:
+    """`tag`: the bag's tag (`lot_body` tags a lot with its id; bag-and-tag flags a first shipment without it)."""
+    return {"to": to, "mass_kg": 100, "shipped_at": ago(days=2), "seal": seal, "tag": tag, "max_transit_days": 14}
 
 
-def receipt_body(seal: str) -> dict[str, Any]:
-    return {"received_at": ago(days=1), "mass_kg": 100, "seal": seal}
+def receipt_body(seal: str, tag: str | None = None) -> dict[str, Any]:
+    return {"received_at": ago(days=1), "mass_kg": 100, "seal": seal, "tag": tag}
 
 
 async def drop_topics(prefix: str) -> None:

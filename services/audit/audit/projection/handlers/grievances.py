@@ -18,11 +18,19 @@ from audit.projection.context import About, Context
 from audit.projection.decode import NewLot, intern
 from audit.rules import Grievance
 
+NEW_LOT_EVENTS = {
+    "mine": "custody.lot.registered",
+    "external": "custody.lot.external_declared",
+    "transformation": "custody.lot.transformed",
+}
 
-def _judge(ctx: Context, g: Grievance, lot_id: str, kind: str, at_participant: str, origin_at: datetime) -> None:
+
+def _judge(
+    ctx: Context, g: Grievance, lot_id: str, kind: str, at_participant: str, origin_at: datetime, about: About
+) -> None:
     ctx.judge(
         "substantiated_grievance",
-        About(lot_id, g.id, "audit.grievance.triaged", g.participant_id),
+        about,
         lambda: rules.substantiated_grievance(
             grievance=g,
             lot_id=lot_id,
@@ -44,7 +52,8 @@ def on_triaged(ctx: Context, g: Grievance) -> None:
         j.append(known, g)
     for origin_at, lot_id, kind in s.lots_by_origin.get(g.participant_id, ()):
         if g.period_from <= origin_at.date() <= g.period_to:
-            _judge(ctx, g, lot_id, kind, g.participant_id, origin_at)
+            about = About(lot_id, g.id, "audit.grievance.triaged", None)
+            _judge(ctx, g, lot_id, kind, g.participant_id, origin_at, about)
 
 
 def on_new_lot(ctx: Context, lot: NewLot) -> None:
@@ -62,4 +71,5 @@ def on_new_lot(ctx: Context, lot: NewLot) -> None:
     kind = intern(lot.origin_kind)
     j.append(index, (lot.at, lot.lot_id, kind))
     for g in s.grievances.get(who, ()):
-        _judge(ctx, g, lot.lot_id, kind, who, lot.at)
+        about = About(lot.lot_id, lot.event_id, NEW_LOT_EVENTS.get(kind, "custody.lot.registered"), lot.custodian)
+        _judge(ctx, g, lot.lot_id, kind, who, lot.at, about)

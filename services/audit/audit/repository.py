@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 
+from audit import rules
 from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import enqueue_raw
@@ -289,29 +290,60 @@ async def flags_on(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
     )
 
 
+# The certifications of the origin's participant in force on its production day (UTC), the latest recorded per
+# scheme, as the rules read them (`rules.held`): its IRMA level, and its ASM certifications ("scheme:value") from
+# which `rules.asm_certification` picks the one that counts.
+ORIGINS = """
+SELECT l.lot_id, l.origin_kind, l.origin_participant, l.origin_country, l.origin_region, l.origin_mining_type,
+  (SELECT c.value FROM certifications c WHERE c.participant_id = l.origin_participant AND c.scheme = 'irma'
+     AND c.valid_from <= (l.origin_at AT TIME ZONE 'UTC')::date
+     AND (c.valid_until IS NULL OR (l.origin_at AT TIME ZONE 'UTC')::date <= c.valid_until)
+   ORDER BY c.known_at DESC, c.id DESC LIMIT 1) AS irma,
+  ARRAY(SELECT DISTINCT ON (c.scheme) c.scheme || ':' || c.value FROM certifications c
+        WHERE c.participant_id = l.origin_participant AND c.scheme = ANY($2::text[])
+          AND c.valid_from <= (l.origin_at AT TIME ZONE 'UTC')::date
+          AND (c.valid_until IS NULL OR (l.origin_at AT TIME ZONE 'UTC')::date <= c.valid_until)
+        ORDER BY c.scheme, c.known_at DESC, c.id DESC) AS asm
+FROM lots l WHERE l.lot_id = ANY($1::text[]) AND l.origin_kind IN ('mine', 'external') ORDER BY l.lot_id
+"""
+
+
 async def origins(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "SELECT lot_id, origin_kind, origin_participant, origin_country, origin_region, origin_mining_type "
-            "FROM lots WHERE lot_id = ANY($1::text[]) AND origin_kind IN ('mine', 'external') ORDER BY lot_id",
-            list(lot_ids),
-        )
-    )
+    """The origin lots among these, with their participant's IRMA level and ASM certifications on the production
+    day."""
+    return list(await conn.fetch(ORIGINS, list(lot_ids), list(rules.ASM_SCHEMES)))
 
 
+# Whoever smelted or refined (`rules.smelting_basis`: a smelter or refiner, a transformation recorded as smelting or
+# refining, or ore or concentrate into metal by anyone), with its RMAP status on the day.
 SMELTERS = """
 SELECT DISTINCT t.transformation_id, t.actor, t.actor_kind, t.occurred_at,
   (SELECT value FROM certifications c WHERE c.participant_id = t.actor AND c.scheme = 'rmap'
      AND c.valid_from <= t.occurred_at::date AND (c.valid_until IS NULL OR t.occurred_at::date <= c.valid_until)
    ORDER BY c.known_at DESC LIMIT 1) AS rmap
 FROM transformation_outputs o JOIN transformations t USING (transformation_id)
-WHERE o.lot_id = ANY($1::text[]) AND t.actor_kind IN ('smelter', 'refiner') ORDER BY t.occurred_at
+WHERE o.lot_id = ANY($1::text[])
+  AND (t.actor_kind = ANY($2::text[]) OR t.kind = ANY($3::text[])
+       OR (EXISTS (SELECT 1 FROM transformation_inputs i JOIN lots li ON li.lot_id = i.lot_id
+                   WHERE i.transformation_id = t.transformation_id AND li.form = ANY($4::text[]))
+           AND EXISTS (SELECT 1 FROM transformation_outputs x JOIN lots lo ON lo.lot_id = x.lot_id
+                       WHERE x.transformation_id = t.transformation_id AND lo.form = 'metal')))
+ORDER BY t.occurred_at
 """
 
 
 async def smelters(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """The smelters and refiners that made any of these lots, with their RMAP status on the day."""
-    return list(await conn.fetch(SMELTERS, list(lot_ids)))
+    """Whoever smelted or refined any of these lots (a trader turning ore into metal too), with its RMAP status on
+    the day."""
+    return list(
+        await conn.fetch(
+            SMELTERS,
+            list(lot_ids),
+            sorted(rules.SMELTER_KINDS),
+            sorted(rules.SMELTING_KINDS),
+            sorted(rules.RAW_FORMS),
+        )
+    )
 
 
 # From the flag's few lots down (what was made from them), not up from everything the participant ever held.

@@ -402,3 +402,15 @@ def test_the_yield_rule_still_runs_for_a_trader_s_smelting() -> None:
     ev.outputs[0]["mass_kg"] = str(Decimal("990.000"))  # tin's maximum yield is 0.80
     transformations.on_recorded(ctx, ev)
     assert (Rule.yield_exceeded, "TRF-1:tin") in ctx.changes.findings
+
+
+def test_the_grades_speak_the_registry_s_vocabulary() -> None:
+    from registry.domain import SCHEME_VALUES
+
+    allowed = {str(k): v for k, (_, v) in SCHEME_VALUES.items()}
+    assert rules.IRMA_ACHIEVED | {"transparency"} == allowed["irma"]
+    assert rules.IRMA_CAHRA_MITIGATED < rules.IRMA_ACHIEVED
+    for scheme, values in rules.COMMITTED_ASM.items():
+        assert values <= allowed[scheme]
+    assert set(rules.ASM_SCHEMES) == set(rules.CERTIFIED_ASM)
+    assert {"conformant", "active"} <= allowed["rmap"]

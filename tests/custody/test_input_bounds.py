@@ -40,7 +40,7 @@ async def post_bytes(stack: Stack, who: Party, path: str, body: bytes) -> httpx.
 
 
 async def test_a_product_of_a_million_spaces_is_refused_by_its_length_as_sent(stack: Stack) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     lot = await register(stack, mine, 10)
     path = f"/lots/{lot['lot_id']}/consumptions"
     # 1,000,000 spaces and an x (under the body limit), and beyond what remains: a 422, not a refusal recorded.
@@ -61,7 +61,7 @@ async def test_a_product_of_a_million_spaces_is_refused_by_its_length_as_sent(st
 
 
 async def test_seals_tags_and_names_are_measured_as_sent_too(stack: Stack) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     r = await stack.custody.post(
         "/lots",
         headers=mine.auth,
@@ -88,7 +88,7 @@ async def test_seals_tags_and_names_are_measured_as_sent_too(stack: Stack) -> No
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
 async def test_a_refused_write_in_any_accepted_encoding_is_recorded_once(stack: Stack, encoding: str) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     lot = await register(stack, mine, 10)
     text = '{"product": "  SKU-\u00e9  ", "mass_kg": 11, "consumed_at": "2026-11-01T08:00:00Z"}'
     raw = text.encode(encoding)
@@ -103,7 +103,7 @@ async def test_a_refused_write_in_any_accepted_encoding_is_recorded_once(stack: 
 
 
 async def test_a_body_fastapi_cannot_read_is_a_4xx_and_records_nothing(stack: Stack) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     lot = await register(stack, mine, 10)
     for raw in (b"\xff\xfe\x00", b"\xef\xbb\xbf", b'{"product": "\xff", "mass_kg": 11}'):
         r = await post_bytes(stack, mine, f"/lots/{lot['lot_id']}/consumptions", raw)
@@ -145,7 +145,7 @@ def write_requests(lot: str) -> list[tuple[str, str, dict[str, Any]]]:
 @pytest.mark.parametrize("route", range(6), ids=["register", "declare", "ship", "receive", "transform", "consume"])
 @pytest.mark.parametrize("at", EXTREMES)
 async def test_an_event_time_out_of_the_window_is_a_422_naming_its_field(stack: Stack, route: int, at: str) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     path, field, body = write_requests(lot_id())[route]
     r = await stack.custody.post(path, json={**body, field: at}, headers=mine.auth)
     assert_problem(r, 422, where=f"body.{field}")
@@ -153,7 +153,7 @@ async def test_an_event_time_out_of_the_window_is_a_422_naming_its_field(stack: 
 
 
 async def test_an_event_time_a_day_ahead_is_accepted_and_beyond_it_is_not(stack: Stack) -> None:
-    mine = await stack.party("mine", "CD")
+    mine = await stack.party("mine", "CD", region="CD-SK")
     soon = (datetime.now(UTC) + timedelta(hours=23)).isoformat()
     assert (await register(stack, mine, 1, produced_at=soon))["produced_at"]
     later = (datetime.now(UTC) + timedelta(hours=25)).isoformat()

@@ -672,7 +672,7 @@ async def test_a_corrected_mine_is_the_origin_of_its_next_lot(stack: Stack) -> N
 
 
 async def test_traces_through_merges_and_splits(stack: Stack) -> None:
-    mine_a = await stack.party("mine", "CD")
+    mine_a = await stack.party("mine", "CD", region="CD-SK")
     mine_b = await stack.party("mine", "RW")
     smelter = await stack.party("smelter", "MY", identifiers={"rmi_smelter_id": f"CID{uuid.uuid4().int % 10**6:06d}"})
     a = await register(stack, mine_a, 100)

@@ -6,13 +6,14 @@ Also the projection's handler in memory: a lot that arrives after the triage is 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
 from audit import rules
 from audit.projection.context import Context
 from audit.projection.decode import NewLot, grievance_triaged
-from audit.projection.handlers import grievances
+from audit.projection.handlers import grievances, lots
 from audit.projection.journal import Journal
 from audit.projection.state import State
 from audit.rules import Grievance, Rule, Severity, Thresholds
@@ -100,7 +101,7 @@ def test_nothing_of_the_filer_in_the_flag() -> None:
 
 
 def lot(lot_id: str, at: datetime, who: str = MINE, kind: str = "mine") -> NewLot:
-    return NewLot(lot_id, "tin", "ore", 1, kind, who, "CD", "CD-SK", "asm", who, f"ev-{lot_id}", at, at, at)  # type: ignore[arg-type]
+    return NewLot(lot_id, "tin", "ore", Decimal(1), kind, who, "CD", "CD-SK", "asm", who, f"ev-{lot_id}", at, at, at)
 
 
 def triaged(**over: object) -> Grievance | None:
@@ -120,29 +121,31 @@ def triaged(**over: object) -> Grievance | None:
     return grievance_triaged(new_event("audit.grievance.triaged", source="/audit", key=G.id, data=data))
 
 
-def findings(lots: list[NewLot], triage_first: bool) -> dict[tuple[str, str], rules.Finding]:
+def findings(new: list[NewLot], triage_first: bool) -> dict[tuple[str, str], rules.Finding]:
     ctx = Context(State(), Thresholds(), Journal())
     g = triaged()
     assert g == G
     if triage_first:
         grievances.on_triaged(ctx, g)
-    for one in lots:
-        grievances.on_new_lot(ctx, one)
+    for one in new:
+        lots.new_lot(ctx, one)  # indexes it (a mine's origin lots as `lots_by_mine`) and judges it
     if not triage_first:
         grievances.on_triaged(ctx, g)
     return dict(ctx.changes.findings)
 
 
 def test_a_lot_that_arrives_after_the_triage_is_flagged_as_one_that_was_there() -> None:
-    lots = [
+    new = [
         lot("IN", datetime(2026, 9, 10, tzinfo=UTC)),
         lot("OUT", datetime(2026, 11, 1, tzinfo=UTC)),
         lot("MADE", datetime(2026, 10, 1, tzinfo=UTC), kind="transformation"),
+        lot("DECLARED", datetime(2026, 9, 2, tzinfo=UTC), kind="external"),
         lot("OTHER", datetime(2026, 9, 10, tzinfo=UTC), who="mine-2"),
     ]
-    before, after = findings(lots, True), findings(lots, False)
+    before, after = findings(new, True), findings(new, False)
     assert before == after
-    assert {f.lot_id for f in before.values()} == {"IN", "MADE"}
+    assert {f.lot_id for f in before.values()} == {"IN", "MADE", "DECLARED"}
+    assert {f.evidence["lot_origin"] for f in before.values()} == {"mine", "transformation", "external"}
 
 
 def test_dismissed_or_under_review_asks_nothing_of_the_projection() -> None:

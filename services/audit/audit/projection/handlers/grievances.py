@@ -50,26 +50,36 @@ def on_triaged(ctx: Context, g: Grievance) -> None:
         known = s.grievances[g.participant_id]
     if all(k.id != g.id for k in known):  # else known already (loaded from the table, or redelivered): judged again
         j.append(known, g)
-    for origin_at, lot_id, kind in s.lots_by_origin.get(g.participant_id, ()):
+    lots: list[tuple[datetime, str, str]] = []
+    for lot_id in s.lots_by_mine.get(g.participant_id, ()):  # a mine's origin lots
+        mined = s.mine_lots.get(lot_id)
+        if mined is not None:
+            lots.append((mined.origin_at, lot_id, "mine"))
+    lots.extend(s.lots_by_origin.get(g.participant_id, ()))  # the others it is the origin of
+    for origin_at, lot_id, kind in lots:
         if g.period_from <= origin_at.date() <= g.period_to:
             about = About(lot_id, g.id, "audit.grievance.triaged", None)
             _judge(ctx, g, lot_id, kind, g.participant_id, origin_at, about)
 
 
 def on_new_lot(ctx: Context, lot: NewLot) -> None:
-    """A new lot with an origin participant: indexed, and judged against that participant's substantiated
-    grievances (a dict lookup when there are none)."""
+    """A new lot with an origin participant: indexed (unless a mine's: `lots.new_lot` indexes those), and judged
+    against that participant's substantiated grievances (a dict lookup when there are none). On every new lot: kept
+    short."""
     who = lot.origin_participant
     if who is None:
         return
-    s, j = ctx.state, ctx.journal
-    who = intern(who)
-    index = s.lots_by_origin.get(who)
-    if index is None:
-        j.set(s.lots_by_origin, who, [])
-        index = s.lots_by_origin[who]
-    kind = intern(lot.origin_kind)
-    j.append(index, (lot.at, lot.lot_id, kind))
-    for g in s.grievances.get(who, ()):
+    s = ctx.state
+    if lot.origin_kind != "mine":  # a mine's origin lots are indexed already (`State.lots_by_mine`, `mine_lots`)
+        entry = (lot.at, lot.lot_id, lot.origin_kind)  # the kinds are the decoder's literals: one copy each
+        index = s.lots_by_origin.get(who)
+        if index is None:
+            ctx.journal.set(s.lots_by_origin, intern(who), [entry])
+        else:
+            ctx.journal.append(index, entry)
+    found = s.grievances.get(who)
+    if found:
+        kind = lot.origin_kind
         about = About(lot.lot_id, lot.event_id, NEW_LOT_EVENTS.get(kind, "custody.lot.registered"), lot.custodian)
-        _judge(ctx, g, lot.lot_id, kind, who, lot.at, about)
+        for g in found:
+            _judge(ctx, g, lot.lot_id, kind, who, lot.at, about)

@@ -13,8 +13,11 @@ no listing for a country listed by region only).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
+import pytest
+
+from audit.projection import decode
 from audit.rules import (
     Area,
     Cert,
@@ -28,6 +31,7 @@ from audit.rules import (
     transit_findings,
     unconfirmed_declared_origin,
 )
+from shared.events import CloudEvent
 
 ON = date(2026, 3, 1)
 SHAN = Area("A-MM-17", "MM", "MM-17", date(2020, 1, 1), None, "EU CAHRA list")
@@ -261,3 +265,78 @@ def test_whole_country_listings_still_trip_transit_through_cahra() -> None:
         (Rule.transit_through_cahra, "S1:AF"),
         (Rule.transit_through_cahra, "S1:CD-SK"),
     ]
+
+
+# --- what the projection reads of the events (decoding, no I/O) ------------------------------------------------------
+
+
+def event(type: str, data: dict[str, object]) -> CloudEvent:
+    return CloudEvent(
+        type=type, source="/custody", subject="L1", key="L1", data=data, time=datetime(2026, 3, 2, tzinfo=UTC)
+    )
+
+
+SHIPPED = {
+    "lot_id": "L1",
+    "shipment_id": "S1",
+    "from": "mine",
+    "to": "trader",
+    "mass_kg": "100.000",
+    "occurred_at": "2026-03-02T08:00:00+00:00",
+    "actor": "mine",
+    "transit_countries": ["RW", "CD"],
+}
+
+
+def test_a_shipment_carries_its_transit_regions_and_old_events_none() -> None:
+    assert decode.shipped(event("custody.lot.shipped", SHIPPED)).transit_regions == []
+    named = decode.shipped(event("custody.lot.shipped", {**SHIPPED, "transit_regions": ["CD-NK"]}))
+    assert named.transit_regions == ["CD-NK"]
+    assert ["CD-NK"] in named.row  # the shipments row keeps them
+    with pytest.raises(TypeError):  # a region of a country the shipment does not pass through
+        decode.shipped(event("custody.lot.shipped", {**SHIPPED, "transit_regions": ["UG-101"]}))
+
+
+def test_a_declaration_is_read_with_its_mining_type_certifications_and_mine() -> None:
+    data = {
+        "lot_id": "EXT-1",
+        "mineral": "tin",
+        "form": "concentrate",
+        "mass_kg": "4000.000",
+        "custodian": "smelter-1",
+        "occurred_at": "2026-03-01T00:00:00+00:00",
+        "actor": "smelter-1",
+        "declared_origin": {
+            "country": "MM",
+            "region": "MM-17",
+            "mine_name": None,
+            "participant_id": "mine-9",
+            "mining_type": "lsm",
+            "certifications": [
+                {"scheme": "irma", "status": None, "level": "irma_75", "reference": None},
+                {"scheme": "fairmined", "status": "platinum", "level": None, "reference": None},  # not a status
+                {"scheme": "unknown", "status": "certified", "level": None, "reference": None},
+            ],
+        },
+        "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
+    }
+    ev = decode.external(event("custody.lot.external_declared", data))
+    assert ev.declared == Declaration("smelter-1", "MM", "MM-17", "lsm", (("irma", "irma_75"),), "mine-9", None)
+    assert ev.lot.origin_mining_type == "lsm"
+    old = decode.external(
+        event(
+            "custody.lot.external_declared",
+            {**data, "declared_origin": {"country": "MM", "region": None, "mine_name": "x", "participant_id": None}},
+        )
+    )
+    assert old.declared == Declaration("smelter-1", "MM", None, None, (), None, "x")
+
+
+def test_an_answer_is_read_as_sent() -> None:
+    data = {"lot_id": "EXT-1", "confirmed": False, "note": "not ours", "mine": "mine-9", "actor": "mine-9"}
+    ev = decode.origin_confirmed(event("custody.lot.origin_confirmed", {**data, "occurred_at": "2026-03-03T00:00:00Z"}))
+    assert (ev.lot_id, ev.by, ev.confirmed, ev.note) == ("EXT-1", "mine-9", False, "not ours")
+    with pytest.raises(TypeError):
+        decode.origin_confirmed(
+            event("custody.lot.origin_confirmed", {**data, "confirmed": "yes", "occurred_at": None})
+        )

@@ -14,6 +14,7 @@ no listing for a country listed by region only).
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -270,13 +271,13 @@ def test_whole_country_listings_still_trip_transit_through_cahra() -> None:
 # --- what the projection reads of the events (decoding, no I/O) ------------------------------------------------------
 
 
-def event(type: str, data: dict[str, object]) -> CloudEvent:
+def event(type: str, data: dict[str, Any]) -> CloudEvent:
     return CloudEvent(
         type=type, source="/custody", subject="L1", key="L1", data=data, time=datetime(2026, 3, 2, tzinfo=UTC)
     )
 
 
-SHIPPED = {
+SHIPPED: dict[str, Any] = {
     "lot_id": "L1",
     "shipment_id": "S1",
     "from": "mine",
@@ -298,7 +299,7 @@ def test_a_shipment_carries_its_transit_regions_and_old_events_none() -> None:
 
 
 def test_a_declaration_is_read_with_its_mining_type_certifications_and_mine() -> None:
-    data = {
+    data: dict[str, Any] = {
         "lot_id": "EXT-1",
         "mineral": "tin",
         "form": "concentrate",

@@ -19,6 +19,11 @@ from typing import Any
 import pytest
 
 from audit.projection import decode
+from audit.projection.context import Context
+from audit.projection.flags import Cleared
+from audit.projection.handlers import HANDLERS
+from audit.projection.journal import Journal
+from audit.projection.state import State
 from audit.rules import (
     Area,
     Cert,
@@ -26,6 +31,7 @@ from audit.rules import (
     Finding,
     Rule,
     Severity,
+    Thresholds,
     cahra_findings,
     declared_origin_findings,
     origin_findings,
@@ -341,3 +347,113 @@ def test_an_answer_is_read_as_sent() -> None:
         decode.origin_confirmed(
             event("custody.lot.origin_confirmed", {**data, "confirmed": "yes", "occurred_at": None})
         )
+
+
+# --- the projection's handlers, in memory (no I/O): what each event raises, re-judges and clears ---------------------
+
+T = datetime(2026, 3, 5, tzinfo=UTC)
+
+
+def registry_event(type: str, data: dict[str, Any], at: datetime = T) -> CloudEvent:
+    return CloudEvent(type=type, source="/registry", subject="x", key="x", data=data, time=at)
+
+
+def apply(ctx: Context, e: CloudEvent) -> None:
+    decoder, handler = HANDLERS[e.type]
+    handler(ctx, decoder(e))
+
+
+def participant(pid: str, country: str, region: str | None, mining_type: str = "asm", version: int = 1) -> CloudEvent:
+    data = {"id": pid, "kind": "mine", "name": pid, "country": country, "region": region, "mining_type": mining_type}
+    return registry_event("registry.participant.updated", {**data, "version": version})
+
+
+def listing(aid: str, country: str, region: str | None) -> CloudEvent:
+    area = {"id": aid, "country": country, "region": region, "effective_from": "2020-01-01", "source": "EU"}
+    return registry_event("registry.cahra.updated", {"action": "added", "area": area})
+
+
+def context() -> Context:
+    return Context(State(), Thresholds(), Journal())
+
+
+def keys(ctx: Context) -> set[tuple[str, str]]:
+    return {(str(r), c) for r, c in ctx.changes.findings}
+
+
+def cleared(ctx: Context) -> set[tuple[str, str]]:
+    return {(str(k[0]), k[1]) for k, v in ctx.changes.rejudged.items() if isinstance(v, Cleared)}
+
+
+def declared_event(lot_id: str, **origin: Any) -> CloudEvent:
+    data = {
+        "lot_id": lot_id,
+        "mineral": "tin",
+        "form": "concentrate",
+        "mass_kg": "4000.000",
+        "custodian": "smelter-1",
+        "occurred_at": "2026-03-01T00:00:00+00:00",
+        "actor": "smelter-1",
+        "declared_origin": {"country": "MM", "region": None, "mine_name": None, "participant_id": None, **origin},
+        "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
+    }
+    return CloudEvent(
+        type="custody.lot.external_declared", source="/custody", subject=lot_id, key=lot_id, data=data, time=T
+    )
+
+
+def answer_event(lot_id: str, by: str, confirmed: bool) -> CloudEvent:
+    data = {"lot_id": lot_id, "confirmed": confirmed, "note": None, "mine": by, "actor": by}
+    data["occurred_at"] = "2026-03-06T00:00:00+00:00"
+    return CloudEvent(
+        type="custody.lot.origin_confirmed", source="/custody", subject=lot_id, key=lot_id, data=data, time=T
+    )
+
+
+def test_a_declaration_is_screened_and_the_named_mines_answers_settle_it() -> None:
+    ctx = context()
+    apply(ctx, listing("A-MM-17", "MM", "MM-17"))
+    apply(ctx, participant("mine-9", "MM", "MM-17", "lsm"))
+    apply(ctx, declared_event("EXT-1", region="MM-17"))
+    apply(ctx, declared_event("EXT-2", participant_id="mine-9"))
+    assert keys(ctx) >= {
+        ("undocumented_custody", "EXT-1"),
+        ("uncertified_asm_in_cahra", "EXT-1:origin"),
+        ("origin_in_cahra", "EXT-2:origin"),  # the registry's data: an LSM mine in MM-17
+        ("lsm_without_irma", "mine-9:irma:EXT-2"),
+        ("unconfirmed_declared_origin", "EXT-2:declared-origin"),
+    }
+    ctx.changes = type(ctx.changes)()
+    apply(ctx, answer_event("EXT-2", "mine-9", True))
+    assert ("unconfirmed_declared_origin", "EXT-2:declared-origin") in cleared(ctx)
+    assert ctx.changes.declared["EXT-2"][0] is None and '"confirmed":true' in str(ctx.changes.declared["EXT-2"][1])
+    ctx.changes = type(ctx.changes)()
+    apply(ctx, answer_event("EXT-2", "mine-9", False))
+    assert ("unconfirmed_declared_origin", "EXT-2:declared-origin:disputed") in keys(ctx)
+    with pytest.raises(ValueError, match="no declaration names it"):  # only the named mine answers
+        apply(ctx, answer_event("EXT-2", "mine-1", True))
+
+
+def test_a_region_known_later_clears_region_unknown_and_a_region_listing_re_screens_transits() -> None:
+    ctx = context()
+    apply(ctx, participant("mine-1", "NG", None))
+    lot = {
+        "lot_id": "L1",
+        "mineral": "tin",
+        "form": "ore",
+        "mass_kg": "100.000",
+        "custodian": "mine-1",
+        "occurred_at": "2026-03-01T00:00:00+00:00",
+        "actor": "mine-1",
+        "origin": {"kind": "mine", "participant_id": "mine-1", "country": "NG", "region": None, "mining_type": "asm"},
+    }
+    apply(ctx, CloudEvent(type="custody.lot.registered", source="/custody", subject="L1", key="L1", data=lot, time=T))
+    shipped = {**SHIPPED, "transit_countries": ["NG"]}
+    apply(ctx, CloudEvent(type="custody.lot.shipped", source="/custody", subject="L1", key="L1", data=shipped, time=T))
+    assert not {k for k in keys(ctx) if k[0] in ("origin_region_unknown", "transit_region_unknown")}
+    apply(ctx, listing("A-NG-ZA", "NG", "NG-ZA"))  # a region of the country listed: both re-screened
+    assert {("origin_region_unknown", "L1:origin"), ("transit_region_unknown", "S1:NG")} <= keys(ctx)
+    ctx.changes = type(ctx.changes)()
+    apply(ctx, participant("mine-1", "NG", "NG-ZA", version=2))  # the registry learns its region
+    assert ("origin_region_unknown", "L1:origin") in cleared(ctx)
+    assert ("uncertified_asm_in_cahra", "L1:origin") in keys(ctx)

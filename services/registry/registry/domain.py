@@ -144,6 +144,44 @@ def is_cahra(areas: Sequence[CahraArea], country: str, region: str | None, on: d
     return None
 
 
+class RiskFactor(StrEnum):
+    """The risks the OECD Due Diligence Guidance (Annex II) names, as a country or region risk profile grades them."""
+
+    conflict_and_armed_groups = "conflict_and_armed_groups"
+    serious_human_rights_abuses = "serious_human_rights_abuses"
+    worst_forms_of_child_labour = "worst_forms_of_child_labour"
+    forced_labour = "forced_labour"
+    environmental_harm = "environmental_harm"
+    corruption = "corruption"
+    fraudulent_misrepresentation_of_origin = "fraudulent_misrepresentation_of_origin"
+
+
+class RiskLevel(StrEnum):
+    none = "none"
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskProfile:
+    """One risk factor of a country (region None) or an ISO 3166-2 region, at a level, over a period, per a source."""
+
+    country: str
+    region: str | None
+    factor: RiskFactor
+    level: RiskLevel
+    effective_from: date
+    effective_to: date | None
+    source: str
+
+
+def check_place(country: str, region: str | None) -> tuple[str, str | None]:
+    """(country, region) normalised: an ISO 3166-1 country and, if given, one of its ISO 3166-2 regions."""
+    country = check_country(country)
+    return country, check_region(region, country) if region else None
+
+
 SMELTER_KINDS = frozenset({Kind.smelter, Kind.refiner})
 
 
@@ -174,6 +212,18 @@ def check_participant(
     return country, region
 
 
+def check_mine_region(*, kind: Kind, country: str, region: str | None, listed_regions: Iterable[str | None]) -> None:
+    """A mine names its region where its country has regions listed as CAHRAs (in force today): the EU list names
+    the Democratic Republic of the Congo and Myanmar by region, and a mine without one could never be screened."""
+    regions = sorted({r for r in listed_regions if r is not None})
+    if kind == Kind.mine and region is None and regions:
+        raise DomainError(
+            "region",
+            f"a mine in {country} needs its region (ISO 3166-2): {country} has regions listed as conflict-affected "
+            f"or high-risk areas ({', '.join(regions)})",
+        )
+
+
 def check_officer_scope(scope: Sequence[str] | None, known: Iterable[str], max_ids: int) -> list[str] | None:
     """A compliance officer's scope: None (every participant), or the participant ids it oversees, each once and
     known to the registry, at most `max_ids` (its tokens carry them). Sorted, so two equal scopes compare equal."""
@@ -188,3 +238,53 @@ def check_officer_scope(scope: Sequence[str] | None, known: Iterable[str], max_i
     if unknown:
         raise DomainError("scope", f"unknown participants: {', '.join(unknown[:10])}")
     return ids
+
+
+# --- artisanal and industrial mining side by side (IRMA Standard chapter 3.6; ARM's principles of coexistence) ---
+
+
+class AsmRelation(StrEnum):
+    on_title = "on_title"  # artisanal miners work on the titleholder's concession
+    adjacent = "adjacent"  # next to it
+
+
+class AgreementStatus(StrEnum):
+    negotiating = "negotiating"
+    in_force = "in_force"
+    suspended = "suspended"
+    terminated = "terminated"
+
+
+MAX_AGREEMENT_GROUPS = 50
+
+
+def check_titleholder(kind: str, mining_type: str | None, where: str = "titleholder") -> None:
+    """An industrial titleholder: a mine registered as large-scale (lsm)."""
+    if kind != Kind.mine or mining_type != MiningType.lsm:
+        raise DomainError(where, f"the titleholder must be an industrial mine (lsm), not a {mining_type or kind}")
+
+
+def check_asm_group(kind: str, mining_type: str | None, where: str) -> None:
+    """An ASM group: a mine registered as artisanal and small-scale (asm)."""
+    if kind != Kind.mine or mining_type != MiningType.asm:
+        raise DomainError(where, f"an ASM group must be a mine registered as asm, not a {mining_type or kind}")
+
+
+def check_agreement_groups(titleholder: str, groups: Sequence[str]) -> list[str]:
+    """The ASM groups party to an agreement: at least one, each once, never the titleholder. In the order given."""
+    ids = list(dict.fromkeys(groups))
+    if not ids:
+        raise DomainError("asm_groups", "name at least one ASM group")
+    if len(ids) != len(groups):
+        raise DomainError("asm_groups", "an ASM group is named twice")
+    if len(ids) > MAX_AGREEMENT_GROUPS:
+        raise DomainError("asm_groups", f"at most {MAX_AGREEMENT_GROUPS} ASM groups")
+    if titleholder in ids:
+        raise DomainError("asm_groups", "the titleholder cannot be one of its own ASM groups")
+    return ids
+
+
+def check_agreement_dates(signed: date | None, valid_from: date, valid_until: date | None) -> None:
+    check_period(valid_from, valid_until, "valid_from", "valid_until")
+    if signed is not None and valid_until is not None and valid_until < signed:
+        raise DomainError("valid_until", f"valid_until ({valid_until}) is before the agreement was signed ({signed})")

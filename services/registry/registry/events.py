@@ -21,6 +21,7 @@ from shared.asyncapi import EventType
 # `schemas.ParticipantPatch` and `schemas.CahraPatch` by tests/shared/test_asyncapi.py).
 ParticipantField = Literal["name", "country", "region", "identifiers", "mining_type", "annual_capacity_kg"]
 CahraField = Literal["name", "conflict_affected", "high_risk", "effective_from", "effective_to", "source"]
+RiskProfileField = Literal["level", "effective_from", "effective_to", "source"]
 
 PARTICIPANT_ID = "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"
 _PARTICIPANT: dict[str, Any] = {
@@ -133,6 +134,51 @@ class CahraUpdated(BaseModel):
         return self
 
 
+_RISK_PROFILE: dict[str, Any] = {
+    "id": "5b0e6c1d-2a3f-4e5d-8c7b-9a0f1e2d3c4b",
+    **schemas.RISK_PROFILE_EXAMPLE,
+    "updated_at": "2026-12-05T10:00:00Z",
+}
+
+
+class RiskProfile(schemas.RiskProfile):
+    """One risk factor of a country or region, as `GET /risk-profiles` shows it."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_RISK_PROFILE]})
+
+
+class RiskProfileUpdated(BaseModel):
+    """A risk profile was recorded, or corrected (its level, period or source; `effective_to` ends it)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"action": "added", "profile": _RISK_PROFILE},
+                {
+                    "action": "updated",
+                    "changed": ["level"],
+                    "profile": {**_RISK_PROFILE, "level": "medium", "updated_at": "2027-01-10T09:00:00Z"},
+                },
+            ]
+        },
+    )
+
+    action: Literal["added", "updated"]
+    changed: list[RiskProfileField] | None = Field(
+        None,
+        description="`updated` only: the fields the correction gave, sorted (empty for an empty correction). "
+        "Absent when `added`.",
+    )
+    profile: RiskProfile
+
+    @model_validator(mode="after")
+    def _changed_only_when_updated(self) -> RiskProfileUpdated:
+        if (self.action == "updated") != (self.changed is not None):
+            raise ValueError("`changed` is given exactly when the action is `updated`")
+        return self
+
+
 class CredentialEvent(BaseModel):
     """A participant token was issued or revoked (never the token itself)."""
 
@@ -160,6 +206,44 @@ class CredentialEvent(BaseModel):
     revoked_reason: str | None
 
 
+class AsmPresenceChanged(schemas.AsmPresence):
+    """Artisanal miners were recorded on or next to an industrial mine's title, or that record was corrected or
+    ended (`until`). Audit judges `coexistence_without_agreement` with it (IRMA Standard chapter 3.6)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "recorded",
+                    **schemas.ASM_PRESENCE_OUT_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    action: Literal["recorded", "updated"]
+
+
+class CoexistenceAgreementChanged(schemas.CoexistenceAgreement):
+    """A coexistence agreement between an industrial titleholder and ASM groups was recorded or changed (status,
+    dates, parties)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "recorded",
+                    **schemas.AGREEMENT_OUT_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    action: Literal["recorded", "updated"]
+
+
 _PARTICIPANT_KEY = "participant id"
 
 REGISTRY_EVENTS: list[EventType] = [
@@ -185,11 +269,32 @@ REGISTRY_EVENTS: list[EventType] = [
         payload=CertificationChanged,
     ),
     EventType(
+        type="registry.asm_presence.changed",
+        topic=topics.REGISTRY_EVENTS,
+        key="participant id of the titleholder",
+        summary="Artisanal miners on or next to an industrial mine's title were recorded, corrected or ended.",
+        payload=AsmPresenceChanged,
+    ),
+    EventType(
+        type="registry.coexistence_agreement.changed",
+        topic=topics.REGISTRY_EVENTS,
+        key="participant id of the titleholder",
+        summary="A coexistence agreement between an industrial titleholder and ASM groups was recorded or changed.",
+        payload=CoexistenceAgreementChanged,
+    ),
+    EventType(
         type="registry.cahra.updated",
         topic=topics.REGISTRY_EVENTS,
         key="country (ISO 3166-1 alpha-2) of the area",
         summary="An area of the CAHRA list was added or corrected.",
         payload=CahraUpdated,
+    ),
+    EventType(
+        type="registry.risk_profile.updated",
+        topic=topics.REGISTRY_EVENTS,
+        key="country (ISO 3166-1 alpha-2) of the profile",
+        summary="A country or region risk profile (one factor, level, period, source) was recorded or corrected.",
+        payload=RiskProfileUpdated,
     ),
     EventType(
         type="registry.credential.issued",

@@ -78,6 +78,72 @@ class CahraArea(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class AsmPresence(Base):
+    """Artisanal miners (an ASM group) working on or next to an industrial titleholder's title (IRMA chapter 3.6)."""
+
+    __tablename__ = "asm_presence"
+    __table_args__ = (
+        Index("ix_asm_presence_titleholder", "titleholder_id", "seq"),
+        Index("ix_asm_presence_asm_group", "asm_group_id", "seq"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    titleholder: Mapped[str] = mapped_column("titleholder_id", ForeignKey("participants.id"))
+    asm_group: Mapped[str] = mapped_column("asm_group_id", ForeignKey("participants.id"))
+    relation: Mapped[str] = mapped_column(Text)  # on_title | adjacent
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CoexistenceAgreement(Base):
+    """An agreement between an industrial titleholder and ASM groups working on or next to its title."""
+
+    __tablename__ = "coexistence_agreements"
+    __table_args__ = (
+        Index("ix_coexistence_agreements_titleholder", "titleholder_id", "seq"),
+        Index("ix_coexistence_agreements_asm_groups", "asm_groups", postgresql_using="gin"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    titleholder: Mapped[str] = mapped_column("titleholder_id", ForeignKey("participants.id"))
+    asm_groups: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    status: Mapped[str] = mapped_column(Text)  # negotiating | in_force | suspended | terminated
+    signed: Mapped[date | None] = mapped_column(Date)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RiskProfile(Base):
+    """One risk factor (OECD DDG Annex II) of a country (region NULL) or an ISO 3166-2 region, at a level, for a
+    period, per a source: one row per place, factor and period. Corrected in place (`PATCH /risk-profiles/{id}`);
+    every change is published as `registry.risk_profile.updated`."""
+
+    __tablename__ = "risk_profiles"
+    __table_args__ = (Index("ix_risk_profiles_place", "country", "region", "factor", "effective_from"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)  # stable listing order
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    factor: Mapped[str] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(Text)
+    effective_from: Mapped[date] = mapped_column(Date)
+    effective_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class SigningKey(Base):
     """Ed25519 keys that sign participant tokens. The public halves are published as a JWKS."""
 

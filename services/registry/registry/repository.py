@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.models import CahraArea, Certification, ComplianceOfficer, Credential, OfficerCredential, Participant
+from registry.models import (
+    AsmPresence,
+    CahraArea,
+    Certification,
+    CoexistenceAgreement,
+    ComplianceOfficer,
+    Credential,
+    OfficerCredential,
+    Participant,
+    RiskProfile,
+)
 from shared.problems import NotFound
 
 
@@ -93,6 +103,55 @@ async def cahra_match(
     return await session.scalar(stmt)
 
 
+RISK_PROFILES_LOCK = 0x52_49_53_4B  # "RISK": the transaction-scoped advisory lock risk-profile writes take turns on
+
+
+async def lock_risk_profiles(session: AsyncSession) -> None:
+    """Until the transaction ends: batches and imports of risk profiles take turns (none records a row twice)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RISK_PROFILES_LOCK})
+
+
+async def get_risk_profile(session: AsyncSession, profile_id: str, *, for_update: bool = False) -> RiskProfile:
+    stmt = select(RiskProfile).where(RiskProfile.id == profile_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"No risk profile {profile_id!r}.")
+    return row
+
+
+async def risk_profiles_in(session: AsyncSession, countries: Sequence[str]) -> list[RiskProfile]:
+    """Every profile of these countries (whole-country and regional)."""
+    return list(await session.scalars(select(RiskProfile).where(RiskProfile.country.in_(list(countries)))))
+
+
+async def list_risk_profiles(
+    session: AsyncSession,
+    *,
+    country: str | None,
+    region: str | None,
+    factor: str | None,
+    as_of: date | None,
+    after: int,
+    limit: int,
+) -> list[RiskProfile]:
+    """Oldest first. With `region`: what applies there, its own rows and its country's whole-country rows."""
+    stmt = select(RiskProfile).where(RiskProfile.seq > after).order_by(RiskProfile.seq).limit(limit)
+    if country:
+        stmt = stmt.where(RiskProfile.country == country)
+    if region:
+        stmt = stmt.where(or_(RiskProfile.region == region, RiskProfile.region.is_(None)))
+    if factor:
+        stmt = stmt.where(RiskProfile.factor == factor)
+    if as_of:
+        stmt = stmt.where(
+            RiskProfile.effective_from <= as_of,
+            or_(RiskProfile.effective_to.is_(None), RiskProfile.effective_to >= as_of),
+        )
+    return list(await session.scalars(stmt))
+
+
 async def existing_participants(session: AsyncSession, ids: Sequence[str]) -> set[str]:
     return set(await session.scalars(select(Participant.id).where(Participant.id.in_(list(ids)))))
 
@@ -127,3 +186,45 @@ async def get_officer_credential(session: AsyncSession, officer_id: str, jti: st
     if row is None:
         raise NotFound(f"No credential {jti!r} of compliance officer {officer_id!r}.")
     return row
+
+
+# --- ASM on or next to industrial titles, coexistence agreements ------------------------------------------------
+
+
+async def participants_by_id(session: AsyncSession, ids: Sequence[str]) -> dict[str, Participant]:
+    rows = await session.scalars(select(Participant).where(Participant.id.in_(list(ids))))
+    return {p.id: p for p in rows}
+
+
+async def get_asm_presence(session: AsyncSession, presence_id: str, *, for_update: bool = False) -> AsmPresence:
+    stmt = select(AsmPresence).where(AsmPresence.id == presence_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"No ASM presence {presence_id!r}.")
+    return row
+
+
+async def asm_presence_of(session: AsyncSession, titleholder: str) -> list[AsmPresence]:
+    stmt = select(AsmPresence).where(AsmPresence.titleholder == titleholder).order_by(AsmPresence.seq)
+    return list(await session.scalars(stmt))
+
+
+async def get_agreement(session: AsyncSession, agreement_id: str, *, for_update: bool = False) -> CoexistenceAgreement:
+    stmt = select(CoexistenceAgreement).where(CoexistenceAgreement.id == agreement_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"No coexistence agreement {agreement_id!r}.")
+    return row
+
+
+async def agreements_of(session: AsyncSession, titleholder: str) -> list[CoexistenceAgreement]:
+    stmt = (
+        select(CoexistenceAgreement)
+        .where(CoexistenceAgreement.titleholder == titleholder)
+        .order_by(CoexistenceAgreement.seq)
+    )
+    return list(await session.scalars(stmt))

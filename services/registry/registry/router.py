@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, repository, schemas, service
 from registry.config import Settings
-from registry.domain import Kind
+from registry.domain import Kind, RiskFactor
 from registry.models import ComplianceOfficer, OfficerCredential
 from registry.models import Credential as CredentialRow
-from shared.auth import OperatorDep, PrincipalDep
-from shared.problems import problem_responses, seq_cursor
+from shared.auth import OperatorDep, Principal, PrincipalDep
+from shared.problems import Forbidden, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -399,3 +399,188 @@ async def list_cahra_areas(
 ) -> schemas.CahraList:
     rows = await repository.cahra_areas(session, as_of=as_of, country=country.upper() if country else None)
     return schemas.CahraList(as_of=as_of, items=[schemas.Cahra.model_validate(a) for a in rows])
+
+
+# --- country and region risk profiles ----------------------------------------------------------------------------
+
+
+@router.post(
+    "/risk-profiles",
+    response_model=schemas.RiskProfilesRecorded,
+    tags=["risk profiles"],
+    summary="Record country or region risk profiles, up to 500, all or none (operator); sending the same again "
+    "changes nothing",
+)
+async def record_profiles(
+    body: schemas.RiskProfileBatch, session: SessionDep, _: OperatorDep
+) -> schemas.RiskProfilesRecorded:
+    where = [f"body.items.{i}" for i in range(len(body.items))]
+    profiles = [service.check_risk_profile(p, w) for p, w in zip(body.items, where, strict=True)]
+    rows, result = await service.record_risk_profiles(session=session, profiles=profiles, where=where)
+    return schemas.RiskProfilesRecorded(
+        items=[schemas.RiskProfile.model_validate(r) for r in rows],
+        added=result.added,
+        updated=result.updated,
+        unchanged=result.unchanged,
+    )
+
+
+@router.patch(
+    "/risk-profiles/{profile_id}",
+    response_model=schemas.RiskProfile,
+    tags=["risk profiles"],
+    responses=NOT_FOUND,
+    summary="Correct a risk profile's level, period or source, or end it with effective_to (operator)",
+)
+async def correct_profile(
+    profile_id: str, body: schemas.RiskProfilePatch, session: SessionDep, _: OperatorDep
+) -> schemas.RiskProfile:
+    r = await service.update_risk_profile(session=session, profile_id=profile_id, body=body)
+    return schemas.RiskProfile.model_validate(r)
+
+
+@router.get(
+    "/risk-profiles",
+    response_model=schemas.RiskProfilePage,
+    tags=["risk profiles"],
+    summary="Country and region risk profiles, oldest first; with `region`, what applies there (its own and its "
+    "country's whole-country profiles); with `as_of`, those in force that day",
+)
+async def list_profiles(
+    session: SessionDep,
+    _: PrincipalDep,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")] = None,
+    region: Annotated[
+        str | None, Query(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", description="ISO 3166-2 subdivision")
+    ] = None,
+    factor: RiskFactor | None = None,
+    as_of: date | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> schemas.RiskProfilePage:
+    rows = await service.risk_profiles(
+        session=session,
+        country=country.upper() if country else None,
+        region=region.upper() if region else None,
+        factor=factor,
+        as_of=as_of,
+        after=seq_cursor(cursor) or 0,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return schemas.RiskProfilePage(
+        as_of=as_of,
+        items=[schemas.RiskProfile.model_validate(r) for r in rows],
+        next_cursor=str(rows[-1].seq) if more else None,
+    )
+
+
+# --- ASM on or next to industrial titles, coexistence agreements (IRMA Standard chapter 3.6) ---------------------
+# The operator records them; the titleholder (and an officer overseeing it) reads them all, an ASM group the ones that
+# name it. A titleholder never records its own: the finding they bear on is about it.
+
+
+def _reads_title(who: Principal, titleholder: str) -> bool:
+    """Whether `who` reads everything recorded on this title (else only what names it, if a participant)."""
+    if who.is_operator or who.subject == titleholder or who.oversees(titleholder):
+        return True
+    if not who.is_participant:
+        raise Forbidden("Only the operator, the titleholder, its ASM groups and its officers read this.")
+    return False
+
+
+@router.post(
+    "/participants/{participant_id}/asm-presence",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.AsmPresence,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="Record artisanal miners (an ASM group) on or next to an industrial mine's title (operator)",
+)
+async def add_asm_presence(
+    participant_id: str, body: schemas.AsmPresenceCreate, session: SessionDep, _: OperatorDep
+) -> schemas.AsmPresence:
+    a = await service.add_asm_presence(session=session, titleholder=participant_id, body=body)
+    return schemas.AsmPresence.model_validate(a)
+
+
+@router.get(
+    "/participants/{participant_id}/asm-presence",
+    response_model=schemas.AsmPresenceList,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="ASM groups recorded on or next to a titleholder's title (operator, the titleholder; a group: its own)",
+)
+async def list_asm_presence(participant_id: str, session: SessionDep, who: PrincipalDep) -> schemas.AsmPresenceList:
+    everything = _reads_title(who, participant_id)
+    await repository.get_participant(session, participant_id)
+    rows = await repository.asm_presence_of(session, participant_id)
+    return schemas.AsmPresenceList(
+        titleholder=participant_id,
+        items=[schemas.AsmPresence.model_validate(a) for a in rows if everything or a.asm_group == who.subject],
+    )
+
+
+@router.patch(
+    "/asm-presence/{presence_id}",
+    response_model=schemas.AsmPresence,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="Correct an ASM presence, or end it with `until` (operator)",
+)
+async def update_asm_presence(
+    presence_id: str, body: schemas.AsmPresencePatch, session: SessionDep, _: OperatorDep
+) -> schemas.AsmPresence:
+    a = await service.update_asm_presence(session=session, presence_id=presence_id, body=body)
+    return schemas.AsmPresence.model_validate(a)
+
+
+@router.post(
+    "/participants/{participant_id}/coexistence-agreements",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.CoexistenceAgreement,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="Record a coexistence agreement between an industrial titleholder and ASM groups (operator)",
+)
+async def add_coexistence_agreement(
+    participant_id: str, body: schemas.CoexistenceAgreementCreate, session: SessionDep, _: OperatorDep
+) -> schemas.CoexistenceAgreement:
+    a = await service.add_agreement(session=session, titleholder=participant_id, body=body)
+    return schemas.CoexistenceAgreement.model_validate(a)
+
+
+@router.get(
+    "/participants/{participant_id}/coexistence-agreements",
+    response_model=schemas.CoexistenceAgreementList,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="A titleholder's coexistence agreements (operator, the titleholder; an ASM group: those it is party to)",
+)
+async def list_coexistence_agreements(
+    participant_id: str, session: SessionDep, who: PrincipalDep
+) -> schemas.CoexistenceAgreementList:
+    everything = _reads_title(who, participant_id)
+    await repository.get_participant(session, participant_id)
+    rows = await repository.agreements_of(session, participant_id)
+    return schemas.CoexistenceAgreementList(
+        titleholder=participant_id,
+        items=[
+            schemas.CoexistenceAgreement.model_validate(a) for a in rows if everything or who.subject in a.asm_groups
+        ],
+    )
+
+
+@router.patch(
+    "/coexistence-agreements/{agreement_id}",
+    response_model=schemas.CoexistenceAgreement,
+    tags=["coexistence"],
+    responses=NOT_FOUND,
+    summary="Change a coexistence agreement: its status, dates or parties (operator)",
+)
+async def update_coexistence_agreement(
+    agreement_id: str, body: schemas.CoexistenceAgreementPatch, session: SessionDep, _: OperatorDep
+) -> schemas.CoexistenceAgreement:
+    a = await service.update_agreement(session=session, agreement_id=agreement_id, body=body)
+    return schemas.CoexistenceAgreement.model_validate(a)

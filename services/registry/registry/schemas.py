@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
 
-from registry.domain import Kind, Mineral, MiningType, Scheme
+from registry.domain import AgreementStatus, AsmRelation, Kind, Mineral, MiningType, RiskFactor, RiskLevel, Scheme
 from shared.text import as_sent_at_most
 
 CountryCode = Annotated[
@@ -290,6 +290,109 @@ class CahraList(BaseModel):
     items: list[Cahra]
 
 
+# --- country and region risk profiles ----------------------------------------------------------------------------
+
+MAX_RISK_PROFILES_PER_REQUEST = 500
+RISK_PROFILE_EXAMPLE: dict[str, Any] = {
+    "country": "CD",
+    "region": "CD-SK",
+    "factor": "conflict_and_armed_groups",
+    "level": "high",
+    "effective_from": "2026-01-01",
+    "effective_to": None,
+    "source": "ILLUSTRATIVE - not an assessment",
+}
+
+
+class RiskProfileCreate(Strict):
+    """One risk factor of a place over a period. A row with the same place, factor, start and source as one already
+    recorded is that row: sent again it changes nothing, or corrects its level and end (batch-safe)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [RISK_PROFILE_EXAMPLE]})
+
+    country: CountryCode
+    region: RegionCode | None = Field(None, description="Absent: the profile is the whole country's")
+    factor: RiskFactor = Field(description="A risk the OECD Due Diligence Guidance (Annex II) names")
+    level: RiskLevel
+    effective_from: date
+    effective_to: date | None = Field(None, description="Last day the profile applies; null while it applies")
+    source: Reference = Field(description="Who assessed it, which report or data set, which edition")
+
+
+class RiskProfileBatch(Strict):
+    """Up to 500 profiles, recorded all or none."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        RISK_PROFILE_EXAMPLE,
+                        {**RISK_PROFILE_EXAMPLE, "factor": "worst_forms_of_child_labour", "level": "medium"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    items: list[RiskProfileCreate] = Field(min_length=1, max_length=MAX_RISK_PROFILES_PER_REQUEST)
+
+
+class RiskProfilePatch(Strict):
+    """A correction: the level, the period or the source. The place and the factor are what the row is about: record
+    another row for another one."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"level": "medium"}, {"effective_to": "2027-03-31"}]}
+    )
+
+    level: RiskLevel | None = None
+    effective_from: date | None = None
+    effective_to: date | None = None
+    source: Reference | None = None
+
+
+class RiskProfile(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5b0e6c1d-2a3f-4e5d-8c7b-9a0f1e2d3c4b",
+                    **RISK_PROFILE_EXAMPLE,
+                    "updated_at": "2026-12-05T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: str
+    country: str
+    region: str | None
+    factor: RiskFactor
+    level: RiskLevel
+    effective_from: date
+    effective_to: date | None
+    source: str
+    updated_at: datetime
+
+
+class RiskProfilesRecorded(BaseModel):
+    """What a batch did: each profile as it now is, in the order sent, and how many were new, corrected, the same."""
+
+    items: list[RiskProfile]
+    added: int
+    updated: int
+    unchanged: int
+
+
+class RiskProfilePage(BaseModel):
+    as_of: date | None = Field(None, description="Set when the list answers 'what applied on this day'")
+    items: list[RiskProfile]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page")
+
+
 class RevokedToken(BaseModel):
     token_id: str
     expires_at: datetime
@@ -457,3 +560,151 @@ class OfficerCredentialInfo(BaseModel):
     expires_at: datetime
     revoked_at: datetime | None
     revoked_reason: str | None
+
+
+# --- artisanal and industrial mining side by side (IRMA Standard chapter 3.6) ------------------------------------
+
+TITLEHOLDER_ID = "5b2e9a4c-7d1f-4e3a-8c6b-1f2e3d4c5b6a"
+ASM_GROUP_ID = "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"
+ParticipantId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ASM_PRESENCE_EXAMPLE: dict[str, Any] = {
+    "asm_group": ASM_GROUP_ID,
+    "relation": "on_title",
+    "since": "2024-03-01",
+    "until": None,
+    "source": "Site visit report 2026-04, Kivu Tin SA concession PE 4731",
+}
+
+ASM_PRESENCE_OUT_EXAMPLE: dict[str, Any] = {
+    "id": "2a7d4c1e-9b3f-4e8a-a6d2-5c1b0e9f8a37",
+    "titleholder": TITLEHOLDER_ID,
+    **ASM_PRESENCE_EXAMPLE,
+    "version": 1,
+    "recorded_at": "2026-12-05T10:00:00Z",
+    "updated_at": "2026-12-05T10:00:00Z",
+}
+
+
+class AsmPresenceCreate(Strict):
+    """Artisanal miners (a registered ASM group: a mine with mining_type asm) working on or next to the title of
+    the industrial titleholder in the path (a mine with mining_type lsm)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [ASM_PRESENCE_EXAMPLE]})
+
+    asm_group: ParticipantId = Field(description="The ASM group's participant id (a mine registered as asm)")
+    relation: AsmRelation = Field(description="on_title: on the titleholder's concession; adjacent: next to it")
+    since: date = Field(description="First day the group is known to work there")
+    until: date | None = Field(None, description="Last day; null while the group works there")
+    source: Reference = Field(description="Where this is known from (site visit, report, grievance...)")
+
+
+class AsmPresencePatch(Strict):
+    """Corrections, or the end of a presence (`until`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"until": "2026-10-31"}]})
+
+    relation: AsmRelation | None = None
+    since: date | None = None
+    until: date | None = None
+    source: Reference | None = None
+
+
+class AsmPresence(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={"examples": [ASM_PRESENCE_OUT_EXAMPLE]},
+    )
+
+    id: str
+    titleholder: str
+    asm_group: str
+    relation: AsmRelation
+    since: date
+    until: date | None
+    source: str
+    version: int
+    recorded_at: datetime
+    updated_at: datetime
+
+
+class AsmPresenceList(BaseModel):
+    titleholder: str
+    items: list[AsmPresence]
+
+
+AGREEMENT_EXAMPLE: dict[str, Any] = {
+    "asm_groups": [ASM_GROUP_ID],
+    "status": "in_force",
+    "signed": "2025-01-20",
+    "valid_from": "2025-02-01",
+    "valid_until": "2028-01-31",
+    "reference": "Coexistence agreement PE 4731 / COOPEMIKI, 2025",
+}
+AGREEMENT_OUT_EXAMPLE: dict[str, Any] = {
+    "id": "9c4e2b7a-1d3f-4e5b-8e6c-7f0a1b2c3d4e",
+    "titleholder": TITLEHOLDER_ID,
+    **AGREEMENT_EXAMPLE,
+    "version": 1,
+    "recorded_at": "2026-12-05T10:00:00Z",
+    "updated_at": "2026-12-05T10:00:00Z",
+}
+AgreementGroups = Annotated[list[ParticipantId], Field(min_length=1, max_length=50)]
+
+
+class CoexistenceAgreementCreate(Strict):
+    """An agreement between the industrial titleholder in the path and ASM groups working on or next to its title
+    (ARM's principles of coexistence; IRMA Standard chapter 3.6)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [AGREEMENT_EXAMPLE]})
+
+    asm_groups: AgreementGroups = Field(
+        description="The ASM groups party to the agreement (mines registered as asm), each once, at most 50"
+    )
+    status: AgreementStatus = Field(
+        description="negotiating | in_force | suspended | terminated. In force on a day: `in_force` and the day "
+        "within valid_from..valid_until; `terminated` covers the days up to its valid_until"
+    )
+    signed: date | None = Field(None, description="Day it was signed; null while negotiating")
+    valid_from: date
+    valid_until: date | None = Field(None, description="Last day it applies; null: open-ended")
+    reference: Reference | None = None
+
+
+class CoexistenceAgreementPatch(Strict):
+    """A new status (in force, suspended, terminated), new dates or parties."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "terminated", "valid_until": "2026-11-30"}]},
+    )
+
+    asm_groups: AgreementGroups | None = None
+    status: AgreementStatus | None = None
+    signed: date | None = None
+    valid_from: date | None = None
+    valid_until: date | None = None
+    reference: Reference | None = None
+
+
+class CoexistenceAgreement(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={"examples": [AGREEMENT_OUT_EXAMPLE]},
+    )
+
+    id: str
+    titleholder: str
+    asm_groups: list[str]
+    status: AgreementStatus
+    signed: date | None
+    valid_from: date
+    valid_until: date | None
+    reference: str | None
+    version: int
+    recorded_at: datetime
+    updated_at: datetime
+
+
+class CoexistenceAgreementList(BaseModel):
+    titleholder: str
+    items: list[CoexistenceAgreement]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, domain, repository, schemas
 from registry.domain import DomainError, Kind
-from registry.models import CahraArea, Certification, ComplianceOfficer, Credential, OfficerCredential, Participant
+from registry.models import (
+    AsmPresence,
+    CahraArea,
+    Certification,
+    CoexistenceAgreement,
+    ComplianceOfficer,
+    Credential,
+    OfficerCredential,
+    Participant,
+    RiskProfile,
+)
 from shared.auth import MAX_OFFICER_SCOPE
 from shared.events import format_time, new_event
 from shared.outbox import enqueue
@@ -45,6 +55,18 @@ async def _check_smelter_id_free(session: AsyncSession, smelter_id: str | None, 
         )
 
 
+async def _check_mine_region(session: AsyncSession, kind: Kind, country: str, region: str | None) -> None:
+    """A mine in a country with regions listed as CAHRAs today (the registry's CAHRA list) names its region: without
+    it, audit could not tell whether its material comes from a listed region (`domain.check_mine_region`)."""
+    if kind != Kind.mine or region is not None:
+        return
+    listed = await repository.cahra_areas(session, as_of=datetime.now(UTC).date(), country=country)
+    try:
+        domain.check_mine_region(kind=kind, country=country, region=region, listed_regions=[a.region for a in listed])
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+
+
 async def register_participant(
     *, session: AsyncSession, body: schemas.ParticipantCreate, token_ttl: timedelta
 ) -> tuple[Participant, str, Credential]:
@@ -59,6 +81,7 @@ async def register_participant(
         )
     except DomainError as exc:
         raise _invalid(exc) from exc
+    await _check_mine_region(session, body.kind, country, region)
     await _check_smelter_id_free(session, body.identifiers.rmi_smelter_id, None)
     p = Participant(
         id=str(uuid.uuid4()),
@@ -118,6 +141,7 @@ async def update_participant(
         )
     except DomainError as exc:
         raise _invalid(exc) from exc
+    await _check_mine_region(session, Kind(p.kind), country, region)
     await _check_smelter_id_free(session, smelter_id, p.id)
     if "name" in changes and body.name is not None:
         p.name = body.name
@@ -320,6 +344,150 @@ async def import_cahra(*, session: AsyncSession, areas: Iterable[domain.CahraAre
     return result
 
 
+# --- country and region risk profiles ----------------------------------------------------------------------------
+
+
+def risk_profile_data(r: RiskProfile) -> dict[str, Any]:
+    return schemas.RiskProfile.model_validate(r).model_dump(mode="json")
+
+
+def check_risk_profile(body: schemas.RiskProfileCreate, prefix: str = "body") -> domain.RiskProfile:
+    """A profile as sent, checked with the registry's ISO code checks: `prefix` names it in a problem."""
+    try:
+        country, region = domain.check_place(body.country, body.region)
+        domain.check_period(body.effective_from, body.effective_to, "effective_from", "effective_to")
+    except DomainError as exc:
+        raise _invalid(exc, prefix) from exc
+    return domain.RiskProfile(
+        country, region, body.factor, body.level, body.effective_from, body.effective_to, body.source
+    )
+
+
+def _profile_key(p: domain.RiskProfile) -> tuple[str, str | None, str, date, str]:
+    """What makes a row the same row: its place, factor, start and source."""
+    return (p.country, p.region, p.factor.value, p.effective_from, p.source)
+
+
+async def record_risk_profiles(
+    *,
+    session: AsyncSession,
+    profiles: Sequence[domain.RiskProfile],
+    where: Sequence[str] | None = None,
+    progress: Callable[[int, domain.RiskProfile], None] | None = None,
+) -> tuple[list[RiskProfile], ImportResult]:
+    """Add the profiles not recorded before (same place, factor, start and source) and correct the level and end of
+    those that differ; the same profile sent twice changes nothing. All in the caller's transaction, under a lock
+    that makes concurrent batches (and imports) take turns, so none records a row twice. `where` names each profile
+    in a problem (`body.items.3`); two of them with the same key are refused."""
+    seen: dict[tuple[str, str | None, str, date, str], int] = {}
+    for i, p in enumerate(profiles):
+        key = _profile_key(p)
+        if key in seen:
+            at = where[i] if where else f"profiles.{i}"
+            raise InvalidInput(at, f"the same place, factor, start and source as item {seen[key]}: send it once")
+        seen[key] = i
+    await repository.lock_risk_profiles(session)
+    existing = {
+        (r.country, r.region, r.factor, r.effective_from, r.source): r
+        for r in await repository.risk_profiles_in(session, sorted({p.country for p in profiles}))
+    }
+    result = ImportResult()
+    out: list[RiskProfile] = []
+    for i, p in enumerate(profiles, 1):
+        if progress is not None:
+            progress(i, p)
+        row = existing.get(_profile_key(p))
+        if row is None:
+            row = RiskProfile(
+                id=str(uuid.uuid4()),
+                country=p.country,
+                region=p.region,
+                factor=p.factor.value,
+                level=p.level.value,
+                effective_from=p.effective_from,
+                effective_to=p.effective_to,
+                source=p.source,
+            )
+            session.add(row)
+            await session.flush()
+            await session.refresh(row)
+            existing[_profile_key(p)] = row
+            data = {"action": "added", "profile": risk_profile_data(row)}
+            await _publish(session, "registry.risk_profile.updated", row.country, data)
+            result.added += 1
+        else:
+            patch = {
+                k: v for k, v in (("level", p.level.value), ("effective_to", p.effective_to)) if getattr(row, k) != v
+            }
+            if patch:
+                row = await update_risk_profile(
+                    session=session, profile_id=row.id, body=schemas.RiskProfilePatch(**patch)
+                )
+                result.updated += 1
+            else:
+                result.unchanged += 1
+        out.append(row)
+    return out, result
+
+
+async def risk_profiles(
+    *,
+    session: AsyncSession,
+    country: str | None,
+    region: str | None,
+    factor: domain.RiskFactor | None,
+    as_of: date | None,
+    after: int,
+    limit: int,
+) -> list[RiskProfile]:
+    """A page of profiles (`limit` rows at most); `region` alone implies its country, and must be in `country`."""
+    try:
+        if region:
+            country, region = domain.check_place(country or region.split("-", 1)[0], region)
+        elif country:
+            country = domain.check_country(country)
+    except DomainError as exc:
+        raise _invalid(exc, "query") from exc
+    return await repository.list_risk_profiles(
+        session,
+        country=country,
+        region=region,
+        factor=factor.value if factor else None,
+        as_of=as_of,
+        after=after,
+        limit=limit,
+    )
+
+
+async def update_risk_profile(*, session: AsyncSession, profile_id: str, body: schemas.RiskProfilePatch) -> RiskProfile:
+    """Correct a profile: its level, period or source (`effective_to` ends it). Published even when nothing given
+    differs, as a CAHRA correction is (`changed` lists the fields given)."""
+    r = await repository.get_risk_profile(session, profile_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        return r
+    for name in ("level", "effective_from", "source"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"body.{name}", "cannot be null")
+    start = changes.get("effective_from", r.effective_from)
+    end = changes.get("effective_to", r.effective_to)
+    try:
+        domain.check_period(start, end, "effective_from", "effective_to")
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    for name, value in changes.items():
+        setattr(r, name, value.value if isinstance(value, domain.RiskLevel) else value)
+    r.updated_at = datetime.now(UTC)
+    await session.flush()
+    await _publish(
+        session,
+        "registry.risk_profile.updated",
+        r.country,
+        {"action": "updated", "changed": sorted(changes), "profile": risk_profile_data(r)},
+    )
+    return r
+
+
 # --- compliance officers ----------------------------------------------------------------------------------------
 # Not published on registry.events: nothing downstream keeps officers; their tokens say who they are and what they
 # oversee, and a revoked one reaches custody and audit through the revocation list like a participant's.
@@ -362,3 +530,147 @@ async def revoke_officer_credential(
     cred.revoked_reason = reason
     await session.flush()
     return cred
+
+
+# --- ASM on or next to industrial titles, coexistence agreements (IRMA Standard chapter 3.6) ---------------------
+# Recorded by the operator only: a finding's party never decides it (a titleholder could otherwise end its own
+# `coexistence_without_agreement` by recording an agreement). A titleholder reads its own; an ASM group what names it.
+
+
+def asm_presence_data(a: AsmPresence, action: str) -> dict[str, Any]:
+    return {"action": action, **schemas.AsmPresence.model_validate(a).model_dump(mode="json")}
+
+
+def agreement_data(a: CoexistenceAgreement, action: str) -> dict[str, Any]:
+    return {"action": action, **schemas.CoexistenceAgreement.model_validate(a).model_dump(mode="json")}
+
+
+async def _titleholder(session: AsyncSession, titleholder: str) -> Participant:
+    p = await repository.get_participant(session, titleholder)
+    try:
+        domain.check_titleholder(p.kind, p.mining_type, "participant_id")
+    except DomainError as exc:
+        raise _invalid(exc, "path") from exc
+    return p
+
+
+async def _asm_groups(session: AsyncSession, ids: list[str], where: str) -> None:
+    """Each id a registered ASM group (`where`: the field, `body.asm_groups` gets the index of the one refused)."""
+    found = await repository.participants_by_id(session, ids)
+    for i, gid in enumerate(ids):
+        at = f"{where}.{i}" if where.endswith("asm_groups") else where
+        g = found.get(gid)
+        if g is None:
+            raise InvalidInput(at, f"{gid!r} is not a registered participant")
+        try:
+            domain.check_asm_group(g.kind, g.mining_type, at)
+        except DomainError as exc:
+            raise InvalidInput(exc.where, exc.msg) from exc
+
+
+async def add_asm_presence(*, session: AsyncSession, titleholder: str, body: schemas.AsmPresenceCreate) -> AsmPresence:
+    p = await _titleholder(session, titleholder)
+    if body.asm_group == p.id:
+        raise InvalidInput("body.asm_group", "the titleholder cannot be its own ASM group")
+    await _asm_groups(session, [body.asm_group], "body.asm_group")
+    try:
+        domain.check_period(body.since, body.until, "since", "until")
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    a = AsmPresence(
+        id=str(uuid.uuid4()),
+        titleholder=p.id,
+        asm_group=body.asm_group,
+        relation=body.relation.value,
+        since=body.since,
+        until=body.until,
+        source=body.source,
+    )
+    session.add(a)
+    await session.flush()
+    await session.refresh(a)
+    await _publish(session, "registry.asm_presence.changed", a.titleholder, asm_presence_data(a, "recorded"))
+    return a
+
+
+async def update_asm_presence(
+    *, session: AsyncSession, presence_id: str, body: schemas.AsmPresencePatch
+) -> AsmPresence:
+    a = await repository.get_asm_presence(session, presence_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("relation", "since", "source"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"body.{name}", "cannot be null")
+    if not changes:
+        return a
+    try:
+        domain.check_period(changes.get("since", a.since), changes.get("until", a.until), "since", "until")
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    for name, value in changes.items():
+        setattr(a, name, value.value if name == "relation" else value)
+    a.version += 1
+    a.updated_at = datetime.now(UTC)
+    await session.flush()
+    await _publish(session, "registry.asm_presence.changed", a.titleholder, asm_presence_data(a, "updated"))
+    return a
+
+
+async def add_agreement(
+    *, session: AsyncSession, titleholder: str, body: schemas.CoexistenceAgreementCreate
+) -> CoexistenceAgreement:
+    p = await _titleholder(session, titleholder)
+    try:
+        groups = domain.check_agreement_groups(p.id, body.asm_groups)
+        domain.check_agreement_dates(body.signed, body.valid_from, body.valid_until)
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    await _asm_groups(session, groups, "body.asm_groups")
+    a = CoexistenceAgreement(
+        id=str(uuid.uuid4()),
+        titleholder=p.id,
+        asm_groups=groups,
+        status=body.status.value,
+        signed=body.signed,
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        reference=body.reference,
+    )
+    session.add(a)
+    await session.flush()
+    await session.refresh(a)
+    await _publish(session, "registry.coexistence_agreement.changed", a.titleholder, agreement_data(a, "recorded"))
+    return a
+
+
+async def update_agreement(
+    *, session: AsyncSession, agreement_id: str, body: schemas.CoexistenceAgreementPatch
+) -> CoexistenceAgreement:
+    a = await repository.get_agreement(session, agreement_id, for_update=True)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("asm_groups", "status", "valid_from"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"body.{name}", "cannot be null")
+    if not changes:
+        return a
+    try:
+        groups = domain.check_agreement_groups(a.titleholder, changes.get("asm_groups", list(a.asm_groups)))
+        domain.check_agreement_dates(
+            changes.get("signed", a.signed),
+            changes.get("valid_from", a.valid_from),
+            changes.get("valid_until", a.valid_until),
+        )
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    if "asm_groups" in changes:
+        await _asm_groups(session, groups, "body.asm_groups")
+        changes["asm_groups"] = groups
+    if body.status is not None:
+        changes["status"] = body.status.value
+    for name, value in changes.items():
+        setattr(a, name, value)
+    a.version += 1
+    a.updated_at = datetime.now(UTC)
+    await session.flush()
+    await _publish(session, "registry.coexistence_agreement.changed", a.titleholder, agreement_data(a, "updated"))
+    return a

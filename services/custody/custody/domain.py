@@ -67,6 +67,43 @@ class OriginKind(StrEnum):
 CLOSED = frozenset({LotStatus.consumed, LotStatus.depleted})
 
 
+class MiningType(StrEnum):
+    asm = "asm"  # artisanal and small-scale mining
+    lsm = "lsm"  # large-scale (industrial) mining
+
+
+class Scheme(StrEnum):
+    """The certification schemes a declaration from outside the system may name (the registry's vocabulary)."""
+
+    rmap = "rmap"
+    irma = "irma"
+    fairmined = "fairmined"
+    craft = "craft"
+    itsci = "itsci"
+
+
+# What each scheme records (status or level) and the values it has, as the registry keeps them.
+SCHEME_VALUES: dict[Scheme, tuple[str, frozenset[str]]] = {
+    Scheme.rmap: ("status", frozenset({"conformant", "active", "non_conformant", "suspended"})),
+    Scheme.irma: ("level", frozenset({"transparency", "irma_50", "irma_75", "irma_100"})),
+    Scheme.fairmined: ("status", frozenset({"certified", "suspended", "withdrawn"})),
+    Scheme.craft: ("status", frozenset({"committed", "progressing", "conformant", "suspended"})),
+    Scheme.itsci: ("status", frozenset({"member", "suspended", "withdrawn"})),
+}
+MAX_DECLARED_CERTIFICATIONS = 10
+
+
+def declared_certification_problem(scheme: Scheme, status: str | None, level: str | None) -> tuple[str, str] | None:
+    """Why a declared certification cannot be one of its scheme's, as (field, message); None when it can."""
+    field_, allowed = SCHEME_VALUES[scheme]
+    value, other = (status, level) if field_ == "status" else (level, status)
+    if other is not None:
+        return ("level" if field_ == "status" else "status"), f"{scheme.value} records a {field_}"
+    if value not in allowed:
+        return field_, f"{scheme.value} needs a {field_}: one of {sorted(allowed)}"
+    return None
+
+
 class Refusal(Exception):
     """An action that cannot be done (HTTP 409). `reason` is a stable slug; it is also published for audit."""
 
@@ -185,6 +222,7 @@ class NewLot:
     origin_mine_name: str | None = None
     origin_mining_type: str | None = None
     produced_at: datetime | None = None
+    produced_by: str | None = None  # the ASM group that produced a titleholder's origin lot
     tag: str | None = None
     seal: str | None = None
 

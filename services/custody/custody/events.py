@@ -109,6 +109,11 @@ class MineOrigin(BaseModel):
     mining_type: Literal["asm", "lsm"] | None = Field(
         description="asm: artisanal and small-scale; lsm: large-scale (industrial)"
     )
+    produced_by: ParticipantId | None = Field(
+        None,
+        description="An industrial titleholder's lot produced by an ASM group (a mine registered as asm) on or next "
+        "to its title: the group's participant id. Absent or null: the mine's own production",
+    )
 
 
 class LotRegistered(ChainEvent):
@@ -149,6 +154,17 @@ class LotRegistered(ChainEvent):
     origin: MineOrigin
 
 
+class DeclaredCertification(BaseModel):
+    """A certification the declarant says the mine holds (unverified): a scheme and the status or level it records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: Literal["rmap", "irma", "fairmined", "craft", "itsci"]
+    status: str | None = Field(description="rmap, fairmined, craft, itsci: the status")
+    level: str | None = Field(description="irma: the achievement level")
+    reference: str | None = Field(description="The certificate's or audit report's reference, if given")
+
+
 class DeclaredOrigin(BaseModel):
     """Where the declarant says material from outside the system comes from (unverified)."""
 
@@ -157,7 +173,16 @@ class DeclaredOrigin(BaseModel):
     country: Country
     region: Region | None
     mine_name: str | None
-    participant_id: ParticipantId | None = Field(description="If the declarant named a registered mine")
+    participant_id: ParticipantId | None = Field(
+        description="If the declarant named a registered mine (in `country`): it confirms or disputes the "
+        "declaration (`custody.lot.origin_confirmed`)"
+    )
+    mining_type: Literal["asm", "lsm"] | None = Field(
+        None, description="As declared; absent from events before 2026-12-05 (null: not declared)"
+    )
+    certifications: list[DeclaredCertification] = Field(
+        default_factory=list, max_length=10, description="As declared (absent from events before 2026-12-05)"
+    )
 
 
 class Supplier(BaseModel):
@@ -188,9 +213,11 @@ class LotExternalDeclared(ChainEvent):
                     "custodian_kind": "smelter",
                     "declared_origin": {
                         "country": "MM",
-                        "region": None,
+                        "region": "MM-17",
                         "mine_name": "unknown",
                         "participant_id": None,
+                        "mining_type": "asm",
+                        "certifications": [],
                     },
                     "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
                     **_chain(EXT, 1, "2026-11-15T12:00:00+00:00", SMELTER, 2),
@@ -208,6 +235,30 @@ class LotExternalDeclared(ChainEvent):
     custodian_kind: Kind
     declared_origin: DeclaredOrigin
     supplier: Supplier
+
+
+class LotOriginConfirmed(ChainEvent):
+    """The registered mine a declaration from outside the system named (`declared_origin.participant_id` of the
+    lot's `custody.lot.external_declared`) confirms that the material comes from it, or disputes it. The latest
+    answer counts. `occurred_at` is when it answered; the mine is the actor (not the lot's custodian)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "confirmed": True,
+                    "note": "Our lot of 2026-11-02, sold to Andaman Metals",
+                    "mine": MINE,
+                    **_chain(EXT, 2, "2026-11-16T09:00:00+00:00", MINE, 3),
+                }
+            ]
+        },
+    )
+
+    confirmed: bool = Field(description="true: the material comes from this mine; false: the mine disputes it")
+    note: str | None = Field(description="The mine's note, if given")
+    mine: ParticipantId = Field(description="The mine the declaration named (the actor)")
 
 
 class LotShipped(ChainEvent):
@@ -571,6 +622,13 @@ CUSTODY_EVENTS: list[EventType] = [
         key=_LOT_KEY,
         summary="A participant declared material from outside the system (no documented custody before).",
         payload=LotExternalDeclared,
+    ),
+    EventType(
+        type="custody.lot.origin_confirmed",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="The registered mine a declaration from outside the system named confirmed or disputed it.",
+        payload=LotOriginConfirmed,
     ),
     EventType(
         type="custody.lot.shipped",

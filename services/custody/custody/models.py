@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Identity,
@@ -79,6 +80,7 @@ class Lot(Base):
     origin_region: Mapped[str | None] = mapped_column(Text)
     origin_mine_name: Mapped[str | None] = mapped_column(Text)
     origin_mining_type: Mapped[str | None] = mapped_column(Text)
+    produced_by: Mapped[str | None] = mapped_column(Text)  # an ASM group that produced a titleholder's lot
     produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tag: Mapped[str | None] = mapped_column(Text)
     seal: Mapped[str | None] = mapped_column(Text)
@@ -86,6 +88,20 @@ class Lot(Base):
     event_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OriginConfirmation(Base):
+    """The answer of the mine a declaration from outside the system named (`POST /lots/{lot_id}/origin-confirmation`):
+    confirmed or disputed, the latest answer (each is also an event on the lot's chain)."""
+
+    __tablename__ = "origin_confirmations"
+
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"), primary_key=True)
+    mine: Mapped[str] = mapped_column(Text)
+    confirmed: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(Text)
 
 
 class LotHolder(Base):

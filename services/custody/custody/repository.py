@@ -139,7 +139,7 @@ async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, Lot]:
 
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
  origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
- created_at, event_count, head_hash"""
+ created_at, event_count, head_hash, produced_by"""
 
 
 def _insert_args(lot: NewLot) -> tuple[Any, ...]:
@@ -180,6 +180,7 @@ def new_lot_out(lot: NewLot, created_at: datetime, chain: Lot) -> dict[str, Any]
             "origin_region": lot.origin_region,
             "origin_mine_name": lot.origin_mine_name,
             "origin_mining_type": lot.origin_mining_type,
+            "produced_by": lot.produced_by,
             "produced_at": lot.produced_at,
             "tag": lot.tag,
             "seal": lot.seal,
@@ -193,16 +194,16 @@ def new_lot_out(lot: NewLot, created_at: datetime, chain: Lot) -> dict[str, Any]
 INSERT_LOTS = """
 INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
                   origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
-                  head_hash, event_count, created_at, updated_at)
+                  head_hash, event_count, created_at, updated_at, produced_by)
 SELECT u.lot_id, u.mineral, u.form, u.mass_kg, u.mass_kg, 'active', u.custodian, u.origin_kind, u.origin_participant,
        u.origin_country, u.origin_region, u.origin_mine_name, u.origin_mining_type, u.produced_at, u.tag, u.seal,
-       u.head_hash, u.event_count, $17, $17
+       u.head_hash, u.event_count, $17, $17, u.produced_by
 FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[], $15::bytea[],
-            $16::int[])
+            $16::int[], $18::text[])
      WITH ORDINALITY AS u(lot_id, mineral, form, mass_kg, custodian, origin_kind, origin_participant, origin_country,
                           origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal, head_hash,
-                          event_count, n)
+                          event_count, produced_by, n)
 ORDER BY u.n
 ON CONFLICT (lot_id) DO NOTHING
 RETURNING lot_id
@@ -213,7 +214,8 @@ async def insert_lots(conn: Conn, lots: list[tuple[NewLot, Lot]], created_at: da
     """New lots with the heads of their chains; returns the ids it inserted (a taken id is left as it is)."""
     cols = [list(c) for c in zip(*(_insert_args(new) for new, _ in lots), strict=True)]
     heads = [[chain.head_hash for _, chain in lots], [chain.event_count for _, chain in lots]]
-    return {r["lot_id"] for r in await conn.fetch(INSERT_LOTS, *cols, *heads, created_at)}
+    produced_by = [new.produced_by for new, _ in lots]
+    return {r["lot_id"] for r in await conn.fetch(INSERT_LOTS, *cols, *heads, created_at, produced_by)}
 
 
 # --- shipments ---------------------------------------------------------------------------------------------
@@ -292,6 +294,8 @@ class Changes:
     transformation: tuple[Any, ...] | None = None  # INSERT_TRANSFORMATION's arguments (`transformation_rows`)
     consumption: tuple[Any, ...] | None = None  # (id, lot, actor, product, kg, consumed_at)
     rejection: tuple[Any, ...] | None = None  # (event id, actor, action, subject, reason, detail, request)
+    # The named mine's answer to a declaration (`UPSERT_ORIGIN_CONFIRMATION`'s arguments).
+    origin_confirmation: tuple[Any, ...] | None = None
     # A registration without locks: the (participant, version) its origin was read from (PERSIST_NEW_LOT's gate).
     registered_from: tuple[str, int] | None = None
 
@@ -410,6 +414,8 @@ async def persist(
         await conn.execute(INSERT_CONSUMPTION, *c.consumption)
     if c.rejection is not None:
         await conn.execute(INSERT_REJECTION, *c.rejection)
+    if c.origin_confirmation is not None:
+        await conn.execute(UPSERT_ORIGIN_CONFIRMATION, *c.origin_confirmation)
     await conn.execute(PERSIST, *_persist_args(topic, c, actor=actor, key=key, status=status, body=body), *_bag_args(c))
     _written(c)
     return []
@@ -450,10 +456,10 @@ WITH g AS (
 ), nl AS (
   INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
                     origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
-                    head_hash, event_count, created_at, updated_at)
+                    head_hash, event_count, created_at, updated_at, produced_by)
   SELECT $45::text, $46::text, $47::text, $48::numeric, $48::numeric, 'active', $49::text, $50::text, $51::text,
          $52::text, $53::text, $54::text, $55::text, $56::timestamptz, $57::text, $58::text, $59::bytea, $60::int,
-         $61::timestamptz, $61::timestamptz
+         $61::timestamptz, $61::timestamptz, $64::text
   WHERE (SELECT ok FROM g)
 ), k AS (
   INSERT INTO idempotency_keys (actor, key, request_hash, status, response)
@@ -494,7 +500,9 @@ async def persist_unless_changed(
         participant_id, version = c.registered_from
         try:
             head = (lot.head_hash, lot.event_count, c.created_at, participant_id, version)
-            written = await conn.fetchval(PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new), *head)
+            written = await conn.fetchval(
+                PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new), *head, new.produced_by
+            )
         except asyncpg.UniqueViolationError:
             return False  # the lot id or the key is taken: nothing was written
         if written:
@@ -542,6 +550,38 @@ rows, never n x m edges; `shared.genealogy` walks through them). One round trip.
 INSERT_CONSUMPTION = """
 INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at) VALUES ($1, $2, $3, $4, $5, $6)
 """
+UPSERT_ORIGIN_CONFIRMATION = """
+INSERT INTO origin_confirmations (lot_id, mine, confirmed, note, answered_at, event_id) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (lot_id) DO UPDATE SET mine = EXCLUDED.mine, confirmed = EXCLUDED.confirmed, note = EXCLUDED.note,
+    answered_at = EXCLUDED.answered_at, event_id = EXCLUDED.event_id
+"""
+"""The latest answer of the mine a declaration named (each answer is also an event on the lot's chain)."""
+DECLARED_LOT_FOR_UPDATE = """
+SELECT l.lot_id, l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count, l.origin_kind,
+       l.origin_participant,
+       EXISTS (SELECT 1 FROM lot_holders h WHERE h.lot_id = l.lot_id AND h.participant_id = $2) AS holder
+FROM lots l WHERE l.lot_id = $1 FOR UPDATE OF l
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredLot:
+    """A lot as a confirmation of its declared origin sees it: the lot, how it came to be, the mine its declaration
+    named, and whether the caller holds or held it."""
+
+    lot: Lot
+    origin_kind: str
+    named_mine: str | None
+    caller_holds: bool
+
+
+async def declared_lot_for_update(conn: Conn, lot_id: str, caller: str) -> DeclaredLot | None:
+    r = await conn.fetchrow(DECLARED_LOT_FOR_UPDATE, lot_id, caller)
+    if r is None:
+        return None
+    return DeclaredLot(_lot(r), r["origin_kind"], r["origin_participant"], r["holder"])
+
+
 INSERT_REJECTION = """
 INSERT INTO rejected_attempts (event_id, actor, action, subject, reason, detail, request)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -596,6 +636,7 @@ def lot_out(r: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
             "mine_name": r["origin_mine_name"],
             "mining_type": r["origin_mining_type"],
         },
+        "produced_by": r.get("produced_by"),
         "produced_at": r["produced_at"],
         "tag": r["tag"],
         "seal": r["seal"],
@@ -688,7 +729,7 @@ def _trace_sql(*, upstream: bool) -> str:
         else "$3::text IS NULL OR v.lot_id = $1 OR EXISTS "
         "(SELECT 1 FROM lot_holders h WHERE h.lot_id = v.lot_id AND h.participant_id = $3::text)"
     )
-    nulls = ", ".join(["NULL"] * 15)  # remaining_kg ... head_hash
+    nulls = ", ".join(["NULL"] * 16)  # remaining_kg ... head_hash, produced_by
     cut = goes_on_sql(upstream=upstream, lot="v.lot_id")
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
         sides = """, outs AS MATERIALIZED (
@@ -732,7 +773,7 @@ ends AS MATERIALIZED (
 SELECT false AS edge, v.depth, l.lot_id COLLATE "C" AS lot_id, l.mineral, l.form, l.mass_kg::float8 AS mass_kg,
        l.remaining_kg::float8 AS remaining_kg, l.status, l.custodian, l.origin_kind, l.origin_participant,
        l.origin_country, l.origin_region, l.origin_mine_name, l.origin_mining_type, l.produced_at, l.tag, l.seal,
-       l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash,
+       l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash, l.produced_by,
        NULL COLLATE "C" AS parent, NULL AS transformation_id, NULL AS kind, NULL AS actor, NULL AS actor_kind,
        CASE WHEN v.depth = (SELECT depth FROM walk_end) THEN {cut} ELSE false END AS cut,
        (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at

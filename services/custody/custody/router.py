@@ -165,6 +165,24 @@ async def consume(
     return _answer(await service.consume(write=await _write(request, who, key, body), lot_id=lot_id, body=body))
 
 
+@router.post(
+    "/lots/{lot_id}/origin-confirmation",
+    status_code=200,
+    response_model=schemas.OriginConfirmation,
+    tags=["custody operations"],
+    summary="Confirm or dispute a declaration from outside the system that names you (a registered mine) as the origin",
+    responses=problem_responses(404),
+)
+async def confirm_origin(
+    lot_id: str,
+    body: schemas.OriginConfirmationCreate,
+    request: Request,
+    who: PrincipalDep,
+    key: IdempotencyKey = None,
+) -> Response:
+    return _answer(await service.confirm_origin(write=await _write(request, who, key, body), lot_id=lot_id, body=body))
+
+
 FAST_WRITES = (register_lot, declare_external, ship, receive, transform, consume)
 """Answered through `shared.fastlane` when the request is ordinary (the write path's CPU, measured in bench/)."""
 

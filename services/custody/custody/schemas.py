@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from custody import domain
-from custody.domain import Form, LotStatus, Mineral, OriginKind, TimeWindow, TransformationKind
+from custody.domain import Form, LotStatus, Mineral, MiningType, OriginKind, Scheme, TimeWindow, TransformationKind
 from shared.genealogy import Truncated
 from shared.iso import country_validator, current_region, is_region
 from shared.text import as_sent_at_most
@@ -121,6 +121,13 @@ class LotCreate(Strict):
     produced_at: EventTime
     tag: Seal | None = Field(None, description="Bag tag number")
     seal: Seal | None = None
+    produced_by: ParticipantId | None = Field(
+        None,
+        description="An industrial titleholder (a mine registered as lsm) selling material artisanal miners produced "
+        "on or next to its title: the ASM group's participant id (a mine registered as asm). Audit traces the lot "
+        "to that group and screens it as ASM (IRMA Standard chapter 3.6).",
+        examples=["6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"],
+    )
 
 
 class ShipmentCreate(Strict):
@@ -253,11 +260,35 @@ class ConsumptionCreate(Strict):
     consumed_at: EventTime
 
 
+class DeclaredCertification(Strict):
+    scheme: Scheme
+    status: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="For rmap, fairmined, craft, itsci: a status the scheme has", examples=["certified"]
+    )
+    level: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="For irma: an achievement level (transparency, irma_50, irma_75, irma_100)"
+    )
+    reference: ShortText | None = Field(None, description="The certificate's or audit report's reference")
+
+
 class DeclaredOrigin(Strict):
     country: CountryCode
     region: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True)] | None = None
     mine_name: ShortText | None = None
-    participant_id: ParticipantId | None = Field(None, description="If the mine is a registered participant")
+    participant_id: ParticipantId | None = Field(
+        None,
+        description="If the mine is a registered participant (a mine in the declared country): audit screens the "
+        "origin with the registry's data of that mine and marks it unconfirmed until the mine confirms it "
+        "(`POST /lots/{lot_id}/origin-confirmation`)",
+    )
+    mining_type: MiningType | None = Field(
+        None, description="asm (artisanal and small-scale) or lsm (industrial); unknown is judged as uncertified ASM"
+    )
+    certifications: list[DeclaredCertification] = Field(
+        default_factory=list,
+        max_length=domain.MAX_DECLARED_CERTIFICATIONS,
+        description=f"Certifications the mine holds, as declared (at most {domain.MAX_DECLARED_CERTIFICATIONS})",
+    )
 
 
 class Supplier(Strict):
@@ -276,7 +307,7 @@ class ExternalDeclaration(Strict):
                     "form": "concentrate",
                     "mass_kg": 500,
                     "received_at": "2026-11-15T12:00:00Z",
-                    "origin": {"country": "MM", "mine_name": "unknown"},
+                    "origin": {"country": "MM", "region": "MM-17", "mine_name": "unknown", "mining_type": "asm"},
                     "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
                 }
             ]
@@ -341,6 +372,9 @@ class Lot(BaseModel):
     status: LotStatus
     custodian: str
     origin: Origin
+    produced_by: str | None = Field(
+        None, description="An industrial titleholder's origin lot produced by an ASM group: the group's participant id"
+    )
     produced_at: datetime | None
     tag: str | None
     seal: str | None
@@ -476,3 +510,37 @@ class Rejected(BaseModel):
     """The body of a 409: also recorded and published as custody.attempt.rejected."""
 
     reason: str
+
+
+class OriginConfirmationCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"confirmed": True, "note": "Our lot of 2026-11-02, sold to Andaman Metals"}]},
+    )
+
+    confirmed: bool = Field(description="true: the material comes from this mine; false: it does not (a dispute)")
+    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = None
+
+
+class OriginConfirmation(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "EXT-2026-0007",
+                    "mine": "6f1c2b0e-...",
+                    "confirmed": True,
+                    "note": "Our lot of 2026-11-02, sold to Andaman Metals",
+                    "answered_at": "2026-11-16T09:00:00Z",
+                    "event_id": "0b4c8f5e-...",
+                }
+            ]
+        }
+    )
+
+    lot_id: str
+    mine: str = Field(description="The mine the declaration named (the caller)")
+    confirmed: bool
+    note: str | None
+    answered_at: datetime
+    event_id: str = Field(description="Its `custody.lot.origin_confirmed` event on the lot's chain")

@@ -12,6 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +63,28 @@ def _mass(v: Decimal) -> str:
 # --- writes ---------------------------------------------------------------------------------------------------
 
 
+async def _asm_producer(uow: UnitOfWork, me: repository.ParticipantRow, group_id: str) -> None:
+    """`produced_by` of a registration: only an industrial titleholder (lsm) names one, and it is a registered ASM
+    group (a mine registered as asm), as custody knows participants (from `registry.events`, cached like the
+    caller). A group's registration that has not reached custody yet is refused like an unknown one."""
+    if me.mining_type != "lsm":
+        raise InvalidInput(
+            "body.produced_by",
+            f"only an industrial mine (lsm) sells material ASM groups produced; you are {me.mining_type}",
+        )
+    if group_id == me.id:
+        raise InvalidInput("body.produced_by", "name the ASM group that produced the lot, not yourself")
+    group = uow.participants.get(group_id) if not uow.locked and uow.participants is not None else None
+    if group is None:
+        group = await repository.participant(uow.conn, group_id)
+        if group is not None and uow.participants is not None:
+            uow.participants.put(group)
+    if group is None:
+        raise InvalidInput("body.produced_by", f"{group_id!r} is not a registered participant")
+    if group.kind != "mine" or group.mining_type != "asm":
+        raise InvalidInput("body.produced_by", f"{group_id!r} is not an ASM group (a mine registered as asm)")
+
+
 async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
     """A mine registers an origin lot. Without locks, the mine comes from the participants cache: the statement
     writes only if the mine's version is still the one cached (`repository.PERSIST_NEW_LOT`)."""
@@ -75,6 +98,8 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
                 "the system with POST /lots/external."
             )
         me = await _me(uow, who, cached=not uow.locked)
+        if body.produced_by is not None:
+            await _asm_producer(uow, me, body.produced_by)
         new = NewLot(
             lot_id=body.lot_id or _new_id("LOT"),
             mineral=body.mineral.value,
@@ -90,6 +115,7 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
             produced_at=body.produced_at,
             tag=body.tag,
             seal=body.seal,
+            produced_by=body.produced_by,
         )
         lot = uow.new_lot(new)
         if not uow.locked:
@@ -113,6 +139,7 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
                     "country": me.country,
                     "region": me.region,
                     "mining_type": me.mining_type,
+                    **({"produced_by": body.produced_by} if body.produced_by is not None else {}),
                 },
             },
         )
@@ -127,13 +154,19 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "declare material")
-        me = await _me(uow, who)
         o = body.origin
+        for i, c in enumerate(o.certifications):
+            problem = domain.declared_certification_problem(c.scheme, c.status, c.level)
+            if problem is not None:
+                raise InvalidInput(f"body.origin.certifications[{i}].{problem[0]}", problem[1])
+        me = await _me(uow, who)
         region = None
         if o.region:
             region = current_region(o.region)
             if not is_region(region) or not region.startswith(o.country + "-"):
                 raise InvalidInput("body.origin.region", f"{o.region!r} is not an ISO 3166-2 region of {o.country}")
+        if o.participant_id is not None:
+            await _named_mine(uow, me, o.participant_id, o.country)
         new = NewLot(
             lot_id=body.lot_id or _new_id("EXT"),
             mineral=body.mineral.value,
@@ -145,6 +178,7 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
             origin_country=o.country,
             origin_region=region,
             origin_mine_name=o.mine_name,
+            origin_mining_type=o.mining_type.value if o.mining_type else None,
             produced_at=None,
             tag=body.tag,
             seal=body.seal,
@@ -168,6 +202,8 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
                     "region": region,
                     "mine_name": o.mine_name,
                     "participant_id": o.participant_id,
+                    "mining_type": o.mining_type.value if o.mining_type else None,
+                    "certifications": [c.model_dump(mode="json") for c in o.certifications],
                 },
                 "supplier": body.supplier.model_dump(),
             },
@@ -175,6 +211,57 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
         return repository.new_lot_out(new, uow.created_at, lot)
 
     return await write.run(action="declare_external", subject=body.lot_id, attempt=attempt, model=schemas.Lot)
+
+
+async def _named_mine(uow: UnitOfWork, me: repository.ParticipantRow, mine_id: str, country: str) -> None:
+    """The registered mine a declaration names: a mine custody knows (from `registry.events`), in the declared
+    country, and not the declarant itself (a mine confirms what others say of it)."""
+    where = "body.origin.participant_id"
+    if mine_id == me.id:
+        raise InvalidInput(where, "name the mine the material comes from, not yourself")
+    mine = await repository.participant(uow.conn, mine_id)
+    if mine is None or mine.kind != "mine":
+        raise InvalidInput(where, f"{mine_id!r} is not a registered mine")
+    if mine.country != country:
+        raise InvalidInput("body.origin.country", f"mine {mine_id} is registered in {mine.country}, not in {country}")
+
+
+async def confirm_origin(*, write: Write, lot_id: str, body: schemas.OriginConfirmationCreate) -> Answer:
+    """The mine a declaration from outside the system named confirms it, or disputes it (the latest answer
+    counts): an event on the lot's chain (`custody.lot.origin_confirmed`) and the answer kept
+    (`origin_confirmations`). Only that mine answers: a holder of the lot is refused (403), anyone else does not
+    see the lot (404)."""
+    who = write.who
+
+    async def attempt(uow: UnitOfWork) -> dict[str, Any]:
+        _participant_only(who, "confirm a declared origin")
+        found = await repository.declared_lot_for_update(uow.conn, lot_id, who.subject)
+        named = found is not None and found.origin_kind == OriginKind.external.value and found.named_mine == who.subject
+        if found is None or (not named and not found.caller_holds):
+            raise NotFound(f"No lot {lot_id!r} declared from outside the system that names you as its mine.")
+        if not named:
+            raise Forbidden(
+                f"Only the registered mine a declaration from outside the system names confirms its origin; lot "
+                f"{lot_id} names {'no mine' if found.named_mine is None else 'another participant'}."
+            )
+        lot, at = found.lot, datetime.now(UTC)
+        data = {"confirmed": body.confirmed, "note": body.note, "mine": who.subject}
+        uow.append(lot, type="custody.lot.origin_confirmed", occurred_at=at, actor=who.subject, data=data)
+        uow.touched(lot)
+        event_id = lot.new_events[-1][0]
+        uow.changes.origin_confirmation = (lot_id, who.subject, body.confirmed, body.note, at, event_id)
+        return {
+            "lot_id": lot_id,
+            "mine": who.subject,
+            "confirmed": body.confirmed,
+            "note": body.note,
+            "answered_at": at,
+            "event_id": event_id,
+        }
+
+    return await write.run(
+        action="confirm_origin", subject=lot_id, attempt=attempt, model=schemas.OriginConfirmation, status=200
+    )
 
 
 async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> Answer:

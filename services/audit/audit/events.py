@@ -13,6 +13,7 @@ Every `audit.flags` event is keyed by the lot the flag is on (`lot_id`), so a lo
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -111,12 +112,13 @@ _UPDATED: dict[str, Any] = {
     },
     "status": "open",
     "previous_status": "open",
+    "previous_severity": "high",
     "cleared_by": None,
-    "previous_summary": "Smelter without RMAP Conformant status on 2026-11-20 (status: active)",
+    "previous_summary": "Smelter without RMAP Conformant status on 2026-11-20 (status: non_conformant)",
     "previous_evidence": {
         "transformation_id": "TRF-5D21",
         "smelter": "smelter-id",
-        "rmap_status": "active",
+        "rmap_status": "non_conformant",
         "on": "2026-11-20",
     },
     "updated_at": "2026-11-24T14:00:02Z",
@@ -126,9 +128,9 @@ _UPDATED: dict[str, Any] = {
 
 class FlagUpdated(BaseModel):
     """A flag was judged again with reference data (a certification, a CAHRA area) that was known before the custody
-    event it bears on but reached audit after that event was judged: its evidence and summary are now what a replay
-    gives it, and the ones before are kept in the flag's evidence history. A person's decision stays, and
-    `evidence_changed_since_decision` says there was one.
+    event it bears on but reached audit after that event was judged: its evidence, summary and severity are now what
+    a replay gives it, and the evidence and summary before are kept in the flag's evidence history. A person's
+    decision stays, and `evidence_changed_since_decision` says there was one.
 
     If the rule no longer holds for the flag's cause at all (a replay would never raise it), `cleared_by` names the
     reference fact that cleared it (also added to the evidence): the flag is `withdrawn` if nobody had decided on it
@@ -152,6 +154,11 @@ class FlagUpdated(BaseModel):
     )
     previous_status: Literal["open", "resolved", "withdrawn"] | None = Field(
         None, description="The status before the re-judgement"
+    )
+    previous_severity: Severity | None = Field(
+        None,
+        description="The severity before the re-judgement (`severity` is the new one: a finding may set its own, "
+        "e.g. an origin in a CAHRA from an industrial mine at IRMA 75 or 100 is medium, not high)",
     )
     cleared_by: dict[str, Any] | None = Field(
         None,
@@ -297,6 +304,41 @@ DECISION_EVENTS: dict[str, tuple[str, type[FlagDecided], type[DecisionRecorded]]
 }
 
 
+class GrievanceTriaged(BaseModel):
+    """A triage of a grievance by the operator (`POST /grievances/{id}/triage`), on `audit.decisions`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "triage_id": "2c9e4b1a-7d3f-4a60-8b25-1e0f9c6d4a83",
+                    "grievance_id": "5b0c8a4e-2f61-4d7a-9e13-0c4b6a8d2f17",
+                    "decision": "substantiated",
+                    "participant_id": "7d4f2c1e-0b3a-4e59-8f61-2a9c0d3b4e5f",
+                    "period_from": "2026-09-01",
+                    "period_to": "2026-10-15",
+                    "severity": "high",
+                    "public_note": "Confirmed by a site visit; lots of that period are flagged.",
+                    "decided_by": "operator",
+                    "decided_at": "2026-12-03T16:00:00Z",
+                }
+            ]
+        },
+    )
+
+    triage_id: str
+    grievance_id: str
+    decision: Literal["under_review", "dismissed", "substantiated"]
+    participant_id: str | None = Field(description="Substantiated: the participant or site it is about")
+    period_from: date | None = Field(description="Substantiated: the first day of the period (UTC)")
+    period_to: date | None = Field(description="Substantiated: the last day of the period, included")
+    severity: Literal["low", "medium", "high", "critical"] | None = Field(description="Substantiated: the flags'")
+    public_note: str | None = Field(description="The operator's public note (the flags' evidence carries it)")
+    decided_by: str
+    decided_at: AwareDatetime
+
+
 _KEY = "lot id the flag is on"
 _SUBJECT = "flag id"
 _DECISION_KEY = "flag id"
@@ -340,4 +382,13 @@ AUDIT_EVENTS: list[EventType] = [
         )
         for kind, (suffix, _, decision_payload) in DECISION_EVENTS.items()
     ],
+    EventType(
+        type="audit.grievance.triaged",
+        topic=topics.AUDIT_DECISIONS,
+        key="grievance id",
+        summary="The operator triaged a grievance (under review, dismissed, substantiated): a substantiated one raises "
+        "`substantiated_grievance` on every lot from its participant dated in its period; a replay re-applies it. "
+        "Never the filer's words nor contact.",
+        payload=GrievanceTriaged,
+    ),
 ]

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from audit.db import Base
+from audit.grievances_models import Grievance, GrievanceContact, GrievanceTriage  # noqa: F401 (their tables)
 from shared.db import DeadLetterMixin, OutboxMixin, ProcessedEventMixin
 
 
@@ -111,6 +112,59 @@ class CahraArea(Base):
     known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RiskProfile(Base):
+    """A country or region risk profile (one factor, level, period, source) as the registry published it; a
+    correction replaces its level, period and source (`known_at` stays when it first became known)."""
+
+    __tablename__ = "risk_profiles"
+    __table_args__ = (Index("ix_risk_profiles_country", "country", "region"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    country: Mapped[str] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    factor: Mapped[str] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(Text)
+    effective_from: Mapped[date] = mapped_column(Date)
+    effective_to: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AsmPresence(Base):
+    """An ASM group on or next to an industrial titleholder's title, as the registry last published it (`version`)."""
+
+    __tablename__ = "asm_presence"
+    __table_args__ = (Index("ix_asm_presence_titleholder", "titleholder"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    titleholder: Mapped[str] = mapped_column(Text)
+    asm_group: Mapped[str] = mapped_column(Text)
+    relation: Mapped[str] = mapped_column(Text)
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(BigInteger)
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CoexistenceAgreement(Base):
+    """A coexistence agreement between an industrial titleholder and ASM groups, as last published (`version`)."""
+
+    __tablename__ = "coexistence_agreements"
+    __table_args__ = (Index("ix_coexistence_agreements_titleholder", "titleholder"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    titleholder: Mapped[str] = mapped_column(Text)
+    asm_groups: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    status: Mapped[str] = mapped_column(Text)
+    signed: Mapped[date | None] = mapped_column(Date)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(BigInteger)
+    known_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Lot(Base):
     __tablename__ = "lots"
     __table_args__ = (
@@ -132,6 +186,21 @@ class Lot(Base):
     origin_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_custody_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tag: Mapped[str | None] = mapped_column(Text)  # as registered or declared (bag-and-tag)
+    seal: Mapped[str | None] = mapped_column(Text)
+    produced_by: Mapped[str | None] = mapped_column(Text)  # an ASM group that produced a titleholder's origin lot
+
+
+class DeclaredOrigin(Base):
+    """A lot declared from outside the system: what its declaration said beyond the lot's origin columns (the
+    declarant, the certifications it named, the mine's name), and the named mine's latest answer (confirmed or
+    disputed, note, event, by, at). Written from events (an upsert per lot); a replay rebuilds it."""
+
+    __tablename__ = "declared_origins"
+
+    lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    declared: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    answer: Mapped[Any] = mapped_column(JSONB, nullable=True)
 
 
 class LotHolder(Base):
@@ -158,6 +227,7 @@ class Shipment(Base):
     status: Mapped[str] = mapped_column(Text)
     event_id: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transit_regions: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))  # ISO 3166-2
 
 
 class TransformationInput(Base):

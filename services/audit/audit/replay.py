@@ -12,7 +12,8 @@ anything it says what is there (rows per table, flags per status) and asks (y/N 
 script, and without a terminal and without `--yes` it refuses, changing nothing.
 
 The projection tables are emptied first, then every event is applied again with the same code as the live
-consumer, without publishing flags a second time; at the end the scheduled check for shipments overdue in transit
+consumer, without publishing flags a second time (then `audit.decisions`, for the operator's grievance triages: the
+grievance tables themselves are never emptied); at the end the scheduled check for shipments overdue in transit
 runs once, as the live service's would have. It reads until the end offsets seen at its start, prints
 progress, and ends with the number of events and flags and the rate.
 
@@ -67,7 +68,11 @@ TABLES = (
     "participants",
     "certifications",
     "cahra_areas",
+    "risk_profiles",
+    "asm_presence",
+    "coexistence_agreements",
     "lots",
+    "declared_origins",
     "lot_holders",
     "shipments",
     "transformation_inputs",
@@ -216,6 +221,10 @@ async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, def
         if progress:
             print(f"[replay] {len(deferred)} indexes built in {time.perf_counter() - t_ix:.1f} s", file=sys.stderr)
     seconds = time.perf_counter() - start
+    # Then audit.decisions through the projection: the operator's grievance triages raise their flags on the lots by
+    # now all known (live, a triage that came first flagged each lot as it arrived: the same flags). A few events,
+    # outside the timed part; flag decisions there are kept as received, and re-applied by `reapply_decisions`.
+    await _replay_topic(settings, dsn, AUDIT_DECISIONS, projection, progress, batch)
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():  # what the live service's scheduled check would have found by now
@@ -283,7 +292,10 @@ async def reapply_decisions(settings: Settings, dsn: str, *, progress: bool = Tr
                         if r.offset >= end[tp]:
                             continue
                         try:
-                            decisions.append(decision_from_event(CloudEvent.from_kafka(r.headers, r.key, r.value)))
+                            event = CloudEvent.from_kafka(r.headers, r.key, r.value)
+                            if event.type.startswith("audit.grievance."):
+                                continue  # re-applied through the projection (its own table is never emptied)
+                            decisions.append(decision_from_event(event))
                         except (EventDecodeError, KeyError, TypeError, ValueError) as exc:
                             log.warning("replay: %s offset %d is not a decision (%r); left out", tp, r.offset, exc)
     finally:

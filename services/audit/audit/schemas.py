@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -267,6 +267,33 @@ class Origin(BaseModel):
     country: str | None
     region: str | None
     mining_type: str | None
+    irma_level_then: str | None = Field(
+        None,
+        description="The mine's IRMA achievement level in force on the production date (`transparency`, `irma_50`, "
+        "`irma_75`, `irma_100`; null: not assessed). For an industrial mine: none is `lsm_without_irma` (low), "
+        "Transparency `lsm_irma_transparency` (info), IRMA 50 and above no IRMA finding, and IRMA 75 or 100 makes "
+        "an origin in a CAHRA medium instead of high",
+    )
+    asm_certification_then: str | None = Field(
+        None,
+        description="The ASM certification that counts on the production date, as `scheme:status` (`fairmined:"
+        "certified`, `craft:progressing`, `craft:conformant` and `itsci:member` are included on equal terms; "
+        "`craft:committed` is on the progressive-improvement path; a suspended or withdrawn one counts as none); "
+        "null: none",
+    )
+
+
+class OriginRiskFactor(BaseModel):
+    """A risk factor of the place an upstream origin lot comes from, on its production date, as its
+    `origin_risk_factors` flag names it (from the registry's country and region risk profiles)."""
+
+    lot_id: str = Field(description="The origin lot (this lot or one upstream)")
+    place: str = Field(description="The country (ISO 3166-1) or region (ISO 3166-2) the profile is about")
+    factor: str = Field(description="An OECD Due Diligence Guidance (Annex II) risk factor")
+    level: Literal["low", "medium", "high"]
+    effective_from: date
+    effective_to: date | None
+    source: str
 
 
 class RiskSummary(BaseModel):
@@ -286,9 +313,22 @@ class RiskSummary(BaseModel):
                             "country": "CD",
                             "region": "CD-SK",
                             "mining_type": "asm",
+                            "irma_level_then": None,
+                            "asm_certification_then": "craft:committed",
                         }
                     ],
                     "origin_countries": ["CD"],
+                    "risk_factors": [
+                        {
+                            "lot_id": "ITSCI-CD-0042137",
+                            "place": "CD-SK",
+                            "factor": "conflict_and_armed_groups",
+                            "level": "high",
+                            "effective_from": "2026-01-01",
+                            "effective_to": None,
+                            "source": "ILLUSTRATIVE - not an assessment",
+                        }
+                    ],
                     "smelters": [],
                     "upstream_lots": 2,
                 }
@@ -304,6 +344,11 @@ class RiskSummary(BaseModel):
     inherited: list[Exposure] = Field(description="Flags on upstream lots: the exposure this lot carries")
     origins: list[Origin]
     origin_countries: list[str]
+    risk_factors: list[OriginRiskFactor] = Field(
+        default_factory=list,
+        description="The risk factors above none of the places the origins upstream come from (country and region "
+        "risk profiles), most serious first, from their `origin_risk_factors` flags that are not withdrawn",
+    )
     smelters: list[SmelterPassed]
     upstream_lots: int
     truncated: Truncated | None = Field(

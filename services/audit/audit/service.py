@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
 
-from audit import domain, repository, schemas
+from audit import domain, repository, rules, schemas
 from audit.domain import Caller, DecisionKind, DecisionRefused, FlagOnLots, FlagStatus, NotYours, Standing
 from audit.events import DECISION_EVENTS
 from audit.live import Broadcaster
@@ -248,10 +248,13 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
                 country=o["origin_country"],
                 region=o["origin_region"],
                 mining_type=o["origin_mining_type"],
+                irma_level_then=o["irma"],
+                asm_certification_then=asm_certification_then(o["asm"]),
             )
             for o in origins
         ],
         origin_countries=sorted({o["origin_country"] for o in origins if o["origin_country"]}),
+        risk_factors=risk_factors(flags),
         smelters=[
             schemas.SmelterPassed(
                 participant_id=s["actor"],
@@ -271,6 +274,31 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         )
         else None,
     )
+
+
+def asm_certification_then(held: Sequence[str]) -> str | None:
+    """The ASM certification that counts (`rules.asm_certification`) among those in force on the day, each
+    "scheme:value" (the latest recorded of its scheme)."""
+    certs = [rules.Cert(h.partition(":")[0], h.partition(":")[2], date.min, None, i) for i, h in enumerate(held)]
+    cert = rules.asm_certification(certs, date.min)
+    return f"{cert.scheme}:{cert.value}" if cert is not None else None
+
+
+def risk_factors(flags: Sequence[schemas.Flag]) -> list[schemas.OriginRiskFactor]:
+    """The risk factors the `origin_risk_factors` flags among `flags` (the lot's and its upstream's, withdrawn ones
+    left out) name, each once per origin lot, most serious first."""
+    out: dict[tuple[str, str, str, str], schemas.OriginRiskFactor] = {}
+    for f in flags:
+        if f.rule != rules.Rule.origin_risk_factors:
+            continue
+        for x in f.evidence.get("factors", ()):
+            rf = schemas.OriginRiskFactor(lot_id=f.lot_id, **{k: x[k] for k in _RISK_FACTOR_FIELDS})
+            out.setdefault((rf.lot_id, rf.place, rf.factor, x.get("risk_profile") or rf.source), rf)
+    order = {"high": 0, "medium": 1, "low": 2}
+    return sorted(out.values(), key=lambda r: (order[r.level], r.lot_id, r.factor, r.place))
+
+
+_RISK_FACTOR_FIELDS = ("place", "factor", "level", "effective_from", "effective_to", "source")
 
 
 # --- the live stream --------------------------------------------------------------------------------------------

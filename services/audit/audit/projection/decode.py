@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
 
+from audit.rules import AsmPresence, CoexistenceAgreement, Declaration, Grievance, Severity
 from shared.events import CloudEvent
 
 GRAM = Decimal("0.001")
@@ -146,6 +147,98 @@ def cahra(e: CloudEvent) -> CahraUpdated:
     return CahraUpdated(aid, country, region, start, end, source, utc(e.time))
 
 
+@dataclass(slots=True)
+class RiskProfileUpdated:
+    """registry.risk_profile.updated: a country or region risk profile, as added or corrected."""
+
+    id: str
+    country: str
+    region: str | None
+    factor: str
+    level: str  # none, low, medium, high
+    effective_from: date
+    effective_to: date | None
+    source: str
+    known_at: datetime
+
+
+_RISK_LEVELS = frozenset({"none", "low", "medium", "high"})
+
+
+def risk_profile(e: CloudEvent) -> RiskProfileUpdated:
+    p = e.data["profile"]
+    pid, country, region, factor, level, source = (
+        p["id"],
+        p["country"],
+        p.get("region"),
+        p["factor"],
+        p["level"],
+        p["source"],
+    )
+    if not all(isinstance(v, str) for v in (pid, country, factor, source)) or not isinstance(region, str | None):
+        raise TypeError("profile id, country, region, factor and source must be strings")
+    if level not in _RISK_LEVELS:
+        raise ValueError(f"risk level {level!r} is none of {sorted(_RISK_LEVELS)}")
+    start, end = date.fromisoformat(p["effective_from"]), day(p.get("effective_to"))
+    return RiskProfileUpdated(pid, country, region, factor, level, start, end, source, utc(e.time))
+
+
+@dataclass(slots=True)
+class AsmPresenceChanged:
+    """registry.asm_presence.changed: an ASM group on or next to an industrial titleholder's title."""
+
+    presence: AsmPresence
+    version: int
+    known_at: datetime
+
+
+def asm_presence(e: CloudEvent) -> AsmPresenceChanged:
+    d = e.data
+    p = AsmPresence(
+        _text(d["id"], "id"),
+        _text(d["titleholder"], "titleholder"),
+        _text(d["asm_group"], "asm_group"),
+        _text(d["relation"], "relation"),
+        date.fromisoformat(d["since"]),
+        day(d.get("until")),
+        _text(d["source"], "source"),
+    )
+    return AsmPresenceChanged(p, int(d.get("version", 1)), utc(e.time))
+
+
+@dataclass(slots=True)
+class AgreementChanged:
+    """registry.coexistence_agreement.changed: an agreement between a titleholder and ASM groups."""
+
+    agreement: CoexistenceAgreement
+    version: int
+    known_at: datetime
+
+
+def coexistence_agreement(e: CloudEvent) -> AgreementChanged:
+    d = e.data
+    groups = d["asm_groups"]
+    if not isinstance(groups, list) or not groups:
+        raise TypeError("asm_groups must be a list of participant ids")
+    a = CoexistenceAgreement(
+        _text(d["id"], "id"),
+        _text(d["titleholder"], "titleholder"),
+        tuple(_text(g, "asm_groups") for g in groups),
+        _text(d["status"], "status"),
+        day(d.get("signed")),
+        date.fromisoformat(d["valid_from"]),
+        day(d.get("valid_until")),
+        text_or_none(d.get("reference"), "reference"),
+    )
+    return AgreementChanged(a, int(d.get("version", 1)), utc(e.time))
+
+
+def _text(v: Any, what: str) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"{what} must be a string")
+    return v
+
+
 # --- custody events ---------------------------------------------------------------------------------------------
 
 
@@ -167,6 +260,15 @@ class NewLot(NamedTuple):
     at: datetime  # origin_at
     recorded_at: datetime
     last_custody_at: datetime  # at first, `at`
+    tag: str | None = None  # as registered or declared (bag-and-tag)
+    seal: str | None = None
+    produced_by: str | None = None  # the ASM group that produced an industrial titleholder's origin lot
+
+
+def text_or_none(v: Any, what: str) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise TypeError(f"{what} must be a string or null")
+    return v
 
 
 def _new_lot(
@@ -196,6 +298,9 @@ def _new_lot(
         at := utc(sent or e.time),
         utc(e.time),
         at,
+        text_or_none(d.get("tag"), "tag"),
+        text_or_none(d.get("seal"), "seal"),
+        text_or_none(origin.get("produced_by"), "origin.produced_by") if origin_kind == "mine" else None,
     )
 
 
@@ -238,6 +343,50 @@ class ExternalDeclared:
     supplier: Any
     supplier_name: str
     mass_kg: Any  # as sent
+    declared: Declaration  # what screening the declared origin reads
+
+
+# The scheme vocabulary of the registry (its `domain.SCHEME_VALUES`), for certifications named in a declaration:
+# one a scheme does not have is left out of the screening (the declaration as sent stays in the evidence).
+DECLARED_SCHEMES: dict[str, frozenset[str]] = {
+    "rmap": frozenset({"conformant", "active", "non_conformant", "suspended"}),
+    "irma": frozenset({"transparency", "irma_50", "irma_75", "irma_100"}),
+    "fairmined": frozenset({"certified", "suspended", "withdrawn"}),
+    "craft": frozenset({"committed", "progressing", "conformant", "suspended"}),
+    "itsci": frozenset({"member", "suspended", "withdrawn"}),
+}
+MAX_DECLARED_CERTIFICATIONS = 10
+MINING_TYPES = frozenset({"asm", "lsm"})
+
+
+def declared_certifications(v: Any) -> tuple[tuple[str, str], ...]:
+    """The (scheme, status or level) pairs of a declaration's certifications that the schemes have (at most 10)."""
+    if not isinstance(v, list):
+        return ()
+    out: dict[tuple[str, str], None] = {}
+    for c in v[:MAX_DECLARED_CERTIFICATIONS]:
+        if not isinstance(c, Mapping):
+            continue
+        scheme, value = c.get("scheme"), c.get("status") or c.get("level")
+        if isinstance(scheme, str) and isinstance(value, str) and value in DECLARED_SCHEMES.get(scheme, ()):
+            out[(intern(scheme), intern(value))] = None
+    return tuple(out)
+
+
+def declaration(origin: Mapping[str, Any], declarant: str) -> Declaration:
+    country, region, mine = origin["country"], origin.get("region"), origin.get("participant_id")
+    mining_type, name = origin.get("mining_type"), origin.get("mine_name")
+    if not isinstance(country, str) or not isinstance(region, str | None) or not isinstance(mine, str | None):
+        raise TypeError("the declared country, region and mine must be strings")
+    return Declaration(
+        intern(declarant),
+        intern(country),
+        intern_opt(region),
+        mining_type if mining_type in MINING_TYPES else None,
+        declared_certifications(origin.get("certifications")),
+        intern_opt(mine),
+        name if isinstance(name, str) else None,
+    )
 
 
 def external(e: CloudEvent) -> ExternalDeclared:
@@ -246,7 +395,31 @@ def external(e: CloudEvent) -> ExternalDeclared:
     lot = _new_lot(
         e, dt(d["occurred_at"]), origin_kind="external", origin=origin, mass_kg=d["mass_kg"], custodian=d["custodian"]
     )
-    return ExternalDeclared(lot, origin, origin["country"], supplier, supplier["name"], d["mass_kg"])
+    if lot.origin_mining_type not in (None, *MINING_TYPES):
+        lot = lot._replace(origin_mining_type=None)
+    declared = declaration(origin, d["custodian"])
+    return ExternalDeclared(lot, origin, origin["country"], supplier, supplier["name"], d["mass_kg"], declared)
+
+
+@dataclass(slots=True)
+class OriginAnswered:
+    """custody.lot.origin_confirmed: the mine a declaration named confirms it (or disputes it)."""
+
+    lot_id: str
+    event_id: str
+    by: str
+    confirmed: bool
+    note: str | None
+    at: datetime
+
+
+def origin_confirmed(e: CloudEvent) -> OriginAnswered:
+    d = e.data
+    confirmed, note, by = d["confirmed"], d.get("note"), d["actor"]
+    if not isinstance(confirmed, bool) or not isinstance(note, str | None) or not isinstance(by, str):
+        raise TypeError("confirmed must be a boolean, note a string or null")
+    at = dt(d["occurred_at"])
+    return OriginAnswered(d["lot_id"], e.id, intern(by), confirmed, note, utc(at or e.time))
 
 
 @dataclass(slots=True)
@@ -264,6 +437,9 @@ class Shipped:
     max_transit_days: int | None
     transit_countries: list[str]
     recorded_at: datetime
+    transit_regions: list[str] = field(default_factory=list)  # ISO 3166-2; absent from events before 2026-12-05
+    tag: str | None = None  # the bag's tag as shipped
+    tagged: bool = False  # the event carries `tag` (custody published none before 2026-12-05: not judged then)
 
     @property
     def row(self) -> tuple[Any, ...]:
@@ -281,6 +457,7 @@ class Shipped:
             "in_transit",
             self.event_id,
             self.recorded_at,
+            self.transit_regions,
         )
 
 
@@ -295,6 +472,9 @@ def shipped(e: CloudEvent) -> Shipped:
         raise TypeError("max_transit_days must be an integer")
     if not all(isinstance(c, str) for c in countries):
         raise TypeError("transit_countries must be country codes")
+    regions = list(d.get("transit_regions") or [])
+    if not all(isinstance(r, str) and r.split("-", 1)[0] in countries for r in regions):
+        raise TypeError("transit_regions must be region codes of transit countries")
     return Shipped(
         d["lot_id"],
         e.id,
@@ -309,6 +489,9 @@ def shipped(e: CloudEvent) -> Shipped:
         max_days,
         countries,
         utc(e.time),
+        transit_regions=regions,
+        tag=text_or_none(d.get("tag"), "tag"),
+        tagged="tag" in d,
     )
 
 
@@ -326,6 +509,9 @@ class Received:
     shipped_at: datetime
     received_at: datetime  # as sent
     max_transit_days: int | None
+    shipped_tag: str | None = None  # the bag's tag as shipped
+    received_tag: str | None = None  # as found on arrival
+    tagged: bool = False  # the event carries `tag` (custody published none before 2026-12-05: not judged then)
 
 
 def received(e: CloudEvent) -> Received:
@@ -347,6 +533,9 @@ def received(e: CloudEvent) -> Received:
         shipped_at,
         received_at,
         s.get("max_transit_days"),
+        text_or_none(s.get("tag"), "shipped.tag"),
+        text_or_none(d.get("tag"), "tag"),
+        "tag" in d,
     )
 
 
@@ -511,3 +700,20 @@ def unreadable(e: CloudEvent, error: BaseException) -> str:
         return None
 
     return find(e.data, "data") or "data"
+
+
+# --- audit's own decisions (audit.decisions) ------------------------------------------------------------------
+
+
+def grievance_triaged(e: CloudEvent) -> Grievance | None:
+    """audit.grievance.triaged: a substantiated grievance as the rule reads it; None for any other decision (under
+    review, dismissed), which asks nothing of the projection."""
+    d = e.data
+    if d["decision"] != "substantiated":
+        return None
+    start, end = date.fromisoformat(d["period_from"]), date.fromisoformat(d["period_to"])
+    if end < start:
+        raise ValueError("a grievance period that ends before it starts")
+    return Grievance(
+        str(d["grievance_id"]), intern(d["participant_id"]), start, end, Severity(d["severity"]), d.get("public_note")
+    )

@@ -113,15 +113,17 @@ def screen_declared(
     region: str | None,
     on: date,
     rejudge: Rejudge = False,
+    declarant: str | None = None,
 ) -> None:
     """A lot declared from outside the system (`custody.lot.external_declared`), with the place it was declared from
-    and the day it is judged on. The flag names no participant: the lot's holders see it."""
+    and the day it is judged on. The flag names the declarant, as the declared origin's other findings do (the
+    lot's holders see it too)."""
     _screen(
         ctx,
         lot_id=lot_id,
         event_id=event_id,
         event_type="custody.lot.external_declared",
-        participant=None,
+        participant=declarant,
         country=country,
         region=region,
         on=on,
@@ -137,7 +139,7 @@ def declared_lot(ctx: Context, lot_id: str, rejudge: Rejudge = False) -> None:
     if lot is None:
         return
     d = lot.declared
-    screen_declared(ctx, lot_id, lot.event_id, d.country, d.region, lot.received_at.date(), rejudge)
+    screen_declared(ctx, lot_id, lot.event_id, d.country, d.region, lot.received_at.date(), rejudge, d.declarant)
 
 
 def rescreen(ctx: Context, ev: RiskProfileUpdated) -> None:

@@ -23,10 +23,10 @@ from decimal import Decimal
 
 from audit import rules
 from audit.projection.context import About, Context
-from audit.projection.decode import CahraUpdated, CertificationChanged
+from audit.projection.decode import CahraUpdated, CertificationChanged, ParticipantChanged
 from audit.projection.flags import Cleared, Why
-from audit.projection.state import MineLot, Smelting
-from audit.rules import Area, Cert, Finding, Rule
+from audit.projection.state import DeclaredLot, MineLot, OriginAnswer, Smelting
+from audit.rules import Area, Cert, Declaration, Finding, Rule
 
 Key = tuple[str, str]  # (rule, cause): one flag
 Rejudge = bool | Why  # a re-judgement, and the reference fact that led to it (True: a fact not named)
@@ -93,18 +93,67 @@ def origin_keys(lot_id: str, mine: str) -> list[Key]:
         (Rule.origin_in_cahra, cause),
         (Rule.uncertified_asm_in_cahra, cause),
         (Rule.certified_asm_in_cahra, cause),
+        (Rule.committed_asm_in_cahra, cause),
         (Rule.lsm_without_irma, f"{mine}:irma:{lot_id}"),
+        (Rule.lsm_irma_transparency, f"{mine}:irma:{lot_id}"),
+        (Rule.origin_region_unknown, cause),
     ]
 
 
-def transit_keys(shipment_id: str, countries: Iterable[str]) -> list[Key]:
-    """Every flag judging a shipment's transit countries can raise (`rules.transit_findings`)."""
-    return [(Rule.transit_through_cahra, f"{shipment_id}:{c}") for c in dict.fromkeys(countries)]
+def transit_keys(shipment_id: str, countries: Iterable[str], regions: Iterable[str] = ()) -> list[Key]:
+    """Every flag judging a shipment's transit countries and regions can raise (`rules.transit_findings`)."""
+    return [
+        *((Rule.transit_through_cahra, f"{shipment_id}:{c}") for c in dict.fromkeys(countries)),
+        *((Rule.transit_through_cahra, f"{shipment_id}:{r}") for r in dict.fromkeys(regions)),
+        *((Rule.transit_region_unknown, f"{shipment_id}:{c}") for c in dict.fromkeys(countries)),
+    ]
+
+
+def declared_keys(lot_id: str, declared: Declaration) -> list[Key]:
+    """Every flag judging a declared origin can raise (`rules.declared_origin_findings`, and
+    `rules.unconfirmed_declared_origin` for a declaration naming a registered mine)."""
+    keys = origin_keys(lot_id, declared.mine or declared.declarant)
+    if declared.mine is not None:
+        keys += [
+            (Rule.unconfirmed_declared_origin, f"{lot_id}:declared-origin"),
+            (Rule.unconfirmed_declared_origin, f"{lot_id}:declared-origin:disputed"),
+        ]
+    return keys
+
+
+def participant_fact(ev: ParticipantChanged) -> Why:
+    """A participant's registration or change (a mine's region known at last) as the fact that re-judged a flag."""
+    return Why(
+        {
+            "participant": ev.id,
+            "version": ev.version,
+            "country": ev.country,
+            "region": ev.region,
+            "mining_type": ev.mining_type,
+        },
+        f"registry: participant {ev.id} (version {ev.version}) in {ev.region or ev.country}",
+    )
+
+
+def answer_fact(a: OriginAnswer, lot_id: str) -> Why:
+    """The named mine's answer to a declaration as the fact that re-judged (and maybe cleared) a flag."""
+    verb = "confirmed" if a.confirmed else "disputed"
+    return Why(
+        {
+            "origin_confirmation": a.event_id,
+            "lot_id": lot_id,
+            "mine": a.by,
+            "confirmed": a.confirmed,
+            "note": a.note,
+            "at": a.at.isoformat(),
+        },
+        f"mine {a.by} {verb} the declared origin of {lot_id}",
+    )
 
 
 def smelter_keys(transformation_id: str) -> list[Key]:
-    """The flag judging a transformation's smelter can raise (`rules.smelter_findings`)."""
-    return [(Rule.smelter_not_rmap_conformant, transformation_id)]
+    """The flags judging a transformation's smelter can raise (`rules.smelter_findings`)."""
+    return [(Rule.smelter_not_rmap_conformant, transformation_id), (Rule.smelter_rmap_active, transformation_id)]
 
 
 def cleared(possible: Iterable[Key], found: Iterable[Finding]) -> list[Key]:
@@ -150,16 +199,23 @@ def origin(ctx: Context, lot_id: str, rejudge: Rejudge = False) -> None:
 def _origin(ctx: Context, lot: MineLot) -> list[Finding]:
     lot_id = lot.lot_id
     areas = _areas(ctx, lot.country)
-    certs = _certs(ctx, lot.mine)
+    # an industrial titleholder's lot an ASM group produced is screened as that group's ASM (H5)
+    mine, mining_type = rules.asm_producer(mine=lot.mine, mining_type=lot.mining_type, produced_by=lot.produced_by)
+    certs = _certs(ctx, mine)
+    region = lot.region
+    if region is None:  # registered without a region: the one the registry knows now, if it knows one since
+        known_mine = ctx.state.mines.get(lot.mine)
+        if known_mine is not None and known_mine[0] == lot.country:
+            region = known_mine[1]
     findings: dict[tuple[str, str], Finding] = {}
     for known in _horizons(lot.recorded_at, certs):
         for f in rules.origin_findings(
             lot_id=lot_id,
             event_id=lot.event_id,
-            mine=lot.mine,
+            mine=mine,
             country=lot.country,
-            region=lot.region,
-            mining_type=lot.mining_type,
+            region=region,
+            mining_type=mining_type,
             on=lot.origin_at.date(),
             areas=areas,
             certs=known,
@@ -187,12 +243,57 @@ def transit(ctx: Context, shipment_id: str, rejudge: Rejudge = False) -> None:
                 areas=areas,
                 sender=t.sender,
                 receiver=t.receiver,
+                regions=t.regions,
             ),
             rejudge,
-            transit_keys(shipment_id, t.countries),
+            transit_keys(shipment_id, t.countries, t.regions),
             t.lot_id,
         ),
     )
+
+
+def declared(ctx: Context, lot_id: str, rejudge: Rejudge = False) -> None:
+    """A declared origin (`POST /lots/external`) screened like a mined one, and, when it names a registered mine,
+    unconfirmed until that mine confirms it."""
+    lot = ctx.state.declared_lots.get(lot_id)
+    if lot is None:
+        return
+    about = About(lot_id, lot.event_id, "custody.lot.external_declared", lot.declared.declarant)
+    ctx.judge(
+        "declared_origin",
+        about,
+        lambda: rejudged(ctx, _declared(ctx, lot), rejudge, declared_keys(lot_id, lot.declared), lot_id),
+    )
+
+
+def _declared(ctx: Context, lot: DeclaredLot) -> list[Finding]:
+    d = lot.declared
+    registered = ctx.state.mines.get(d.mine) if d.mine is not None else None
+    country = registered[0] if registered is not None else d.country
+    areas = _areas(ctx, country)
+    findings: dict[tuple[str, str], Finding] = {}
+    # A named mine audit knows is screened with its certifications as the registry holds them, at every horizon;
+    # otherwise with those declared.
+    horizons: list[list[Cert] | None] = (
+        list(_horizons(lot.recorded_at, _certs(ctx, d.mine))) if registered is not None and d.mine else [None]
+    )
+    for known in horizons:
+        for f in rules.declared_origin_findings(
+            lot_id=lot.lot_id,
+            event_id=lot.event_id,
+            declared=d,
+            registered=registered,
+            on=lot.received_at.date(),
+            areas=areas,
+            certs=known,
+        ):
+            findings.setdefault((f.rule, f.cause), f)
+    a = ctx.state.origin_answers.get(lot.lot_id)
+    answer = (a.confirmed, a.note, a.event_id) if a is not None else None
+    unconfirmed = rules.unconfirmed_declared_origin(lot_id=lot.lot_id, event_id=lot.event_id, declared=d, answer=answer)
+    if unconfirmed is not None:
+        findings.setdefault((unconfirmed.rule, unconfirmed.cause), unconfirmed)
+    return list(findings.values())
 
 
 def smelter(ctx: Context, transformation_id: str, rejudge: Rejudge = False) -> None:
@@ -210,9 +311,13 @@ def smelter(ctx: Context, transformation_id: str, rejudge: Rejudge = False) -> N
 
 
 def _smelter(ctx: Context, transformation_id: str, t: Smelting) -> list[Finding]:
+    """The union over the horizons, except that RMAP Active counts at the last one only: Active is an assessment
+    under way, and its outcome known since (Conformant or not, valid on the day) takes its place, so a later
+    Conformant certification clears the Active flag (`Cleared`) and a Non-conformant one replaces it."""
     certs = _certs(ctx, t.actor)
     findings: dict[tuple[str, str], Finding] = {}
-    for known in _horizons(t.recorded_at, certs):
+    horizons = _horizons(t.recorded_at, certs)
+    for n, known in enumerate(horizons, 1):
         for f in rules.smelter_findings(
             lot_ids=list(t.outputs),
             transformation_id=transformation_id,
@@ -221,7 +326,12 @@ def _smelter(ctx: Context, transformation_id: str, t: Smelting) -> list[Finding]
             actor_kind=t.actor_kind,
             on=t.occurred_at.date(),
             certs=known,
+            kind=t.kind,
+            input_forms=t.input_forms,
+            output_forms=t.output_forms,
         ):
+            if f.rule is Rule.smelter_rmap_active and n < len(horizons):
+                continue
             findings.setdefault((f.rule, f.cause), f)
     return list(findings.values())
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from audit.rules import Area
+from audit.rules import Area, AsmPresence, CoexistenceAgreement, Declaration, Grievance, RiskProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,16 @@ class MineLot:
     mining_type: str | None
     origin_at: datetime
     recorded_at: datetime
+    produced_by: str | None = None  # an industrial titleholder's lot produced by an ASM group: screened as the group's
+
+
+class Bag(NamedTuple):
+    """A lot registered at a mine with a tag or a seal (bag-and-tag): what the mine gave it, and whether it was
+    shipped since (its first shipment is compared with both; every receipt's tag with `tag`)."""
+
+    tag: str | None
+    seal: str | None
+    shipped: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +50,35 @@ class Transit:
     shipped_at: datetime
     sender: str
     receiver: str
+    regions: tuple[str, ...] = ()  # ISO 3166-2, each in one of `countries` (named since 2026-12-05)
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredLot:
+    """A lot declared from outside the system, with what screening its declared origin needs."""
+
+    lot_id: str
+    event_id: str
+    declared: Declaration
+    received_at: datetime  # the day its origin is judged on
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OriginAnswer:
+    """The named mine's answer to a declaration naming it (`custody.lot.origin_confirmed`): the latest counts."""
+
+    confirmed: bool
+    note: str | None
+    event_id: str
+    by: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class Smelting:
-    """A transformation by a smelter or refiner (re-screened when its certifications change)."""
+    """A transformation screened as a smelting or refining (`rules.smelts`: by a smelter or refiner, recorded as one,
+    or ore or concentrate into metal by anyone), re-screened when its actor's certifications change."""
 
     event_id: str
     actor: str
@@ -52,6 +86,10 @@ class Smelting:
     occurred_at: datetime
     outputs: tuple[str, ...]
     recorded_at: datetime
+    kind: str = ""  # the transformation's
+    # the distinct forms of its inputs and outputs, kept only when neither the actor's kind nor `kind` decides
+    input_forms: tuple[str, ...] = ()
+    output_forms: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -76,5 +114,26 @@ class State:
     transits: dict[str, Transit] = field(default_factory=dict)
     transits_by_country: dict[str, list[str]] = field(default_factory=dict)
     transformations: set[str] = field(default_factory=set)
+    bags: dict[str, Bag] = field(default_factory=dict)  # lots registered at a mine with a tag or a seal
+    # mines as the registry describes them now: id -> (country, region, mining_type) (a region known later counts)
+    mines: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
+    declared_lots: dict[str, DeclaredLot] = field(default_factory=dict)
+    declared_by_mine: dict[str, list[str]] = field(default_factory=dict)  # the registered mine a declaration names
+    declared_by_country: dict[str, list[str]] = field(default_factory=dict)
+    origin_answers: dict[str, OriginAnswer] = field(default_factory=dict)  # declared lot -> the mine's latest answer
     smeltings: dict[str, Smelting] = field(default_factory=dict)
     smeltings_by_actor: dict[str, list[str]] = field(default_factory=dict)
+    # country and region risk profiles (H4): id -> (known_at, profile); per country, the ids in the order known
+    risk_profiles: dict[str, tuple[datetime, RiskProfile]] = field(default_factory=dict)
+    risk_profiles_by_country: dict[str, list[str]] = field(default_factory=dict)
+    # every lot with an origin participant but a mine's origin lots (`lots_by_mine`): a transformation's maker, a
+    # declaration's named participant -> (origin_at, lot_id, origin_kind); the substantiated grievances per participant
+    lots_by_origin: dict[str, list[tuple[datetime, str, str]]] = field(default_factory=dict)
+    grievances: dict[str, list[Grievance]] = field(default_factory=dict)
+    # ASM on or next to industrial titles and coexistence agreements (H5): id -> (version, record); per titleholder,
+    # the ids in the order known; and the origin lots an ASM group produced for a titleholder (`produced_by`)
+    asm_presence: dict[str, tuple[int, AsmPresence]] = field(default_factory=dict)
+    asm_presence_by_titleholder: dict[str, list[str]] = field(default_factory=dict)
+    agreements: dict[str, tuple[int, CoexistenceAgreement]] = field(default_factory=dict)
+    agreements_by_titleholder: dict[str, list[str]] = field(default_factory=dict)
+    lots_by_producer: dict[str, list[str]] = field(default_factory=dict)

@@ -18,8 +18,8 @@ import orjson
 from audit import rules
 from audit.projection.decode import intern, intern_opt
 from audit.projection.flags import Cleared
-from audit.projection.state import MineLot, Smelting, State, Transit
-from audit.rules import Area, Finding, Thresholds
+from audit.projection.state import Bag, DeclaredLot, MineLot, OriginAnswer, Smelting, State, Transit
+from audit.rules import Area, Declaration, Finding, Thresholds
 from shared.sql import Statement
 
 # --- the batch's writes: one statement per table --------------------------------------------------------------
@@ -39,6 +39,9 @@ LOT_COLUMNS = (
     "origin_at",
     "recorded_at",
     "last_custody_at",
+    "tag",
+    "seal",
+    "produced_by",
 )
 SHIPMENT_COLUMNS = (
     "shipment_id",
@@ -53,6 +56,7 @@ SHIPMENT_COLUMNS = (
     "status",
     "event_id",
     "recorded_at",
+    "transit_regions",
 )
 TRANSFORMATION_COLUMNS = (
     "transformation_id",
@@ -94,12 +98,42 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::date[],
 ON CONFLICT (id) DO UPDATE SET effective_from = EXCLUDED.effective_from, effective_to = EXCLUDED.effective_to,
     source = EXCLUDED.source
 """
+UPSERT_RISK_PROFILES_SQL = """
+INSERT INTO risk_profiles (id, country, region, factor, level, effective_from, effective_to, source, known_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[], $7::date[], $8::text[],
+                     $9::timestamptz[])
+ON CONFLICT (id) DO UPDATE SET level = EXCLUDED.level, effective_from = EXCLUDED.effective_from,
+    effective_to = EXCLUDED.effective_to, source = EXCLUDED.source
+"""
+# ASM on or next to industrial titles and coexistence agreements (H5): the latest version the registry published
+UPSERT_ASM_PRESENCE_SQL = """
+INSERT INTO asm_presence (id, titleholder, asm_group, relation, since, until, source, version, known_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::text[],
+                     $8::bigint[], $9::timestamptz[])
+ON CONFLICT (id) DO UPDATE SET asm_group = EXCLUDED.asm_group, relation = EXCLUDED.relation, since = EXCLUDED.since,
+    until = EXCLUDED.until, source = EXCLUDED.source, version = EXCLUDED.version
+WHERE asm_presence.version <= EXCLUDED.version
+"""
+UPSERT_AGREEMENTS_SQL = """
+INSERT INTO coexistence_agreements (id, titleholder, asm_groups, status, signed, valid_from, valid_until, reference,
+                                    version, known_at)
+SELECT u.id, u.titleholder, ARRAY(SELECT jsonb_array_elements_text(u.groups)), u.status, u.signed, u.valid_from,
+       u.valid_until, u.reference, u.version, u.known_at
+FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::date[], $6::date[], $7::date[], $8::text[],
+            $9::bigint[], $10::timestamptz[])
+     AS u(id, titleholder, groups, status, signed, valid_from, valid_until, reference, version, known_at)
+ON CONFLICT (id) DO UPDATE SET asm_groups = EXCLUDED.asm_groups, status = EXCLUDED.status, signed = EXCLUDED.signed,
+    valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until, reference = EXCLUDED.reference,
+    version = EXCLUDED.version
+WHERE coexistence_agreements.version <= EXCLUDED.version
+"""
 INSERT_LOTS_SQL = """
 INSERT INTO lots (lot_id, mineral, form, mass_kg, origin_kind, origin_participant, origin_country, origin_region,
-                  origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at)
+                  origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at, tag, seal,
+                  produced_by)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
-                     $14::timestamptz[])
+                     $14::timestamptz[], $15::text[], $16::text[], $17::text[])
 ON CONFLICT (lot_id) DO NOTHING
 """
 UPDATE_LOTS_SQL = """
@@ -112,16 +146,28 @@ INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($1::text[]
 """
 INSERT_SHIPMENTS_SQL = """
 INSERT INTO shipments (shipment_id, lot_id, sender, receiver, mass_kg, seal, shipped_at, max_transit_days,
-                       transit_countries, status, event_id, recorded_at)
+                       transit_countries, status, event_id, recorded_at, transit_regions)
 SELECT s.shipment_id, s.lot_id, s.sender, s.receiver, s.mass_kg, s.seal, s.shipped_at, s.max_transit_days,
        ARRAY(SELECT v FROM jsonb_array_elements_text(s.countries) WITH ORDINALITY AS x(v, i) ORDER BY i), s.status,
-       s.event_id, s.recorded_at
+       s.event_id, s.recorded_at,
+       ARRAY(SELECT v FROM jsonb_array_elements_text(s.regions) WITH ORDINALITY AS x(v, i) ORDER BY i)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::timestamptz[],
-            $8::int[], $9::jsonb[], $10::text[], $11::text[], $12::timestamptz[])
+            $8::int[], $9::jsonb[], $10::text[], $11::text[], $12::timestamptz[], $13::jsonb[])
      WITH ORDINALITY AS s(shipment_id, lot_id, sender, receiver, mass_kg, seal, shipped_at, max_transit_days,
-                          countries, status, event_id, recorded_at, n)
+                          countries, status, event_id, recorded_at, regions, n)
 ORDER BY s.n
 ON CONFLICT DO NOTHING
+"""
+# A declared origin (`declared`: the declarant, the certifications it named, the mine's name) and the named mine's
+# latest answer (`answer`). An upsert, not an UPDATE of `lots`: one statement cannot update the row a sibling CTE
+# inserts (the live path writes a batch as one statement). A declaration written (again, by a replay) comes with the
+# answers of its batch, and none else: the answers' events set them again.
+DECLARED_LOTS_SQL = """
+INSERT INTO declared_origins (lot_id, declared, answer)
+SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[])
+ON CONFLICT (lot_id) DO UPDATE SET declared = coalesce(EXCLUDED.declared, declared_origins.declared),
+    answer = CASE WHEN EXCLUDED.declared IS NOT NULL THEN EXCLUDED.answer
+                  ELSE coalesce(EXCLUDED.answer, declared_origins.answer) END
 """
 RECEIVE_SHIPMENTS_SQL = "UPDATE shipments SET status = 'received' WHERE shipment_id = ANY($1::text[])"
 INSERT_TRANSFORMATIONS_SQL = """
@@ -154,18 +200,20 @@ ON CONFLICT (rule, cause) DO NOTHING
 RETURNING id
 """
 # A re-judgement (reference data arrived, `screening.rejudged`), as CTEs of one statement (`rejudge_parts`): the flags
-# whose evidence differs (REJUDGED_SQL, read before the statement: a flag inserted by the same statement is not seen,
-# and needs no update, since it is inserted with its latest finding) get the new evidence and summary; a person's
-# decision, the status, stays. A flag the rule no longer holds for (`cleared`: `flags.Cleared`) keeps its evidence
-# with `cleared_by` (the fact) added, once, and is withdrawn, unless a person decided on it (a resolution, any
-# decision row): then its status stays and it shows evidence changed since the decision. A withdrawn flag the rule
+# whose evidence or severity differs (REJUDGED_SQL, read before the statement: a flag inserted by the same statement
+# is not seen, and needs no update, since it is inserted with its latest finding) get the new evidence, summary and
+# severity (a finding may set its own); a person's decision, the status, stays. A flag the rule no longer holds for
+# (`cleared`: `flags.Cleared`) keeps its evidence and severity with `cleared_by` (the fact) added, once, and is
+# withdrawn, unless a person decided on it (a resolution, any decision row): then its status stays and it shows
+# evidence changed since the decision. A withdrawn flag the rule
 # holds for again is opened again (by the system: no decision row). Each time the evidence replaced goes to
 # flag_evidence_history, keyed by the audit.flag.updated event that says so (the flag as it now is, what it said and
 # its status before, the fact that cleared it, whether a person had decided). The flags are locked as they are read:
 # a decision on one (which locks it too, `repository.get_flag`) waits for this statement, then sees the flag as it
 # leaves it (withdrawn: a participant is refused).
 REJUDGED_SQL = """
-SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f.raised_at,
+SELECT f.id, f.rule, f.cause, coalesce(u.severity, f.severity) AS severity, f.severity AS previous_severity,
+       f.lot_id, f.lot_ids, f.participants, f.raised_at,
        f.status AS previous_status, f.evidence AS previous_evidence, f.summary AS previous_summary,
        CASE WHEN u.cleared THEN f.evidence || jsonb_build_object('cleared_by', u.evidence) ELSE u.evidence END
            AS evidence,
@@ -175,18 +223,21 @@ SELECT f.id, f.rule, f.cause, f.severity, f.lot_id, f.lot_ids, f.participants, f
             ELSE f.status END AS status,
        CASE WHEN u.cleared THEN u.evidence END AS cleared_by,
        u.event_id, d.decided
-FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::bool[]) AS u(id, evidence, summary, event_id, cleared)
+FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::bool[], $6::text[])
+     AS u(id, evidence, summary, event_id, cleared, severity)
 JOIN flags f ON f.id = u.id
 CROSS JOIN LATERAL (
   SELECT f.status NOT IN ('open', 'withdrawn') OR EXISTS (SELECT 1 FROM flag_decisions x WHERE x.flag_id = f.id)
          AS decided
 ) d
 WHERE CASE WHEN u.cleared THEN NOT (f.evidence ? 'cleared_by')
-           ELSE f.evidence IS DISTINCT FROM u.evidence OR f.status = 'withdrawn' END
+           ELSE f.evidence IS DISTINCT FROM u.evidence OR f.severity IS DISTINCT FROM u.severity
+                OR f.status = 'withdrawn' END
 FOR UPDATE OF f
 """
 REJUDGE_FLAGS_SQL = """
-UPDATE flags f SET evidence = r.evidence, summary = r.summary, status = r.status FROM rejudged r WHERE f.id = r.id
+UPDATE flags f SET evidence = r.evidence, summary = r.summary, status = r.status, severity = r.severity
+FROM rejudged r WHERE f.id = r.id
 """
 INSERT_EVIDENCE_HISTORY_SQL = """
 INSERT INTO flag_evidence_history (id, flag_id, evidence, summary, replaced_at)
@@ -201,7 +252,8 @@ SELECT r.event_id, $2::text, r.lot_id, 'audit.flag.updated', $3::text, r.id, $1:
            'lot_ids', to_jsonb(r.lot_ids), 'participants', to_jsonb(r.participants), 'summary', r.summary,
            'evidence', r.evidence, 'status', r.status, 'raised_at', to_jsonb(r.raised_at),
            'previous_summary', r.previous_summary, 'previous_evidence', r.previous_evidence,
-           'previous_status', r.previous_status, 'cleared_by', r.cleared_by,
+           'previous_status', r.previous_status, 'previous_severity', r.previous_severity,
+           'cleared_by', r.cleared_by,
            'updated_at', to_jsonb($1::timestamptz), 'evidence_changed_since_decision', r.decided)
 FROM rejudged r
 """
@@ -227,10 +279,15 @@ class Changes:
     received: list[tuple[Any, ...]] = field(default_factory=list)
     participants: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     certs: list[tuple[Any, ...]] = field(default_factory=list)
+    asm_presence: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # H5: UPSERT_ASM_PRESENCE_SQL's rows
+    agreements: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # H5: UPSERT_AGREEMENTS_SQL's (groups JSON)
     areas: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    risk_profiles: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # risk profiles (H4), by id
     lots: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new lots (custodian, last_custody_at last)
     lot_updates: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # existing lots: custodian, at
     holders: dict[tuple[str, str], None] = field(default_factory=dict)
+    # declared lots (`declared_origins`): lot -> (declaration JSON or None: kept, the mine's answer JSON or None)
+    declared: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     shipments: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new shipments (status 10th)
     received_shipments: dict[str, None] = field(default_factory=dict)  # existing shipments now received
     transformations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -262,12 +319,18 @@ def parts(c: Changes, copy: bool) -> list[Part]:
         out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 8)))
     if c.certs:
         out.append(("sql", "certifications", INSERT_CERTIFICATIONS_SQL, columns(c.certs, 7)))
+    if c.asm_presence:
+        out.append(("sql", "asm_presence", UPSERT_ASM_PRESENCE_SQL, columns(list(c.asm_presence.values()), 9)))
+    if c.agreements:
+        out.append(("sql", "agreements", UPSERT_AGREEMENTS_SQL, columns(list(c.agreements.values()), 10)))
     if c.areas:
         out.append(("sql", "areas", UPSERT_CAHRA_SQL, columns(list(c.areas.values()), 7)))
+    if c.risk_profiles:
+        out.append(("sql", "risk_profiles", UPSERT_RISK_PROFILES_SQL, columns(list(c.risk_profiles.values()), 9)))
     if c.lots and copy:
         out.append(("copy", "lots", list(c.lots.values()), LOT_COLUMNS))
     elif c.lots:
-        out.append(("sql", "lots", INSERT_LOTS_SQL, columns(list(c.lots.values()), 14)))
+        out.append(("sql", "lots", INSERT_LOTS_SQL, columns(list(c.lots.values()), len(LOT_COLUMNS))))
     if c.lot_updates:
         updates = [
             list(c.lot_updates),
@@ -277,11 +340,14 @@ def parts(c: Changes, copy: bool) -> list[Part]:
         out.append(("sql", "lot_updates", UPDATE_LOTS_SQL, updates))
     if c.holders:
         out.append(("sql", "holders", INSERT_HOLDERS_SQL, columns(list(c.holders), 2)))
+    if c.declared:
+        declared = [list(c.declared), [d[0] for d in c.declared.values()], [d[1] for d in c.declared.values()]]
+        out.append(("sql", "declared", DECLARED_LOTS_SQL, declared))
     if c.shipments and copy:
         out.append(("copy", "shipments", list(c.shipments.values()), SHIPMENT_COLUMNS))
     elif c.shipments:
-        rows = [(*r[:8], to_json(r[8]), *r[9:]) for r in c.shipments.values()]
-        out.append(("sql", "shipments", INSERT_SHIPMENTS_SQL, columns(rows, 12)))
+        rows = [(*r[:8], to_json(r[8]), *r[9:12], to_json(r[12]), *r[13:]) for r in c.shipments.values()]
+        out.append(("sql", "shipments", INSERT_SHIPMENTS_SQL, columns(rows, len(SHIPMENT_COLUMNS))))
     if c.received_shipments:
         out.append(("sql", "received_shipments", RECEIVE_SHIPMENTS_SQL, [list(c.received_shipments)]))
     if c.transformations and copy:
@@ -333,6 +399,25 @@ async def rejudge_flags(
     return [r["id"] for r in await conn.fetch(st.sql("SELECT id FROM rejudged"), *st.args)]
 
 
+def add_declared(s: State, lot: DeclaredLot) -> None:
+    """A declared lot into the state and its indexes (loading; `handlers.lots.on_external` does the same through
+    the journal)."""
+    s.declared_lots[lot.lot_id] = lot
+    s.declared_by_country.setdefault(lot.declared.country, []).append(lot.lot_id)
+    if lot.declared.mine is not None:
+        s.declared_by_mine.setdefault(lot.declared.mine, []).append(lot.lot_id)
+
+
+def declared_json(lot: DeclaredLot) -> str:
+    """What `declared_origins.declared` keeps of a declaration beyond the lot's origin columns."""
+    d = lot.declared
+    return to_json({"declarant": d.declarant, "certifications": d.certifications, "mine_name": d.mine_name})
+
+
+def answer_json(a: OriginAnswer) -> str:
+    return to_json({"confirmed": a.confirmed, "note": a.note, "event_id": a.event_id, "by": a.by, "at": a.at})
+
+
 def columns(rows: Sequence[tuple[Any, ...]], n: int) -> list[list[Any]]:
     """Rows to the column arrays `unnest` takes."""
     if not rows:
@@ -364,11 +449,27 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
         area = Area(r["id"], r["country"], r["region"], r["effective_from"], r["effective_to"], r["source"])
         s.areas[r["id"]] = (r["known_at"], area)
         bisect.insort(s.areas_by_country.setdefault(r["country"], []), (r["known_at"], r["id"]))
+    for r in await conn.fetch(
+        "SELECT id, country, region, factor, level, effective_from, effective_to, source, known_at "
+        "FROM risk_profiles ORDER BY known_at, id"
+    ):
+        profile = rules.RiskProfile(
+            r["id"],
+            r["country"],
+            r["region"],
+            r["factor"],
+            r["level"],
+            r["effective_from"],
+            r["effective_to"],
+            r["source"],
+        )
+        s.risk_profiles[r["id"]] = (r["known_at"], profile)
+        s.risk_profiles_by_country.setdefault(r["country"], []).append(r["id"])
     for r in await conn.fetch("SELECT lot_id, last_custody_at FROM lots"):
         s.lots[r["lot_id"]] = r["last_custody_at"]
     for r in await conn.fetch(
         "SELECT lot_id, origin_event, origin_participant, origin_country, origin_region, origin_mining_type, "
-        "origin_at, recorded_at, mineral, mass_kg FROM lots WHERE origin_kind = 'mine'"
+        "origin_at, recorded_at, mineral, mass_kg, produced_by FROM lots WHERE origin_kind = 'mine'"
     ):
         lot = MineLot(
             r["lot_id"],
@@ -379,8 +480,11 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
             intern_opt(r["origin_mining_type"]),
             r["origin_at"],
             r["recorded_at"],
+            intern_opt(r["produced_by"]),
         )
         s.mine_lots[lot.lot_id] = lot
+        if lot.produced_by is not None:  # as `new_lot`
+            s.lots_by_producer.setdefault(lot.produced_by, []).append(lot.lot_id)
         s.lots_by_mine.setdefault(lot.mine, []).append(lot.lot_id)
         s.lots_by_country.setdefault(lot.country or "", []).append(lot.lot_id)
         produced = (lot.origin_at, lot.recorded_at, lot.lot_id, r["mass_kg"])
@@ -388,13 +492,39 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
             key = (lot.mine, intern(r["mineral"]), year)
             bisect.insort(s.production.setdefault(key, []), produced)
             s.produced_kg[key] = s.produced_kg.get(key, Decimal(0)) + r["mass_kg"]
+    await _load_coexistence(conn, s)
+    for r in await conn.fetch("SELECT id, country, region, mining_type FROM participants WHERE kind = 'mine'"):
+        s.mines[r["id"]] = (intern(r["country"]), intern_opt(r["region"]), intern_opt(r["mining_type"]))
+    for r in await conn.fetch(
+        "SELECT l.lot_id, l.origin_event, l.origin_participant, l.origin_country, l.origin_region, "
+        "l.origin_mining_type, l.origin_at, l.recorded_at, d.declared::text AS declared, d.answer::text AS answer "
+        "FROM declared_origins d JOIN lots l USING (lot_id) "
+        "WHERE l.origin_kind = 'external' AND d.declared IS NOT NULL"
+    ):
+        known = orjson.loads(r["declared"])
+        declared = Declaration(
+            intern(known["declarant"]),
+            intern(r["origin_country"]),
+            intern_opt(r["origin_region"]),
+            intern_opt(r["origin_mining_type"]),
+            tuple((intern(c[0]), intern(c[1])) for c in known["certifications"]),
+            intern_opt(r["origin_participant"]),
+            known.get("mine_name"),
+        )
+        add_declared(s, DeclaredLot(r["lot_id"], r["origin_event"], declared, r["origin_at"], r["recorded_at"]))
+        if r["answer"] is not None:
+            a = orjson.loads(r["answer"])
+            at = datetime.fromisoformat(a["at"])
+            s.origin_answers[r["lot_id"]] = OriginAnswer(a["confirmed"], a["note"], a["event_id"], a["by"], at)
+    for r in await conn.fetch(LOAD_BAGS_SQL):
+        s.bags[r["lot_id"]] = Bag(r["tag"], r["seal"], r["shipped"])
     for r in await conn.fetch("SELECT cause FROM flags WHERE rule = 'capacity_exceeded'"):
         s.capacity_flagged.add(r["cause"])
     for r in await conn.fetch("SELECT shipment_id FROM shipments WHERE status = 'in_transit'"):
         s.open_shipments.add(r["shipment_id"])
     for r in await conn.fetch(
-        "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver FROM shipments "
-        "WHERE cardinality(transit_countries) > 0"
+        "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver, transit_regions "
+        "FROM shipments WHERE cardinality(transit_countries) > 0"
     ):
         t = Transit(
             r["lot_id"],
@@ -403,16 +533,18 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
             r["shipped_at"],
             intern(r["sender"]),
             intern(r["receiver"]),
+            tuple(map(intern, r["transit_regions"])),
         )
         s.transits[r["shipment_id"]] = t
         for c in dict.fromkeys(t.countries):
             s.transits_by_country.setdefault(c, []).append(r["shipment_id"])
     for r in await conn.fetch(
-        "SELECT transformation_id, event_id, actor, actor_kind, occurred_at, outputs, recorded_at, "
-        "actor_kind IN ('smelter', 'refiner') AS smelting FROM transformations"
+        LOAD_TRANSFORMATIONS_SQL, sorted(rules.SMELTER_KINDS), sorted(rules.SMELTING_KINDS), CUSTODY_SOURCE
     ):
         s.transformations.add(r["transformation_id"])
-        if r["smelting"]:
+        input_forms = tuple(sorted(map(intern, r["input_forms"] or ())))
+        output_forms = tuple(sorted(map(intern, r["output_forms"] or ())))
+        if rules.smelts(r["kind"], r["actor_kind"], input_forms, output_forms):  # as `handlers.transformations`
             s.smeltings[r["transformation_id"]] = Smelting(
                 r["event_id"],
                 intern(r["actor"]),
@@ -420,10 +552,113 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
                 r["occurred_at"],
                 tuple(r["outputs"]),
                 r["recorded_at"],
+                intern(r["kind"]),
+                input_forms,
+                output_forms,
             )
             s.smeltings_by_actor.setdefault(r["actor"], []).append(r["transformation_id"])
+    load_grievances(s, await conn.fetch(LOTS_BY_ORIGIN_SQL), await conn.fetch(SUBSTANTIATED_SQL))
     return s
 
+
+CUSTODY_SOURCE = "/custody"
+# Every transformation, and for one whose actor's kind or own kind does not decide whether it is a smelting
+# (`rules.smelting_basis`) the distinct forms of its inputs and outputs as its event carried them (the event that
+# recorded it, kept in received_events): `rules.smelts` judges them as the live handler did.
+LOAD_TRANSFORMATIONS_SQL = """
+SELECT t.transformation_id, t.event_id, t.kind, t.actor, t.actor_kind, t.occurred_at, t.outputs, t.recorded_at,
+       f.input_forms, f.output_forms
+FROM transformations t
+LEFT JOIN LATERAL (
+  SELECT ARRAY(SELECT DISTINCT x->>'form' FROM json_array_elements(e.data->'inputs') x
+               WHERE x->>'form' IS NOT NULL) AS input_forms,
+         ARRAY(SELECT DISTINCT x->>'form' FROM json_array_elements(e.data->'outputs') x
+               WHERE x->>'form' IS NOT NULL) AS output_forms
+  FROM received_events e
+  WHERE NOT (t.actor_kind = ANY($1::text[]) OR t.kind = ANY($2::text[]))
+    AND e.source = $3 AND e.event_id = t.event_id
+  LIMIT 1
+) f ON true
+"""
+
+# H6: every lot by its origin participant (but a mine's origin lots: `State.lots_by_mine`), in no order (a lot's flag
+# depends on the lot and the grievance only); and the substantiated grievances (`grievance_triages`, which a replay
+# never empties; a replay into another database gets them from `audit.decisions` instead).
+LOTS_BY_ORIGIN_SQL = (
+    "SELECT origin_participant, origin_at, lot_id, origin_kind FROM lots "
+    "WHERE origin_participant IS NOT NULL AND origin_kind <> 'mine'"
+)
+SUBSTANTIATED_SQL = (
+    "SELECT grievance_id, participant_id, period_from, period_to, severity, note FROM grievance_triages "
+    "WHERE decision = 'substantiated' ORDER BY seq"
+)
+
+
+def load_grievances(s: State, lots: Sequence[Any], triages: Sequence[Any]) -> None:
+    """`State.lots_by_origin` and `State.grievances` from those two queries' rows."""
+    by_origin = s.lots_by_origin
+    for r in lots:
+        who = intern(r["origin_participant"])
+        entry = (r["origin_at"], r["lot_id"], intern(r["origin_kind"]))
+        if who in by_origin:
+            by_origin[who].append(entry)
+        else:
+            by_origin[who] = [entry]
+    for r in triages:
+        g = rules.Grievance(
+            r["grievance_id"],
+            intern(r["participant_id"]),
+            r["period_from"],
+            r["period_to"],
+            rules.Severity(r["severity"]),
+            r["note"],
+        )
+        known = s.grievances.setdefault(g.participant_id, [])
+        if all(k.id != g.id for k in known):
+            known.append(g)
+
+
+async def _load_coexistence(conn: asyncpg.Connection, s: State) -> None:
+    """ASM on or next to industrial titles and coexistence agreements (H5), per titleholder in the order known."""
+    for r in await conn.fetch(
+        "SELECT id, titleholder, asm_group, relation, since, until, source, version FROM asm_presence "
+        "ORDER BY known_at, id"
+    ):
+        p = rules.AsmPresence(
+            r["id"],
+            intern(r["titleholder"]),
+            intern(r["asm_group"]),
+            r["relation"],
+            r["since"],
+            r["until"],
+            r["source"],
+        )
+        s.asm_presence[p.id] = (r["version"], p)
+        s.asm_presence_by_titleholder.setdefault(p.titleholder, []).append(p.id)
+    for r in await conn.fetch(
+        "SELECT id, titleholder, asm_groups, status, signed, valid_from, valid_until, reference, version "
+        "FROM coexistence_agreements ORDER BY known_at, id"
+    ):
+        a = rules.CoexistenceAgreement(
+            r["id"],
+            intern(r["titleholder"]),
+            tuple(map(intern, r["asm_groups"])),
+            r["status"],
+            r["signed"],
+            r["valid_from"],
+            r["valid_until"],
+            r["reference"],
+        )
+        s.agreements[a.id] = (r["version"], a)
+        s.agreements_by_titleholder.setdefault(a.titleholder, []).append(a.id)
+
+
+# The lots registered at a mine with a tag or a seal (`handlers.lots.on_registered`), shipped once they have a
+# shipment (`handlers.shipments.on_shipped`).
+LOAD_BAGS_SQL = """
+SELECT l.lot_id, l.tag, l.seal, l.lot_id IN (SELECT s.lot_id FROM shipments s) AS shipped
+FROM lots l WHERE l.origin_kind = 'mine' AND (l.tag IS NOT NULL OR l.seal IS NOT NULL)
+"""
 
 OVERDUE_SQL = """
 SELECT * FROM shipments WHERE status = 'in_transit'

@@ -8,7 +8,16 @@ from typing import Any
 
 from audit.projection import decode
 from audit.projection.context import Context
-from audit.projection.handlers import lots, refusals, registry, shipments, transformations
+from audit.projection.handlers import (
+    coexistence,
+    grievances,
+    lots,
+    refusals,
+    registry,
+    risk_profiles,
+    shipments,
+    transformations,
+)
 from shared.events import CloudEvent
 
 Decoder = Callable[[CloudEvent], Any]
@@ -19,12 +28,17 @@ HANDLERS: dict[str, tuple[Decoder, Handler]] = {
     "registry.participant.updated": (decode.participant, registry.on_participant),
     "registry.certification.changed": (decode.certification, registry.on_certification),
     "registry.cahra.updated": (decode.cahra, registry.on_cahra),
+    "registry.asm_presence.changed": (decode.asm_presence, coexistence.on_presence),
+    "registry.coexistence_agreement.changed": (decode.coexistence_agreement, coexistence.on_agreement),
+    "registry.risk_profile.updated": (decode.risk_profile, risk_profiles.on_risk_profile),
     "custody.lot.registered": (decode.registered, lots.on_registered),
     "custody.lot.external_declared": (decode.external, lots.on_external),
+    "custody.lot.origin_confirmed": (decode.origin_confirmed, lots.on_origin_confirmed),
     "custody.lot.shipped": (decode.shipped, shipments.on_shipped),
     "custody.lot.received": (decode.received, shipments.on_received),
     "custody.transformation.recorded": (decode.recorded, transformations.on_recorded),
     "custody.lot.transformed": (decode.transformed, transformations.on_transformed),
     "custody.lot.consumed": (decode.consumed, lots.on_consumed),
     "custody.attempt.rejected": (decode.rejected, refusals.on_rejected),
+    "audit.grievance.triaged": (decode.grievance_triaged, grievances.on_triaged),
 }

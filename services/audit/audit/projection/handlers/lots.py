@@ -6,10 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 
 from audit import rules
-from audit.projection import screening
+from audit.projection import risk_profiles, screening, statements
 from audit.projection.context import About, Context
-from audit.projection.decode import CustodyStep, ExternalDeclared, LotRegistered, NewLot, intern, intern_opt
-from audit.projection.state import MineLot
+from audit.projection.decode import (
+    CustodyStep,
+    ExternalDeclared,
+    LotRegistered,
+    NewLot,
+    OriginAnswered,
+    intern,
+    intern_opt,
+)
+from audit.projection.handlers import coexistence, grievances
+from audit.projection.state import Bag, DeclaredLot, MineLot, OriginAnswer
 from audit.rules import Finding
 
 
@@ -21,6 +30,7 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
         return False
     j.set(s.lots, lot.lot_id, lot.at)
     j.set(c.lots, lot.lot_id, lot)  # the record is the row
+    grievances.on_new_lot(ctx, lot)  # indexed by origin participant; judged against its substantiated grievances
     if lot.origin_kind == "mine":
         assert lot.origin_participant is not None  # the decoder checks it
         mine = MineLot(
@@ -32,8 +42,13 @@ def new_lot(ctx: Context, lot: NewLot) -> bool:
             intern_opt(lot.origin_mining_type),
             lot.at,
             lot.recorded_at,
+            intern_opt(lot.produced_by),
         )
         j.set(s.mine_lots, lot.lot_id, mine)
+        if mine.produced_by is not None:  # re-screened when the ASM group's certifications change (H5)
+            if mine.produced_by not in s.lots_by_producer:
+                j.set(s.lots_by_producer, mine.produced_by, [])
+            j.append(s.lots_by_producer[mine.produced_by], lot.lot_id)
         for index, key in ((s.lots_by_mine, mine.mine), (s.lots_by_country, mine.country or "")):
             if key not in index:
                 j.set(index, key, [])
@@ -77,8 +92,11 @@ def check_time(
 
 def on_registered(ctx: Context, ev: LotRegistered) -> None:
     lot = ev.lot
-    new_lot(ctx, lot)
+    if new_lot(ctx, lot) and (lot.tag is not None or lot.seal is not None):  # bag-and-tag: see `on_shipped`
+        ctx.journal.set(ctx.state.bags, lot.lot_id, Bag(lot.tag, lot.seal, False))
     screening.origin(ctx, lot.lot_id)
+    coexistence.judge_lot(ctx, lot.lot_id)  # ASM on or next to an industrial title without an agreement (H5)
+    risk_profiles.registered(ctx, lot.lot_id)  # the risk factors of its place (H4)
     screening.backdated(ctx, lot.lot_id)
     about = About(lot.lot_id, lot.event_id, "custody.lot.registered", ev.mine)
     for year in rules.production_years(lot.at, lot.recorded_at, ctx.thresholds):
@@ -87,7 +105,20 @@ def on_registered(ctx: Context, ev: LotRegistered) -> None:
 
 def on_external(ctx: Context, ev: ExternalDeclared) -> None:
     lot = ev.lot
-    new_lot(ctx, lot)
+    if new_lot(ctx, lot):
+        s, j = ctx.state, ctx.journal
+        declared = DeclaredLot(lot.lot_id, lot.event_id, ev.declared, lot.at, lot.recorded_at)
+        j.set(s.declared_lots, lot.lot_id, declared)
+        indexes = [(s.declared_by_country, ev.declared.country)]
+        if ev.declared.mine is not None:
+            indexes.append((s.declared_by_mine, ev.declared.mine))
+        for index, key in indexes:
+            if key not in index:
+                j.set(index, key, [])
+            j.append(index[key], lot.lot_id)
+        j.set(ctx.changes.declared, lot.lot_id, (statements.declared_json(declared), None))
+    screening.declared(ctx, lot.lot_id)  # judged on the declaration as first recorded, as the table keeps it
+    risk_profiles.declared_lot(ctx, lot.lot_id)  # the risk factors of the declared place, as a mined lot's
     ctx.judge(
         "undocumented_custody",
         About(lot.lot_id, lot.event_id, "custody.lot.external_declared", lot.custodian),
@@ -106,6 +137,20 @@ def on_external(ctx: Context, ev: ExternalDeclared) -> None:
             (lot.custodian,),
         ),
     )
+
+
+def on_origin_confirmed(ctx: Context, ev: OriginAnswered) -> None:
+    """The mine a declaration named confirms it or disputes it (the latest answer counts): the declared origin is
+    judged again with it (`screening.answer_fact` clears the `unconfirmed_declared_origin` flag it settles)."""
+    s, j, c = ctx.state, ctx.journal, ctx.changes
+    lot = s.declared_lots.get(ev.lot_id)
+    if lot is None or lot.declared.mine != ev.by:
+        raise ValueError(f"{ev.by} answered for lot {ev.lot_id}, which no declaration names it the mine of")
+    answer = OriginAnswer(ev.confirmed, ev.note, ev.event_id, ev.by, ev.at)
+    j.set(s.origin_answers, ev.lot_id, answer)
+    pending = c.declared.get(ev.lot_id)
+    j.set(c.declared, ev.lot_id, (pending[0] if pending else None, statements.answer_json(answer)))
+    screening.declared(ctx, ev.lot_id, rejudge=screening.answer_fact(answer, ev.lot_id))
 
 
 def on_consumed(ctx: Context, ev: CustodyStep) -> None:

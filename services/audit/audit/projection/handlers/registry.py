@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from audit.projection import screening
 from audit.projection.context import Context
-from audit.projection.decode import CahraUpdated, CertificationChanged, ParticipantChanged
+from audit.projection.decode import CahraUpdated, CertificationChanged, ParticipantChanged, intern, intern_opt
 from audit.rules import Area
 
 
@@ -18,6 +18,20 @@ def on_participant(ctx: Context, ev: ParticipantChanged) -> None:
     row = (ev.id, ev.kind, ev.name, ev.country, ev.region, ev.mining_type, ev.capacity_json, ev.version)
     ctx.journal.set(s.capacities, ev.id, (ev.version, ev.capacity))
     ctx.journal.set(ctx.changes.participants, ev.id, row)
+    if ev.kind != "mine":
+        return
+    place = (intern(ev.country), intern_opt(ev.region), intern_opt(ev.mining_type))
+    if s.mines.get(ev.id) == place:
+        return
+    ctx.journal.set(s.mines, ev.id, place)
+    # What this mine's registry data bears on: its lots registered without a region (a region known later counts)
+    # and the declarations naming it (screened with its registry data).
+    why = screening.participant_fact(ev)
+    for lot_id in s.lots_by_mine.get(ev.id, ()):
+        if s.mine_lots[lot_id].region is None:
+            screening.origin(ctx, lot_id, rejudge=why)
+    for lot_id in s.declared_by_mine.get(ev.id, ()):
+        screening.declared(ctx, lot_id, rejudge=why)
 
 
 def on_certification(ctx: Context, ev: CertificationChanged) -> None:
@@ -33,6 +47,10 @@ def on_certification(ctx: Context, ev: CertificationChanged) -> None:
     why = screening.certification_fact(ev)  # what clears a flag the rule no longer holds for
     for lot_id in s.lots_by_mine.get(who, ()):
         screening.origin(ctx, lot_id, rejudge=why)
+    for lot_id in s.lots_by_producer.get(who, ()):  # lots an ASM group produced for a titleholder: screened as its
+        screening.origin(ctx, lot_id, rejudge=why)
+    for lot_id in s.declared_by_mine.get(who, ()):  # declarations naming it are screened with its certifications
+        screening.declared(ctx, lot_id, rejudge=why)
     for tid in s.smeltings_by_actor.get(who, ()):
         screening.smelter(ctx, tid, rejudge=why)
 
@@ -58,8 +76,10 @@ def on_cahra(ctx: Context, ev: CahraUpdated) -> None:
     # Re-screen the lots from that country or region, and shipments routed through it.
     why = screening.cahra_fact(ev)  # what clears a flag the rule no longer holds for (a listing's correction)
     for lot_id in s.lots_by_country.get(ev.country, ()):
-        if ev.region is None or s.mine_lots[lot_id].region == ev.region:
+        # a region's listing bears on that region's lots and on those whose region is unknown (origin_region_unknown)
+        if ev.region is None or s.mine_lots[lot_id].region in (ev.region, None):
             screening.origin(ctx, lot_id, rejudge=why)
-    if ev.region is None:
-        for sid in s.transits_by_country.get(ev.country, ()):
-            screening.transit(ctx, sid, rejudge=why)
+    for lot_id in s.declared_by_country.get(ev.country, ()):
+        screening.declared(ctx, lot_id, rejudge=why)
+    for sid in s.transits_by_country.get(ev.country, ()):  # a region's listing too (transit_region_unknown)
+        screening.transit(ctx, sid, rejudge=why)

@@ -1,5 +1,6 @@
-"""Shipments and receipts: the receipt's mass, seal and times against the shipment's, transit through a CAHRA, and
-the lot's new custodian."""
+"""Shipments and receipts: the receipt's mass, seal, tag and times against the shipment's, transit through a CAHRA,
+a lot's first shipment against the seal and tag its mine registered it with (bag-and-tag), and the lot's new
+custodian."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def on_shipped(ctx: Context, ev: Shipped) -> None:
         return
     j.add(s.open_shipments, sid)
     j.set(ctx.changes.shipments, sid, ev.row)
+    first_shipment(ctx, ev)
     if ev.transit_countries:
         t = Transit(
             ev.lot_id,
@@ -28,6 +30,7 @@ def on_shipped(ctx: Context, ev: Shipped) -> None:
             ev.shipped_at,
             intern(ev.sender),
             intern(ev.receiver),
+            tuple(map(intern, ev.transit_regions)),
         )
         j.set(s.transits, sid, t)
         for c in dict.fromkeys(ev.transit_countries):
@@ -35,6 +38,43 @@ def on_shipped(ctx: Context, ev: Shipped) -> None:
                 j.set(s.transits_by_country, c, [])
             j.append(s.transits_by_country[c], sid)
     screening.transit(ctx, sid)
+
+
+def first_shipment(ctx: Context, ev: Shipped) -> None:
+    """Bag-and-tag: the first shipment of a lot a mine registered with a seal or a tag carries them both (a tag only
+    when the event could carry one: custody published none before 2026-12-05)."""
+    bag = ctx.state.bags.get(ev.lot_id)
+    if bag is None or bag.shipped:
+        return
+    lot_id, sid = ev.lot_id, ev.shipment_id
+    about = About(lot_id, ev.event_id, "custody.lot.shipped", ev.actor)
+    who = (ev.sender, ev.receiver)
+    ctx.judge(
+        "seal_mismatch",
+        about,
+        lambda: rules.first_shipment_seal(
+            lot_id=lot_id,
+            shipment_id=sid,
+            event_id=ev.event_id,
+            registered_seal=bag.seal,
+            shipped_seal=ev.seal,
+            who=who,
+        ),
+    )
+    if ev.tagged:
+        ctx.judge(
+            "tag_mismatch",
+            about,
+            lambda: rules.first_shipment_tag(
+                lot_id=lot_id,
+                shipment_id=sid,
+                event_id=ev.event_id,
+                registered_tag=bag.tag,
+                shipped_tag=ev.tag,
+                who=who,
+            ),
+        )
+    ctx.journal.set(ctx.state.bags, lot_id, bag._replace(shipped=True))
 
 
 def on_received(ctx: Context, ev: Received) -> None:
@@ -69,6 +109,21 @@ def on_received(ctx: Context, ev: Received) -> None:
             who=who,
         ),
     )
+    if ev.tagged:
+        bag = ctx.state.bags.get(lot_id)
+        judge(
+            "tag_mismatch",
+            about,
+            lambda: rules.receipt_tag_mismatch(
+                lot_id=lot_id,
+                shipment_id=sid,
+                event_id=ev.event_id,
+                registered_tag=None if bag is None else bag.tag,
+                shipped_tag=ev.shipped_tag,
+                received_tag=ev.received_tag,
+                who=who,
+            ),
+        )
     judge(
         "time_contradiction",
         about,
@@ -108,7 +163,8 @@ def on_received(ctx: Context, ev: Received) -> None:
         last = max(last, at)
         j.set(s.lots, lot_id, last)
         if lot_id in c.lots:  # registered in this batch: written with its new custodian
-            j.set(c.lots, lot_id, (*c.lots[lot_id][:9], by, *c.lots[lot_id][10:13], last))
+            row = c.lots[lot_id]  # `statements.LOT_COLUMNS`: custodian 10th, last_custody_at 14th
+            j.set(c.lots, lot_id, (*row[:9], by, *row[10:13], last, *row[14:]))
         else:
             j.set(c.lot_updates, lot_id, (by, last))
     j.set(c.holders, (lot_id, by), None)

@@ -72,7 +72,8 @@ async def system(database_urls: dict[str, str]) -> AsyncIterator[System]:
         await conn.execute(
             "TRUNCATE flags, lots, lot_holders, shipments, transformation_inputs, transformation_outputs, "
             "transformations, certifications, cahra_areas, participants, processed_events, received_events, outbox, "
-            "flag_decisions"
+            "flag_decisions, flag_evidence_history, risk_profiles, asm_presence, coexistence_agreements, "
+            "declared_origins, grievances, grievance_contacts, grievance_triages"
         )
     finally:
         await conn.close()

@@ -36,6 +36,7 @@ EXPECTED = Counter(
     {
         "custody.lot.registered": 2,
         "custody.lot.external_declared": 1,
+        "custody.lot.origin_confirmed": 1,  # the mine the declaration names confirms it
         "custody.lot.shipped": 3,
         "custody.lot.received": 3,
         "custody.transformation.recorded": 1,  # the transformation once, with both lists
@@ -93,10 +94,20 @@ async def journey(stack: Stack) -> dict[str, Any]:
                 "form": "concentrate",
                 "mass_kg": 500,
                 "received_at": "2026-11-03T12:00:00Z",
-                "origin": {"country": "MM", "region": "MM-11", "mine_name": "unknown"},
+                "origin": {
+                    "country": "CD",
+                    "region": "CD-SK",
+                    "mine_name": "unknown",
+                    "participant_id": mine.id,
+                    "mining_type": "asm",
+                    "certifications": [{"scheme": "itsci", "status": "member", "reference": "ITSCI-0042"}],
+                },
                 "supplier": {"name": "Andaman Metals Trading", "country": "TH"},
             },
         )
+    )
+    await ok(
+        await c.post(f"/lots/{ext['lot_id']}/origin-confirmation", headers=mine.auth, json={"confirmed": True}), 200
     )
     shipments = []
     for lot, extra in (

@@ -109,21 +109,47 @@ async def one_of_each_change(api: httpx.AsyncClient) -> dict[str, Any]:
     profile = {"country": "CD", "factor": "corruption", "level": "high", "effective_from": "2026-01-01", "source": "x"}
     recorded = await call(api, "POST", "/risk-profiles", {"items": [profile, {**profile, "region": "CD-NK"}]})
     await call(api, "PATCH", f"/risk-profiles/{recorded['items'][0]['id']}", {"level": "medium"})
+    titleholder = await call(
+        api,
+        "POST",
+        "/participants",
+        {"name": "Kivu Tin SA", "kind": "mine", "country": "RW", "region": "RW-03", "mining_type": "lsm"},
+        201,
+    )
+    title = titleholder["participant"]["id"]
+    presence = await call(
+        api,
+        "POST",
+        f"/participants/{title}/asm-presence",
+        {"asm_group": mine_id, "relation": "on_title", "since": "2025-01-01", "source": "site visit"},
+        201,
+    )
+    await call(api, "PATCH", f"/asm-presence/{presence['id']}", {"until": "2026-10-31"})
+    agreement = await call(
+        api,
+        "POST",
+        f"/participants/{title}/coexistence-agreements",
+        {"asm_groups": [mine_id], "status": "negotiating", "valid_from": "2025-02-01", "reference": "draft"},
+        201,
+    )
+    await call(api, "PATCH", f"/coexistence-agreements/{agreement['id']}", {"status": "in_force"})
     issued = await call(api, "POST", f"/participants/{smelter_id}/credentials", None, 201)
     await call(api, "POST", f"/credentials/{issued['token_id']}/revoke", {"reason": "laptop stolen"})
     await call(api, "POST", f"/credentials/{mine['credential']['token_id']}/revoke", None)
-    return {"mine": mine_id, "smelter": smelter_id}
+    return {"mine": mine_id, "smelter": smelter_id, "titleholder": title}
 
 
 EXPECTED = Counter(
     {
-        "registry.participant.registered": 2,
-        "registry.credential.issued": 3,
+        "registry.participant.registered": 3,
+        "registry.credential.issued": 4,
         "registry.participant.updated": 2,
         "registry.certification.changed": 2,
         "registry.cahra.updated": 3,
         "registry.credential.revoked": 2,
         "registry.risk_profile.updated": 3,
+        "registry.asm_presence.changed": 2,
+        "registry.coexistence_agreement.changed": 2,
     }
 )
 
@@ -164,6 +190,8 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(api: htt
             assert event.key == event.data["area"]["country"]  # keyed by country, not by a participant
         elif event.type == "registry.risk_profile.updated":
             assert event.key == event.data["profile"]["country"]
+        elif event.type in ("registry.asm_presence.changed", "registry.coexistence_agreement.changed"):
+            assert event.key == event.data["titleholder"] == made["titleholder"]  # keyed by the titleholder
         else:
             participant = event.data.get("participant_id", event.data.get("id"))
             assert event.key == participant, data

@@ -46,6 +46,8 @@ REGISTRY_TYPES = {
     "registry.credential.issued",
     "registry.credential.revoked",
     "registry.risk_profile.updated",  # country and region risk profiles (issue 23)
+    "registry.asm_presence.changed",  # artisanal mining on or next to industrial titles (issue 23)
+    "registry.coexistence_agreement.changed",
 }
 
 

@@ -51,6 +51,12 @@ IDS = {
         "record_profiles",  # country and region risk profiles (issue 23)
         "correct_profile",
         "list_profiles",
+        "add_asm_presence",  # artisanal mining on or next to industrial titles, and coexistence agreements (issue 23)
+        "list_asm_presence",
+        "update_asm_presence",
+        "add_coexistence_agreement",
+        "list_coexistence_agreements",
+        "update_coexistence_agreement",
     ],
     "custody": [
         "register_lot",
@@ -63,6 +69,7 @@ IDS = {
         "list_lots",
         "history",
         "trace",
+        "confirm_origin",  # the named mine confirms or disputes a declared origin (issue 23)
     ],
     "audit": [
         "list_flags",
@@ -125,7 +132,7 @@ def test_operation_ids_are_short_names_without_path_or_method(doc: dict[str, Any
         for a, b in pairwise(segments):
             assert f"{a}_{b}" not in op_id, f"{where}: {op_id!r} spells the path"
         for s, raw in zip(segments, [s for s in path.split("/") if s], strict=True):
-            if re.search(r"[^\w{}]", raw):  # `.well-known`, `jwks.json`: a file name is no call's name
+            if "." in raw:  # `.well-known`, `jwks.json`: a file name is no call's name (`asm-presence` is a resource)
                 assert s not in op_id, f"{where}: {op_id!r} spells {raw!r}"
         assert op_id not in seen, f"{where} and {seen[op_id]} are both {op_id!r}"
         seen[op_id] = where

@@ -131,6 +131,7 @@ class Generator:
         self.recorded = datetime.now(UTC) - timedelta(hours=2)  # ce_time: when the services recorded them
         self.late_done = False
         self.last: dict[str, datetime] = {}  # lot -> when its last custody event happened
+        self.bag_seals: dict[str, str] = {}  # a mined lot not shipped yet -> the seal its mine gave it
 
     # registry ---------------------------------------------------------------------------------------------------
 
@@ -231,7 +232,7 @@ class Generator:
                 "form": "ore",
                 "mass_kg": _mass(mass),
                 "tag": f"TAG-{self.seq}",
-                "seal": f"S-{self.seq}",
+                "seal": self.bag_seals.setdefault(lot.lot_id, f"S-{self.seq}"),
                 "custodian": mine.id,
                 "origin": {
                     "kind": "mine",
@@ -304,7 +305,8 @@ class Generator:
         r = self.rnd.random()
         at = self.after([lot], self.rnd.uniform(1, 30))
         max_days = self.rnd.choice([None, 10, 20])
-        seal = f"S-{self.rnd.getrandbits(20)}"
+        # a mine's first shipment leaves under the seal it gave the bag (else bag-and-tag flags every mined lot)
+        seal = self.bag_seals.pop(lot.lot_id, None) or f"S-{self.rnd.getrandbits(20)}"
         shipped = self.ship(lot, sender, to, lot.remaining_kg, at, seal, transit, max_days)
         if r < 0.015:
             return False  # never received: the overdue check flags it

@@ -20,6 +20,7 @@ Idempotency-Key, so custody answers a retried write with its first answer instea
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -35,7 +36,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "[demo]"
-KEY_PREFIX = "demo-v1"  # Idempotency-Key prefix: a new version of the demo must change it
+KEY_PREFIX = "demo-v2"  # Idempotency-Key prefix: a new version of the demo must change it
+RISK_PROFILES_CSV = Path(__file__).resolve().with_name("risk_profiles.illustrative.csv")
 MARKER_NAME = "Scheldt Metal Recovery NV"  # registered last: its presence means the demo is complete
 AUDIT_WAIT_S = 20.0  # default of --audit-wait
 QUIET_S = 3.0  # no new flag for this long, and only scheduled ones missing: audit has caught up
@@ -49,14 +51,19 @@ CAHRA_SINCE = "2026-06-27"  # the report date of the EU list; every demo event i
 
 # The flags the demo is built to raise: rule -> how many (each lot, shipment or transformation concerned).
 EXPECTED_FLAGS: dict[str, int] = {
-    "uncertified_asm_in_cahra": 2,  # Mwenga Valley tin diggers (CD-SK, no Fairmined/CRAFT/ITSCI): 2 lots
+    "uncertified_asm_in_cahra": 3,  # Mwenga Valley tin diggers (CD-SK, no Fairmined/CRAFT/ITSCI): 2 lots; the Shan
+    # State (MM-17) concentrate declared from outside, mining type not declared: judged as uncertified ASM
     "transit_through_cahra": 2,  # the same 2 lots trucked from Uvira to Dar es Salaam through Burundi
     "certified_asm_in_cahra": 4,  # ITSCI coltan in CD-NK (2 bags), Fairmined gold in CO-ANT (2 doré bars): info
     "origin_in_cahra": 2,  # industrial cobalt from Lualaba (CD-LU): 2 lots
     "lsm_without_irma": 3,  # the Bangka tin mine has no IRMA assessment: 3 lots
+    "lsm_irma_transparency": 3,  # Murchison and Kolwezi hold IRMA Transparency only: their 3 lots (info)
+    "coexistence_without_agreement": 2,  # Kasulo diggers on the Kolwezi title, no agreement: Kolwezi's 2 lots
+    "origin_risk_factors": 11,  # ILLUSTRATIVE risk profiles (CD, CD-SK, CD-NK, MM-17, RW, BO): the lots from there
     "mass_mismatch": 1,  # a coltan bag received in Thailand 3 % lighter than shipped from Kigali
     "seal_mismatch": 1,  # a wolframite lot arriving in Kigali under another seal
-    "smelter_not_rmap_conformant": 2,  # the Bangka tin smelter (non-conformant), the Ganzhou one (RMAP active)
+    "smelter_not_rmap_conformant": 1,  # the Bangka tin smelter (non-conformant)
+    "smelter_rmap_active": 1,  # the Ganzhou tungsten smelter (RMAP Active: an assessment under way)
     "undocumented_custody": 1,  # tin concentrate from Myanmar declared by the Malaysian smelter
     "transit_overdue": 1,  # a Bangka lot shipped with max_transit_days=3 on 26 October, never received
 }
@@ -172,6 +179,9 @@ PARTICIPANTS: tuple[Spec, ...] = (
          {"national_id": "CD/LU/PE-11702"},
          (irma("transparency", "2026-02-01", "2029-01-31", "IRMA Transparency, assessment 2026-007"),),
          role="industrial cobalt hydroxide, Lualaba"),
+    Spec("kasulo", "Coopérative des Creuseurs Artisanaux de Kasulo", "mine", "CD", "CD-LU", "asm", {"cobalt": 40_000},
+         {"national_id": "CD/LU/ZEA/2021/0032"},
+         role="artisanal cobalt diggers on the Kolwezi title, no coexistence agreement"),
     # Traders and exporters.
     Spec("great_lakes", "Great Lakes Minerals Export Ltd", "trader", "RW", "RW-01",
          identifiers={"lei": lei("great_lakes", "2549")}, role="comptoir/exporter, Kigali"),
@@ -246,6 +256,7 @@ CAHRA_AREAS: tuple[dict[str, Any], ...] = tuple(
         ("CD", "CD-LU", "Lualaba", False),
         ("BI", None, "Burundi", False),
         ("CO", "CO-ANT", "Antioquia", True),
+        ("MM", "MM-17", "Shan", True),
     )
 )
 
@@ -327,6 +338,7 @@ class Seeder:
         self.out = out
         self.audit_wait = audit_wait
         self.parties: dict[str, Party] = {}
+        self.tags: dict[str, str] = {}  # lot id -> the tag the mine gave its bag
         self.officer: dict[str, Any] | None = None
         self.stats = Stats()
         self.writing = False  # set once the seed starts changing things (a rerun then resumes)
@@ -410,6 +422,46 @@ class Seeder:
             f"participants: {len(PARTICIPANTS)} ({', '.join(f'{n} {k}' for k, n in kinds.items())}); "
             f"{created} registered, {reused} found from an earlier run (given a new token)"
         )
+
+    def ensure_risk_profiles(self) -> None:
+        """Country and region risk profiles from deploy/demo/risk_profiles.illustrative.csv. ILLUSTRATIVE: no such
+        data set is available offline; the levels are made up to show the rule, not an assessment of any place.
+        Re-sending the same rows records nothing twice."""
+        with RISK_PROFILES_CSV.open(newline="", encoding="utf-8") as f:
+            rows = [
+                {
+                    "country": r["country"],
+                    "region": r["region"] or None,
+                    "factor": r["factor"],
+                    "level": r["level"],
+                    "effective_from": r["effective_from"],
+                    "effective_to": r["effective_to"] or None,
+                    "source": r["source"],
+                }
+                for r in csv.DictReader(f)
+            ]
+        what = "recording the illustrative risk profiles"
+        self.registry.ok("POST", "/risk-profiles", what, headers=self.admin, json={"items": rows})
+        places = sorted({r["region"] or r["country"] for r in rows})
+        say(f"risk profiles: {len(rows)} rows for {', '.join(places)} (ILLUSTRATIVE demo data, not an assessment)")
+
+    def ensure_coexistence(self) -> None:
+        """Artisanal diggers on the Kolwezi industrial title, with no coexistence agreement (IRMA chapter 3.6)."""
+        title, group = self.parties["kolwezi"].id, self.parties["kasulo"].id
+        known = self.registry.ok(
+            "GET", f"/participants/{title}/asm-presence", "reading ASM presence", headers=self.admin
+        )["items"]
+        if not any(p["asm_group"] == group for p in known):
+            body = {
+                "asm_group": group,
+                "relation": "on_title",
+                "since": "2024-05-01",
+                "source": "Site visit report 2026-05, concession PE 11702",
+            }
+            self.registry.ok(
+                "POST", f"/participants/{title}/asm-presence", "recording ASM presence", headers=self.admin, json=body
+            )
+        say("ASM on an industrial title: Kasulo diggers on the Kolwezi concession, no coexistence agreement")
 
     def register_officer(self) -> None:
         """A compliance officer (scope: all), so that flags can be resolved on the dashboard: the operator token
@@ -518,6 +570,7 @@ class Seeder:
             "seal": seal,
         }
         self.write(who, "/lots", body, f"lot:{lot_id}", f"registering lot {lot_id}")
+        self.tags[lot_id] = body["tag"]  # bag and tag: the tag travels with the bag from the mine onward
         self.stats.mined += 1
         self.stats.lots_by_mineral[mineral] += 1
         return lot_id
@@ -541,13 +594,17 @@ class Seeder:
             "seal": seal,
             "transit_countries": list(transit),
         }
+        if lot_id in self.tags:
+            body["tag"] = self.tags[lot_id]
         if max_days is not None:
             body["max_transit_days"] = max_days
         out = self.write(frm, f"/lots/{lot_id}/shipments", body, f"ship:{lot_id}:{at}", f"shipping {lot_id}")
         return str(out["shipment_id"])
 
     def receive(self, who: str, shipment_id: str, lot_id: str, at: str, mass: float, seal: str) -> None:
-        body = {"received_at": at, "mass_kg": mass, "seal": seal}
+        body: dict[str, Any] = {"received_at": at, "mass_kg": mass, "seal": seal}
+        if lot_id in self.tags:
+            body["tag"] = self.tags[lot_id]  # as found on arrival
         self.write(who, f"/shipments/{shipment_id}/receipt", body, f"receive:{lot_id}:{at}", f"receiving {lot_id}")
 
     def move(
@@ -964,6 +1021,8 @@ class Seeder:
         self.ensure_cahra()
         self.ensure_participants()
         self.register_officer()
+        self.ensure_risk_profiles()
+        self.ensure_coexistence()
         self.tin()
         self.tantalum()
         self.tungsten()

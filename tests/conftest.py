@@ -108,9 +108,9 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-async def _fresh_database(service: str) -> str:
+async def _fresh_database(service: str, purpose: str = "test") -> str:
     """A database of this test session alone (two sessions side by side never drop each other's data)."""
-    name = f"{service}_test_{SESSION_ID}"
+    name = f"{service}_{purpose}_{SESSION_ID}"
     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await _admin(f'CREATE DATABASE "{name}"')
     url = pg_url(name)

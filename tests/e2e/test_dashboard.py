@@ -136,7 +136,7 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
     for key, body in specs.items():
         out = await ok(await s.registry.post("/participants", headers=OPERATOR, json=body))
         s.parties[key] = Party(out["participant"]["id"], body["name"], out["credential"]["token"])
-    # RMAP "active": in the audit programme, not yet conformant (the smelter is still flagged).
+    # RMAP "active": in the audit programme, not yet conformant (flagged `smelter_rmap_active`, medium).
     await ok(
         await s.registry.post(
             f"/participants/{s.parties['smelter'].id}/certifications",
@@ -169,21 +169,31 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
             await s.custody.post(
                 f"/lots/{lot}/shipments",
                 headers=p[frm].auth,
-                json={"to": p[to].id, "mass_kg": mass, "shipped_at": at(days_ago), "seal": seal, **extra},
+                json={
+                    "to": p[to].id,
+                    "mass_kg": mass,
+                    "shipped_at": at(days_ago),
+                    "seal": seal,
+                    **tagged(lot),
+                    **extra,
+                },
             )
         )
         return str(sh["shipment_id"])
 
-    async def receive(shipment: str, who: str, mass: float, seal: str, days_ago: float) -> None:
-        body = {"received_at": at(days_ago), "mass_kg": mass, "seal": seal}
+    def tagged(lot: str) -> dict[str, str]:
+        return {"tag": lot} if lot.startswith("ITSCI-") else {}  # a bag travels with its tag (bag and tag)
+
+    async def receive(shipment: str, who: str, mass: float, seal: str, days_ago: float, lot: str = "") -> None:
+        body = {"received_at": at(days_ago), "mass_kg": mass, "seal": seal, **tagged(lot)}
         await ok(await s.custody.post(f"/shipments/{shipment}/receipt", headers=p[who].auth, json=body), 200)
 
     a = await bag("asm", "0001", 1000, 30, "S-1001")
     b = await bag("lsm", "0002", 800, 29, "S-2002")
     first = await move(a, "asm", "trader", 1000, "S-1001", 28, transit_countries=["RW"])
-    await receive(first, "trader", 998, "S-1001", 26)
-    await receive(await move(a, "trader", "smelter", 998, "S-1001", 24), "smelter", 998, "S-1001", 21)
-    await receive(await move(b, "lsm", "smelter", 800, "S-2002", 25), "smelter", 800, "S-2002", 20)
+    await receive(first, "trader", 998, "S-1001", 26, a)
+    await receive(await move(a, "trader", "smelter", 998, "S-1001", 24), "smelter", 998, "S-1001", 21, a)
+    await receive(await move(b, "lsm", "smelter", 800, "S-2002", 25), "smelter", 800, "S-2002", 20, b)
     metal_id = f"MST-SN-{tag}-0001"
     await ok(
         await s.custody.post(
@@ -217,7 +227,7 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
                 ("uncertified_asm_in_cahra", a),
                 ("origin_in_cahra", b),
                 ("lsm_without_irma", b),
-                ("smelter_not_rmap_conformant", metal_id),
+                ("smelter_rmap_active", metal_id),
                 ("uncertified_asm_in_cahra", c),
             }
             <= rules
@@ -235,7 +245,8 @@ async def scenario(database_urls: dict[str, str]) -> AsyncIterator[Scenario]:
         await conn.execute(
             "TRUNCATE flags, flag_decisions, flag_evidence_history, lots, lot_holders, shipments, transformations, "
             "transformation_inputs, transformation_outputs, certifications, cahra_areas, participants, "
-            "processed_events, received_events, outbox"
+            "processed_events, received_events, outbox, risk_profiles, asm_presence, coexistence_agreements, "
+            "declared_origins, grievances, grievance_contacts, grievance_triages"
         )
     finally:
         await conn.close()
@@ -374,7 +385,7 @@ async def test_a_new_flag_appears_in_the_live_feed_without_a_reload(scenario: Sc
         await scenario.custody.post(
             f"/shipments/{scenario.pending_shipment}/receipt",
             headers=scenario.parties["trader"].auth,
-            json={"received_at": at(0.5), "mass_kg": 500, "seal": "S-3999"},
+            json={"received_at": at(0.5), "mass_kg": 500, "seal": "S-3999", "tag": lot},
         ),
         200,
     )
@@ -480,11 +491,11 @@ async def test_the_participant_page_shows_kind_country_certifications_and_flags(
     assert await page.get_attribute("#participant-country", "data-country") == "MY"
     assert await page.inner_text("h1") == smelter.name
     await page.wait_for_selector('#participant-certs tr[data-scheme="rmap"][data-current="true"]')
-    await page.wait_for_selector('#participant-flags tr[data-rule="smelter_not_rmap_conformant"]')
+    await page.wait_for_selector('#participant-flags tr[data-rule="smelter_rmap_active"]')
     await page.screenshot(path=str(ARTIFACTS / "participant.png"), full_page=True)
 
     await page.evaluate("window.location.hash = '#/flags?status=open'")
-    await page.wait_for_selector('#flags-table tr[data-rule="smelter_not_rmap_conformant"]')
+    await page.wait_for_selector('#flags-table tr[data-rule="smelter_rmap_active"]')
     await page.screenshot(path=str(ARTIFACTS / "flags.png"))
     assert not ui.errors, ui.errors
 
@@ -521,7 +532,7 @@ async def test_the_other_pages_render_for_the_operator_and_for_a_participant(
         await mine.press("#token-input", "Enter")
         await mine.wait_for_selector('#identity[data-kind="smelter"]')
         await mine.wait_for_selector('#conn-state[data-state="live"]')
-        await mine.wait_for_selector('#flag-queue tr[data-rule="smelter_not_rmap_conformant"]')
+        await mine.wait_for_selector('#flag-queue tr[data-rule="smelter_rmap_active"]')
         assert await mine.locator('#flag-queue tr[data-rule="seal_mismatch"]').count() == 0
         assert await mine.evaluate("sessionStorage.length") == 1
     finally:

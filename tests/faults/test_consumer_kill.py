@@ -28,6 +28,13 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
     prefix = session_prefix("fck")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     custody_dsn, audit_dsn = dsn(database_urls["custody"]), dsn(database_urls["audit"])
+    # The reference data earlier modules left in the session's audit database (the demo's risk profiles of RW, CAHRA
+    # areas...) would add origin flags to these lots: this test counts the seal flags alone.
+    conn = await asyncpg.connect(audit_dsn)
+    try:
+        await conn.execute("TRUNCATE risk_profiles, asm_presence, coexistence_agreements, cahra_areas, certifications")
+    finally:
+        await conn.close()
     registry_url = f"http://127.0.0.1:{REGISTRY_PORT}"
     registry = spawn(
         "registry",

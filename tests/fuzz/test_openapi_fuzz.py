@@ -54,7 +54,16 @@ from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
-from tests.conftest import OPERATOR, OPERATOR_TOKEN, registry_process, serve_in_process
+from tests.conftest import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    SERVICES,
+    SESSION_ID,
+    _admin,
+    _fresh_database,
+    registry_process,
+    serve_in_process,
+)
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -110,7 +119,19 @@ class Tally:
 
 
 @pytest.fixture(scope="module")
-async def fuzz(database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
+async def fuzz_database_urls(infra: None) -> AsyncIterator[dict[str, str]]:
+    """Databases of the fuzz alone: it writes whatever the schemas allow with the operator token (CAHRA areas of any
+    region, risk profiles...), which must not become the reference data of the session's other tests (a mine
+    registered without a region in a country the fuzz listed a region of is refused)."""
+    urls = {s: await _fresh_database(s, "fuzz") for s in SERVICES}
+    yield urls
+    for s in SERVICES:
+        await _admin(f'DROP DATABASE IF EXISTS "{s}_fuzz_{SESSION_ID}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+async def fuzz(fuzz_database_urls: dict[str, str]) -> AsyncIterator[Fuzz]:
+    database_urls = fuzz_database_urls
     async with registry_process(database_urls, "fuzz") as registry:
         registry_url = registry.url
         # The in-process registry reads its own keys; custody and audit are pointed at the process below.

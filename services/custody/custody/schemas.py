@@ -519,7 +519,10 @@ class OriginConfirmationCreate(Strict):
     )
 
     confirmed: bool = Field(description="true: the material comes from this mine; false: it does not (a dispute)")
-    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = None
+    note: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), as_sent_at_most(500)]
+        | None
+    ) = Field(None, description="At most 500 characters as sent (spaces included)")
 
 
 class OriginConfirmation(BaseModel):

@@ -858,8 +858,9 @@ function eventDetails(e) {
   const d = e.data || {};
   switch (e.type) {
     case "custody.lot.registered": return `${fmtMass(d.mass_kg)}${d.seal ? `, seal ${d.seal}` : ""}`;
-    case "custody.lot.shipped": return h("span", {}, "to ", who(d.to), `, ${fmtMass(d.mass_kg)}${d.seal ? `, seal ${d.seal}` : ""}${d.transit_countries?.length ? `, via ${d.transit_countries.join(", ")}` : ""}`);
-    case "custody.lot.received": return `${fmtMass(d.mass_kg)}${d.seal ? `, seal ${d.seal}` : ""}${d.shipped ? ` (shipped ${fmtMass(d.shipped.mass_kg)}${d.shipped.seal ? `, seal ${d.shipped.seal}` : ""})` : ""}`;
+    case "custody.lot.shipped": return h("span", {}, "to ", who(d.to), `, ${fmtMass(d.mass_kg)}${d.seal ? `, seal ${d.seal}` : ""}${d.tag ? `, tag ${d.tag}` : ""}${d.transit_countries?.length ? `, via ${[...d.transit_countries, ...(d.transit_regions || [])].join(", ")}` : ""}`);
+    case "custody.lot.received": return `${fmtMass(d.mass_kg)}${d.seal ? `, seal ${d.seal}` : ""}${d.tag ? `, tag ${d.tag}` : ""}${d.shipped ? ` (shipped ${fmtMass(d.shipped.mass_kg)}${d.shipped.seal ? `, seal ${d.shipped.seal}` : ""}${d.shipped.tag ? `, tag ${d.shipped.tag}` : ""})` : ""}`;
+    case "custody.lot.origin_confirmed": return d.confirmed ? "confirmed by the named mine" : `disputed by the named mine${d.note ? `: ${d.note}` : ""}`;
     case "custody.lot.transformed": return `${title(d.kind)} (${d.role}): ${(d.inputs || []).length} in, ${(d.outputs || []).length} out`;
     case "custody.lot.consumed": return `${fmtMass(d.mass_kg)} into ${d.product}`;
     case "custody.lot.external_declared": return `from ${d.supplier?.name || "?"}, origin ${d.origin?.country || "?"}`;

@@ -61,6 +61,16 @@ export const RULES = {
   certified_asm_in_cahra: "Certified ASM in CAHRA",
   smelter_not_rmap_conformant: "Smelter not RMAP conformant",
   lsm_without_irma: "Industrial mine without IRMA",
+  transit_region_unknown: "Transit region unknown",
+  tag_mismatch: "Tag mismatch",
+  origin_region_unknown: "Origin region unknown",
+  unconfirmed_declared_origin: "Declared origin not confirmed",
+  smelter_rmap_active: "Smelter RMAP Active (not yet conformant)",
+  committed_asm_in_cahra: "CRAFT-committed ASM in CAHRA",
+  lsm_irma_transparency: "Industrial mine at IRMA Transparency",
+  origin_risk_factors: "Origin risk factors",
+  coexistence_without_agreement: "ASM on title, no coexistence agreement",
+  substantiated_grievance: "Substantiated grievance",
   unjudgeable_event: "Event audit could not judge",
 };
 
@@ -78,6 +88,7 @@ export const KINDS = {
 export const EVENT_TYPES = {
   "custody.lot.registered": "Registered at origin",
   "custody.lot.external_declared": "Declared from outside",
+  "custody.lot.origin_confirmed": "Origin answered by the named mine",
   "custody.lot.shipped": "Shipped",
   "custody.lot.received": "Received",
   "custody.lot.transformed": "Transformed",

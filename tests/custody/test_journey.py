@@ -784,3 +784,42 @@ async def test_external_declarations_and_listing(stack: Stack) -> None:
             break
     assert seen[-3:] == mine_lots
     assert ext["lot_id"] not in seen  # the mine sees only its own lots
+
+
+async def test_whoever_smelts_ore_into_metal_is_among_the_traces_smelters(stack: Stack) -> None:
+    """Issue 23: a trader that turns ore into metal is screened as a smelter by audit, and custody's trace lists it
+    among the smelters passed (CMRT smelter lists are built from them), saying why; its split of ore is no smelting."""
+    mine = await _mine(stack)
+    trader = await stack.party("trader")
+    ore = await register(stack, mine, 100)
+    await move(stack, ore["lot_id"], mine, trader, 100)
+    parts = await ok(
+        await stack.custody.post(
+            "/transformations",
+            headers=trader.auth,
+            json={
+                "kind": "split",
+                "occurred_at": T0,
+                "inputs": [{"lot_id": ore["lot_id"], "mass_kg": 100}],
+                "outputs": [{"mineral": "tin", "form": "ore", "mass_kg": 50}] * 2,
+            },
+        )
+    )
+    metal = await ok(
+        await stack.custody.post(
+            "/transformations",
+            headers=trader.auth,
+            json={
+                "kind": "processing",
+                "occurred_at": T0,
+                "inputs": [{"lot_id": parts["outputs"][0]["lot_id"], "mass_kg": 50}],
+                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": 35}],
+            },
+        )
+    )
+    up = await ok(await stack.custody.get(f"/lots/{metal['outputs'][0]['lot_id']}/trace", headers=trader.auth), 200)
+    Trace.model_validate(up)
+    assert [(s["participant_id"], s["kind"], s["screened_as_smelter_by"]) for s in up["smelters"]] == [
+        (trader.id, "trader", "forms")
+    ]
+    assert up["smelters"][0]["transformation_id"] == metal["transformation_id"]

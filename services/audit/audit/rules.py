@@ -14,6 +14,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+# What counts as smelting is shared with custody's trace (its `smelters`): re-exported here for the projection.
+from shared.vocab import RAW_FORMS as RAW_FORMS
+from shared.vocab import SMELTER_KINDS as SMELTER_KINDS
+from shared.vocab import SMELTING_KINDS as SMELTING_KINDS
+from shared.vocab import smelting_basis as smelting_basis
+
 
 class Severity(StrEnum):
     info = "info"
@@ -1090,26 +1096,6 @@ def unconfirmed_declared_origin(
         who,
         severity=Severity.high,
     )
-
-
-SMELTER_KINDS = frozenset({"smelter", "refiner"})
-SMELTING_KINDS = frozenset({"smelting", "refining"})
-RAW_FORMS = frozenset({"ore", "concentrate"})
-
-
-def smelting_basis(
-    kind: str, actor_kind: str, input_forms: Iterable[str | None], output_forms: Iterable[str | None]
-) -> str | None:
-    """Why a transformation is screened as a smelting or refining (None: it is not one): its actor is a smelter or
-    refiner (`actor_kind`), it was recorded as a smelting or refining (`kind`), or it turned ore or concentrate
-    into metal (`forms`), whoever did it. The first that applies, in that order."""
-    if actor_kind in SMELTER_KINDS:
-        return "actor_kind"
-    if kind in SMELTING_KINDS:
-        return "kind"
-    if any(f in RAW_FORMS for f in input_forms) and any(f == "metal" for f in output_forms):
-        return "forms"
-    return None
 
 
 def smelts(kind: str, actor_kind: str, input_forms: Iterable[str | None], output_forms: Iterable[str | None]) -> bool:

@@ -494,7 +494,11 @@ class Trace(BaseModel):
     nodes: list[TraceNode]
     edges: list[TraceEdge]
     origins: list[TraceNode] = Field(description="Upstream: lots from mines or external declarations")
-    smelters: list[dict[str, Any]] = Field(description="Smelters and refiners whose transformations are on the path")
+    smelters: list[dict[str, Any]] = Field(
+        description="Whoever smelted or refined on the path, as audit screens them: smelters and refiners, and anyone "
+        "whose transformation is recorded as a smelting or refining or turns ore or concentrate into metal "
+        "(`screened_as_smelter_by`: `actor_kind`, `kind` or `forms`)"
+    )
     products: list[dict[str, Any]] = Field(description="Downstream: consumptions into products")
     truncated: Truncated | None = Field(
         None,

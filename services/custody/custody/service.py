@@ -27,6 +27,7 @@ from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
+from shared.vocab import smelting_basis
 
 GRAM = Decimal("0.001")
 
@@ -720,6 +721,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
             max_depth, reason, limit = rows[0]["lots_cut_at"], "max_lots", reads.max_lots
         nodes, edges, origins, cut = [], [], [], []
         smelters: dict[tuple[str, str], dict[str, Any]] = {}
+        steps: dict[str, tuple[str, str, str, set[str], set[str]]] = {}  # tid -> actor, kinds, inputs, outputs
         for r in rows:
             if not r["edge"]:
                 node = {**repository.lot_out(r), "depth": r["depth"]}
@@ -741,12 +743,21 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "mass_kg": r["mass_kg"],
                 }
             )
-            if actor_kind in ("smelter", "refiner"):
+            step = steps.setdefault(tid, (actor, kind, actor_kind, set(), set()))
+            step[3].add(r["parent"])  # an edge: an input lot (parent) and an output lot (child) of one transformation
+            step[4].add(r["lot_id"])
+        # Whoever smelted or refined on the path, as audit screens them (`shared.vocab.smelting_basis`): a smelter or
+        # refiner, or anyone whose transformation is recorded as one or turns ore or concentrate into metal.
+        forms = {n["lot_id"]: n["form"] for n in nodes}
+        for tid, (actor, kind, actor_kind, ins, outs) in steps.items():
+            basis = smelting_basis(kind, actor_kind, (forms.get(i) for i in ins), (forms.get(o) for o in outs))
+            if basis is not None:
                 smelters[(actor, tid)] = {
                     "participant_id": actor,
                     "kind": actor_kind,
                     "transformation_id": tid,
                     "transformation_kind": kind,
+                    "screened_as_smelter_by": basis,
                 }
         products = (
             []

@@ -2,7 +2,7 @@
 """Seed a demo supply chain through the public HTTP APIs, the way participants' own scripts would.
 
     .venv/bin/python deploy/demo/seed.py [--registry URL] [--custody URL] [--audit URL]
-                                         [--admin-token TOKEN] [--out var/demo/participants.json]
+                                         [--admin-token=TOKEN] [--out var/demo/participants.json]
 
 The operator (admin token) lists the CAHRA areas the demo needs, registers the participants and records their
 certifications; every custody operation is then made by the participant concerned with its own token. Mines in

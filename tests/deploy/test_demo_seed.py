@@ -100,8 +100,7 @@ async def run_seed(out: Path) -> Ran:
         URLS["custody"],
         "--audit",
         URLS["audit"],
-        "--admin-token",
-        OPERATOR_TOKEN,
+        f"--admin-token={OPERATOR_TOKEN}",  # a token_urlsafe may start with "-": as its own argument, an option
         "--out",
         str(out),
         "--audit-wait",

@@ -200,7 +200,7 @@ def test_a_first_shipment_under_another_seal_is_flagged_and_later_ones_are_not_c
     f = found["seal_mismatch", "L1:first_shipment"]
     assert f.evidence == {"event_id": first, "shipment_id": "SHP-1", "registered_seal": "S-1", "shipped_seal": "S-2"}
     assert f.participants == (MINE, TRADER)
-    assert s.ctx.state.bags["L1"] == Bag("T-1", "S-1", True)
+    assert "L1" not in s.ctx.state.bags and s.ctx.state.shipped_tags == {"L1": "T-1"}  # shipped: its tag alone
     # received as shipped, then shipped on under the trader's own seal: seals change hands, the tag does not
     s.receive("L1", "SHP-1", MINE, TRADER, day=3, seal="S-2", tag="T-1", shipped={"seal": "S-2", "tag": "T-1"})
     s.ship("L1", "SHP-2", TRADER, SMELTER, day=4, seal="S-3", tag="T-1")
@@ -261,11 +261,11 @@ def test_the_first_shipment_is_remembered_across_a_restart_and_taken_back_with_i
     s.register("L1", tag="T-1", seal="S-1")
     mark = s.ctx.journal.mark()
     s.ship("L1", "SHP-1", MINE, TRADER, day=2, seal="S-1", tag="T-1")
-    assert s.ctx.state.bags["L1"].shipped
+    assert "L1" not in s.ctx.state.bags and s.ctx.state.shipped_tags["L1"] == "T-1"
     s.ctx.journal.undo(mark)  # the batch did not commit
-    assert s.ctx.state.bags["L1"] == Bag("T-1", "S-1", False)
+    assert s.ctx.state.bags["L1"] == Bag("T-1", "S-1", False) and s.ctx.state.shipped_tags == {}
     # after a restart the state says the lot was shipped (`statements.LOAD_BAGS_SQL`): a later shipment is not a first
-    restarted = Stream(Context(State(bags={"L1": Bag("T-1", "S-1", True)}), Thresholds(), Journal()))
+    restarted = Stream(Context(State(shipped_tags={"L1": "T-1"}), Thresholds(), Journal()))
     restarted.seq["L1"] = 3
     restarted.ship("L1", "SHP-2", TRADER, SMELTER, day=4, seal="S-9", tag="T-1")
     assert restarted.found(*BAG_RULES) == {}
@@ -282,4 +282,4 @@ def test_a_bag_rule_that_raises_is_flagged_and_the_shipment_still_counts(monkeyp
     found = s.found()
     assert ("unjudgeable_event", f"{event_id}:seal_mismatch") in found
     assert ("tag_mismatch", "L1:first_shipment") in found  # judged on its own
-    assert "SHP-1" in s.ctx.state.open_shipments and s.ctx.state.bags["L1"].shipped
+    assert "SHP-1" in s.ctx.state.open_shipments and "L1" not in s.ctx.state.bags

@@ -8,6 +8,7 @@ replay refuses).
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,8 +33,9 @@ class MineLot:
 
 
 class Bag(NamedTuple):
-    """A lot registered at a mine with a tag or a seal (bag-and-tag): what the mine gave it, and whether it was
-    shipped since (its first shipment is compared with both; every receipt's tag with `tag`)."""
+    """A lot registered at a mine with a tag or a seal (bag-and-tag), not shipped yet: what the mine gave it (its
+    first shipment is compared with both). Once shipped, only its tag is kept (`State.shipped_tags`: every receipt's
+    tag is compared with it; the seal is never read again)."""
 
     tag: str | None
     seal: str | None
@@ -93,6 +95,17 @@ class Smelting:
 
 
 @dataclass(slots=True)
+class OriginLots:
+    """The lots one participant is the origin of, other than a mine's origin lots (for grievances, which judge a
+    lot by the UTC day it came into being): parallel, append-only, about 24 bytes a lot instead of a tuple and a
+    datetime (120): the UTC day (`date.toordinal`), the lot id, the origin kind (an interned literal)."""
+
+    days: array[int] = field(default_factory=lambda: array("l"))
+    lots: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class State:
     """What the rules read. The tables hold everything; this is rebuilt from them and kept in step with them."""
 
@@ -114,7 +127,8 @@ class State:
     transits: dict[str, Transit] = field(default_factory=dict)
     transits_by_country: dict[str, list[str]] = field(default_factory=dict)
     transformations: set[str] = field(default_factory=set)
-    bags: dict[str, Bag] = field(default_factory=dict)  # lots registered at a mine with a tag or a seal
+    bags: dict[str, Bag] = field(default_factory=dict)  # lots registered at a mine with a tag or a seal, not shipped
+    shipped_tags: dict[str, str] = field(default_factory=dict)  # a shipped lot -> the tag its mine registered it with
     # mines as the registry describes them now: id -> (country, region, mining_type) (a region known later counts)
     mines: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
     declared_lots: dict[str, DeclaredLot] = field(default_factory=dict)
@@ -127,8 +141,8 @@ class State:
     risk_profiles: dict[str, tuple[datetime, RiskProfile]] = field(default_factory=dict)
     risk_profiles_by_country: dict[str, list[str]] = field(default_factory=dict)
     # every lot with an origin participant but a mine's origin lots (`lots_by_mine`): a transformation's maker, a
-    # declaration's named participant -> (origin_at, lot_id, origin_kind); the substantiated grievances per participant
-    lots_by_origin: dict[str, list[tuple[datetime, str, str]]] = field(default_factory=dict)
+    # declaration's named participant -> its lots (`OriginLots`); the substantiated grievances per participant
+    lots_by_origin: dict[str, OriginLots] = field(default_factory=dict)
     grievances: dict[str, list[Grievance]] = field(default_factory=dict)
     # ASM on or next to industrial titles and coexistence agreements (H5): id -> (version, record); per titleholder,
     # the ids in the order known; and the origin lots an ASM group produced for a titleholder (`produced_by`)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ import orjson
 from audit import rules
 from audit.projection.decode import intern, intern_opt
 from audit.projection.flags import Cleared
-from audit.projection.state import Bag, DeclaredLot, MineLot, OriginAnswer, Smelting, State, Transit
+from audit.projection.state import Bag, DeclaredLot, MineLot, OriginAnswer, OriginLots, Smelting, State, Transit
 from audit.rules import Area, Declaration, Finding, Thresholds
 from shared.sql import Statement
 
@@ -517,7 +517,10 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
             at = datetime.fromisoformat(a["at"])
             s.origin_answers[r["lot_id"]] = OriginAnswer(a["confirmed"], a["note"], a["event_id"], a["by"], at)
     for r in await conn.fetch(LOAD_BAGS_SQL):
-        s.bags[r["lot_id"]] = Bag(r["tag"], r["seal"], r["shipped"])
+        if not r["shipped"]:
+            s.bags[r["lot_id"]] = Bag(r["tag"], r["seal"], False)
+        elif r["tag"] is not None:
+            s.shipped_tags[r["lot_id"]] = r["tag"]
     for r in await conn.fetch("SELECT cause FROM flags WHERE rule = 'capacity_exceeded'"):
         s.capacity_flagged.add(r["cause"])
     for r in await conn.fetch("SELECT shipment_id FROM shipments WHERE status = 'in_transit'"):
@@ -599,11 +602,12 @@ def load_grievances(s: State, lots: Sequence[Any], triages: Sequence[Any]) -> No
     by_origin = s.lots_by_origin
     for r in lots:
         who = intern(r["origin_participant"])
-        entry = (r["origin_at"], r["lot_id"], intern(r["origin_kind"]))
-        if who in by_origin:
-            by_origin[who].append(entry)
-        else:
-            by_origin[who] = [entry]
+        index = by_origin.get(who)
+        if index is None:
+            index = by_origin[who] = OriginLots()
+        index.days.append(r["origin_at"].astimezone(UTC).date().toordinal())
+        index.lots.append(r["lot_id"])
+        index.kinds.append(intern(r["origin_kind"]))
     for r in triages:
         g = rules.Grievance(
             r["grievance_id"],

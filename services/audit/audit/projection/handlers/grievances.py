@@ -11,11 +11,13 @@ summary, like any origin finding."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
+from typing import Any, cast
 
 from audit import rules
 from audit.projection.context import About, Context
 from audit.projection.decode import NewLot, intern
+from audit.projection.state import OriginLots
 from audit.rules import Grievance
 
 NEW_LOT_EVENTS = {
@@ -55,7 +57,10 @@ def on_triaged(ctx: Context, g: Grievance) -> None:
         mined = s.mine_lots.get(lot_id)
         if mined is not None:
             lots.append((mined.origin_at, lot_id, "mine"))
-    lots.extend(s.lots_by_origin.get(g.participant_id, ()))  # the others it is the origin of
+    index = s.lots_by_origin.get(g.participant_id)  # the others it is the origin of, by UTC day
+    if index is not None:
+        for day, lot_id, kind in zip(index.days, index.lots, index.kinds, strict=True):
+            lots.append((datetime.combine(date.fromordinal(day), time(), UTC), lot_id, kind))
     for origin_at, lot_id, kind in lots:
         if g.period_from <= origin_at.date() <= g.period_to:
             about = About(lot_id, g.id, "audit.grievance.triaged", None)
@@ -71,12 +76,14 @@ def on_new_lot(ctx: Context, lot: NewLot) -> None:
         return
     s = ctx.state
     if lot.origin_kind != "mine":  # a mine's origin lots are indexed already (`State.lots_by_mine`, `mine_lots`)
-        entry = (lot.at, lot.lot_id, lot.origin_kind)  # the kinds are the decoder's literals: one copy each
+        j = ctx.journal
         index = s.lots_by_origin.get(who)
         if index is None:
-            ctx.journal.set(s.lots_by_origin, intern(who), [entry])
-        else:
-            ctx.journal.append(index, entry)
+            index = OriginLots()
+            j.set(s.lots_by_origin, intern(who), index)
+        j.append(cast(Any, index.days), lot.at.astimezone(UTC).date().toordinal())
+        j.append(index.lots, lot.lot_id)
+        j.append(index.kinds, lot.origin_kind)  # the kinds are the decoder's literals: one copy each
     found = s.grievances.get(who)
     if found:
         kind = lot.origin_kind

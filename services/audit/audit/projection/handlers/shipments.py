@@ -44,7 +44,7 @@ def first_shipment(ctx: Context, ev: Shipped) -> None:
     """Bag-and-tag: the first shipment of a lot a mine registered with a seal or a tag carries them both (a tag only
     when the event could carry one: custody published none before 2026-12-05)."""
     bag = ctx.state.bags.get(ev.lot_id)
-    if bag is None or bag.shipped:
+    if bag is None or bag.shipped:  # not registered with a tag or seal, or shipped before
         return
     lot_id, sid = ev.lot_id, ev.shipment_id
     about = About(lot_id, ev.event_id, "custody.lot.shipped", ev.actor)
@@ -74,7 +74,10 @@ def first_shipment(ctx: Context, ev: Shipped) -> None:
                 who=who,
             ),
         )
-    ctx.journal.set(ctx.state.bags, lot_id, bag._replace(shipped=True))
+    # Shipped: only its tag is kept (every receipt is compared with it); the seal is never read again.
+    ctx.journal.pop(ctx.state.bags, lot_id)
+    if bag.tag is not None:
+        ctx.journal.set(ctx.state.shipped_tags, lot_id, bag.tag)
 
 
 def on_received(ctx: Context, ev: Received) -> None:
@@ -110,7 +113,9 @@ def on_received(ctx: Context, ev: Received) -> None:
         ),
     )
     if ev.tagged:
-        bag = ctx.state.bags.get(lot_id)
+        registered = ctx.state.shipped_tags.get(lot_id)
+        if registered is None and (bag := ctx.state.bags.get(lot_id)) is not None:
+            registered = bag.tag
         judge(
             "tag_mismatch",
             about,
@@ -118,7 +123,7 @@ def on_received(ctx: Context, ev: Received) -> None:
                 lot_id=lot_id,
                 shipment_id=sid,
                 event_id=ev.event_id,
-                registered_tag=None if bag is None else bag.tag,
+                registered_tag=registered,
                 shipped_tag=ev.shipped_tag,
                 received_tag=ev.received_tag,
                 who=who,

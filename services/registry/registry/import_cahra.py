@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -35,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import domain, schemas, service
 from registry.config import Settings
@@ -126,8 +128,8 @@ class _Ctx:
         self.errors.append(f"{loc}: {where}: {msg}" if where else f"{loc}: {msg}")
 
 
-def _text(value: Any) -> str | None:
-    """A cell or JSON value as stripped text; None when empty."""
+def cell_text(value: Any) -> str | None:
+    """A cell or JSON value as stripped text; None when empty (shared with `import_risk_profiles`)."""
     if value is None:
         return None
     text = str(value).strip()
@@ -137,7 +139,7 @@ def _text(value: Any) -> str | None:
 def _bool(ctx: _Ctx, loc: str, where: str, value: Any, default: bool) -> bool | None:
     if isinstance(value, bool):
         return value
-    text = _text(value)
+    text = cell_text(value)
     if text is None:
         return default
     if text.lower() in _TRUE:
@@ -148,17 +150,24 @@ def _bool(ctx: _Ctx, loc: str, where: str, value: Any, default: bool) -> bool | 
     return None
 
 
-def _date(ctx: _Ctx, loc: str, where: str, value: Any) -> date | None:
-    text = _text(value)
-    if text is None:
-        return None
+def iso_day(text: str) -> date | None:
+    """`text` as a YYYY-MM-DD day; None when it is not one (shared with `import_risk_profiles`)."""
     if _DATE.match(text):
         try:
             return date.fromisoformat(text)
         except ValueError:
             pass
-    ctx.error(loc, where, f"{text!r} is not a date: write YYYY-MM-DD")
     return None
+
+
+def _date(ctx: _Ctx, loc: str, where: str, value: Any) -> date | None:
+    text = cell_text(value)
+    if text is None:
+        return None
+    day = iso_day(text)
+    if day is None:
+        ctx.error(loc, where, f"{text!r} is not a date: write YYYY-MM-DD")
+    return day
 
 
 def _add(
@@ -184,7 +193,7 @@ def _add(
     before = len(ctx.errors)
     country_code: str | None = None
     region_code: str | None = None
-    raw_country = _text(country)
+    raw_country = cell_text(country)
     if raw_country is None:
         ctx.error(loc, names.country, "missing: an ISO 3166-1 alpha-2 country code such as CD")
     else:
@@ -192,7 +201,7 @@ def _add(
             country_code = domain.check_country(raw_country, names.country)
         except domain.DomainError as exc:
             ctx.error(loc, exc.where, exc.msg)
-    raw_region = _text(region)
+    raw_region = cell_text(region)
     if raw_region is not None and country_code is not None:
         try:
             region_code = domain.check_region(raw_region, country_code, names.region)
@@ -212,8 +221,8 @@ def _add(
             f"{names.conflict_affected}/{names.high_risk}",
             "an area is listed as conflict-affected, high-risk or both; both are false",
         )
-    start = _date(ctx, loc, names.effective_from, effective_from) if _text(effective_from) else ctx.effective_from
-    if start is None and _text(effective_from) is None:
+    start = _date(ctx, loc, names.effective_from, effective_from) if cell_text(effective_from) else ctx.effective_from
+    if start is None and cell_text(effective_from) is None:
         hint = "pass --effective-from YYYY-MM-DD" if ctx.option_hint else "fill it in (YYYY-MM-DD)"
         ctx.error(loc, names.effective_from, f"missing: {hint}")
     end = _date(ctx, loc, names.effective_to, effective_to)
@@ -222,11 +231,11 @@ def _add(
             domain.check_period(start, end, names.effective_from, names.effective_to)
         except domain.DomainError as exc:
             ctx.error(loc, exc.where, exc.msg)
-    src = _text(source) or ctx.source
+    src = cell_text(source) or ctx.source
     if src is None:
         hint = "pass --source TEXT" if ctx.option_hint else "fill it in, or pass --source TEXT"
         ctx.error(loc, names.source, f"missing: say where the listing comes from ({hint})")
-    label = _text(name)
+    label = cell_text(name)
     if len(ctx.errors) > before or country_code is None or start is None or src is None or ca is None or hr is None:
         return
     # The API's own schema: the same limits (name and source length) that the import will apply.
@@ -266,7 +275,8 @@ def _add(
     )
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV text, with their line numbers (shared with `import_risk_profiles`)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     for row in reader:
         if row and any(c.strip() for c in row):
@@ -293,7 +303,7 @@ def _header(ctx: _Ctx, line: int, header: list[str], known: Sequence[str], requi
 
 
 def _parse_csv(ctx: _Ctx, text: str, fmt: Format) -> None:
-    rows = _csv_rows(text)
+    rows = csv_rows(text)
     first = next(rows, None)
     if first is None:
         ctx.error(ctx.name, None, f"the file is empty: expected a header line {','.join(OWN_COLUMNS)}")
@@ -335,7 +345,7 @@ def _add_flat(ctx: _Ctx, loc: str, ref: str, r: dict[str, str]) -> None:
     whole = _bool(ctx, loc, "wholeCountry", r.get("wholeCountry"), False)
     if whole is None:
         return
-    region = _text(r.get("regionCode"))
+    region = cell_text(r.get("regionCode"))
     if whole and region is not None:
         ctx.error(loc, "regionCode", "set on a wholeCountry row: leave it empty, or set wholeCountry to false")
         return
@@ -393,7 +403,7 @@ def _parse_cahraslist_json(ctx: _Ctx, entries: list[Any]) -> None:
         if not isinstance(entry, dict):
             ctx.error(loc, None, "not an object with iso2, regions and wholeCountry")
             continue
-        iso2 = _text(entry.get("iso2"))
+        iso2 = cell_text(entry.get("iso2"))
         if iso2:
             loc = f"{loc} ({iso2})"
         regions = entry.get("regions")
@@ -424,7 +434,7 @@ def _parse_cahraslist_json(ctx: _Ctx, entries: list[Any]) -> None:
             if not isinstance(reg, dict):
                 ctx.error(rloc, None, "not an object with code, name, conflictAffected and highRisk")
                 continue
-            if _text(reg.get("code")) is None:
+            if cell_text(reg.get("code")) is None:
                 ctx.error(rloc, "code", "missing: the region's ISO 3166-2 code")
                 continue
             _add(
@@ -443,14 +453,14 @@ def _parse_cahraslist_json(ctx: _Ctx, entries: list[Any]) -> None:
 
 def _meta_defaults(meta: dict[str, Any]) -> tuple[str | None, date | None]:
     """`source` and `effective_from` as the cahraslist `meta` gives them."""
-    version, retrieved = _text(meta.get("version")), _text(meta.get("retrieved"))
+    version, retrieved = cell_text(meta.get("version")), cell_text(meta.get("retrieved"))
     source = None
     if version:
         source = f"EU indicative CAHRA list (cahraslist.net), {version}"
         if retrieved:
             source += f", retrieved {retrieved}"
     start = None
-    reports = _text(meta.get("reportsUpdated"))
+    reports = cell_text(meta.get("reportsUpdated"))
     if reports and _DATE.match(reports[:10]):
         try:
             start = date.fromisoformat(reports[:10])
@@ -550,7 +560,7 @@ def read(
         text = data.removeprefix("\ufeff")
     name = filename or "<text>"
     fmt, doc = _detect(text, name)
-    source = _text(source)
+    source = cell_text(source)
     upstream = fmt in (Format.cahraslist_csv, Format.cahraslist_json)
     ctx = _Ctx(name, source, effective_from, option_hint=upstream)
     meta_note = None
@@ -571,7 +581,7 @@ def read(
         entries = doc.get("entries") if isinstance(doc, dict) else doc
         meta_source, meta_start = _meta_defaults(meta)
         meta_note = ", ".join(
-            f"{k} {meta[k]}" for k in ("version", "reportsUpdated", "retrieved") if _text(meta.get(k))
+            f"{k} {meta[k]}" for k in ("version", "reportsUpdated", "retrieved") if cell_text(meta.get(k))
         )
         _missing_options(ctx, "its meta", source or meta_source, effective_from or meta_start)
         ctx.source = ctx.source or meta_source
@@ -655,14 +665,17 @@ class _Progress:
         self.current = None
 
 
-async def import_areas(areas: Iterable[domain.CahraArea], database_url: str | None = None) -> service.ImportResult:
-    """Import in one transaction (all or nothing); raises ImportFailed saying what to do."""
+@contextlib.asynccontextmanager
+async def import_session(database_url: str | None, refused: str) -> AsyncIterator[AsyncSession]:
+    """One transaction on the registry's database for an importer (all or nothing): the database's failures, and a
+    refusal by the registry's rules (`refused`: what was refused, e.g. "an area"), come out as ImportFailed saying
+    what to do. Used by this command and `import_risk_profiles`."""
     settings = Settings() if database_url is None else Settings(database_url=database_url)
     where = _display_url(settings.database_url)
     engine = make_engine(settings)
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
-            return await service.import_cahra(session=session, areas=areas)
+            yield session
     except (OSError, TimeoutError, PoolTimeout) as exc:
         raise ImportFailed(
             f"cannot reach PostgreSQL at {where} ({exc}): is PostgreSQL running? `make up` starts it "
@@ -683,9 +696,15 @@ async def import_areas(areas: Iterable[domain.CahraArea], database_url: str | No
             hint = "see the database error above"
         raise ImportFailed(f"database error at {where}: {type(cause).__name__}: {cause}: {hint}") from exc
     except ProblemError as exc:
-        raise ImportFailed(f"the registry refused an area: {exc.detail}", exit_code=2) from exc
+        raise ImportFailed(f"the registry refused {refused}: {exc.detail}", exit_code=2) from exc
     finally:
         await engine.dispose()
+
+
+async def import_areas(areas: Iterable[domain.CahraArea], database_url: str | None = None) -> service.ImportResult:
+    """Import in one transaction (all or nothing); raises ImportFailed saying what to do."""
+    async with import_session(database_url, "an area") as session:
+        return await service.import_cahra(session=session, areas=areas)
 
 
 def _display_url(url: str) -> str:

@@ -25,24 +25,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import io
-import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import asyncpg
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from registry import domain, schemas, service
 from registry.config import Settings
-from registry.import_cahra import ImportFailed, _display_url
-from shared.db import make_engine, make_sessionmaker, unit_of_work
-from shared.problems import ProblemError
+from registry.import_cahra import ImportFailed, _display_url, cell_text, csv_rows, import_session, iso_day
 
 PREFIX = "[risk-profiles]"
 COLUMNS = ("country", "region", "factor", "level", "effective_from", "effective_to", "source")
@@ -50,7 +43,6 @@ REQUIRED = ("country", "factor", "level", "effective_from")
 MAX_BYTES = 16 * 1024 * 1024  # a country-and-region data set is a few thousand rows: 16 MiB is far beyond it
 MAX_ROWS = 100_000
 PROGRESS_EVERY = 500
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOW_TO_FIX = "Nothing was imported. Fix the lines above and run again; `--dry-run` checks a file without importing it."
 
 
@@ -82,30 +74,21 @@ class Parsed:
     warnings: list[str]
 
 
-def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.strip() or None
-
-
 def _date(ctx: _Ctx, line: int, where: str, value: str | None) -> date | None:
-    text = _text(value)
+    text = cell_text(value)
     if text is None:
         return None
-    if _DATE.match(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    ctx.error(line, where, f"{text!r} is not a date: write YYYY-MM-DD")
-    return None
+    day = iso_day(text)
+    if day is None:
+        ctx.error(line, where, f"{text!r} is not a date: write YYYY-MM-DD")
+    return day
 
 
 def _row(ctx: _Ctx, line: int, r: dict[str, str]) -> None:
     """Check one row; keep it, or put every problem it has in `ctx.errors`."""
     before = len(ctx.errors)
     country = region = None
-    raw_country, raw_region = _text(r.get("country")), _text(r.get("region"))
+    raw_country, raw_region = cell_text(r.get("country")), cell_text(r.get("region"))
     if raw_country is None:
         ctx.error(line, "country", "missing: an ISO 3166-1 alpha-2 country code such as CD")
     else:
@@ -121,7 +104,7 @@ def _row(ctx: _Ctx, line: int, r: dict[str, str]) -> None:
                     f"imported as {region}"
                 )
     factor = level = None
-    raw_factor, raw_level = _text(r.get("factor")), _text(r.get("level"))
+    raw_factor, raw_level = cell_text(r.get("factor")), cell_text(r.get("level"))
     try:
         factor = domain.RiskFactor((raw_factor or "").lower())
     except ValueError:
@@ -133,7 +116,7 @@ def _row(ctx: _Ctx, line: int, r: dict[str, str]) -> None:
         known = ", ".join(v.value for v in domain.RiskLevel)
         ctx.error(line, "level", f"{raw_level or 'missing'}: {'not a level; ' if raw_level else ''}one of {known}")
     start = _date(ctx, line, "effective_from", r.get("effective_from"))
-    if start is None and _text(r.get("effective_from")) is None:
+    if start is None and cell_text(r.get("effective_from")) is None:
         ctx.error(line, "effective_from", "missing: the first day the profile applies (YYYY-MM-DD)")
     end = _date(ctx, line, "effective_to", r.get("effective_to"))
     if start is not None and end is not None:
@@ -141,7 +124,7 @@ def _row(ctx: _Ctx, line: int, r: dict[str, str]) -> None:
             domain.check_period(start, end, "effective_from", "effective_to")
         except domain.DomainError as exc:
             ctx.error(line, exc.where, exc.msg)
-    source = _text(r.get("source")) or ctx.source
+    source = cell_text(r.get("source")) or ctx.source
     if source is None:
         ctx.error(line, "source", "missing: say who assessed it (fill it in, or pass --source TEXT)")
     if len(ctx.errors) > before or country is None or factor is None or level is None or start is None:
@@ -171,13 +154,6 @@ def _row(ctx: _Ctx, line: int, r: dict[str, str]) -> None:
     ctx.profiles.append(p)
 
 
-def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for row in reader:
-        if row and any(c.strip() for c in row):
-            yield reader.line_num, row
-
-
 def read(data: Path | str, *, source: str | None = None, filename: str | None = None) -> Parsed:
     """Parse and check a risk-profile CSV: a `Path` is read from disk (at most MAX_BYTES), a `str` is its content.
     Raises ParseError with every problem found, each with its line."""
@@ -200,8 +176,8 @@ def read(data: Path | str, *, source: str | None = None, filename: str | None = 
         text = data.removeprefix("\ufeff")
         if len(text.encode()) > MAX_BYTES:
             raise ParseError([f"{name}: more than the {MAX_BYTES} bytes this import reads: split it"])
-    ctx = _Ctx(name, _text(source))
-    rows = _rows(text)
+    ctx = _Ctx(name, cell_text(source))
+    rows = csv_rows(text)
     try:
         first = next(rows, None)
         if first is None:
@@ -270,34 +246,9 @@ async def import_profiles(
     progress: Callable[[int, domain.RiskProfile], None] | None = None,
 ) -> service.ImportResult:
     """Import in one transaction (all or nothing); raises ImportFailed saying what to do."""
-    settings = Settings() if database_url is None else Settings(database_url=database_url)
-    where = _display_url(settings.database_url)
-    engine = make_engine(settings)
-    try:
-        async with unit_of_work(make_sessionmaker(engine)) as session:
-            _, result = await service.record_risk_profiles(session=session, profiles=profiles, progress=progress)
-            return result
-    except (OSError, TimeoutError, PoolTimeout) as exc:
-        raise ImportFailed(
-            f"cannot reach PostgreSQL at {where} ({exc}): is PostgreSQL running? `make up` starts it "
-            "(or `deploy/local/infra.sh start`); or point REGISTRY_DATABASE_URL at your database"
-        ) from exc
-    except (DBAPIError, asyncpg.PostgresError) as exc:
-        orig = getattr(exc, "orig", exc)
-        cause = getattr(orig, "__cause__", None) or orig
-        if isinstance(cause, asyncpg.InvalidCatalogNameError):
-            hint = "the database does not exist: `make up` creates and migrates it (or set REGISTRY_DATABASE_URL)"
-        elif isinstance(cause, asyncpg.UndefinedTableError):
-            hint = "its tables are missing: run the registry's migrations with `make migrate`"
-        elif isinstance(cause, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
-            hint = "PostgreSQL refused the login: check the user and password in REGISTRY_DATABASE_URL"
-        else:
-            hint = "see the database error above"
-        raise ImportFailed(f"database error at {where}: {type(cause).__name__}: {cause}: {hint}") from exc
-    except ProblemError as exc:
-        raise ImportFailed(f"the registry refused a profile: {exc.detail}", exit_code=2) from exc
-    finally:
-        await engine.dispose()
+    async with import_session(database_url, "a profile") as session:
+        _, result = await service.record_risk_profiles(session=session, profiles=profiles, progress=progress)
+        return result
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,8 +7,9 @@ the API publishes against them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -102,7 +103,21 @@ class CahraArea(schemas.Cahra):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_AREA]})
 
 
-class CahraUpdated(BaseModel):
+class _AddedOrUpdated(BaseModel):
+    """A reference record added, or corrected: `changed` (the fields the correction gave) comes exactly with
+    `updated`. Subclasses type `changed` with their own field names."""
+
+    action: Literal["added", "updated"]
+    changed: Sequence[str] | None = None
+
+    @model_validator(mode="after")
+    def _changed_only_when_updated(self) -> Self:
+        if (self.action == "updated") != (self.changed is not None):
+            raise ValueError("`changed` is given exactly when the action is `updated`")
+        return self
+
+
+class CahraUpdated(_AddedOrUpdated):
     """An area was added to the CAHRA list, or corrected (including the end of its listing, `effective_to`)."""
 
     model_config = ConfigDict(
@@ -127,12 +142,6 @@ class CahraUpdated(BaseModel):
     )
     area: CahraArea
 
-    @model_validator(mode="after")
-    def _changed_only_when_updated(self) -> CahraUpdated:
-        if (self.action == "updated") != (self.changed is not None):
-            raise ValueError("`changed` is given exactly when the action is `updated`")
-        return self
-
 
 _RISK_PROFILE: dict[str, Any] = {
     "id": "5b0e6c1d-2a3f-4e5d-8c7b-9a0f1e2d3c4b",
@@ -147,7 +156,7 @@ class RiskProfile(schemas.RiskProfile):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_RISK_PROFILE]})
 
 
-class RiskProfileUpdated(BaseModel):
+class RiskProfileUpdated(_AddedOrUpdated):
     """A risk profile was recorded, or corrected (its level, period or source; `effective_to` ends it)."""
 
     model_config = ConfigDict(
@@ -171,12 +180,6 @@ class RiskProfileUpdated(BaseModel):
         "Absent when `added`.",
     )
     profile: RiskProfile
-
-    @model_validator(mode="after")
-    def _changed_only_when_updated(self) -> RiskProfileUpdated:
-        if (self.action == "updated") != (self.changed is not None):
-            raise ValueError("`changed` is given exactly when the action is `updated`")
-        return self
 
 
 class CredentialEvent(BaseModel):

@@ -37,6 +37,13 @@ def _invalid(exc: DomainError, prefix: str = "body") -> InvalidInput:
     return InvalidInput(f"{prefix}.{exc.where}", exc.msg)
 
 
+def _not_null(changes: dict[str, Any], *names: str) -> None:
+    """A correction may leave these fields out, never set them to null: a 422 naming the first that is."""
+    for name in names:
+        if name in changes and changes[name] is None:
+            raise InvalidInput(f"body.{name}", "cannot be null")
+
+
 async def _publish(session: AsyncSession, type: str, key: str, data: Any) -> None:
     await enqueue(session, REGISTRY_EVENTS, [new_event(type, source=SOURCE, key=key, data=data)])
 
@@ -277,9 +284,7 @@ async def update_cahra(*, session: AsyncSession, area_id: str, body: schemas.Cah
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return a
-    for name in ("effective_from", "source", "name", "conflict_affected", "high_risk"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"body.{name}", "cannot be null")
+    _not_null(changes, "effective_from", "source", "name", "conflict_affected", "high_risk")
     start = changes.get("effective_from", a.effective_from)
     end = changes.get("effective_to", a.effective_to)
     _check_area(a.country, a.region, start, end, "body")
@@ -466,9 +471,7 @@ async def update_risk_profile(*, session: AsyncSession, profile_id: str, body: s
     changes = body.model_dump(exclude_unset=True)
     if not changes:
         return r
-    for name in ("level", "effective_from", "source"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"body.{name}", "cannot be null")
+    _not_null(changes, "level", "effective_from", "source")
     start = changes.get("effective_from", r.effective_from)
     end = changes.get("effective_to", r.effective_to)
     try:
@@ -598,9 +601,7 @@ async def update_asm_presence(
 ) -> AsmPresence:
     a = await repository.get_asm_presence(session, presence_id, for_update=True)
     changes = body.model_dump(exclude_unset=True)
-    for name in ("relation", "since", "source"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"body.{name}", "cannot be null")
+    _not_null(changes, "relation", "since", "source")
     if not changes:
         return a
     try:
@@ -648,9 +649,7 @@ async def update_agreement(
 ) -> CoexistenceAgreement:
     a = await repository.get_agreement(session, agreement_id, for_update=True)
     changes = body.model_dump(exclude_unset=True)
-    for name in ("asm_groups", "status", "valid_from"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(f"body.{name}", "cannot be null")
+    _not_null(changes, "asm_groups", "status", "valid_from")
     if not changes:
         return a
     try:

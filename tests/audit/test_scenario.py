@@ -74,6 +74,53 @@ def lot_body(mass: float, produced: str = "2026-03-01T08:00:00Z", **over: Any) -
     }
 
 
+async def deliver(
+    s: System,
+    lot_id: str,
+    sender: Party,
+    to: Party,
+    mass: float,
+    *,
+    shipped: str,
+    received: str,
+    seal: str | None = None,
+) -> None:
+    """`sender` ships the whole `mass` of a lot to `to`, who receives it as weighed at shipment (under `seal`)."""
+    sealed = {} if seal is None else {"seal": seal}
+    sh = await ok(
+        await s.custody.post(
+            f"/lots/{lot_id}/shipments",
+            headers=sender.auth,
+            json={"to": to.id, "mass_kg": mass, "shipped_at": shipped, **sealed},
+        )
+    )
+    await ok(
+        await s.custody.post(
+            f"/shipments/{sh['shipment_id']}/receipt",
+            headers=to.auth,
+            json={"received_at": received, "mass_kg": mass, **sealed},
+        ),
+        200,
+    )
+
+
+async def into_metal(s: System, who: Party, lot_id: str, mass: float, out_kg: float, *, at: str, kind: str) -> str:
+    """`who` turns `mass` of a lot into one lot of tin metal; the new lot's id."""
+    made = await ok(
+        await s.custody.post(
+            "/transformations",
+            headers=who.auth,
+            json={
+                "kind": kind,
+                "occurred_at": at,
+                "inputs": [{"lot_id": lot_id, "mass_kg": mass}],
+                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": out_kg}],
+            },
+        )
+    )
+    return str(made["outputs"][0]["lot_id"])
+
+
 async def flags(system: System, where: str = "TRUE") -> dict[tuple[str, str], dict[str, Any]]:
     rows = await system.audit_rows(
         f"SELECT rule, cause, severity, lot_ids, evidence::text AS evidence FROM flags WHERE {where}"
@@ -412,34 +459,9 @@ async def test_grievances_a_substantiated_grievance_flags_the_mines_lots_of_its_
     smelter = await s.party("smelter", "MY", identifiers={"rmi_smelter_id": f"CID{uuid.uuid4().int % 10**6:06d}"})
     june = await ok(await s.custody.post("/lots", headers=mine.auth, json=lot_body(100, "2026-06-10T08:00:00Z")))
     august = await ok(await s.custody.post("/lots", headers=mine.auth, json=lot_body(100, "2026-08-01T08:00:00Z")))
-    sh = await ok(
-        await s.custody.post(
-            f"/lots/{june['lot_id']}/shipments",
-            headers=mine.auth,
-            json={"to": smelter.id, "mass_kg": 100, "shipped_at": "2026-06-12T08:00:00Z", "seal": "S-1"},
-        )
-    )
-    await ok(
-        await s.custody.post(
-            f"/shipments/{sh['shipment_id']}/receipt",
-            headers=smelter.auth,
-            json={"received_at": "2026-06-14T08:00:00Z", "mass_kg": 100, "seal": "S-1"},
-        ),
-        200,
-    )
-    metal = await ok(
-        await s.custody.post(
-            "/transformations",
-            headers=smelter.auth,
-            json={
-                "kind": "smelting",
-                "occurred_at": "2026-07-05T08:00:00Z",
-                "inputs": [{"lot_id": june["lot_id"], "mass_kg": 100}],
-                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": 60}],
-            },
-        )
-    )
-    out = metal["outputs"][0]["lot_id"]
+    shipped, received = "2026-06-12T08:00:00Z", "2026-06-14T08:00:00Z"
+    await deliver(s, june["lot_id"], mine, smelter, 100, shipped=shipped, received=received, seal="S-1")
+    out = await into_metal(s, smelter, june["lot_id"], 100, 60, at="2026-07-05T08:00:00Z", kind="smelting")
 
     # Filed without an account (no token at all); the receipt code follows it.
     filed = await ok(
@@ -539,34 +561,8 @@ async def test_risk_profiles_name_an_origins_factors_and_follow_corrections(syst
     smelter = await s.party("smelter", "MY")
     lot = (await ok(await s.custody.post("/lots", headers=mine.auth, json=lot_body(1000))))["lot_id"]
     lot_mw = (await ok(await s.custody.post("/lots", headers=other.auth, json=lot_body(50))))["lot_id"]
-    sh = await ok(
-        await s.custody.post(
-            f"/lots/{lot}/shipments",
-            headers=mine.auth,
-            json={"to": smelter.id, "mass_kg": 1000, "shipped_at": "2026-03-02T08:00:00Z"},
-        )
-    )
-    await ok(
-        await s.custody.post(
-            f"/shipments/{sh['shipment_id']}/receipt",
-            headers=smelter.auth,
-            json={"received_at": "2026-03-03T08:00:00Z", "mass_kg": 1000},
-        ),
-        200,
-    )
-    metal = await ok(
-        await s.custody.post(
-            "/transformations",
-            headers=smelter.auth,
-            json={
-                "kind": "smelting",
-                "occurred_at": "2026-03-10T08:00:00Z",
-                "inputs": [{"lot_id": lot, "mass_kg": 1000}],
-                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": 700}],
-            },
-        )
-    )
-    out = metal["outputs"][0]["lot_id"]
+    await deliver(s, lot, mine, smelter, 1000, shipped="2026-03-02T08:00:00Z", received="2026-03-03T08:00:00Z")
+    out = await into_metal(s, smelter, lot, 1000, 700, at="2026-03-10T08:00:00Z", kind="smelting")
     key, key_mw = ("origin_risk_factors", f"{lot}:risk_factors"), ("origin_risk_factors", f"{lot_mw}:risk_factors")
     where = f"rule = 'origin_risk_factors' AND lot_id IN ('{lot}', '{lot_mw}') AND status <> 'withdrawn'"
 
@@ -645,44 +641,14 @@ async def test_grading_as_the_schemes_grade(system: System) -> None:
     transparency = await s.party("mine", "CD", region="CD-MA", mining_type="lsm")
     await certify(s, transparency, scheme="irma", level="transparency", valid_from="2020-01-01")
 
-    async def deliver(lot_id: str, sender: Party, to: Party, mass: float) -> None:
-        sh = await ok(
-            await s.custody.post(
-                f"/lots/{lot_id}/shipments",
-                headers=sender.auth,
-                json={"to": to.id, "mass_kg": mass, "shipped_at": "2026-03-02T08:00:00Z", "seal": "S-1"},
-            )
-        )
-        await ok(
-            await s.custody.post(
-                f"/shipments/{sh['shipment_id']}/receipt",
-                headers=to.auth,
-                json={"received_at": "2026-03-03T08:00:00Z", "mass_kg": mass, "seal": "S-1"},
-            ),
-            200,
-        )
-
-    async def transform(who: Party, kind: str, lot_id: str, mass: float, out_kg: float) -> str:
-        made = await ok(
-            await s.custody.post(
-                "/transformations",
-                headers=who.auth,
-                json={
-                    "kind": kind,
-                    "occurred_at": "2026-03-10T08:00:00Z",
-                    "inputs": [{"lot_id": lot_id, "mass_kg": mass}],
-                    "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": out_kg}],
-                },
-            )
-        )
-        return str(made["outputs"][0]["lot_id"])
+    shipped, received, smelted = "2026-03-02T08:00:00Z", "2026-03-03T08:00:00Z", "2026-03-10T08:00:00Z"
 
     ore = (await ok(await s.custody.post("/lots", headers=rw_mine.auth, json=lot_body(1000))))["lot_id"]
-    await deliver(ore, rw_mine, trader, 1000)
-    trader_metal = await transform(trader, "processing", ore, 1000, 700)  # a trader smelting ore into metal
+    await deliver(s, ore, rw_mine, trader, 1000, shipped=shipped, received=received, seal="S-1")
+    trader_metal = await into_metal(s, trader, ore, 1000, 700, at=smelted, kind="processing")  # a trader smelting
     ore2 = (await ok(await s.custody.post("/lots", headers=rw_mine.auth, json=lot_body(500))))["lot_id"]
-    await deliver(ore2, rw_mine, smelter, 500)
-    smelter_metal = await transform(smelter, "smelting", ore2, 500, 350)
+    await deliver(s, ore2, rw_mine, smelter, 500, shipped=shipped, received=received, seal="S-1")
+    smelter_metal = await into_metal(s, smelter, ore2, 500, 350, at=smelted, kind="smelting")
     asm_lot = (await ok(await s.custody.post("/lots", headers=committed.auth, json=lot_body(100))))["lot_id"]
     lot75 = (await ok(await s.custody.post("/lots", headers=irma75.auth, json=lot_body(100))))["lot_id"]
     lot_t = (await ok(await s.custody.post("/lots", headers=transparency.auth, json=lot_body(100))))["lot_id"]

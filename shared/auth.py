@@ -38,6 +38,7 @@ ALGORITHM = "EdDSA"
 VERIFIED_CACHE_SIZE = 10_000
 PARTICIPANT_KINDS = frozenset(k.value for k in Kind)
 OFFICER = "officer"
+REGULATOR = "regulator"
 SCOPE_ALL = "all"
 MAX_OFFICER_SCOPE = 200  # participant ids an officer's token may name (the token carries them)
 
@@ -45,12 +46,16 @@ MAX_OFFICER_SCOPE = 200  # participant ids an officer's token may name (the toke
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: a participant (id and kind from its token), a compliance officer (id, and the participants it
-    oversees: `scope`, None for all of them) or the shared operator."""
+    oversees: `scope`, None for all of them), a regulator (id, and what its grant opens: `grant_lots`, the lots and
+    their upstream; `grant_participants`, what those participants hold or held and its upstream; its token expires
+    with the grant) or the shared operator."""
 
     subject: str
     kind: str
     token_id: str | None = None
     scope: frozenset[str] | None = None
+    grant_lots: frozenset[str] = frozenset()
+    grant_participants: frozenset[str] = frozenset()
 
     @property
     def is_operator(self) -> bool:
@@ -60,6 +65,12 @@ class Principal:
     @property
     def is_officer(self) -> bool:
         return self.kind == OFFICER
+
+    @property
+    def is_regulator(self) -> bool:
+        """A regulator the operator registered: reads what its grant opens, in full (as the operator would), and
+        writes nothing."""
+        return self.kind == REGULATOR
 
     @property
     def is_participant(self) -> bool:

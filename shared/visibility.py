@@ -19,8 +19,10 @@ same thing, and `tests/shared/test_visibility.py` holds them to it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from shared.genealogy import walk_sql
+from shared.vocab import Disclosure, effective_disclosure
 
 
 def lot_visible_sql(depth_limit: str) -> str:
@@ -59,6 +61,29 @@ def affected_lots_sql(lot_ids: str, depth_limit: str) -> str:
     made from them, at most `depth_limit` steps down, each with its depth."""
     seed = f"SELECT unnest({lot_ids}::text[]), 0"
     return walk_sql(upstream=False, depth_limit=depth_limit, seed=seed) + "SELECT lot_id, depth FROM reached"
+
+
+Relation = Literal["self", "same_event", "counterparty", "downstream", "stranger"]
+"""How a viewer stands to a participant that appears in what it reads, closest first:
+- `self`: it is the viewer;
+- `same_event`: the viewer took part in the event that names it (the other side of its own shipment or receipt);
+- `counterparty`: they traded directly (one shipped to the other) at some point;
+- `downstream`: the viewer holds or held material made from (or being) one of that participant's lots;
+- `stranger`: none of these."""
+
+_DISCLOSED_TO: dict[Disclosure, frozenset[str]] = {
+    Disclosure.operator: frozenset({"self", "same_event"}),
+    Disclosure.counterparties: frozenset({"self", "same_event", "counterparty"}),
+    Disclosure.downstream: frozenset({"self", "same_event", "counterparty", "downstream"}),
+    Disclosure.public: frozenset({"self", "same_event", "counterparty", "downstream", "stranger"}),
+}
+
+
+def identity_disclosed(kind: str | None, policy: str | None, relation: Relation) -> bool:
+    """May a participant viewer learn the identity of a participant of kind `kind` with disclosure policy `policy`
+    (`shared.vocab.Disclosure`; smelters and refiners are public) that stands in `relation` to it? The operator and
+    regulators see every identity: callers do not ask for them."""
+    return relation in _DISCLOSED_TO[effective_disclosure(kind, policy)]
 
 
 def flag_parties(participants: Iterable[str], viewer: str | None) -> list[str]:

@@ -37,6 +37,40 @@ class Mineral(StrEnum):
 
 
 SMELTER_KINDS = frozenset({"smelter", "refiner"})
+
+
+class Disclosure(StrEnum):
+    """Who may learn a participant's identity (its id, name, identifiers) where it appears in what others read: its
+    disclosure policy, kept in the registry and changed by the participant (`shared.visibility.identity_disclosed`).
+
+    - `operator`: the operator and regulators only; a counterparty still sees it on the events they share (a
+      shipment names its sender and its receiver to both), nowhere else;
+    - `counterparties` (the default): also every direct counterparty (shipped to it or received from it), everywhere;
+    - `downstream`: also everyone downstream of its material (who holds or held what was made from its lots);
+    - `public`: everyone who may read what it appears in.
+
+    Smelters and refiners are public by nature: their RMI facility id and RMAP status are what filings need."""
+
+    operator = "operator"
+    counterparties = "counterparties"
+    downstream = "downstream"
+    public = "public"
+
+
+DEFAULT_DISCLOSURE = Disclosure.counterparties
+
+
+def effective_disclosure(kind: str | None, policy: str | None) -> Disclosure:
+    """A participant's policy as applied: smelters and refiners are public whatever they chose; no policy on record
+    (an unknown participant, an event from before policies) is the default."""
+    if kind in SMELTER_KINDS:
+        return Disclosure.public
+    try:
+        return Disclosure(policy) if policy else DEFAULT_DISCLOSURE
+    except ValueError:
+        return DEFAULT_DISCLOSURE
+
+
 SMELTING_KINDS = frozenset({"smelting", "refining"})
 RAW_FORMS = frozenset({"ore", "concentrate"})
 

@@ -11,6 +11,8 @@ own `genealogy(parent, child, ...)` and `lot_holders(lot_id, participant_id)` ta
   downstream holder sees what its material inherits. (Compliance officers see every flag; what a flag shows of the
   parties' identities is the same for everyone who sees it: `flag_parties` is the seam for disclosure rules.)
 - On the live stream a participant sees the custody events it did itself, and the flags it may see.
+- A regulator sees, in full, the lots its grant opens: each granted lot, each lot a granted participant holds or held,
+  and every lot upstream of those (`grant_lots_sql`), and the flags on them.
 
 What a participant sees is decided here and nowhere else; the SQL fragments and the Python predicates below say the
 same thing, and `tests/shared/test_visibility.py` holds them to it.
@@ -61,6 +63,37 @@ def affected_lots_sql(lot_ids: str, depth_limit: str) -> str:
     made from them, at most `depth_limit` steps down, each with its depth."""
     seed = f"SELECT unnest({lot_ids}::text[]), 0"
     return walk_sql(upstream=False, depth_limit=depth_limit, seed=seed) + "SELECT lot_id, depth FROM reached"
+
+
+def grant_lots_sql(lots: str, participants: str, depth_limit: str) -> str:
+    """A query: the lots a regulator's grant opens: the granted lots (`lots`, a text[] parameter such as `$1`) and
+    every lot the granted participants (`participants`, a text[] parameter) hold or held, and every lot upstream of
+    any of them, at most `depth_limit` steps (`lots_affecting_sql`'s walk, seeded by the grant). Python: `grant_opens`.
+    """
+    seed = (
+        f"SELECT unnest({lots}::text[]), 0 UNION "
+        f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = ANY({participants}::text[])"
+    )
+    return walk_sql(upstream=True, depth_limit=depth_limit, seed=seed) + "SELECT lot_id FROM reached"
+
+
+def grant_opens_lot_sql(lot: str, lots: str, participants: str, depth_limit: str) -> str:
+    """One statement: does a regulator's grant (`lots`, `participants`: text[] parameters) open lot `lot` (a
+    parameter)? It is a granted lot, or a granted participant holds or held it, or either holds for a lot made from
+    it, at most `depth_limit` steps down (`lot_visible_sql`'s walk, from the one lot). Python: `grant_opens`."""
+    seed = f"SELECT {lot}::text, 0"
+    return walk_sql(upstream=False, depth_limit=depth_limit, seed=seed) + (
+        f"SELECT EXISTS (SELECT 1 FROM reached WHERE lot_id = ANY({lots}::text[])) OR EXISTS (SELECT 1 FROM "
+        f"lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = ANY({participants}::text[]))"
+    )
+
+
+def grant_opens(
+    grant_lots: Iterable[str], grant_participants: Iterable[str], reached: Iterable[str], holders: Iterable[str]
+) -> bool:
+    """`grant_lots_sql` / `grant_opens_lot_sql` in Python, for one lot: `reached` is the lot and every lot made from
+    it (within the depth), `holders` everyone who holds or held one of them."""
+    return not set(reached).isdisjoint(grant_lots) or not set(holders).isdisjoint(grant_participants)
 
 
 Relation = Literal["self", "same_event", "counterparty", "downstream", "stranger"]

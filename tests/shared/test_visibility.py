@@ -11,6 +11,9 @@ import pytest
 
 from shared.visibility import (
     flag_visible_sql,
+    grant_lots_sql,
+    grant_opens,
+    grant_opens_lot_sql,
     lot_visible_sql,
     named_in_flag,
     officer_flag_sql,
@@ -98,3 +101,56 @@ def test_the_stream_shows_a_participant_its_own_custody_events_only() -> None:
     assert not sees_custody_event("mine", "trader")
     assert not sees_custody_event("mine", None)
     assert named_in_flag("mine", ["mine", "trader"])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_regulators_grant_opens_its_lots_its_participants_lots_and_their_upstream(
+    conn: asyncpg.Connection,
+) -> None:
+    """Issue 24: G0 -> TG1 -> G1 -> TG2 -> G2 (G1 held by `gtrader`, G2 by `gmaker`), G9 elsewhere (held by
+    `gother`). A grant opens its lots and what its participants hold or held, and their upstream (never what was made
+    from them); the list (`grant_lots_sql`), the one-lot question (`grant_opens_lot_sql`) and `grant_opens` agree."""
+    links = (("TG1", "G0", "G1"), ("TG2", "G1", "G2"))
+    holders = {("G1", "gtrader"), ("G2", "gmaker"), ("G9", "gother")}
+    for tid, src, dst in links:
+        await conn.execute(
+            "INSERT INTO transformation_inputs (transformation_id, lot_id, position) VALUES ($1, $2, 0)", tid, src
+        )
+        await conn.execute(
+            "INSERT INTO transformation_outputs (transformation_id, lot_id, position) VALUES ($1, $2, 0)", tid, dst
+        )
+    await conn.executemany("INSERT INTO lot_holders (lot_id, participant_id) VALUES ($1, $2)", sorted(holders))
+    lots = ("G0", "G1", "G2", "G9")
+    down = {"G0": ["G0", "G1", "G2"], "G1": ["G1", "G2"], "G2": ["G2"], "G9": ["G9"]}  # each lot and what it made
+    try:
+        grants = (
+            ((), ()),
+            (("G1",), ()),
+            (("G2",), ()),
+            ((), ("gtrader",)),
+            ((), ("gmaker",)),
+            (("G9",), ("gtrader",)),
+            (("NOPE",), ("nobody",)),
+        )
+        for (g_lots, g_parts), depth in itertools.product(grants, (0, 1, 100)):
+            listed = {
+                r["lot_id"]
+                for r in await conn.fetch(grant_lots_sql("$1", "$2", "$3"), list(g_lots), list(g_parts), depth)
+            }
+            for lot in lots:
+                reached = down[lot][: depth + 1]
+                expected = grant_opens(g_lots, g_parts, reached, [p for (x, p) in holders if x in reached])
+                one = await conn.fetchval(
+                    grant_opens_lot_sql("$1", "$2", "$3", "$4"), lot, list(g_lots), list(g_parts), depth
+                )
+                assert (lot in listed) == one == expected, (g_lots, g_parts, depth, lot)
+        opened = await conn.fetch(grant_lots_sql("$1", "$2", "$3"), ["G1"], [], 100)
+        assert {r["lot_id"] for r in opened} == {"G0", "G1"}  # the lot and its upstream, not what was made from it
+        opened = await conn.fetch(grant_lots_sql("$1", "$2", "$3"), [], ["gmaker"], 100)
+        assert {r["lot_id"] for r in opened} == {"G0", "G1", "G2"}  # what it holds and all its upstream
+        opened = await conn.fetch(grant_lots_sql("$1", "$2", "$3"), [], ["gmaker"], 1)
+        assert {r["lot_id"] for r in opened} == {"G1", "G2"}  # ... within the depth
+    finally:
+        await conn.execute("DELETE FROM lot_holders WHERE lot_id = ANY($1::text[])", list(lots))
+        await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id LIKE 'TG%'")
+        await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id LIKE 'TG%'")

@@ -32,6 +32,7 @@ from custody.domain import (
     check_mass,
     check_receive,
     check_ship,
+    field_digests,
     verify_chain,
 )
 
@@ -400,7 +401,7 @@ def test_appending_links_each_event_to_the_one_before() -> None:
     assert first["mass_kg"] == "12.500" and first["occurred_at"] == "2026-11-01T08:00:00Z"
     rows = lot.new_events
     assert [r[2] for r in rows] == [1, 2] and rows[1][7] == rows[0][8]  # seq; prev_hash is the previous hash
-    # Anyone can check the chain from what the history shows: (prev, hash, body) with the event's own fields.
+    # Anyone can check the chain from what the history shows: (prev, hash, body), recipe 2: the fields' digests.
     triples = [
         (
             prev,
@@ -411,12 +412,14 @@ def test_appending_links_each_event_to_the_one_before() -> None:
                 "seq": seq,
                 "type": type_,
                 "occurred_at": "2026-11-01T08:00:00Z",
-                "actor": actor,
-                "data": orjson.loads(data),
+                "recipe": recipe,
+                "digests": field_digests(orjson.loads(salts), actor, orjson.loads(data)),
             },
         )
-        for eid, lot_id, seq, type_, _, actor, data, prev, h in rows
+        for eid, lot_id, seq, type_, _, actor, data, prev, h, recipe, salts in rows
     ]
+    assert [r[9] for r in rows] == [2, 2]
     assert verify_chain(triples) is None
-    triples[0][2]["data"]["mass_kg"] = "13.000"
+    salts = orjson.loads(rows[0][10])
+    triples[0][2]["digests"] = field_digests(salts, "mine-1", {"mass_kg": "13.000"})
     assert verify_chain(triples) == 0

@@ -210,14 +210,20 @@ async def read_ours(stack: Stack, keys: set[str], expect: int, timeout_s: float 
 def recomputed_hash(event: CloudEvent) -> str:
     """The chain hash of a lot event from its published form only (the recipe in `ChainEvent.hash`)."""
     d = event.data
+    data = {k: v for k, v in d.items() if k not in CHAIN_FIELDS}
+    assert d["recipe"] == 2 and set(d["salts"]) == {"actor", *data}  # recipe 2: a salt for each field
+    fields = {"actor": d["actor"], **data}
     body = {
         "event_id": d["event_id"],
         "lot_id": d["lot_id"],
         "seq": d["seq"],
         "type": event.type,
         "occurred_at": d["occurred_at"],
-        "actor": d["actor"],
-        "data": {k: v for k, v in d.items() if k not in CHAIN_FIELDS},
+        "recipe": 2,
+        "digests": {
+            name: hashlib.sha256(orjson.dumps([d["salts"][name], name, v], option=orjson.OPT_SORT_KEYS)).hexdigest()
+            for name, v in fields.items()
+        },
     }
     return hashlib.sha256(bytes.fromhex(d["prev_hash"]) + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 

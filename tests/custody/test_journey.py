@@ -214,19 +214,28 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
     (recorded,) = [e for e in by_lot[smelt["transformation_id"]] if e.type == "custody.transformation.recorded"]
     assert recorded.data["inputs"][0]["mass_kg"] == "1250.500"
 
-    # The history verifies, recomputed here from the published recipe.
+    # The history verifies, recomputed here from the published recipe (2: the hash covers each field's salted digest).
     history = await ok(await stack.custody.get(f"/lots/{ore['lot_id']}/history", headers=mine.auth), 200)
     assert history["chain_valid"] is True
     prev = bytes(32)
     for ev in history["events"]:
+        assert ev["recipe"] == 2 and ev["withheld"] == [] and set(ev["salts"]) == {"actor", *ev["data"]}
+        fields = {"actor": ev["actor"], **ev["data"]}
+        digests = {
+            name: hashlib.sha256(
+                orjson.dumps([ev["salts"][name], name, value], option=orjson.OPT_SORT_KEYS)
+            ).hexdigest()
+            for name, value in fields.items()
+        }
+        assert digests == ev["digests"]
         body = {
             "event_id": ev["event_id"],
             "lot_id": ore["lot_id"],
             "seq": ev["seq"],
             "type": ev["type"],
             "occurred_at": ev["occurred_at"],
-            "actor": ev["actor"],
-            "data": ev["data"],
+            "recipe": 2,
+            "digests": digests,
         }
         assert ev["prev_hash"] == prev.hex()
         prev = hashlib.sha256(prev + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()

@@ -9,7 +9,9 @@ service to judge.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -252,22 +254,40 @@ class Lot:
         return LotState(self.lot_id, self.custodian, self.status, self.remaining_kg)
 
     def append(self, *, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Add an event to the chain; returns the CloudEvent data (the event with its chain links)."""
+        """Add an event to the chain with the current recipe (RECIPE: the hash covers a salted digest of each
+        disclosable field, so a history may withhold a field and still verify); returns the CloudEvent data: the
+        event with its chain links, its recipe and every field's salt (the stream is the operator's, in full)."""
+        if "actor" in data:
+            raise ValueError("an event's data may not have a field named 'actor': the actor is a field of its own")
         event_id = str(uuid.uuid4())
         seq = self.event_count + 1
+        at = format_time(occurred_at)
+        salts = new_salts(["actor", *data])
         body = {
             "event_id": event_id,
             "lot_id": self.lot_id,
             "seq": seq,
             "type": type,
-            "occurred_at": format_time(occurred_at),
-            "actor": actor,
-            "data": data,
+            "occurred_at": at,
+            "recipe": RECIPE,
+            "digests": field_digests(salts, actor, data),
         }
         prev = self.head_hash
         h = chain_hash(prev, body)
         self.new_events.append(
-            (event_id, self.lot_id, seq, type, occurred_at, actor, orjson.dumps(data).decode(), prev, h)
+            (
+                event_id,
+                self.lot_id,
+                seq,
+                type,
+                occurred_at,
+                actor,
+                orjson.dumps(data).decode(),
+                prev,
+                h,
+                RECIPE,
+                orjson.dumps(salts).decode(),
+            )
         )
         self.head_hash, self.event_count = h, seq
         return {
@@ -277,14 +297,32 @@ class Lot:
             "seq": seq,
             "prev_hash": prev.hex(),
             "hash": h.hex(),
-            "occurred_at": format_time(occurred_at),
+            "occurred_at": at,
             "actor": actor,
+            "recipe": RECIPE,
+            "salts": salts,
         }
 
 
-def canonical(body: dict[str, Any]) -> bytes:
-    """The bytes an event's hash covers: JSON with sorted keys, no whitespace, UTF-8 (anyone can recompute it)."""
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+# --- the hash chain (docs/verification.md) ------------------------------------------------------------------------
+#
+# Recipe 1 (events written before issue 24): hash = sha256(prev_hash || canonical(body)), body = {event_id, lot_id,
+# seq, type, occurred_at, actor, data}: the event whole, so a history cannot withhold any of it.
+# Recipe 2 (every event written since): each disclosable field (`actor` and each top-level key of `data`) has its
+# own random salt and digest = sha256(canonical([salt, name, value])), hex; body = {event_id, lot_id, seq, type,
+# occurred_at, recipe: 2, digests: {name: digest}}. A history shows every digest, and a field's value and salt only
+# where it is disclosed: a withheld field is its digest alone, and the chain still verifies.
+
+RECIPE = 2
+"""The recipe new events are written with."""
+RECIPES = frozenset({1, 2})
+SALT_BYTES = 16
+"""Random bytes per field's salt (hex in `salts`: 32 characters), as SD-JWT's 128 bits."""
+
+
+def canonical(value: Any) -> bytes:
+    """The bytes a hash or digest covers: JSON with sorted keys, no whitespace, UTF-8 (anyone can recompute it)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def chain_hash(prev_hash: bytes, body: dict[str, Any]) -> bytes:
@@ -292,8 +330,75 @@ def chain_hash(prev_hash: bytes, body: dict[str, Any]) -> bytes:
     return hashlib.sha256(prev_hash + canonical(body)).digest()
 
 
+def new_salts(names: list[str]) -> dict[str, str]:
+    """A fresh random salt (hex) for each field name, from one call to the system's random source."""
+    raw = os.urandom(SALT_BYTES * len(names))
+    return {name: raw[i * SALT_BYTES : (i + 1) * SALT_BYTES].hex() for i, name in enumerate(names)}
+
+
+def field_digest(salt: str, name: str, value: Any) -> str:
+    """Recipe 2's commitment to one field: hex sha256 of the canonical JSON array [salt, name, value]."""
+    return hashlib.sha256(canonical([salt, name, value])).hexdigest()
+
+
+def field_digests(salts: dict[str, str], actor: str, data: dict[str, Any]) -> dict[str, str]:
+    """Every disclosable field's digest (`actor`, then each key of `data`), from its salt."""
+    digests = {"actor": field_digest(salts["actor"], "actor", actor)}
+    for name, value in data.items():
+        digests[name] = field_digest(salts[name], name, value)
+    return digests
+
+
+def shown_body(lot_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The object an event's hash covers, from its history item (`disclose_event`): the digests for recipe 2, so a
+    withheld field cannot break verification; the event whole for recipe 1 (which withholds nothing)."""
+    body = {
+        "event_id": item["event_id"],
+        "lot_id": lot_id,
+        "seq": item["seq"],
+        "type": item["type"],
+        "occurred_at": format_time(item["occurred_at"]),
+    }
+    if item["recipe"] == 1:
+        return {**body, "actor": item["actor"], "data": item["data"]}
+    return {**body, "recipe": item["recipe"], "digests": item["digests"]}
+
+
+def disclose_event(stored: dict[str, Any], withhold: Collection[str]) -> dict[str, Any]:
+    """A stored event (seq, event_id, type, occurred_at, recorded_at, actor, data, prev_hash, hash as bytes, recipe,
+    salts) as a history item that shows every field's digest and, for each field not in `withhold`, its value and
+    salt; a withheld field shows only as its digest, `actor` as null, and is named in `withheld`.
+
+    A recipe-1 event (written before recipe 2) has no digests: its hash covers the event whole, so it is shown whole
+    whatever `withhold` says (empty `digests`, `salts` and `withheld`)."""
+    item = {
+        "seq": stored["seq"],
+        "event_id": stored["event_id"],
+        "type": stored["type"],
+        "occurred_at": stored["occurred_at"],
+        "recorded_at": stored["recorded_at"],
+        "prev_hash": bytes(stored["prev_hash"]).hex(),
+        "hash": bytes(stored["hash"]).hex(),
+    }
+    actor, data, salts = stored["actor"], stored["data"], stored["salts"]
+    if stored["recipe"] == 1:
+        return {**item, "actor": actor, "data": data, "recipe": 1, "digests": {}, "salts": {}, "withheld": []}
+    withheld = sorted(name for name in salts if name in withhold)
+    hidden = frozenset(withheld)
+    return {
+        **item,
+        "actor": None if "actor" in hidden else actor,
+        "data": {k: v for k, v in data.items() if k not in hidden},
+        "recipe": stored["recipe"],
+        "digests": field_digests(salts, actor, data),
+        "salts": {k: v for k, v in salts.items() if k not in hidden},
+        "withheld": withheld,
+    }
+
+
 def verify_chain(events: list[tuple[bytes, bytes, dict[str, Any]]]) -> int | None:
-    """Check (prev_hash, hash, body) triples in order; returns the index of the first broken link, or None."""
+    """Check (prev_hash, hash, body) triples in order from genesis; returns the index of the first broken link, or
+    None. `body` is what the hash covers, whatever the recipe (`shown_body`)."""
     prev = GENESIS
     for i, (claimed_prev, claimed, body) in enumerate(events):
         if claimed_prev != prev or chain_hash(prev, body) != claimed:

@@ -27,6 +27,7 @@ MassKg = Annotated[
     ),
 ]
 Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Salt = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 ParticipantId = Annotated[str, StringConstraints(min_length=1), Field(description="A registry participant id")]
 LotId = Annotated[str, StringConstraints(min_length=1), Field(description="A lot id")]
 Country = Annotated[
@@ -53,8 +54,9 @@ TRANSFORMATION = "TRF-7E2B4D9A0C1F3E56"
 
 
 def _chain(lot_id: str, seq: int, occurred_at: str, actor: str, n: int) -> dict[str, Any]:
-    """Example chain fields (the hashes are placeholders)."""
+    """Example chain fields (the hashes are placeholders; `_salt_examples` adds a placeholder salt per field)."""
     return {
+        "recipe": 2,
         "event_id": f"0b4c8f5e-2d1a-4f9e-9b7e-3c2a1d0e5f{n:02x}",
         "lot_id": lot_id,
         "seq": seq,
@@ -67,13 +69,17 @@ def _chain(lot_id: str, seq: int, occurred_at: str, actor: str, n: int) -> dict[
 
 class ChainEvent(BaseModel):
     """What every custody event of a lot carries: its place in the lot's hash chain, when it happened and who did
-    it. The rest of the object is the event's own data.
+    it, and the hash recipe with every field's salt. The rest of the object is the event's own data.
 
-    Each lot's events form a hash chain that anyone can check from the stream alone: `hash` = sha256(`prev_hash` ||
-    canonical), where canonical is the JSON object {event_id, lot_id, seq, type, occurred_at, actor, data} with
-    sorted keys and no whitespace (UTF-8), `type` is `ce_type`, `occurred_at` is the string exactly as published,
-    and `data` is this object without its seven chain fields (event_id, lot_id, seq, prev_hash, hash, occurred_at,
-    actor). The first event's `prev_hash` is 64 zeros; each next one's is the previous event's `hash`."""
+    Each lot's events form a hash chain that anyone can check from the stream alone (the stream is the operator's:
+    every field is disclosed; docs/verification.md): `hash` = sha256(`prev_hash` || canonical(body)), canonical =
+    JSON with sorted keys and no whitespace (UTF-8), `type` is `ce_type`, `occurred_at` the string exactly as
+    published, `data` this object without its chain fields (event_id, lot_id, seq, prev_hash, hash, occurred_at,
+    actor, recipe, salts). Recipe 2 (`recipe`: 2, every event published since 2026-12-06): body = {event_id, lot_id,
+    seq, type, occurred_at, recipe: 2, digests}, where `digests` maps each key of `salts` (`actor` and each key of
+    `data`) to hex sha256(canonical([salt, name, value])). Recipe 1 (no `recipe` field, events published before):
+    body = {event_id, lot_id, seq, type, occurred_at, actor, data}. The first event's `prev_hash` is 64 zeros; each
+    next one's is the previous event's `hash`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,16 +90,26 @@ class ChainEvent(BaseModel):
     seq: int = Field(ge=1, description="Position in the lot's chain: 1, 2, 3... with no gaps")
     prev_hash: Hash = Field(description="Hex sha256 of the lot's previous event (64 zeros for the first)")
     hash: Hash = Field(
-        description="Hex sha256(prev_hash || canonical), where canonical is the JSON object {event_id, lot_id, seq, "
-        "type, occurred_at, actor, data} with sorted keys and no whitespace (UTF-8): `type` is `ce_type`, "
-        "`occurred_at` the string as published, `data` this object without its seven chain fields (event_id, "
-        "lot_id, seq, prev_hash, hash, occurred_at, actor). Recompute it to check the chain from the stream alone."
+        description="Hex sha256(prev_hash || canonical(body)), canonical = JSON with sorted keys and no whitespace "
+        "(UTF-8). Recipe 2: body = {event_id, lot_id, seq, type, occurred_at, recipe: 2, digests}, `digests` = for "
+        "each key of `salts`, hex sha256(canonical([salt, name, value])) of that field (`actor`, or a key of this "
+        "object's data). Recipe 1: body = {event_id, lot_id, seq, type, occurred_at, actor, data}, `data` this "
+        "object without its chain fields. `type` is `ce_type`, `occurred_at` the string as published. Recompute it "
+        "to check the chain from the stream alone."
     )
     occurred_at: AwareDatetime = Field(
         description="When it happened, as the caller declared it, in UTC (RFC 3339 with `Z`). "
         "`ce_time` is when custody recorded it."
     )
     actor: ParticipantId = Field(description="The participant who did it (the caller)")
+    recipe: Literal[1, 2] = Field(
+        1, description="The hash recipe: 2 for every event published since 2026-12-06 (absent before: recipe 1)"
+    )
+    salts: dict[str, Salt] | None = Field(
+        None,
+        description="Recipe 2: each disclosable field's salt (hex, 16 random bytes): `actor` and every key of the "
+        "event's data, exactly those; absent for recipe 1",
+    )
 
 
 class MineOrigin(BaseModel):
@@ -605,6 +621,23 @@ class AttemptRejected(BaseModel):
         "upper-cased, times as sent (masses are numbers here); never the bytes as sent"
     )
 
+
+def _salt_examples(*models: type[ChainEvent]) -> None:
+    """Give each example of a chain event a salt per field (`actor` and each key of its data; placeholders, as its
+    hashes), as custody publishes them."""
+    chain_fields = set(ChainEvent.model_fields)
+    for model in models:
+        extra = model.model_config.get("json_schema_extra")
+        assert isinstance(extra, dict) and isinstance(extra["examples"], list)
+        for example in extra["examples"]:
+            assert isinstance(example, dict)
+            names = ["actor", *(k for k in example if k not in chain_fields)]
+            example["salts"] = {name: f"{i:02x}" * 16 for i, name in enumerate(names, 1)}
+
+
+_salt_examples(
+    LotRegistered, LotExternalDeclared, LotOriginConfirmed, LotShipped, LotReceived, LotTransformed, LotConsumed
+)
 
 _LOT_KEY = "lot id (refusals: the lot or shipment id)"
 

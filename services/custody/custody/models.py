@@ -11,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Numeric,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -118,7 +120,10 @@ class LotEvent(Base):
     """A lot's custody history: a hash chain (each event's hash covers the previous one's)."""
 
     __tablename__ = "lot_events"
-    __table_args__ = (UniqueConstraint("lot_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("lot_id", "seq"),
+        CheckConstraint("(recipe = 1 AND salts IS NULL) OR (recipe = 2 AND salts IS NOT NULL)", name="recipe_salts"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     event_id: Mapped[str] = mapped_column(Text, unique=True)
@@ -131,6 +136,9 @@ class LotEvent(Base):
     data: Mapped[Any] = mapped_column(JSONB)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # The hash recipe (docs/verification.md): 1, the event whole (before issue 24); 2, a salted digest per field.
+    recipe: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    salts: Mapped[dict[str, str] | None] = mapped_column(JSONB)  # recipe 2: each field's salt (hex)
 
 
 class Shipment(Base):

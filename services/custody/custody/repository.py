@@ -300,18 +300,19 @@ class Changes:
     registered_from: tuple[str, int] | None = None
 
 
-def _persist_writes(gate: str, bag: int | None = None) -> str:
+def _persist_writes(gate: str, bag: int | None = None, *, chain: int) -> str:
     """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds. `bag`: the number
     of the first of the three parameters `_bag_args` gives (a shipment's tag and transit regions, a receipt's tag),
-    after the statement's own; None for a statement that writes neither (a registration)."""
+    after the statement's own; None for a statement that writes neither (a registration). `chain`: the number of the
+    first of the two parameters `_chain_args` gives (the events' recipes and salts), the statement's last."""
     if bag is None:
         tag, regions, received_tag = "NULL::text", "'{}'::text[]", "NULL::text"
     else:
         tag, regions, received_tag = f"${bag}::text", f"${bag + 1}::text[]", f"${bag + 2}::text"
     return f"""ev AS (
-  INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash)
+  INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash, recipe, salts)
   SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
-                       $8::bytea[], $9::bytea[]) WHERE {gate}
+                       $8::bytea[], $9::bytea[], ${chain}::smallint[], ${chain + 1}::jsonb[]) WHERE {gate}
 ), lt AS (
   UPDATE lots SET custodian = u.custodian, status = u.status, remaining_kg = u.remaining_kg,
                   head_hash = u.head_hash, event_count = u.event_count, updated_at = now()
@@ -340,7 +341,7 @@ def _persist_writes(gate: str, bag: int | None = None) -> str:
 
 PERSIST = (
     "WITH "
-    + _persist_writes("TRUE", bag=44)
+    + _persist_writes("TRUE", bag=44, chain=47)
     + """
 UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text AND key = $41::text
 """
@@ -350,11 +351,11 @@ UPDATE idempotency_keys SET status = $42, response = $43 WHERE actor = $40::text
 def _persist_args(topic: str, c: Changes, *, actor: str, key: str | None, status: int, body: Any) -> list[Any]:
     """$1-$43 of PERSIST and PERSIST_UNLESS_CHANGED: the events, lot heads, holders, outbox rows, shipment or
     receipt, and the answer kept for (actor, key). New lots are inserted with their heads, not updated here."""
-    events = [e for _, lot in c.new_lots for e in lot.new_events] + [e for lot in c.lots for e in lot.new_events]
-    event_cols: list[list[Any]] = [list(col) for col in zip(*events, strict=True)] if events else [[] for _ in range(9)]
+    events = _new_events(c)
+    event_cols: list[list[Any]] = [list(col) for col in zip(*events, strict=True)] or [[] for _ in range(11)]
     lots = c.lots
     return [
-        *event_cols,
+        *event_cols[:9],
         [lot.lot_id for lot in lots],
         [lot.custodian for lot in lots],
         [lot.status.value for lot in lots],
@@ -371,6 +372,17 @@ def _persist_args(topic: str, c: Changes, *, actor: str, key: str | None, status
         status,
         _json(body),
     ]
+
+
+def _new_events(c: Changes) -> list[tuple[Any, ...]]:
+    """The `lot_events` rows of the write (`domain.Lot.append`), new lots' first."""
+    return [e for _, lot in c.new_lots for e in lot.new_events] + [e for lot in c.lots for e in lot.new_events]
+
+
+def _chain_args(c: Changes) -> list[Any]:
+    """The parameters `_persist_writes(..., chain=n)` takes from $n: each event's hash recipe and salts (JSON)."""
+    events = _new_events(c)
+    return [[e[9] for e in events], [e[10] for e in events]]
 
 
 def _bag_args(c: Changes) -> list[Any]:
@@ -416,7 +428,8 @@ async def persist(
         await conn.execute(INSERT_REJECTION, *c.rejection)
     if c.origin_confirmation is not None:
         await conn.execute(UPSERT_ORIGIN_CONFIRMATION, *c.origin_confirmation)
-    await conn.execute(PERSIST, *_persist_args(topic, c, actor=actor, key=key, status=status, body=body), *_bag_args(c))
+    args = _persist_args(topic, c, actor=actor, key=key, status=status, body=body)
+    await conn.execute(PERSIST, *args, *_bag_args(c), *_chain_args(c))
     _written(c)
     return []
 
@@ -439,7 +452,7 @@ WITH cas AS (
   SELECT (SELECT count(*) FROM cas) = cardinality($10::text[]) AND ($41::text IS NULL OR EXISTS (SELECT 1 FROM k))
          AS ok
 ), """
-    + _persist_writes("(SELECT ok FROM go)", bag=46)
+    + _persist_writes("(SELECT ok FROM go)", bag=46, chain=49)
     + """
 SELECT ok FROM go
 """
@@ -465,7 +478,7 @@ WITH g AS (
   INSERT INTO idempotency_keys (actor, key, request_hash, status, response)
   SELECT $40::text, $41::text, $44::bytea, $42::int, $43::jsonb WHERE $41::text IS NOT NULL AND (SELECT ok FROM g)
 ), """
-    + _persist_writes("(SELECT ok FROM g)")
+    + _persist_writes("(SELECT ok FROM g)", chain=65)
     + """
 SELECT ok FROM g
 """
@@ -501,7 +514,7 @@ async def persist_unless_changed(
         try:
             head = (lot.head_hash, lot.event_count, c.created_at, participant_id, version)
             written = await conn.fetchval(
-                PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new), *head, new.produced_by
+                PERSIST_NEW_LOT, *args, request_hash, *_insert_args(new), *head, new.produced_by, *_chain_args(c)
             )
         except asyncpg.UniqueViolationError:
             return False  # the lot id or the key is taken: nothing was written
@@ -509,7 +522,7 @@ async def persist_unless_changed(
             _written(c)
         return bool(written)  # false: the participant changed since it was read (nothing was written)
     read_heads = [lot.new_events[0][7] if lot.new_events else lot.head_hash for lot in c.lots]
-    ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash, *_bag_args(c))
+    ok = await conn.fetchval(PERSIST_UNLESS_CHANGED, *args, read_heads, request_hash, *_bag_args(c), *_chain_args(c))
     if ok:
         _written(c)
     return bool(ok)
@@ -677,8 +690,8 @@ async def list_lots(
 async def history(conn: Conn, lot_id: str) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            "SELECT event_id, lot_id, seq, type, occurred_at, recorded_at, actor, data::text AS data, prev_hash, hash "
-            "FROM lot_events WHERE lot_id = $1 ORDER BY seq",
+            "SELECT event_id, lot_id, seq, type, occurred_at, recorded_at, actor, data::text AS data, prev_hash, hash, "
+            "recipe, salts::text AS salts FROM lot_events WHERE lot_id = $1 ORDER BY seq",
             lot_id,
         )
     )

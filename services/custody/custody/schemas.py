@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -451,26 +451,73 @@ class Consumption(BaseModel):
     status: LotStatus
 
 
+_HISTORY_EVENT_EXAMPLE: dict[str, Any] = {
+    "seq": 2,
+    "event_id": "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11",
+    "type": "custody.lot.shipped",
+    "occurred_at": "2026-11-03T09:30:00Z",
+    "recorded_at": "2026-11-03T09:30:01.204311Z",
+    "actor": None,
+    "data": {"shipment_id": "SHP-9f0a2c51", "mass_kg": "1250.500", "seal": "SEAL-88213"},
+    "prev_hash": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
+    "hash": "4d831080ea3514d31cf3821cf80887ec980b507688ec6df4ae9eb7ec4543223b",
+    "recipe": 2,
+    "digests": {
+        "actor": "eebebb8c7b8dea142e4378cb33eec213db899af2d859bc81cb15f164dffc282b",
+        "shipment_id": "fb46863c13c3328d280063667157392f3495e89bdcc844cdf92e75d9a94dad00",
+        "to": "5b184ad7d6b8239c378b0f4ac550583cb78c24c739f44ab362ba2b28a17bb49b",
+        "mass_kg": "bb77df9b1c1f9eabec19a58affb06e3362b004ada1a44c45936f68bad6ada6e9",
+        "seal": "68de1c5bfc83d6af0e529dc19a22d086aa0ce1e74ea3081fc088838438e4d887",
+    },
+    "salts": {
+        "shipment_id": "0c9e7a5f3d1b49e7b5a3c1e9f7d5b3a1",
+        "mass_kg": "7d5b3f1e9c7a45d3b1f9e7c5a3d1b9f7",
+        "seal": "a2f0e8c6b4d24a0e8c6f4b2d0a8e6c4f",
+    },
+    "withheld": ["actor", "to"],
+}
+
+
 class LotEvent(BaseModel):
+    """One event of a lot's chain as the caller may see it. Recipe 2: every disclosable field (`actor` and each key
+    of `data`) has a salted digest in `digests`; a disclosed field also shows its value and its salt, a withheld one
+    only its digest (`actor` null, the key absent from `data`, its name in `withheld`). Recipe 1 (events written
+    before recipe 2) is shown whole: no digests, nothing withheld. docs/verification.md has the recipe."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_HISTORY_EVENT_EXAMPLE]})
+
     seq: int
     event_id: str
     type: str
     occurred_at: datetime
     recorded_at: datetime
-    actor: str
-    data: dict[str, Any]
+    actor: str | None = Field(description="Who did it; null when withheld (`withheld` then names `actor`)")
+    data: dict[str, Any] = Field(description="The event's own fields that are disclosed to the caller")
     prev_hash: str
     hash: str
+    recipe: Literal[1, 2] = Field(description="The hash recipe the event was written with (docs/verification.md)")
+    digests: dict[str, str] = Field(
+        description="Recipe 2: each disclosable field's hex sha256 of the canonical JSON [salt, name, value]; "
+        "the hash covers these, so a withheld field still verifies. Empty for recipe 1."
+    )
+    salts: dict[str, str] = Field(description="The salt (hex) of each disclosed field; empty for recipe 1")
+    withheld: list[str] = Field(description="The fields shown only as their digest, sorted; empty when none")
 
 
 class History(BaseModel):
     lot_id: str
     events: list[LotEvent]
-    chain_valid: bool = Field(description="Whether every hash matches, recomputed just now by the service")
+    chain_valid: bool = Field(
+        description="Whether every hash matches, recomputed just now by the service from what is shown (digests for "
+        "recipe 2, so a withheld field cannot break it)"
+    )
     how_to_verify: str = Field(
-        "For each event in order: hash = sha256(prev_hash || canonical), where canonical is the JSON object "
-        "{event_id, lot_id, seq, type, occurred_at, actor, data} with sorted keys and no whitespace, UTF-8; "
-        "the first prev_hash is 64 zeros and each prev_hash is the previous event's hash."
+        "Run `python -m custody.verify history.json` (standard library only), or by hand, for each event in order: "
+        "hash = sha256(prev_hash || canonical(body)), canonical = JSON with sorted keys, no whitespace, UTF-8. "
+        "Recipe 2: body = {event_id, lot_id, seq, type, occurred_at, recipe: 2, digests}, and each disclosed field's "
+        "digest = sha256(canonical([salt, name, value])) in hex. Recipe 1: body = {event_id, lot_id, seq, type, "
+        "occurred_at, actor, data}. The first prev_hash is 64 zeros and each prev_hash is the previous event's hash "
+        "(docs/verification.md)."
     )
 
 

@@ -16,6 +16,12 @@ A use case (`custody/service.py`) is an `attempt`: a function of a `UnitOfWork` 
       `custody.attempt.rejected` event instead, and answers 409 (kept for the key like any answer);
       after the commit, the outbox relay is woken.
 
+No oracles: a write about a lot or shipment the caller may not see (never held the lot; a shipment neither
+addressed to it nor sent by it) is decided by the attempt from the columns of the same statement that fetches it,
+and raised as the very `NotFound` of one that does not exist: a problem, never a `Refusal`, so nothing is recorded
+(no `rejected_attempts` row, no `custody.attempt.rejected` event) and a claimed key rolls back with the
+transaction. Refusals (409) are for what the caller may see.
+
 Events: a lot's chain grows through `Lot.append` (the domain); the unit of work turns each appended event into its
 CloudEvent for the outbox, in the order they were appended, with the chain event's id.
 """
@@ -57,15 +63,18 @@ class Answer:
 
 class UnitOfWork:
     """What an attempt sees of its write: the connection, whether it runs under the locks, the participants cache,
-    and `changes`, the one collector of everything the write will write."""
+    `changes`, the one collector of everything the write will write, and `subject`, the full id of the lot the
+    write is about once the attempt found it (a refusal records that rather than the id as sent, which may be a
+    bare one)."""
 
-    __slots__ = ("changes", "conn", "locked", "participants")
+    __slots__ = ("changes", "conn", "locked", "participants", "subject")
 
     def __init__(self, conn: asyncpg.Connection, *, locked: bool, participants: ParticipantCache | None) -> None:
         self.conn = conn
         self.locked = locked
         self.participants = participants
         self.changes = Changes()
+        self.subject: str | None = None
 
     def append(self, lot: Lot, *, type: str, occurred_at: datetime, actor: str, data: dict[str, Any]) -> None:
         """An event on `lot`'s chain, and its CloudEvent for the outbox (the chain event's id is the CloudEvent's)."""
@@ -215,7 +224,7 @@ class Write:
                 raise Refusal("lot_exists", f"Lot {', '.join(taken)} already exists; lot ids are unique.")
             except Refusal as refusal:
                 refused = UnitOfWork(conn, locked=True, participants=None)  # nothing of the attempt is kept
-                answer = self._refused(refused, action, subject, refusal)
+                answer = self._refused(refused, action, uow.subject or subject, refusal)
                 await repository.persist(
                     conn, CUSTODY_EVENTS, refused.changes, actor=who.subject, key=key, status=409, body=answer.body
                 )

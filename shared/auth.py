@@ -6,6 +6,10 @@ calls the registry. The operator (admin) token is a shared secret from each serv
 Compliance officers (people the operator registers in the registry to decide on flags) get tokens from the same
 machinery: kind `officer`, and a `scope` claim, `"all"` or the participant ids they oversee. An app accepts them only
 where it says so (`app.state.officers_welcome`, audit and registry): custody answers such a token with 403.
+
+Regulators (authorities the operator registers) get one token per grant: kind `regulator`, `nbf` and `exp` the
+grant's period, and a `grant` claim naming the lots and participants it opens. Every app takes them for reads (what
+the grant opens, in full); every write refuses them (`refuse_regulator`, 403).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ OFFICER = "officer"
 REGULATOR = "regulator"
 SCOPE_ALL = "all"
 MAX_OFFICER_SCOPE = 200  # participant ids an officer's token may name (the token carries them)
+MAX_GRANT_ENTRIES = 200  # lots, and participants, a regulator's grant may name (each list; the token carries them)
+MAX_GRANT_ID = 200  # characters of one lot or participant id in a grant
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,26 @@ def parse_scope(claim: Any) -> frozenset[str] | None:
     ):
         return frozenset(claim)
     raise ValueError("scope must be 'all' or a non-empty list of participant ids")
+
+
+def parse_grant(claim: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """A regulator token's `grant` claim, `{"lots": [...], "participants": [...]}`: lists of ids (each at most
+    `MAX_GRANT_ID` characters, at most `MAX_GRANT_ENTRIES` of each, at least one in all); ValueError otherwise."""
+    if not isinstance(claim, dict) or set(claim) - {"lots", "participants"}:
+        raise ValueError('grant must be an object with "lots" and "participants" lists')
+    parsed: list[frozenset[str]] = []
+    for name in ("lots", "participants"):
+        ids = claim.get(name, [])
+        if not (
+            isinstance(ids, list)
+            and len(ids) <= MAX_GRANT_ENTRIES
+            and all(isinstance(x, str) and 0 < len(x) <= MAX_GRANT_ID for x in ids)
+        ):
+            raise ValueError(f"grant.{name} must be a list of at most {MAX_GRANT_ENTRIES} ids")
+        parsed.append(frozenset(ids))
+    if not (parsed[0] or parsed[1]):
+        raise ValueError("grant names no lot and no participant")
+    return parsed[0], parsed[1]
 
 
 OPERATOR = Principal(subject="operator", kind="operator")
@@ -194,20 +220,38 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("Token expired; request a new token from the registry.") from exc
+        except jwt.ImmatureSignatureError as exc:  # `nbf`: a regulator's grant that has not started
+            raise Unauthorized("Token not valid yet: the access it grants starts later (`nbf`).") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"Invalid token: {exc}") from exc
         kind = claims.get("kind")
         scope: frozenset[str] | None = None
+        lots: frozenset[str] = frozenset()
+        participants: frozenset[str] = frozenset()
         if kind == OFFICER:
             try:
                 scope = parse_scope(claims.get("scope"))
             except ValueError as exc:
                 raise Unauthorized(f"Officer token with an invalid scope: {exc}.") from exc
+        elif kind == REGULATOR:  # its grant's period is `nbf`..`exp`, checked above with the same leeway
+            if "nbf" not in claims:
+                raise Unauthorized("Regulator token without `nbf`: request a new grant from the operator.")
+            try:
+                lots, participants = parse_grant(claims.get("grant"))
+            except ValueError as exc:
+                raise Unauthorized(f"Regulator token with an invalid grant: {exc}.") from exc
         elif kind not in PARTICIPANT_KINDS:
             raise Unauthorized("Token carries no valid participant kind.")
         if claims["jti"] in self._revoked:
             raise Unauthorized("This token has been revoked; ask the operator for a new one.")
-        who = Principal(subject=str(claims["sub"]), kind=kind, token_id=str(claims["jti"]), scope=scope)
+        who = Principal(
+            subject=str(claims["sub"]),
+            kind=kind,
+            token_id=str(claims["jti"]),
+            scope=scope,
+            grant_lots=lots,
+            grant_participants=participants,
+        )
         return who, header.get("kid", ""), float(claims["exp"])
 
 
@@ -350,10 +394,18 @@ def bearer_principal(state: Any, authorization: str) -> Principal | None:
     return None if who.is_officer and not officers_welcome(state) else who  # `principal` says why not
 
 
+def refuse_regulator(who: Principal, verb: str) -> None:
+    """403 for a regulator: it reads what its grant opens and writes nothing (`verb`: what it tried, "ship lots")."""
+    if who.is_regulator:
+        raise Forbidden(
+            f"A regulator's token cannot {verb}: a regulator reads what its grant opens and writes nothing."
+        )
+
+
 async def operator(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """403 for anyone but the operator."""
     if not who.is_operator:
-        raise Forbidden("This endpoint is for the operator; a participant or officer token cannot use it.")
+        raise Forbidden("This endpoint is for the operator; a participant, officer or regulator token cannot use it.")
     return who
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -136,7 +136,24 @@ async def one_of_each_change(api: httpx.AsyncClient) -> dict[str, Any]:
     issued = await call(api, "POST", f"/participants/{smelter_id}/credentials", None, 201)
     await call(api, "POST", f"/credentials/{issued['token_id']}/revoke", {"reason": "laptop stolen"})
     await call(api, "POST", f"/credentials/{mine['credential']['token_id']}/revoke", None)
-    return {"mine": mine_id, "smelter": smelter_id, "titleholder": title}
+    regulator = await call(
+        api, "POST", "/regulators", {"name": "Inspectorate", "authority": "Code", "country": "RW"}, 201
+    )
+    now = datetime.now(UTC)
+    granted = await call(
+        api,
+        "POST",
+        f"/regulators/{regulator['id']}/grants",
+        {
+            "participants": [mine_id],
+            "valid_from": now.isoformat(),
+            "valid_until": (now + timedelta(days=30)).isoformat(),
+            "reason": "inspection",
+        },
+        201,
+    )
+    await call(api, "POST", f"/regulators/{regulator['id']}/grants/{granted['grant']['id']}/revoke", None)
+    return {"mine": mine_id, "smelter": smelter_id, "titleholder": title, "regulator": regulator["id"]}
 
 
 EXPECTED = Counter(
@@ -150,6 +167,8 @@ EXPECTED = Counter(
         "registry.risk_profile.updated": 3,
         "registry.asm_presence.changed": 2,
         "registry.coexistence_agreement.changed": 2,
+        "registry.regulator.granted": 1,
+        "registry.regulator.grant_revoked": 1,
     }
 )
 
@@ -192,6 +211,9 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(api: htt
             assert event.key == event.data["profile"]["country"]
         elif event.type in ("registry.asm_presence.changed", "registry.coexistence_agreement.changed"):
             assert event.key == event.data["titleholder"] == made["titleholder"]  # keyed by the titleholder
+        elif event.type.startswith("registry.regulator."):
+            assert event.key == event.data["regulator"]["id"] == made["regulator"]  # keyed by the regulator
+            assert "token" not in event.data  # the grant's token is never published
         else:
             participant = event.data.get("participant_id", event.data.get("id"))
             assert event.key == participant, data

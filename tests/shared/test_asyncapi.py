@@ -48,6 +48,8 @@ REGISTRY_TYPES = {
     "registry.risk_profile.updated",  # country and region risk profiles (issue 23)
     "registry.asm_presence.changed",  # artisanal mining on or next to industrial titles (issue 23)
     "registry.coexistence_agreement.changed",
+    "registry.regulator.granted",  # regulators' read access (issue 24)
+    "registry.regulator.grant_revoked",
 }
 
 

@@ -25,7 +25,7 @@ from audit.domain import Caller, DecisionKind, DecisionRefused, FlagOnLots, Flag
 from audit.events import DECISION_EVENTS
 from audit.live import Broadcaster
 from audit.repository import EVERYONE, FlagFilter, Viewer
-from shared.auth import Principal
+from shared.auth import Principal, refuse_regulator
 from shared.events import new_event
 from shared.genealogy import TRUNCATED, truncated
 from shared.outbox import outbox_committed
@@ -141,6 +141,7 @@ async def decide(
 ) -> schemas.FlagDetail:
     """Take a decision on a flag under the decider's own identity (`audit.domain.authorize`: 403 for anyone it is
     not for); the decision and its events are written in one transaction."""
+    refuse_regulator(who, f"{kind.value} a flag")  # before the flag is looked up: a regulator decides nothing
     # An officer finds any flag here, so that one outside its scope is told so (403), not "no such flag".
     viewer = EVERYONE if who.is_officer else _viewer(audit, who)
     async with audit.pool.acquire() as conn, conn.transaction():

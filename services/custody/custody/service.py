@@ -22,7 +22,7 @@ import orjson
 from custody import domain, repository, schemas
 from custody.domain import LotStatus, NewLot, OriginKind
 from custody.unit_of_work import Answer, UnitOfWork, Write
-from shared.auth import Principal
+from shared.auth import Principal, refuse_regulator
 from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
@@ -33,6 +33,7 @@ GRAM = Decimal("0.001")
 
 
 def _participant_only(who: Principal, verb: str) -> None:
+    refuse_regulator(who, verb)
     if who.is_operator:
         raise Forbidden(
             f"The operator token cannot {verb}: custody operations are done by participants with their own token."

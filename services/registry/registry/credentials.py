@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.models import Credential, OfficerCredential, SigningKey
-from shared.auth import ALGORITHM, AUDIENCE, ISSUER, OFFICER, SCOPE_ALL
+from registry.models import Credential, OfficerCredential, RegulatorGrant, SigningKey
+from shared.auth import ALGORITHM, AUDIENCE, ISSUER, OFFICER, REGULATOR, SCOPE_ALL
 
 
 def new_signing_key() -> SigningKey:
@@ -66,14 +66,19 @@ async def jwks(session: AsyncSession) -> dict[str, Any]:
     return {"keys": [k.public_jwk for k in keys]}
 
 
-async def revoked_ids(session: AsyncSession, now: datetime | None = None) -> list[Credential | OfficerCredential]:
-    """Revoked tokens not yet expired: participants' and compliance officers' alike."""
+async def revoked_ids(
+    session: AsyncSession, now: datetime | None = None
+) -> list[Credential | OfficerCredential | RegulatorGrant]:
+    """Revoked tokens not yet expired: participants', compliance officers' and regulators' grants alike."""
     now = now or datetime.now(UTC)
-    rows: list[Credential | OfficerCredential] = list(
+    rows: list[Credential | OfficerCredential | RegulatorGrant] = list(
         await session.scalars(select(Credential).where(Credential.revoked_at.is_not(None), Credential.expires_at > now))
     )
     rows += await session.scalars(
         select(OfficerCredential).where(OfficerCredential.revoked_at.is_not(None), OfficerCredential.expires_at > now)
+    )
+    rows += await session.scalars(
+        select(RegulatorGrant).where(RegulatorGrant.revoked_at.is_not(None), RegulatorGrant.valid_until > now)
     )
     return rows
 
@@ -127,3 +132,23 @@ async def issue_officer(
     token = jwt.encode(claims, _private_key(key.private_pem), algorithm=ALGORITHM, headers={"kid": key.kid})
     session.add(cred)
     return token, cred
+
+
+async def issue_regulator(session: AsyncSession, grant: RegulatorGrant) -> str:
+    """The token of a regulator's grant (shown once): kind `regulator`, `nbf` and `exp` the grant's period, and
+    `grant` the lots and participants it opens. Sets the grant's `jti`, `kid` and `issued_at`."""
+    key = await active_key(session)
+    now = datetime.now(UTC)
+    grant.jti, grant.kid, grant.issued_at = str(uuid.uuid4()), key.kid, now
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": grant.regulator_id,
+        "kind": REGULATOR,
+        "grant": {"lots": list(grant.lots), "participants": list(grant.participants)},
+        "jti": grant.jti,
+        "iat": int(now.timestamp()),
+        "nbf": int(grant.valid_from.timestamp()),
+        "exp": int(grant.valid_until.timestamp()),
+    }
+    return jwt.encode(claims, _private_key(key.private_pem), algorithm=ALGORITHM, headers={"kid": key.kid})

@@ -247,6 +247,31 @@ class CoexistenceAgreementChanged(schemas.CoexistenceAgreement):
     action: Literal["recorded", "updated"]
 
 
+class GrantRegulator(schemas.Regulator):
+    """The regulator a grant was given to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegulatorGrantEvent(schemas.Grant):
+    """Read access given to a regulator (lots and participants, for a period, and why), or its revocation: the trail
+    of who was given access to what. Never the token. Custody and audit keep nothing of it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    **schemas.GRANT_OUT_EXAMPLE,
+                    "regulator": schemas.REGULATOR_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    regulator: GrantRegulator
+
+
 _PARTICIPANT_KEY = "participant id"
 
 REGISTRY_EVENTS: list[EventType] = [
@@ -298,6 +323,20 @@ REGISTRY_EVENTS: list[EventType] = [
         key="country (ISO 3166-1 alpha-2) of the profile",
         summary="A country or region risk profile (one factor, level, period, source) was recorded or corrected.",
         payload=RiskProfileUpdated,
+    ),
+    EventType(
+        type="registry.regulator.granted",
+        topic=topics.REGISTRY_EVENTS,
+        key="regulator id",
+        summary="A regulator was given read access to lots and participants for a period (its token is not published).",
+        payload=RegulatorGrantEvent,
+    ),
+    EventType(
+        type="registry.regulator.grant_revoked",
+        topic=topics.REGISTRY_EVENTS,
+        key="regulator id",
+        summary="A regulator's grant was revoked; every service refuses its token within seconds.",
+        payload=RegulatorGrantEvent,
     ),
     EventType(
         type="registry.credential.issued",

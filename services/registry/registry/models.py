@@ -201,3 +201,50 @@ class OfficerCredential(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# --- regulators ---------------------------------------------------------------------------------------------------
+
+
+class Regulator(Base):
+    """An authority the operator registered: it reads, in full, what its grants open, and writes nothing."""
+
+    __tablename__ = "regulators"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)  # stable listing order
+    name: Mapped[str] = mapped_column(Text)
+    authority: Mapped[str] = mapped_column(Text)
+    country: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RegulatorGrant(Base):
+    """Read access for a regulator to lots (and their upstream) and to participants (what they hold or held, and its
+    upstream) from `valid_from` to `valid_until`: one token (`jti`; the token itself is shown once) whose `nbf` and
+    `exp` are the period. A revoked one joins the revocation list until `valid_until`."""
+
+    __tablename__ = "regulator_grants"
+    __table_args__ = (
+        Index("ix_regulator_grants_regulator", "regulator_id", "seq"),
+        Index("ix_regulator_grants_revoked", "revoked_at", postgresql_where=text("revoked_at IS NOT NULL")),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    regulator_id: Mapped[str] = mapped_column(ForeignKey("regulators.id"))
+    lots: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    participants: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    jti: Mapped[str] = mapped_column(Text, unique=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def expires_at(self) -> datetime:
+        """When its token expires (as credentials say it, for the revocation list)."""
+        return self.valid_until

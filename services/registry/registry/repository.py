@@ -17,6 +17,8 @@ from registry.models import (
     Credential,
     OfficerCredential,
     Participant,
+    Regulator,
+    RegulatorGrant,
     RiskProfile,
 )
 from shared.problems import NotFound
@@ -228,3 +230,34 @@ async def agreements_of(session: AsyncSession, titleholder: str) -> list[Coexist
         .order_by(CoexistenceAgreement.seq)
     )
     return list(await session.scalars(stmt))
+
+
+# --- regulators -----------------------------------------------------------------------------------------------------
+
+
+async def get_regulator(session: AsyncSession, regulator_id: str) -> Regulator:
+    row = await session.scalar(select(Regulator).where(Regulator.id == regulator_id))
+    if row is None:
+        raise NotFound(f"No regulator {regulator_id!r}.")
+    return row
+
+
+async def list_regulators(session: AsyncSession) -> list[Regulator]:
+    return list(await session.scalars(select(Regulator).order_by(Regulator.seq)))
+
+
+async def grants_of(session: AsyncSession, regulator_id: str) -> list[RegulatorGrant]:
+    stmt = select(RegulatorGrant).where(RegulatorGrant.regulator_id == regulator_id).order_by(RegulatorGrant.seq)
+    return list(await session.scalars(stmt))
+
+
+async def get_grant(session: AsyncSession, regulator_id: str, grant_id: str) -> RegulatorGrant:
+    stmt = (
+        select(RegulatorGrant)
+        .where(RegulatorGrant.id == grant_id, RegulatorGrant.regulator_id == regulator_id)
+        .with_for_update()
+    )
+    row = await session.scalar(stmt)
+    if row is None:
+        raise NotFound(f"No grant {grant_id!r} of regulator {regulator_id!r}.")
+    return row

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry import credentials, repository, schemas, service
 from registry.config import Settings
 from registry.domain import Kind, RiskFactor
-from registry.models import ComplianceOfficer, OfficerCredential
+from registry.models import ComplianceOfficer, OfficerCredential, Regulator, RegulatorGrant
 from registry.models import Credential as CredentialRow
 from shared.auth import OperatorDep, Principal, PrincipalDep
-from shared.problems import Forbidden, problem_responses, seq_cursor
+from shared.problems import Forbidden, NotFound, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -110,7 +110,9 @@ async def list_participants(
     summary="One participant",
     responses=NOT_FOUND,
 )
-async def get_participant(participant_id: str, session: SessionDep, _: PrincipalDep) -> schemas.Participant:
+async def get_participant(participant_id: str, session: SessionDep, who: PrincipalDep) -> schemas.Participant:
+    if who.is_regulator and participant_id not in who.grant_participants:  # in full, only those its grant names
+        raise NotFound(f"No participant {participant_id!r}.")
     return schemas.Participant.model_validate(await repository.get_participant(session, participant_id))
 
 
@@ -584,3 +586,98 @@ async def update_coexistence_agreement(
 ) -> schemas.CoexistenceAgreement:
     a = await service.update_agreement(session=session, agreement_id=agreement_id, body=body)
     return schemas.CoexistenceAgreement.model_validate(a)
+
+
+# --- regulators ---------------------------------------------------------------------------------------------------
+# The operator registers regulators and grants each read access to lots and participants for a period; the grant's
+# token (shown once) expires with it. A regulator writes nothing anywhere.
+
+
+def _grant_credential(token: str, g: RegulatorGrant) -> schemas.RegulatorCredential:
+    return schemas.RegulatorCredential(
+        token=token, token_id=g.jti, regulator_id=g.regulator_id, not_before=g.valid_from, expires_at=g.valid_until
+    )
+
+
+def _regulator(r: Regulator) -> schemas.Regulator:
+    return schemas.Regulator.model_validate(r)
+
+
+@router.post(
+    "/regulators",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Regulator,
+    tags=["regulators"],
+    summary="Register a regulator (operator); it reads only through grants (POST /regulators/{id}/grants)",
+)
+async def register_regulator(body: schemas.RegulatorCreate, session: SessionDep, _: OperatorDep) -> schemas.Regulator:
+    return _regulator(await service.register_regulator(session=session, body=body))
+
+
+@router.get(
+    "/regulators", response_model=schemas.RegulatorList, tags=["regulators"], summary="The regulators (operator)"
+)
+async def list_regulators(session: SessionDep, _: OperatorDep) -> schemas.RegulatorList:
+    return schemas.RegulatorList(items=[_regulator(r) for r in await repository.list_regulators(session)])
+
+
+@router.get(
+    "/regulators/{regulator_id}",
+    response_model=schemas.Regulator,
+    tags=["regulators"],
+    responses=NOT_FOUND,
+    summary="One regulator (operator)",
+)
+async def get_regulator(regulator_id: str, session: SessionDep, _: OperatorDep) -> schemas.Regulator:
+    return _regulator(await repository.get_regulator(session, regulator_id))
+
+
+@router.post(
+    "/regulators/{regulator_id}/grants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.GrantIssued,
+    tags=["regulators"],
+    responses=NOT_FOUND,
+    summary="Grant a regulator read access to lots and participants for a period (operator); returns the grant's "
+    "token, once, valid from valid_from to valid_until",
+)
+async def grant_access(
+    regulator_id: str, body: schemas.GrantCreate, session: SessionDep, _: OperatorDep
+) -> schemas.GrantIssued:
+    g, _regulator_row, token = await service.grant_access(session=session, regulator_id=regulator_id, body=body)
+    return schemas.GrantIssued(grant=schemas.Grant.model_validate(g), credential=_grant_credential(token, g))
+
+
+@router.get(
+    "/regulators/{regulator_id}/grants",
+    response_model=schemas.GrantList,
+    tags=["regulators"],
+    responses=NOT_FOUND,
+    summary="A regulator's grants, oldest first, without their tokens (operator)",
+)
+async def list_grants(regulator_id: str, session: SessionDep, _: OperatorDep) -> schemas.GrantList:
+    await repository.get_regulator(session, regulator_id)
+    rows = await repository.grants_of(session, regulator_id)
+    return schemas.GrantList(regulator_id=regulator_id, items=[schemas.Grant.model_validate(g) for g in rows])
+
+
+@router.post(
+    "/regulators/{regulator_id}/grants/{grant_id}/revoke",
+    response_model=schemas.Grant,
+    tags=["regulators"],
+    responses=problem_responses(404, 409),
+    summary="Revoke a grant (operator); every service refuses its token within AUTH_REFRESH_S seconds",
+)
+async def revoke_grant(
+    regulator_id: str,
+    grant_id: str,
+    session: SessionDep,
+    request: Request,
+    _: OperatorDep,
+    body: schemas.Revoke | None = None,
+) -> schemas.Grant:
+    g = await service.revoke_grant(
+        session=session, regulator_id=regulator_id, grant_id=grant_id, reason=body.reason if body else None
+    )
+    request.app.state.runtime.verifier.revoke(g.jti)
+    return schemas.Grant.model_validate(g)

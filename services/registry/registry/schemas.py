@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints
 
 from registry.domain import AgreementStatus, AsmRelation, Kind, Mineral, MiningType, RiskFactor, RiskLevel, Scheme
 from shared.text import as_sent_at_most
@@ -708,3 +708,143 @@ class CoexistenceAgreement(BaseModel):
 class CoexistenceAgreementList(BaseModel):
     titleholder: str
     items: list[CoexistenceAgreement]
+
+
+# --- regulators -------------------------------------------------------------------------------------------------
+
+REGULATOR_ID = "9e3b1d2a-6c4f-4a8e-b5d7-1f0e2c3a4b59"
+GRANT_ID = "4a7c2e91-0b3d-4f6a-8e5c-7d1b9a2f3c60"
+MAX_GRANT_DAYS = 366  # a grant's period, valid_from to valid_until, at most this long
+MAX_GRANT_START_DAYS = 366  # a grant starts at most this far ahead
+GrantLot = Annotated[
+    str,
+    StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$"),
+    Field(description="A lot id as custody returned it (`lot_id`), scoped ids included", examples=["KTC:TAG-0042"]),
+]
+GrantParticipant = Annotated[str, StringConstraints(min_length=1, max_length=200), Field(description="Participant id")]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), as_sent_at_most(1000)]
+_GRANT_EXAMPLE: dict[str, Any] = {
+    "lots": ["KTC:TAG-0042137"],
+    "participants": ["6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"],
+    "valid_from": "2027-01-01T00:00:00Z",
+    "valid_until": "2027-03-31T23:59:59Z",
+    "reason": "EU 2017/821 ex-post check of importer 6f1c2b0e (case CA-2027-014)",
+}
+GRANT_OUT_EXAMPLE: dict[str, Any] = {
+    "id": GRANT_ID,
+    "regulator_id": REGULATOR_ID,
+    **_GRANT_EXAMPLE,
+    "token_id": "2b6f0e1d-8c3a-4d5e-9f7a-0c1b2d3e4f51",
+    "issued_at": "2026-12-20T10:00:00Z",
+    "revoked_at": None,
+    "revoked_reason": None,
+}
+
+
+class RegulatorCreate(Strict):
+    """A competent authority (EU Regulation 2017/821 art. 10 checks, a national mines ministry, a customs office)
+    that reads what its grants open. It gets no token of its own: each grant comes with one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Bureau of Mineral Imports", "authority": "Competent authority (EU) 2017/821", "country": "BE"}
+            ]
+        },
+    )
+
+    name: Name
+    authority: Reference = Field(description="The mandate it acts under (law, office)")
+    country: CountryCode
+
+
+REGULATOR_EXAMPLE: dict[str, Any] = {
+    "id": REGULATOR_ID,
+    "name": "Bureau of Mineral Imports",
+    "authority": "Competent authority (EU) 2017/821",
+    "country": "BE",
+    "created_at": "2026-12-20T09:00:00Z",
+}
+
+
+class Regulator(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [REGULATOR_EXAMPLE]})
+
+    id: str
+    name: str
+    authority: str
+    country: str
+    created_at: datetime
+
+
+class RegulatorList(BaseModel):
+    items: list[Regulator]
+
+
+class GrantCreate(Strict):
+    """Read access to lots (each with its upstream) and to participants (the lots they hold or held, with their
+    upstream), from `valid_from` to `valid_until` (at most 366 days; it must end in the future). At least one lot
+    or participant; at most 200 of each."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_GRANT_EXAMPLE]})
+
+    lots: list[GrantLot] = Field(default_factory=list, max_length=200)
+    participants: list[GrantParticipant] = Field(default_factory=list, max_length=200)
+    valid_from: AwareDatetime = Field(description="When the access starts (the token's `nbf`); with a time zone")
+    valid_until: AwareDatetime = Field(description="When it ends (the token's `exp`); with a time zone")
+    reason: Reason = Field(description="Why the access is given (kept, and published with the grant)")
+
+
+class Grant(BaseModel):
+    """A grant as recorded (never its token). Times are whole seconds, as the token carries them."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [GRANT_OUT_EXAMPLE]})
+
+    id: str
+    regulator_id: str
+    lots: list[str]
+    participants: list[str]
+    valid_from: datetime
+    valid_until: datetime
+    reason: str
+    token_id: str = Field(validation_alias=AliasChoices("token_id", "jti"), description="The token's `jti`")
+    issued_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+
+class RegulatorCredential(BaseModel):
+    """The token of a grant: kind `regulator`, valid from `not_before` to `expires_at`. Shown once; keep it secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiJ9...",
+                    "token_type": "Bearer",
+                    "token_id": "2b6f0e1d-8c3a-4d5e-9f7a-0c1b2d3e4f51",
+                    "regulator_id": REGULATOR_ID,
+                    "not_before": "2027-01-01T00:00:00Z",
+                    "expires_at": "2027-03-31T23:59:59Z",
+                }
+            ]
+        }
+    )
+
+    token: str
+    token_type: str = "Bearer"
+    token_id: str
+    regulator_id: str
+    not_before: datetime
+    expires_at: datetime
+
+
+class GrantIssued(BaseModel):
+    grant: Grant
+    credential: RegulatorCredential
+
+
+class GrantList(BaseModel):
+    regulator_id: str
+    items: list[Grant]

@@ -22,6 +22,8 @@ from registry.models import (
     Credential,
     OfficerCredential,
     Participant,
+    Regulator,
+    RegulatorGrant,
     RiskProfile,
 )
 from shared.auth import MAX_OFFICER_SCOPE
@@ -673,3 +675,93 @@ async def update_agreement(
     await session.flush()
     await _publish(session, "registry.coexistence_agreement.changed", a.titleholder, agreement_data(a, "updated"))
     return a
+
+
+# --- regulators -------------------------------------------------------------------------------------------------
+# A regulator reads, in full, what its grants open (custody and audit decide what that is from the token's `grant`
+# claim) and writes nothing. Each grant is one token whose `nbf` and `exp` are its period; a revoked one joins the
+# revocation list. Grants and revocations are published on registry.events (`registry.regulator.*`): the trail of
+# who was given access to what, and why; custody and audit keep nothing of them.
+
+
+def _whole_seconds(t: datetime) -> datetime:
+    """A time as a token carries it (`nbf`, `exp`: whole seconds, UTC)."""
+    return t.astimezone(UTC).replace(microsecond=0)
+
+
+async def register_regulator(*, session: AsyncSession, body: schemas.RegulatorCreate) -> Regulator:
+    try:
+        country = domain.check_country(body.country)
+    except DomainError as exc:
+        raise _invalid(exc) from exc
+    r = Regulator(id=str(uuid.uuid4()), name=body.name, authority=body.authority, country=country)
+    session.add(r)
+    await session.flush()
+    await session.refresh(r)
+    return r
+
+
+def grant_data(g: RegulatorGrant, regulator: Regulator) -> dict[str, Any]:
+    """A grant as published (never its token), with the regulator it was given to."""
+    return {
+        **schemas.Grant.model_validate(g).model_dump(mode="json"),
+        "regulator": schemas.Regulator.model_validate(regulator).model_dump(mode="json"),
+    }
+
+
+def check_grant_period(start: datetime, end: datetime, now: datetime) -> None:
+    """A grant's period: it ends after it starts, lasts at most MAX_GRANT_DAYS, ends in the future and starts at
+    most MAX_GRANT_START_DAYS ahead (422 naming the field)."""
+    if end <= start:
+        raise InvalidInput("body.valid_until", "must be after valid_from")
+    if end - start > timedelta(days=schemas.MAX_GRANT_DAYS):
+        raise InvalidInput("body.valid_until", f"at most {schemas.MAX_GRANT_DAYS} days after valid_from")
+    if end <= now:
+        raise InvalidInput("body.valid_until", "must be in the future")
+    if start > now + timedelta(days=schemas.MAX_GRANT_START_DAYS):
+        raise InvalidInput("body.valid_from", f"at most {schemas.MAX_GRANT_START_DAYS} days from now")
+
+
+async def grant_access(
+    *, session: AsyncSession, regulator_id: str, body: schemas.GrantCreate
+) -> tuple[RegulatorGrant, Regulator, str]:
+    """Record a grant and issue its token (returned once)."""
+    regulator = await repository.get_regulator(session, regulator_id)
+    lots, participants = sorted(set(body.lots)), sorted(set(body.participants))
+    if not lots and not participants:
+        raise InvalidInput("body", "name at least one lot or participant")
+    start, end = _whole_seconds(body.valid_from), _whole_seconds(body.valid_until)
+    check_grant_period(start, end, datetime.now(UTC))
+    known = await repository.existing_participants(session, participants) if participants else set()
+    for i, pid in enumerate(body.participants):
+        if pid not in known:
+            raise InvalidInput(f"body.participants.{i}", f"{pid!r} is not a registered participant")
+    g = RegulatorGrant(
+        id=str(uuid.uuid4()),
+        regulator_id=regulator.id,
+        lots=lots,
+        participants=participants,
+        valid_from=start,
+        valid_until=end,
+        reason=body.reason,
+    )
+    token = await credentials.issue_regulator(session, g)
+    session.add(g)
+    await session.flush()
+    await session.refresh(g)
+    await _publish(session, "registry.regulator.granted", regulator.id, grant_data(g, regulator))
+    return g, regulator, token
+
+
+async def revoke_grant(
+    *, session: AsyncSession, regulator_id: str, grant_id: str, reason: str | None
+) -> RegulatorGrant:
+    regulator = await repository.get_regulator(session, regulator_id)
+    g = await repository.get_grant(session, regulator_id, grant_id)
+    if g.revoked_at is not None:
+        raise Conflict(f"Grant {grant_id} was already revoked at {g.revoked_at.isoformat()}.")
+    g.revoked_at = datetime.now(UTC)
+    g.revoked_reason = reason
+    await session.flush()
+    await _publish(session, "registry.regulator.grant_revoked", regulator.id, grant_data(g, regulator))
+    return g

@@ -62,6 +62,7 @@ class Principal:
     scope: frozenset[str] | None = None
     grant_lots: frozenset[str] = frozenset()
     grant_participants: frozenset[str] = frozenset()
+    expires_at: float | None = None  # the token's `exp` (epoch seconds); None for the operator's shared token
 
     @property
     def is_operator(self) -> bool:
@@ -251,6 +252,7 @@ class TokenVerifier:
             scope=scope,
             grant_lots=lots,
             grant_participants=participants,
+            expires_at=float(claims["exp"]),
         )
         return who, header.get("kid", ""), float(claims["exp"])
 
@@ -361,11 +363,14 @@ def officers_welcome(state: Any) -> bool:
 
 
 def still_valid(state: Any, who: Principal) -> bool:
-    """Whether `who`'s token is still accepted (not revoked since: the revocation list is reloaded every
-    `auth_refresh_s`). The operator's shared token is not revocable here. For long-lived connections (`/stream`)."""
+    """Whether `who`'s token is still accepted (not expired, e.g. a regulator's grant that ended; not revoked since:
+    the revocation list is reloaded every `auth_refresh_s`). The operator's shared token is not revocable here. For
+    long-lived connections (`/stream`)."""
     if who.token_id is None:
         return True
     verifier: TokenVerifier = state.runtime.verifier
+    if who.expires_at is not None and time.time() > who.expires_at + verifier.leeway_s:
+        return False
     return not verifier.is_revoked(who.token_id)
 
 

@@ -4,6 +4,7 @@ once revoked (custody and audit within their refresh interval), and every write 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -21,7 +22,7 @@ from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from registry.config import Settings
 from registry.main import create_app
-from shared.auth import MAX_GRANT_ENTRIES, TokenVerifier
+from shared.auth import MAX_GRANT_ENTRIES, Principal, TokenVerifier, still_valid
 from shared.problems import Unauthorized
 from shared.topics import ensure_topics
 from tests.conftest import ENV, OPERATOR, bearer, registry_process, serve_in_process, session_prefix
@@ -191,10 +192,11 @@ async def test_the_token_says_regulator_its_period_and_its_grant_and_is_shown_on
     verifier = TokenVerifier(jwks=(await api.get("/.well-known/jwks.json")).json())
     who = verifier.verify(cred["token"])
     assert (who.is_regulator, who.is_participant, who.is_operator, who.is_officer) == (True, False, False, False)
-    assert (who.subject, who.grant_lots, who.grant_participants) == (
+    assert (who.subject, who.grant_lots, who.grant_participants, who.expires_at) == (
         reg["id"],
         frozenset({"A:LOT-1", "B:LOT-2"}),
         frozenset({p["id"]}),
+        claims["exp"],
     )
     r = await api.get("/whoami", headers=bearer(cred["token"]))
     assert r.status_code == 200 and r.json()["kind"] == "regulator", r.text
@@ -240,6 +242,17 @@ async def test_a_token_is_refused_before_its_grant_starts_and_after_it_ends(api:
         return True
 
     await wait_for(refused, timeout_s=5, what="the grant's token to expire", interval_s=0.1)
+
+
+def test_a_long_lived_connection_ends_when_the_grant_does() -> None:
+    """`still_valid` (audit's /stream asks it every second) says no once the token's `exp` has passed."""
+    verifier = TokenVerifier(leeway_s=0)
+    state = type("State", (), {"runtime": type("Runtime", (), {"verifier": verifier})()})()
+    who = Principal("R-1", "regulator", "J-1", grant_lots=frozenset({"L-1"}), expires_at=time.time() + 60)
+    assert still_valid(state, who)
+    assert not still_valid(state, dataclasses.replace(who, expires_at=time.time() - 1))
+    verifier.load_revoked({"J-1"})
+    assert not still_valid(state, who)
 
 
 async def test_a_verifier_takes_a_regulator_token_only_with_a_valid_grant_and_nbf() -> None:

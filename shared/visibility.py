@@ -7,9 +7,11 @@ own `genealogy(parent, child, ...)` and `lot_holders(lot_id, participant_id)` ta
   a lot from which a lot it holds or held was made, at most `max_depth` transformations down. The depth is one
   setting, `TRACE_MAX_DEPTH` (`GenealogySettings`), for traces and visibility alike.
 - A participant sees a flag that names it (it is one of the parties the finding is about) or that affects a lot it
-  holds or held: the flag's own lots and every lot made from them (at most `max_depth` transformations down), so a
-  downstream holder sees what its material inherits. (Compliance officers see every flag; what a flag shows of the
-  parties' identities is the same for everyone who sees it: `flag_parties` is the seam for disclosure rules.)
+  holds now: the flag's own lots and every lot made from them (at most `max_depth` transformations down), so a
+  downstream holder sees what its material inherits; a lot it held and let go of (its buyer received it) counts
+  only for flags on events up to that hand-off (`flag_visible_sql`). Of a flag it sees, it sees the rule, severity,
+  summary, status and lots, and the identities of the parties and of the participants the evidence names only where
+  `identity_disclosed` allows (`flag_parties`, `withhold_flag`). (Compliance officers see their flags whole.)
 - On the live stream a participant sees the custody events it did itself, and the flags it may see.
 - A regulator sees, in full, the lots its grant opens: each granted lot, each lot a granted participant holds or held,
   and every lot upstream of those (`grant_lots_sql`), and the flags on them.
@@ -20,8 +22,9 @@ same thing, and `tests/shared/test_visibility.py` holds them to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from shared.genealogy import walk_sql
 from shared.vocab import Disclosure, effective_disclosure
@@ -35,17 +38,32 @@ def lot_visible_sql(depth_limit: str) -> str:
     )
 
 
-def lots_affecting_sql(participant: str, depth_limit: str) -> str:
+def lots_affecting_sql(participant: str, depth_limit: str, held: str = "true") -> str:
     """A query: every lot whose flags affect what `participant` holds or held: the lots it holds or held and every
-    lot upstream of them, at most `depth_limit` steps (lot_visible_sql's walk, started from all of its lots)."""
-    seed = f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = {participant}"
+    lot upstream of them, at most `depth_limit` steps (lot_visible_sql's walk, started from all of its lots).
+    `held`: a condition on its `lot_holders` rows (`until IS NULL`: the lots it holds now)."""
+    seed = f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = {participant} AND {held}"
     return walk_sql(upstream=True, depth_limit=depth_limit, seed=seed) + "SELECT lot_id FROM reached"
 
 
-def flag_visible_sql(participant: str, depth_limit: str = "100") -> str:
+def flag_visible_sql(participant: str, depth_limit: str = "100", event_at: str = "NULL") -> str:
     """A condition on a `flags` row (columns `participants` and `lot_ids`): may `participant` (a parameter such as
-    `$2`) see it? Named in it, or on a lot it holds or held or one upstream of such a lot (`depth_limit` steps)."""
-    return f"({participant} = ANY(participants) OR lot_ids && ARRAY({lots_affecting_sql(participant, depth_limit)}))"
+    `$2`) see it? Named in it (an event it took part in); or on a lot it holds now or one upstream of such a lot
+    (`depth_limit` steps); or on a lot it held and let go of (or one upstream of it) when the event the flag is about
+    (`event_at`, an SQL expression on the row: when that event was recorded) came no later than its hand-off
+    (`lot_holders.until`, its buyer's receipt). A flag raised on events after the hand-off is not its.
+
+    The hand-off check runs per flag (a walk down from the flag's lots), and only for flags on lots upstream of
+    something it let go of: the other two are one walk each for the whole query."""
+    now = lots_affecting_sql(participant, depth_limit, "until IS NULL")
+    before = lots_affecting_sql(participant, depth_limit, "until IS NOT NULL")
+    handed = (
+        f"EXISTS (SELECT 1 FROM lot_holders hh WHERE hh.participant_id = {participant} AND hh.until >= {event_at} "
+        f"AND hh.lot_id IN (SELECT lot_id FROM ({affected_lots_sql('lot_ids', depth_limit)}) affected))"
+    )
+    return (
+        f"({participant} = ANY(participants) OR lot_ids && ARRAY({now}) OR (lot_ids && ARRAY({before}) AND {handed}))"
+    )
 
 
 def officer_flag_sql(scope: str) -> str:
@@ -119,11 +137,119 @@ def identity_disclosed(kind: str | None, policy: str | None, relation: Relation)
     return relation in _DISCLOSED_TO[effective_disclosure(kind, policy)]
 
 
-def flag_parties(participants: Iterable[str], viewer: str | None) -> list[str]:
-    """The parties of a flag as `viewer` (None: operator or officer) is shown them. Today everyone who may see the
-    flag sees them all; the disclosure rules of a later issue go here."""
-    del viewer
-    return list(participants)
+def relation_to(
+    viewer: str, party: str, *, same_event: bool, counterparty: bool = False, downstream: bool = False
+) -> Relation:
+    """How `viewer` stands to `party` (`Relation`), from what the caller found: whether the viewer took part in the
+    event that names `party` (`same_event`), traded with it directly (`counterparty`), holds or held material from
+    its lots (`downstream`)."""
+    if party == viewer:
+        return "self"
+    if same_event:
+        return "same_event"
+    if counterparty:
+        return "counterparty"
+    return "downstream" if downstream else "stranger"
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """What deciding on a participant's identity needs: its kind and policy (None: unknown, the default), and how it
+    stands to the viewer beyond the event itself."""
+
+    kind: str | None = None
+    policy: str | None = None
+    counterparty: bool = False
+    downstream: bool = False
+
+
+WITHHELD_TEXT = "(a participant)"
+"""What a withheld participant's id becomes inside a text that names it (a flag's summary, an evidence's detail)."""
+
+
+def flag_parties(
+    participants: Iterable[str], viewer: str | None, parties: Mapping[str, Party] | None = None
+) -> list[str | None]:
+    """The parties of a flag as `viewer` is shown them: None (the operator, an officer, a regulator) sees them all;
+    a participant sees each party whose identity `identity_disclosed` gives it (`parties`: what is known of each; a
+    party of the flag is `same_event` to a viewer the flag also names), the others as None."""
+    listed = list(participants)
+    if viewer is None:
+        return list(listed)
+    known = parties or {}
+    named = viewer in listed
+    return [p if _shown(viewer, p, known.get(p, Party()), same_event=named) else None for p in listed]
+
+
+def _shown(viewer: str, party: str, p: Party, *, same_event: bool) -> bool:
+    rel = relation_to(viewer, party, same_event=same_event, counterparty=p.counterparty, downstream=p.downstream)
+    return identity_disclosed(p.kind, p.policy, rel)
+
+
+def withhold_flag(flag: Mapping[str, Any], viewer: str | None, parties: Mapping[str, Party]) -> dict[str, Any]:
+    """A flag (a dict with `participants`, `summary`, `evidence`) as `viewer` is shown it: its parties
+    (`flag_parties`) and the participants its evidence names (any string in it that is a known participant's id:
+    `parties`, whose relation to the viewer is never `same_event` unless it is a party of the flag too) as null
+    where their identity is withheld, each such field's name (`participants[1]`, `evidence.sender`) in `withheld`;
+    inside a text (the summary, an evidence's words) a withheld id reads `WITHHELD_TEXT`. Rule, severity, lots,
+    status and the rest are never withheld. None (operator, officer, regulator): the flag whole, `withheld` empty."""
+    out = dict(flag)
+    if viewer is None:
+        out["withheld"] = []
+        return out
+    listed = list(flag.get("participants") or ())
+    named = viewer in listed
+    hidden = {
+        p
+        for p in {*listed, *parties}
+        if not _shown(viewer, p, parties.get(p, Party()), same_event=named and p in listed)
+    }
+    withheld: list[str] = []
+    shown_parties: list[str | None] = []
+    for i, p in enumerate(listed):
+        if p in hidden:
+            shown_parties.append(None)
+            withheld.append(f"participants[{i}]")
+        else:
+            shown_parties.append(p)
+    out["participants"] = shown_parties
+    if hidden:
+        out["evidence"] = _redact(flag.get("evidence"), hidden, "evidence", withheld)
+        if isinstance(flag.get("summary"), str):
+            out["summary"] = _redact_text(flag["summary"], hidden)
+    out["withheld"] = withheld
+    return out
+
+
+def _redact_text(text: str, hidden: set[str]) -> str:
+    for p in sorted(hidden, key=len, reverse=True):
+        if p and p in text:
+            text = text.replace(p, WITHHELD_TEXT)
+    return text
+
+
+def _redact(v: Any, hidden: set[str], path: str, withheld: list[str]) -> Any:
+    if isinstance(v, str):
+        if v in hidden:
+            withheld.append(path)
+            return None
+        return _redact_text(v, hidden)
+    if isinstance(v, Mapping):
+        return {k: _redact(x, hidden, f"{path}.{k}", withheld) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_redact(x, hidden, f"{path}[{i}]", withheld) for i, x in enumerate(v)]
+    return v
+
+
+def strings_in(v: Any) -> set[str]:
+    """Every string in a JSON value (the ids an evidence may name, to be looked up as participants)."""
+    if isinstance(v, str):
+        return {v}
+    if isinstance(v, Mapping):
+        return set().union(*(strings_in(x) for x in v.values())) if v else set()
+    if isinstance(v, list | tuple):
+        return set().union(*(strings_in(x) for x in v)) if v else set()
+    return set()
 
 
 def named_in_flag(participant: str, participants: Iterable[str]) -> bool:
@@ -133,8 +259,8 @@ def named_in_flag(participant: str, participants: Iterable[str]) -> bool:
 
 
 def sees_flag(participant: str, participants: Iterable[str], lot_ids: Iterable[str], held: Iterable[str]) -> bool:
-    """`flag_visible_sql` in Python: `held` are the flag's lots that `participant` holds or held, or from which a
-    lot it holds or held was made."""
+    """`flag_visible_sql` in Python: `held` are the flag's lots that `participant` holds now, or held and let go of
+    no earlier than the event the flag is about, or from which such a lot was made."""
     return named_in_flag(participant, participants) or not set(lot_ids).isdisjoint(held)
 
 

@@ -218,7 +218,10 @@ async def test_two_holders_acknowledge_separately_and_the_downstream_holder_sees
     assert [a["participant_id"] for a in by_maker["acknowledgements"]] == [story.maker.id]
     assert by_maker["history"][-1]["authority"] == {"as": "holder", "lots": [story.metal]}
     by_smelter = await ok(await s.audit.post(f"/flags/{story.flag['id']}/acknowledge", headers=story.smelter.auth), 200)
-    acks = {a["participant_id"]: a for a in by_smelter["acknowledgements"]}
+    # Issue 24: each holder sees its own acknowledgement; an officer sees every holder's.
+    assert [a["participant_id"] for a in by_smelter["acknowledgements"]] == [story.smelter.id]
+    overseer = await ok(await s.audit.get(f"/flags/{story.flag['id']}", headers=auth(await officer(s))), 200)
+    acks = {a["participant_id"]: a for a in overseer["acknowledgements"]}
     assert set(acks) == {story.maker.id, story.smelter.id}
     assert (acks[story.maker.id]["note"], acks[story.smelter.id]["note"]) == ("seen", None)
     assert by_smelter["status"] == "open"  # an acknowledgement is the holder's own, not a status

@@ -175,7 +175,8 @@ def test_a_rule_that_raises_leaves_the_other_rules_and_the_state_change(monkeypa
     assert "seal_mismatch" in unjudged.summary and ids["trader"] in unjudged.summary
     assert unjudged.evidence["error"] == "RuntimeError: the seal rule broke"
     assert ctx.changes.lot_updates[ids["lot"]][0] == ids["trader"]  # the new custodian all the same
-    assert (ids["lot"], ids["trader"]) in ctx.changes.holders
+    assert (ids["lot"], ids["trader"]) in ctx.changes.hand_overs  # it holds the lot now (`until` null)
+    assert ctx.changes.hand_overs[(ids["lot"], ids["trader"])] is None
 
 
 def test_an_unjudgeable_finding_names_the_event_its_actor_and_what() -> None:

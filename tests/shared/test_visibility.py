@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from shared.visibility import (
+    WITHHELD_TEXT,
+    Party,
+    flag_parties,
     flag_visible_sql,
     grant_lots_sql,
     grant_opens,
@@ -17,8 +21,11 @@ from shared.visibility import (
     lot_visible_sql,
     named_in_flag,
     officer_flag_sql,
+    relation_to,
     sees_custody_event,
     sees_flag,
+    strings_in,
+    withhold_flag,
 )
 from tests.audit.conftest import audit_databases
 
@@ -154,3 +161,91 @@ async def test_a_regulators_grant_opens_its_lots_its_participants_lots_and_their
         await conn.execute("DELETE FROM lot_holders WHERE lot_id = ANY($1::text[])", list(lots))
         await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id LIKE 'TG%'")
         await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id LIKE 'TG%'")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_former_holder_sees_the_flags_on_events_up_to_its_hand_off(conn: asyncpg.Connection) -> None:
+    """Issue 24: H0 -> TH -> H1. `hmine` let go of H0 at t=10 (its buyer's receipt), `hsmelter` holds H0 and made
+    H1 of it, `hbuyer` held H1 until t=20. A flag on H0 is the former holders' only if the event it is about came no
+    later than their hand-off; the SQL and `sees_flag` (given the lots that count) agree."""
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    for table, lot in (("transformation_inputs", "H0"), ("transformation_outputs", "H1")):
+        await conn.execute(f"INSERT INTO {table} (transformation_id, lot_id, position) VALUES ('TH', '{lot}', 0)")
+    holders = [("H0", "hmine", 10), ("H0", "hsmelter", None), ("H1", "hsmelter", None), ("H1", "hbuyer", 20)]
+    await conn.executemany(
+        "INSERT INTO lot_holders (lot_id, participant_id, until) VALUES ($1, $2, $3)",
+        [(lot, p, None if d is None else t0 + timedelta(days=d)) for lot, p, d in holders],
+    )
+    made_from = {"H0": {"H0", "H1"}, "H1": {"H1"}}  # each lot and what was made from it
+    try:
+        sql = (
+            f"SELECT {flag_visible_sql('$1', '100', '$4::timestamptz')} "
+            "FROM (SELECT $2::text[] AS participants, $3::text[] AS lot_ids) AS flags"
+        )
+        for who, lots, day in itertools.product(
+            ("hmine", "hsmelter", "hbuyer", "hstranger"), (["H0"], ["H1"]), (5, 10, 15, 25)
+        ):
+            at = t0 + timedelta(days=day)
+            counted = [
+                lot
+                for lot in lots
+                if any(
+                    p == who and x in made_from[lot] and (d is None or t0 + timedelta(days=d) >= at)
+                    for x, p, d in holders
+                )
+            ]
+            assert await conn.fetchval(sql, who, [], lots, at) == sees_flag(who, [], lots, counted), (who, lots, day)
+        at = t0 + timedelta(days=15)
+        assert not await conn.fetchval(sql, "hmine", [], ["H0"], at)  # after the mine let go
+        assert await conn.fetchval(sql, "hmine", ["hmine"], ["H0"], at)  # ... unless it names the mine
+        assert await conn.fetchval(sql, "hbuyer", [], ["H0"], at)  # upstream of what it held until day 20
+        assert not await conn.fetchval(sql, "hbuyer", [], ["H0"], t0 + timedelta(days=25))
+        assert await conn.fetchval(sql, "hsmelter", [], ["H0"], t0 + timedelta(days=25))  # it holds H0 now
+        assert not await conn.fetchval(sql, "hmine", [], ["H0"], None)  # the event's time unknown: not a former's
+    finally:
+        await conn.execute("DELETE FROM lot_holders WHERE lot_id IN ('H0', 'H1')")
+        await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id = 'TH'")
+        await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id = 'TH'")
+
+
+def test_a_participant_reads_a_flags_parties_as_their_policies_and_its_relation_to_them_allow() -> None:
+    """Issue 24: `withhold_flag` (and `flag_parties`): the parties and the participants the evidence names, null and
+    listed in `withheld` where `identity_disclosed` says no; inside texts a withheld id reads `WITHHELD_TEXT`."""
+    flag = {
+        "participants": ["mine", "trader"],
+        "summary": "Received 900 kg from trader; mine's bag",
+        "evidence": {"sender": "trader", "by": ["smelter", "x"], "cleared_by": {"participant": "mine"}, "kg": 9},
+    }
+    parties = {
+        "mine": Party("mine", "counterparties"),
+        "trader": Party("trader", None, counterparty=True),
+        "smelter": Party("smelter", "operator"),  # public by nature, whatever it chose
+    }
+    # a buyer downstream of the mine, the trader's direct counterparty
+    shown = withhold_flag(flag, "buyer", {**parties, "mine": Party("mine", "counterparties", downstream=True)})
+    assert shown["participants"] == [None, "trader"]
+    assert shown["withheld"] == ["participants[0]", "evidence.cleared_by.participant"]
+    assert shown["evidence"] == {
+        "sender": "trader",
+        "by": ["smelter", "x"],
+        "cleared_by": {"participant": None},
+        "kg": 9,
+    }
+    assert shown["summary"] == f"Received 900 kg from trader; {WITHHELD_TEXT}'s bag"
+    # the mine's policy lets everyone downstream know it
+    shown = withhold_flag(flag, "buyer", {**parties, "mine": Party("mine", "downstream", downstream=True)})
+    assert (shown["participants"], shown["withheld"]) == (["mine", "trader"], [])
+    # a party of the flag sees the other party (the same event), whatever its policy
+    shown = withhold_flag(flag, "mine", {**parties, "trader": Party("trader", "operator")})
+    assert (shown["participants"], shown["withheld"]) == (["mine", "trader"], [])
+    # a stranger to everyone: only the public smelter
+    shown = withhold_flag(flag, "stranger", {**parties, "trader": Party("trader", None)})
+    assert shown["participants"] == [None, None] and shown["evidence"]["by"] == ["smelter", "x"]
+    assert flag["participants"] == ["mine", "trader"]  # the flag itself unchanged
+    # the operator, an officer, a regulator: everything
+    assert withhold_flag(flag, None, parties) == {**flag, "withheld": []}
+    assert flag_parties(["mine", "trader"], None) == ["mine", "trader"]
+    assert flag_parties(["mine", "trader"], "buyer", parties) == [None, "trader"]
+    assert relation_to("a", "a", same_event=False) == "self"
+    assert relation_to("a", "b", same_event=False, counterparty=True, downstream=True) == "counterparty"
+    assert strings_in({"a": ["b", {"c": "d"}, 3], "e": None}) == {"b", "d"}

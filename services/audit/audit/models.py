@@ -84,6 +84,7 @@ class Participant(Base):
     mining_type: Mapped[str | None] = mapped_column(Text)
     annual_capacity_kg: Mapped[Any] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(BigInteger)
+    disclosure: Mapped[str | None] = mapped_column(Text)  # `shared.vocab.Disclosure`; null: the default
 
 
 class Certification(Base):
@@ -204,11 +205,15 @@ class DeclaredOrigin(Base):
 
 
 class LotHolder(Base):
+    """Everyone who holds or held a lot; `until`: null while it holds it, else when its buyer's receipt took the lot
+    over (the receipt event's time: a former holder sees the flags raised on events up to then)."""
+
     __tablename__ = "lot_holders"
     __table_args__ = (Index("ix_lot_holders_participant", "participant_id"),)
 
     lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
     participant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Shipment(Base):

@@ -17,7 +17,16 @@ from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import enqueue_raw
 from shared.topics import AUDIT_DECISIONS, AUDIT_FLAGS
-from shared.visibility import affected_lots_sql, flag_visible_sql, lot_visible_sql, officer_flag_sql
+from shared.visibility import (
+    Party,
+    affected_lots_sql,
+    flag_visible_sql,
+    grant_lots_sql,
+    grant_opens_lot_sql,
+    lot_visible_sql,
+    lots_affecting_sql,
+    officer_flag_sql,
+)
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -38,14 +47,27 @@ evidence changed after the latest decision on it (an acknowledgement, a resoluti
 `flag_evidence_history`, which a replay keeps, and `flag_decisions`."""
 
 
+# When the event a flag is about was recorded (its time in the stream, as custody wrote it): the custody event its
+# evidence names, else the transformation or shipment it names, else its lot's registration. Compared with a former
+# holder's hand-off (`lot_holders.until`, its buyer's receipt, on the same clock): the same answer live and after a
+# replay, whatever order the topics interleaved in and whenever reference data re-judged the flag.
+FLAG_EVENT_AT = """coalesce(
+  (SELECT e.time FROM received_events e
+   WHERE e.source = '/custody' AND e.event_id = flags.evidence->>'event_id' ORDER BY e.seq LIMIT 1),
+  (SELECT t.recorded_at FROM transformations t WHERE t.transformation_id = flags.evidence->>'transformation_id'),
+  (SELECT s.recorded_at FROM shipments s WHERE s.shipment_id = flags.evidence->>'shipment_id'),
+  (SELECT l.recorded_at FROM lots l WHERE l.lot_id = flags.lot_id))"""
+
+
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Whose flags a query returns: a participant's (`participant`), an officer's scope (`scope`), or everyone's
-    (neither: the operator, an officer scoped to all)."""
+    """Whose flags a query returns: a participant's (`participant`), an officer's scope (`scope`), a regulator's
+    grant (`grant`: its lots and its participants), or everyone's (none: the operator, an officer scoped to all)."""
 
     participant: str | None = None
     scope: Sequence[str] | None = None
     max_depth: int = 100
+    grant: tuple[Sequence[str], Sequence[str]] | None = None
 
 
 EVERYONE = Viewer()
@@ -53,7 +75,11 @@ EVERYONE = Viewer()
 
 def _visible(w: Where, viewer: Viewer) -> None:
     if viewer.participant is not None:
-        w.add(flag_visible_sql(w.arg(viewer.participant), w.arg(viewer.max_depth)))
+        w.add(flag_visible_sql(w.arg(viewer.participant), w.arg(viewer.max_depth), FLAG_EVENT_AT))
+    elif viewer.grant is not None:
+        lots, participants = viewer.grant
+        opened = grant_lots_sql(w.arg(list(lots)), w.arg(list(participants)), w.arg(viewer.max_depth))
+        w.add(f"lot_ids && ARRAY({opened})")
     elif viewer.scope is not None:
         w.add(officer_flag_sql(w.arg(list(viewer.scope))))
 
@@ -250,10 +276,18 @@ async def lot_exists(conn: Conn, lot_id: str) -> bool:
 
 
 MAY_SEE_LOT = lot_visible_sql("$3")
+GRANT_OPENS_LOT = grant_opens_lot_sql("$1", "$2", "$3", "$4")
 
 
 async def may_see_lot(conn: Conn, lot_id: str, participant: str, max_depth: int) -> bool:
     return bool(await conn.fetchval(MAY_SEE_LOT, lot_id, participant, max_depth))
+
+
+async def grant_opens_lot(
+    conn: Conn, lot_id: str, lots: Sequence[str], participants: Sequence[str], max_depth: int
+) -> bool:
+    """Whether a regulator's grant (its lots, its participants) opens `lot_id`."""
+    return bool(await conn.fetchval(GRANT_OPENS_LOT, lot_id, list(lots), list(participants), max_depth))
 
 
 UPSTREAM = (
@@ -279,15 +313,42 @@ async def upstream(
     )
 
 
-async def flags_on(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
-    """The flags on these lots that a risk summary lists: withdrawn ones are not (the rule does not hold for them:
-    a replay has none of them either)."""
-    return list(
-        await conn.fetch(
-            f"SELECT {FLAG_COLUMNS} FROM flags WHERE lot_ids && $1::text[] AND status <> 'withdrawn' ORDER BY seq",
-            list(lot_ids),
-        )
-    )
+async def flags_on(conn: Conn, lot_ids: Sequence[str], viewer: Viewer = EVERYONE) -> list[asyncpg.Record]:
+    """The flags on these lots that a risk summary lists, of those `viewer` may see: withdrawn ones are not (the
+    rule does not hold for them: a replay has none of them either)."""
+    w = Where()
+    w.add(f"lot_ids && {w.arg(list(lot_ids))}::text[]")
+    w.add("status <> 'withdrawn'")
+    _visible(w, viewer)
+    return list(await conn.fetch(f"SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq", *w.args))
+
+
+# What deciding on the identities `viewer` ($1) reads needs to know of each participant among $2: its kind and
+# policy (unknown to audit: null, the default), whether they traded directly (a shipment between them, either way),
+# and whether the viewer holds or held material from its lots (it holds or held, or is the origin or the ASM producer
+# of, a lot the viewer's lots were made from or are: `lots_affecting_sql`'s walk, $3 steps).
+PARTIES = (
+    "WITH up AS MATERIALIZED ("
+    + lots_affecting_sql("$1", "$3")
+    + """)
+SELECT x.id, p.kind, p.disclosure,
+  EXISTS (SELECT 1 FROM shipments s
+          WHERE (s.sender = $1 AND s.receiver = x.id) OR (s.receiver = $1 AND s.sender = x.id)) AS counterparty,
+  (EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = x.id AND h.lot_id IN (SELECT lot_id FROM up))
+   OR EXISTS (SELECT 1 FROM lots l WHERE (l.origin_participant = x.id OR l.produced_by = x.id)
+              AND l.lot_id IN (SELECT lot_id FROM up))) AS downstream
+FROM unnest($2::text[]) AS x(id) LEFT JOIN participants p ON p.id = x.id
+"""
+)
+
+
+async def parties(conn: Conn, viewer: str, ids: Sequence[str], max_depth: int) -> dict[str, Party]:
+    """What `shared.visibility.identity_disclosed` needs of each of these ids as `viewer` reads them (kind None: not
+    a participant audit knows: an evidence's words, or a party the registry never told of)."""
+    if not ids:
+        return {}
+    rows = await conn.fetch(PARTIES, viewer, sorted(set(ids)), max_depth)
+    return {r["id"]: Party(r["kind"], r["disclosure"], r["counterparty"], r["downstream"]) for r in rows}
 
 
 # The certifications of the origin's participant in force on its production day (UTC), the latest recorded per
@@ -344,25 +405,3 @@ async def smelters(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
             sorted(rules.RAW_FORMS),
         )
     )
-
-
-# From the flag's few lots down (what was made from them), not up from everything the participant ever held.
-FLAG_LOTS_SEEN = (
-    "SELECT EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = $2 AND h.lot_id IN (SELECT lot_id FROM ("
-    + affected_lots_sql("$1", "$3")
-    + ") affected))"
-)
-
-
-async def affects_lots_of(conn: Conn, lot_ids: Sequence[str], participant: str, max_depth: int) -> bool:
-    """Whether a flag on `lot_ids` affects a lot `participant` holds or held (the other half of `flag_visible_sql`,
-    for a flag in memory)."""
-    return bool(await conn.fetchval(FLAG_LOTS_SEEN, list(lot_ids), participant, max_depth))
-
-
-async def holds_any(conn: Conn, participant: str, lot_ids: Sequence[str]) -> list[str]:
-    """Which of these lots `participant` holds or held."""
-    rows = await conn.fetch(
-        "SELECT lot_id FROM lot_holders WHERE participant_id = $1 AND lot_id = ANY($2::text[])", participant, lot_ids
-    )
-    return [r["lot_id"] for r in rows]

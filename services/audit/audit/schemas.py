@@ -46,9 +46,22 @@ class Flag(BaseModel):
     severity: Severity
     lot_id: str
     lot_ids: list[str] = Field(description="Every lot this cause concerns")
-    participants: list[str]
-    summary: str
-    evidence: dict[str, Any] = Field(description="The event ids and values that triggered it")
+    participants: list[str | None] = Field(
+        description="The parties the finding is about; to a participant reading it, null where that party's "
+        "identity is withheld (its disclosure policy and how they stand to each other: `withheld` names the entry)"
+    )
+    summary: str = Field(
+        description="What was found; to a participant reading it, a withheld party's id reads `(a participant)`"
+    )
+    evidence: dict[str, Any] = Field(
+        description="The event ids and values that triggered it; to a participant reading it, a participant the "
+        "evidence names whose identity is withheld is null (`withheld` names the field)"
+    )
+    withheld: list[str] = Field(
+        default_factory=list,
+        description="The fields withheld from this reader (a participant), as null: `participants[1]`, "
+        "`evidence.sender`...; empty when nothing is (the operator, officers and regulators read every identity)",
+    )
     status: Literal["open", "resolved", "withdrawn"] = Field(
         description="`resolved` once a compliance officer resolved it (and not re-opened since); `withdrawn` when "
         "reference data that reached audit late shows the rule does not hold for its cause (the fact is "
@@ -253,17 +266,24 @@ class Exposure(BaseModel):
 
 
 class SmelterPassed(BaseModel):
-    participant_id: str
+    participant_id: str | None = Field(
+        description="Who smelted or refined (smelters and refiners are public; a trader turning ore into metal is "
+        "shown as its disclosure policy allows: null and in `withheld` otherwise)"
+    )
     kind: str
     transformation_id: str
     occurred_at: datetime
     rmap_status_then: str | None = Field(description="RMAP status on the day of the transformation")
+    withheld: list[str] = Field(default_factory=list, description="The fields withheld from this reader")
 
 
 class Origin(BaseModel):
     lot_id: str
     kind: str
-    participant_id: str | None
+    participant_id: str | None = Field(
+        description="The mine (or the declarant); to a participant reading it, null where its identity is withheld "
+        "(`withheld`): the country, region, mining type and certifications are always shown"
+    )
     country: str | None
     region: str | None
     mining_type: str | None
@@ -281,6 +301,7 @@ class Origin(BaseModel):
         "`craft:committed` is on the progressive-improvement path; a suspended or withdrawn one counts as none); "
         "null: none",
     )
+    withheld: list[str] = Field(default_factory=list, description="The fields withheld from this reader")
 
 
 class OriginRiskFactor(BaseModel):

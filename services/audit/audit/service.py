@@ -30,7 +30,15 @@ from shared.events import new_event
 from shared.genealogy import TRUNCATED, truncated
 from shared.outbox import outbox_committed
 from shared.problems import Conflict, Forbidden, NotFound
-from shared.visibility import flag_parties, named_in_flag, sees_custody_event
+from shared.visibility import (
+    Party,
+    identity_disclosed,
+    named_in_flag,
+    relation_to,
+    sees_custody_event,
+    strings_in,
+    withhold_flag,
+)
 
 SOURCE = "/audit"
 
@@ -48,33 +56,77 @@ class Audit:
 
 def _viewer(audit: Audit, who: Principal) -> Viewer:
     """Whose flags `who` sees: the operator and officers scoped to all, every flag; an officer scoped to some
-    participants, theirs; a participant, those `shared.visibility` gives it."""
+    participants, theirs; a regulator, those on the lots its grant opens; a participant, those `shared.visibility`
+    gives it."""
     if who.is_operator or (who.is_officer and who.scope is None):
         return EVERYONE
     if who.is_officer:
         return Viewer(scope=sorted(who.scope or ()), max_depth=audit.max_depth)
+    if who.is_regulator:
+        return Viewer(grant=(sorted(who.grant_lots), sorted(who.grant_participants)), max_depth=audit.max_depth)
     return Viewer(participant=who.subject, max_depth=audit.max_depth)
 
 
-def _shown(d: dict[str, Any], who: Principal) -> dict[str, Any]:
-    """A flag row as `who` is shown it (the parties as disclosure allows: `shared.visibility.flag_parties`)."""
-    viewer = None if who.is_operator or who.is_officer else who.subject
-    return {**d, "participants": flag_parties(d["participants"], viewer)}
+def _reader(who: Principal) -> str | None:
+    """The participant whose disclosure rules apply to what `who` reads; None: it reads every identity (the
+    operator, an officer, a regulator)."""
+    return who.subject if who.is_participant else None
 
 
-def _flag(r: asyncpg.Record, who: Principal) -> schemas.Flag:
-    return schemas.Flag.model_validate(_shown(repository.flag_row(r), who))
+async def _parties(
+    conn: asyncpg.Connection, audit: Audit, who: Principal, flags: Sequence[dict[str, Any]], more: Sequence[str] = ()
+) -> dict[str, Party]:
+    """One query for everything a page of flags (and `more` ids) needs to decide on identities, for a participant;
+    nothing for anyone else."""
+    reader = _reader(who)
+    if reader is None:
+        return {}
+    ids: set[str] = set(more)
+    for d in flags:
+        ids.update(p for p in d["participants"] if p)
+        ids.update(strings_in(d["evidence"]))
+    return await repository.parties(conn, reader, sorted(ids), audit.max_depth)
+
+
+def _shown(d: dict[str, Any], who: Principal, parties: dict[str, Party]) -> dict[str, Any]:
+    """A flag row as `who` is shown it: the parties and the participants its evidence names as disclosure allows
+    (`shared.visibility.withhold_flag`), each withheld one in `withheld`."""
+    reader = _reader(who)
+    if reader is None:
+        return withhold_flag(d, None, {})
+    listed = set(d["participants"])
+    known = {k: v for k, v in parties.items() if v.kind is not None or k in listed}
+    return withhold_flag(d, reader, known)
+
+
+def _flag(d: dict[str, Any], who: Principal, parties: dict[str, Party]) -> schemas.Flag:
+    return schemas.Flag.model_validate(_shown(d, who, parties))
 
 
 def _decision(d: dict[str, Any]) -> schemas.Decision:
     return schemas.Decision.model_validate(d)
 
 
-def _detail(r: asyncpg.Record, decisions: list[dict[str, Any]], who: Principal) -> schemas.FlagDetail:
+def _detail(
+    r: asyncpg.Record, decisions: list[dict[str, Any]], who: Principal, parties: dict[str, Party]
+) -> schemas.FlagDetail:
+    """A flag with its decisions as `who` is shown them. A participant sees its own acknowledgement (each holder's is
+    its own business), the officers' decisions, and the responses of the parties whose identity it sees."""
+    shown = _shown(repository.flag_row(r), who, parties)
     history = [_decision(d) for d in decisions]
+    reader = _reader(who)
+    if reader is not None:
+        visible = {p for p in shown["participants"] if p}
+        history = [
+            d
+            for d in history
+            if d.decided_by == reader
+            or d.decided_by_kind == "officer"
+            or (d.kind == "respond" and d.decided_by in visible)
+        ]
     return schemas.FlagDetail.model_validate(
         {
-            **_shown(repository.flag_row(r), who),
+            **shown,
             "acknowledgements": [
                 schemas.Acknowledgement(participant_id=d.decided_by, acknowledged_at=d.decided_at, note=d.note)
                 for d in history
@@ -96,8 +148,10 @@ async def list_flags(
         rows = await repository.list_flags(
             conn, where, viewer=_viewer(audit, who), before_seq=before_seq, limit=limit + 1
         )
+        flags = [repository.flag_row(r) for r in rows[:limit]]
+        parties = await _parties(conn, audit, who, flags)
     return schemas.FlagPage(
-        items=[_flag(r, who) for r in rows[:limit]],
+        items=[_flag(d, who, parties) for d in flags],
         next_cursor=str(rows[limit - 1]["seq"]) if len(rows) > limit else None,
     )
 
@@ -114,7 +168,8 @@ async def get_flag(*, audit: Audit, who: Principal, flag_id: str) -> schemas.Fla
         if row is None:
             raise _not_found(flag_id)
         decisions = await repository.decisions_of(conn, flag_id)
-    return _detail(row, decisions, who)
+        parties = await _parties(conn, audit, who, [repository.flag_row(row)])
+    return _detail(row, decisions, who, parties)
 
 
 async def _standing(
@@ -204,9 +259,10 @@ async def decide(
             ],
         )
         decisions = await repository.decisions_of(conn, flag_id)
+        parties = await _parties(conn, audit, who, [repository.flag_row(row)])
     outbox_committed()
     audit.broadcaster.publish({"event": "flag", "data": flag_data})
-    return _detail(row, decisions, who)
+    return _detail(row, decisions, who, parties)
 
 
 # --- a lot's risk -----------------------------------------------------------------------------------------------
@@ -215,19 +271,41 @@ async def decide(
 async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.RiskSummary:
     async with audit.pool.acquire() as conn:
         known = await repository.lot_exists(conn, lot_id)
-        allowed = (
+        allowed = known and (
             who.is_operator
             or who.is_officer
-            or await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
+            or (
+                await repository.grant_opens_lot(
+                    conn, lot_id, sorted(who.grant_lots), sorted(who.grant_participants), audit.max_depth
+                )
+                if who.is_regulator
+                else await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
+            )
         )
-        if not known or not allowed:
+        if not allowed:
             raise NotFound(f"No lot {lot_id!r} that you may see.")
         depth, cut, lots_cut_at = await repository.upstream(conn, lot_id, audit.max_depth, audit.max_lots)
-        flag_rows = await repository.flags_on(conn, list(depth))
+        # a participant's summary lists the flags it may see (a former holder: none raised after its hand-off)
+        viewer = _viewer(audit, who) if who.is_participant else EVERYONE
+        flag_rows = [repository.flag_row(r) for r in await repository.flags_on(conn, list(depth), viewer)]
         origins = await repository.origins(conn, list(depth))
         smelters = await repository.smelters(conn, list(depth))
-    flags = [_flag(r, who) for r in flag_rows]  # each says whether it was resolved, by whom and when
+        named = [o["origin_participant"] for o in origins if o["origin_participant"]] + [s["actor"] for s in smelters]
+        parties = await _parties(conn, audit, who, flag_rows, named)
+    flags = [_flag(d, who, parties) for d in flag_rows]  # each says whether it was resolved, by whom and when
     on_lots = [FlagOnLots(f.lot_ids, f.severity, f.status) for f in flags]
+    reader = _reader(who)
+
+    def shown(party: str | None) -> bool:
+        """An origin's participant or a smelter as `who` may see it: a participant sees the identities its
+        relation and their policies allow (`shared.visibility.identity_disclosed`); smelters and refiners are
+        public."""
+        if party is None or reader is None:
+            return True
+        p = parties.get(party, Party())
+        rel = relation_to(reader, party, same_event=False, counterparty=p.counterparty, downstream=p.downstream)
+        return identity_disclosed(p.kind, p.policy, rel)
+
     own: list[schemas.Flag] = []
     inherited: list[schemas.Exposure] = []
     for f, facts in zip(flags, on_lots, strict=True):
@@ -245,12 +323,13 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
             schemas.Origin(
                 lot_id=o["lot_id"],
                 kind=o["origin_kind"],
-                participant_id=o["origin_participant"],
+                participant_id=o["origin_participant"] if shown(o["origin_participant"]) else None,
                 country=o["origin_country"],
                 region=o["origin_region"],
                 mining_type=o["origin_mining_type"],
                 irma_level_then=o["irma"],
                 asm_certification_then=asm_certification_then(o["asm"]),
+                withheld=[] if shown(o["origin_participant"]) else ["participant_id"],
             )
             for o in origins
         ],
@@ -258,11 +337,12 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         risk_factors=risk_factors(flags),
         smelters=[
             schemas.SmelterPassed(
-                participant_id=s["actor"],
+                participant_id=s["actor"] if shown(s["actor"]) else None,
                 kind=s["actor_kind"],
                 transformation_id=s["transformation_id"],
                 occurred_at=s["occurred_at"],
                 rmap_status_then=s["rmap"],
+                withheld=[] if shown(s["actor"]) else ["participant_id"],
             )
             for s in smelters
         ],
@@ -305,25 +385,42 @@ _RISK_FACTOR_FIELDS = ("place", "factor", "level", "effective_from", "effective_
 # --- the live stream --------------------------------------------------------------------------------------------
 
 
-async def _may_see(audit: Audit, who: Principal, item: dict[str, Any]) -> bool:
-    """`shared.visibility` for one item of the stream."""
+async def _as_seen(audit: Audit, who: Principal, item: dict[str, Any]) -> dict[str, Any] | None:
+    """One item of the stream as `who` may see it (`shared.visibility`), or None: a participant's own custody
+    events; the flags it may see (as `GET /flags` would list them: a former holder none raised after its hand-off),
+    with the identities disclosure allows; an officer the flags in its scope; a regulator the flags on the lots its
+    grant opens, whole (no custody events)."""
     if who.is_operator:
-        return True
+        return item["data"]
     data = item["data"]
     if item["event"] == "custody":
-        return not who.is_officer and sees_custody_event(who.subject, data.get("actor"))
+        return data if who.is_participant and sees_custody_event(who.subject, data.get("actor")) else None
     if item["event"] != "flag":
-        return False
+        return None
     lot_ids = list(data.get("lot_ids", ()))
     if who.is_officer:
         if who.scope is None or not who.scope.isdisjoint(data.get("participants", ())):
-            return True
+            return data
         async with audit.pool.acquire() as conn:
-            return not who.scope.isdisjoint(await repository.held_by(conn, lot_ids))
-    if named_in_flag(who.subject, data.get("participants", ())):
-        return True
-    async with audit.pool.acquire() as conn:  # the other half of the rule: a lot it holds or held, or made from it
-        return await repository.affects_lots_of(conn, lot_ids, who.subject, audit.max_depth)
+            return data if not who.scope.isdisjoint(await repository.held_by(conn, lot_ids)) else None
+    async with audit.pool.acquire() as conn:  # the flag is committed before it is broadcast: ask the table
+        if await repository.get_flag(conn, str(data.get("id")), viewer=_viewer(audit, who)) is None:
+            return None
+        if _reader(who) is None:
+            return data
+        flag = {**data, "participants": list(data.get("participants") or ()), "evidence": data.get("evidence") or {}}
+        parties = await _parties(conn, audit, who, [flag])
+    shown = _shown(flag, who, parties)
+    if "decision" in shown:  # a decision on it: its decider as the flag's history would show it
+        d = shown["decision"]
+        visible = {p for p in shown["participants"] if p}
+        if not (
+            d.get("decided_by") == who.subject
+            or d.get("decided_by_kind") == "officer"
+            or (d.get("kind") == "respond" and d.get("decided_by") in visible)
+        ):
+            shown = {k: v for k, v in shown.items() if k != "decision"}
+    return shown
 
 
 async def stream(
@@ -343,8 +440,8 @@ async def stream(
             if not still_valid():
                 yield {"event": "goodbye", "data": json.dumps({"reason": "token revoked"})}
                 return
-            if item is not None and await _may_see(audit, who, item):
-                yield {"event": item["event"], "data": json.dumps(item["data"], default=str)}
+            if item is not None and (data := await _as_seen(audit, who, item)) is not None:
+                yield {"event": item["event"], "data": json.dumps(data, default=str)}
     except asyncio.CancelledError:
         raise
     finally:

@@ -89,6 +89,7 @@ class ParticipantChanged:
     capacity_json: str  # as written to the JSONB column
     capacity: Any  # as the column gives it back (loaded again from the JSON written)
     version: int
+    disclosure: str | None = None  # its disclosure policy (`shared.vocab.Disclosure`; absent: the default)
 
 
 def participant(e: CloudEvent) -> ParticipantChanged:
@@ -104,6 +105,7 @@ def participant(e: CloudEvent) -> ParticipantChanged:
         capacity_json,
         orjson.loads(capacity_json),
         int(p.get("version", 1)),
+        text_or_none(p.get("disclosure"), "disclosure"),
     )
 
 
@@ -512,6 +514,7 @@ class Received:
     shipped_tag: str | None = None  # the bag's tag as shipped
     received_tag: str | None = None  # as found on arrival
     tagged: bool = False  # the event carries `tag` (custody published none before 2026-12-05: not judged then)
+    recorded_at: datetime | None = None  # the event's time: when the sender let go of the lot (`lot_holders.until`)
 
 
 def received(e: CloudEvent) -> Received:
@@ -536,6 +539,7 @@ def received(e: CloudEvent) -> Received:
         text_or_none(s.get("tag"), "shipped.tag"),
         text_or_none(d.get("tag"), "tag"),
         "tag" in d,
+        e.time,
     )
 
 

@@ -79,12 +79,12 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 # live trickle of a few events a batch is written with INSERTs, which keeps a write's flag a few milliseconds sooner.
 COPY_FROM_EVENTS = 64
 UPSERT_PARTICIPANTS_SQL = """
-INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version)
+INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version, disclosure)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                     $8::bigint[])
+                     $8::bigint[], $9::text[])
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
     region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, annual_capacity_kg = EXCLUDED.annual_capacity_kg,
-    version = EXCLUDED.version
+    version = EXCLUDED.version, disclosure = EXCLUDED.disclosure
 WHERE participants.version <= EXCLUDED.version
 """
 INSERT_CERTIFICATIONS_SQL = """
@@ -143,6 +143,12 @@ WHERE lots.lot_id = u.lot_id
 """
 INSERT_HOLDERS_SQL = """
 INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+"""
+# A receipt: the receiver holds the lot (again) from now, `until` null; the sender held it until the receipt (its
+# event's time). After INSERT_HOLDERS_SQL: a lot a batch registers and hands over is written with its hand-off.
+HAND_OVER_SQL = """
+INSERT INTO lot_holders (lot_id, participant_id, until) SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+ON CONFLICT (lot_id, participant_id) DO UPDATE SET until = EXCLUDED.until
 """
 INSERT_SHIPMENTS_SQL = """
 INSERT INTO shipments (shipment_id, lot_id, sender, receiver, mass_kg, seal, shipped_at, max_transit_days,
@@ -286,6 +292,8 @@ class Changes:
     lots: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new lots (custodian, last_custody_at last)
     lot_updates: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # existing lots: custodian, at
     holders: dict[tuple[str, str], None] = field(default_factory=dict)
+    # receipts: (lot, participant) -> until (None: the receiver, who holds it now; a time: the sender let go then)
+    hand_overs: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     # declared lots (`declared_origins`): lot -> (declaration JSON or None: kept, the mine's answer JSON or None)
     declared: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     shipments: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new shipments (status 10th)
@@ -316,7 +324,7 @@ def parts(c: Changes, copy: bool) -> list[Part]:
     elif c.received:
         out.append(("sql", "received", INSERT_RECEIVED_SQL, columns(c.received, len(RECEIVED_COLUMNS))))
     if c.participants:
-        out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 8)))
+        out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 9)))
     if c.certs:
         out.append(("sql", "certifications", INSERT_CERTIFICATIONS_SQL, columns(c.certs, 7)))
     if c.asm_presence:
@@ -340,6 +348,9 @@ def parts(c: Changes, copy: bool) -> list[Part]:
         out.append(("sql", "lot_updates", UPDATE_LOTS_SQL, updates))
     if c.holders:
         out.append(("sql", "holders", INSERT_HOLDERS_SQL, columns(list(c.holders), 2)))
+    if c.hand_overs:
+        rows = [(lot, who, until) for (lot, who), until in c.hand_overs.items()]
+        out.append(("sql", "hand_overs", HAND_OVER_SQL, columns(rows, 3)))
     if c.declared:
         declared = [list(c.declared), [d[0] for d in c.declared.values()], [d[1] for d in c.declared.values()]]
         out.append(("sql", "declared", DECLARED_LOTS_SQL, declared))

@@ -25,7 +25,8 @@ from audit.rules import Finding
 def new_lot(ctx: Context, lot: NewLot) -> bool:
     """The lot and its first holder; returns whether the lot is new (an existing lot id is left as it is)."""
     s, j, c = ctx.state, ctx.journal, ctx.changes
-    j.set(c.holders, (lot.lot_id, lot.custodian), None)
+    if (lot.lot_id, lot.custodian) not in c.hand_overs:  # handed over in this batch already: written there
+        j.set(c.holders, (lot.lot_id, lot.custodian), None)
     if lot.lot_id in s.lots:
         return False
     j.set(s.lots, lot.lot_id, lot.at)

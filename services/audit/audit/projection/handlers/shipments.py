@@ -4,6 +4,8 @@ custodian."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from audit import rules
 from audit.projection import screening
 from audit.projection.context import About, Context
@@ -172,4 +174,15 @@ def on_received(ctx: Context, ev: Received) -> None:
             j.set(c.lots, lot_id, (*row[:9], by, *row[10:13], last, *row[14:]))
         else:
             j.set(c.lot_updates, lot_id, (by, last))
-    j.set(c.holders, (lot_id, by), None)
+    hand_over(ctx, lot_id, by, None)  # it holds the lot now (again, maybe)
+    if ev.sender != by and ev.recorded_at is not None:
+        hand_over(ctx, lot_id, ev.sender, ev.recorded_at)  # a former holder from the receipt on
+
+
+def hand_over(ctx: Context, lot_id: str, participant: str, until: datetime | None) -> None:
+    """`participant` holds `lot_id` now (`until` None) or held it until then (`lot_holders.until`). One row per
+    (lot, participant) in the batch's statements: a holder this batch was to insert is written here instead."""
+    key = (lot_id, participant)
+    if key in ctx.changes.holders:
+        ctx.journal.pop(ctx.changes.holders, key)
+    ctx.journal.set(ctx.changes.hand_overs, key, until)

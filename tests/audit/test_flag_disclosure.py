@@ -1,0 +1,287 @@
+"""Issue 24 (part A): which flags a participant sees, and what it sees of them, through the real services.
+
+One chain: an uncertified ASM mine in a CAHRA region registers ore (its origin flag), ships it to a first trader,
+who ships it to a second trader (the first lets go with that receipt), who ships it to a smelter with a mass that
+does not match (a flag raised after the first trader let go); the smelter makes metal of it and ships the metal to a
+manufacturer, several tiers below the mine.
+
+- the former holder (the first trader) sees the origin flag, raised on an event before its hand-off, and not the
+  mass mismatch raised on a receipt after it: in the list, one by one, in the lot's risk summary, and after a replay;
+- the manufacturer sees the origin flag's rule, severity and summary, not the mine's identity (default policy:
+  counterparties), and sees it once the mine chose `downstream`;
+- the mass mismatch's parties: the smelter (public by nature) shown, the second trader withheld; the mine named in
+  the origin flag's evidence withheld as well, each listed in `withheld`;
+- the dashboard reads `/flags` and `/stream` with the participant's token: it is shown exactly those flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from audit import repository, service
+from audit.config import Settings as AuditSettings
+from audit.live import Broadcaster
+from audit.replay import replay
+from shared.auth import Principal
+from tests.audit.conftest import System
+from tests.audit.test_scenario import deliver, into_metal, lot_body, ok
+from tests.conftest import ENV, OPERATOR, _admin, _migrate, pg_url
+from tests.custody.conftest import Party
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+class Chain:
+    mine: Party
+    first: Party
+    second: Party
+    smelter: Party
+    maker: Party
+    ore: str
+    metal: str
+    origin: dict[str, Any]  # the origin flag (uncertified ASM in a CAHRA region), as the operator reads it
+    mismatch: dict[str, Any]  # the mass mismatch on the second trader's shipment to the smelter
+
+
+async def _flag(s: System, rule: str, lot_id: str) -> dict[str, Any]:
+    async def raised() -> bool:
+        r = await s.audit.get("/flags", params={"rule": rule, "lot_id": lot_id}, headers=OPERATOR)
+        return r.status_code == 200 and bool(r.json()["items"])
+
+    await wait_for(raised, timeout_s=30, what=f"audit to raise {rule} on {lot_id}")
+    page = await ok(await s.audit.get("/flags", params={"rule": rule, "lot_id": lot_id}, headers=OPERATOR), 200)
+    return page["items"][0]  # type: ignore[no-any-return]
+
+
+async def _holders(s: System, lot_id: str, n: int) -> None:
+    async def known() -> bool:
+        rows = await s.audit_rows("SELECT 1 FROM lot_holders WHERE lot_id = $1", lot_id)
+        return len(rows) >= n
+
+    await wait_for(known, timeout_s=30, what=f"audit to know {n} holders of {lot_id}")
+
+
+@pytest.fixture(scope="module")
+async def chain(system: System) -> Chain:
+    s, c = system, Chain()
+    region = "CD-SK"
+    await ok(
+        await s.registry.post(
+            "/cahra",
+            headers=OPERATOR,
+            json={"country": "CD", "region": region, "effective_from": "2020-01-01", "source": "disclosure test"},
+        )
+    )
+    c.mine = await s.party("mine", "CD", region=region, mining_type="asm")
+    c.first = await s.party("trader", "RW")
+    c.second = await s.party("trader", "UG")
+    c.smelter = await s.party("smelter", "MY", identifiers={"rmi_smelter_id": f"CID{uuid.uuid4().int % 10**6:06d}"})
+    c.maker = await s.party("manufacturer", "DE")
+    c.ore = (await ok(await s.custody.post("/lots", headers=c.mine.auth, json=lot_body(1000))))["lot_id"]
+    c.origin = await _flag(s, "uncertified_asm_in_cahra", c.ore)
+    await deliver(s, c.ore, c.mine, c.first, 1000, shipped="2026-03-02T08:00:00Z", received="2026-03-03T08:00:00Z")
+    await deliver(s, c.ore, c.first, c.second, 1000, shipped="2026-03-04T08:00:00Z", received="2026-03-05T08:00:00Z")
+    await _holders(s, c.ore, 3)
+    # After the first trader let go: the second ships 1000 kg, the smelter weighs 900 on arrival.
+    sh = await ok(
+        await s.custody.post(
+            f"/lots/{c.ore}/shipments",
+            headers=c.second.auth,
+            json={"to": c.smelter.id, "mass_kg": 1000, "shipped_at": "2026-03-06T08:00:00Z"},
+        )
+    )
+    await ok(
+        await s.custody.post(
+            f"/shipments/{sh['shipment_id']}/receipt",
+            headers=c.smelter.auth,
+            json={"received_at": "2026-03-07T08:00:00Z", "mass_kg": 900},
+        ),
+        200,
+    )
+    c.mismatch = await _flag(s, "mass_mismatch", c.ore)
+    c.metal = await into_metal(s, c.smelter, c.ore, 900, 500, at="2026-03-10T08:00:00Z", kind="smelting")
+    await deliver(s, c.metal, c.smelter, c.maker, 500, shipped="2026-03-11T08:00:00Z", received="2026-03-12T08:00:00Z")
+    await _holders(s, c.metal, 2)
+    return c
+
+
+async def _listed(s: System, who: Party, **params: Any) -> dict[str, dict[str, Any]]:
+    page = await ok(await s.audit.get("/flags", params={"limit": 500, **params}, headers=who.auth), 200)
+    return {f["id"]: f for f in page["items"]}
+
+
+async def test_a_former_holder_sees_the_flags_raised_before_its_hand_off_and_none_after(
+    system: System, chain: Chain
+) -> None:
+    s, c = system, chain
+    handed = await s.audit_rows(
+        "SELECT participant_id, until FROM lot_holders WHERE lot_id = $1 ORDER BY until NULLS LAST", c.ore
+    )
+    until = {r["participant_id"]: r["until"] for r in handed}
+    assert until[c.mine.id] is not None and until[c.first.id] is not None and until[c.second.id] is not None
+    assert until[c.mine.id] < until[c.first.id] < until[c.second.id]
+    assert until[c.smelter.id] is None  # it holds the ore (drawn into its metal) now
+
+    seen = await _listed(s, c.first)
+    assert c.origin["id"] in seen  # raised on the ore's registration, before it let go
+    assert c.mismatch["id"] not in seen  # raised on a receipt after it let go
+    assert (await s.audit.get(f"/flags/{c.mismatch['id']}", headers=c.first.auth)).status_code == 404
+    one = await ok(await s.audit.get(f"/flags/{c.origin['id']}", headers=c.first.auth), 200)
+    assert (one["rule"], one["severity"], one["summary"]) == (
+        c.origin["rule"],
+        c.origin["severity"],
+        c.origin["summary"],
+    )
+    assert one["participants"] == [c.mine.id] and one["withheld"] == []  # its own supplier: a direct counterparty
+    risk = await ok(await s.audit.get(f"/lots/{c.ore}/risk", headers=c.first.auth), 200)
+    own = {f["id"] for f in risk["own_flags"]}
+    assert c.origin["id"] in own and c.mismatch["id"] not in own
+    assert own == {i for i, f in seen.items() if c.ore in f["lot_ids"]}
+    # The second trader named in the mismatch sees it; so does the operator, with both parties.
+    assert c.mismatch["id"] in await _listed(s, c.second)
+    assert sorted(c.mismatch["participants"]) == sorted([c.second.id, c.smelter.id])
+    # A flag the former holder is named in stays its own, whenever it was raised.
+    assert (await s.audit.get(f"/flags/{c.origin['id']}", headers=c.mine.auth)).status_code == 200
+
+
+async def test_far_downstream_sees_the_finding_and_not_the_mines_identity_until_its_policy_allows(
+    system: System, chain: Chain
+) -> None:
+    s, c = system, chain
+    seen = await _listed(s, c.maker)
+    assert {c.origin["id"], c.mismatch["id"]} <= set(seen)  # both flow into the metal it holds now
+    origin = seen[c.origin["id"]]
+    assert (origin["rule"], origin["severity"], origin["status"], origin["lot_ids"]) == (
+        "uncertified_asm_in_cahra",
+        c.origin["severity"],
+        "open",
+        [c.ore],
+    )
+    assert origin["participants"] == [None]
+    assert "participants[0]" in origin["withheld"]
+    assert c.mine.id not in json.dumps(origin)  # not in the summary, not in the evidence
+    # The mismatch: the smelter (public by nature) shown, the second trader (default policy) withheld.
+    mismatch = seen[c.mismatch["id"]]
+    shown = dict(zip(c.mismatch["participants"], mismatch["participants"], strict=True))
+    assert shown == {c.smelter.id: c.smelter.id, c.second.id: None}
+    assert c.second.id not in json.dumps(mismatch)
+    assert [w for w in mismatch["withheld"] if w.startswith("participants[")] == [
+        f"participants[{c.mismatch['participants'].index(c.second.id)}]"
+    ]
+    # The risk summary of its metal: the origin's finding and place, not the mine.
+    risk = await ok(await s.audit.get(f"/lots/{c.metal}/risk", headers=c.maker.auth), 200)
+    [origin_lot] = risk["origins"]
+    assert (origin_lot["country"], origin_lot["participant_id"], origin_lot["withheld"]) == (
+        "CD",
+        None,
+        ["participant_id"],
+    )
+    assert [x["flag"]["participants"] for x in risk["inherited"] if x["flag"]["id"] == c.origin["id"]] == [[None]]
+    assert [x["participant_id"] for x in risk["smelters"]] == [c.smelter.id]
+    # The operator reads every identity.
+    whole = await ok(await s.audit.get(f"/flags/{c.origin['id']}", headers=OPERATOR), 200)
+    assert (whole["participants"], whole["withheld"]) == ([c.mine.id], [])
+
+    # The mine lets everyone downstream of its material know it.
+    r = await s.registry.put(
+        f"/participants/{c.mine.id}/disclosure", headers=c.mine.auth, json={"disclosure": "downstream"}
+    )
+    assert r.status_code == 200, r.text
+
+    async def known() -> bool:
+        rows = await s.audit_rows("SELECT disclosure FROM participants WHERE id = $1", c.mine.id)
+        return bool(rows) and rows[0]["disclosure"] == "downstream"
+
+    await wait_for(known, timeout_s=30, what="audit to learn the mine's disclosure policy")
+    now = await ok(await s.audit.get(f"/flags/{c.origin['id']}", headers=c.maker.auth), 200)
+    assert (now["participants"], now["withheld"]) == ([c.mine.id], [])
+    risk = await ok(await s.audit.get(f"/lots/{c.metal}/risk", headers=c.maker.auth), 200)
+    assert risk["origins"][0]["participant_id"] == c.mine.id
+    # Still nothing for someone who never held any of it.
+    stranger = await s.party("trader", "FR")
+    assert (await s.audit.get(f"/flags/{c.origin['id']}", headers=stranger.auth)).status_code == 404
+    assert (await s.audit.get(f"/lots/{c.metal}/risk", headers=stranger.auth)).status_code == 404
+
+
+async def test_a_replay_gives_the_same_visibility(system: System, chain: Chain) -> None:
+    s, c = system, chain
+    settings = AuditSettings(
+        database_url=s.audit_dsn, topic_prefix=s.prefix, kafka_bootstrap_servers=ENV.kafka_bootstrap
+    )
+    name = f"audit_replay_{uuid.uuid4().hex[:8]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        await asyncio.to_thread(_migrate, "audit", pg_url(name))
+        await replay(settings, dsn=pg_url(name, "postgresql"), progress=False)
+        live, again = await asyncpg.connect(s.audit_dsn), await asyncpg.connect(pg_url(name, "postgresql"))
+        try:
+            for conn in (live, again):
+                await conn.execute("SET search_path = public")
+            holders = "SELECT lot_id, participant_id, until FROM lot_holders WHERE lot_id = ANY($1) ORDER BY 1, 2"
+            assert await live.fetch(holders, [c.ore, c.metal]) == await again.fetch(holders, [c.ore, c.metal])
+            for who in (c.mine, c.first, c.second, c.smelter, c.maker):
+                viewer = repository.Viewer(participant=who.id)
+                where = repository.FlagFilter(lot_id=c.ore)
+                ids = [
+                    {r["id"] for r in await repository.list_flags(db, where, viewer=viewer, before_seq=None, limit=500)}
+                    for db in (live, again)
+                ]
+                assert ids[0] == ids[1], who
+            first = repository.Viewer(participant=c.first.id)
+            assert await repository.get_flag(again, c.mismatch["id"], viewer=first) is None
+            assert await repository.get_flag(again, c.origin["id"], viewer=first) is not None
+            policy = "SELECT disclosure FROM participants WHERE id = $1"
+            assert await again.fetchval(policy, c.mine.id) == await live.fetchval(policy, c.mine.id)
+        finally:
+            await live.close()
+            await again.close()
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_the_dashboard_shows_a_participant_token_only_its_flags(system: System, chain: Chain) -> None:
+    """The dashboard (audit/dashboard/app.js) lists `GET /flags` and follows `GET /stream` with the token it was
+    given: a participant is shown the flags it may see, with the identities it may see, live too."""
+    s, c = system, chain
+    assert c.mismatch["id"] not in await _listed(s, c.first)
+    assert c.mismatch["id"] in await _listed(s, c.maker, lot_id=c.ore)
+    # The live stream, as the dashboard's LiveStream reads it: the flags each listener may see, as it may see them.
+    pool = await asyncpg.create_pool(s.audit_dsn, min_size=1, max_size=2)
+    try:
+        audit = service.Audit(pool, Broadcaster(), 100)
+        listeners = {
+            who.id: service.stream(audit=audit, who=Principal(who.id, who.kind), recheck_s=0.2)
+            for who in (c.first, c.maker)
+        }
+        for events in listeners.values():
+            assert (await anext(events))["event"] == "hello"
+        ops = service.stream(audit=audit, who=Principal("operator", "operator"), recheck_s=0.2)
+        assert (await anext(ops))["event"] == "hello"
+        rows = await s.audit_rows(f"SELECT {repository.FLAG_COLUMNS} FROM flags WHERE id = $1", c.mismatch["id"])
+        data = json.loads(json.dumps(repository.flag_row(rows[0]), default=str))
+        audit.broadcaster.publish({"event": "flag", "data": data})
+
+        async def next_flag(events: Any) -> dict[str, Any] | None:
+            try:
+                item = await asyncio.wait_for(anext(events), 1.0)
+            except TimeoutError:
+                return None
+            return json.loads(item["data"]) if item["event"] == "flag" else None
+
+        to_maker = await next_flag(listeners[c.maker.id])
+        assert to_maker is not None and to_maker["id"] == c.mismatch["id"]
+        assert c.second.id not in json.dumps(to_maker) and to_maker["withheld"]
+        assert await next_flag(listeners[c.first.id]) is None  # raised after it let go: never sent to it
+        to_operator = await next_flag(ops)
+        assert to_operator is not None and sorted(to_operator["participants"]) == sorted(c.mismatch["participants"])
+        for events in (*listeners.values(), ops):
+            await events.aclose()
+    finally:
+        await pool.close()

@@ -64,6 +64,12 @@ function who(id, { link = true } = {}) {
   return el;
 }
 
+function withheldMark(what = "this participant") {
+  // A participant the reader may not know (its disclosure policy, and how they stand to each other): the API sent
+  // null and named the field in the object's `withheld` list.
+  return h("span", { class: "who withheld muted", title: `Withheld: ${what}'s identity is not disclosed to you`, dataset: { withheld: "true" } }, "withheld");
+}
+
 function lotLink(id) {
   return id ? h("a", { class: "mono nowrap", href: `#/lots/${encodeURIComponent(id)}` }, id) : "—";
 }
@@ -374,7 +380,7 @@ function welcome() {
     h("p", {}, "Live custody events and audit flags, lot traces from mine to product, and participants' certifications."),
     h("p", {}, "Enter an operator token or a participant token above. It is kept in this browser tab only (sessionStorage) and sent as ",
       h("code", {}, "Authorization: Bearer"), " to the audit, custody and registry APIs."),
-    h("p", { class: "muted" }, "A participant token shows the flags and lots of that participant only. Flags are resolved with a compliance officer's token (the registry issues them)."));
+    h("p", { class: "muted" }, "A participant token shows that participant's flags only: those about events it took part in, and those on the lots it holds now or on their upstream (a lot it let go of: flags on events up to its hand-off), each with the identities its disclosure rules allow (others read \"withheld\"). Flags are resolved with a compliance officer's token (the registry issues them)."));
 }
 
 // --- overview -----------------------------------------------------------------------------------------------------
@@ -662,7 +668,8 @@ async function flagPage(ctx, [id]) {
           ["Cause", h("code", {}, flag.cause)],
           ["Lot", lotLink(flag.lot_id)],
           ["All lots concerned", h("span", { class: "list" }, flag.lot_ids.map((l) => lotLink(l)))],
-          ["Participants", h("span", { class: "list" }, flag.participants.map((p) => who(p)))],
+          ["Participants", h("span", { class: "list" }, flag.participants.map((p) => (p ? who(p) : withheldMark("a party"))))],
+          flag.withheld?.length ? ["Withheld from you", h("span", { class: "list mono small", id: "flag-withheld" }, flag.withheld.join(", "))] : null,
         ]), h("div", { class: "panel-foot" }, flagActions(flag, (u) => { flag = u; draw(); }))),
         section("Timeline", { id: "flag-timeline" }, h("ol", { class: "timeline" },
           h("li", {}, h("strong", {}, "Raised "), timeEl(flag.raised_at)),
@@ -787,8 +794,8 @@ async function lotPage(ctx, [lotId]) {
       ["Inherited", `${R.inherited.filter((e) => e.flag.status !== "resolved").length} unresolved of ${R.inherited.length} from ${R.upstream_lots} upstream lots`],
       ["Origin countries", R.origin_countries.length ? h("span", { class: "list" }, R.origin_countries.map(countryName)) : "—"],
       ["Origins", R.origins.length ? h("ul", { class: "plain" }, R.origins.map((o) => h("li", {}, lotLink(o.lot_id), " · ",
-        o.participant_id ? who(o.participant_id) : title(o.kind), ` · ${o.region || o.country || "?"}${o.mining_type ? ` · ${o.mining_type.toUpperCase()}` : ""}`))) : "—"],
-      ["Smelters and refiners", R.smelters.length ? h("ul", { class: "plain" }, R.smelters.map((s) => h("li", { dataset: { smelterId: s.participant_id } }, who(s.participant_id),
+        o.participant_id ? who(o.participant_id) : o.withheld?.includes("participant_id") ? withheldMark("the origin") : title(o.kind), ` · ${o.region || o.country || "?"}${o.mining_type ? ` · ${o.mining_type.toUpperCase()}` : ""}`))) : "—"],
+      ["Smelters and refiners", R.smelters.length ? h("ul", { class: "plain" }, R.smelters.map((s) => h("li", { dataset: { smelterId: s.participant_id } }, s.participant_id ? who(s.participant_id) : withheldMark("the smelter"),
         ` · ${fmtDate(s.occurred_at)} · RMAP then: `, h("span", { class: s.rmap_status_then === "conformant" ? "ok" : "warn" }, s.rmap_status_then ? title(s.rmap_status_then) : "none")))) : "—"],
     ]))
     : section("Risk", { id: "lot-risk" }, h("p", { class: "muted" }, risk.status === "rejected" ? errorText(risk.reason) : "No risk summary."));

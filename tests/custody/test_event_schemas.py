@@ -116,10 +116,10 @@ async def journey(stack: Stack) -> dict[str, Any]:
     ):
         body = {"to": smelter.id, "mass_kg": lot["mass_kg"], "shipped_at": "2026-11-04T08:00:00Z", **extra}
         shipments.append(await ok(await c.post(f"/lots/{lot['lot_id']}/shipments", headers=mine.auth, json=body)))
-    # Refused: the manufacturer tries to receive a shipment addressed to the smelter (keyed by the shipment id).
+    # Refused: the mine tries to receive the shipment it sent to the smelter (keyed by the shipment id).
     r = await c.post(
         f"/shipments/{shipments[0]['shipment_id']}/receipt",
-        headers=maker.auth,
+        headers=mine.auth,
         json={"received_at": "2026-11-06T08:00:00Z", "mass_kg": 1250.5},
     )
     assert r.status_code == 409, r.text
@@ -155,7 +155,8 @@ async def journey(stack: Stack) -> dict[str, Any]:
             },
         )
     )
-    slag_id = smelted["outputs"][1]["lot_id"]
+    assert smelted["outputs"][0]["lot_id"].endswith(f":{tin_id}")  # scoped to the smelter (issue 24)
+    tin_id, slag_id = smelted["outputs"][0]["lot_id"], smelted["outputs"][1]["lot_id"]
     shipped = await ok(
         await c.post(
             f"/lots/{tin_id}/shipments",

@@ -46,16 +46,16 @@ async def test_a_titleholder_names_the_asm_group_that_produced_a_lot(stack: Stac
     assert r.status_code == 201, r.text
     assert r.json()["produced_by"] == group.id
     assert r.json()["origin"]["participant_id"] == lsm.id  # the titleholder registered it and holds it
-    again = await stack.custody.get(f"/lots/{body['lot_id']}", headers=lsm.auth)
+    again = await stack.custody.get(f"/lots/{r.json()['lot_id']}", headers=lsm.auth)
     assert again.json()["produced_by"] == group.id
-    origin = await event_origin(stack, body["lot_id"])
+    origin = await event_origin(stack, r.json()["lot_id"])
     assert (origin["participant_id"], origin["mining_type"], origin["produced_by"]) == (lsm.id, "lsm", group.id)
 
     own = lot()  # its own production: nothing named, nothing in the event
     r = await stack.custody.post("/lots", json=own, headers=lsm.auth)
     assert r.status_code == 201, r.text
     assert r.json()["produced_by"] is None
-    assert "produced_by" not in await event_origin(stack, own["lot_id"])
+    assert "produced_by" not in await event_origin(stack, r.json()["lot_id"])
 
 
 async def test_what_custody_can_check_of_the_group_is_checked_and_nothing_is_written(stack: Stack) -> None:

@@ -11,7 +11,8 @@ manufacturer, several tiers below the mine.
   counterparties), and sees it once the mine chose `downstream`;
 - the mass mismatch's parties: the smelter (public by nature) shown, the second trader withheld; the mine named in
   the origin flag's evidence withheld as well, each listed in `withheld`;
-- the dashboard reads `/flags` and `/stream` with the participant's token: it is shown exactly those flags.
+- the dashboard reads `/flags` and `/stream` with the participant's token: it is shown exactly those flags;
+- a regulator reads the flags on the lots its grant opens, whole, and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,7 +33,7 @@ from audit.replay import replay
 from shared.auth import Principal
 from tests.audit.conftest import System
 from tests.audit.test_scenario import deliver, into_metal, lot_body, ok
-from tests.conftest import ENV, OPERATOR, _admin, _migrate, pg_url
+from tests.conftest import ENV, OPERATOR, _admin, _migrate, bearer, pg_url
 from tests.custody.conftest import Party
 from tests.helpers import wait_for
 
@@ -285,3 +287,46 @@ async def test_the_dashboard_shows_a_participant_token_only_its_flags(system: Sy
             await events.aclose()
     finally:
         await pool.close()
+
+
+async def test_a_regulator_reads_the_flags_on_what_its_grant_opens_in_full(system: System, chain: Chain) -> None:
+    s, c = system, chain
+    body = {"name": f"Inspectorate {uuid.uuid4().hex[:6]}", "authority": "Mining Code art. 12", "country": "DE"}
+    reg = await ok(await s.registry.post("/regulators", headers=OPERATOR, json=body))
+    now = datetime.now(UTC)
+
+    async def token(lots: list[str], participants: list[str]) -> dict[str, str]:
+        out = await ok(
+            await s.registry.post(
+                f"/regulators/{reg['id']}/grants",
+                headers=OPERATOR,
+                json={
+                    "lots": lots,
+                    "participants": participants,
+                    "valid_from": (now - timedelta(minutes=1)).isoformat(),
+                    "valid_until": (now + timedelta(days=30)).isoformat(),
+                    "reason": "disclosure test",
+                },
+            )
+        )
+        return bearer(out["credential"]["token"])
+
+    metal = await token([c.metal], [])  # the metal and its upstream: the ore
+    seen = await ok(await s.audit.get("/flags", params={"limit": 500}, headers=metal), 200)
+    by_id = {f["id"]: f for f in seen["items"]}
+    assert {c.origin["id"], c.mismatch["id"]} <= set(by_id)
+    assert all(c.ore in f["lot_ids"] or c.metal in f["lot_ids"] for f in by_id.values())
+    assert (by_id[c.origin["id"]]["participants"], by_id[c.origin["id"]]["withheld"]) == ([c.mine.id], [])
+    assert sorted(by_id[c.mismatch["id"]]["participants"]) == sorted(c.mismatch["participants"])
+    risk = await ok(await s.audit.get(f"/lots/{c.metal}/risk", headers=metal), 200)
+    assert risk["origins"][0]["participant_id"] == c.mine.id
+    # It decides nothing.
+    r = await s.audit.post(f"/flags/{c.origin['id']}/acknowledge", headers=metal)
+    assert r.status_code == 403, r.text
+    # A grant on someone else's material opens none of it.
+    other = await s.party("trader", "FR")
+    elsewhere = await token([], [other.id])
+    assert (await s.audit.get(f"/flags/{c.origin['id']}", headers=elsewhere)).status_code == 404
+    assert (await s.audit.get(f"/lots/{c.metal}/risk", headers=elsewhere)).status_code == 404
+    listed = await ok(await s.audit.get("/flags", params={"lot_id": c.ore}, headers=elsewhere), 200)
+    assert listed["items"] == []

@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -381,6 +382,48 @@ async def _revoke_officer(w: World, refused: bool) -> Req:
     out = await _ok(await w.clients["registry"].post("/officers", json=_officer_body(), headers=OPERATOR))
     path = f"/officers/{out['officer']['id']}/credentials/{out['credential']['token_id']}/revoke"
     return Req("registry", "POST", path, OPERATOR_TOKEN, {"reason": "départ à la retraite"}, (), ("reason",))
+
+
+def _regulator_body() -> dict[str, Any]:
+    return {"name": f"Inspection {uuid.uuid4().hex[:6]} é", "authority": "Code minier é", "country": "RW"}
+
+
+def _grant_body(w: World) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "lots": ["X:LOT-1"],
+        "participants": [w.trader.id],
+        "valid_from": now.isoformat(),
+        "valid_until": (now + timedelta(days=30)).isoformat(),
+        "reason": "contrôle é",
+    }
+
+
+async def _new_regulator(w: World) -> str:
+    return str(
+        (await _ok(await w.clients["registry"].post("/regulators", json=_regulator_body(), headers=OPERATOR)))["id"]
+    )
+
+
+@route("registry", "POST /regulators")
+async def _regulator(w: World, refused: bool) -> Req:
+    return Req("registry", "POST", "/regulators", OPERATOR_TOKEN, _regulator_body(), (), ("name", "authority"))
+
+
+@route("registry", "POST /regulators/{regulator_id}/grants")
+async def _grant(w: World, refused: bool) -> Req:
+    path = f"/regulators/{await _new_regulator(w)}/grants"
+    return Req("registry", "POST", path, OPERATOR_TOKEN, _grant_body(w), ("valid_from", "valid_until"), ("reason",))
+
+
+@route("registry", "POST /regulators/{regulator_id}/grants/{grant_id}/revoke")
+async def _revoke_grant(w: World, refused: bool) -> Req:
+    rid = await _new_regulator(w)
+    out = await _ok(
+        await w.clients["registry"].post(f"/regulators/{rid}/grants", json=_grant_body(w), headers=OPERATOR)
+    )
+    path = f"/regulators/{rid}/grants/{out['grant']['id']}/revoke"
+    return Req("registry", "POST", path, OPERATOR_TOKEN, {"reason": "affaire close é"}, (), ("reason",))
 
 
 BURUNDI = itertools.cycle(

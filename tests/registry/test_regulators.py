@@ -141,6 +141,9 @@ async def test_each_bound_of_a_grant_is_refused_with_a_422_naming_it(api: httpx.
             "body.valid_from",  # starts too far ahead
         ),
         ({"valid_from": (now - timedelta(minutes=1)).replace(tzinfo=None).isoformat()}, "valid_from"),  # no zone
+        ({"valid_from": "0001-01-01T00:00:00+14:00"}, "body.valid_from"),  # before the calendar in UTC
+        ({"valid_until": "9999-12-31T23:59:59-14:00"}, "body.valid_until"),  # after it
+        ({"valid_from": "0001-01-01T00:00:00Z"}, "body.valid_until"),  # longer than 366 days
         ({"reason": ""}, "reason"),
         ({"reason": "x" * 1001}, "reason"),
         ({"token": "mine"}, "token"),

@@ -57,6 +57,12 @@ IDS = {
         "add_coexistence_agreement",
         "list_coexistence_agreements",
         "update_coexistence_agreement",
+        "register_regulator",  # regulators and their grants (issue 24)
+        "list_regulators",
+        "get_regulator",
+        "grant_access",
+        "list_grants",
+        "revoke_grant",
     ],
     "custody": [
         "register_lot",

@@ -684,9 +684,12 @@ async def update_agreement(
 # who was given access to what, and why; custody and audit keep nothing of them.
 
 
-def _whole_seconds(t: datetime) -> datetime:
-    """A time as a token carries it (`nbf`, `exp`: whole seconds, UTC)."""
-    return t.astimezone(UTC).replace(microsecond=0)
+def _whole_seconds(t: datetime, where: str) -> datetime:
+    """A time as a token carries it (`nbf`, `exp`: whole seconds, UTC); 422 on `where` past the calendar's ends."""
+    try:
+        return t.astimezone(UTC).replace(microsecond=0)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00, 9999-12-31T23:59:59-14:00
+        raise InvalidInput(where, "out of range") from exc
 
 
 async def register_regulator(*, session: AsyncSession, body: schemas.RegulatorCreate) -> Regulator:
@@ -730,7 +733,8 @@ async def grant_access(
     lots, participants = sorted(set(body.lots)), sorted(set(body.participants))
     if not lots and not participants:
         raise InvalidInput("body", "name at least one lot or participant")
-    start, end = _whole_seconds(body.valid_from), _whole_seconds(body.valid_until)
+    start = _whole_seconds(body.valid_from, "body.valid_from")
+    end = _whole_seconds(body.valid_until, "body.valid_until")
     check_grant_period(start, end, datetime.now(UTC))
     known = await repository.existing_participants(session, participants) if participants else set()
     for i, pid in enumerate(body.participants):

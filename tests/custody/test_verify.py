@@ -456,6 +456,39 @@ def test_input_is_bounded() -> None:
     assert verify.MAX_INPUT_BYTES == 64 * 1024 * 1024
 
 
+# --- docs/verification.md is right ----------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "verification.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    text = DOC.read_text()
+    return [b.split("\n", 1)[1] for b in text.split("```")[1::2] if b.split("\n", 1)[0] == lang]
+
+
+def test_the_documented_example_verifies_as_documented() -> None:
+    (example,) = _blocks("json")
+    history = json.loads(example)
+    assert verify.verify(history).ok
+    ns: dict[str, Any] = {}
+    (by_hand,) = _blocks("python")
+    exec(by_hand, ns)  # the page's by-hand recipe, as written
+    assert [ns["event_hash"](history["lot_id"], ev) for ev in history["events"]] == [
+        ev["hash"] for ev in history["events"]
+    ]
+    outputs = _blocks("")
+    r = run_verifier("-", example.encode())
+    assert r.returncode == 0 and r.stdout in outputs, r.stdout
+    history["events"][1]["data"]["mass_kg"] = "1.000"
+    r = run_verifier("-", json.dumps(history).encode())
+    assert r.returncode == 1 and r.stdout in outputs, r.stdout
+    shell = next(b for b in outputs if "sha256sum" in b and "xxd" in b)
+    body = shell.split("BODY='", 1)[1].split("'", 1)[0]
+    shipped = history["events"][1]
+    assert hashlib.sha256(bytes.fromhex(shipped["prev_hash"]) + body.encode()).hexdigest() == shipped["hash"]
+    assert shipped["hash"] in shell
+
+
 # --- through the real custody app ---------------------------------------------------------------------------------
 
 pytestmark_integration = pytest.mark.asyncio(loop_scope="session")

@@ -348,6 +348,19 @@ async def _patch_participant(w: World, refused: bool) -> Req:
     return Req("registry", "PATCH", f"/participants/{pid}", OPERATOR_TOKEN, {"name": "Négoce Bujumbura"}, (), ("name",))
 
 
+@route("registry", "PUT /participants/{participant_id}/disclosure")
+async def _disclosure(w: World, refused: bool) -> Req:
+    pid = (await _fresh_participant(w))["participant"]["id"]
+    return Req("registry", "PUT", f"/participants/{pid}/disclosure", OPERATOR_TOKEN, {"disclosure": "downstream"})
+
+
+@route("registry", "POST /invitations")
+async def _invitation(w: World, refused: bool) -> Req:
+    a, b = (await _fresh_participant(w))["participant"]["id"], (await _fresh_participant(w))["participant"]["id"]
+    body = {"participant_id": a, "invitee_id": b, "note": "Rencontrés à Bujumbura"}
+    return Req("registry", "POST", "/invitations", OPERATOR_TOKEN, body, (), ("note",))
+
+
 @route("registry", "POST /participants/{participant_id}/certifications")
 async def _certify(w: World, refused: bool) -> Req:
     pid = (await _fresh_participant(w))["participant"]["id"]

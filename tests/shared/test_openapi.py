@@ -63,6 +63,10 @@ IDS = {
         "grant_access",
         "list_grants",
         "revoke_grant",
+        "lookup_participant",  # the directory and disclosure policies (issue 24)
+        "set_disclosure",
+        "invite",
+        "list_invitations",
     ],
     "custody": [
         "register_lot",
@@ -76,6 +80,7 @@ IDS = {
         "history",
         "trace",
         "confirm_origin",  # the named mine confirms or disputes a declared origin (issue 23)
+        "list_counterparties",  # custody/directory.py (issue 24)
     ],
     "audit": [
         "list_flags",

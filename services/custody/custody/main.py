@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
+from custody import directory
 from custody.config import Settings
 from custody.consumer import make_consumer
 from custody.events import CUSTODY_EVENTS
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Custody",
         description="Mineral lots and every custody operation on them (register, ship, receive, transform, consume), "
         "their genealogy and trace queries. Every accepted write is published on `custody.events`.",
-        routers=[router],
+        routers=[router, directory.router],
         extra_workers=workers,
         events=CUSTODY_EVENTS,
         raw_pool=True,

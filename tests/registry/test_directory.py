@@ -248,6 +248,10 @@ async def test_a_participant_lists_itself_smelters_and_refiners_public_ones_and_
     full = {p["id"]: p for p in await everything(api, OPERATOR)}
     assert all(x["p"]["id"] in full for x in (hidden, downstream, secret_contact))
     assert full[hidden["p"]["id"]] == hidden["p"]
+    r = await api.post("/officers", json={"name": "O", "contact": "o@example.org", "scope": "all"}, headers=OPERATOR)
+    officer = bearer(r.json()["credential"]["token"])
+    assert {p["id"]: p for p in await everything(api, officer)} == full
+    assert (await api.get(f"/participants/{secret_contact['p']['id']}", headers=officer)).json() == secret_contact["p"]
 
 
 async def test_paging_through_the_directory_keeps_to_it(api: httpx.AsyncClient) -> None:

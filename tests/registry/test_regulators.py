@@ -247,7 +247,7 @@ async def test_a_token_is_refused_before_its_grant_starts_and_after_it_ends(api:
     await wait_for(refused, timeout_s=5, what="the grant's token to expire", interval_s=0.1)
 
 
-def test_a_long_lived_connection_ends_when_the_grant_does() -> None:
+async def test_a_long_lived_connection_ends_when_the_grant_does() -> None:
     """`still_valid` (audit's /stream asks it every second) says no once the token's `exp` has passed."""
     verifier = TokenVerifier(leeway_s=0)
     state = type("State", (), {"runtime": type("Runtime", (), {"verifier": verifier})()})()

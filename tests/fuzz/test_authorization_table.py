@@ -29,6 +29,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from shared.visibility import identity_disclosed
-from tests.conftest import OPERATOR, ROOT, registry_process, serve_in_process
+from tests.conftest import OPERATOR, ROOT, bearer, registry_process, serve_in_process
 from tests.custody.conftest import Party, Stack
 from tests.helpers import wait_for
 
@@ -69,6 +70,7 @@ CAPACITY = 123457.0  # the mines' declared capacity: the operator's and the mine
 REGISTERED, SHIPPED, RECEIVED = "custody.lot.registered", "custody.lot.shipped", "custody.lot.received"
 TRANSFORMED, CONSUMED = "custody.lot.transformed", "custody.lot.consumed"
 RUN = uuid.uuid4().hex[:6]
+T_LATE = "2026-11-20T08:00:00Z"  # every attempted write's time
 SEAL_AFTER_T1 = f"SEAL-T2-S-{RUN}"  # T2's shipment to S: after T1's hand-off
 LATER_PRODUCT = f"SKU-S-LATER-{RUN}"  # S consumes L1's remainder: after every downstream reader's cut-off
 F_PRODUCT = f"SKU-F-{RUN}"  # F consumes part of COMP: after C's hand-off
@@ -538,6 +540,81 @@ async def test_lots_it_may_not_see_are_as_if_they_did_not_exist(world: World, vi
         for what, call in _lot_reads(world, world.who[viewer]).items():
             problems += await _same_as_absent(call, world.lots[lot], f"{viewer} {what} on {lot}")
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("viewer", ATTACKERS)
+async def test_flags_filtered_on_a_lot_it_may_not_see(world: World, viewer: str) -> None:
+    """`GET /flags?lot_id=` naming a lot outside the reader's view answers as for a lot that does not exist (part A)."""
+    who = world.who[viewer]
+    for lot in LOTS:
+        if lot in READS[viewer]:
+            continue
+        hidden = world.lots[lot]
+        absent = hidden[:-4] + "0000"
+        r = await world.audit.get("/flags", params={"lot_id": hidden}, headers=who.auth)
+        n = await world.audit.get("/flags", params={"lot_id": absent}, headers=who.auth)
+        assert (r.status_code, r.content.replace(hidden.encode(), absent.encode())) == (n.status_code, n.content), lot
+
+
+async def test_a_regulator_reads_what_its_grant_opens_in_full(world: World) -> None:
+    """A regulator granted MET (for a period) reads MET and its upstream (L1, L2) exactly as the operator does, and
+    the flags on them; COMP (made from MET) is as if it did not exist; every write is a 403 (part G, D, A)."""
+    reg = await _ok(
+        await world.registry.post(
+            "/regulators", json={"name": f"Bureau {RUN}", "authority": "EU 2017/821", "country": "BE"}, headers=OPERATOR
+        )
+    )
+    grant = {
+        "lots": [world.lots["MET"]],
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_until": "2099-01-01T00:00:00Z",
+        "reason": "ex-post check",
+    }
+    r = await world.registry.post(f"/regulators/{reg['id']}/grants", json=grant, headers=OPERATOR)
+    if r.status_code == 422:  # a period longer than allowed: the longest one from now
+        grant["valid_until"] = (datetime.now(UTC) + timedelta(days=300)).isoformat()
+        grant["valid_from"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        r = await world.registry.post(f"/regulators/{reg['id']}/grants", json=grant, headers=OPERATOR)
+    auth = bearer((await _ok(r))["credential"]["token"])
+    problems: list[str] = []
+    for lot in ("MET", "L1", "L2"):
+        lid = world.lots[lot]
+        for path in (f"/lots/{lid}", f"/lots/{lid}/history", f"/lots/{lid}/trace"):
+            mine, op = await world.custody.get(path, headers=auth), await world.custody.get(path, headers=OPERATOR)
+            if mine.status_code != 200 or mine.json() != op.json():
+                problems.append(f"regulator GET {path}: {mine.status_code} {mine.text[:200]}")
+    for key, fid in world.flags.items():
+        mine, op = (
+            await world.audit.get(f"/flags/{fid}", headers=auth),
+            await world.audit.get(f"/flags/{fid}", headers=OPERATOR),
+        )
+        if mine.status_code != 200 or mine.json().get("participants") != op.json()["participants"]:
+            problems.append(f"regulator GET flag {key}: {mine.status_code} {mine.text[:200]}")
+    call = functools.partial(_get, world.custody, "/lots/{}", auth)
+    problems += await _same_as_absent(call, world.lots["COMP"], "regulator GET COMP")
+    before = await _snapshot(world)
+    who = Party(reg["id"], "regulator", auth["Authorization"].removeprefix("Bearer "))
+    attempts: dict[str, Callable[[], Awaitable[httpx.Response]]] = {
+        what: functools.partial(call, world.lots["MET"]) for what, call in _lot_writes(world, who).items()
+    }
+    attempts["receive"] = functools.partial(
+        _post,
+        world.custody,
+        "/shipments/{}/receipt",
+        {"received_at": T_LATE, "mass_kg": 1},
+        auth,
+        world.shipments["P4"],
+    )
+    for verb in FLAG_VERBS:
+        attempts[verb] = functools.partial(
+            _post, world.audit, f"/flags/{{}}/{verb}", {"note": "n"}, auth, world.flags["A"]
+        )
+    for what, attempt in attempts.items():
+        resp = await attempt()
+        if resp.status_code != 403:
+            problems.append(f"regulator {what}: {resp.status_code} {resp.text[:200]}")
+    assert problems == [], "\n".join(problems)
+    assert await _snapshot(world) == before
 
 
 @pytest.mark.parametrize("viewer", ATTACKERS)

@@ -192,7 +192,8 @@ def withhold_flag(flag: Mapping[str, Any], viewer: str | None, parties: Mapping[
     `parties`, whose relation to the viewer is never `same_event` unless it is a party of the flag too) as null
     where their identity is withheld, each such field's name (`participants[1]`, `evidence.sender`) in `withheld`;
     inside a text (the summary, an evidence's words) a withheld id reads `WITHHELD_TEXT`. Rule, severity, lots,
-    status and the rest are never withheld. None (operator, officer, regulator): the flag whole, `withheld` empty."""
+    status and the rest are never withheld (the cause and the evidence history are redacted the same way). None
+    (operator, officer, regulator): the flag whole, `withheld` empty."""
     out = dict(flag)
     if viewer is None:
         out["withheld"] = []
@@ -215,8 +216,11 @@ def withhold_flag(flag: Mapping[str, Any], viewer: str | None, parties: Mapping[
     out["participants"] = shown_parties
     if hidden:
         out["evidence"] = _redact(flag.get("evidence"), hidden, "evidence", withheld)
-        if isinstance(flag.get("summary"), str):
-            out["summary"] = _redact_text(flag["summary"], hidden)
+        for text in ("summary", "cause"):  # a cause may name a mine (`<mine>:irma:<lot>`)
+            if isinstance(flag.get(text), str):
+                out[text] = _redact_text(flag[text], hidden)
+        if flag.get("evidence_history"):  # what re-judgements replaced: the same rules
+            out["evidence_history"] = _redact(flag["evidence_history"], hidden, "evidence_history", withheld)
     out["withheld"] = withheld
     return out
 

@@ -168,7 +168,10 @@ async def test_far_downstream_sees_the_finding_and_not_the_mines_identity_until_
     )
     assert origin["participants"] == [None]
     assert "participants[0]" in origin["withheld"]
-    assert c.mine.id not in json.dumps(origin)  # not in the summary, not in the evidence
+    assert c.mine.id not in json.dumps(origin)  # not in the summary, the cause or the evidence
+    # ... nor found by filtering on a guessed id
+    assert c.origin["id"] not in await _listed(s, c.maker, participant=c.mine.id)
+    assert c.mismatch["id"] in await _listed(s, c.maker, participant=c.smelter.id)  # a party it sees
     # The mismatch: the smelter (public by nature) shown, the second trader (default policy) withheld.
     mismatch = seen[c.mismatch["id"]]
     shown = dict(zip(c.mismatch["participants"], mismatch["participants"], strict=True))

@@ -214,6 +214,8 @@ def test_a_participant_reads_a_flags_parties_as_their_policies_and_its_relation_
     flag = {
         "participants": ["mine", "trader"],
         "summary": "Received 900 kg from trader; mine's bag",
+        "cause": "mine:irma:L1",
+        "evidence_history": [{"summary": "mine then", "evidence": {"mine": "mine"}, "replaced_at": "2026-03-01"}],
         "evidence": {"sender": "trader", "by": ["smelter", "x"], "cleared_by": {"participant": "mine"}, "kg": 9},
     }
     parties = {
@@ -224,7 +226,15 @@ def test_a_participant_reads_a_flags_parties_as_their_policies_and_its_relation_
     # a buyer downstream of the mine, the trader's direct counterparty
     shown = withhold_flag(flag, "buyer", {**parties, "mine": Party("mine", "counterparties", downstream=True)})
     assert shown["participants"] == [None, "trader"]
-    assert shown["withheld"] == ["participants[0]", "evidence.cleared_by.participant"]
+    assert shown["withheld"] == [
+        "participants[0]",
+        "evidence.cleared_by.participant",
+        "evidence_history[0].evidence.mine",
+    ]
+    assert shown["cause"] == f"{WITHHELD_TEXT}:irma:L1"
+    assert shown["evidence_history"] == [
+        {"summary": f"{WITHHELD_TEXT} then", "evidence": {"mine": None}, "replaced_at": "2026-03-01"}
+    ]
     assert shown["evidence"] == {
         "sender": "trader",
         "by": ["smelter", "x"],

@@ -85,6 +85,7 @@ async def _parties(
     for d in flags:
         ids.update(p for p in d["participants"] if p)
         ids.update(strings_in(d["evidence"]))
+        ids.update(strings_in(d.get("evidence_history") or []))
     return await repository.parties(conn, reader, sorted(ids), audit.max_depth)
 
 
@@ -150,15 +151,18 @@ async def list_flags(
         )
         flags = [repository.flag_row(r) for r in rows[:limit]]
         parties = await _parties(conn, audit, who, flags)
-    return schemas.FlagPage(
-        items=[_flag(d, who, parties) for d in flags],
-        next_cursor=str(rows[limit - 1]["seq"]) if len(rows) > limit else None,
-    )
+    items = [_flag(d, who, parties) for d in flags]
+    if where.participant is not None and _reader(who) is not None:
+        # a party withheld from the reader is no filter it can probe with: only the parties it sees match (a page
+        # may then be shorter than `limit`; `next_cursor` still goes on from the last flag read)
+        items = [f for f in items if where.participant in f.participants]
+    return schemas.FlagPage(items=items, next_cursor=str(rows[limit - 1]["seq"]) if len(rows) > limit else None)
 
 
 def _not_found(flag_id: str) -> NotFound:
     return NotFound(
-        f"No flag {flag_id!r} that you may see (flags that name you, or that affect lots you hold or held)."
+        f"No flag {flag_id!r} that you may see (flags that name you, or that affect lots you hold, or held until "
+        "after the event the flag is about)."
     )
 
 

@@ -18,3 +18,7 @@ class Settings(ServiceSettings):
         description="SQLAlchemy URL of the registry database (asyncpg driver).",
     )
     token_ttl_days: int = Field(365, ge=1, le=3650, description="Lifetime of participant tokens, in days.")
+    lookup_rate_per_hour: float = Field(
+        120, gt=0, le=100_000, description="Directory lookups by exact identifier per caller, an hour (steady rate)."
+    )
+    lookup_burst: int = Field(20, ge=1, le=10_000, description="Directory lookups a caller may make at once.")

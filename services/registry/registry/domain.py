@@ -12,7 +12,8 @@ from datetime import date
 from enum import StrEnum
 
 from shared.iso import RENAMED_SUBDIVISIONS, current_region, is_country, is_region
-from shared.vocab import Kind, Mineral
+from shared.visibility import Relation, identity_disclosed
+from shared.vocab import DEFAULT_DISCLOSURE, Disclosure, Kind, Mineral
 
 __all__ = ["RENAMED_SUBDIVISIONS", "Kind", "Mineral"]
 
@@ -288,3 +289,45 @@ def check_agreement_dates(signed: date | None, valid_from: date, valid_until: da
     check_period(valid_from, valid_until, "valid_from", "valid_until")
     if signed is not None and valid_until is not None and valid_until < signed:
         raise DomainError("valid_until", f"valid_until ({valid_until}) is before the agreement was signed ({signed})")
+
+
+# --- disclosure policies and the directory -------------------------------------------------------------------------
+
+
+def check_disclosure(kind: str, disclosure: Disclosure | None, where: str = "disclosure") -> Disclosure:
+    """A participant's policy (None: its default): smelters and refiners are public by nature (their RMI facility
+    id and RMAP status are what downstream filings need), so `public` is the only policy they may have."""
+    if kind in SMELTER_KINDS:
+        if disclosure not in (None, Disclosure.public):
+            raise DomainError(
+                where,
+                f"a {kind} is public by nature (its RMI facility id and RMAP status are what downstream filings "
+                "need): its policy can only be public",
+            )
+        return Disclosure.public
+    return disclosure or DEFAULT_DISCLOSURE
+
+
+def listed_as(kind: str, disclosure: str, contact: bool) -> str | None:
+    """Why another participant is in a participant's directory, or None when it is not: a smelter or refiner (public
+    by nature), a participant whose policy lets strangers learn its identity, or a contact (the operator introduced
+    them) whose policy lets a counterparty learn it (`shared.visibility.identity_disclosed`, the one rule)."""
+    if kind in SMELTER_KINDS:
+        return "smelter_or_refiner"
+    if identity_disclosed(kind, disclosure, "stranger"):
+        return "public"
+    if contact and identity_disclosed(kind, disclosure, "counterparty"):
+        return "contact"
+    return None
+
+
+def findable(kind: str, disclosure: str) -> bool:
+    """Whether a participant is found by its exact identifier (RMI facility id, LEI, GLN): who knows it is about to
+    trade with it, so any policy that lets a counterparty learn who it is (all but `operator`)."""
+    return identity_disclosed(kind, disclosure, "counterparty")
+
+
+def policies_disclosed_to(relation: Relation) -> list[str]:
+    """The policies under which a participant other than a smelter or refiner discloses its identity to a viewer in
+    `relation` to it: what a directory query filters on (the same rule as `listed_as`)."""
+    return [d.value for d in Disclosure if identity_disclosed(Kind.mine, d, relation)]

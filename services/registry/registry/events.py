@@ -20,7 +20,9 @@ from shared.asyncapi import EventType
 
 # The fields a correction may set: `changed` lists those whose value changed (kept in step with
 # `schemas.ParticipantPatch` and `schemas.CahraPatch` by tests/shared/test_asyncapi.py).
-ParticipantField = Literal["name", "country", "region", "identifiers", "mining_type", "annual_capacity_kg"]
+ParticipantField = Literal[
+    "name", "country", "region", "identifiers", "mining_type", "annual_capacity_kg", "disclosure"
+]
 CahraField = Literal["name", "conflict_affected", "high_risk", "effective_from", "effective_to", "source"]
 RiskProfileField = Literal["level", "effective_from", "effective_to", "source"]
 
@@ -28,6 +30,7 @@ PARTICIPANT_ID = "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"
 _PARTICIPANT: dict[str, Any] = {
     "id": PARTICIPANT_ID,
     **schemas.PARTICIPANT_EXAMPLE,
+    "disclosure": "counterparties",
     "version": 1,
     "created_at": "2026-11-23T10:00:00Z",
     "updated_at": "2026-11-23T10:00:00Z",
@@ -46,7 +49,9 @@ class ParticipantRegistered(schemas.Participant):
 
 
 class ParticipantUpdated(schemas.Participant):
-    """A participant was corrected: the participant as it now is, and which fields the correction gave."""
+    """A participant was corrected, or changed its disclosure policy (`PUT /participants/{id}/disclosure`:
+    `changed` is `["disclosure"]`): the participant as it now is, and which fields changed. `disclosure` (every
+    participant event carries it) is absent from events published before policies: read it as `counterparties`."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -58,7 +63,14 @@ class ParticipantUpdated(schemas.Participant):
                     "version": 2,
                     "updated_at": "2026-11-24T08:30:00Z",
                     "changed": ["name"],
-                }
+                },
+                {
+                    **_PARTICIPANT,
+                    "disclosure": "downstream",
+                    "version": 3,
+                    "updated_at": "2026-12-06T09:00:00Z",
+                    "changed": ["disclosure"],
+                },
             ]
         },
     )
@@ -286,7 +298,7 @@ REGISTRY_EVENTS: list[EventType] = [
         type="registry.participant.updated",
         topic=topics.REGISTRY_EVENTS,
         key=_PARTICIPANT_KEY,
-        summary="A participant was corrected.",
+        summary="A participant was corrected, or changed its disclosure policy.",
         payload=ParticipantUpdated,
     ),
     EventType(

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Date, DateTime, ForeignKey, Identity, Index, LargeBinary, Text, func, text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,9 +48,29 @@ class Participant(Base):
     rmi_smelter_id: Mapped[str | None] = mapped_column(Text, unique=True)
     mining_type: Mapped[str | None] = mapped_column(Text)
     annual_capacity_kg: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Who may learn its identity (`shared.vocab.Disclosure`); smelters and refiners are always `public`.
+    disclosure: Mapped[str] = mapped_column(Text, server_default=text("'counterparties'"))
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Invitation(Base):
+    """The operator introduced two participants: each finds the other in its directory (`GET /participants`), as
+    the other's disclosure policy allows for a counterparty. Never removed."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "invitee_id"),
+        Index("ix_invitations_invitee", "invitee_id", "seq"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    invitee_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Certification(Base):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import Select, and_, or_, select, text, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.domain import SMELTER_KINDS
 from registry.models import (
     AsmPresence,
     CahraArea,
@@ -15,6 +16,7 @@ from registry.models import (
     CoexistenceAgreement,
     ComplianceOfficer,
     Credential,
+    Invitation,
     OfficerCredential,
     Participant,
     Regulator,
@@ -39,13 +41,85 @@ async def participant_by_smelter_id(session: AsyncSession, rmi_smelter_id: str) 
 
 
 async def list_participants(
-    session: AsyncSession, *, kind: str | None, country: str | None, after: int, limit: int
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    country: str | None,
+    after: int,
+    limit: int,
+    only: Sequence[str] | None = None,
+    directory_of: str | None = None,
+    public: Sequence[str] = (),
+    to_contacts: Sequence[str] = (),
 ) -> list[Participant]:
+    """Oldest first. With `only`, those participants only. With `directory_of`, only that participant's directory:
+    itself, every smelter and refiner, the participants whose policy is one of `public`, and its contacts whose
+    policy is one of `to_contacts` (`domain.policies_disclosed_to`)."""
     stmt = select(Participant).where(Participant.seq > after).order_by(Participant.seq).limit(limit)
+    if only is not None:
+        stmt = stmt.where(Participant.id.in_(list(only)))
     if kind:
         stmt = stmt.where(Participant.kind == kind)
     if country:
         stmt = stmt.where(Participant.country == country)
+    if directory_of is not None:
+        stmt = stmt.where(
+            or_(
+                Participant.id == directory_of,
+                Participant.kind.in_(list(SMELTER_KINDS)),
+                Participant.disclosure.in_(list(public)),
+                and_(Participant.disclosure.in_(list(to_contacts)), Participant.id.in_(_contacts_sql(directory_of))),
+            )
+        )
+    return list(await session.scalars(stmt))
+
+
+# --- the directory: contacts (invitations) and exact identifiers ------------------------------------------------
+
+LOOKUP_IDENTIFIERS = ("rmi_smelter_id", "lei", "gln")
+
+
+def _contacts_sql(participant_id: str) -> Select[tuple[str]]:
+    """The ids of the participants the operator introduced `participant_id` to, either way."""
+    return union(
+        select(Invitation.invitee_id).where(Invitation.participant_id == participant_id),
+        select(Invitation.participant_id).where(Invitation.invitee_id == participant_id),
+    )  # type: ignore[return-value]
+
+
+async def contacts_among(session: AsyncSession, participant_id: str, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are contacts of `participant_id`."""
+    if not ids:
+        return set()
+    sub = _contacts_sql(participant_id).subquery()
+    return set(await session.scalars(select(sub.c[0]).where(sub.c[0].in_(list(ids)))))
+
+
+async def participants_by_identifier(session: AsyncSession, name: str, value: str, limit: int) -> list[Participant]:
+    """The participants with exactly this identifier (`name`: one of LOOKUP_IDENTIFIERS), oldest first."""
+    if name not in LOOKUP_IDENTIFIERS:
+        raise ValueError(name)
+    column = Participant.rmi_smelter_id if name == "rmi_smelter_id" else Participant.identifiers[name].astext
+    stmt = select(Participant).where(column == value).order_by(Participant.seq).limit(limit)
+    return list(await session.scalars(stmt))
+
+
+async def invitation_between(session: AsyncSession, a: str, b: str) -> Invitation | None:
+    """An invitation of `a` to `b` or of `b` to `a`."""
+    stmt = select(Invitation).where(
+        or_(
+            and_(Invitation.participant_id == a, Invitation.invitee_id == b),
+            and_(Invitation.participant_id == b, Invitation.invitee_id == a),
+        )
+    )
+    return await session.scalar(stmt.limit(1))
+
+
+async def list_invitations(session: AsyncSession, *, of: str | None, after: int, limit: int) -> list[Invitation]:
+    """Oldest first: every invitation, or (`of`) those naming that participant on either side."""
+    stmt = select(Invitation).where(Invitation.seq > after).order_by(Invitation.seq).limit(limit)
+    if of is not None:
+        stmt = stmt.where(or_(Invitation.participant_id == of, Invitation.invitee_id == of))
     return list(await session.scalars(stmt))
 
 

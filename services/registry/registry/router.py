@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, repository, schemas, service
@@ -15,7 +16,8 @@ from registry.domain import Kind, RiskFactor
 from registry.models import ComplianceOfficer, OfficerCredential, Regulator, RegulatorGrant
 from registry.models import Credential as CredentialRow
 from shared.auth import OperatorDep, Principal, PrincipalDep
-from shared.problems import Forbidden, NotFound, problem_responses, seq_cursor
+from shared.limits import WriteBuckets
+from shared.problems import Forbidden, InvalidInput, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -78,42 +80,140 @@ async def register_participant(
     "/participants",
     response_model=schemas.ParticipantPage,
     tags=["participants"],
-    summary="List participants, oldest first, filtered by kind and country",
+    summary="List participants, oldest first, filtered by kind and country: everyone for the operator and compliance "
+    "officers; for a participant its directory (itself in full; cards of smelters and refiners, of participants whose "
+    "policy is public, of its contacts); for a regulator the participants its grant names",
 )
 async def list_participants(
     session: SessionDep,
-    _: PrincipalDep,
+    who: PrincipalDep,
     kind: Kind | None = None,
     country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> schemas.ParticipantPage:
-    after = seq_cursor(cursor) or 0
-    rows = await repository.list_participants(
-        session,
+    rows = await service.directory(
+        session=session,
+        who=who,
         kind=kind.value if kind else None,
         country=country.upper() if country else None,
-        after=after,
+        after=seq_cursor(cursor) or 0,
         limit=limit + 1,
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return schemas.ParticipantPage(
-        items=[schemas.Participant.model_validate(r) for r in rows], next_cursor=str(rows[-1].seq) if more else None
+    return schemas.ParticipantPage(items=[e for _, e in rows], next_cursor=str(rows[-1][0]) if more else None)
+
+
+# --- the directory: exact-identifier lookup, disclosure policies, invitations ------------------------------------
+# Declared before `/participants/{participant_id}`, which would take `lookup` for an id.
+
+
+def _lookup_limit(request: Request, who: PrincipalDep) -> Principal:
+    """Lookups per principal: `lookup_burst` at once, then `lookup_rate_per_hour` (the operator is not limited): a
+    429 with Retry-After past that, so identifiers cannot be tried in bulk."""
+    if who.is_operator:
+        return who
+    settings: Settings = request.app.state.settings
+    buckets = getattr(request.app.state, "lookup_buckets", None)
+    if buckets is None:
+        buckets = request.app.state.lookup_buckets = WriteBuckets(
+            settings.lookup_rate_per_hour / 3600, settings.lookup_burst
+        )
+    wait = buckets.take(who.subject)
+    if wait > 0:
+        after = max(1, math.ceil(wait))
+        raise HTTPException(
+            429,
+            f"Too many lookups: {settings.lookup_rate_per_hour:g} an hour, with bursts of up to "
+            f"{settings.lookup_burst}. Retry in {after} s (Retry-After).",
+            headers={"Retry-After": str(after), "Cache-Control": "no-store"},
+        )
+    return who
+
+
+@router.get(
+    "/participants/lookup",
+    response_model=schemas.LookupResult,
+    tags=["directory"],
+    summary="Find a participant by one exact identifier (RMI facility id, LEI or GLN): its card, unless its policy is "
+    "`operator` (then 404, as for an identifier nobody has); rate-limited per caller",
+    responses=problem_responses(404, 429),
+)
+async def lookup_participant(
+    session: SessionDep,
+    who: Annotated[Principal, Depends(_lookup_limit)],
+    rmi_smelter_id: Annotated[str | None, Query(pattern=r"^CID\d{6}$", description="RMI facility id")] = None,
+    lei: Annotated[str | None, Query(pattern=r"^[A-Z0-9]{18}[0-9]{2}$", description="Legal Entity Identifier")] = None,
+    gln: Annotated[str | None, Query(pattern=r"^\d{13}$", description="GS1 Global Location Number")] = None,
+) -> schemas.LookupResult:
+    given = [(n, v) for n, v in (("rmi_smelter_id", rmi_smelter_id), ("lei", lei), ("gln", gln)) if v is not None]
+    if len(given) != 1:
+        raise InvalidInput("query", "give exactly one of rmi_smelter_id, lei, gln (lookups are by exact identifier)")
+    name, value = given[0]
+    return schemas.LookupResult(items=await service.lookup(session=session, who=who, name=name, value=value))
+
+
+@router.put(
+    "/participants/{participant_id}/disclosure",
+    response_model=schemas.Participant,
+    tags=["directory"],
+    summary="Change a participant's disclosure policy (the participant itself, or the operator); published as "
+    "registry.participant.updated. Smelters and refiners are public by nature (422 for any other policy)",
+    responses=NOT_FOUND,
+)
+async def set_disclosure(
+    participant_id: str, body: schemas.DisclosureChange, session: SessionDep, who: PrincipalDep
+) -> schemas.Participant:
+    p = await service.set_disclosure(
+        session=session, who=who, participant_id=participant_id, disclosure=body.disclosure
     )
+    return schemas.Participant.model_validate(p)
+
+
+@router.post(
+    "/invitations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Invitation,
+    tags=["directory"],
+    summary="Introduce two participants to each other (operator): each finds the other in its directory, as the "
+    "other's policy allows for a counterparty",
+    responses=problem_responses(409),
+)
+async def invite(body: schemas.InvitationCreate, session: SessionDep, _: OperatorDep) -> schemas.Invitation:
+    return await service.invite(session=session, body=body)
+
+
+@router.get(
+    "/invitations",
+    response_model=schemas.InvitationPage,
+    tags=["directory"],
+    summary="Invitations, oldest first: all of them (operator), or those naming you (a participant)",
+)
+async def list_invitations(
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> schemas.InvitationPage:
+    rows = await service.invitations(session=session, who=who, after=seq_cursor(cursor) or 0, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return schemas.InvitationPage(items=[i for _, i in rows], next_cursor=str(rows[-1][0]) if more else None)
 
 
 @router.get(
     "/participants/{participant_id}",
-    response_model=schemas.Participant,
+    response_model=schemas.DirectoryEntry,
     tags=["participants"],
-    summary="One participant",
+    summary="One participant: yourself in full, another as your directory shows it (else 404, as for an unknown id); "
+    "the operator and compliance officers: anyone in full; a regulator: the participants its grant names",
     responses=NOT_FOUND,
 )
-async def get_participant(participant_id: str, session: SessionDep, who: PrincipalDep) -> schemas.Participant:
-    if who.is_regulator and participant_id not in who.grant_participants:  # in full, only those its grant names
-        raise NotFound(f"No participant {participant_id!r}.")
-    return schemas.Participant.model_validate(await repository.get_participant(session, participant_id))
+async def get_participant(
+    participant_id: str, session: SessionDep, who: PrincipalDep
+) -> schemas.Participant | schemas.ParticipantCard:
+    return await service.read_participant(session=session, who=who, participant_id=participant_id)
 
 
 @router.patch(

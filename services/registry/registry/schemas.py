@@ -9,6 +9,7 @@ from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, 
 
 from registry.domain import AgreementStatus, AsmRelation, Kind, Mineral, MiningType, RiskFactor, RiskLevel, Scheme
 from shared.text import as_sent_at_most
+from shared.vocab import DEFAULT_DISCLOSURE, Disclosure
 
 CountryCode = Annotated[
     str,
@@ -61,6 +62,11 @@ class ParticipantCreate(Strict):
     identifiers: Identifiers = Field(default_factory=Identifiers)
     mining_type: MiningType | None = Field(None, description="Mines only: asm (artisanal/small-scale) or lsm")
     annual_capacity_kg: Capacity = Field(default_factory=dict, description="Mines only: declared kg per year")
+    disclosure: Disclosure | None = Field(
+        None,
+        description="Who may learn its identity (see `PUT /participants/{id}/disclosure`); absent: `counterparties`, "
+        "`public` for smelters and refiners (the only policy they may have)",
+    )
 
 
 class ParticipantPatch(Strict):
@@ -74,6 +80,7 @@ class ParticipantPatch(Strict):
     identifiers: Identifiers | None = None
     mining_type: MiningType | None = None
     annual_capacity_kg: Capacity | None = None
+    disclosure: Disclosure | None = None
 
 
 class Participant(BaseModel):
@@ -100,6 +107,11 @@ class Participant(BaseModel):
     identifiers: Identifiers
     mining_type: MiningType | None
     annual_capacity_kg: dict[str, float]
+    disclosure: Disclosure = Field(
+        DEFAULT_DISCLOSURE,
+        description="Who may learn its identity: operator | counterparties | downstream | public (smelters and "
+        "refiners: always public). Absent from events published before policies: the default, counterparties",
+    )
     version: int
     created_at: datetime
     updated_at: datetime
@@ -165,7 +177,11 @@ class ParticipantRegistered(BaseModel):
 
 
 class ParticipantPage(BaseModel):
-    items: list[Participant]
+    """A page of participants: in full for the operator, compliance officers and regulators; for a participant, its
+    directory (itself in full; the cards of smelters and refiners, of participants whose policy is public and of its
+    contacts whose policy allows it)."""
+
+    items: list[DirectoryEntry]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page")
 
 
@@ -848,3 +864,150 @@ class GrantIssued(BaseModel):
 class GrantList(BaseModel):
     regulator_id: str
     items: list[Grant]
+
+
+# --- disclosure policies and the directory -------------------------------------------------------------------------
+
+MINE_ID = "6f1c2b0e-3f43-4bf0-9d59-0b0f6f0b5a11"
+TRADER_ID = "1d4b7e2a-8c3f-4a6e-b5d9-0e7f1a2b3c4d"
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), as_sent_at_most(500)]
+
+
+class DisclosureChange(Strict):
+    """A participant's disclosure policy: who may learn its identity (id, name, identifiers) where it appears in what
+    others read. `operator`: the operator and regulators only (a counterparty still sees it on the shipments they
+    share); `counterparties`: also its direct counterparties; `downstream`: also everyone downstream of its
+    material; `public`: everyone. Smelters and refiners are public by nature."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"disclosure": "downstream"}]})
+
+    disclosure: Disclosure
+
+
+DirectoryRelation = Literal["smelter_or_refiner", "public", "contact", "found_by_identifier"]
+
+
+class ParticipantCard(BaseModel):
+    """Another participant as a participant's directory shows it: who it is, never its identifiers (but a smelter's
+    or refiner's RMI facility id, which is public) nor its capacities."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                    "name": "Malacca Tin Smelting",
+                    "kind": "smelter",
+                    "country": "MY",
+                    "region": None,
+                    "mining_type": None,
+                    "rmi_smelter_id": "CID001234",
+                    "listed_as": "smelter_or_refiner",
+                },
+                {
+                    "id": TRADER_ID,
+                    "name": "Great Lakes Minerals",
+                    "kind": "trader",
+                    "country": "RW",
+                    "region": None,
+                    "mining_type": None,
+                    "rmi_smelter_id": None,
+                    "listed_as": "contact",
+                },
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    kind: Kind
+    country: str
+    region: str | None
+    mining_type: MiningType | None
+    rmi_smelter_id: str | None = Field(description="Smelters and refiners only: their RMI facility id (public)")
+    listed_as: DirectoryRelation = Field(
+        description="Why you see it: a smelter or refiner (public by nature), a participant whose policy is public, "
+        "a contact the operator introduced you to (an invitation), or found by its exact identifier "
+        "(`GET /participants/lookup`)"
+    )
+
+
+DirectoryEntry = Participant | ParticipantCard
+"""What a read of the registry's participants returns: a participant in full (yourself; everyone for the operator,
+compliance officers and regulators) or another participant's card."""
+
+
+class LookupResult(BaseModel):
+    """The participants with exactly that identifier that may be found (a legal entity's LEI may name several
+    sites), oldest first, at most 20. None: 404, as for an identifier nobody has."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": TRADER_ID,
+                            "name": "Great Lakes Minerals",
+                            "kind": "trader",
+                            "country": "RW",
+                            "region": None,
+                            "mining_type": None,
+                            "rmi_smelter_id": None,
+                            "listed_as": "public",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[DirectoryEntry]
+
+
+INVITATION_EXAMPLE: dict[str, Any] = {
+    "participant_id": TRADER_ID,
+    "invitee_id": MINE_ID,
+    "note": "Introduced at the Bukavu traders' meeting, 2026-12-01",
+}
+
+
+class InvitationCreate(Strict):
+    """The operator introduces two participants: each then finds the other in its directory, as the other's policy
+    allows for a counterparty (every policy but `operator`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [INVITATION_EXAMPLE]})
+
+    participant_id: ParticipantId = Field(description="Who is introduced (e.g. a buyer looking for suppliers)")
+    invitee_id: ParticipantId = Field(description="To whom")
+    note: Note | None = Field(None, description="Why, for both of them (at most 500 characters)")
+
+
+class Invitation(BaseModel):
+    """An introduction. Shown to one of its two participants, the other one's id is null (and listed in
+    `withheld`) when its policy is `operator`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+                    **INVITATION_EXAMPLE,
+                    "created_at": "2026-12-06T09:00:00Z",
+                    "withheld": [],
+                }
+            ]
+        }
+    )
+
+    id: str
+    participant_id: str | None
+    invitee_id: str | None
+    note: str | None
+    created_at: datetime
+    withheld: list[str] = Field(default_factory=list, description="The fields not shown to you (null above)")
+
+
+class InvitationPage(BaseModel):
+    items: list[Invitation]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; null on the last page")

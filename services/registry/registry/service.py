@@ -20,17 +20,20 @@ from registry.models import (
     CoexistenceAgreement,
     ComplianceOfficer,
     Credential,
+    Invitation,
     OfficerCredential,
     Participant,
     Regulator,
     RegulatorGrant,
     RiskProfile,
 )
-from shared.auth import MAX_OFFICER_SCOPE
+from shared.auth import MAX_OFFICER_SCOPE, OPERATOR, Principal
 from shared.events import format_time, new_event
 from shared.outbox import enqueue
-from shared.problems import Conflict, InvalidInput
+from shared.problems import Conflict, Forbidden, InvalidInput, NotFound
 from shared.topics import REGISTRY_EVENTS
+from shared.visibility import identity_disclosed
+from shared.vocab import Disclosure
 
 SOURCE = "/registry"
 
@@ -88,6 +91,7 @@ async def register_participant(
             capacity=body.annual_capacity_kg,
             rmi_smelter_id=body.identifiers.rmi_smelter_id,
         )
+        disclosure = domain.check_disclosure(body.kind, body.disclosure)
     except DomainError as exc:
         raise _invalid(exc) from exc
     await _check_mine_region(session, body.kind, country, region)
@@ -102,6 +106,7 @@ async def register_participant(
         rmi_smelter_id=body.identifiers.rmi_smelter_id,
         mining_type=body.mining_type.value if body.mining_type else None,
         annual_capacity_kg={m.value: kg for m, kg in body.annual_capacity_kg.items()},
+        disclosure=disclosure.value,
     )
     session.add(p)
     try:
@@ -124,6 +129,7 @@ async def update_participant(
     if not changes:
         return p
     before = participant_data(p)
+    _not_null(changes, "disclosure")
     if "identifiers" in changes and body.identifiers is not None:
         identifiers = body.identifiers.model_dump(exclude_none=True)
     else:
@@ -148,6 +154,7 @@ async def update_participant(
             capacity=capacity,
             rmi_smelter_id=smelter_id,
         )
+        disclosure = domain.check_disclosure(p.kind, body.disclosure) if "disclosure" in changes else None
     except DomainError as exc:
         raise _invalid(exc) from exc
     await _check_mine_region(session, Kind(p.kind), country, region)
@@ -158,6 +165,8 @@ async def update_participant(
     p.identifiers, p.rmi_smelter_id = identifiers, smelter_id
     p.mining_type = mining_type.value if mining_type else None
     p.annual_capacity_kg = {domain.Mineral(m).value: kg for m, kg in capacity.items()}
+    if disclosure is not None:
+        p.disclosure = disclosure.value
     p.version += 1
     p.updated_at = datetime.now(UTC)
     try:
@@ -168,6 +177,176 @@ async def update_participant(
     changed = sorted(k for k in after if k not in ("version", "updated_at") and after[k] != before[k])
     await _publish(session, "registry.participant.updated", p.id, {**after, "changed": changed})
     return p
+
+
+# --- disclosure policies and the directory ----------------------------------------------------------------------
+# A participant reads itself in full and, of the others, the cards of its directory: every smelter and refiner,
+# the participants whose policy is public, and its contacts (the operator introduced them) whose policy allows a
+# counterparty to learn who they are. Anything else reads as a participant that does not exist (no oracle). The
+# operator, compliance officers and regulators read everyone in full.
+
+LOOKUP_MAX = 20
+
+
+def reads_everything(who: Principal) -> bool:
+    """The operator and compliance officers read every participant in full (a regulator: those its grant names)."""
+    return who.is_operator or who.is_officer
+
+
+def _unknown(participant_id: str) -> NotFound:
+    """The one answer for a participant that does not exist and one the caller may not see."""
+    return NotFound(f"No participant {participant_id!r}.")
+
+
+def card(p: Participant, listed_as: str) -> schemas.ParticipantCard:
+    return schemas.ParticipantCard(
+        id=p.id,
+        name=p.name,
+        kind=Kind(p.kind),
+        country=p.country,
+        region=p.region,
+        mining_type=domain.MiningType(p.mining_type) if p.mining_type else None,
+        rmi_smelter_id=p.rmi_smelter_id if p.kind in domain.SMELTER_KINDS else None,
+        listed_as=listed_as,  # type: ignore[arg-type]
+    )
+
+
+def entry(p: Participant, who: Principal, contacts: set[str]) -> schemas.Participant | schemas.ParticipantCard | None:
+    """`p` as `who` may read it: in full, as a card, or not at all (None)."""
+    if reads_everything(who) or p.id == who.subject:
+        return schemas.Participant.model_validate(p)
+    if not who.is_participant:  # a regulator: in full, only the participants its grant names
+        return schemas.Participant.model_validate(p) if p.id in who.grant_participants else None
+    why = domain.listed_as(p.kind, p.disclosure, p.id in contacts)
+    return card(p, why) if why else None
+
+
+async def directory(
+    *, session: AsyncSession, who: Principal, kind: str | None, country: str | None, after: int, limit: int
+) -> list[tuple[int, schemas.Participant | schemas.ParticipantCard]]:
+    """A page of what `who` may list (`limit` rows at most), each with its `seq` (the cursor)."""
+    mine = who.subject if who.is_participant else None
+    rows = await repository.list_participants(
+        session,
+        kind=kind,
+        country=country,
+        after=after,
+        limit=limit,
+        only=None if reads_everything(who) or mine else sorted(who.grant_participants),
+        directory_of=mine,
+        public=domain.policies_disclosed_to("stranger"),
+        to_contacts=domain.policies_disclosed_to("counterparty"),
+    )
+    contacts = await repository.contacts_among(session, mine, [r.id for r in rows]) if mine else set()
+    out = []
+    for r in rows:
+        e = entry(r, who, contacts)
+        if e is not None:  # the query and `entry` say the same: this never drops a row
+            out.append((r.seq, e))
+    return out
+
+
+async def read_participant(
+    *, session: AsyncSession, who: Principal, participant_id: str
+) -> schemas.Participant | schemas.ParticipantCard:
+    """One participant as `who` may read it; one it may not reads as one that does not exist."""
+    p = (await repository.participants_by_id(session, [participant_id])).get(participant_id)
+    if p is None:
+        raise _unknown(participant_id)
+    contacts = (
+        await repository.contacts_among(session, who.subject, [p.id])
+        if who.is_participant and p.id != who.subject
+        else set()
+    )
+    e = entry(p, who, contacts)
+    if e is None:
+        raise _unknown(participant_id)
+    return e
+
+
+async def lookup(
+    *, session: AsyncSession, who: Principal, name: str, value: str
+) -> list[schemas.Participant | schemas.ParticipantCard]:
+    """The participants with exactly this identifier that may be found by it: any whose policy is not `operator`
+    (a caller finds itself, and the operator finds everyone). None: 404, as for an identifier nobody has."""
+    found = []
+    for p in await repository.participants_by_identifier(session, name, value, LOOKUP_MAX):
+        e = entry(p, who, set())
+        if e is None and who.is_participant and domain.findable(p.kind, p.disclosure):
+            e = card(p, "found_by_identifier")
+        if e is not None:
+            found.append(e)
+    if not found:
+        raise NotFound(f"No participant with {name} {value!r}.")
+    return found
+
+
+async def set_disclosure(
+    *, session: AsyncSession, who: Principal, participant_id: str, disclosure: Disclosure
+) -> Participant:
+    """A participant changes its own policy (the operator: anyone's), published as `registry.participant.updated`
+    with `changed: ["disclosure"]` like any correction. Anyone else: 403 before anything is looked up, so the answer
+    says nothing of whether the participant exists."""
+    if not (who.is_operator or (who.is_participant and who.subject == participant_id)):
+        raise Forbidden("Only the participant itself (and the operator) changes its disclosure policy.")
+    return await update_participant(
+        session=session, participant_id=participant_id, body=schemas.ParticipantPatch(disclosure=disclosure)
+    )
+
+
+def _invitation(i: Invitation, who: Principal, policies: dict[str, tuple[str, str]]) -> schemas.Invitation:
+    """An invitation as `who` is shown it: to one of its participants, the other one's id only if its policy lets a
+    counterparty learn who it is."""
+    out = schemas.Invitation(
+        id=i.id, participant_id=i.participant_id, invitee_id=i.invitee_id, note=i.note, created_at=i.created_at
+    )
+    if reads_everything(who):
+        return out
+    for field in ("participant_id", "invitee_id"):
+        other = getattr(out, field)
+        if other == who.subject:
+            continue
+        kind, policy = policies.get(other, (None, None))
+        if not identity_disclosed(kind, policy, "counterparty"):
+            setattr(out, field, None)
+            out.withheld.append(field)
+    return out
+
+
+async def invite(*, session: AsyncSession, body: schemas.InvitationCreate) -> schemas.Invitation:
+    """The operator introduces two participants to each other (once per pair, either way: 409 for another)."""
+    if body.participant_id == body.invitee_id:
+        raise InvalidInput("body.invitee_id", "a participant cannot be introduced to itself")
+    found = await repository.participants_by_id(session, [body.participant_id, body.invitee_id])
+    for field in ("participant_id", "invitee_id"):
+        if getattr(body, field) not in found:
+            raise InvalidInput(f"body.{field}", f"{getattr(body, field)!r} is not a registered participant")
+    before = await repository.invitation_between(session, body.participant_id, body.invitee_id)
+    if before is not None:
+        raise Conflict(f"These participants were already introduced (invitation {before.id}).")
+    i = Invitation(id=str(uuid.uuid4()), participant_id=body.participant_id, invitee_id=body.invitee_id, note=body.note)
+    session.add(i)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the same invitation, sent at the same time
+        raise Conflict("These participants were already introduced.") from exc
+    await session.refresh(i)
+    return _invitation(i, OPERATOR, {})
+
+
+async def invitations(
+    *, session: AsyncSession, who: Principal, after: int, limit: int
+) -> list[tuple[int, schemas.Invitation]]:
+    """The operator: every invitation; a participant: those naming it; anyone else: 403."""
+    if not (who.is_operator or who.is_participant):
+        raise Forbidden("Invitations are the operator's and the participants' they name.")
+    rows = await repository.list_invitations(
+        session, of=None if who.is_operator else who.subject, after=after, limit=limit
+    )
+    others = {x for i in rows for x in (i.participant_id, i.invitee_id)} - {who.subject}
+    found = await repository.participants_by_id(session, sorted(others)) if who.is_participant and others else {}
+    policies = {pid: (p.kind, p.disclosure) for pid, p in found.items()}
+    return [(i.seq, _invitation(i, who, policies)) for i in rows]
 
 
 async def add_certification(

@@ -351,6 +351,14 @@ def test_disclose_event_lists_only_fields_the_event_has() -> None:
     assert item["withheld"] == ["origin"] and item["actor"] == MINE
 
 
+def test_a_stored_event_missing_a_salt_is_shown_as_not_verifying_not_as_an_error() -> None:
+    _, stored = _journey()
+    del stored[1]["salts"]["to"]  # a database changed by hand: custody never writes this
+    history = _history(LOT, stored)
+    assert history["chain_valid"] is False
+    assert "to" not in history["events"][1]["salts"] and list(_problems(history)) == [2]
+
+
 # --- canonical JSON: the verifier's bytes are orjson's ------------------------------------------------------------
 
 CANONICAL_VALUES: list[Any] = [

@@ -342,10 +342,11 @@ def field_digest(salt: str, name: str, value: Any) -> str:
 
 
 def field_digests(salts: dict[str, str], actor: str, data: dict[str, Any]) -> dict[str, str]:
-    """Every disclosable field's digest (`actor`, then each key of `data`), from its salt."""
-    digests = {"actor": field_digest(salts["actor"], "actor", actor)}
+    """Every disclosable field's digest (`actor`, then each key of `data`), from its salt (a field whose salt is
+    missing, which custody never writes, gets a digest that cannot match: its chain does not verify)."""
+    digests = {"actor": field_digest(salts.get("actor", ""), "actor", actor)}
     for name, value in data.items():
-        digests[name] = field_digest(salts[name], name, value)
+        digests[name] = field_digest(salts.get(name, ""), name, value)
     return digests
 
 
@@ -383,7 +384,7 @@ def disclose_event(stored: dict[str, Any], withhold: Collection[str]) -> dict[st
     actor, data, salts = stored["actor"], stored["data"], stored["salts"]
     if stored["recipe"] == 1:
         return {**item, "actor": actor, "data": data, "recipe": 1, "digests": {}, "salts": {}, "withheld": []}
-    withheld = sorted(name for name in salts if name in withhold)
+    withheld = sorted(name for name in ("actor", *data) if name in withhold)
     hidden = frozenset(withheld)
     return {
         **item,

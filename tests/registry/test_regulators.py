@@ -18,9 +18,12 @@ import pytest
 
 from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
+from audit.projection.handlers import HANDLERS
 from custody.config import Settings as CustodySettings
+from custody.consumer import PARTICIPANT_EVENTS
 from custody.main import create_app as custody_app
 from registry.config import Settings
+from registry.events import REGISTRY_EVENTS
 from registry.main import create_app
 from shared.auth import MAX_GRANT_ENTRIES, Principal, TokenVerifier, still_valid
 from shared.problems import Unauthorized
@@ -418,3 +421,12 @@ async def test_a_regulator_is_refused_on_every_write_of_custody_audit_and_the_re
         decisions = {f"/flags/X-1/{d}" for d in ("acknowledge", "respond", "resolve", "reopen")}
         assert decisions | {"/grievances/X-1/triage"} <= {w[1] for w in writes}
         await _all_refused(a, writes, token)  # decisions: before the flag is looked up (none exists here)
+
+
+async def test_custody_and_audit_keep_nothing_of_grants() -> None:
+    """registry.regulator.* events are the registry's trail only: custody's consumer applies participant events
+    alone, and audit's projection has no handler for them (it keeps every event received, applies none of these)."""
+    grants = {e.type for e in REGISTRY_EVENTS if e.type.startswith("registry.regulator.")}
+    assert grants == {"registry.regulator.granted", "registry.regulator.grant_revoked"}
+    assert not grants & set(HANDLERS)
+    assert not grants & PARTICIPANT_EVENTS

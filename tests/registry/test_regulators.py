@@ -218,6 +218,9 @@ async def test_the_token_says_regulator_its_period_and_its_grant_and_is_shown_on
     hidden = await api.get(f"/participants/{other['id']}", headers=bearer(cred["token"]))
     unknown = await api.get(f"/participants/{uuid.uuid4()}", headers=bearer(cred["token"]))
     assert hidden.status_code == unknown.status_code == 404
+    listed = await api.get("/participants", headers=bearer(cred["token"]), params={"limit": 500})
+    assert listed.status_code == 200, listed.text
+    assert [x["id"] for x in listed.json()["items"]] == [p["id"]]  # the list: those its grant names, no other
 
 
 async def test_a_token_is_refused_before_its_grant_starts_and_after_it_ends(api: httpx.AsyncClient) -> None:

@@ -16,15 +16,18 @@ What it does:
 1. Creates its own databases `registry_bench` and `custody_bench` on the private cluster, migrates them with Alembic,
    and drops them at the end (`--keep` keeps them).
 2. Starts the custody service as a real process (`python -m custody`, port 18401, relay and consumer off, logs in
-   `var/log/bench-custody.log`). The operator token is checked before any registry key, so no registry is needed;
-   the bench checks that, and starts the registry (port 18402, `registry_bench`) only if the token is refused.
+   `var/log/bench-custody.log`), and the registry (port 18402, `registry_bench`), in which it registers the reader
+   of the upstream traces: a manufacturer that holds the traced lots, so the trace is answered with disclosure
+   applied (`Reader`; `--as operator`: the operator reads, and the registry is started only if its token is refused
+   without one).
 3. For each (size, depth): empties the custody tables, writes a genealogy of exactly `size` lots with COPY
    (lots, transformations with their `transformation_inputs` and `_outputs`, lot_holders, participants), runs
    `VACUUM ANALYZE` as autovacuum would and a `CHECKPOINT` (the data is at rest, not freshly loaded), then
    measures, upstream from a product lot and downstream from a mine lot:
    - CTE: the bare `UPSTREAM` / `DOWNSTREAM` statement on one asyncpg connection (prepared, as the service does);
-   - API: `GET /lots/{id}/trace?direction=...` with the operator token, one keep-alive connection of the bench's light
-     client (`bench.common.RawHttp`: httpx costs ~1 ms of CPU a request on these 2 cores), sequential;
+   - API: `GET /lots/{id}/trace?direction=...` with the reader's token (upstream; downstream the operator's), one
+     keep-alive connection of the bench's light client (`bench.common.RawHttp`: httpx costs ~1 ms of CPU a request
+     on these 2 cores), sequential;
      the server-side duration of the same requests (the service's request log, `duration_ms`) is reported too;
    - API 8c: the same with 8 concurrent keep-alive clients (`--concurrency 0` skips it).
    Each series is warmed up first; the client's garbage collector is paused while a series runs.
@@ -146,6 +149,22 @@ LOT_COLUMNS = (
     "event_count",
 )
 ZERO_HASH = bytes(32)
+
+
+@dataclass(slots=True)
+class Reader:
+    """Who reads the upstream traces (`--as`). `participant` (the default since issue 24): the traced lots' holder, a
+    manufacturer registered in the registry for its token, so disclosure is applied as to any participant (the mines'
+    and the component makers' identities withheld by their default policy, the smelters and refiners named, the
+    current state of every lot but its own withheld: `custody.service.trace`). `operator`: everything whole, as
+    before. Downstream traces are read by the operator either way (a participant's downstream trace holds only the
+    lot asked about and the lots it held, so it would not be the CTE's)."""
+
+    id: str | None = None  # the participant; None: the operator
+    token: str = OPERATOR_TOKEN
+
+
+READER = Reader()
 
 
 # --- the shape --------------------------------------------------------------------------------------------------
@@ -286,6 +305,11 @@ def build_rows(shape: Shape) -> Rows:
     for k in range(shape.loose):
         rows.lots.append(mine_lot(f"M-{k:05d}", k, Decimal("1000.000"), Decimal("1000.000"), "active"))
     assert len(rows.lots) == shape.size, (len(rows.lots), shape.size)
+    if READER.id is not None:  # the reader bought the traced lots: it holds them now
+        traced = set(shape.traced())
+        custodian = LOT_COLUMNS.index("custodian")
+        rows.lots = [(*r[:custodian], READER.id, *r[custodian + 1 :]) if r[0] in traced else r for r in rows.lots]
+        rows.holders += [(lot_id, READER.id) for lot_id in sorted(traced)]
     return rows
 
 
@@ -379,7 +403,8 @@ def _host_port(base_url: str) -> tuple[str, int]:
 
 
 async def _get(http: RawHttp, path: str) -> bytes:
-    status, body = await http.request("GET", path, {"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    token = READER.token if "direction=upstream" in path else OPERATOR_TOKEN  # `Reader`
+    status, body = await http.request("GET", path, {"Authorization": f"Bearer {token}"})
     if status != 200:
         raise RuntimeError(f"GET {path} answered {status}: {body[:300]!r}")
     return body
@@ -458,10 +483,12 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
     timed by stage with the repository functions wrapped; plus the garbage collector's pauses and a cProfile top
     list. The limits are custody's defaults (`GenealogySettings`)."""
     from custody import schemas, service
-    from shared.auth import OPERATOR
+    from shared.auth import OPERATOR, Principal
+
+    who = OPERATOR if READER.id is None else Principal(subject=READER.id, kind="manufacturer")  # `Reader`
 
     current: dict[str, float] = defaultdict(float)
-    wrapped = ("trace_rows",)
+    wrapped = ("trace_rows", "may_read", "party_views")  # a participant reader's check and look-up too
     originals = {name: getattr(repository, name) for name in wrapped}
 
     def timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -498,7 +525,7 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
         nonlocal body_bytes, nodes
         current.clear()
         t0 = time.perf_counter()
-        result = await service.trace(reads=reads, who=OPERATOR, lot_id=lot_id, upstream=upstream)
+        result = await service.trace(reads=reads, who=who, lot_id=lot_id, upstream=upstream)
         t2 = time.perf_counter()
         body = orjson.dumps(result, default=float, option=orjson.OPT_UTC_Z)
         t4 = time.perf_counter()
@@ -524,7 +551,7 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
         finally:
             gc.callbacks.remove(on_gc)
         # The document is passed through by the router; checking it against the documented shape, for reference.
-        result = await service.trace(reads=reads, who=OPERATOR, lot_id=lot_id, upstream=upstream)
+        result = await service.trace(reads=reads, who=who, lot_id=lot_id, upstream=upstream)
         for _ in range(min(runs, 50)):
             t0 = time.perf_counter()
             schemas.Trace.model_validate(result)
@@ -602,10 +629,11 @@ def start_services(args: argparse.Namespace, pg: Pg, log: Path, svc: Services) -
     wait_healthy(base_url, svc.custody, "custody")
     ok, answer = operator_token_works(base_url)
     print(f"  operator token without a registry: {'accepted' if ok else 'refused: ' + answer}")
-    if ok:
+    if ok and not args.reader_participant:
         return base_url
-    # Fallback: the registry as its own process, and custody restarted to use it.
-    svc.registry_needed = True
+    # The registry as its own process (a participant reader's token is the registry's; or the operator token was
+    # refused without it), and custody restarted to use it.
+    svc.registry_needed = not ok
     stop(svc.custody)
     registry_url = f"http://127.0.0.1:{args.registry_port}"
     svc.registry = spawn(
@@ -624,6 +652,17 @@ def start_services(args: argparse.Namespace, pg: Pg, log: Path, svc: Services) -
     ok, answer = operator_token_works(base_url)
     if not ok:
         raise RuntimeError(f"the operator token is refused even with the registry up: {answer}")
+    if args.reader_participant:
+        r = httpx.post(
+            f"{registry_url}/participants",
+            json={"name": "Bench downstream holder", "kind": "manufacturer", "country": "DE"},
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+            timeout=10,
+        )
+        if r.status_code != 201:
+            raise RuntimeError(f"the registry refused the bench's reader: {r.status_code} {r.text[:200]}")
+        READER.id, READER.token = r.json()["participant"]["id"], r.json()["credential"]["token"]
+        print(f"  upstream traces read by participant {READER.id} (a manufacturer holding the traced lots)")
     return base_url
 
 
@@ -823,7 +862,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=18401, help="custody's port")
     p.add_argument("--registry-port", type=int, default=18402, help="the registry's, if it has to be started")
     p.add_argument("--keep", action="store_true", help="keep the bench databases at the end")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--as",
+        dest="reader",
+        choices=("participant", "operator"),
+        default="participant",
+        help="who reads the upstream traces: the traced lots' holder, with disclosure applied (the default), or the "
+        "operator (everything whole)",
+    )
+    args = p.parse_args(argv)
+    args.reader_participant = args.reader == "participant"
+    return args
 
 
 PROMISE = (

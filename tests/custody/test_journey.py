@@ -172,7 +172,10 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
     Trace.model_validate(trace)  # the trace is serialised without validation: it must still be the documented shape
     assert {n["lot_id"] for n in trace["nodes"]} == {part, pure, tin, ore["lot_id"]}
     assert [o["lot_id"] for o in trace["origins"]] == [ore["lot_id"]]
-    assert trace["origins"][0]["origin"]["participant_id"] == mine.id
+    # Issue 24: the mine is no counterparty of the manufacturer and keeps the default policy: its identity is withheld
+    assert trace["origins"][0]["origin"]["participant_id"] is None
+    assert trace["origins"][0]["origin"]["country"] == "CD"
+    assert "origin.participant_id" in trace["origins"][0]["withheld"]
     assert {s["participant_id"] for s in trace["smelters"]} == {smelter.id, refiner.id}
     # The operator traces the ore downstream: to the product.
     down = await ok(await stack.custody.get(f"/lots/{ore['lot_id']}/trace?direction=downstream", headers=OPERATOR), 200)

@@ -1,4 +1,9 @@
-"""holders_until (reserved for issue 24 part D: fill in or leave empty)
+"""holders until: an index on shipments by (from_participant, to_participant) (issue 24 part D)
+
+What a participant reads of a lot is cut at read time from the lot's shipments and receipts (a former holder sees
+the lot up to its buyer's receipt); whether two participants are direct counterparties (a shipment between them,
+either way: `shared.visibility.Relation`) is asked for the few participants a lot, history or trace names, by this
+index in both directions (`from = viewer AND to = ANY(named)`, `from = ANY(named) AND to = viewer`).
 
 Revision ID: c0570d100009
 Revises: c0570d100008
@@ -7,6 +12,8 @@ Create Date: 2026-12-06 00:00:00+00:00
 
 from collections.abc import Sequence
 
+from alembic import op
+
 revision: str = "c0570d100009"
 down_revision: str | None = "c0570d100008"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_index("ix_shipments_parties", "shipments", ["from_participant", "to_participant"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_shipments_parties", table_name="shipments")

@@ -1,4 +1,9 @@
-"""participants_disclosure (reserved for issue 24 part R: fill in or leave empty)
+"""participants disclosure: `participants.disclosure` (issue 24 part D)
+
+Custody's copy of each participant's disclosure policy (`shared.vocab.Disclosure`), from the `disclosure` field of
+`registry.participant.registered` / `.updated`: who may learn its identity where it appears in what others read
+(custody's lots, histories and traces, `shared.visibility.identity_disclosed`). Null: no policy on record (an event
+from before policies): the default, `counterparties`.
 
 Revision ID: c0570d100007
 Revises: c0570d100006
@@ -7,6 +12,9 @@ Create Date: 2026-12-06 00:00:00+00:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "c0570d100007"
 down_revision: str | None = "c0570d100006"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +22,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("participants", sa.Column("disclosure", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("participants", "disclosure")

@@ -539,7 +539,7 @@ def received(e: CloudEvent) -> Received:
         text_or_none(s.get("tag"), "shipped.tag"),
         text_or_none(d.get("tag"), "tag"),
         "tag" in d,
-        e.time,
+        utc(e.time),
     )
 
 

@@ -339,6 +339,9 @@ class Seeder:
         self.audit_wait = audit_wait
         self.parties: dict[str, Party] = {}
         self.tags: dict[str, str] = {}  # lot id -> the tag the mine gave its bag
+        # The demo names lots by their local ids (the bag tags); custody stores each as `<prefix>:<local id>`, the
+        # prefix its registrant's: the full id each write answered, by local id (`full`).
+        self.ids: dict[str, str] = {}
         self.officer: dict[str, Any] | None = None
         self.stats = Stats()
         self.writing = False  # set once the seed starts changing things (a rerun then resumes)
@@ -557,6 +560,10 @@ class Seeder:
             self.stats.replayed += 1
         return r.json()  # type: ignore[no-any-return]
 
+    def full(self, lot_id: str) -> str:
+        """The full id custody gave the lot the demo calls `lot_id` (`<registrant's prefix>:<lot_id>`)."""
+        return self.ids[lot_id]
+
     def mine(
         self, who: str, lot_id: str, mineral: str, form: str, mass: float, at: str, seal: str, tag: str | None = None
     ) -> str:
@@ -569,7 +576,7 @@ class Seeder:
             "tag": tag or lot_id,
             "seal": seal,
         }
-        self.write(who, "/lots", body, f"lot:{lot_id}", f"registering lot {lot_id}")
+        self.ids[lot_id] = self.write(who, "/lots", body, f"lot:{lot_id}", f"registering lot {lot_id}")["lot_id"]
         self.tags[lot_id] = body["tag"]  # bag and tag: the tag travels with the bag from the mine onward
         self.stats.mined += 1
         self.stats.lots_by_mineral[mineral] += 1
@@ -598,7 +605,8 @@ class Seeder:
             body["tag"] = self.tags[lot_id]
         if max_days is not None:
             body["max_transit_days"] = max_days
-        out = self.write(frm, f"/lots/{lot_id}/shipments", body, f"ship:{lot_id}:{at}", f"shipping {lot_id}")
+        path = f"/lots/{self.full(lot_id)}/shipments"
+        out = self.write(frm, path, body, f"ship:{lot_id}:{at}", f"shipping {lot_id}")
         return str(out["shipment_id"])
 
     def receive(self, who: str, shipment_id: str, lot_id: str, at: str, mass: float, seal: str) -> None:
@@ -637,10 +645,12 @@ class Seeder:
         body = {
             "kind": kind,
             "occurred_at": at,
-            "inputs": [{"lot_id": lot, "mass_kg": kg} for lot, kg in inputs],
+            "inputs": [{"lot_id": self.full(lot), "mass_kg": kg} for lot, kg in inputs],
             "outputs": [{"lot_id": lot, "mineral": m, "form": f, "mass_kg": kg} for lot, m, f, kg in outputs],
         }
-        self.write(who, "/transformations", body, f"transform:{outputs[0][0]}", f"{kind} into {outputs[0][0]}")
+        made = self.write(who, "/transformations", body, f"transform:{outputs[0][0]}", f"{kind} into {outputs[0][0]}")
+        for (lot, *_), out in zip(outputs, made["outputs"], strict=True):
+            self.ids[lot] = out["lot_id"]
         self.stats.made += len(outputs)
         for _, mineral, _, _ in outputs:
             self.stats.lots_by_mineral[mineral] += 1
@@ -648,10 +658,12 @@ class Seeder:
 
     def consume(self, who: str, lot_id: str, product: str, mass: float, at: str) -> None:
         body = {"product": product, "mass_kg": mass, "consumed_at": at}
-        self.write(who, f"/lots/{lot_id}/consumptions", body, f"consume:{lot_id}:{at}", f"consuming {lot_id}")
+        path = f"/lots/{self.full(lot_id)}/consumptions"
+        self.write(who, path, body, f"consume:{lot_id}:{at}", f"consuming {lot_id}")
 
     def external(self, who: str, body: dict[str, Any]) -> None:
-        self.write(who, "/lots/external", body, f"external:{body['lot_id']}", f"declaring {body['lot_id']}")
+        made = self.write(who, "/lots/external", body, f"external:{body['lot_id']}", f"declaring {body['lot_id']}")
+        self.ids[body["lot_id"]] = made["lot_id"]
         self.stats.external += 1
         self.stats.lots_by_mineral[body["mineral"]] += 1
 
@@ -1002,6 +1014,8 @@ class Seeder:
         say(f"participants' tokens: {self.out} (id, name, kind, country, token for each; keep them secret)")
         say(f"a compliance officer's token, to resolve flags on the dashboard: `officers` in {self.out}")
         say(f"try: curl -s '{self.audit.url}/flags?severity=critical' -H 'Authorization: Bearer <admin token>'")
+        if "RLM-SAC305-2641-01" in self.ids:  # lot ids are `<registrant's prefix>:<local id>` (docs/api.md)
+            say(f"the solder that reached Northwind is lot {self.ids['RLM-SAC305-2641-01']} (GET /lots/<id>/risk)")
 
     def run(self) -> int:
         started = time.monotonic()

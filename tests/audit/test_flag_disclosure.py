@@ -333,3 +333,27 @@ async def test_a_regulator_reads_the_flags_on_what_its_grant_opens_in_full(syste
     assert (await s.audit.get(f"/lots/{c.metal}/risk", headers=elsewhere)).status_code == 404
     listed = await ok(await s.audit.get("/flags", params={"lot_id": c.ore}, headers=elsewhere), 200)
     assert listed["items"] == []
+
+
+async def test_downstream_is_who_holds_material_from_a_participants_lots_never_the_reverse(
+    system: System, chain: Chain
+) -> None:
+    """The relation `identity_disclosed` is asked with: the manufacturer holds metal made from the ore the mine and
+    both traders held (downstream of each); the mine let go of the ore before the traders held it (they are not
+    upstream of it); the traders dealt with each other directly (counterparties)."""
+    s, c = system, chain
+    conn = await asyncpg.connect(s.audit_dsn)
+    try:
+        everyone = [c.mine.id, c.first.id, c.second.id, c.smelter.id, c.maker.id]
+        of_maker = await repository.parties(conn, c.maker.id, everyone, 100)
+        assert {p for p, r in of_maker.items() if r.downstream} == {c.mine.id, c.first.id, c.second.id, c.smelter.id}
+        assert {p for p, r in of_maker.items() if r.counterparty} == {c.smelter.id}
+        of_mine = await repository.parties(conn, c.mine.id, everyone, 100)
+        assert {p for p, r in of_mine.items() if r.downstream} - {c.mine.id} == set()  # (itself: `self` first)
+        assert {p for p, r in of_mine.items() if r.counterparty} == {c.first.id}
+        of_second = await repository.parties(conn, c.second.id, everyone, 100)
+        assert {p for p, r in of_second.items() if r.downstream} - {c.second.id} == {c.mine.id, c.first.id}
+        assert {p for p, r in of_second.items() if r.counterparty} == {c.first.id, c.smelter.id}
+        assert of_maker[c.mine.id].kind == "mine" and of_maker[c.smelter.id].kind == "smelter"
+    finally:
+        await conn.close()

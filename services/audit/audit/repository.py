@@ -325,16 +325,20 @@ async def flags_on(conn: Conn, lot_ids: Sequence[str], viewer: Viewer = EVERYONE
 
 # What deciding on the identities `viewer` ($1) reads needs to know of each participant among $2: its kind and
 # policy (unknown to audit: null, the default), whether they traded directly (a shipment between them, either way),
-# and whether the viewer holds or held material from its lots (it holds or held, or is the origin or the ASM producer
-# of, a lot the viewer's lots were made from or are: `lots_affecting_sql`'s walk, $3 steps).
+# and whether the viewer holds or held material from its lots: it holds or held, or is the origin or the ASM producer
+# of, a lot the viewer's lots were made from (`lots_affecting_sql`'s walk, $3 steps), or it let go of one of the
+# viewer's own lots before the viewer did (a later holder of the viewer's lot is downstream of it, not upstream).
 PARTIES = (
     "WITH up AS MATERIALIZED ("
     + lots_affecting_sql("$1", "$3")
-    + """)
+    + """), own AS MATERIALIZED (SELECT lot_id, until FROM lot_holders WHERE participant_id = $1)
 SELECT x.id, p.kind, p.disclosure,
   EXISTS (SELECT 1 FROM shipments s
           WHERE (s.sender = $1 AND s.receiver = x.id) OR (s.receiver = $1 AND s.sender = x.id)) AS counterparty,
-  (EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = x.id AND h.lot_id IN (SELECT lot_id FROM up))
+  (EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = x.id
+           AND h.lot_id IN (SELECT lot_id FROM up) AND h.lot_id NOT IN (SELECT lot_id FROM own))
+   OR EXISTS (SELECT 1 FROM lot_holders h JOIN own o USING (lot_id) WHERE h.participant_id = x.id
+              AND h.until IS NOT NULL AND (o.until IS NULL OR h.until <= o.until))
    OR EXISTS (SELECT 1 FROM lots l WHERE (l.origin_participant = x.id OR l.produced_by = x.id)
               AND l.lot_id IN (SELECT lot_id FROM up))) AS downstream
 FROM unnest($2::text[]) AS x(id) LEFT JOIN participants p ON p.id = x.id

@@ -294,7 +294,7 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
                         json={"lot_id": lot, "mineral": "tin", "form": "ore", "mass_kg": 1, "produced_at": _now()},
                     )
                     if r.status_code == 201:
-                        warm.add(lot)
+                        warm.add(r.json()["lot_id"])  # `<the mine's prefix>:<local id>`, as its flag names it
                         break
                     await asyncio.sleep(0.2)
         missing = await flags.wait_for(warm, 60)

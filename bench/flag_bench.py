@@ -155,7 +155,7 @@ async def open_loop(
         http = await pool.get()
         try:
             late.append(time.perf_counter() - scheduled)
-            status, _ = await http.request(
+            status, raw = await http.request(
                 "POST", "/lots", {"Authorization": f"Bearer {token}", "Idempotency-Key": lot}, body
             )
         finally:
@@ -163,6 +163,7 @@ async def open_loop(
         done = time.perf_counter()
         latencies.append(done - scheduled)
         if status == 201:
+            lot = orjson.loads(raw)["lot_id"]  # `<the mine's prefix>:<local id>`: as the flags and events name it
             responded[lot] = done
             responded_epoch[lot] = time.time()
         else:
@@ -239,7 +240,7 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], procs: dict[st
                         json={"lot_id": lot, "mineral": "tin", "form": "ore", "mass_kg": 1, "produced_at": _now()},
                     )
                     if r.status_code == 201:
-                        warm.add(lot)
+                        warm.add(r.json()["lot_id"])
                         break
                     await asyncio.sleep(0.2)  # keys or the participant not there yet
                 else:

@@ -77,15 +77,15 @@ async def declare(http: httpx.AsyncClient, token: str, n: int, concurrency: int 
     ids = [f"TB-{uuid.uuid4().hex[:16].upper()}" for _ in range(n)]
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(lot: str) -> None:
+    async def one(lot: str) -> str:
         async with gate:
             r = await http.post(
                 "/lots/external", headers={"Authorization": f"Bearer {token}"}, json={**body, "lot_id": lot}
             )
             r.raise_for_status()
+            return str(r.json()["lot_id"])  # `<the smelter's prefix>:<local id>`
 
-    await asyncio.gather(*(one(lot) for lot in ids))
-    return ids
+    return list(await asyncio.gather(*(one(lot) for lot in ids)))
 
 
 async def until(check: Any, timeout_s: float, every_s: float = 0.02) -> float | None:
@@ -130,6 +130,7 @@ async def one_size(urls: dict[str, str], dsns: dict[str, str], token: str, n: in
             raise RuntimeError(f"the {n} x {n} transformation was refused: {r.status_code} {r.text[:500]}")
         answer_bytes = len(r.content)
         tid = r.json()["transformation_id"]
+        outputs = [o["lot_id"] for o in r.json()["outputs"]]  # the full ids, as audit keeps them
 
     async def applied() -> bool:
         done = await fetchval(

@@ -47,6 +47,7 @@ from bench.common import (
     wait_healthy,
     write_results,
 )
+from custody.domain import new_lot_prefix
 from shared.topics import delete_topics, ensure_topics
 
 DBS = ("registry_wbench", "custody_wbench")
@@ -249,8 +250,9 @@ def run(args: argparse.Namespace) -> int:
             conn = await asyncpg.connect(pg.url("custody_wbench"))
             try:
                 await conn.executemany(
-                    "INSERT INTO participants (id, kind, name, country, version) VALUES ($1, $2, $1, 'RW', 1)",
-                    [(p[0], p[1]) for p in parties],
+                    "INSERT INTO participants (id, kind, name, country, version, lot_prefix) "
+                    "VALUES ($1, $2, $1, 'RW', 1, $3)",
+                    [(p[0], p[1], new_lot_prefix()) for p in parties],
                 )
             finally:
                 await conn.close()
@@ -275,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
                     },
                 )
                 if r.status_code == 201:
+                    lot = r.json()["lot_id"]  # `<the mine's prefix>:<local id>`: both parties name it so
                     break
                 time.sleep(0.2)
             else:

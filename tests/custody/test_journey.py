@@ -556,7 +556,9 @@ async def test_a_write_without_locks_is_all_or_nothing(stack: Stack) -> None:
     try:
 
         async def attempt(key: str) -> bool:
-            read, _ = await repository.lot_for_update_and_party(conn, lot["lot_id"], mine.id, caller=mine.id, lock=False)
+            read, _ = await repository.lot_for_update_and_party(
+                conn, lot["lot_id"], mine.id, caller=mine.id, lock=False
+            )
             assert read is not None
             changes = repository.Changes()
             read.status = LotStatus.active

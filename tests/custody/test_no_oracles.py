@@ -163,6 +163,28 @@ async def assert_no_oracle(
 # --- scoped ids ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("BAG-1", "ABCDEFGH:BAG-1"),  # a local id
+        ("ABCDEFGH:BAG-1", "ABCDEFGH:BAG-1"),  # the caller's own full id, as is
+        ("ABCDEFGH:", None),  # no local id
+        ("ABCDEFGH:a:b", None),  # a local id has no ':'
+        ("ZZZZZZZZ:BAG-1", None),  # another prefix
+        ("BAG:1", None),
+        ("x" * 100, "ABCDEFGH:" + "x" * 100),
+        ("x" * 101, None),  # a local id is at most 100 characters
+    ],
+)
+async def test_the_id_of_a_lot_a_participant_creates(sent: str, stored: str | None) -> None:
+    assert domain.scoped_lot_id("ABCDEFGH", sent) == stored
+
+
+async def test_a_lot_id_prefix_is_8_characters_of_crockford_base32() -> None:
+    drawn = {domain.new_lot_prefix() for _ in range(200)}
+    assert len(drawn) == 200 and all(PREFIX.match(p) for p in drawn)
+
+
 async def test_every_participant_gets_a_lot_id_prefix(stack: Stack) -> None:
     a, b = await stack.party("mine"), await stack.party("trader")
     prefixes = [await prefix_of(stack, p) for p in (a, b)]
@@ -280,25 +302,23 @@ async def test_another_participants_full_id_cannot_be_declared_nor_probed(stack:
 # --- no oracles, write by write and read by read ------------------------------------------------------------------
 
 
-async def test_writes_and_reads_about_a_lot_never_held_are_answered_as_for_none(stack: Stack, statements: None) -> None:
+WRITES: list[tuple[str, Any]] = [
+    ("/lots/{}/shipments", lambda to: ship_body(to)),
+    ("/lots/{}/consumptions", lambda _: CONSUMPTION),
+    ("/lots/{}/origin-confirmation", lambda _: {"confirmed": True}),
+]
+READS = ["/lots/{}", "/lots/{}/history", "/lots/{}/trace", "/lots/{}/trace?direction=downstream"]
+
+
+async def test_writes_about_a_lot_never_held_are_answered_as_for_none(stack: Stack, statements: None) -> None:
     mine, stranger, buyer = await stack.party("mine"), await stack.party("trader"), await stack.party("trader")
     lot = (await register(stack, mine))["lot_id"]
     missing = f"{lot.split(':', 1)[0]}:{local('NOPE')}"
-    bare_missing = local("NOPE")
-    cases: list[tuple[str, dict[str, Any] | None]] = [
-        ("/lots/{}/shipments", ship_body(buyer)),
-        ("/lots/{}/consumptions", CONSUMPTION),
-        ("/lots/{}/origin-confirmation", {"confirmed": True}),
-        ("/lots/{}", None),
-        ("/lots/{}/history", None),
-        ("/lots/{}/trace", None),
-        ("/lots/{}/trace?direction=downstream", None),
-    ]
-    for path, body in cases:
-        await assert_no_oracle(stack, stranger, path, body, lot, missing)
+    for path, body in WRITES:
+        await assert_no_oracle(stack, stranger, path, body(buyer), lot, missing)
     # by the bare local id of another's lot: the caller's own (none), then a legacy lot of that id (none)
-    for path, body in cases:
-        await assert_no_oracle(stack, stranger, path, body, lot.split(":", 1)[1], bare_missing)
+    for path, body in WRITES:
+        await assert_no_oracle(stack, stranger, path, body(buyer), lot.split(":", 1)[1], local("NOPE"))
     # transformations: an input never held
     before = await refusals_by(stack, stranger)
     r_unseen, s_unseen = await counted(stack.custody.post("/transformations", json=split(lot), headers=stranger.auth))
@@ -307,8 +327,15 @@ async def test_writes_and_reads_about_a_lot_never_held_are_answered_as_for_none(
     )
     assert r_unseen.status_code == 404, r_unseen.text
     assert answer(r_unseen, lot) == answer(r_missing, missing)
-    assert s_unseen == s_missing
+    assert s_unseen and s_unseen == s_missing
     assert await refusals_by(stack, stranger) == before
+
+
+@pytest.mark.parametrize("path", READS)
+async def test_reads_of_a_lot_not_readable_are_answered_as_for_none(stack: Stack, statements: None, path: str) -> None:
+    mine, stranger = await stack.party("mine"), await stack.party("trader")
+    lot = (await register(stack, mine))["lot_id"]
+    await assert_no_oracle(stack, stranger, path, None, lot, f"{lot.split(':', 1)[0]}:{local('NOPE')}")
 
 
 async def test_a_closed_lot_of_someone_else_is_not_said_to_be_depleted(stack: Stack, statements: None) -> None:

@@ -46,23 +46,41 @@ def lots_affecting_sql(participant: str, depth_limit: str, held: str = "true") -
     return walk_sql(upstream=True, depth_limit=depth_limit, seed=seed) + "SELECT lot_id FROM reached"
 
 
+def flag_reach_sql(participant: str, depth_limit: str) -> str:
+    """A query: every lot whose flags may reach `participant` (a parameter such as `$2`), each with the moment up to
+    which they do (`cutoff`): each lot it holds or held, up to its hand-off (`lot_holders.until`; holding it now:
+    `infinity`), and every lot upstream of those (at most `depth_limit` steps), up to the transformation that drew it
+    into that material (`transformations.recorded_at`) or that hand-off, whichever came first. Reached more than one
+    way, the latest counts. (Audit's tables: `lot_holders.until`, `transformations`.)"""
+    return f"""
+WITH RECURSIVE reach(id, lot, depth, cutoff) AS (
+  SELECT lot_id, true, 0, coalesce(until, 'infinity'::timestamptz) FROM lot_holders WHERE participant_id = {participant}
+  UNION
+  SELECT s.id, s.lot, s.depth, s.cutoff FROM reach CROSS JOIN LATERAL (
+    SELECT o.transformation_id AS id, false AS lot, reach.depth, least(reach.cutoff, t.recorded_at) AS cutoff
+    FROM transformation_outputs o LEFT JOIN transformations t USING (transformation_id)
+    WHERE reach.lot AND reach.depth < {depth_limit} AND o.lot_id = reach.id
+    UNION ALL
+    SELECT i.lot_id, true, reach.depth + 1, reach.cutoff FROM transformation_inputs i
+    WHERE NOT reach.lot AND i.transformation_id = reach.id
+  ) s
+)
+SELECT id AS lot_id, max(cutoff) AS cutoff FROM reach WHERE lot GROUP BY id"""
+
+
 def flag_visible_sql(participant: str, depth_limit: str = "100", event_at: str = "NULL") -> str:
     """A condition on a `flags` row (columns `participants` and `lot_ids`): may `participant` (a parameter such as
-    `$2`) see it? Named in it (an event it took part in); or on a lot it holds now or one upstream of such a lot
-    (`depth_limit` steps); or on a lot it held and let go of (or one upstream of it) when the event the flag is about
-    (`event_at`, an SQL expression on the row: when that event was recorded) came no later than its hand-off
-    (`lot_holders.until`, its buyer's receipt). A flag raised on events after the hand-off is not its.
+    `$2`) see it? Named in it (an event it took part in); or on a lot of `flag_reach_sql` (a lot it holds or held, or
+    one upstream of such a lot, `depth_limit` steps) when the event the flag is about (`event_at`, an SQL expression
+    on the row: when that event was recorded; NULL: unknown, as early as can be) came no later than that lot's
+    cutoff: a flag on a lot it let go of, raised on an event after its hand-off, is not its; nor is a flag on an
+    upstream lot raised on an event after that lot was drawn into its material (the risk does not flow into it).
 
-    The hand-off check runs per flag (a walk down from the flag's lots), and only for flags on lots upstream of
-    something it let go of: the other two are one walk each for the whole query."""
-    now = lots_affecting_sql(participant, depth_limit, "until IS NULL")
-    before = lots_affecting_sql(participant, depth_limit, "until IS NOT NULL")
-    handed = (
-        f"EXISTS (SELECT 1 FROM lot_holders hh WHERE hh.participant_id = {participant} AND hh.until >= {event_at} "
-        f"AND hh.lot_id IN (SELECT lot_id FROM ({affected_lots_sql('lot_ids', depth_limit)}) affected))"
-    )
+    The reach is one walk for the whole query (a map of lot to cutoff); each flag looks its lots up in it."""
+    reach = f"(SELECT jsonb_object_agg(lot_id, cutoff) FROM ({flag_reach_sql(participant, depth_limit)}) r)"
     return (
-        f"({participant} = ANY(participants) OR lot_ids && ARRAY({now}) OR (lot_ids && ARRAY({before}) AND {handed}))"
+        f"({participant} = ANY(participants) OR EXISTS (SELECT 1 FROM unnest(lot_ids) AS fl(lot) "
+        f"WHERE ({reach} ->> fl.lot)::timestamptz >= coalesce({event_at}, '-infinity'::timestamptz)))"
     )
 
 

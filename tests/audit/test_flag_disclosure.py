@@ -50,6 +50,7 @@ class Chain:
     metal: str
     origin: dict[str, Any]  # the origin flag (uncertified ASM in a CAHRA region), as the operator reads it
     mismatch: dict[str, Any]  # the mass mismatch on the second trader's shipment to the smelter
+    later: dict[str, Any]  # beyond_remaining: the smelter's attempt to ship the ore after it smelted it
 
 
 async def _flag(s: System, rule: str, lot_id: str) -> dict[str, Any]:
@@ -108,9 +109,17 @@ async def chain(system: System) -> Chain:
         200,
     )
     c.mismatch = await _flag(s, "mass_mismatch", c.ore)
-    c.metal = await into_metal(s, c.smelter, c.ore, 900, 500, at="2026-03-10T08:00:00Z", kind="smelting")
-    await deliver(s, c.metal, c.smelter, c.maker, 500, shipped="2026-03-11T08:00:00Z", received="2026-03-12T08:00:00Z")
+    c.metal = await into_metal(s, c.smelter, c.ore, 500, 300, at="2026-03-10T08:00:00Z", kind="smelting")
+    await deliver(s, c.metal, c.smelter, c.maker, 300, shipped="2026-03-11T08:00:00Z", received="2026-03-12T08:00:00Z")
     await _holders(s, c.metal, 2)
+    # After part of the ore was smelted: the smelter tries to ship more of it than is left (refused, flagged).
+    r = await s.custody.post(
+        f"/lots/{c.ore}/shipments",
+        headers=c.smelter.auth,
+        json={"to": c.maker.id, "mass_kg": 1000, "shipped_at": "2026-03-13T08:00:00Z"},
+    )
+    assert r.status_code == 409, r.text
+    c.later = await _flag(s, "beyond_remaining", c.ore)
     return c
 
 
@@ -159,6 +168,9 @@ async def test_far_downstream_sees_the_finding_and_not_the_mines_identity_until_
     s, c = system, chain
     seen = await _listed(s, c.maker)
     assert {c.origin["id"], c.mismatch["id"]} <= set(seen)  # both flow into the metal it holds now
+    assert c.later["id"] not in seen  # on the ore after it was smelted into the metal: flows into nothing it holds
+    assert (await s.audit.get(f"/flags/{c.later['id']}", headers=c.maker.auth)).status_code == 404
+    assert c.later["id"] in await _listed(s, c.smelter)  # the smelter's own attempt
     origin = seen[c.origin["id"]]
     assert (origin["rule"], origin["severity"], origin["status"], origin["lot_ids"]) == (
         "uncertified_asm_in_cahra",

@@ -165,45 +165,51 @@ async def test_a_regulators_grant_opens_its_lots_its_participants_lots_and_their
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_former_holder_sees_the_flags_on_events_up_to_its_hand_off(conn: asyncpg.Connection) -> None:
-    """Issue 24: H0 -> TH -> H1. `hmine` let go of H0 at t=10 (its buyer's receipt), `hsmelter` holds H0 and made
-    H1 of it, `hbuyer` held H1 until t=20. A flag on H0 is the former holders' only if the event it is about came no
-    later than their hand-off; the SQL and `sees_flag` (given the lots that count) agree."""
+    """Issue 24: H0 -> TH (day 12) -> H1. `hmine` let go of H0 on day 10 (its buyer's receipt), `hsmelter` holds H0
+    and made H1 of it on day 12, `hbuyer` held H1 until day 20. A flag on a lot reaches a holder only if the event it
+    is about came no later than the lot's cutoff: the holder's hand-off, and for a lot upstream the transformation
+    that drew it into the holder's material (`flag_reach_sql`); the SQL and `sees_flag` (given the lots that count)
+    agree."""
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     for table, lot in (("transformation_inputs", "H0"), ("transformation_outputs", "H1")):
         await conn.execute(f"INSERT INTO {table} (transformation_id, lot_id, position) VALUES ('TH', '{lot}', 0)")
+    await conn.execute(
+        "INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, "
+        "recorded_at) VALUES ('TH', 'smelting', 'hsmelter', 'smelter', $1, ARRAY['H1'], 'e-TH', $1)",
+        t0 + timedelta(days=12),
+    )
     holders = [("H0", "hmine", 10), ("H0", "hsmelter", None), ("H1", "hsmelter", None), ("H1", "hbuyer", 20)]
     await conn.executemany(
         "INSERT INTO lot_holders (lot_id, participant_id, until) VALUES ($1, $2, $3)",
         [(lot, p, None if d is None else t0 + timedelta(days=d)) for lot, p, d in holders],
     )
-    made_from = {"H0": {"H0", "H1"}, "H1": {"H1"}}  # each lot and what was made from it
+    inf = 10**6
+    # (holder, lot) -> the last day a flag's event may be on to reach it
+    cutoff = {("hmine", "H0"): 10, ("hsmelter", "H0"): inf, ("hsmelter", "H1"): inf, ("hbuyer", "H1"): 20}
+    cutoff[("hbuyer", "H0")] = 12  # upstream of what it held: up to the smelting that drew H0 into H1
     try:
         sql = (
             f"SELECT {flag_visible_sql('$1', '100', '$4::timestamptz')} "
             "FROM (SELECT $2::text[] AS participants, $3::text[] AS lot_ids) AS flags"
         )
         for who, lots, day in itertools.product(
-            ("hmine", "hsmelter", "hbuyer", "hstranger"), (["H0"], ["H1"]), (5, 10, 15, 25)
+            ("hmine", "hsmelter", "hbuyer", "hstranger"), (["H0"], ["H1"], ["H0", "H1"]), (5, 10, 12, 15, 25)
         ):
             at = t0 + timedelta(days=day)
-            counted = [
-                lot
-                for lot in lots
-                if any(
-                    p == who and x in made_from[lot] and (d is None or t0 + timedelta(days=d) >= at)
-                    for x, p, d in holders
-                )
-            ]
+            counted = [lot for lot in lots if cutoff.get((who, lot), -1) >= day]
             assert await conn.fetchval(sql, who, [], lots, at) == sees_flag(who, [], lots, counted), (who, lots, day)
         at = t0 + timedelta(days=15)
         assert not await conn.fetchval(sql, "hmine", [], ["H0"], at)  # after the mine let go
         assert await conn.fetchval(sql, "hmine", ["hmine"], ["H0"], at)  # ... unless it names the mine
-        assert await conn.fetchval(sql, "hbuyer", [], ["H0"], at)  # upstream of what it held until day 20
-        assert not await conn.fetchval(sql, "hbuyer", [], ["H0"], t0 + timedelta(days=25))
+        assert await conn.fetchval(sql, "hbuyer", [], ["H0"], t0 + timedelta(days=12))  # fed its material
+        assert not await conn.fetchval(sql, "hbuyer", [], ["H0"], at)  # H0's later events do not flow into H1
+        assert await conn.fetchval(sql, "hbuyer", [], ["H1"], at)  # H1 until it let go on day 20
+        assert not await conn.fetchval(sql, "hbuyer", [], ["H1"], t0 + timedelta(days=25))
         assert await conn.fetchval(sql, "hsmelter", [], ["H0"], t0 + timedelta(days=25))  # it holds H0 now
-        assert not await conn.fetchval(sql, "hmine", [], ["H0"], None)  # the event's time unknown: not a former's
+        assert await conn.fetchval(sql, "hmine", [], ["H0"], None)  # the event's time unknown: as early as can be
     finally:
         await conn.execute("DELETE FROM lot_holders WHERE lot_id IN ('H0', 'H1')")
+        await conn.execute("DELETE FROM transformations WHERE transformation_id = 'TH'")
         await conn.execute("DELETE FROM transformation_inputs WHERE transformation_id = 'TH'")
         await conn.execute("DELETE FROM transformation_outputs WHERE transformation_id = 'TH'")
 

@@ -244,6 +244,7 @@ def build_rows(shape: Shape) -> Rows:
                     region if kind == "mine" else None,
                     "asm" if kind == "mine" else None,
                     1,
+                    f"BN{len(rows.participants):06d}",  # its lot-id prefix (unique; no lot of the bench uses it)
                 )
             )
 
@@ -325,7 +326,7 @@ async def load(dsn: str, shape: Shape) -> dict[str, int]:
             await conn.copy_records_to_table(
                 "participants",
                 records=rows.participants,
-                columns=["id", "kind", "name", "country", "region", "mining_type", "version"],
+                columns=["id", "kind", "name", "country", "region", "mining_type", "version", "lot_prefix"],
             )
             await conn.copy_records_to_table("lots", records=rows.lots, columns=list(LOT_COLUMNS))
             await conn.copy_records_to_table("lot_holders", records=rows.holders, columns=["lot_id", "participant_id"])
@@ -488,7 +489,7 @@ async def profile_trace(dsn: str, lot_id: str, *, upstream: bool, runs: int) -> 
     who = OPERATOR if READER.id is None else Principal(subject=READER.id, kind="manufacturer")  # `Reader`
 
     current: dict[str, float] = defaultdict(float)
-    wrapped = ("trace_rows", "may_read", "party_views")  # a participant reader's check and look-up too
+    wrapped = ("trace_rows", "party_views")  # a participant reader's look-up of the policies too
     originals = {name: getattr(repository, name) for name in wrapped}
 
     def timed(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

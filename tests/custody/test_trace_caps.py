@@ -122,7 +122,7 @@ async def test_the_database_never_builds_the_n_times_m_rows(capped: Stack, chain
         walk = walk_sql(upstream=False) + "SELECT lot_id, depth FROM reached"
         assert await explain(conn, walk, chain["l0"], 100) < 5 * N
         # The trace statement whose edges would be 40,200: it builds none of them, and answers counts instead ...
-        args = (chain["l0"], 100, None, MAX_LOTS, MAX_EDGES)
+        args = (chain["l0"], 100, None, MAX_LOTS, MAX_EDGES, 100)
         assert await explain(conn, repository.TRACE_DOWN_ROWS, *args) < 5 * N
         rows = await repository.trace_rows(
             conn, chain["l0"], upstream=False, max_depth=100, max_lots=MAX_LOTS, max_edges=MAX_EDGES, participant=None

@@ -68,7 +68,17 @@ WITH RECURSIVE reach(id, lot, depth, cutoff) AS (
 SELECT id AS lot_id, max(cutoff) AS cutoff FROM reach WHERE lot GROUP BY id"""
 
 
-def flag_visible_sql(participant: str, depth_limit: str = "100", event_at: str = "NULL") -> str:
+def flag_reach_cte(participant: str, depth_limit: str, name: str = "flag_reach") -> str:
+    """A common table expression `name(map)`: `flag_reach_sql` as one JSON object, lot id -> cutoff, for
+    `flag_visible_sql(..., reach=name)`: a query starting `WITH {flag_reach_cte(...)} SELECT ...` walks once and
+    is costed once (a per-row subquery holding the walk would be costed per row, which wakes the JIT compiler)."""
+    walk = flag_reach_sql(participant, depth_limit)
+    return f"{name} AS MATERIALIZED (SELECT coalesce(jsonb_object_agg(lot_id, cutoff), '{{}}') AS map FROM ({walk}) r)"
+
+
+def flag_visible_sql(
+    participant: str, depth_limit: str = "100", event_at: str = "NULL", reach: str | None = None
+) -> str:
     """A condition on a `flags` row (columns `participants` and `lot_ids`): may `participant` (a parameter such as
     `$2`) see it? Named in it (an event it took part in); or on a lot of `flag_reach_sql` (a lot it holds or held, or
     one upstream of such a lot, `depth_limit` steps) when the event the flag is about (`event_at`, an SQL expression
@@ -76,11 +86,20 @@ def flag_visible_sql(participant: str, depth_limit: str = "100", event_at: str =
     cutoff: a flag on a lot it let go of, raised on an event after its hand-off, is not its; nor is a flag on an
     upstream lot raised on an event after that lot was drawn into its material (the risk does not flow into it).
 
-    The reach is one walk for the whole query (a map of lot to cutoff); each flag looks its lots up in it."""
-    reach = f"(SELECT jsonb_object_agg(lot_id, cutoff) FROM ({flag_reach_sql(participant, depth_limit)}) r)"
+    `reach`: the name of a `flag_reach_cte` of the query (for the same participant); without it the walk is a
+    subquery of the condition (one walk all the same). Each flag looks its lots up in the walk's map."""
+    if reach is None:
+        walk = flag_reach_sql(participant, depth_limit)
+        src = (
+            f"(SELECT (SELECT coalesce(jsonb_object_agg(lot_id, cutoff), '{{}}') FROM ({walk}) r) AS map) AS flag_reach"
+        )
+        reach = "flag_reach"
+    else:
+        src = reach
     return (
-        f"({participant} = ANY(participants) OR EXISTS (SELECT 1 FROM unnest(lot_ids) AS fl(lot) "
-        f"WHERE ({reach} ->> fl.lot)::timestamptz >= coalesce({event_at}, '-infinity'::timestamptz)))"
+        f"({participant} = ANY(participants) OR EXISTS (SELECT 1 FROM {src}, unnest(lot_ids) AS fl(lot) "
+        f"WHERE {reach}.map ? fl.lot "
+        f"AND ({reach}.map ->> fl.lot)::timestamptz >= coalesce({event_at}, '-infinity'::timestamptz)))"
     )
 
 

@@ -20,6 +20,7 @@ from shared.topics import AUDIT_DECISIONS, AUDIT_FLAGS
 from shared.visibility import (
     Party,
     affected_lots_sql,
+    flag_reach_cte,
     flag_visible_sql,
     grant_lots_sql,
     grant_opens_lot_sql,
@@ -75,7 +76,9 @@ EVERYONE = Viewer()
 
 def _visible(w: Where, viewer: Viewer) -> None:
     if viewer.participant is not None:
-        w.add(flag_visible_sql(w.arg(viewer.participant), w.arg(viewer.max_depth), FLAG_EVENT_AT))
+        who = w.arg(viewer.participant)
+        w.ctes.append(flag_reach_cte(who, w.arg(viewer.max_depth)))
+        w.add(flag_visible_sql(who, event_at=FLAG_EVENT_AT, reach="flag_reach"))
     elif viewer.grant is not None:
         lots, participants = viewer.grant
         opened = grant_lots_sql(w.arg(list(lots)), w.arg(list(participants)), w.arg(viewer.max_depth))
@@ -100,6 +103,7 @@ class Where:
     def __init__(self) -> None:
         self.conditions: list[str] = []
         self.args: list[Any] = []
+        self.ctes: list[str] = []  # common table expressions the conditions read (`flag_reach_cte`)
 
     def arg(self, v: Any) -> str:
         self.args.append(v)
@@ -111,6 +115,11 @@ class Where:
     @property
     def sql(self) -> str:
         return f"WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
+
+    @property
+    def with_(self) -> str:
+        """What the query starts with: its common table expressions, if any."""
+        return f"WITH {', '.join(self.ctes)} " if self.ctes else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +148,7 @@ async def list_flags(
     if f.participant is not None:
         w.add(f"{w.arg(f.participant)} = ANY(participants)")
     _visible(w, viewer)
-    sql = f"SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq DESC LIMIT {w.arg(limit)}"
+    sql = f"{w.with_}SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq DESC LIMIT {w.arg(limit)}"
     return list(await conn.fetch(sql, *w.args))
 
 
@@ -148,7 +157,7 @@ async def get_flag(conn: Conn, flag_id: str, *, viewer: Viewer, for_update: bool
     w.add(f"id = {w.arg(flag_id)}")
     _visible(w, viewer)
     return await conn.fetchrow(
-        f"SELECT {FLAG_COLUMNS} FROM flags {w.sql}{' FOR UPDATE' if for_update else ''}", *w.args
+        f"{w.with_}SELECT {FLAG_COLUMNS} FROM flags {w.sql}{' FOR UPDATE OF flags' if for_update else ''}", *w.args
     )
 
 
@@ -320,7 +329,7 @@ async def flags_on(conn: Conn, lot_ids: Sequence[str], viewer: Viewer = EVERYONE
     w.add(f"lot_ids && {w.arg(list(lot_ids))}::text[]")
     w.add("status <> 'withdrawn'")
     _visible(w, viewer)
-    return list(await conn.fetch(f"SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq", *w.args))
+    return list(await conn.fetch(f"{w.with_}SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq", *w.args))
 
 
 # What deciding on the identities `viewer` ($1) reads needs to know of each participant among $2: its kind and

@@ -340,16 +340,20 @@ async def flags_on(conn: Conn, lot_ids: Sequence[str], viewer: Viewer = EVERYONE
 PARTIES = (
     "WITH up AS MATERIALIZED ("
     + lots_affecting_sql("$1", "$3")
-    + """), own AS MATERIALIZED (SELECT lot_id, until FROM lot_holders WHERE participant_id = $1)
-SELECT x.id, p.kind, p.disclosure,
-  EXISTS (SELECT 1 FROM shipments s
-          WHERE (s.sender = $1 AND s.receiver = x.id) OR (s.receiver = $1 AND s.sender = x.id)) AS counterparty,
-  (EXISTS (SELECT 1 FROM lot_holders h WHERE h.participant_id = x.id
-           AND h.lot_id IN (SELECT lot_id FROM up) AND h.lot_id NOT IN (SELECT lot_id FROM own))
-   OR EXISTS (SELECT 1 FROM lot_holders h JOIN own o USING (lot_id) WHERE h.participant_id = x.id
-              AND h.until IS NOT NULL AND (o.until IS NULL OR h.until <= o.until))
-   OR EXISTS (SELECT 1 FROM lots l WHERE (l.origin_participant = x.id OR l.produced_by = x.id)
-              AND l.lot_id IN (SELECT lot_id FROM up))) AS downstream
+    + """), own AS MATERIALIZED (SELECT lot_id, until FROM lot_holders WHERE participant_id = $1),
+counterparties AS MATERIALIZED (
+  SELECT receiver AS id FROM shipments WHERE sender = $1 AND receiver = ANY($2::text[])
+  UNION SELECT sender FROM shipments WHERE receiver = $1 AND sender = ANY($2::text[])
+), upstream AS MATERIALIZED (
+  SELECT h.participant_id AS id FROM up JOIN lot_holders h USING (lot_id)
+  WHERE h.participant_id = ANY($2::text[]) AND up.lot_id NOT IN (SELECT lot_id FROM own)
+  UNION SELECT h.participant_id FROM own o JOIN lot_holders h USING (lot_id)
+  WHERE h.participant_id = ANY($2::text[]) AND h.until IS NOT NULL AND (o.until IS NULL OR h.until <= o.until)
+  UNION SELECT l.origin_participant FROM up JOIN lots l USING (lot_id) WHERE l.origin_participant = ANY($2::text[])
+  UNION SELECT l.produced_by FROM up JOIN lots l USING (lot_id) WHERE l.produced_by = ANY($2::text[])
+)
+SELECT x.id, p.kind, p.disclosure, x.id IN (SELECT id FROM counterparties) AS counterparty,
+       x.id IN (SELECT id FROM upstream) AS downstream
 FROM unnest($2::text[]) AS x(id) LEFT JOIN participants p ON p.id = x.id
 """
 )

@@ -95,11 +95,11 @@ def test_a_lot_in_transit_is_refused_even_to_its_custodian() -> None:
 
 
 @pytest.mark.parametrize("status", [LotStatus.consumed, LotStatus.depleted])
-def test_closed_is_checked_before_custodian(status: LotStatus) -> None:
-    # a closed lot says so to anyone, whoever holds it
+def test_custodian_is_checked_before_closed(status: LotStatus) -> None:
+    # a former holder learns only that the lot is no longer theirs, not what became of it (issue 24)
     with pytest.raises(Refusal) as e:
         check_can_act(lot(status), "stranger", "ship")
-    assert refusal(e) == "lot_closed"
+    assert refusal(e) == "not_custodian"
 
 
 def test_custodian_is_checked_before_transit() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -124,11 +125,13 @@ class LotState:
 
 
 def check_can_act(lot: LotState, actor: str, verb: str) -> None:
-    """The caller holds the lot, and the lot is neither closed nor on its way somewhere."""
-    if lot.status in CLOSED:
-        raise Refusal("lot_closed", f"Lot {lot.lot_id} is {lot.status.value}; nothing is left to {verb}.")
+    """The caller holds the lot, and the lot is neither closed nor on its way somewhere. Whether the caller holds it
+    comes first: anyone else (a former holder; one who never held it is not even told the lot exists) learns nothing
+    of what became of the lot since it let go (consumed, depleted, in transit)."""
     if lot.custodian != actor:
         raise Refusal("not_custodian", f"You do not hold lot {lot.lot_id}, so you cannot {verb} it.")
+    if lot.status in CLOSED:
+        raise Refusal("lot_closed", f"Lot {lot.lot_id} is {lot.status.value}; nothing is left to {verb}.")
     if lot.status == LotStatus.in_transit:
         raise Refusal("in_transit", f"Lot {lot.lot_id} is in transit; it must be received before you {verb} it.")
 
@@ -166,6 +169,40 @@ def after_draw(lot: LotState, mass_kg: Decimal, closed_status: LotStatus) -> tup
     """Remaining mass and status after drawing `mass_kg` (closing the lot when nothing is left)."""
     remaining = lot.remaining_kg - mass_kg
     return remaining, (closed_status if remaining == 0 else lot.status)
+
+
+# --- lot ids, scoped to the participant that creates the lot ------------------------------------------------------
+
+LOT_PREFIX_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+LOT_PREFIX_LENGTH = 8
+MAX_LOCAL_LOT_ID = 100  # characters of a local id; a full id is at most 8 + 1 + 100
+
+
+def new_lot_prefix() -> str:
+    """A participant's lot-id prefix: 8 random characters of Crockford base32 (32^8, about 10^12; custody's
+    participants table keeps them unique)."""
+    return "".join(secrets.choice(LOT_PREFIX_ALPHABET) for _ in range(LOT_PREFIX_LENGTH))
+
+
+def scoped_lot_id(prefix: str, sent: str) -> str | None:
+    """The id of a lot a participant with `prefix` creates under the id `sent`: `<prefix>:<sent>` for a local id,
+    `sent` itself when it is already the participant's own full id. None when it cannot be the participant's: a
+    `:` elsewhere (another participant's prefix, or no prefix at all), or a local id longer than
+    MAX_LOCAL_LOT_ID. So nobody creates a lot under another participant's prefix."""
+    own = prefix + ":"
+    local = sent.removeprefix(own)
+    if not local or ":" in local or len(local) > MAX_LOCAL_LOT_ID:
+        return None
+    return own + local
+
+
+def lot_id_rule(prefix: str) -> str:
+    """How the ids of the lots a participant creates look (the 422 of an id that cannot be its own)."""
+    return (
+        f"lot ids are scoped to the participant that creates the lot: send a local id (letters, digits, '.', '_', "
+        f"'-', at most {MAX_LOCAL_LOT_ID} characters, no ':'), stored as '<your prefix>:<local id>', or your own "
+        f"full id; your prefix is {prefix}, so 'BAG-1' becomes '{prefix}:BAG-1'"
+    )
 
 
 GENESIS = bytes(32)

@@ -221,7 +221,9 @@ class Write:
                 )
                 if not taken:
                     return Answer(status, body)
-                raise Refusal("lot_exists", f"Lot {', '.join(taken)} already exists; lot ids are unique.")
+                raise Refusal(
+                    "lot_exists", f"Lot {', '.join(taken)} already exists; your lot ids are unique among your lots."
+                )
             except Refusal as refusal:
                 refused = UnitOfWork(conn, locked=True, participants=None)  # nothing of the attempt is kept
                 answer = self._refused(refused, action, uow.subject or subject, refusal)

@@ -38,11 +38,11 @@ def lot_visible_sql(depth_limit: str) -> str:
     )
 
 
-def lots_affecting_sql(participant: str, depth_limit: str, held: str = "true") -> str:
+def lots_affecting_sql(participant: str, depth_limit: str) -> str:
     """A query: every lot whose flags affect what `participant` holds or held: the lots it holds or held and every
     lot upstream of them, at most `depth_limit` steps (lot_visible_sql's walk, started from all of its lots).
-    `held`: a condition on its `lot_holders` rows (`until IS NULL`: the lots it holds now)."""
-    seed = f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = {participant} AND {held}"
+    Which of their flags it sees is `flag_visible_sql` (`flag_reach_sql`: up to each lot's cutoff)."""
+    seed = f"SELECT lot_id, 0 FROM lot_holders WHERE participant_id = {participant}"
     return walk_sql(upstream=True, depth_limit=depth_limit, seed=seed) + "SELECT lot_id FROM reached"
 
 

@@ -335,9 +335,14 @@ async def test_a_lot_reached_two_ways_shows_the_later_cut_and_the_asm_group_by_i
     await deliver(stack, ore, lsm, trader, 500, 2)
     await deliver(stack, ore, trader, smelter, 500, 4)
     assert kinds(await history(stack, trader, ore))[-1] == (5, RECEIVED)  # a former holder only, so far
-    tin = await transform(stack, smelter, "smelting", ore, 500, 350, 6)
-    await deliver(stack, tin, smelter, trader, 350, 7)
+    tin = await transform(stack, smelter, "smelting", ore, 300, 210, 6)  # a partial draw: 200 kg of ore left
+    await deliver(stack, tin, smelter, trader, 210, 7)
     assert kinds(await history(stack, trader, ore))[-1] == (6, TRANSFORMED)  # and now downstream of it
+    # What the smelter did with the rest of the ore afterwards is not the trader's to see.
+    used = {"product": "slag test", "mass_kg": 200, "consumed_at": "2026-11-09T08:00:00Z"}
+    await ok(await stack.custody.post(f"/lots/{ore}/consumptions", json=used, headers=smelter.auth), 201)
+    assert kinds(await history(stack, OPERATOR, ore))[-1] == (7, "custody.lot.consumed")
+    assert kinds(await history(stack, trader, ore))[-1] == (6, TRANSFORMED)
     # The ASM group that produced the ore: no counterparty of the trader, default policy: withheld from it, not
     # from the titleholder whose registration names it.
     seen = await lot(stack, trader, ore)

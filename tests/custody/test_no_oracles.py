@@ -519,3 +519,29 @@ async def test_a_legacy_lot_keeps_its_id_and_works_for_its_holder(stack: Stack, 
     assert own["lot_id"] == f"{await prefix_of(stack, trader)}:{legacy}"
     consumed = await ok(await stack.custody.post(f"/lots/{legacy}/consumptions", json=CONSUMPTION, headers=trader.auth))
     assert consumed["lot_id"] == own["lot_id"]
+
+
+async def test_a_bare_id_names_the_callers_own_lot_and_refusals_record_its_full_id(stack: Stack) -> None:
+    """Audit reads a refused over-draw's `subject` as the lot's id: it is the full id, whatever the caller sent."""
+    mine, buyer = await stack.party("mine"), await stack.party("trader")
+    tag = local()
+    lot = (await register(stack, mine, tag, mass=10))["lot_id"]
+    r = await stack.custody.post(f"/lots/{tag}/shipments", json=ship_body(buyer, 11), headers=mine.auth)
+    assert (r.status_code, r.json()["reason"]) == (409, "exceeds_remaining")
+    assert lot in r.json()["detail"]
+    subjects = await stack.count(
+        "SELECT count(*) FROM rejected_attempts WHERE actor = $1 AND subject = $2 AND reason = 'exceeds_remaining'",
+        mine.id,
+        lot,
+    )
+    assert subjects == 1
+    # the same lot named twice, bare and in full: listed twice (422), nothing drawn
+    body = {**split(tag), "inputs": [{"lot_id": tag, "mass_kg": 1}, {"lot_id": lot, "mass_kg": 1}]}
+    r = await stack.custody.post("/transformations", json=body, headers=mine.auth)
+    assert r.status_code == 422 and "body.inputs.1.lot_id" in r.text, r.text
+    # an output named as the input it would replace: 422 too
+    body = {**split(tag), "outputs": [{**split(tag)["outputs"][0], "lot_id": lot}]}
+    r = await stack.custody.post("/transformations", json=body, headers=mine.auth)
+    assert r.status_code == 422 and "also an input" in r.text, r.text
+    made = await ok(await stack.custody.post("/transformations", json=split(tag), headers=mine.auth))
+    assert made["inputs"][0]["lot_id"] == lot  # the answer gives the full id

@@ -12,7 +12,8 @@ in-process, real Kafka and PostgreSQL):
     never held anything.
 
 Audit flags A (T1 received L1 short: before T1's hand-off, names M and T1), B (S received L1 short from T2: after
-T1's hand-off) and SM (S smelted without RMAP status). The attackers: T1 (a former holder), C and F (two and three
+T1's hand-off), SM (S smelted without RMAP status) and LATE (S tried to consume more of L1 than was left, after the
+smelting: it flows into nothing made before). The attackers: T1 (a former holder), C and F (two and three
 tiers below the smelter, four and five below M), T3 (a former holder whose own policy is `operator`) and the
 outsiders. What each reads is compared with what the operator reads of the same object: a field naming a
 participant the reader may not learn is null and listed in `withheld`, every other field is the operator's, and
@@ -151,6 +152,7 @@ EVENTS: dict[tuple[str, str], list[str]] = {
 # The flags each attacker sees (A, B, SM): about events it took part in, or flowing into a lot it holds now;
 # never one raised after it let go.
 DUE_DILIGENCE_OF_A_FLAG = ("rule", "severity", "lot_id", "lot_ids", "status", "raised_at")
+# LATE (S over-draws L1 after the smelting) flows into nothing made before it.
 SEES_FLAGS = {"T1": {"A"}, "C": {"A", "B", "SM"}, "F": {"A", "B", "SM"}, "T3": set(), "X": set()}
 
 
@@ -334,6 +336,9 @@ async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
             w.shipments["P4"] = await _ship(w, "L4", "M2", "T3", 20, "2026-11-02T09:00:00Z")
             # S smelts 60 of L1 and all of L2 into MET; consumes L1's last 10 later; ships MET to C.
             await _transform(w, "S", "smelting", {"L1": 60, "L2": 50}, ("MET", "metal", 70), "2026-11-08T08:00:00Z")
+            over = {"product": LATER_PRODUCT, "mass_kg": 50, "consumed_at": "2026-11-09T07:00:00Z"}
+            r = await w.custody.post(f"/lots/{w.lots['L1']}/consumptions", json=over, headers=w.who["S"].auth)
+            assert r.status_code == 409, r.text  # refused, and judged: flag LATE, after the smelting fed MET
             await _consume(w, "L1", "S", LATER_PRODUCT, 10, "2026-11-09T08:00:00Z")
             w.shipments["S-C"] = await _ship(w, "MET", "S", "C", 70, "2026-11-10T08:00:00Z")
             await _receive(w, w.shipments["S-C"], "C", 70, "2026-11-11T08:00:00Z")
@@ -350,6 +355,11 @@ async def world(database_urls: dict[str, str]) -> AsyncIterator[World]:
             )
             w.flags["SM"] = await _flags_where(
                 w, lambda f: f["rule"].startswith("smelter_") and s_id in f["participants"], "flag SM (smelting)"
+            )
+            w.flags["LATE"] = await _flags_where(
+                w,
+                lambda f: f["rule"] == "beyond_remaining" and w.lots["L1"] in f["lot_ids"],
+                "flag LATE (S over-draws L1 after the smelting)",
             )
             yield w
 
@@ -1063,7 +1073,7 @@ async def test_flag_decisions_refused(world: World, viewer: str) -> None:
     who = world.who[viewer]
     before = await _snapshot(world)
     problems: list[str] = []
-    named = {"A": {"M", "T1"}, "B": {"T2", "S"}, "SM": {"S"}}
+    named = {"A": {"M", "T1"}, "B": {"T2", "S"}, "SM": {"S"}, "LATE": {"S"}}
     holds_affected = viewer in ("C", "F")
     for key, fid in world.flags.items():
         for verb in FLAG_VERBS:

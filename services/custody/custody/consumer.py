@@ -30,6 +30,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> N
                     p.get("region"),
                     p.get("mining_type"),
                     int(p.get("version", 1)),
+                    p.get("disclosure"),  # absent (events before policies): null, the default
                 )
             )
     if rows:

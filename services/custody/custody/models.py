@@ -58,7 +58,11 @@ class Participant(Base):
     region: Mapped[str | None] = mapped_column(Text)
     mining_type: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(BigInteger)
+    # who may learn its identity (`shared.vocab.Disclosure`); null: none on record, the default
+    disclosure: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The participant's lot-id prefix: the lots it creates are `<lot_prefix>:<local id>` (custody.consumer assigns it).
+    lot_prefix: Mapped[str] = mapped_column(Text, unique=True)
 
 
 class Lot(Base):
@@ -143,7 +147,11 @@ class LotEvent(Base):
 
 class Shipment(Base):
     __tablename__ = "shipments"
-    __table_args__ = (Index("ix_shipments_lot", "lot_id"), Index("ix_shipments_to", "to_participant", "status"))
+    __table_args__ = (
+        Index("ix_shipments_lot", "lot_id"),
+        Index("ix_shipments_to", "to_participant", "status"),
+        Index("ix_shipments_parties", "from_participant", "to_participant"),  # counterparties (disclosure)
+    )
 
     shipment_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"))

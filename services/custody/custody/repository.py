@@ -15,11 +15,11 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 
-from custody.domain import Lot, LotStatus, NewLot, ShipmentState
+from custody.domain import LOT_PREFIX_ALPHABET, LOT_PREFIX_LENGTH, Lot, LotStatus, NewLot, ShipmentState
 from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import outbox_columns
-from shared.visibility import lot_visible_sql
+from shared.visibility import grant_lots_sql, grant_opens_lot_sql, lot_visible_sql
 
 Conn: TypeAlias = asyncpg.Connection
 
@@ -40,11 +40,13 @@ class ParticipantRow:
     region: str | None
     mining_type: str | None
     version: int  # the registry's version of the participant (bumped by every change)
+    lot_prefix: str  # the lots it creates are `<lot_prefix>:<local id>` (`domain.scoped_lot_id`)
 
 
 async def participant(conn: Conn, participant_id: str) -> ParticipantRow | None:
     r = await conn.fetchrow(
-        "SELECT id, kind, name, country, region, mining_type, version FROM participants WHERE id = $1", participant_id
+        "SELECT id, kind, name, country, region, mining_type, version, lot_prefix FROM participants WHERE id = $1",
+        participant_id,
     )
     return ParticipantRow(**dict(r)) if r else None
 
@@ -68,20 +70,57 @@ class ParticipantCache:
         self._rows[row.id] = row
 
 
-UPSERT_PARTICIPANT = """
-INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+NEW_LOT_PREFIX = (
+    f"(SELECT string_agg(substr('{LOT_PREFIX_ALPHABET}', 1 + floor(random() * 32)::int, 1), '') "
+    f"FROM generate_series(1, {LOT_PREFIX_LENGTH}))"
+)
+"""SQL: a new participant's lot-id prefix (`domain.new_lot_prefix`'s alphabet and length), drawn in the statement
+that first stores the participant; unique in the table (a draw that collides, about one in 10^12 per pair, fails
+the consumer's batch, which is delivered again and draws anew)."""
+
+UPSERT_PARTICIPANT = f"""
+INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at, lot_prefix, disclosure)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now(), {NEW_LOT_PREFIX}, $8)
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
-  region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, version = EXCLUDED.version, updated_at = now()
+  region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, version = EXCLUDED.version, updated_at = now(),
+  disclosure = EXCLUDED.disclosure
 WHERE participants.version <= EXCLUDED.version
 """
+"""The lot-id prefix is drawn for a new participant only, and never changed after (an update leaves it). $8: its
+disclosure policy (null: none on record, the default)."""
 
 
 # --- lots and their hash chain ---------------------------------------------------------------------------
 
-LOT_FOR_UPDATE = """
-SELECT lot_id, mineral, form, custodian, status, remaining_kg, head_hash, event_count
-FROM lots WHERE lot_id = $1 FOR UPDATE
+
+def lot_named(sent: str, caller: str) -> str:
+    """SQL: the lot ids a lot named `sent` (an SQL text expression) by participant `caller` may have, best first:
+    a bare id (no `:`) is the caller's own `<prefix>:<id>` first, then the exact id (a lot from before ids were
+    scoped); an id with a `:` is the exact id only. In the statement that fetches the lot, so naming a lot by its
+    bare id costs no round trip (the caller's prefix is one primary-key probe, an InitPlan run once)."""
+    return (
+        f"ARRAY[CASE WHEN strpos({sent}, ':') = 0 THEN "
+        f"(SELECT p.lot_prefix FROM participants p WHERE p.id = {caller}) || ':' || {sent} END, {sent}]"
+    )
+
+
+def _seen(caller: str) -> str:
+    """SQL, on a lot `l`: whether `caller` may see it as a writer does, i.e. holds or ever held it. A write about a
+    lot the caller may not see is answered as one about a lot that does not exist (no oracles)."""
+    return (
+        f"(l.custodian = {caller} OR EXISTS "
+        f"(SELECT 1 FROM lot_holders h WHERE h.lot_id = l.lot_id AND h.participant_id = {caller})) AS seen"
+    )
+
+
+LOT_COLUMNS_FOR_UPDATE = (
+    "l.lot_id, l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count"
+)
+
+LOT_FOR_UPDATE = f"""
+SELECT {LOT_COLUMNS_FOR_UPDATE}, {_seen("$2::text")}
+FROM lots l WHERE l.lot_id = ANY({lot_named("$1::text", "$2::text")})
+ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
 
 
@@ -98,16 +137,18 @@ def _lot(r: asyncpg.Record) -> Lot:
     )
 
 
-async def lot_for_update(conn: Conn, lot_id: str) -> Lot | None:
-    r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id)
-    return None if r is None else _lot(r)
+async def lot_for_update(conn: Conn, lot_id: str, caller: str) -> Lot | None:
+    """The lot `caller` names `lot_id` (`lot_named`), locked; None when there is none or the caller may not see it
+    (never held it): the same answer, from the same statement."""
+    r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id, caller)
+    return None if r is None or not r["seen"] else _lot(r)
 
 
-LOT_FOR_UPDATE_AND_PARTY = """
-SELECT l.lot_id, l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count,
-       p.kind AS party_kind
+LOT_FOR_UPDATE_AND_PARTY = f"""
+SELECT {LOT_COLUMNS_FOR_UPDATE}, p.kind AS party_kind, {_seen("$3::text")}
 FROM lots l LEFT JOIN participants p ON p.id = $2
-WHERE l.lot_id = $1 FOR UPDATE OF l
+WHERE l.lot_id = ANY({lot_named("$1::text", "$3::text")})
+ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
 
 
@@ -115,26 +156,34 @@ LOT_AND_PARTY = LOT_FOR_UPDATE_AND_PARTY.replace("FOR UPDATE OF l", "")
 
 
 async def lot_for_update_and_party(
-    conn: Conn, lot_id: str, participant_id: str, *, lock: bool = True
+    conn: Conn, lot_id: str, participant_id: str, *, caller: str, lock: bool = True
 ) -> tuple[Lot | None, str | None]:
-    """The lot, locked (or as last committed, for `persist_unless_changed`), and the kind of a participant (None if
-    unknown), in one round trip."""
-    r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY if lock else LOT_AND_PARTY, lot_id, participant_id)
-    if r is None:
+    """The lot `caller` names `lot_id` (`lot_named`), locked (or as last committed, for `persist_unless_changed`),
+    and the kind of a participant (None if unknown), in one round trip. No lot when there is none or the caller may
+    not see it (never held it): the same answer, from the same statement."""
+    r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY if lock else LOT_AND_PARTY, lot_id, participant_id, caller)
+    if r is None or not r["seen"]:
         return None, None
     return _lot(r), r["party_kind"]
 
 
-LOTS_FOR_UPDATE = """
-SELECT lot_id, mineral, form, custodian, status, remaining_kg, head_hash, event_count
-FROM lots WHERE lot_id = ANY($1::text[]) ORDER BY lot_id FOR UPDATE
+LOTS_FOR_UPDATE = f"""
+SELECT u.sent, {LOT_COLUMNS_FOR_UPDATE}, {_seen("$2::text")}
+FROM unnest($1::text[]) AS u(sent)
+CROSS JOIN LATERAL (
+  SELECT c.lot_id FROM lots c WHERE c.lot_id = ANY({lot_named("u.sent", "$2::text")}) ORDER BY c.lot_id = u.sent LIMIT 1
+) named
+JOIN lots l ON l.lot_id = named.lot_id
+ORDER BY l.lot_id FOR UPDATE OF l
 """
 
 
-async def lots_for_update(conn: Conn, lot_ids: list[str]) -> dict[str, Lot]:
-    """Several lots, locked in id order (so two transformations sharing inputs cannot deadlock)."""
-    rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)))
-    return {r["lot_id"]: _lot(r) for r in rows}
+async def lots_for_update(conn: Conn, lot_ids: list[str], caller: str) -> dict[str, Lot]:
+    """Several lots as `caller` names them (`lot_named`), by the id as named, locked in id order (so two
+    transformations sharing inputs cannot deadlock). A lot there is none of, or that the caller may not see (never
+    held it), is missing alike."""
+    rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)), caller)
+    return {r["sent"]: _lot(r) for r in rows if r["seen"]}
 
 
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
@@ -569,11 +618,11 @@ ON CONFLICT (lot_id) DO UPDATE SET mine = EXCLUDED.mine, confirmed = EXCLUDED.co
     answered_at = EXCLUDED.answered_at, event_id = EXCLUDED.event_id
 """
 """The latest answer of the mine a declaration named (each answer is also an event on the lot's chain)."""
-DECLARED_LOT_FOR_UPDATE = """
-SELECT l.lot_id, l.mineral, l.form, l.custodian, l.status, l.remaining_kg, l.head_hash, l.event_count, l.origin_kind,
-       l.origin_participant,
+DECLARED_LOT_FOR_UPDATE = f"""
+SELECT {LOT_COLUMNS_FOR_UPDATE}, l.origin_kind, l.origin_participant,
        EXISTS (SELECT 1 FROM lot_holders h WHERE h.lot_id = l.lot_id AND h.participant_id = $2) AS holder
-FROM lots l WHERE l.lot_id = $1 FOR UPDATE OF l
+FROM lots l WHERE l.lot_id = ANY({lot_named("$1::text", "$2::text")})
+ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
 
 
@@ -672,12 +721,19 @@ async def list_lots(
     status: str | None,
     after: int,
     limit: int,
+    opened: tuple[list[str], list[str], int] | None = None,
 ) -> list[asyncpg.Record]:
+    """`holder`: only the lots it holds or held; `opened`: only the lots a regulator's grant (lots, participants,
+    depth) opens (`shared.visibility.grant_lots_sql`)."""
     where: list[str] = ["created_seq > $1"]
     args: list[Any] = [after]
     if holder is not None:
         args.append(holder)
         where.append(f"lot_id IN (SELECT lot_id FROM lot_holders WHERE participant_id = ${len(args)})")
+    if opened is not None:
+        args.extend(opened)
+        n = len(args)
+        where.append(f"lot_id IN ({grant_lots_sql(f'${n - 2}', f'${n - 1}', f'${n}')})")
     for col, val in (("custodian", custodian), ("mineral", mineral), ("status", status)):
         if val is not None:
             args.append(val)
@@ -707,7 +763,9 @@ def _trace_sql(*, upstream: bool) -> str:
 
     $1 lot, $2 depth limit, $3 the participant asking (NULL: the operator; downstream, a participant sees the lot
     asked about and the lots it held itself, not other companies' products), $4 the most lots (`walk_sql`'s
-    `max_lots`: the walk stops there, before the step that would pass it), $5 the most edges. Rows come in runs told
+    `max_lots`: the walk stops there, before the step that would pass it), $5 the most edges, $6 how far down a
+    participant's lots may be from $1 for it to read the trace at all (`shared.visibility.lot_visible_sql`, checked
+    first: no rows when it may not, as for a lot that does not exist; one round trip less). Rows come in runs told
     apart by `edge`: first one row per lot in (depth, lot id) order, then one row per edge (`lot_id` is the child,
     `depth` the child's) in (depth, child, parent) order, the other run's columns NULL. Masses are float8 and the hash
     hex, so no Decimal or bytes object is built per value. A lot row's `cut` says the walk stopped there
@@ -742,6 +800,13 @@ def _trace_sql(*, upstream: bool) -> str:
         else "$3::text IS NULL OR v.lot_id = $1 OR EXISTS "
         "(SELECT 1 FROM lot_holders h WHERE h.lot_id = v.lot_id AND h.participant_id = $3::text)"
     )
+    # May participant $3 read lot $1 at all (`lot_visible_sql`'s walk, at most $6 steps down)? When not, `vis` is
+    # empty without walking (a one-time filter), and so is the answer: as for a lot that does not exist.
+    allowed = (
+        "$3::text IS NULL OR EXISTS ("
+        + walk_sql(upstream=False, depth_limit="$6::int")
+        + "SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $3::text)"
+    )
     nulls = ", ".join(["NULL"] * 16)  # remaining_kg ... head_hash, produced_by
     cut = goes_on_sql(upstream=upstream, lot="v.lot_id")
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
@@ -768,7 +833,8 @@ def _trace_sql(*, upstream: bool) -> str:
 )"""
     return (
         walk_sql(upstream=upstream, max_lots="$4")
-        + f""", vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE {visible}){sides},
+        + f""", allowed AS MATERIALIZED (SELECT {allowed} AS yes),
+vis AS MATERIALIZED (SELECT v.lot_id, v.depth FROM reached v WHERE (SELECT yes FROM allowed) AND ({visible})){sides},
 ends AS MATERIALIZED (
   SELECT x.transformation_id,
          array_agg(x.lot_id) FILTER (WHERE x.is_in) AS parents, array_agg(x.mass_kg) FILTER (WHERE x.is_in) AS masses,
@@ -821,14 +887,21 @@ TRACE_DOWN_ROWS = _trace_sql(upstream=False)
 
 
 async def trace_rows(
-    conn: Conn, lot_id: str, *, upstream: bool, max_depth: int, max_lots: int, max_edges: int, participant: str | None
+    conn: Conn,
+    lot_id: str,
+    *,
+    upstream: bool,
+    max_depth: int,
+    max_lots: int,
+    max_edges: int,
+    participant: str | None,
+    read_depth: int | None = None,
 ) -> list[asyncpg.Record]:
-    """See `_trace_sql`; empty when there is no such lot."""
-    return list(
-        await conn.fetch(
-            TRACE_UP_ROWS if upstream else TRACE_DOWN_ROWS, lot_id, max_depth, participant, max_lots, max_edges
-        )
-    )
+    """See `_trace_sql`; empty when there is no such lot, or `participant` may not read it (`read_depth`: how far
+    down its lots may be, `max_depth` when not given)."""
+    sql = TRACE_UP_ROWS if upstream else TRACE_DOWN_ROWS
+    depth = max_depth if read_depth is None else read_depth
+    return list(await conn.fetch(sql, lot_id, max_depth, participant, max_lots, max_edges, depth))
 
 
 async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
@@ -847,3 +920,108 @@ MAY_READ = lot_visible_sql("$3")
 async def may_read(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> bool:
     """A participant reads the lots it holds or held, and everything upstream of them."""
     return bool(await conn.fetchval(MAY_READ, lot_id, participant_id, max_depth))
+
+
+# --- what a reader may see of what it reads (issue 24: disclosure) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartyView:
+    """A participant named in what a participant viewer reads, as the viewer's disclosure needs it: its kind and
+    policy (None when custody does not know it: the default applies) and whether the viewer and it are direct
+    counterparties (a shipment between them, either way)."""
+
+    kind: str | None
+    disclosure: str | None
+    counterparty: bool
+
+
+PARTY_VIEWS = """
+SELECT u.id, p.kind, p.disclosure,
+       EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = $1 AND s.to_participant = u.id OFFSET 0)
+       OR EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = u.id AND s.to_participant = $1 OFFSET 0)
+       AS counterparty
+FROM unnest($2::text[]) AS u(id)
+LEFT JOIN LATERAL (SELECT q.kind, q.disclosure FROM participants q WHERE q.id = u.id OFFSET 0) p ON true
+"""
+"""Per participant named, one probe of the participants' key and at most two of `ix_shipments_parties` (`OFFSET 0`:
+index probes under the service's generic plans, never a scan of every participant or a hash of the viewer's
+shipments; 0.09 ms for 5 participants among 2,000 with 20,000 shipments)."""
+
+
+async def party_views(conn: Conn, viewer: str, ids: set[str]) -> dict[str, PartyView]:
+    """How `viewer` stands to each of `ids` (the participants what it reads names), in one round trip."""
+    if not ids:
+        return {}
+    rows = await conn.fetch(PARTY_VIEWS, viewer, sorted(ids))
+    return {r["id"]: PartyView(r["kind"], r["disclosure"], r["counterparty"]) for r in rows}
+
+
+LOT_AS_READ_BY = f"""
+WITH RECURSIVE walk(id, lot, depth, root) AS (
+  SELECT o.lot_id, true, 1, i.transformation_id
+  FROM transformation_inputs i JOIN transformation_outputs o USING (transformation_id)
+  WHERE i.lot_id = $1 AND $3::int >= 1
+  UNION
+  SELECT s.id, s.lot, s.depth, walk.root FROM walk CROSS JOIN LATERAL (
+    SELECT h.transformation_id AS id, false AS lot, walk.depth FROM transformation_inputs h
+    WHERE walk.lot AND walk.depth < $3::int AND h.lot_id = walk.id
+    UNION ALL
+    SELECT n.lot_id, true, walk.depth + 1 FROM transformation_outputs n
+    WHERE NOT walk.lot AND n.transformation_id = walk.id
+  ) s
+)
+SELECT {LOT_COLUMNS},
+       EXISTS (SELECT 1 FROM lot_holders h WHERE h.lot_id = $1 AND h.participant_id = $2) AS held,
+       ARRAY(SELECT DISTINCT w.root FROM walk w JOIN lot_holders h ON h.lot_id = w.id
+             WHERE w.lot AND h.participant_id = $2) AS fed
+FROM lots WHERE lot_id = $1
+"""
+"""The lot, whether participant $2 holds or held it (`held`), and the transformations of it (as an input) through
+which its material reached a lot $2 holds or held, at most $3 steps down (`fed`): `lot_visible_sql`'s walk from the
+lot, each path told apart by the transformation it left the lot by. $2 may read the lot when `held` or `fed`."""
+
+
+async def lot_as_read_by(
+    conn: Conn, lot_id: str, participant_id: str, max_depth: int
+) -> tuple[asyncpg.Record | None, bool, frozenset[str]]:
+    """See LOT_AS_READ_BY: (the lot, held, fed); (None, False, {}) when there is no such lot."""
+    r = await conn.fetchrow(LOT_AS_READ_BY, lot_id, participant_id, max_depth)
+    if r is None:
+        return None, False, frozenset()
+    return r, bool(r["held"]), frozenset(r["fed"])
+
+
+LOT_IF_READABLE = f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = $1 AND ({lot_visible_sql('$3')})"
+
+
+async def lot_if_readable(conn: Conn, lot_id: str, participant_id: str, max_depth: int) -> asyncpg.Record | None:
+    """The lot if participant $2 may read it (`shared.visibility.lot_visible_sql`), in one statement: None alike
+    for a lot it may not read and for none at all."""
+    return await conn.fetchrow(LOT_IF_READABLE, lot_id, participant_id, max_depth)
+
+
+GRANT_OPENS_LOT = grant_opens_lot_sql("$1", "$2", "$3", "$4")
+LOT_IF_OPENED = f"SELECT {LOT_COLUMNS} FROM lots WHERE lot_id = $1 AND ({GRANT_OPENS_LOT})"
+
+
+async def lot_if_opened(
+    conn: Conn, lot_id: str, lots: list[str], participants: list[str], max_depth: int
+) -> asyncpg.Record | None:
+    """The lot if a regulator's grant opens it, in one statement (None alike for a closed lot and for none)."""
+    return await conn.fetchrow(LOT_IF_OPENED, lot_id, lots, participants, max_depth)
+
+
+async def grant_opens(conn: Conn, lot_id: str, lots: list[str], participants: list[str], max_depth: int) -> bool:
+    """Does a regulator's grant (its lots and participants) open this lot (`shared.visibility.grant_opens_lot_sql`)?"""
+    return bool(await conn.fetchval(GRANT_OPENS_LOT, lot_id, lots, participants, max_depth))
+
+
+OPENED_AMONG = f"SELECT g.lot_id FROM ({grant_lots_sql('$1', '$2', '$3')}) g WHERE g.lot_id = ANY($4::text[])"
+
+
+async def opened_among(
+    conn: Conn, lots: list[str], participants: list[str], max_depth: int, lot_ids: list[str]
+) -> set[str]:
+    """Which of `lot_ids` a regulator's grant opens (`shared.visibility.grant_lots_sql`)."""
+    return {r["lot_id"] for r in await conn.fetch(OPENED_AMONG, lots, participants, max_depth, lot_ids)}

@@ -32,8 +32,15 @@ Mass = Annotated[
 MassOut = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 LotId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"),
-    Field(description="The lot id (a bag tag number for mined lots)", examples=["ITSCI-CD-0042137"]),
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,108}$"),
+    Field(
+        description="A lot id. Lots are stored as `<prefix>:<local id>`, the prefix the registrant's (8 characters "
+        "of Crockford base32, assigned by custody). For a lot you create, send your local id (a bag tag number for "
+        "mined lots; at most 100 characters, no `:`) or your own full id; naming an existing lot, send its full id "
+        "(as every response gives it), or a bare id: your own `<prefix>:<id>` first, then a lot of that exact id "
+        "from before ids were scoped",
+        examples=["ITSCI-CD-0042137"],
+    ),
 ]
 ParticipantId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 CountryCode = Annotated[
@@ -339,7 +346,7 @@ class Lot(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "lot_id": "ITSCI-CD-0042137",
+                    "lot_id": "K7Q2M9XA:ITSCI-CD-0042137",
                     "mineral": "tin",
                     "form": "ore",
                     "mass_kg": 1250.5,
@@ -359,28 +366,77 @@ class Lot(BaseModel):
                     "created_at": "2026-11-20T08:01:00Z",
                     "events": 1,
                     "head_hash": "9f2c...",
-                }
+                    "withheld": [],
+                },
+                {
+                    "lot_id": "K7Q2M9XA:ITSCI-CD-0042137",
+                    "mineral": "tin",
+                    "form": "ore",
+                    "mass_kg": 1250.5,
+                    "remaining_kg": None,
+                    "status": None,
+                    "custodian": None,
+                    "origin": {
+                        "kind": "mine",
+                        "participant_id": None,
+                        "country": "CD",
+                        "region": "CD-SK",
+                        "mine_name": None,
+                        "mining_type": "asm",
+                    },
+                    "produced_at": "2026-11-20T08:00:00Z",
+                    "tag": "ITSCI-CD-0042137",
+                    "seal": "S-889120",
+                    "created_at": "2026-11-20T08:01:00Z",
+                    "events": None,
+                    "head_hash": None,
+                    "withheld": [
+                        "custodian",
+                        "status",
+                        "remaining_kg",
+                        "events",
+                        "head_hash",
+                        "origin.participant_id",
+                        "origin.mine_name",
+                    ],
+                },
             ]
         }
     )
 
-    lot_id: str
+    lot_id: str = Field(
+        description="The full id, `<prefix>:<local id>`, the prefix its registrant's (a lot from before ids were "
+        "scoped: its id as it was); use it as given"
+    )
     mineral: Mineral
     form: Form
     mass_kg: MassOut
-    remaining_kg: MassOut
-    status: LotStatus
-    custodian: str
+    remaining_kg: MassOut | None = Field(description="Current state: null (and withheld) unless you hold the lot")
+    status: LotStatus | None = Field(description="Current state: null (and withheld) unless you hold the lot")
+    custodian: str | None = Field(description="Current state: null (and withheld) unless you hold the lot")
     origin: Origin
     produced_by: str | None = Field(
-        None, description="An industrial titleholder's origin lot produced by an ASM group: the group's participant id"
+        None,
+        description="An industrial titleholder's origin lot produced by an ASM group: the group's participant id "
+        "(null and withheld when its disclosure policy keeps it from you)",
     )
     produced_at: datetime | None
     tag: str | None
     seal: str | None
     created_at: datetime
-    events: int = Field(description="Number of custody events in the lot's history")
-    head_hash: str = Field(description="Hash of the latest event (hex)")
+    events: int | None = Field(
+        description="Number of custody events in the lot's history (current state: withheld unless you hold the lot)"
+    )
+    head_hash: str | None = Field(
+        description="Hash of the latest event (hex; current state: withheld unless you hold the lot)"
+    )
+    withheld: list[str] = Field(
+        default_factory=list,
+        description="The fields shown as null because you may not see them: the current state (`custodian`, "
+        "`status`, `remaining_kg`, `events`, `head_hash`) unless you hold the lot now, and the identities your view "
+        "does not disclose (`origin.participant_id`, `origin.mine_name`, `produced_by`: each participant's disclosure "
+        "policy). Empty for the operator, a regulator, and whatever you may see whole",
+    )
 
 
 class LotPage(BaseModel):
@@ -394,7 +450,7 @@ class Shipment(BaseModel):
             "examples": [
                 {
                     "shipment_id": "shp_...",
-                    "lot_id": "ITSCI-CD-0042137",
+                    "lot_id": "K7Q2M9XA:ITSCI-CD-0042137",
                     "from_participant": "mine-id",
                     "to": "trader-id",
                     "mass_kg": 1250.5,
@@ -530,9 +586,13 @@ class TraceEdge(BaseModel):
     child: str
     transformation_id: str
     kind: str
-    actor: str
+    actor: str | None = Field(
+        description="The transformer; null (and withheld) when its disclosure policy keeps it from you (smelters and "
+        "refiners are always named)"
+    )
     actor_kind: str | None
     mass_kg: MassOut
+    withheld: list[str] = Field(default_factory=list, description="`actor` when it is withheld, else empty")
 
 
 class Trace(BaseModel):
@@ -544,9 +604,14 @@ class Trace(BaseModel):
     smelters: list[dict[str, Any]] = Field(
         description="Whoever smelted or refined on the path, as audit screens them: smelters and refiners, and anyone "
         "whose transformation is recorded as a smelting or refining or turns ore or concentrate into metal "
-        "(`screened_as_smelter_by`: `actor_kind`, `kind` or `forms`)"
+        "(`screened_as_smelter_by`: `actor_kind`, `kind` or `forms`). Smelters and refiners are always named; "
+        "anyone else screened as one shows `participant_id` null when its disclosure policy keeps it from you "
+        '(`withheld`: `["participant_id"]`)'
     )
-    products: list[dict[str, Any]] = Field(description="Downstream: consumptions into products")
+    products: list[dict[str, Any]] = Field(
+        description="Downstream: consumptions into products (a participant sees those of the lots it holds now, "
+        "and its own; `by` null and in `withheld` when the consumer's disclosure policy keeps it from you)"
+    )
     truncated: Truncated | None = Field(
         None,
         description="Null when the trace is whole. Else where and why it stopped: it went `max_depth` steps, "
@@ -581,7 +646,7 @@ class OriginConfirmation(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "lot_id": "EXT-2026-0007",
+                    "lot_id": "R4TB0WEZ:EXT-2026-0007",
                     "mine": "6f1c2b0e-...",
                     "confirmed": True,
                     "note": "Our lot of 2026-11-02, sold to Andaman Metals",

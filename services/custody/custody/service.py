@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,7 +27,8 @@ from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from shared.vocab import smelting_basis
+from shared.visibility import Relation, identity_disclosed
+from shared.vocab import SMELTER_KINDS, smelting_basis
 
 GRAM = Decimal("0.001")
 
@@ -55,6 +56,20 @@ async def _me(uow: UnitOfWork, who: Principal, *, cached: bool = False) -> repos
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16].upper()}"
+
+
+def _lot_id(me: repository.ParticipantRow, sent: str | None, generated: str, where: str) -> str:
+    """The id of a lot `me` creates (`domain.scoped_lot_id`): `<its prefix>:<local id>`, from the local id sent (or
+    its own full id, as is), else from a generated one. An id that cannot be its own: 422 saying how ids look."""
+    scoped = domain.scoped_lot_id(me.lot_prefix, _new_id(generated) if sent is None else sent)
+    if scoped is None:
+        raise InvalidInput(where, domain.lot_id_rule(me.lot_prefix))
+    return scoped
+
+
+_NO_LOT = "No lot {lot_id!r}."
+"""A write about a lot there is none of, or one the caller may not see (never held it): the same 404, the same
+body with the id as sent, nothing recorded (no oracles)."""
 
 
 def _mass(v: Decimal) -> str:
@@ -103,7 +118,7 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
         if body.produced_by is not None:
             await _asm_producer(uow, me, body.produced_by)
         new = NewLot(
-            lot_id=body.lot_id or _new_id("LOT"),
+            lot_id=_lot_id(me, body.lot_id, "LOT", "body.lot_id"),
             mineral=body.mineral.value,
             form=body.form.value,
             mass_kg=body.mass_kg,
@@ -120,6 +135,7 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
             produced_by=body.produced_by,
         )
         lot = uow.new_lot(new)
+        uow.subject = new.lot_id
         if not uow.locked:
             uow.changes.registered_from = (me.id, me.version)
         uow.append(
@@ -170,7 +186,7 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
         if o.participant_id is not None:
             await _named_mine(uow, me, o.participant_id, o.country)
         new = NewLot(
-            lot_id=body.lot_id or _new_id("EXT"),
+            lot_id=_lot_id(me, body.lot_id, "EXT", "body.lot_id"),
             mineral=body.mineral.value,
             form=body.form.value,
             mass_kg=body.mass_kg,
@@ -186,6 +202,7 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
             seal=body.seal,
         )
         lot = uow.new_lot(new)
+        uow.subject = new.lot_id
         uow.append(
             lot,
             type="custody.lot.external_declared",
@@ -244,16 +261,17 @@ async def confirm_origin(*, write: Write, lot_id: str, body: schemas.OriginConfi
         if not named:
             raise Forbidden(
                 f"Only the registered mine a declaration from outside the system names confirms its origin; lot "
-                f"{lot_id} names {'no mine' if found.named_mine is None else 'another participant'}."
+                f"{found.lot.lot_id} names {'no mine' if found.named_mine is None else 'another participant'}."
             )
         lot, at = found.lot, datetime.now(UTC)
+        uow.subject = lot.lot_id
         data = {"confirmed": body.confirmed, "note": body.note, "mine": who.subject}
         uow.append(lot, type="custody.lot.origin_confirmed", occurred_at=at, actor=who.subject, data=data)
         uow.touched(lot)
         event_id = lot.new_events[-1][0]
-        uow.changes.origin_confirmation = (lot_id, who.subject, body.confirmed, body.note, at, event_id)
+        uow.changes.origin_confirmation = (lot.lot_id, who.subject, body.confirmed, body.note, at, event_id)
         return {
-            "lot_id": lot_id,
+            "lot_id": lot.lot_id,
             "mine": who.subject,
             "confirmed": body.confirmed,
             "note": body.note,
@@ -272,16 +290,19 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "ship lots")
-        lot, to_kind = await repository.lot_for_update_and_party(uow.conn, lot_id, body.to, lock=uow.locked)
-        if lot is None:
-            raise NotFound(f"No lot {lot_id!r}.")
+        lot, to_kind = await repository.lot_for_update_and_party(
+            uow.conn, lot_id, body.to, caller=who.subject, lock=uow.locked
+        )
+        if lot is None:  # none, or one the caller never held: the same answer
+            raise NotFound(_NO_LOT.format(lot_id=lot_id))
+        uow.subject = lot.lot_id
         if to_kind is None:
             raise InvalidInput("body.to", f"{body.to!r} is not a registered participant")
         domain.check_ship(lot.state, who.subject, body.to, body.mass_kg)
         shipment_id = _new_id("SHP")
         uow.changes.shipment = (
             shipment_id,
-            lot_id,
+            lot.lot_id,
             who.subject,
             body.to,
             body.mass_kg,
@@ -317,7 +338,7 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
         )
         return {
             "shipment_id": shipment_id,
-            "lot_id": lot_id,
+            "lot_id": lot.lot_id,
             "from_participant": who.subject,
             "to": body.to,
             "mass_kg": body.mass_kg,
@@ -345,7 +366,8 @@ async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "receive shipments")
         found = await repository.shipment_and_lot_for_update(uow.conn, shipment_id, lock=uow.locked)
-        if found is None:
+        # None, or a shipment neither addressed to the caller nor sent by it: the same answer (no oracles)
+        if found is None or who.subject not in (found[1]["to_participant"], found[1]["from_participant"]):
             raise NotFound(f"No shipment {shipment_id!r}.")
         state, row, lot = found
         domain.check_receive(state, who.subject)
@@ -444,18 +466,26 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
         _participant_only(who, "transform lots")
         me = await _me(uow, who)
         input_ids = [d.lot_id for d in body.inputs]
-        lots = await repository.lots_for_update(uow.conn, input_ids)
+        lots = await repository.lots_for_update(uow.conn, input_ids, who.subject)
         for i, d in enumerate(body.inputs):
-            if d.lot_id not in lots:
+            if d.lot_id not in lots:  # none, or one the caller never held: the same answer
                 raise NotFound(f"No lot {d.lot_id!r} (inputs.{i}).")
-        for d in body.inputs:
-            lot = lots[d.lot_id]
+        drawn = [lots[d.lot_id] for d in body.inputs]
+        _duplicates([lot.lot_id for lot in drawn], "inputs")  # a bare id and its full id name one lot
+        uow.subject = drawn[0].lot_id
+        for d, lot in zip(body.inputs, drawn, strict=True):
             domain.check_can_act(lot.state, who.subject, "transform")
             domain.check_mass(lot.state, d.mass_kg, "draw")
+        output_ids = [_lot_id(me, o.lot_id, "LOT", f"body.outputs.{i}.lot_id") for i, o in enumerate(body.outputs)]
+        _duplicates(output_ids, "outputs")
+        drawn_ids = {lot.lot_id for lot in drawn}
+        for i, full in enumerate(output_ids):
+            if full in drawn_ids:
+                raise InvalidInput(f"body.outputs.{i}.lot_id", f"lot {full} is also an input")
         transformation_id = _new_id("TRF")
         made = [
             NewLot(
-                lot_id=o.lot_id or _new_id("LOT"),
+                lot_id=full,
                 mineral=o.mineral.value,
                 form=o.form.value,
                 mass_kg=o.mass_kg,
@@ -466,17 +496,16 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
                 origin_region=me.region,
                 produced_at=body.occurred_at,
             )
-            for o in body.outputs
+            for o, full in zip(body.outputs, output_ids, strict=True)
         ]
         outputs = [uow.new_lot(new) for new in made]
-        drawn = [lots[d.lot_id] for d in body.inputs]
         inputs_data = []  # the answer's, with the masses before and after
         for d, lot in zip(body.inputs, drawn, strict=True):
             before = lot.remaining_kg
             lot.remaining_kg, lot.status = domain.after_draw(lot.state, d.mass_kg, LotStatus.depleted)
             inputs_data.append(
                 {
-                    "lot_id": d.lot_id,
+                    "lot_id": lot.lot_id,
                     "mineral": lot.mineral,
                     "form": lot.form,
                     "mass_kg": _mass(d.mass_kg),
@@ -509,7 +538,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             me.id,
             me.kind,
             body.occurred_at,
-            [(d.lot_id, d.mass_kg) for d in body.inputs],
+            [(lot.lot_id, d.mass_kg) for d, lot in zip(body.inputs, drawn, strict=True)],
             [n.lot_id for n in made],
         )
         uow.touched(*drawn)
@@ -561,14 +590,22 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "consume lots")
-        lot = await repository.lot_for_update(uow.conn, lot_id)
-        if lot is None:
-            raise NotFound(f"No lot {lot_id!r}.")
+        lot = await repository.lot_for_update(uow.conn, lot_id, who.subject)
+        if lot is None:  # none, or one the caller never held: the same answer
+            raise NotFound(_NO_LOT.format(lot_id=lot_id))
+        uow.subject = lot.lot_id
         domain.check_can_act(lot.state, who.subject, "consume")
         domain.check_mass(lot.state, body.mass_kg, "consume")
         consumption_id = _new_id("CNS")
         lot.remaining_kg, lot.status = domain.after_draw(lot.state, body.mass_kg, LotStatus.consumed)
-        uow.changes.consumption = (consumption_id, lot_id, who.subject, body.product, body.mass_kg, body.consumed_at)
+        uow.changes.consumption = (
+            consumption_id,
+            lot.lot_id,
+            who.subject,
+            body.product,
+            body.mass_kg,
+            body.consumed_at,
+        )
         uow.touched(lot)
         uow.append(
             lot,
@@ -587,7 +624,7 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
         )
         return {
             "consumption_id": consumption_id,
-            "lot_id": lot_id,
+            "lot_id": lot.lot_id,
             "product": body.product,
             "mass_kg": body.mass_kg,
             "consumed_at": body.consumed_at,
@@ -614,17 +651,143 @@ class Reads:
 
 _UNREADABLE = "No lot {lot_id!r} that you may read (you may read the lots you hold or held, and their upstream)."
 
+# --- what a participant sees of what it reads (issue 24; docs/api.md, "What a participant sees") ------------------
+#
+# The operator and a regulator see everything they may read whole. A participant viewer sees:
+# - a lot's current state (`_CURRENT`) only when it is the lot's current custodian;
+# - a participant's identity (ids, names) wherever one appears only as `shared.visibility.identity_disclosed` says
+#   for that participant's kind and policy (custody's projection of `registry.events`) and the viewer's relation to
+#   it: `self`; `same_event` (a history event the viewer did or is named in); `counterparty` (a shipment between
+#   them, either way); else `downstream`: whatever a participant may read in custody is upstream of what it holds or
+#   held (the lot itself, its upstream trace, the lots it held in a downstream trace, their histories);
+# - a lot's history up to its cut (`_history_end`).
 
-async def _readable(conn: asyncpg.Connection, who: Principal, lot_id: str, max_depth: int) -> asyncpg.Record:
-    r = await repository.get_lot(conn, lot_id)
-    if r is None or not (who.is_operator or await repository.may_read(conn, lot_id, who.subject, max_depth)):
-        raise NotFound(_UNREADABLE.format(lot_id=lot_id))
-    return r
+_CURRENT = ("custodian", "status", "remaining_kg", "events", "head_hash")
+"""A lot's current state: shown only to its current custodian (a lot's event count and head hash grow with every
+later event, so they are current state too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """A participant reading, and how it stands to the participants what it reads names (`repository.party_views`;
+    a participant custody does not know gets the default policy)."""
+
+    subject: str
+    parties: dict[str, repository.PartyView]
+    _shown: dict[tuple[str, str | None], bool] = field(default_factory=dict)  # `shows` outside events, per trace
+
+    def relation(self, participant: str, in_event: Collection[str] = ()) -> Relation:
+        if participant == self.subject:
+            return "self"
+        if self.subject in in_event:
+            return "same_event"
+        view = self.parties.get(participant)
+        return "counterparty" if view is not None and view.counterparty else "downstream"
+
+    def shows(self, participant: str | None, kind: str | None = None, in_event: Collection[str] = ()) -> bool:
+        """May the viewer learn this participant's identity? None (no participant named) is nothing to withhold;
+        `kind`: the participant's kind where what is read records it (else the projection's)."""
+        if participant is None:
+            return True
+        key = (participant, kind)
+        if not in_event and key in self._shown:
+            return self._shown[key]
+        view = self.parties.get(participant)
+        shown = identity_disclosed(
+            kind or (view.kind if view else None),
+            view.disclosure if view else None,
+            self.relation(participant, in_event),
+        )
+        if not in_event:
+            self._shown[key] = shown
+        return shown
+
+
+def _lot_parties(out: dict[str, Any]) -> tuple[str | None, str | None]:
+    return out["origin"]["participant_id"], out.get("produced_by")
+
+
+async def _viewer(conn: asyncpg.Connection, subject: str, named: set[str | None]) -> Viewer:
+    """The viewer with its relations to the participants `named` (itself and None need no look-up; smelters and
+    refiners are left out by the callers: they are public)."""
+    ids = {p for p in named if p is not None and p != subject}
+    return Viewer(subject, await repository.party_views(conn, subject, ids))
+
+
+def _lot_seen(out: dict[str, Any], viewer: Viewer | None) -> dict[str, Any]:
+    """A lot (`repository.lot_out`, or a trace node) as `viewer` may see it (None: whole), with its `withheld`
+    list; changed in place."""
+    withheld: list[str] = []
+    if viewer is not None:
+        if out["custodian"] != viewer.subject:
+            for name in _CURRENT:
+                out[name] = None
+            withheld.extend(_CURRENT)
+        origin = out["origin"]
+        if not viewer.shows(origin["participant_id"]):
+            origin["participant_id"] = origin["mine_name"] = None
+            withheld += ["origin.participant_id", "origin.mine_name"]
+        registration = (origin["participant_id"],)  # a titleholder's registration names the group: shared by both
+        if not viewer.shows(out.get("produced_by"), in_event=registration):
+            out["produced_by"] = None
+            withheld.append("produced_by")
+    out["withheld"] = withheld
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    """A lot the caller may read, and how: `participant` false for whoever sees it whole (operator, regulator);
+    for a participant (when asked: `_readable`'s `paths`) whether it holds or held the lot (`held`) and the
+    transformations of it through which its material reached a lot it holds or held (`fed`)."""
+
+    lot: asyncpg.Record
+    participant: bool
+    held: bool = False
+    fed: frozenset[str] = frozenset()
+
+
+async def _opens(conn: asyncpg.Connection, who: Principal, lot_id: str, max_depth: int) -> bool:
+    """A regulator's grant opens the lot (`shared.visibility.grant_opens_lot_sql`)."""
+    lots, parties = sorted(who.grant_lots), sorted(who.grant_participants)
+    return await repository.grant_opens(conn, lot_id, lots, parties, max_depth)
+
+
+async def _readable(
+    conn: asyncpg.Connection, who: Principal, lot_id: str, max_depth: int, *, paths: bool = False
+) -> _Access:
+    """The lot if `who` may read it, else 404 exactly as for a lot that does not exist: the operator reads every
+    lot, a regulator what its grant opens, anyone else (a participant) the lots it holds or held and their
+    upstream; one statement either way (none more for a lot it may not read than for none at all). `paths`: a
+    participant's `held` and `fed` too (a history's cut: a walk down every path from the lot; without, the walk
+    stops at the first lot the participant holds or held)."""
+    if who.is_operator or who.is_regulator:
+        r = (
+            await repository.get_lot(conn, lot_id)
+            if who.is_operator
+            else await repository.lot_if_opened(
+                conn, lot_id, sorted(who.grant_lots), sorted(who.grant_participants), max_depth
+            )
+        )
+        if r is not None:
+            return _Access(r, participant=False)
+    elif paths:
+        r, held, fed = await repository.lot_as_read_by(conn, lot_id, who.subject, max_depth)
+        if r is not None and (held or fed):
+            return _Access(r, participant=True, held=held, fed=fed)
+    else:
+        r = await repository.lot_if_readable(conn, lot_id, who.subject, max_depth)
+        if r is not None:
+            return _Access(r, participant=True)
+    raise NotFound(_UNREADABLE.format(lot_id=lot_id))
 
 
 async def get_lot(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any]:
     async with reads.pool.acquire() as conn:
-        return repository.lot_out(await _readable(conn, who, lot_id, reads.max_depth))
+        access = await _readable(conn, who, lot_id, reads.max_depth)
+        out = repository.lot_out(access.lot)
+        viewer = await _viewer(conn, who.subject, set(_lot_parties(out))) if access.participant else None
+    return _lot_seen(out, viewer)
 
 
 async def list_lots(
@@ -637,56 +800,183 @@ async def list_lots(
     after: int,
     limit: int,
 ) -> schemas.LotPage:
-    """Lots the caller holds or held (the operator: all), oldest first."""
+    """Lots the caller holds or held (the operator: all; a regulator: what its grant opens), oldest first. A
+    participant filters on what it may see: `custodian` and `status` are current state, so they match only the lots
+    it holds now (`custodian` naming anyone else matches nothing)."""
+    participant = not (who.is_operator or who.is_regulator)
+    if participant and custodian is not None and custodian != who.subject:
+        return schemas.LotPage(items=[], next_cursor=None)
+    if participant and status is not None:
+        custodian = who.subject
+    opened = (sorted(who.grant_lots), sorted(who.grant_participants), reads.max_depth) if who.is_regulator else None
     async with reads.pool.acquire() as conn:
         rows = await repository.list_lots(
             conn,
-            holder=None if who.is_operator else who.subject,
+            holder=who.subject if participant else None,
             custodian=custodian,
             mineral=mineral,
             status=status,
             after=after,
             limit=limit + 1,
+            opened=opened,
         )
+        outs = [repository.lot_out(r) for r in rows[:limit]]
+        named = {p for out in outs for p in _lot_parties(out)}
+        viewer = await _viewer(conn, who.subject, named) if participant else None
     return schemas.LotPage(
-        items=[schemas.Lot.model_validate(repository.lot_out(r)) for r in rows[:limit]],
+        items=[schemas.Lot.model_validate(_lot_seen(out, viewer)) for out in outs],
         next_cursor=str(rows[limit - 1]["created_seq"]) if len(rows) > limit else None,
     )
 
 
 async def history(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any]:
-    """Every event of a lot's chain, in order, each as `who` may see it (`domain.disclose_event`: a withheld field
-    shows only as its salted digest), and whether the chain of what is shown verifies (recomputed here from the
-    digests, so withholding cannot break it)."""
+    """Every event of a lot's chain the caller may see, in order, each as it may see it (`domain.disclose_event`: a
+    withheld field shows only as its salted digest), and whether the chain of what is shown verifies (recomputed
+    here from the digests, so withholding cannot break it; a history cut short is a prefix of the chain, so it
+    verifies from the genesis too). A participant sees the lot's events up to `_history_end`, and the identities
+    in them as `_withheld` says."""
     async with reads.pool.acquire() as conn:
-        await _readable(conn, who, lot_id, reads.max_depth)
-        rows = await repository.history(conn, lot_id)
+        access = await _readable(conn, who, lot_id, reads.max_depth, paths=True)
+        stored = []
+        for r in await repository.history(conn, lot_id):
+            s = dict(r)
+            s["data"], s["salts"] = orjson.loads(r["data"]), r["salts"] and orjson.loads(r["salts"])
+            stored.append(s)
+        viewer = None
+        if access.participant:
+            end = _history_end(stored, who.subject, access)
+            if end is not None:
+                stored = [s for s in stored if s["seq"] <= end]
+            named: set[str | None] = set()
+            for s in stored:
+                for ids, kind in _naming(s).values():
+                    if kind not in SMELTER_KINDS:
+                        named.update(ids)
+            viewer = await _viewer(conn, who.subject, named)
     events, triples = [], []
-    for r in rows:
-        stored = dict(r)
-        stored["data"], stored["salts"] = orjson.loads(r["data"]), r["salts"] and orjson.loads(r["salts"])
-        item = domain.disclose_event(stored, _withheld(who, stored))
-        triples.append((stored["prev_hash"], stored["hash"], domain.shown_body(lot_id, item)))
+    for s in stored:
+        item = domain.disclose_event(s, _withheld(viewer, s))
+        triples.append((s["prev_hash"], s["hash"], domain.shown_body(lot_id, item)))
         events.append(item)
     return {"lot_id": lot_id, "events": events, "chain_valid": domain.verify_chain(triples) is None}
 
 
-def _withheld(who: Principal, stored: dict[str, Any]) -> frozenset[str]:
-    """The fields of a stored event `who` may not see (its digests are shown instead): none yet."""
-    return frozenset()
+def _history_end(stored: list[dict[str, Any]], subject: str, access: _Access) -> int | None:
+    """The last event (seq) of a lot's history a participant sees; None: all of it.
+
+    - Its current custodian sees all of it (what came before it is its lot's upstream).
+    - A former holder sees it up to and including its buyer's receipt (the `custody.lot.received` of a shipment it
+      sent), nothing later: computed here from the lot's shipments and receipts, as recorded on its chain.
+    - A participant downstream of the lot (its material reached a lot the participant holds or held through a
+      transformation of this lot: `_Access.fed`) sees it up to and including that transformation's event.
+    - A lot reached more than one way (held twice, held and also downstream, fed through two transformations) is
+      seen up to the latest of its cut-offs: the union of what each way shows (a history is a prefix of the chain).
+    """
+    if access.lot["custodian"] == subject:
+        return None
+    end = 0
+    for s in stored:
+        t, data = s["type"], s["data"]
+        let_go = t == "custody.lot.received" and _at(data, "shipped.from") == subject
+        if let_go or (t == "custody.lot.transformed" and data.get("transformation_id") in access.fed):
+            end = s["seq"]
+    return end
+
+
+_NAMED_IN: dict[str, tuple[tuple[str, tuple[str, ...], str | None], ...]] = {
+    "custody.lot.registered": (
+        ("custodian", ("custodian",), None),
+        ("origin", ("origin.participant_id", "origin.produced_by"), None),
+    ),
+    "custody.lot.external_declared": (
+        ("custodian", ("custodian",), "custodian_kind"),
+        ("declared_origin", ("declared_origin.participant_id",), None),
+        ("supplier", (), None),  # an outside party: `_OUTSIDE`
+    ),
+    "custody.lot.origin_confirmed": (("mine", ("mine",), None),),
+    "custody.lot.shipped": (("from", ("from",), None), ("to", ("to",), "to_kind")),
+    "custody.lot.received": (("by", ("by",), None), ("shipped", ("shipped.from",), None)),
+    "custody.lot.transformed": (("by", ("by",), "by_kind"),),
+    "custody.lot.consumed": (("by", ("by",), None),),
+}
+"""Per event type (custody/events.py), the fields of `data` that name participants: (field, the paths of the ids it
+names (none: an outside party), the data field that records their kind, if any). `actor` names the actor in every
+event (its kind: `_ACTOR_KIND`)."""
+_ACTOR_KIND = {"custody.lot.external_declared": "custodian_kind", "custody.lot.transformed": "by_kind"}
+_OUTSIDE = ""
+"""An outside party a field names (an external declaration's supplier): no registered participant, so no policy on
+record; it is judged as one with the default policy (shown to those in the event, not beyond)."""
+
+
+def _naming(s: dict[str, Any]) -> dict[str, tuple[list[str | None], str | None]]:
+    """The fields of a stored event that name participants: {field: (the ids it names, their kind if recorded)}.
+    A field is withheld whole (a top-level key of `data`: what recipe 2 commits to one by one), unless the event
+    commits to the named part on its own (its dotted path has a salt of its own): then only that part."""
+    data, salts = s["data"], s.get("salts") or {}
+    actor_kind = _ACTOR_KIND.get(s["type"])
+    fields: dict[str, tuple[list[str | None], str | None]] = {
+        "actor": ([s["actor"]], data.get(actor_kind) if actor_kind else None)
+    }
+    for name, paths, kind in _NAMED_IN.get(s["type"], ()):
+        if name not in data:
+            continue
+        of_kind = data.get(kind) if kind else None
+        if not paths:
+            fields[name] = ([_OUTSIDE], of_kind)
+        for path in paths:
+            shown_as = path if path in salts else name
+            fields.setdefault(shown_as, ([], of_kind))[0].append(_at(data, path))
+    return fields
+
+
+def _at(data: dict[str, Any], path: str) -> str | None:
+    """The participant id at a dotted path of an event's data (None where there is none)."""
+    value: Any = data
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _withheld(viewer: Viewer | None, s: dict[str, Any]) -> frozenset[str]:
+    """The fields of a stored event `viewer` may not see (None: the operator or a regulator, who see all): those
+    naming a participant whose identity it may not learn (`Viewer.shows`: `same_event` when the viewer did the event
+    or is named in it). Its digests are shown instead (`domain.disclose_event`; recipe 1 events are shown whole)."""
+    if viewer is None:
+        return frozenset()
+    fields = _naming(s)
+    in_event = {p for ids, _ in fields.values() for p in ids if p}
+    withheld = set()
+    for name, (ids, kind) in fields.items():
+        for p in ids:
+            if p == _OUTSIDE:
+                shown = identity_disclosed(None, None, "same_event" if viewer.subject in in_event else "downstream")
+            else:
+                shown = viewer.shows(p, kind, in_event)
+            if not shown:
+                withheld.add(name)
+    return frozenset(withheld)
 
 
 async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) -> dict[str, Any]:
-    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products).
+    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products), and
+    for a participant one small one more: the policies of the participants it names and whether they are the
+    viewer's counterparties (`repository.party_views`); what the participant may not see is withheld (`_lot_seen`).
+    Whether a participant may read the lot at all is checked in the trace's statement (no rows: 404, as for a lot
+    that does not exist); a regulator's grant is checked before.
 
     At most `reads.max_lots` lots and `reads.max_edges` edges: the walk stops before the step that would pass the
     lots (in the statement), and a trace whose edges would pass theirs is not built but counted, then taken again to
     the deepest depth that keeps within (`repository._trace_sql`, `shared.genealogy.edge_depth`): one more
-    statement, only then. Either way `truncated` says why, the limit, and at which lots it stopped."""
+    statement, only then. Either way `truncated` says why, the limit, and at which lots it stopped.
+
+    A regulator sees, whole, the trace's lots its grant opens (and the edges between them); a participant, upstream,
+    every lot; downstream, the lot asked about and the lots it held itself; products only of the lots it holds now
+    (a former holder sees no later consumption), and its own."""
     max_depth, limit = reads.max_depth, None
     reason: Reason = "max_depth"
+    participant = not (who.is_operator or who.is_regulator)
     async with reads.pool.acquire() as conn:
-        if not who.is_operator and not await repository.may_read(conn, lot_id, who.subject, reads.max_depth):
+        if who.is_regulator and not await _opens(conn, who, lot_id, reads.max_depth):
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
         for _ in range(3):  # the first answer, or its counts; at most a re-take (and one more, if ever needed)
             rows = await repository.trace_rows(
@@ -696,7 +986,8 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                 max_depth=max_depth,
                 max_lots=reads.max_lots,
                 max_edges=reads.max_edges,
-                participant=None if who.is_operator else who.subject,
+                participant=who.subject if participant else None,
+                read_depth=reads.max_depth,  # a participant's lot that may not read it: no rows (404)
             )
             if not rows or rows[0]["edge"] is not None:
                 break
@@ -708,9 +999,19 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
         if reason == "max_depth" and rows[0]["lots_cut_at"] is not None:
             max_depth, reason, limit = rows[0]["lots_cut_at"], "max_lots", reads.max_lots
+        if who.is_regulator:
+            opened = await repository.opened_among(
+                conn,
+                sorted(who.grant_lots),
+                sorted(who.grant_participants),
+                reads.max_depth,
+                [r["lot_id"] for r in rows if not r["edge"]],
+            )
+            rows = [r for r in rows if r["lot_id"] in opened and (not r["edge"] or r["parent"] in opened)]
         nodes, edges, origins, cut = [], [], [], []
         smelters: dict[tuple[str, str], dict[str, Any]] = {}
         steps: dict[str, tuple[str, str, str, set[str], set[str]]] = {}  # tid -> actor, kinds, inputs, outputs
+        held_now: set[str] = set()  # the lots the participant asking holds now
         for r in rows:
             if not r["edge"]:
                 node = {**repository.lot_out(r), "depth": r["depth"]}
@@ -719,6 +1020,8 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     cut.append(r["lot_id"])
                 if upstream and r["origin_kind"] in ("mine", "external"):
                     origins.append(node)
+                if r["custodian"] == who.subject:
+                    held_now.add(r["lot_id"])
                 continue
             actor, tid, kind, actor_kind = r["actor"], r["transformation_id"], r["kind"], r["actor_kind"]
             edges.append(
@@ -730,6 +1033,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "actor": actor,
                     "actor_kind": actor_kind,
                     "mass_kg": r["mass_kg"],
+                    "withheld": [],
                 }
             )
             step = steps.setdefault(tid, (actor, kind, actor_kind, set(), set()))
@@ -747,6 +1051,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "transformation_id": tid,
                     "transformation_kind": kind,
                     "screened_as_smelter_by": basis,
+                    "withheld": [],
                 }
         products = (
             []
@@ -759,10 +1064,30 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "product": c["product"],
                     "mass_kg": c["mass_kg"],
                     "consumed_at": c["consumed_at"],
+                    "withheld": [],
                 }
                 for c in await repository.consumptions_of(conn, [n["lot_id"] for n in nodes])
+                if not participant or c["lot_id"] in held_now or c["actor"] == who.subject
             ]
         )
+        viewer = None
+        if participant:  # the identities it names, smelters and refiners aside (public)
+            named: set[str | None] = {p for n in nodes for p in _lot_parties(n)}
+            named.update(e["actor"] for e in edges if e["actor_kind"] not in SMELTER_KINDS)
+            named.update(p["by"] for p in products)
+            viewer = await _viewer(conn, who.subject, named)
+    for node in nodes:
+        _lot_seen(node, viewer)
+    if viewer is not None:
+        for edge in edges:
+            if not viewer.shows(edge["actor"], edge["actor_kind"]):
+                edge["actor"], edge["withheld"] = None, ["actor"]
+        for smelter in smelters.values():
+            if not viewer.shows(smelter["participant_id"], smelter["kind"]):
+                smelter["participant_id"], smelter["withheld"] = None, ["participant_id"]
+        for product in products:
+            if not viewer.shows(product["by"]):
+                product["by"], product["withheld"] = None, ["by"]
     return {
         "lot_id": lot_id,
         "direction": "upstream" if upstream else "downstream",

@@ -241,6 +241,23 @@ async def test_a_bare_id_registered_by_two_mines_is_two_lots(stack: Stack) -> No
     assert made["outputs"][0]["lot_id"].startswith(f"{await prefix_of(stack, a)}:")
 
 
+async def test_reads_take_a_bare_id_as_the_callers_own_lot_as_writes_do(stack: Stack) -> None:
+    """GET /lots/{id}, its history and its trace name a lot as writes do: a bare id is the caller's own lot (the
+    full id in the answer); the same bare id from a participant with no lot of that id is a 404 like any other."""
+    a, b = await stack.party("mine"), await stack.party("mine")
+    tag = local()
+    full = (await register(stack, a, tag))["lot_id"]
+    assert (await ok(await stack.custody.get(f"/lots/{tag}", headers=a.auth), 200))["lot_id"] == full
+    history = await ok(await stack.custody.get(f"/lots/{tag}/history", headers=a.auth), 200)
+    assert history["lot_id"] == full and history["chain_valid"] and len(history["events"]) == 1
+    trace = await ok(await stack.custody.get(f"/lots/{tag}/trace", headers=a.auth), 200)
+    assert trace["lot_id"] == full and [n["lot_id"] for n in trace["nodes"]] == [full]
+    for path in (f"/lots/{tag}", f"/lots/{tag}/history", f"/lots/{tag}/trace"):
+        r = await stack.custody.get(path, headers=b.auth)
+        assert r.status_code == 404, r.text
+        assert tag in r.json()["detail"] and full not in r.text
+
+
 async def test_the_bare_id_of_a_lot_is_its_taken_id_once_the_mine_registered_it(stack: Stack) -> None:
     """A 409 `lot_exists` is only ever about the caller's own ids: another participant's lots are out of reach."""
     a, b = await stack.party("mine"), await stack.party("mine")

@@ -104,6 +104,19 @@ def lot_named(sent: str, caller: str) -> str:
     )
 
 
+LOT_NAMED = f"""
+SELECT l.lot_id FROM lots l WHERE l.lot_id = ANY({lot_named("$1::text", "$2::text")})
+ORDER BY l.lot_id = $1::text LIMIT 1
+"""
+
+
+async def resolve_lot_id(conn: Conn, sent: str, caller: str) -> str:
+    """The id of the lot a participant names `sent` by (`lot_named`: a bare id is its own lot first), or `sent`
+    itself when there is none; whether the caller may read it is decided after, alike for both."""
+    found: str | None = await conn.fetchval(LOT_NAMED, sent, caller)
+    return found or sent
+
+
 def _seen(caller: str) -> str:
     """SQL, on a lot `l`: whether `caller` may see it as a writer does, i.e. holds or ever held it. A write about a
     lot the caller may not see is answered as one about a lot that does not exist (no oracles)."""

@@ -753,6 +753,15 @@ async def _opens(conn: asyncpg.Connection, who: Principal, lot_id: str, max_dept
     return await repository.grant_opens(conn, lot_id, lots, parties, max_depth)
 
 
+async def _named(conn: asyncpg.Connection, who: Principal, lot_id: str) -> str:
+    """The lot a participant means: a bare id (no `:`) is its own `<prefix>:<id>` first, as in writes
+    (`repository.lot_named`), then the exact id; one primary-key statement, only for a bare id, the same whether
+    the lot exists or not. Full ids, and every id from the operator or a regulator, are taken as they are."""
+    if ":" in lot_id or not who.is_participant:
+        return lot_id
+    return await repository.resolve_lot_id(conn, lot_id, who.subject)
+
+
 async def _readable(
     conn: asyncpg.Connection, who: Principal, lot_id: str, max_depth: int, *, paths: bool = False
 ) -> _Access:
@@ -761,6 +770,7 @@ async def _readable(
     upstream; one statement either way (none more for a lot it may not read than for none at all). `paths`: a
     participant's `held` and `fed` too (a history's cut: a walk down every path from the lot; without, the walk
     stops at the first lot the participant holds or held)."""
+    lot_id = await _named(conn, who, lot_id)
     if who.is_operator or who.is_regulator:
         r = (
             await repository.get_lot(conn, lot_id)
@@ -837,6 +847,7 @@ async def history(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any
     in them as `_withheld` says."""
     async with reads.pool.acquire() as conn:
         access = await _readable(conn, who, lot_id, reads.max_depth, paths=True)
+        lot_id = access.lot["lot_id"]  # as named: a participant's bare id is its own lot's full id
         stored = []
         for r in await repository.history(conn, lot_id):
             s = dict(r)
@@ -976,6 +987,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
     reason: Reason = "max_depth"
     participant = not (who.is_operator or who.is_regulator)
     async with reads.pool.acquire() as conn:
+        lot_id = await _named(conn, who, lot_id)
         if who.is_regulator and not await _opens(conn, who, lot_id, reads.max_depth):
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
         for _ in range(3):  # the first answer, or its counts; at most a re-take (and one more, if ever needed)

@@ -443,8 +443,28 @@ def _digest(salt: str, name: str, value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _field_names(event: dict[str, Any]) -> list[str]:
+    """An event's disclosable fields as its recipe commits to them (the operator's `digests`: `actor`, each key of
+    `data`, or `<key>.<subkey>` where the recipe splits an object); the top-level keys where it has none."""
+    if event.get("digests"):
+        return list(event["digests"])
+    return ["actor", *(event.get("data") or {})]
+
+
+def _field(event: dict[str, Any], name: str) -> Any:
+    """A disclosable field's value as the event shows it (None: absent or withheld)."""
+    if name == "actor":
+        return event.get("actor")
+    data = event.get("data") or {}
+    if name in data:
+        return data[name]
+    key, _, sub = name.partition(".")
+    inner = data.get(key)
+    return inner.get(sub) if sub and isinstance(inner, dict) else None
+
+
 def compare_event(w: World, view: dict[str, Any], op: dict[str, Any], viewer: str, digests: bool) -> list[str]:
-    """A history event, top-level field by field (`actor` and each key of `data`): a field naming someone the reader
+    """A history event, field by field as its recipe commits to them (`_field_names`): a field naming someone the reader
     may not learn is absent or null, named in the event's `withheld` and shown only as its digest (the operator's);
     every other field is shown as the operator reads it, with its salt (`digests`: also check the salted digests)."""
     out: list[str] = []
@@ -456,10 +476,9 @@ def compare_event(w: World, view: dict[str, Any], op: dict[str, Any], viewer: st
     for k in ("event_id", "seq", "type", "occurred_at", "prev_hash", "hash"):
         if view.get(k) != op.get(k):
             out.append(f"#{seq}.{k}: {view.get(k)!r} != operator's {op.get(k)!r}")
-    fields = {"actor": (view.get("actor"), op.get("actor"))}
-    fields |= {f"data.{k}": ((view.get("data") or {}).get(k), v) for k, v in (op.get("data") or {}).items()}
-    for where, (mine, theirs) in fields.items():
-        name = where.removeprefix("data.")
+    fields = {name: (_field(view, name), _field(op, name)) for name in _field_names(op)}
+    for name, (mine, theirs) in fields.items():
+        where = name if name == "actor" else f"data.{name}"
         if _names_identity(w, theirs, allowed):
             if mine is not None:
                 out.append(f"#{seq} {op['type']} {where}: shown, names {_leaks(w, json.dumps(theirs), allowed)}")
@@ -703,7 +722,8 @@ async def test_history_digests_and_salts(world: World, viewer: str, lot: str) ->
 def _found(data: Any, key: str) -> list[Any]:
     """Every value of `key` anywhere in `data`."""
     if isinstance(data, dict):
-        return [v for k, v in data.items() if k == key] + [x for v in data.values() for x in _found(v, key)]
+        here = [v for k, v in data.items() if k == key or k.endswith(f".{key}")]
+        return here + [x for v in data.values() for x in _found(v, key)]
     if isinstance(data, list):
         return [x for v in data for x in _found(v, key)]
     return []
@@ -745,7 +765,7 @@ async def test_operator_policy_shows_only_on_shared_events(world: World) -> None
     assert by_seq[2]["data"].get("to") is None and "to" in by_seq[2]["withheld"], by_seq[2]
     assert by_seq[3]["actor"] is None and "actor" in by_seq[3]["withheld"], by_seq[3]
     assert by_seq[4]["actor"] == t3 and by_seq[4]["data"]["from"] == t3, by_seq[4]
-    assert by_seq[5]["data"]["shipped"]["from"] == t3, by_seq[5]
+    assert _field(by_seq[5], "shipped.from") == t3, by_seq[5]
     assert by_seq[1]["actor"] == world.who["M2"].id  # public
 
 

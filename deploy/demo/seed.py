@@ -36,7 +36,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "[demo]"
-KEY_PREFIX = "demo-v2"  # Idempotency-Key prefix: a new version of the demo must change it
+KEY_PREFIX = "demo-v3"  # Idempotency-Key prefix: a new version of the demo must change it
 RISK_PROFILES_CSV = Path(__file__).resolve().with_name("risk_profiles.illustrative.csv")
 MARKER_NAME = "Scheldt Metal Recovery NV"  # registered last: its presence means the demo is complete
 AUDIT_WAIT_S = 20.0  # default of --audit-wait
@@ -117,9 +117,12 @@ class Spec:
     identifiers: dict[str, str] = field(default_factory=dict)
     certifications: tuple[dict[str, Any], ...] = ()
     role: str = ""
+    disclosure: str | None = None  # its disclosure policy (None: the registry's default, counterparties)
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "country": self.country}
+        if self.disclosure:
+            out["disclosure"] = self.disclosure
         if self.region:
             out["region"] = self.region
         if self.identifiers:
@@ -166,15 +169,15 @@ PARTICIPANTS: tuple[Spec, ...] = (
     Spec("estano_andino", "Cooperativa Minera Estaño Andino Ltda.", "mine", "BO", "BO-P", "asm", {"tin": 90_000},
          {"national_id": "BO-AJAM-COOP-1187"}, role="artisanal tin concentrate, Potosí"),
     Spec("bangka", "PT Bangka Selatan Tin Mining", "mine", "ID", "ID-BB", "lsm", {"tin": 2_500_000},
-         {"national_id": "IUP-OP-540/2017"}, role="industrial tin, no IRMA assessment"),
+         {"national_id": "IUP-OP-540/2017"}, role="industrial tin, no IRMA assessment", disclosure="public"),
     Spec("murchison", "Murchison Tantalite Operations Pty Ltd", "mine", "AU", "AU-WA", "lsm", {"tantalum": 400_000},
          {"national_id": "ABN 41 612 907 335"},
          (irma("transparency", "2025-09-01", "2028-08-31", "IRMA Transparency, assessment 2025-041"),),
-         role="industrial tantalite, IRMA Transparency"),
+         role="industrial tantalite, IRMA Transparency", disclosure="public"),
     Spec("highveld", "Highveld Deep Gold Mining Ltd", "mine", "ZA", "ZA-GP", "lsm", {"gold": 9_000},
          {"national_id": "2009/014377/06"},
          (irma("irma_75", "2024-11-15", "2027-11-14", "IRMA 75, assessment 2024-019"),),
-         role="industrial gold doré, IRMA 75"),
+         role="industrial gold doré, IRMA 75", disclosure="downstream"),
     Spec("kolwezi", "Kolwezi Plateau Copper-Cobalt SA", "mine", "CD", "CD-LU", "lsm", {"cobalt": 18_000_000},
          {"national_id": "CD/LU/PE-11702"},
          (irma("transparency", "2026-02-01", "2029-01-31", "IRMA Transparency, assessment 2026-007"),),
@@ -186,7 +189,7 @@ PARTICIPANTS: tuple[Spec, ...] = (
     Spec("great_lakes", "Great Lakes Minerals Export Ltd", "trader", "RW", "RW-01",
          identifiers={"lei": lei("great_lakes", "2549")}, role="comptoir/exporter, Kigali"),
     Spec("lakeshore", "Lakeshore Minerals Trading (T) Ltd", "trader", "TZ", "TZ-02",
-         identifiers={"lei": lei("lakeshore", "2549")}, role="exporter, Dar es Salaam"),
+         identifiers={"lei": lei("lakeshore", "2549")}, role="exporter, Dar es Salaam", disclosure="operator"),
     # Smelters and refiners (RMI ids CID + 6 digits; invented numbers).
     Spec("selat", "Selat Melaka Tin Smelting Bhd", "smelter", "MY", "MY-07",
          identifiers={"rmi_smelter_id": "CID009101", "lei": lei("selat")},

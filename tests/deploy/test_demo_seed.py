@@ -254,6 +254,10 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
         full = await custody.get(f"/lots/{component}/trace", params={"direction": "upstream"}, headers=OPERATOR)
         origins = {o["origin"].get("participant_id") for o in full.json()["origins"]}
         assert {listed[m]["id"] for m in mines} <= origins, (mineral, origins)
+        # the maker, several tiers down, sees the mines whose policy lets it (public, downstream), not the others
+        seen = {o["origin"].get("participant_id") for o in trace.json()["origins"]}
+        disclosed = {listed[m]["id"] for m in mines if m in ("bangka", "murchison", "highveld")}
+        assert seen - {None} == disclosed, (mineral, seen)
         everyone = await pages(custody, "/lots", OPERATOR, mineral=mineral)
         assert component in {lot["lot_id"] for lot in everyone}
 

@@ -132,13 +132,26 @@ def _lookup_limit(request: Request, who: PrincipalDep) -> Principal:
     return who
 
 
+_LOOKUP_RESPONSES = problem_responses(404, 429)
+_LOOKUP_RESPONSES[429] = {
+    **_LOOKUP_RESPONSES[429],
+    "description": "Too many lookups: over the caller's lookup rate",
+    "headers": {
+        "Retry-After": {
+            "description": "Whole seconds to wait before the next lookup is taken",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 @router.get(
     "/participants/lookup",
     response_model=schemas.LookupResult,
     tags=["directory"],
     summary="Find a participant by one exact identifier (RMI facility id, LEI or GLN): its card, unless its policy is "
     "`operator` (then 404, as for an identifier nobody has); rate-limited per caller",
-    responses=problem_responses(404, 429),
+    responses=_LOOKUP_RESPONSES,
 )
 async def lookup_participant(
     session: SessionDep,

@@ -212,8 +212,13 @@ def recomputed_hash(event: CloudEvent) -> str:
     """The chain hash of a lot event from its published form only (the recipe in `ChainEvent.hash`)."""
     d = event.data
     data = {k: v for k, v in d.items() if k not in CHAIN_FIELDS}
-    assert d["recipe"] == 2 and set(d["salts"]) == {"actor", *data}  # recipe 2: a salt for each field
-    fields = {"actor": d["actor"], **data}
+    fields = {"actor": d["actor"]}  # recipe 2: a salt for each field, a non-empty object's keys one by one
+    for name, value in data.items():
+        if value and isinstance(value, dict):
+            fields.update({f"{name}.{key}": sub for key, sub in value.items()})
+        else:
+            fields[name] = value
+    assert d["recipe"] == 2 and set(d["salts"]) == set(fields)
     body = {
         "event_id": d["event_id"],
         "lot_id": d["lot_id"],

@@ -224,8 +224,13 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
     assert history["chain_valid"] is True
     prev = bytes(32)
     for ev in history["events"]:
-        assert ev["recipe"] == 2 and ev["withheld"] == [] and set(ev["salts"]) == {"actor", *ev["data"]}
-        fields = {"actor": ev["actor"], **ev["data"]}
+        fields = {"actor": ev["actor"]}  # a non-empty object committed key by key: `<key>.<subkey>`
+        for key, value in ev["data"].items():
+            if value and isinstance(value, dict):
+                fields.update({f"{key}.{sub}": v for sub, v in value.items()})
+            else:
+                fields[key] = value
+        assert ev["recipe"] == 2 and ev["withheld"] == [] and set(ev["salts"]) == set(fields)
         digests = {
             name: hashlib.sha256(
                 orjson.dumps([ev["salts"][name], name, value], option=orjson.OPT_SORT_KEYS)

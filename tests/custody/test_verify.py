@@ -347,8 +347,155 @@ def test_an_event_data_field_named_actor_is_refused() -> None:
 
 def test_disclose_event_lists_only_fields_the_event_has() -> None:
     _, stored = _journey()
-    item = disclose_event(stored[0], {"to", "nonexistent", "origin"})
-    assert item["withheld"] == ["origin"] and item["actor"] == MINE
+    item = disclose_event(stored[0], {"to", "nonexistent", "origin", "custodian.x", "mass_kg.x"})
+    assert item["withheld"] == ["origin.country", "origin.kind", "origin.name", "origin.participant_id"]
+    assert item["actor"] == MINE and "origin" not in item["data"] and item["data"]["mass_kg"] == "1250.500"
+
+
+# --- objects committed key by key (one level deep) ----------------------------------------------------------------
+
+IDENTITIES = {"actor", "from", "to", "by", "custodian", "origin.participant_id", "origin.name", "shipped.from"}
+"""What a reader kept from the mine's identity is withheld: the identity keys of `origin` and `shipped` only."""
+
+
+def test_a_non_empty_object_is_committed_key_by_key_one_level_deep() -> None:
+    _, stored = _journey()
+    origin = ["origin.kind", "origin.participant_id", "origin.name", "origin.country"]
+    assert list(stored[0]["salts"]) == ["actor", "mineral", "mass_kg", "custodian", *origin]
+    assert list(stored[2]["salts"]) == ["actor", "shipment_id", "by", "mass_kg", "seal", "shipped.from"]
+    history = _history(LOT, stored)
+    registered = history["events"][0]
+    assert set(registered["digests"]) == set(registered["salts"]) and registered["data"] == stored[0]["data"]
+    salt = stored[0]["salts"]["origin.country"]
+    assert registered["digests"]["origin.country"] == field_digest(salt, "origin.country", "CD")
+    assert verify.verify(history).ok
+
+
+def test_empty_objects_lists_and_deeper_objects_are_committed_whole() -> None:
+    data: dict[str, Any] = {
+        "empty": {},
+        "countries": ["RW", "UG"],
+        "certifications": [{"scheme": "rmap", "status": "conformant"}],
+        "none": None,
+        "declared_origin": {"country": "CD", "certifications": [{"scheme": "irma"}], "deeper": {"a": {"b": 1}}},
+    }
+    lot = Lot.new(NewLot("L-W", "tin", "ore", Decimal(1), MINE, "mine"))
+    lot.append(type="custody.lot.registered", occurred_at=T0, actor=MINE, data=data)
+    stored = _stored(lot)
+    names = ["empty", "countries", "certifications", "none"]
+    split = ["declared_origin.country", "declared_origin.certifications", "declared_origin.deeper"]
+    assert list(stored[0]["salts"]) == ["actor", *names, *split]
+    salts = stored[0]["salts"]
+    history = _history("L-W", stored)
+    digests = history["events"][0]["digests"]
+    assert digests["empty"] == field_digest(salts["empty"], "empty", {})
+    assert digests["declared_origin.deeper"] == field_digest(
+        salts["declared_origin.deeper"], "declared_origin.deeper", {"a": {"b": 1}}
+    )
+    assert verify.verify(history).ok
+    redacted = _history("L-W", stored, {"empty", "declared_origin.deeper"})
+    assert redacted["events"][0]["data"]["declared_origin"] == {"country": "CD", "certifications": [{"scheme": "irma"}]}
+    assert "empty" not in redacted["events"][0]["data"] and verify.verify(redacted).ok
+
+
+def test_a_history_withholding_only_the_identity_keys_verifies_and_keeps_the_due_diligence() -> None:
+    _, stored = _journey()
+    history = _history(LOT, stored, IDENTITIES)
+    assert history["chain_valid"] is True
+    registered, _, received = history["events"]
+    assert registered["data"]["origin"] == {"kind": "mine", "country": "CD"}
+    assert registered["withheld"] == ["actor", "custodian", "origin.name", "origin.participant_id"]
+    assert "origin.country" in registered["salts"] and "origin.participant_id" not in registered["salts"]
+    assert "origin.participant_id" in registered["digests"]
+    assert "shipped" not in received["data"] and received["withheld"] == ["actor", "by", "shipped.from"]
+    assert MINE not in json.dumps(history) and "Rubaya" not in json.dumps(history)
+    report = verify.verify(history)
+    assert report.ok, [v.problems for v in report.verdicts]
+    assert report.verdicts[0].withheld == ["actor", "custodian", "origin.name", "origin.participant_id"]
+
+
+@pytest.mark.parametrize("withhold", [frozenset(), IDENTITIES])
+def test_a_changed_disclosed_sub_key_is_caught(withhold: set[str]) -> None:
+    _, stored = _journey()
+    history = _history(LOT, stored, withhold)
+    history["events"][0]["data"]["origin"]["country"] = "RW"  # a conflict-free origin claimed
+    problems = _problems(history)
+    assert list(problems) == [1] and "field `origin.country`" in problems[1][0]
+    history = _history(LOT, stored, withhold)
+    ev = history["events"][0]
+    ev["data"]["origin"]["country"] = "RW"  # ... with its digest recomputed: the hash does not match
+    ev["digests"]["origin.country"] = verify.field_digest(ev["salts"]["origin.country"], "origin.country", "RW")
+    problems = _problems(history)
+    assert list(problems) == [1] and "hash mismatch" in problems[1][0]
+
+
+def test_a_sub_key_added_to_a_disclosed_object_is_caught() -> None:
+    _, stored = _journey()
+    history = _history(LOT, stored, IDENTITIES)
+    history["events"][0]["data"]["origin"]["mining_type"] = "lsm"
+    problems = _problems(history)
+    assert list(problems) == [1] and "field `origin.mining_type` is shown but has no digest" in problems[1][0]
+
+
+@pytest.mark.parametrize("withhold", [frozenset(), IDENTITIES])
+def test_sub_key_digests_swapped_are_caught(withhold: set[str]) -> None:
+    _, stored = _journey()
+    history = _history(LOT, stored, withhold)
+    d = history["events"][0]["digests"]
+    d["origin.participant_id"], d["origin.country"] = d["origin.country"], d["origin.participant_id"]
+    problems = _problems(history)
+    assert list(problems) == [1] and any("hash mismatch" in p for p in problems[1])
+
+
+def _two_objects() -> list[dict[str, Any]]:
+    lot = Lot.new(NewLot("L-2", "tin", "ore", Decimal(1), MINE, "mine"))
+    data = {"origin": {"participant_id": MINE, "country": "CD"}, "shipped": {"from": TRADER, "mass_kg": "1.000"}}
+    lot.append(type="custody.lot.received", occurred_at=T0, actor=TRADER, data=data)
+    return _stored(lot)
+
+
+def test_a_sub_key_moved_between_objects_is_caught() -> None:
+    stored = _two_objects()
+    history = _history("L-2", stored)
+    assert verify.verify(history).ok
+    ev = history["events"][0]
+    ev["data"]["shipped"]["country"] = ev["data"]["origin"].pop("country")  # moved, with its salt
+    ev["salts"]["shipped.country"] = ev["salts"].pop("origin.country")
+    problems = _problems(history)
+    assert list(problems) == [1] and any("`shipped.country` is shown but has no digest" in p for p in problems[1])
+    ev["digests"]["shipped.country"] = ev["digests"].pop("origin.country")  # ... and its digest: the hash says no
+    problems = _problems(history)
+    assert list(problems) == [1] and any("hash mismatch" in p for p in problems[1])
+    history = _history("L-2", stored)
+    ev = history["events"][0]
+    o, s_ = ev["data"]["origin"], ev["data"]["shipped"]  # the same values swapped between the objects' keys
+    o["participant_id"], s_["from"] = s_["from"], o["participant_id"]
+    ev["salts"]["origin.participant_id"], ev["salts"]["shipped.from"] = (
+        ev["salts"]["shipped.from"],
+        ev["salts"]["origin.participant_id"],
+    )
+    problems = _problems(history)
+    assert list(problems) == [1] and any("field `origin.participant_id`" in p for p in problems[1])
+
+
+def test_an_object_shown_whole_where_its_keys_were_committed_one_by_one_does_not_verify() -> None:
+    stored = _two_objects()
+    history = _history("L-2", stored, {"origin.participant_id"})
+    ev = history["events"][0]
+    ev["data"]["origin"] = "CD"  # not an object any more: `origin` has no digest of its own
+    problems = _problems(history)
+    assert list(problems) == [1] and any("`origin` is shown but has no digest" in p for p in problems[1])
+    history = _history("L-2", stored, {"origin"})
+    history["events"][0]["data"]["origin"] = {}  # every key withheld: the object is left out, not shown empty
+    assert list(_problems(history)) == [1]
+
+
+@pytest.mark.parametrize("data", [{"a.b": 1}, {"origin": {"participant.id": MINE}}])
+def test_an_event_data_key_with_a_dot_is_refused(data: dict[str, Any]) -> None:
+    lot = Lot.new(NewLot("L", "tin", "ore", Decimal(1), MINE, "mine"))
+    with pytest.raises(ValueError, match="key with a '\\.'"):
+        lot.append(type="custody.lot.registered", occurred_at=T0, actor=MINE, data=data)
+    assert lot.new_events == [] and lot.event_count == 0
 
 
 def test_a_stored_event_missing_a_salt_is_shown_as_not_verifying_not_as_an_error() -> None:
@@ -495,6 +642,14 @@ def test_the_documented_example_verifies_as_documented() -> None:
     shipped = history["events"][1]
     assert hashlib.sha256(bytes.fromhex(shipped["prev_hash"]) + body.encode()).hexdigest() == shipped["hash"]
     assert shipped["hash"] in shell
+    digests = {d for ev in history["events"] for d in ev["digests"].values()}
+    by_hand = [b for b in outputs if b.startswith("$ printf '%s' '[")]
+    assert len(by_hand) == 2  # a field (mass_kg) and a key of a split object (origin.country)
+    for b in by_hand:
+        command, printed = b.splitlines()[:2]
+        array = command.split("'")[3]
+        digest = hashlib.sha256(array.encode()).hexdigest()
+        assert printed == f"{digest}  -" and digest in digests and json.loads(array)[1] in {"mass_kg", "origin.country"}
 
 
 # --- through the real custody app ---------------------------------------------------------------------------------

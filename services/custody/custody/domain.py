@@ -299,7 +299,8 @@ class Lot:
         event_id = str(uuid.uuid4())
         seq = self.event_count + 1
         at = format_time(occurred_at)
-        salts = new_salts(["actor", *data])
+        fields = disclosable_fields(actor, data)
+        salts = new_salts(list(fields))
         body = {
             "event_id": event_id,
             "lot_id": self.lot_id,
@@ -307,7 +308,10 @@ class Lot:
             "type": type,
             "occurred_at": at,
             "recipe": RECIPE,
-            "digests": field_digests(salts, actor, data),
+            "digests": {  # field_digest, inlined: this is every write's path
+                name: _sha256(_dumps([salts[name], name, value], option=_SORT_KEYS)).hexdigest()
+                for name, value in fields.items()
+            },
         }
         prev = self.head_hash
         h = chain_hash(prev, body)
@@ -345,16 +349,20 @@ class Lot:
 #
 # Recipe 1 (events written before issue 24): hash = sha256(prev_hash || canonical(body)), body = {event_id, lot_id,
 # seq, type, occurred_at, actor, data}: the event whole, so a history cannot withhold any of it.
-# Recipe 2 (every event written since): each disclosable field (`actor` and each top-level key of `data`) has its
-# own random salt and digest = sha256(canonical([salt, name, value])), hex; body = {event_id, lot_id, seq, type,
-# occurred_at, recipe: 2, digests: {name: digest}}. A history shows every digest, and a field's value and salt only
-# where it is disclosed: a withheld field is its digest alone, and the chain still verifies.
+# Recipe 2 (every event written since): each disclosable field has its own random salt and digest =
+# sha256(canonical([salt, name, value])), hex; body = {event_id, lot_id, seq, type, occurred_at, recipe: 2, digests:
+# {name: digest}}. The disclosable fields are `actor` and each top-level key of `data`, except that a key whose value
+# is a non-empty object is committed key by key, one level deep, as `<key>.<subkey>` (`origin.participant_id`,
+# `origin.country`): so a mine's identity can be withheld and its country still shown. A history shows every
+# digest, and a field's value and salt only where it is disclosed: a withheld field is its digest alone, and the
+# chain still verifies.
 
 RECIPE = 2
 """The recipe new events are written with."""
 RECIPES = frozenset({1, 2})
 SALT_BYTES = 16
 """Random bytes per field's salt (hex in `salts`: 32 characters), as SD-JWT's 128 bits."""
+_sha256, _dumps, _SORT_KEYS = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS
 
 
 def canonical(value: Any) -> bytes:
@@ -378,13 +386,31 @@ def field_digest(salt: str, name: str, value: Any) -> str:
     return hashlib.sha256(canonical([salt, name, value])).hexdigest()
 
 
-def field_digests(salts: dict[str, str], actor: str, data: dict[str, Any]) -> dict[str, str]:
-    """Every disclosable field's digest (`actor`, then each key of `data`), from its salt (a field whose salt is
-    missing, which custody never writes, gets a digest that cannot match: its chain does not verify)."""
-    digests = {"actor": field_digest(salts.get("actor", ""), "actor", actor)}
+def disclosable_fields(actor: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's disclosable fields, {name: value}, in order: `actor`, then each key of `data`, where a value that
+    is a non-empty object is split one level deep into `<key>.<subkey>` fields (its values whole, whatever they are);
+    strings, numbers, lists, null and empty objects are one field each. Raises ValueError on a key with a `.` (the
+    names would be ambiguous; custody's event data have none)."""
+    fields: dict[str, Any] = {"actor": actor}
     for name, value in data.items():
-        digests[name] = field_digest(salts.get(name, ""), name, value)
-    return digests
+        if "." in name:
+            raise ValueError(f"an event's data may not have a key with a '.': {name!r}")
+        if value and isinstance(value, dict):
+            for key, sub in value.items():
+                if "." in key:
+                    raise ValueError(f"an event's data may not have a key with a '.': {name}.{key!r}")
+                fields[f"{name}.{key}"] = sub
+        else:
+            fields[name] = value
+    return fields
+
+
+def field_digests(salts: dict[str, str], actor: str, data: dict[str, Any]) -> dict[str, str]:
+    """Every disclosable field's digest (`disclosable_fields`), from its salt (a field whose salt is missing, which
+    custody never writes, gets a digest that cannot match: its chain does not verify)."""
+    return {
+        name: field_digest(salts.get(name, ""), name, value) for name, value in disclosable_fields(actor, data).items()
+    }
 
 
 def shown_body(lot_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -404,8 +430,11 @@ def shown_body(lot_id: str, item: dict[str, Any]) -> dict[str, Any]:
 
 def disclose_event(stored: dict[str, Any], withhold: Collection[str]) -> dict[str, Any]:
     """A stored event (seq, event_id, type, occurred_at, recorded_at, actor, data, prev_hash, hash as bytes, recipe,
-    salts) as a history item that shows every field's digest and, for each field not in `withhold`, its value and
-    salt; a withheld field shows only as its digest, `actor` as null, and is named in `withheld`.
+    salts) as a history item that shows every field's digest and, for each field not withheld, its value and salt;
+    a withheld field shows only as its digest, `actor` as null, and is named in `withheld`.
+
+    `withhold` names fields (`disclosable_fields`): a dotted name withholds one key of a split object (it is absent
+    from `data[field]`, which keeps the keys disclosed and is left out when none is), a whole name every key of it.
 
     A recipe-1 event (written before recipe 2) has no digests: its hash covers the event whole, so it is shown whole
     whatever `withhold` says (empty `digests`, `salts` and `withheld`)."""
@@ -421,14 +450,23 @@ def disclose_event(stored: dict[str, Any], withhold: Collection[str]) -> dict[st
     actor, data, salts = stored["actor"], stored["data"], stored["salts"]
     if stored["recipe"] == 1:
         return {**item, "actor": actor, "data": data, "recipe": 1, "digests": {}, "salts": {}, "withheld": []}
-    withheld = sorted(name for name in ("actor", *data) if name in withhold)
+    fields = disclosable_fields(actor, data)
+    withheld = sorted(name for name in fields if name in withhold or name.partition(".")[0] in withhold)
     hidden = frozenset(withheld)
+    shown: dict[str, Any] = {}
+    for name, value in data.items():
+        if value and isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if f"{name}.{k}" not in hidden}
+            if kept:
+                shown[name] = kept
+        elif name not in hidden:
+            shown[name] = value
     return {
         **item,
         "actor": None if "actor" in hidden else actor,
-        "data": {k: v for k, v in data.items() if k not in hidden},
+        "data": shown,
         "recipe": stored["recipe"],
-        "digests": field_digests(salts, actor, data),
+        "digests": {name: field_digest(salts.get(name, ""), name, value) for name, value in fields.items()},
         "salts": {k: v for k, v in salts.items() if k not in hidden},
         "withheld": withheld,
     }

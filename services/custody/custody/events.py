@@ -77,7 +77,8 @@ class ChainEvent(BaseModel):
     published, `data` this object without its chain fields (event_id, lot_id, seq, prev_hash, hash, occurred_at,
     actor, recipe, salts). Recipe 2 (`recipe`: 2, every event published since 2026-12-06): body = {event_id, lot_id,
     seq, type, occurred_at, recipe: 2, digests}, where `digests` maps each key of `salts` (`actor` and each key of
-    `data`) to hex sha256(canonical([salt, name, value])). Recipe 1 (no `recipe` field, events published before):
+    `data`, a non-empty object's keys one by one as `<key>.<subkey>`) to hex sha256(canonical([salt, name, value])).
+    Recipe 1 (no `recipe` field, events published before):
     body = {event_id, lot_id, seq, type, occurred_at, actor, data}. The first event's `prev_hash` is 64 zeros; each
     next one's is the previous event's `hash`."""
 
@@ -92,8 +93,9 @@ class ChainEvent(BaseModel):
     hash: Hash = Field(
         description="Hex sha256(prev_hash || canonical(body)), canonical = JSON with sorted keys and no whitespace "
         "(UTF-8). Recipe 2: body = {event_id, lot_id, seq, type, occurred_at, recipe: 2, digests}, `digests` = for "
-        "each key of `salts`, hex sha256(canonical([salt, name, value])) of that field (`actor`, or a key of this "
-        "object's data). Recipe 1: body = {event_id, lot_id, seq, type, occurred_at, actor, data}, `data` this "
+        "each key of `salts`, hex sha256(canonical([salt, name, value])) of that field (`actor`, a key of this "
+        "object's data, or `<key>.<subkey>` for each key of a data value that is a non-empty object). Recipe 1: "
+        "body = {event_id, lot_id, seq, type, occurred_at, actor, data}, `data` this "
         "object without its chain fields. `type` is `ce_type`, `occurred_at` the string as published. Recompute it "
         "to check the chain from the stream alone."
     )
@@ -108,7 +110,8 @@ class ChainEvent(BaseModel):
     salts: dict[str, Salt] | None = Field(
         None,
         description="Recipe 2: each disclosable field's salt (hex, 16 random bytes): `actor` and every key of the "
-        "event's data, exactly those; absent for recipe 1",
+        "event's data, where a value that is a non-empty object has one per key instead, `<key>.<subkey>` (e.g. "
+        "`origin.country`); exactly those; absent for recipe 1",
     )
 
 
@@ -623,15 +626,22 @@ class AttemptRejected(BaseModel):
 
 
 def _salt_examples(*models: type[ChainEvent]) -> None:
-    """Give each example of a chain event a salt per field (`actor` and each key of its data; placeholders, as its
-    hashes), as custody publishes them."""
+    """Give each example of a chain event a salt per field (`actor` and each key of its data, a non-empty object's
+    keys one by one: `<key>.<subkey>`; placeholders, as its hashes), as custody publishes them."""
     chain_fields = set(ChainEvent.model_fields)
     for model in models:
         extra = model.model_config.get("json_schema_extra")
         assert isinstance(extra, dict) and isinstance(extra["examples"], list)
         for example in extra["examples"]:
             assert isinstance(example, dict)
-            names = ["actor", *(k for k in example if k not in chain_fields)]
+            names = ["actor"]
+            for k, v in example.items():
+                if k in chain_fields:
+                    continue
+                if v and isinstance(v, dict):
+                    names.extend(f"{k}.{sub}" for sub in v)
+                else:
+                    names.append(k)
             example["salts"] = {name: f"{i:02x}" * 16 for i, name in enumerate(names, 1)}
 
 

@@ -5,9 +5,11 @@ Standard library only: this file imports nothing from custody or shared, so anyo
 Python 3.11+, without the project. The recipe it checks is docs/verification.md:
 
 - canonical(v) = JSON with sorted keys, no whitespace, UTF-8 (non-ASCII characters as themselves);
-- recipe 2: each disclosable field (`actor` and each key of `data`) has digest = hex sha256(canonical([salt, name,
-  value])); the event's hash = sha256(prev_hash || canonical({event_id, lot_id, seq, type, occurred_at, recipe: 2,
-  digests})). A withheld field shows only as its digest, which the hash still covers;
+- recipe 2: each disclosable field has digest = hex sha256(canonical([salt, name, value])); the fields are `actor`
+  and each key of `data`, except that a key whose value is a non-empty object is committed key by key, one level
+  deep, as `<key>.<subkey>` (shown as `data[key][subkey]`); the event's hash = sha256(prev_hash ||
+  canonical({event_id, lot_id, seq, type, occurred_at, recipe: 2, digests})). A withheld field shows only as its
+  digest, which the hash still covers;
 - recipe 1 (events written before recipe 2): hash = sha256(prev_hash || canonical({event_id, lot_id, seq, type,
   occurred_at, actor, data})), the event whole;
 - the first event's prev_hash is 64 zeros, each next one's is the hash of the event before, and seq goes 1, 2, 3...
@@ -139,6 +141,23 @@ def _is_hex64(v: Any) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
+def _shown_fields(data: dict[str, Any], digests: dict[str, Any], v: Verdict) -> dict[str, Any]:
+    """The fields `data` shows, by name: a key committed whole (its name has a digest) as itself; an object whose
+    keys are committed one by one (`<key>.<subkey>` digests) as one field per key it shows."""
+    shown: dict[str, Any] = {}
+    for name, value in data.items():
+        if "." in name:
+            v.problems.append(f"`data` has a key with a '.' (`{name}`), which recipe 2 never writes")
+        elif name not in digests and isinstance(value, dict):
+            if not value:
+                v.problems.append(f"field `{name}` is shown as an empty object, which recipe 2 commits whole")
+            for key, sub in value.items():
+                shown[f"{name}.{key}"] = sub
+        else:
+            shown[name] = value
+    return shown
+
+
 def _check_fields(ev: dict[str, Any], v: Verdict) -> dict[str, Any] | None:
     """Recipe 2: each disclosed field's digest from its salt and value; returns the digests (None if unusable)."""
     digests, salts, data = ev.get("digests"), ev.get("salts", {}), ev.get("data", {})
@@ -151,8 +170,8 @@ def _check_fields(ev: dict[str, Any], v: Verdict) -> dict[str, Any] | None:
         return digests
     if "actor" not in digests:
         v.problems.append("no digest for `actor`: recipe 2 commits to the actor of every event")
-    shown = dict(data)
-    if "actor" in shown:
+    shown = _shown_fields(data, digests, v)
+    if "actor" in data:
         v.problems.append("`data` has a field named `actor`, which recipe 2 never writes")
     if ev.get("actor") is not None:
         shown["actor"] = ev["actor"]

@@ -217,9 +217,11 @@ async def test_far_downstream_sees_due_diligence_but_not_identities_by_default(s
         h = await history(stack, viewer, c.ore)
         assert kinds(h)[-1] == (6, TRANSFORMED)
         registered, shipped = event(h, "custody.lot.registered"), event(h, SHIPPED)
-        assert registered["actor"] is None and set(registered["withheld"]) == {"actor", "custodian", "origin"}
-        assert set(registered["digests"]) >= {"actor", "custodian", "origin", "mass_kg"}
-        assert registered["data"]["mass_kg"] == "1000.000" and "origin" not in registered["data"]
+        mine_id = {"origin.participant_id", "origin.name"}  # the origin's other keys are due diligence: shown
+        assert registered["actor"] is None and set(registered["withheld"]) == {"actor", "custodian", *mine_id}
+        assert set(registered["digests"]) >= {"actor", "custodian", *mine_id, "origin.country", "mass_kg"}
+        assert registered["data"]["mass_kg"] == "1000.000" and registered["data"]["origin"]["country"] == "CD"
+        assert mine_id.isdisjoint(f"origin.{k}" for k in registered["data"]["origin"])
         assert shipped["actor"] is None and set(shipped["withheld"]) == {"actor", "from", "to"}
         to_smelter = event(h, SHIPPED, 1)
         assert (to_smelter["actor"], to_smelter["data"]["to"], to_smelter["withheld"]) == (
@@ -253,7 +255,8 @@ async def test_a_counterparty_sees_its_direct_supplier_and_the_operator_policy_h
     h = await history(stack, c.smelter, c.ore)
     first = event(h, SHIPPED)  # mine -> trader: the smelter is not in it
     assert first["data"]["to"] == c.trader.id and first["actor"] is None and first["withheld"] == ["actor", "from"]
-    assert event(h, RECEIVED)["actor"] == c.trader.id and event(h, RECEIVED)["withheld"] == ["shipped"]
+    assert event(h, RECEIVED)["actor"] == c.trader.id and event(h, RECEIVED)["withheld"] == ["shipped.from"]
+    assert "from" not in event(h, RECEIVED)["data"]["shipped"] and event(h, RECEIVED)["data"]["shipped"]["mass_kg"]
     t = await trace(stack, c.smelter, c.tin)
     assert node(t, c.ore)["origin"]["participant_id"] is None
     trader_view = await trace(stack, c.trader, c.ore)
@@ -350,6 +353,7 @@ async def test_a_lot_reached_two_ways_shows_the_later_cut_and_the_asm_group_by_i
     assert seen["withheld"] == [*CURRENT, "produced_by"]
     assert (await lot(stack, lsm, ore))["produced_by"] == group.id
     registered = event(await history(stack, trader, ore), "custody.lot.registered")
-    assert registered["actor"] == lsm.id and registered["withheld"] == ["origin"]  # the origin names the group
+    assert registered["actor"] == lsm.id and registered["withheld"] == ["origin.produced_by"]  # names the group
+    assert registered["data"]["origin"]["participant_id"] == lsm.id
     await set_policy(stack, group, "downstream")
     assert (await lot(stack, trader, ore))["produced_by"] == group.id

@@ -536,8 +536,9 @@ _HISTORY_EVENT_EXAMPLE: dict[str, Any] = {
 
 class LotEvent(BaseModel):
     """One event of a lot's chain as the caller may see it. Recipe 2: every disclosable field (`actor` and each key
-    of `data`) has a salted digest in `digests`; a disclosed field also shows its value and its salt, a withheld one
-    only its digest (`actor` null, the key absent from `data`, its name in `withheld`). Recipe 1 (events written
+    of `data`, a non-empty object's keys one by one as `<key>.<subkey>`) has a salted digest in `digests`; a
+    disclosed field also shows its value and its salt, a withheld one only its digest (`actor` null, the key absent
+    from `data` or from its object, its name in `withheld`). Recipe 1 (events written
     before recipe 2) is shown whole: no digests, nothing withheld. docs/verification.md has the recipe."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [_HISTORY_EVENT_EXAMPLE]})
@@ -571,7 +572,8 @@ class History(BaseModel):
         "Run `python -m custody.verify history.json` (standard library only), or by hand, for each event in order: "
         "hash = sha256(prev_hash || canonical(body)), canonical = JSON with sorted keys, no whitespace, UTF-8. "
         "Recipe 2: body = {event_id, lot_id, seq, type, occurred_at, recipe: 2, digests}, and each disclosed field's "
-        "digest = sha256(canonical([salt, name, value])) in hex. Recipe 1: body = {event_id, lot_id, seq, type, "
+        "digest = sha256(canonical([salt, name, value])) in hex (a field named `<key>.<subkey>` is data[key][subkey]). "
+        "Recipe 1: body = {event_id, lot_id, seq, type, "
         "occurred_at, actor, data}. The first prev_hash is 64 zeros and each prev_hash is the previous event's hash "
         "(docs/verification.md)."
     )

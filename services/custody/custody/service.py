@@ -914,6 +914,8 @@ _NAMED_IN: dict[str, tuple[tuple[str, tuple[str, ...], str | None], ...]] = {
 names (none: an outside party), the data field that records their kind, if any). `actor` names the actor in every
 event (its kind: `_ACTOR_KIND`)."""
 _ACTOR_KIND = {"custody.lot.external_declared": "custodian_kind", "custody.lot.transformed": "by_kind"}
+_NAME_WITH = {"origin.participant_id": "origin.name", "declared_origin.participant_id": "declared_origin.mine_name"}
+"""The mine's name next to its id in the same object (committed key by key): withheld with the id."""
 _OUTSIDE = ""
 """An outside party a field names (an external declaration's supplier): no registered participant, so no policy on
 record; it is judged as one with the default policy (shown to those in the event, not beyond)."""
@@ -937,6 +939,8 @@ def _naming(s: dict[str, Any]) -> dict[str, tuple[list[str | None], str | None]]
         for path in paths:
             shown_as = path if path in salts else name
             fields.setdefault(shown_as, ([], of_kind))[0].append(_at(data, path))
+            if shown_as == path and _NAME_WITH.get(path) in salts:
+                fields.setdefault(_NAME_WITH[path], ([], of_kind))[0].append(_at(data, path))
     return fields
 
 

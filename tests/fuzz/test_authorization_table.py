@@ -733,8 +733,8 @@ def _found(data: Any, key: str) -> list[Any]:
 async def test_due_diligence_never_withheld_in_histories(world: World, viewer: str, lot: str) -> None:
     """A history with identities withheld still shows, in fields the chain commits to (so the reader can check them
     with `custody.verify`), what due diligence needs: the origin's country and mining type on the registration, the
-    mass, date and transit countries of each shipment, the mass of each receipt, the transformer's kind (parts V and
-    D: a withheld field is a whole top-level field of the event)."""
+    mass, date and transit countries of each shipment, the masses weighed and shipped and the date shipped on each
+    receipt, the transformer's kind (parts V and D: only a participant's identity keys are withheld)."""
     lid = world.lots[lot]
     view = await _ok(await world.custody.get(f"/lots/{lid}/history", headers=world.who[viewer].auth), 200)
     problems: list[str] = []
@@ -745,12 +745,16 @@ async def test_due_diligence_never_withheld_in_histories(world: World, viewer: s
             want |= {"country": "RW", "mining_type": "asm"}
         elif t == SHIPPED:
             want |= {"transit_countries": ["RW"]}
+        elif t == RECEIVED:
+            want |= {"shipped_at": None}  # when it was shipped, and the mass shipped beside the mass weighed
         elif t == TRANSFORMED:
             want |= {"by_kind": "smelter"}
         for key, value in want.items():
             got = _found(data, key)
             if not got or (value is not None and value not in got):
                 problems.append(f"#{e['seq']} {t}: {key} not shown (withheld {e.get('withheld')})")
+        if t == RECEIVED and len(_found(data, "mass_kg")) < 2:
+            problems.append(f"#{e['seq']} {t}: the mass shipped is not shown beside the mass received")
         if not e.get("occurred_at"):
             problems.append(f"#{e['seq']} {t}: no date")
     assert problems == [], "\n".join(problems)

@@ -4,7 +4,7 @@ shipments and flags, and gets exactly what the disclosure contract gives it (doc
 One world per module, built once over the real stack (the registry as its own process, custody and audit
 in-process, real Kafka and PostgreSQL):
 
-    M (mine, default policy) -- L1 --> T1 (trader) -- L1 --> T2 (trader) -- L1 --> S (smelter, public by nature)
+    M (mine, default policy) -- L1 --> T1 (trader) -- L1 --> T2 (`downstream`) -- L1 --> S (smelter, public by nature)
     M2 (mine, `public`)      -- L2 --> T3 (trader, `operator`)           -- L2 --> S
     S smelts L1 + L2 into MET and ships it to C (component maker); C makes COMP of it and ships it to F (maker);
     F consumes part of COMP. S consumes what is left of L1 after the smelting (after every reader's cut-off).
@@ -81,7 +81,7 @@ CAST: dict[str, tuple[str, str | None]] = {
     "M": ("mine", None),
     "M2": ("mine", "public"),
     "T1": ("trader", None),
-    "T2": ("trader", None),
+    "T2": ("trader", "downstream"),
     "S": ("smelter", None),
     "C": ("component_manufacturer", None),
     "F": ("manufacturer", None),
@@ -548,6 +548,8 @@ async def test_cast_covers_the_contract() -> None:
     assert disclosed("F", "M2") and not disclosed("F", "M") and disclosed("F", "S") and disclosed("X", "S")
     assert disclosed("T1", "M") and not disclosed("S", "T3") and disclosed("X", "M2") and not disclosed("C", "M")
     assert len(EVENTS[("F", "L1")]) - len(EVENTS[("T1", "L1")]) == 3
+    assert disclosed("F", "T2") and not disclosed("F", "T1") and not disclosed("X", "T2") and disclosed("T1", "T2")
+    assert {policy for _, policy in CAST.values()} == {None, "public", "operator", "downstream"}
 
 
 async def test_policies_are_set_through_the_registry(world: World) -> None:
@@ -771,6 +773,19 @@ async def test_operator_policy_shows_only_on_shared_events(world: World) -> None
     assert by_seq[4]["actor"] == t3 and by_seq[4]["data"]["from"] == t3, by_seq[4]
     assert _field(by_seq[5], "shipped.from") == t3, by_seq[5]
     assert by_seq[1]["actor"] == world.who["M2"].id  # public
+
+
+async def test_downstream_policy_reaches_readers_downstream(world: World) -> None:
+    """T2 (`downstream`) is named to F, three tiers below it, in L1's history and on flag B; T1 (the default) is not
+    (parts D and A)."""
+    view = await _ok(await world.custody.get(f"/lots/{world.lots['L1']}/history", headers=world.who["F"].auth), 200)
+    t1, t2 = world.who["T1"].id, world.who["T2"].id
+    by_seq = {e["seq"]: e for e in view["events"]}
+    assert by_seq[4]["actor"] is None and by_seq[4]["data"].get("to") == t2, by_seq[4]  # T1 ships to T2
+    assert by_seq[5]["actor"] == t2 and _field(by_seq[5], "shipped.from") is None, by_seq[5]
+    assert by_seq[6]["actor"] == t2, by_seq[6]
+    flag = await _ok(await world.audit.get(f"/flags/{world.flags['B']}", headers=world.who["F"].auth), 200)
+    assert t2 in flag["participants"] and t1 not in json.dumps(flag), flag
 
 
 @pytest.mark.parametrize(

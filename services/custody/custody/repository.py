@@ -815,8 +815,10 @@ def _trace_sql(*, upstream: bool) -> str:
     )
     # May participant $3 read lot $1 at all (`lot_visible_sql`'s walk, at most $6 steps down)? When not, `vis` is
     # empty without walking (a one-time filter), and so is the answer: as for a lot that does not exist.
+    # The common case first, one probe: it holds or held the lot itself (OR stops there, no walk).
     allowed = (
-        "$3::text IS NULL OR EXISTS ("
+        "$3::text IS NULL OR EXISTS (SELECT 1 FROM lot_holders h WHERE h.lot_id = $1 AND h.participant_id = $3::text)"
+        " OR EXISTS ("
         + walk_sql(upstream=False, depth_limit="$6::int")
         + "SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $3::text)"
     )

@@ -175,7 +175,8 @@ async def test_a_scenario_trips_every_rule_once(system: System) -> None:
     await certify(s, asm_cert, scheme="fairmined", status="certified", valid_from="2025-01-01")
     lsm = await s.party("mine", "CD", region="CD-SK", mining_type="lsm", annual_capacity_kg={"tin": 1000})
     trader = await s.party("trader", "RW")
-    smelter = await s.party("smelter", "MY", identifiers={"rmi_smelter_id": f"CID{uuid.uuid4().int % 10**6:06d}"})
+    cid = f"CID{uuid.uuid4().int % 10**6:06d}"
+    smelter = await s.party("smelter", "MY", identifiers={"rmi_smelter_id": cid})
     maker = await s.party("manufacturer", "DE")
 
     a = await ok(await s.custody.post("/lots", headers=asm.auth, json=lot_body(1000)))  # uncertified ASM in CAHRA
@@ -299,6 +300,7 @@ async def test_a_scenario_trips_every_rule_once(system: System) -> None:
     assert risk["origin_countries"] == ["CD"]
     assert [sm["participant_id"] for sm in risk["smelters"]] == [smelter.id]
     assert risk["smelters"][0]["rmap_status_then"] is None
+    assert risk["smelters"][0]["rmi_smelter_id"] == cid  # what a CMRT's smelter list names
 
     # Flags were published on audit.flags, once each.
     records = await read_topic(ENV.kafka_bootstrap, physical(AUDIT_FLAGS, s.prefix), expect=len(found), timeout_s=10)

@@ -860,3 +860,34 @@ async def test_whoever_smelts_ore_into_metal_is_among_the_traces_smelters(stack:
         (trader.id, "trader", "forms")
     ]
     assert up["smelters"][0]["transformation_id"] == metal["transformation_id"]
+
+
+async def test_the_traces_smelters_carry_their_rmi_facility_id(stack: Stack) -> None:
+    """Issue 24: a downstream buyer's trace names each smelter passed with its RMI facility id (what CMRT and EMRT
+    smelter lists need), as the operator's does; a trader smelting has none."""
+    mine = await _mine(stack)
+    cid = f"CID{uuid.uuid4().int % 10**6:06d}"
+    smelter = await stack.party("smelter", "MY", identifiers={"rmi_smelter_id": cid})
+    buyer = await stack.party("manufacturer", "DE")
+    ore = await register(stack, mine, 100)
+    await move(stack, ore["lot_id"], mine, smelter, 100)
+    metal = await ok(
+        await stack.custody.post(
+            "/transformations",
+            headers=smelter.auth,
+            json={
+                "kind": "smelting",
+                "occurred_at": T0,
+                "inputs": [{"lot_id": ore["lot_id"], "mass_kg": 100}],
+                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": 70}],
+            },
+        )
+    )
+    out = metal["outputs"][0]["lot_id"]
+    await move(stack, out, smelter, buyer, 70)
+    for who in (OPERATOR, buyer.auth):
+        up = await ok(await stack.custody.get(f"/lots/{out}/trace", headers=who), 200)
+        Trace.model_validate(up)
+        assert [(s["participant_id"], s["rmi_smelter_id"], s["withheld"]) for s in up["smelters"]] == [
+            (smelter.id, cid, [])
+        ]

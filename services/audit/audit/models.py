@@ -85,6 +85,7 @@ class Participant(Base):
     annual_capacity_kg: Mapped[Any] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(BigInteger)
     disclosure: Mapped[str | None] = mapped_column(Text)  # `shared.vocab.Disclosure`; null: the default
+    rmi_smelter_id: Mapped[str | None] = mapped_column(Text)  # a smelter's or refiner's RMI facility id
 
 
 class Certification(Base):

@@ -396,6 +396,7 @@ async def origins(conn: Conn, lot_ids: Sequence[str]) -> list[asyncpg.Record]:
 # refining, or ore or concentrate into metal by anyone), with its RMAP status on the day.
 SMELTERS = """
 SELECT DISTINCT t.transformation_id, t.actor, t.actor_kind, t.occurred_at,
+  (SELECT p.rmi_smelter_id FROM participants p WHERE p.id = t.actor) AS rmi_smelter_id,
   (SELECT value FROM certifications c WHERE c.participant_id = t.actor AND c.scheme = 'rmap'
      AND c.valid_from <= t.occurred_at::date AND (c.valid_until IS NULL OR t.occurred_at::date <= c.valid_until)
    ORDER BY c.known_at DESC LIMIT 1) AS rmap

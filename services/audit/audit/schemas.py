@@ -274,6 +274,9 @@ class SmelterPassed(BaseModel):
     transformation_id: str
     occurred_at: datetime
     rmap_status_then: str | None = Field(description="RMAP status on the day of the transformation")
+    rmi_smelter_id: str | None = Field(
+        None, description="Its RMI facility id (`CID...`), as the registry has it (null: none on record, or withheld)"
+    )
     withheld: list[str] = Field(default_factory=list, description="The fields withheld from this reader")
 
 

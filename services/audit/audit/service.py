@@ -346,7 +346,8 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
                 transformation_id=s["transformation_id"],
                 occurred_at=s["occurred_at"],
                 rmap_status_then=s["rmap"],
-                withheld=[] if shown(s["actor"]) else ["participant_id"],
+                rmi_smelter_id=s["rmi_smelter_id"] if shown(s["actor"]) else None,
+                withheld=[] if shown(s["actor"]) else ["participant_id", "rmi_smelter_id"],
             )
             for s in smelters
         ],

@@ -16,6 +16,13 @@ from shared.topics import REGISTRY_EVENTS
 PARTICIPANT_EVENTS = frozenset({"registry.participant.registered", "registry.participant.updated"})
 
 
+def _rmi_smelter_id(p: dict[str, object]) -> str | None:
+    """A smelter's or refiner's RMI facility id, from the event's `identifiers` (None when it has none)."""
+    ids = p.get("identifiers")
+    rmi = ids.get("rmi_smelter_id") if isinstance(ids, dict) else None
+    return rmi if isinstance(rmi, str) else None
+
+
 async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
     rows = []
     for d in batch:
@@ -31,6 +38,7 @@ async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> N
                     p.get("mining_type"),
                     int(p.get("version", 1)),
                     p.get("disclosure"),  # absent (events before policies): null, the default
+                    _rmi_smelter_id(p),
                 )
             )
     if rows:

@@ -60,6 +60,7 @@ class Participant(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     # who may learn its identity (`shared.vocab.Disclosure`); null: none on record, the default
     disclosure: Mapped[str | None] = mapped_column(Text)
+    rmi_smelter_id: Mapped[str | None] = mapped_column(Text)  # a smelter's or refiner's RMI facility id
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The participant's lot-id prefix: the lots it creates are `<lot_prefix>:<local id>` (custody.consumer assigns it).
     lot_prefix: Mapped[str] = mapped_column(Text, unique=True)

@@ -79,15 +79,16 @@ that first stores the participant; unique in the table (a draw that collides, ab
 the consumer's batch, which is delivered again and draws anew)."""
 
 UPSERT_PARTICIPANT = f"""
-INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at, lot_prefix, disclosure)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now(), {NEW_LOT_PREFIX}, $8)
+INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at, lot_prefix, disclosure,
+                          rmi_smelter_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now(), {NEW_LOT_PREFIX}, $8, $9)
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
   region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, version = EXCLUDED.version, updated_at = now(),
-  disclosure = EXCLUDED.disclosure
+  disclosure = EXCLUDED.disclosure, rmi_smelter_id = EXCLUDED.rmi_smelter_id
 WHERE participants.version <= EXCLUDED.version
 """
 """The lot-id prefix is drawn for a new participant only, and never changed after (an update leaves it). $8: its
-disclosure policy (null: none on record, the default)."""
+disclosure policy (null: none on record, the default); $9: its RMI facility id (smelters and refiners)."""
 
 
 # --- lots and their hash chain ---------------------------------------------------------------------------
@@ -869,23 +870,26 @@ SELECT false AS edge, v.depth, l.lot_id COLLATE "C" AS lot_id, l.mineral, l.form
        l.origin_country, l.origin_region, l.origin_mine_name, l.origin_mining_type, l.produced_at, l.tag, l.seal,
        l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash, l.produced_by,
        NULL COLLATE "C" AS parent, NULL AS transformation_id, NULL AS kind, NULL AS actor, NULL AS actor_kind,
+       NULL AS actor_rmi,
        CASE WHEN v.depth = (SELECT depth FROM walk_end) THEN {cut} ELSE false END AS cut,
        (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at
 FROM vis v CROSS JOIN LATERAL (SELECT * FROM lots l WHERE l.lot_id = v.lot_id OFFSET 0) l
 WHERE NOT (SELECT yes FROM too_many)
 UNION ALL
 SELECT true, c.depth, c.child COLLATE "C", NULL, NULL, p.mass_kg::float8, {nulls},
-       p.parent COLLATE "C", e.transformation_id, t.kind, t.actor, t.actor_kind, false, NULL
+       p.parent COLLATE "C", e.transformation_id, t.kind, t.actor, t.actor_kind, t.actor_rmi, false, NULL
 FROM ends e
 CROSS JOIN LATERAL (
-  SELECT t.kind, t.actor, t.actor_kind FROM transformations t WHERE t.transformation_id = e.transformation_id OFFSET 0
+  SELECT t.kind, t.actor, t.actor_kind,
+         (SELECT a.rmi_smelter_id FROM participants a WHERE a.id = t.actor) AS actor_rmi
+  FROM transformations t WHERE t.transformation_id = e.transformation_id OFFSET 0
 ) t
 CROSS JOIN LATERAL unnest(e.children, e.depths) c(child, depth)
 CROSS JOIN LATERAL unnest(e.parents, e.masses) p(parent, mass_kg)
 WHERE NOT (SELECT yes FROM too_many)
 UNION ALL
-SELECT NULL, s.depth, NULL, NULL, NULL, s.n::float8, {nulls}, s.side, s.transformation_id, NULL, NULL, NULL, false,
-       NULL
+SELECT NULL, s.depth, NULL, NULL, NULL, s.n::float8, {nulls}, s.side, s.transformation_id, NULL, NULL, NULL, NULL,
+       false, NULL
 FROM (
   SELECT transformation_id, 'in' AS side, depth, count(*) AS n FROM ins GROUP BY transformation_id, depth
   UNION ALL

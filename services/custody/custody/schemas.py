@@ -606,9 +606,10 @@ class Trace(BaseModel):
     smelters: list[dict[str, Any]] = Field(
         description="Whoever smelted or refined on the path, as audit screens them: smelters and refiners, and anyone "
         "whose transformation is recorded as a smelting or refining or turns ore or concentrate into metal "
-        "(`screened_as_smelter_by`: `actor_kind`, `kind` or `forms`). Smelters and refiners are always named; "
-        "anyone else screened as one shows `participant_id` null when its disclosure policy keeps it from you "
-        '(`withheld`: `["participant_id"]`)'
+        "(`screened_as_smelter_by`: `actor_kind`, `kind` or `forms`), with `rmi_smelter_id`, its RMI facility id as "
+        "the registry has it (null: none on record). Smelters and refiners are always named; anyone else screened "
+        "as one shows `participant_id` null when its disclosure policy keeps it from you "
+        '(`withheld`: `["participant_id", "rmi_smelter_id"]`)'
     )
     products: list[dict[str, Any]] = Field(
         description="Downstream: consumptions into products (a participant sees those of the lots it holds now, "

@@ -1028,6 +1028,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
         smelters: dict[tuple[str, str], dict[str, Any]] = {}
         steps: dict[str, tuple[str, str, str, set[str], set[str]]] = {}  # tid -> actor, kinds, inputs, outputs
         held_now: set[str] = set()  # the lots the participant asking holds now
+        rmi: dict[str, str | None] = {}  # tid -> its actor's RMI facility id (smelters and refiners)
         for r in rows:
             if not r["edge"]:
                 node = {**repository.lot_out(r), "depth": r["depth"]}
@@ -1040,6 +1041,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     held_now.add(r["lot_id"])
                 continue
             actor, tid, kind, actor_kind = r["actor"], r["transformation_id"], r["kind"], r["actor_kind"]
+            rmi[tid] = r["actor_rmi"]
             edges.append(
                 {
                     "parent": r["parent"],
@@ -1067,6 +1069,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "transformation_id": tid,
                     "transformation_kind": kind,
                     "screened_as_smelter_by": basis,
+                    "rmi_smelter_id": rmi.get(tid),
                     "withheld": [],
                 }
         products = (
@@ -1100,7 +1103,8 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                 edge["actor"], edge["withheld"] = None, ["actor"]
         for smelter in smelters.values():
             if not viewer.shows(smelter["participant_id"], smelter["kind"]):
-                smelter["participant_id"], smelter["withheld"] = None, ["participant_id"]
+                smelter["participant_id"], smelter["rmi_smelter_id"] = None, None
+                smelter["withheld"] = ["participant_id", "rmi_smelter_id"]
         for product in products:
             if not viewer.shows(product["by"]):
                 product["by"], product["withheld"] = None, ["by"]

@@ -90,6 +90,14 @@ class ParticipantChanged:
     capacity: Any  # as the column gives it back (loaded again from the JSON written)
     version: int
     disclosure: str | None = None  # its disclosure policy (`shared.vocab.Disclosure`; absent: the default)
+    rmi_smelter_id: str | None = None  # a smelter's or refiner's RMI facility id (public: filings name it)
+
+
+def _identifiers(p: dict[str, Any]) -> dict[str, Any]:
+    ids = p.get("identifiers")
+    if ids is not None and not isinstance(ids, dict):
+        raise TypeError("identifiers must be an object or null")
+    return ids or {}
 
 
 def participant(e: CloudEvent) -> ParticipantChanged:
@@ -106,6 +114,7 @@ def participant(e: CloudEvent) -> ParticipantChanged:
         orjson.loads(capacity_json),
         int(p.get("version", 1)),
         text_or_none(p.get("disclosure"), "disclosure"),
+        text_or_none(_identifiers(p).get("rmi_smelter_id"), "identifiers.rmi_smelter_id"),
     )
 
 

@@ -79,12 +79,13 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 # live trickle of a few events a batch is written with INSERTs, which keeps a write's flag a few milliseconds sooner.
 COPY_FROM_EVENTS = 64
 UPSERT_PARTICIPANTS_SQL = """
-INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version, disclosure)
+INSERT INTO participants (id, kind, name, country, region, mining_type, annual_capacity_kg, version, disclosure,
+                          rmi_smelter_id)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
-                     $8::bigint[], $9::text[])
+                     $8::bigint[], $9::text[], $10::text[])
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
     region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, annual_capacity_kg = EXCLUDED.annual_capacity_kg,
-    version = EXCLUDED.version, disclosure = EXCLUDED.disclosure
+    version = EXCLUDED.version, disclosure = EXCLUDED.disclosure, rmi_smelter_id = EXCLUDED.rmi_smelter_id
 WHERE participants.version <= EXCLUDED.version
 """
 INSERT_CERTIFICATIONS_SQL = """
@@ -324,7 +325,7 @@ def parts(c: Changes, copy: bool) -> list[Part]:
     elif c.received:
         out.append(("sql", "received", INSERT_RECEIVED_SQL, columns(c.received, len(RECEIVED_COLUMNS))))
     if c.participants:
-        out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 9)))
+        out.append(("sql", "participants", UPSERT_PARTICIPANTS_SQL, columns(list(c.participants.values()), 10)))
     if c.certs:
         out.append(("sql", "certifications", INSERT_CERTIFICATIONS_SQL, columns(c.certs, 7)))
     if c.asm_presence:

@@ -15,7 +15,10 @@ def on_participant(ctx: Context, ev: ParticipantChanged) -> None:
     known = s.capacities.get(ev.id)
     if known is not None and known[0] > ev.version:
         return  # an older version than what is known: the table keeps the newer one
-    row = (ev.id, ev.kind, ev.name, ev.country, ev.region, ev.mining_type, ev.capacity_json, ev.version, ev.disclosure)
+    row = (
+        *(ev.id, ev.kind, ev.name, ev.country, ev.region, ev.mining_type, ev.capacity_json, ev.version),
+        *(ev.disclosure, ev.rmi_smelter_id),
+    )
     ctx.journal.set(s.capacities, ev.id, (ev.version, ev.capacity))
     ctx.journal.set(ctx.changes.participants, ev.id, row)
     if ev.kind != "mine":

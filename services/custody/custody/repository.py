@@ -772,6 +772,18 @@ DOWNSTREAM = walk_sql(upstream=False) + "SELECT lot_id, depth FROM reached"
 """The bare recursions (the trace benchmark's baseline)."""
 
 
+PARTY = "~party"
+"""A trace row's `parent` when the row is a participant its lots and edges name, as `party_views` tells it: `lot_id`
+the participant, `kind` and `actor` its kind and policy, `cut` whether it and the reader are direct counterparties
+(for a participant reader only: the look-up costs no round trip of its own)."""
+
+
+def party_rows(rows: list[asyncpg.Record]) -> tuple[list[asyncpg.Record], dict[str, PartyView]]:
+    """A trace's rows without its participant rows, and those as `party_views` gives them."""
+    parties = {r["lot_id"]: PartyView(r["kind"], r["actor"], r["cut"]) for r in rows if r["parent"] == PARTY}
+    return ([r for r in rows if r["parent"] != PARTY] if parties else rows), parties
+
+
 def _trace_sql(*, upstream: bool) -> str:
     """Every lot of a trace, then every edge between two of its lots, in one statement.
 
@@ -896,6 +908,24 @@ FROM (
   SELECT transformation_id, 'out', depth, count(*) FROM outs GROUP BY transformation_id, depth
 ) s
 WHERE (SELECT yes FROM too_many)
+UNION ALL
+SELECT NULL, NULL, q.id COLLATE "C", NULL, NULL, NULL, {nulls}, '{PARTY}', NULL, a.kind, a.disclosure, NULL, NULL,
+       EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = $3::text AND s.to_participant = q.id OFFSET 0)
+       OR EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = q.id AND s.to_participant = $3::text OFFSET 0),
+       NULL
+FROM (
+  SELECT DISTINCT n.id FROM (
+    SELECT unnest(ARRAY[l.custodian, l.origin_participant, l.produced_by]) AS id
+    FROM vis v CROSS JOIN LATERAL (
+      SELECT l.custodian, l.origin_participant, l.produced_by FROM lots l WHERE l.lot_id = v.lot_id OFFSET 0
+    ) l
+    UNION ALL
+    SELECT t.actor FROM ends e JOIN transformations t USING (transformation_id)
+  ) n
+  WHERE n.id IS NOT NULL AND n.id <> $3::text
+) q
+LEFT JOIN LATERAL (SELECT a.kind, a.disclosure FROM participants a WHERE a.id = q.id OFFSET 0) a ON true
+WHERE $3::text IS NOT NULL AND NOT (SELECT yes FROM too_many)
 ORDER BY edge, depth, lot_id, parent
 """
     )

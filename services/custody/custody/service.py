@@ -707,11 +707,20 @@ def _lot_parties(out: dict[str, Any]) -> tuple[str | None, str | None]:
     return out["origin"]["participant_id"], out.get("produced_by")
 
 
-async def _viewer(conn: asyncpg.Connection, subject: str, named: set[str | None]) -> Viewer:
+async def _viewer(
+    conn: asyncpg.Connection,
+    subject: str,
+    named: set[str | None],
+    known: dict[str, repository.PartyView] | None = None,
+) -> Viewer:
     """The viewer with its relations to the participants `named` (itself and None need no look-up; smelters and
-    refiners are left out by the callers: they are public)."""
-    ids = {p for p in named if p is not None and p != subject}
-    return Viewer(subject, await repository.party_views(conn, subject, ids))
+    refiners are left out by the callers: they are public); `known`: those already looked up (a trace's statement
+    does it for the participants its lots and edges name), so only the others cost a round trip."""
+    parties = dict(known or {})
+    ids = {p for p in named if p is not None and p != subject and p not in parties}
+    if ids:
+        parties.update(await repository.party_views(conn, subject, ids))
+    return Viewer(subject, parties)
 
 
 def _lot_seen(out: dict[str, Any], viewer: Viewer | None) -> dict[str, Any]:
@@ -973,9 +982,11 @@ def _withheld(viewer: Viewer | None, s: dict[str, Any]) -> frozenset[str]:
 
 
 async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) -> dict[str, Any]:
-    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products), and
-    for a participant one small one more: the policies of the participants it names and whether they are the
-    viewer's counterparties (`repository.party_views`); what the participant may not see is withheld (`_lot_seen`).
+    """The trace in the documented shape (`schemas.Trace`), from one statement (two downstream, with products); for
+    a participant the same statement also gives the policies of the participants its lots and edges name and whether
+    they are the reader's counterparties (`repository.party_rows`: no round trip of its own; a downstream trace's
+    product consumers are looked up after, `repository.party_views`); what the participant may not see is withheld
+    (`_lot_seen`).
     Whether a participant may read the lot at all is checked in the trace's statement (no rows: 404, as for a lot
     that does not exist); a regulator's grant is checked before.
 
@@ -1013,6 +1024,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
             raise RuntimeError("a trace kept within its edge limit twice")
         if not rows:
             raise NotFound(_UNREADABLE.format(lot_id=lot_id))
+        rows, parties = repository.party_rows(rows)  # a participant's: the policies its trace names, same statement
         if reason == "max_depth" and rows[0]["lots_cut_at"] is not None:
             max_depth, reason, limit = rows[0]["lots_cut_at"], "max_lots", reads.max_lots
         if who.is_regulator:
@@ -1094,7 +1106,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
             named: set[str | None] = {p for n in nodes for p in _lot_parties(n)}
             named.update(e["actor"] for e in edges if e["actor_kind"] not in SMELTER_KINDS)
             named.update(p["by"] for p in products)
-            viewer = await _viewer(conn, who.subject, named)
+            viewer = await _viewer(conn, who.subject, named, known=parties)
     for node in nodes:
         _lot_seen(node, viewer)
     if viewer is not None:

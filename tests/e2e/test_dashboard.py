@@ -160,9 +160,9 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
         lot_id = f"ITSCI-CD-{tag}-{name}"
         body = {"lot_id": lot_id, "mineral": "tin", "form": "ore", "mass_kg": mass, "produced_at": at(days_ago),
                 "tag": lot_id, "seal": seal}  # fmt: skip
-        await ok(await s.custody.post("/lots", headers=p[mine].auth, json=body))
+        lot_id = (await ok(await s.custody.post("/lots", headers=p[mine].auth, json=body)))["lot_id"]  # <prefix>:...
         s.lots[name] = lot_id
-        return lot_id
+        return str(lot_id)
 
     async def move(lot: str, frm: str, to: str, mass: float, seal: str, days_ago: float, **extra: Any) -> str:
         sh = await ok(
@@ -182,7 +182,8 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
         return str(sh["shipment_id"])
 
     def tagged(lot: str) -> dict[str, str]:
-        return {"tag": lot} if lot.startswith("ITSCI-") else {}  # a bag travels with its tag (bag and tag)
+        local = lot.split(":", 1)[-1]  # the bag's tag is its local id
+        return {"tag": local} if local.startswith("ITSCI-") else {}  # a bag travels with its tag (bag and tag)
 
     async def receive(shipment: str, who: str, mass: float, seal: str, days_ago: float, lot: str = "") -> None:
         body = {"received_at": at(days_ago), "mass_kg": mass, "seal": seal, **tagged(lot)}
@@ -195,7 +196,7 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
     await receive(await move(a, "trader", "smelter", 998, "S-1001", 24), "smelter", 998, "S-1001", 21, a)
     await receive(await move(b, "lsm", "smelter", 800, "S-2002", 25), "smelter", 800, "S-2002", 20, b)
     metal_id = f"MST-SN-{tag}-0001"
-    await ok(
+    made = await ok(
         await s.custody.post(
             "/transformations",
             headers=p["smelter"].auth,
@@ -204,6 +205,7 @@ async def build_scenario(s: Scenario, custody_dsn: str) -> None:
                   "outputs": [{"lot_id": metal_id, "mineral": "tin", "form": "metal", "mass_kg": 1300}]},
         )
     )  # fmt: skip
+    metal_id = made["outputs"][0]["lot_id"]  # the smelter's <prefix>:MST-SN-...
     s.lots["metal"] = metal_id
     await receive(await move(metal_id, "smelter", "maker", 1300, "S-M-77", 12), "maker", 1300, "S-M-77", 8)
     s.product = f"SKU-PCB-7731 batch {tag}"

@@ -73,6 +73,7 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
                 lot = f"FCK-{i}-{uuid.uuid4().hex[:6]}"
                 r = await c.post("/lots", json=lot_body(lot, f"S-{i}"), headers=mine.auth)
                 assert r.status_code == 201, r.text
+                lot = r.json()["lot_id"]  # scoped to the mine: <prefix>:<local id>
                 r = await c.post(f"/lots/{lot}/shipments", json=ship_body(trader.id, f"S-{i}", lot), headers=mine.auth)
                 assert r.status_code == 201, r.text
                 sid = r.json()["shipment_id"]

@@ -91,6 +91,7 @@ async def test_postgres_down_answers_503_and_recovers(database_urls: dict[str, s
         known = f"FDB-{uuid.uuid4().hex[:8]}"
         r = await once("POST", "/lots", json=lot_body(known, "S-1"), headers=auth)
         assert r.status_code == 201, r.text
+        prefix = r.json()["lot_id"].split(":", 1)[0]  # the mine's lots are <prefix>:<local id>
         lost = f"FDB-LOST-{uuid.uuid4().hex[:8]}"
         after = f"FDB-AFTER-{uuid.uuid4().hex[:8]}"
         pg_stopped = True
@@ -134,7 +135,8 @@ async def test_postgres_down_answers_503_and_recovers(database_urls: dict[str, s
             if pg_stopped:
                 await infra("start", "pg")
 
-        # 3. Nothing of the refused write; all of the write after recovery.
+        # 3. Nothing of the refused write; all of the write after recovery (stored under their full ids).
+        lost, after = f"{prefix}:{lost}", f"{prefix}:{after}"
         for table in ("lots", "lot_events"):
             assert await scalar(cu.dsn, f"SELECT count(*) FROM {table} WHERE lot_id = $1", lost) == 0, table
         assert await scalar(cu.dsn, "SELECT count(*) FROM outbox WHERE key = $1", lost) == 0

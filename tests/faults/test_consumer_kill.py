@@ -70,15 +70,15 @@ async def test_consumer_killed_mid_topic_loses_and_doubles_no_flag(database_urls
             mine = await register_party(reg, custody_dsn, "mine")
             trader = await register_party(reg, custody_dsn, "trader")
             for i in range(SHIPMENTS):
-                lot = f"FCK-{i}-{uuid.uuid4().hex[:6]}"
-                r = await c.post("/lots", json=lot_body(lot, f"S-{i}"), headers=mine.auth)
+                tag = f"FCK-{i}-{uuid.uuid4().hex[:6]}"  # the bag's tag, and its local lot id
+                r = await c.post("/lots", json=lot_body(tag, f"S-{i}"), headers=mine.auth)
                 assert r.status_code == 201, r.text
                 lot = r.json()["lot_id"]  # scoped to the mine: <prefix>:<local id>
-                r = await c.post(f"/lots/{lot}/shipments", json=ship_body(trader.id, f"S-{i}", lot), headers=mine.auth)
+                r = await c.post(f"/lots/{lot}/shipments", json=ship_body(trader.id, f"S-{i}", tag), headers=mine.auth)
                 assert r.status_code == 201, r.text
                 sid = r.json()["shipment_id"]
                 r = await c.post(
-                    f"/shipments/{sid}/receipt", json=receipt_body(f"BROKEN-{i}", lot), headers=trader.auth
+                    f"/shipments/{sid}/receipt", json=receipt_body(f"BROKEN-{i}", tag), headers=trader.auth
                 )
                 assert r.status_code == 200, r.text
                 lots.append(lot)

@@ -892,7 +892,7 @@ async function participantsPage(ctx, _args, params) {
       tbody.append(h("tr", { dataset: { participantId: p.id } },
         h("td", {}, h("a", { href: `#/participants/${encodeURIComponent(p.id)}`, class: "strong" }, p.name)),
         h("td", {}, KINDS[p.kind] || p.kind), h("td", {}, countryName(p.country)), h("td", {}, p.region || "—"),
-        h("td", {}, p.mining_type ? p.mining_type.toUpperCase() : "—"), h("td", { class: "mono small" }, p.identifiers?.rmi_smelter_id || "—"),
+        h("td", {}, p.mining_type ? p.mining_type.toUpperCase() : "—"), h("td", { class: "mono small" }, p.identifiers?.rmi_smelter_id || p.rmi_smelter_id || "—"),
         h("td", { class: "nowrap" }, timeEl(p.created_at, { short: true }))));
     }
     cursor = res.next_cursor;
@@ -922,7 +922,7 @@ async function participantPage(ctx, [id]) {
   if (p.status === "rejected") throw p.reason;
   const P = p.value;
   const today = new Date().toISOString().slice(0, 10);
-  const ids = P.identifiers || {};
+  const ids = P.identifiers || { rmi_smelter_id: P.rmi_smelter_id };  // a directory card: only the public RMI id
   const details = section("Participant", { id: "participant-details" }, fields([
     ["Name", P.name],
     ["Kind", h("span", { id: "participant-kind", dataset: { kind: P.kind } }, KINDS[P.kind] || P.kind)],
@@ -935,8 +935,8 @@ async function participantPage(ctx, [id]) {
     ids.lei ? ["LEI", h("code", {}, ids.lei)] : null,
     ids.national_id ? ["National id", h("code", {}, ids.national_id)] : null,
     ["Participant id", h("code", {}, P.id)],
-    ["Registered", timeEl(P.created_at)],
-    ["Version", `${P.version} (updated ${fmtTime(P.updated_at)})`],
+    P.created_at ? ["Registered", timeEl(P.created_at)] : null,
+    P.version ? ["Version", `${P.version} (updated ${fmtTime(P.updated_at)})`] : null,  // not on a directory card
   ]));
   let certPanel;
   if (certs.status === "fulfilled") {

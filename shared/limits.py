@@ -404,10 +404,16 @@ class AnonymousLimit:
             )
 
     def _refuse(self, wait: float, why: str) -> None:
-        after = max(1, math.ceil(wait))
-        REFUSALS.labels(self.service, "too-many-requests").inc()
-        raise HTTPException(
-            429,
-            f"Too many requests: {why}. Nothing was written; retry in {after} s (Retry-After).",
-            headers={"Retry-After": str(after), "Cache-Control": "no-store"},
-        )
+        raise too_many(self.service, wait, f"Too many requests: {why}. Nothing was written")
+
+
+def too_many(service: str, wait: float, detail: str) -> HTTPException:
+    """The 429 for a call over a limit a route keeps itself (`AnonymousLimit`, the registry's lookups): counted in
+    `http_guard_refusals_total` as `Guards`' are, `detail` followed by when to retry (whole seconds, Retry-After)."""
+    after = max(1, math.ceil(wait))
+    REFUSALS.labels(service, "too-many-requests").inc()
+    return HTTPException(
+        429,
+        f"{detail}; retry in {after} s (Retry-After).",
+        headers={"Retry-After": str(after), "Cache-Control": "no-store"},
+    )

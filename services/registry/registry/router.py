@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, repository, schemas, service
@@ -16,7 +15,7 @@ from registry.domain import Kind, RiskFactor
 from registry.models import ComplianceOfficer, OfficerCredential, Regulator, RegulatorGrant
 from registry.models import Credential as CredentialRow
 from shared.auth import OperatorDep, Principal, PrincipalDep
-from shared.limits import WriteBuckets
+from shared.limits import GUARDED_RESPONSES, WriteBuckets, too_many
 from shared.problems import Forbidden, InvalidInput, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
@@ -122,26 +121,18 @@ def _lookup_limit(request: Request, who: PrincipalDep) -> Principal:
         )
     wait = buckets.take(who.subject)
     if wait > 0:
-        after = max(1, math.ceil(wait))
-        raise HTTPException(
-            429,
-            f"Too many lookups: {settings.lookup_rate_per_hour:g} an hour, with bursts of up to "
-            f"{settings.lookup_burst}. Retry in {after} s (Retry-After).",
-            headers={"Retry-After": str(after), "Cache-Control": "no-store"},
+        raise too_many(
+            settings.service_name,
+            wait,
+            f"Too many lookups: {settings.lookup_rate_per_hour:g} an hour, "
+            f"with bursts of up to {settings.lookup_burst}",
         )
     return who
 
 
-_LOOKUP_RESPONSES = problem_responses(404, 429)
-_LOOKUP_RESPONSES[429] = {
-    **_LOOKUP_RESPONSES[429],
-    "description": "Too many lookups: over the caller's lookup rate",
-    "headers": {
-        "Retry-After": {
-            "description": "Whole seconds to wait before the next lookup is taken",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
+_LOOKUP_RESPONSES = {
+    **problem_responses(404),
+    429: {**GUARDED_RESPONSES["429"], "description": "Too many lookups: over the caller's lookup rate"},
 }
 
 

@@ -772,6 +772,16 @@ DOWNSTREAM = walk_sql(upstream=False) + "SELECT lot_id, depth FROM reached"
 """The bare recursions (the trace benchmark's baseline)."""
 
 
+def counterparties_sql(viewer: str, other: str) -> str:
+    """SQL: did `viewer` and `other` (SQL text expressions) trade directly, a shipment either way? At most two
+    probes of `ix_shipments_parties` (`OFFSET 0`: index probes under the service's generic plans)."""
+    return (
+        f"(EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = {viewer} AND s.to_participant = {other} "
+        f"OFFSET 0) OR EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = {other} "
+        f"AND s.to_participant = {viewer} OFFSET 0))"
+    )
+
+
 PARTY = "~party"
 """A trace row's `parent` when the row is a participant its lots and edges name, as `party_views` tells it: `lot_id`
 the participant, `kind` and `actor` its kind and policy, `cut` whether it and the reader are direct counterparties
@@ -910,9 +920,7 @@ FROM (
 WHERE (SELECT yes FROM too_many)
 UNION ALL
 SELECT NULL, NULL, q.id COLLATE "C", NULL, NULL, NULL, {nulls}, '{PARTY}', NULL, a.kind, a.disclosure, NULL, NULL,
-       EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = $3::text AND s.to_participant = q.id OFFSET 0)
-       OR EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = q.id AND s.to_participant = $3::text OFFSET 0),
-       NULL
+       {counterparties_sql("$3::text", "q.id")}, NULL
 FROM (
   SELECT DISTINCT n.id FROM (
     SELECT unnest(ARRAY[l.custodian, l.origin_participant, l.produced_by]) AS id
@@ -985,11 +993,8 @@ class PartyView:
     counterparty: bool
 
 
-PARTY_VIEWS = """
-SELECT u.id, p.kind, p.disclosure,
-       EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = $1 AND s.to_participant = u.id OFFSET 0)
-       OR EXISTS (SELECT 1 FROM shipments s WHERE s.from_participant = u.id AND s.to_participant = $1 OFFSET 0)
-       AS counterparty
+PARTY_VIEWS = f"""
+SELECT u.id, p.kind, p.disclosure, {counterparties_sql("$1", "u.id")} AS counterparty
 FROM unnest($2::text[]) AS u(id)
 LEFT JOIN LATERAL (SELECT q.kind, q.disclosure FROM participants q WHERE q.id = u.id OFFSET 0) p ON true
 """

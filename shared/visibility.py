@@ -215,10 +215,11 @@ def flag_parties(
         return list(listed)
     known = parties or {}
     named = viewer in listed
-    return [p if _shown(viewer, p, known.get(p, Party()), same_event=named) else None for p in listed]
+    return [p if party_shown(viewer, p, known.get(p, Party()), same_event=named) else None for p in listed]
 
 
-def _shown(viewer: str, party: str, p: Party, *, same_event: bool) -> bool:
+def party_shown(viewer: str, party: str, p: Party, *, same_event: bool) -> bool:
+    """May `viewer` learn the identity of `party` (`p`: what is known of it)? `identity_disclosed` on `relation_to`."""
     rel = relation_to(viewer, party, same_event=same_event, counterparty=p.counterparty, downstream=p.downstream)
     return identity_disclosed(p.kind, p.policy, rel)
 
@@ -236,20 +237,11 @@ def withhold_flag(flag: Mapping[str, Any], viewer: str | None, parties: Mapping[
         out["withheld"] = []
         return out
     listed = list(flag.get("participants") or ())
-    named = viewer in listed
-    hidden = {
-        p
-        for p in {*listed, *parties}
-        if not _shown(viewer, p, parties.get(p, Party()), same_event=named and p in listed)
+    shown_parties = flag_parties(listed, viewer, parties)
+    withheld = [f"participants[{i}]" for i, p in enumerate(shown_parties) if p is None]
+    hidden = {p for p, shown in zip(listed, shown_parties, strict=True) if shown is None} | {
+        p for p, known in parties.items() if p not in listed and not party_shown(viewer, p, known, same_event=False)
     }
-    withheld: list[str] = []
-    shown_parties: list[str | None] = []
-    for i, p in enumerate(listed):
-        if p in hidden:
-            shown_parties.append(None)
-            withheld.append(f"participants[{i}]")
-        else:
-            shown_parties.append(p)
     out["participants"] = shown_parties
     if hidden:
         out["evidence"] = _redact(flag.get("evidence"), hidden, "evidence", withheld)

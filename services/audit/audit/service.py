@@ -32,9 +32,8 @@ from shared.outbox import outbox_committed
 from shared.problems import Conflict, Forbidden, NotFound
 from shared.visibility import (
     Party,
-    identity_disclosed,
     named_in_flag,
-    relation_to,
+    party_shown,
     sees_custody_event,
     strings_in,
     withhold_flag,
@@ -306,9 +305,7 @@ async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.Risk
         public."""
         if party is None or reader is None:
             return True
-        p = parties.get(party, Party())
-        rel = relation_to(reader, party, same_event=False, counterparty=p.counterparty, downstream=p.downstream)
-        return identity_disclosed(p.kind, p.policy, rel)
+        return party_shown(reader, party, parties.get(party, Party()), same_event=False)
 
     own: list[schemas.Flag] = []
     inherited: list[schemas.Exposure] = []

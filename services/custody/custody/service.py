@@ -27,7 +27,7 @@ from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
-from shared.visibility import Relation, identity_disclosed
+from shared.visibility import Party, identity_disclosed, party_shown
 from shared.vocab import SMELTER_KINDS, smelting_basis
 
 GRAM = Decimal("0.001")
@@ -676,14 +676,6 @@ class Viewer:
     parties: dict[str, repository.PartyView]
     _shown: dict[tuple[str, str | None], bool] = field(default_factory=dict)  # `shows` outside events, per trace
 
-    def relation(self, participant: str, in_event: Collection[str] = ()) -> Relation:
-        if participant == self.subject:
-            return "self"
-        if self.subject in in_event:
-            return "same_event"
-        view = self.parties.get(participant)
-        return "counterparty" if view is not None and view.counterparty else "downstream"
-
     def shows(self, participant: str | None, kind: str | None = None, in_event: Collection[str] = ()) -> bool:
         """May the viewer learn this participant's identity? None (no participant named) is nothing to withhold;
         `kind`: the participant's kind where what is read records it (else the projection's)."""
@@ -693,11 +685,14 @@ class Viewer:
         if not in_event and key in self._shown:
             return self._shown[key]
         view = self.parties.get(participant)
-        shown = identity_disclosed(
+        # whatever a participant reads in custody is upstream of what it holds or held: at least `downstream`
+        known = Party(
             kind or (view.kind if view else None),
             view.disclosure if view else None,
-            self.relation(participant, in_event),
+            counterparty=view is not None and view.counterparty,
+            downstream=True,
         )
+        shown = party_shown(self.subject, participant, known, same_event=self.subject in in_event)
         if not in_event:
             self._shown[key] = shown
         return shown

@@ -88,3 +88,56 @@ def smelting_basis(
     if any(f in RAW_FORMS for f in input_forms) and any(f == "metal" for f in output_forms):
         return "forms"
     return None
+
+
+class CustodyModel(StrEnum):
+    """The chain-of-custody model a transformation followed (ISO 22095:2020), as the transformer records it.
+
+    - `identity_preserved`: the outputs come from one identified source, kept apart from every other;
+    - `segregated`: inputs of the same certified characteristic are mixed, kept apart from everything else;
+    - `controlled_blending`: certified and other inputs are mixed in a known proportion;
+    - `mass_balance`: mixed; certified mass is accounted for, not physically traced;
+    - `book_and_claim`: no physical link; certificates are traded apart from the material.
+
+    A transformation with no model on record is treated as `mass_balance` for claims (`claims_physical`)."""
+
+    identity_preserved = "identity_preserved"
+    segregated = "segregated"
+    controlled_blending = "controlled_blending"
+    mass_balance = "mass_balance"
+    book_and_claim = "book_and_claim"
+
+
+PHYSICAL_MODELS = frozenset({CustodyModel.identity_preserved, CustodyModel.segregated})
+
+
+def claims_physical(model: str | None) -> bool:
+    """Does material that went through a transformation under `model` keep a physical claim to where it came from
+    (a Fairmined claim needs that: identity preserved or segregated all the way)? No model on record: no."""
+    return model in PHYSICAL_MODELS
+
+
+class RecycledSource(StrEnum):
+    """What a recycler registers as an origin lot (`origin.kind` `recycled`): the CMRT's "recycled" or "scrap"."""
+
+    recycled = "recycled"  # post-consumer: end-of-life products
+    scrap = "scrap"  # pre-consumer: manufacturing scrap
+
+
+CMRT_METALS: dict[str, str] = {"tantalum": "Tantalum", "tin": "Tin", "gold": "Gold", "tungsten": "Tungsten"}
+"""The Conflict Minerals Reporting Template's metals (3TG): our mineral -> the template's `Metal (*)` value."""
+
+EMRT_MINERALS: dict[str, str] = {
+    "cobalt": "Cobalt",
+    "copper": "Copper",
+    "graphite": "Graphite (natural)",
+    "lithium": "Lithium",
+    "mica": "Mica",
+    "nickel": "Nickel",
+}
+"""The Extended Minerals Reporting Template's minerals as far as public material names them (EMRT 2.0: cobalt,
+copper, natural graphite, lithium, mica, nickel): our mineral -> its label. Unverified against the template itself."""
+
+BATTERY_MATERIALS = frozenset({"cobalt", "lithium", "nickel", "graphite"})
+"""The raw materials the EU Battery Regulation's supply-chain due diligence names (Annex X: cobalt, lithium, nickel,
+natural graphite)."""

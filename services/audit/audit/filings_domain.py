@@ -1,0 +1,133 @@
+"""Whose material is in what a participant consumed, by mass: the attribution every filing reads (CMRT and EMRT
+smelter lists, the responsibly-produced share, the battery passport's due diligence). Pure: no I/O.
+
+The graph is the upstream genealogy of some lots (the *roots*: what was consumed, or a product lot), as custody
+recorded it and audit projected it: each lot made by a transformation names that transformation, and each
+transformation its inputs with the mass drawn from each. Mass flows up the graph: a transformation's outputs are
+taken to be one mix of its inputs, so the root mass attributed to an output is shared among the transformation's
+inputs in proportion to the mass drawn from each (a transformation records which lots went in and how much, not
+which input ended in which output). What reaches an origin lot (a mine's, a declared one, a recycler's) is the share
+of the roots that came from it; what passes a smelting is the share that smelter produced.
+
+A *physical* flow is the part of that mass that kept a physical link to its source all the way: every transformation
+between the root and the node followed a model that keeps one (`shared.vocab.claims_physical`: identity preserved or
+segregated). A claim that needs the material itself (Fairmined) is made only on the physical flow; a mass-balance
+claim is made on the whole flow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from shared.vocab import claims_physical
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A transformation in the graph: who did it, when, under which chain-of-custody model (None: none on record),
+    its inputs with the mass drawn from each (kg) and its outputs."""
+
+    transformation_id: str
+    kind: str
+    actor: str
+    actor_kind: str
+    occurred_at: datetime
+    custody_model: str | None
+    inputs: tuple[tuple[str, Decimal], ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Flow:
+    """Root mass (kg) attributed through a lot or a transformation, and the part of it with a physical claim."""
+
+    kg: float = 0.0
+    physical_kg: float = 0.0
+
+
+@dataclass(slots=True)
+class Attribution:
+    """Where the roots' mass came from: per lot reached (roots included) and per transformation passed."""
+
+    lots: dict[str, Flow] = field(default_factory=dict)
+    steps: dict[str, Flow] = field(default_factory=dict)
+
+    def origins(self, made_by: Mapping[str, Step]) -> dict[str, Flow]:
+        """The lots reached that no transformation made (in the graph): where the material came from."""
+        return {lot: f for lot, f in self.lots.items() if lot not in made_by}
+
+
+def attribute(made_by: Mapping[str, Step], roots: Mapping[str, Decimal | float]) -> Attribution:
+    """Attribute `roots` (lot id -> kg: what was consumed of each, or a lot's mass) up the graph `made_by` (lot id ->
+    the transformation that made it; an origin lot, or one whose maker is outside the graph, is absent).
+
+    Each lot and transformation is visited once, after everything downstream of it in the graph (Kahn's order), so
+    a graph whose paths meet again (a lot feeding two transformations that both reach the roots) costs its size, not
+    its number of paths. A transformation whose inputs carry no mass passes nothing on."""
+    out = Attribution()
+    lots = out.lots
+    steps = out.steps
+    # what is reached, and how many reached consumers each lot and transformation waits for
+    waiting: dict[str, int] = {}
+    step_waiting: dict[str, int] = {}
+    stack = list(roots)
+    while stack:
+        lot = stack.pop()
+        if lot in lots:
+            continue
+        lots[lot] = Flow()
+        waiting.setdefault(lot, 0)
+        step = made_by.get(lot)
+        if step is None:
+            continue
+        t = step.transformation_id
+        if t not in steps:
+            steps[t] = Flow()
+            step_waiting[t] = 0
+            for parent, _ in step.inputs:
+                waiting[parent] = waiting.get(parent, 0) + 1
+                stack.append(parent)
+        step_waiting[t] += 1
+    for lot, kg in roots.items():
+        f = lots[lot]
+        f.kg += float(kg)
+        f.physical_kg += float(kg)
+    ready = deque(lot for lot, n in waiting.items() if n == 0)
+    while ready:
+        lot = ready.popleft()
+        step = made_by.get(lot)
+        if step is None:
+            continue
+        t = step.transformation_id
+        f, s = lots[lot], steps[t]
+        s.kg += f.kg
+        s.physical_kg += f.physical_kg
+        step_waiting[t] -= 1
+        if step_waiting[t]:
+            continue
+        total = float(sum(m for _, m in step.inputs))
+        physical = claims_physical(step.custody_model)
+        for parent, m in step.inputs:
+            p = lots[parent]
+            if total > 0:
+                w = float(m) / total
+                p.kg += s.kg * w
+                if physical:
+                    p.physical_kg += s.physical_kg * w
+            waiting[parent] -= 1
+            if waiting[parent] == 0:
+                ready.append(parent)
+    return out
+
+
+def share(part: float, whole: float) -> float:
+    """`part` of `whole` as a fraction rounded to 6 places (0 when `whole` is 0)."""
+    return round(part / whole, 6) if whole > 0 else 0.0
+
+
+def total(flows: Iterable[Flow]) -> float:
+    return sum(f.kg for f in flows)

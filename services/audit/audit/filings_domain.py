@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from shared.vocab import claims_physical
+from audit.rules import Cert
+from shared.vocab import claims_physical, smelting_basis
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,56 @@ class Step:
     custody_model: str | None
     inputs: tuple[tuple[str, Decimal], ...]
     outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LotFacts:
+    """What audit's projection holds of a lot in the graph (its static facts: what it is and where it came from)."""
+
+    lot_id: str
+    mineral: str
+    form: str
+    mass_kg: Decimal
+    origin_kind: str  # mine | declared | recycled | transformation
+    origin_participant: str | None  # the mine, the declarant, the recycler
+    origin_country: str | None
+    origin_region: str | None
+    origin_mining_type: str | None  # asm | lsm
+    origin_source: str | None  # recycled lots: recycled | scrap
+    origin_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PartyFacts:
+    """A participant named in the graph (a mine, a recycler, a smelter...), as audit's projection holds it."""
+
+    id: str
+    kind: str
+    name: str
+    country: str
+    region: str | None
+    rmi_smelter_id: str | None
+    disclosure: str | None
+
+
+@dataclass(slots=True)
+class Graph:
+    """The upstream genealogy of some lots, with what the filings need to say about it: `made_by` (lot -> the
+    transformation that made it), the lots' facts, the participants named (origins' participants and transformers)
+    and their certifications (`audit.rules.Cert`, by participant: `audit.rules.held` gives the one in force on a
+    day). `truncated`: the walk stopped at its depth or size bound, so the graph is not the whole genealogy."""
+
+    made_by: dict[str, Step] = field(default_factory=dict)
+    lots: dict[str, LotFacts] = field(default_factory=dict)
+    parties: dict[str, PartyFacts] = field(default_factory=dict)
+    certs: dict[str, list[Cert]] = field(default_factory=dict)
+    truncated: bool = False
+
+    def smelting(self, step: Step) -> str | None:
+        """Why `step` is screened as a smelting or refining (`shared.vocab.smelting_basis`), None when it is not."""
+        ins = (self.lots[i].form if i in self.lots else None for i, _ in step.inputs)
+        outs = (self.lots[o].form if o in self.lots else None for o in step.outputs)
+        return smelting_basis(step.kind, step.actor_kind, ins, outs)
 
 
 @dataclass(slots=True)

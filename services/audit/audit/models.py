@@ -191,6 +191,7 @@ class Lot(Base):
     tag: Mapped[str | None] = mapped_column(Text)  # as registered or declared (bag-and-tag)
     seal: Mapped[str | None] = mapped_column(Text)
     produced_by: Mapped[str | None] = mapped_column(Text)  # an ASM group that produced a titleholder's origin lot
+    origin_source: Mapped[str | None] = mapped_column(Text)  # a recycled origin lot's: recycled | scrap
 
 
 class DeclaredOrigin(Base):
@@ -246,6 +247,7 @@ class TransformationInput(Base):
     transformation_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lot_id: Mapped[str] = mapped_column(Text, primary_key=True)
     position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
+    mass_kg: Mapped[Decimal | None] = mapped_column(Numeric(18, 3))  # drawn (null: projected before, until a replay)
 
 
 class TransformationOutput(Base):
@@ -271,6 +273,42 @@ class Transformation(Base):
     outputs: Mapped[list[str]] = mapped_column(ARRAY(Text))
     event_id: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    custody_model: Mapped[str | None] = mapped_column(Text)  # `shared.vocab.CustodyModel` (ISO 22095); null: none
+
+
+class Product(Base):
+    """A participant's product (custody.product.registered / .updated): what its consumptions name."""
+
+    __tablename__ = "products"
+    __table_args__ = (Index("ix_products_owner", "owner"),)
+
+    product_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    gtin: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(Text)
+
+
+class Consumption(Base):
+    """A lot (part of it) consumed by its custodian (custody.lot.consumed), into a product (`product_id`) and/or as
+    the free text it gave (`product`): the roots of the filings."""
+
+    __tablename__ = "consumptions"
+    __table_args__ = (
+        Index("ix_consumptions_actor", "actor", "consumed_at"),
+        Index("ix_consumptions_product", "product_id"),
+    )
+
+    consumption_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lot_id: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text)
+    product_id: Mapped[str | None] = mapped_column(Text)
+    product: Mapped[str | None] = mapped_column(Text)
+    mass_kg: Mapped[Decimal] = mapped_column(Numeric(18, 3))
+    consumed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(Text)
 
 
 class Flag(Base):

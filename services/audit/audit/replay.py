@@ -78,6 +78,8 @@ TABLES = (
     "transformation_inputs",
     "transformation_outputs",
     "transformations",
+    "products",
+    "consumptions",
     "flags",
 )
 

@@ -27,6 +27,7 @@ import orjson
 
 from audit.rules import AsmPresence, CoexistenceAgreement, Declaration, Grievance, Severity
 from shared.events import CloudEvent
+from shared.vocab import CustodyModel, RecycledSource
 
 GRAM = Decimal("0.001")
 NUMERIC_18_3_LIMIT = Decimal(10) ** 15  # numeric(18, 3): at most 15 digits before the point
@@ -274,6 +275,7 @@ class NewLot(NamedTuple):
     tag: str | None = None  # as registered or declared (bag-and-tag)
     seal: str | None = None
     produced_by: str | None = None  # the ASM group that produced an industrial titleholder's origin lot
+    origin_source: str | None = None  # a recycled origin lot's source: recycled | scrap
 
 
 def text_or_none(v: Any, what: str) -> str | None:
@@ -292,6 +294,7 @@ def _new_lot(
     custodian: str,
     mineral: str | None = None,
     form: str | None = None,
+    origin_source: str | None = None,
 ) -> NewLot:
     d = e.data
     return NewLot(
@@ -312,6 +315,7 @@ def _new_lot(
         text_or_none(d.get("tag"), "tag"),
         text_or_none(d.get("seal"), "seal"),
         text_or_none(origin.get("produced_by"), "origin.produced_by") if origin_kind == "mine" else None,
+        origin_source,
     )
 
 
@@ -568,6 +572,8 @@ class TransformationRecord:
     output_ids: list[str]
     event_id: str
     recorded_at: datetime
+    input_masses: list[Decimal | None] = field(default_factory=list)  # drawn from each input (None: not sent)
+    custody_model: str | None = None  # `shared.vocab.CustodyModel` (ISO 22095); None: none on record
 
     @property
     def row(self) -> tuple[Any, ...]:
@@ -581,6 +587,7 @@ class TransformationRecord:
             self.output_ids,
             self.event_id,
             self.recorded_at,
+            self.custody_model,
         )
 
 
@@ -604,7 +611,21 @@ def _record(e: CloudEvent, d: Mapping[str, Any], sent: datetime) -> Transformati
         output_ids,
         e.id,
         utc(e.time),
+        [None if i.get("mass_kg") is None else kg(i["mass_kg"]) for i in inputs],
+        custody_model(d.get("custody_model")),
     )
+
+
+CUSTODY_MODELS = frozenset(m.value for m in CustodyModel)
+
+
+def custody_model(v: Any) -> str | None:
+    """A transformation's chain-of-custody model as sent (one of `shared.vocab.CustodyModel`), or None."""
+    if v is None:
+        return None
+    if v not in CUSTODY_MODELS:
+        raise ValueError(f"custody_model {v!r} is none of {sorted(CUSTODY_MODELS)}")
+    return intern(v)
 
 
 def recorded(e: CloudEvent) -> TransformationRecord:
@@ -625,6 +646,7 @@ class Transformed:
     step: CustodyStep | None  # an input's: its time is checked against the lot's
     output: NewLot | None  # an output's: the lot it makes
     record: TransformationRecord | None  # schema version 1 only: the whole transformation came with every lot
+    custody_model: str | None = None  # as this lot's event carried it (the transformation's, `record` or not)
 
 
 def transformed(e: CloudEvent) -> Transformed:
@@ -652,11 +674,69 @@ def transformed(e: CloudEvent) -> Transformed:
             mineral=made["mineral"],
             form=made["form"],
         )
-    return Transformed(d["transformation_id"], d["kind"], step, output, record)
+    return Transformed(d["transformation_id"], d["kind"], step, output, record, custody_model(d.get("custody_model")))
 
 
-def consumed(e: CloudEvent) -> CustodyStep:
-    return _step(e, dt(e.data["occurred_at"]))
+@dataclass(slots=True)
+class Consumed:
+    """custody.lot.consumed: the time check's step, and the `consumptions` row (`statements.CONSUMPTION_COLUMNS`)."""
+
+    step: CustodyStep
+    row: tuple[Any, ...]
+
+
+def consumed(e: CloudEvent) -> Consumed:
+    d = e.data
+    sent = dt(d["occurred_at"])
+    step = _step(e, sent)
+    product_id, product = text_or_none(d.get("product_id"), "product_id"), text_or_none(d.get("product"), "product")
+    cid = d.get("consumption_id") or e.id
+    if not isinstance(cid, str):
+        raise TypeError("consumption_id must be a string")
+    return Consumed(
+        step, (cid, step.lot_id, step.actor, product_id, product, kg(d["mass_kg"]), utc(sent or e.time), e.id)
+    )
+
+
+@dataclass(slots=True)
+class ProductChanged:
+    """custody.product.registered / .updated: the `products` row (`statements.PRODUCT_COLUMNS`), the latest wins."""
+
+    row: tuple[Any, ...]
+
+
+def product(e: CloudEvent) -> ProductChanged:
+    d = e.data
+    pid, name, by = d["product_id"], d["name"], d["by"]
+    if not all(isinstance(v, str) for v in (pid, name, by)):
+        raise TypeError("product_id, name and by must be strings")
+    registered_at = dt(d.get("registered_at")) or e.time
+    gtin, description = text_or_none(d.get("gtin"), "gtin"), text_or_none(d.get("description"), "description")
+    return ProductChanged((pid, by, name, gtin, description, utc(registered_at), e.id))
+
+
+RECYCLED_SOURCES = frozenset(s.value for s in RecycledSource)
+
+
+def recycled(e: CloudEvent) -> NewLot:
+    """custody.lot.recycled: an origin lot of a recycler's (or a smelter's taking scrap), origin_kind `recycled`."""
+    d = e.data
+    origin = d["origin"]
+    source = origin.get("source")
+    if source not in RECYCLED_SOURCES:
+        raise ValueError(f"origin.source {source!r} is none of {sorted(RECYCLED_SOURCES)}")
+    if not isinstance(origin.get("participant_id"), str) or not isinstance(origin.get("country"), str):
+        raise TypeError("a recycled lot without its recycler or country")
+    sent = dt(d.get("occurred_at")) or dt(origin.get("collected_at"))
+    return _new_lot(
+        e,
+        sent,
+        origin_kind="recycled",
+        origin=origin,
+        mass_kg=d["mass_kg"],
+        custodian=d["custodian"],
+        origin_source=intern(source),
+    )
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ LOT_COLUMNS = (
     "tag",
     "seal",
     "produced_by",
+    "origin_source",
 )
 SHIPMENT_COLUMNS = (
     "shipment_id",
@@ -67,8 +68,21 @@ TRANSFORMATION_COLUMNS = (
     "outputs",
     "event_id",
     "recorded_at",
+    "custody_model",
 )
-TRANSFORMATION_LOT_COLUMNS = ("transformation_id", "lot_id", "position")  # transformation_inputs and _outputs
+TRANSFORMATION_LOT_COLUMNS = ("transformation_id", "lot_id", "position")  # transformation_outputs
+TRANSFORMATION_INPUT_COLUMNS = (*TRANSFORMATION_LOT_COLUMNS, "mass_kg")  # and the mass drawn
+PRODUCT_COLUMNS = ("product_id", "owner", "name", "gtin", "description", "registered_at", "event_id")
+CONSUMPTION_COLUMNS = (
+    "consumption_id",
+    "lot_id",
+    "actor",
+    "product_id",
+    "product",
+    "mass_kg",
+    "consumed_at",
+    "event_id",
+)
 RECEIVED_COLUMNS = ("event_id", "source", "type", "subject", "key", "time", "data", "topic", "partition", "offset")
 INSERT_RECEIVED_SQL = """
 INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
@@ -131,10 +145,10 @@ WHERE coexistence_agreements.version <= EXCLUDED.version
 INSERT_LOTS_SQL = """
 INSERT INTO lots (lot_id, mineral, form, mass_kg, origin_kind, origin_participant, origin_country, origin_region,
                   origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at, tag, seal,
-                  produced_by)
+                  produced_by, origin_source)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
-                     $14::timestamptz[], $15::text[], $16::text[], $17::text[])
+                     $14::timestamptz[], $15::text[], $16::text[], $17::text[], $18::text[])
 ON CONFLICT (lot_id) DO NOTHING
 """
 UPDATE_LOTS_SQL = """
@@ -178,21 +192,47 @@ ON CONFLICT (lot_id) DO UPDATE SET declared = coalesce(EXCLUDED.declared, declar
 """
 RECEIVE_SHIPMENTS_SQL = "UPDATE shipments SET status = 'received' WHERE shipment_id = ANY($1::text[])"
 INSERT_TRANSFORMATIONS_SQL = """
-INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at)
+INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at,
+                             custody_model)
 SELECT t.transformation_id, t.kind, t.actor, t.actor_kind, t.occurred_at,
        ARRAY(SELECT v FROM jsonb_array_elements_text(t.outputs) WITH ORDINALITY AS x(v, i) ORDER BY i), t.event_id,
-       t.recorded_at
+       t.recorded_at, t.custody_model
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::text[],
-            $8::timestamptz[])
-     WITH ORDINALITY AS t(transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at, n)
+            $8::timestamptz[], $9::text[])
+     WITH ORDINALITY AS t(transformation_id, kind, actor, actor_kind, occurred_at, outputs, event_id, recorded_at,
+                          custody_model, n)
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 """
+# A lot's own custody.lot.transformed carrying the transformation's custody model, the transformation written by an
+# earlier batch without one (a transformation this batch writes gets it in its row: `handlers.transformations`).
+UPDATE_CUSTODY_MODELS_SQL = """
+UPDATE transformations t SET custody_model = u.custody_model
+FROM unnest($1::text[], $2::text[]) AS u(transformation_id, custody_model)
+WHERE t.transformation_id = u.transformation_id AND t.custody_model IS NULL
+"""
 INSERT_TRANSFORMATION_INPUTS_SQL = """
-INSERT INTO transformation_inputs (transformation_id, lot_id, position)
+INSERT INTO transformation_inputs (transformation_id, lot_id, position, mass_kg)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::numeric[]) ON CONFLICT DO NOTHING
+"""
+INSERT_TRANSFORMATION_OUTPUTS_SQL = """
+INSERT INTO transformation_outputs (transformation_id, lot_id, position)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) ON CONFLICT DO NOTHING
 """
-INSERT_TRANSFORMATION_OUTPUTS_SQL = INSERT_TRANSFORMATION_INPUTS_SQL.replace("_inputs", "_outputs")
+# Products (custody.product.registered / .updated): the latest name, GTIN and description; owner and registration
+# stay as first recorded.
+UPSERT_PRODUCTS_SQL = """
+INSERT INTO products (product_id, owner, name, gtin, description, registered_at, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, gtin = EXCLUDED.gtin,
+    description = EXCLUDED.description, event_id = EXCLUDED.event_id
+"""
+INSERT_CONSUMPTIONS_SQL = """
+INSERT INTO consumptions (consumption_id, lot_id, actor, product_id, product, mass_kg, consumed_at, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::timestamptz[],
+                     $8::text[])
+ON CONFLICT DO NOTHING
+"""
 INSERT_FLAGS_SQL = """
 INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence, raised_at)
 SELECT f.id, f.rule, f.cause, f.severity, f.lot_id,
@@ -301,8 +341,11 @@ class Changes:
     received_shipments: dict[str, None] = field(default_factory=dict)  # existing shipments now received
     transformations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # a transformation's lots, stored once (n + m rows): (transformation, lot) -> position in its list
-    transformation_inputs: dict[tuple[str, str], int] = field(default_factory=dict)
+    transformation_inputs: dict[tuple[str, str], tuple[int, Decimal | None]] = field(default_factory=dict)  # +mass
     transformation_outputs: dict[tuple[str, str], int] = field(default_factory=dict)
+    custody_models: dict[str, str] = field(default_factory=dict)  # UPDATE_CUSTODY_MODELS_SQL: transformation -> model
+    products: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # PRODUCT_COLUMNS, by product (the latest)
+    consumptions: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # CONSUMPTION_COLUMNS, by consumption
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
     # re-judgements (reference data arrived): the latest per (rule, cause); each replaces its flag's evidence if it
     # differs, or withdraws a flag the rule no longer holds for (`Cleared`) (`rejudge_flags`)
@@ -366,16 +409,25 @@ def parts(c: Changes, copy: bool) -> list[Part]:
         out.append(("copy", "transformations", list(c.transformations.values()), TRANSFORMATION_COLUMNS))
     elif c.transformations:
         rows = [(*r[:5], to_json(r[5]), *r[6:]) for r in c.transformations.values()]
-        out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, 8)))
-    for table, sql, positions in (
-        ("transformation_inputs", INSERT_TRANSFORMATION_INPUTS_SQL, c.transformation_inputs),
-        ("transformation_outputs", INSERT_TRANSFORMATION_OUTPUTS_SQL, c.transformation_outputs),
+        out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, len(TRANSFORMATION_COLUMNS))))
+    if c.custody_models:
+        models = [list(c.custody_models), list(c.custody_models.values())]
+        out.append(("sql", "custody_models", UPDATE_CUSTODY_MODELS_SQL, models))
+    inputs = [(tid, lot_id, position, m) for (tid, lot_id), (position, m) in c.transformation_inputs.items()]
+    outputs = [(tid, lot_id, position) for (tid, lot_id), position in c.transformation_outputs.items()]
+    for table, sql, records, cols in (
+        ("transformation_inputs", INSERT_TRANSFORMATION_INPUTS_SQL, inputs, TRANSFORMATION_INPUT_COLUMNS),
+        ("transformation_outputs", INSERT_TRANSFORMATION_OUTPUTS_SQL, outputs, TRANSFORMATION_LOT_COLUMNS),
     ):
-        records = [(tid, lot_id, position) for (tid, lot_id), position in positions.items()]
         if records and copy:
-            out.append(("copy", table, records, TRANSFORMATION_LOT_COLUMNS))
+            out.append(("copy", table, records, cols))
         elif records:
-            out.append(("sql", table, sql, columns(records, 3)))
+            out.append(("sql", table, sql, columns(records, len(cols))))
+    if c.products:
+        out.append(("sql", "products", UPSERT_PRODUCTS_SQL, columns(list(c.products.values()), len(PRODUCT_COLUMNS))))
+    if c.consumptions:
+        rows = list(c.consumptions.values())
+        out.append(("sql", "consumptions", INSERT_CONSUMPTIONS_SQL, columns(rows, len(CONSUMPTION_COLUMNS))))
     return out
 
 

@@ -39,6 +39,9 @@ HANDLERS: dict[str, tuple[Decoder, Handler]] = {
     "custody.transformation.recorded": (decode.recorded, transformations.on_recorded),
     "custody.lot.transformed": (decode.transformed, transformations.on_transformed),
     "custody.lot.consumed": (decode.consumed, lots.on_consumed),
+    "custody.lot.recycled": (decode.recycled, lots.on_recycled),
+    "custody.product.registered": (decode.product, lots.on_product),
+    "custody.product.updated": (decode.product, lots.on_product),
     "custody.attempt.rejected": (decode.rejected, refusals.on_rejected),
     "audit.grievance.triaged": (decode.grievance_triaged, grievances.on_triaged),
 }

@@ -24,6 +24,7 @@ NEW_LOT_EVENTS = {
     "mine": "custody.lot.registered",
     "external": "custody.lot.external_declared",
     "transformation": "custody.lot.transformed",
+    "recycled": "custody.lot.recycled",
 }
 
 

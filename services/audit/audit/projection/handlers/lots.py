@@ -9,11 +9,12 @@ from audit import rules
 from audit.projection import risk_profiles, screening, statements
 from audit.projection.context import About, Context
 from audit.projection.decode import (
-    CustodyStep,
+    Consumed,
     ExternalDeclared,
     LotRegistered,
     NewLot,
     OriginAnswered,
+    ProductChanged,
     intern,
     intern_opt,
 )
@@ -154,5 +155,18 @@ def on_origin_confirmed(ctx: Context, ev: OriginAnswered) -> None:
     screening.declared(ctx, ev.lot_id, rejudge=screening.answer_fact(answer, ev.lot_id))
 
 
-def on_consumed(ctx: Context, ev: CustodyStep) -> None:
-    check_time(ctx, ev.lot_id, ev.event_id, ev.occurred_at, ev.actor, "Consumed", "custody.lot.consumed")
+def on_consumed(ctx: Context, ev: Consumed) -> None:
+    step = ev.step
+    check_time(ctx, step.lot_id, step.event_id, step.occurred_at, step.actor, "Consumed", "custody.lot.consumed")
+    ctx.journal.set(ctx.changes.consumptions, ev.row[0], ev.row)  # the filings' roots
+
+
+def on_recycled(ctx: Context, lot: NewLot) -> None:
+    """A recycler's (or a smelter's taking scrap) origin lot: the lot and its first holder. None of the rules that
+    judge a mine's production (origin, ASM, capacity, backdating, a place's risk factors) judge it: it was collected,
+    not mined; a substantiated grievance against the recycler still reaches it (`grievances.on_new_lot`)."""
+    new_lot(ctx, lot)
+
+
+def on_product(ctx: Context, ev: ProductChanged) -> None:
+    ctx.journal.set(ctx.changes.products, ev.row[0], ev.row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,13 @@ def test_no_policy_no_risks_and_the_answer_is_its_documented_schema() -> None:
     schema = BatteryDueDiligenceOut.model_json_schema()
     assert "supply_chain_due_diligence_report" in schema["required"]
     assert "third_party_assurances" in schema["properties"]
+
+
+def test_every_field_of_the_schema_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "battery-passport.md").read_text()
+    schema = BatteryDueDiligenceOut.model_json_schema()
+    names = set(schema["properties"])
+    for definition in schema["$defs"].values():
+        names.update(definition["properties"])
+    missing = sorted(n for n in names if f"`{n}`" not in doc and f".{n}`" not in doc and f"{n}[]" not in doc)
+    assert missing == []

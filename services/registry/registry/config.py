@@ -22,3 +22,8 @@ class Settings(ServiceSettings):
         120, gt=0, le=100_000, description="Directory lookups by exact identifier per caller, an hour (steady rate)."
     )
     lookup_burst: int = Field(20, ge=1, le=10_000, description="Directory lookups a caller may make at once.")
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /facility-lists/import": 20 * 1024 * 1024},
+        description="Body limits (bytes) of their own, by method and path template (see shared.settings): the "
+        "registry's facility-list import takes a file of up to 20 MB (registry.facilities_domain.MAX_BYTES).",
+    )

@@ -67,6 +67,8 @@ IDS = {
         "set_disclosure",
         "invite",
         "list_invitations",
+        "import_facility_list",  # RMI-style facility lists (issue 25)
+        "list_facility_list_imports",
     ],
     "custody": [
         "register_lot",

@@ -111,7 +111,7 @@ def _by(who: Principal) -> str:
     response_model=FacilityListImportPage,
     summary="The facility lists imported (operator), newest first: file name and SHA-256, when, by whom, counts",
 )
-async def list_imports(
+async def list_facility_list_imports(
     session: SessionDep,
     _: OperatorDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

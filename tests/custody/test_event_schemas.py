@@ -41,7 +41,10 @@ EXPECTED = Counter(
         "custody.lot.received": 3,
         "custody.transformation.recorded": 1,  # the transformation once, with both lists
         "custody.lot.transformed": 4,  # 2 inputs + 2 outputs, each referring to it
-        "custody.lot.consumed": 1,
+        "custody.lot.consumed": 2,  # one naming a registered product, one free text only
+        "custody.lot.recycled": 1,
+        "custody.product.registered": 1,
+        "custody.product.updated": 1,
         "custody.attempt.rejected": 2,  # one keyed by a lot, one by a shipment
     }
 )
@@ -147,6 +150,7 @@ async def journey(stack: Stack) -> dict[str, Any]:
             json={
                 "kind": "smelting",
                 "occurred_at": "2026-11-10T08:00:00Z",
+                "custody_model": "mass_balance",
                 "inputs": [{"lot_id": ore["lot_id"], "mass_kg": 1248}, {"lot_id": ext["lot_id"], "mass_kg": 200.25}],
                 "outputs": [
                     {"lot_id": tin_id, "mineral": "tin", "form": "metal", "mass_kg": 870},
@@ -180,6 +184,23 @@ async def journey(stack: Stack) -> dict[str, Any]:
             json={"product": "SKU-PCB-7731 batch 49", "mass_kg": 2.5, "consumed_at": "2026-11-20T08:00:00Z"},
         )
     )
+    board = await ok(await c.post("/products", headers=maker.auth, json={"product_id": new_id("PCB"), "name": "Board"}))
+    await ok(await c.patch(f"/products/{board['product_id']}", headers=maker.auth, json={"gtin": "96385074"}), 200)
+    await ok(
+        await c.post(
+            f"/lots/{tin_id}/consumptions",
+            headers=maker.auth,
+            json={"product_id": board["product_id"], "mass_kg": 1, "consumed_at": "2026-11-20T09:00:00Z"},
+        )
+    )
+    recycler = await stack.party("recycler", "DE")
+    scrap = await ok(
+        await c.post(
+            "/lots/recycled",
+            headers=recycler.auth,
+            json={"mineral": "tin", "form": "alloy", "mass_kg": 40, "source": "scrap", "country": "DE"},
+        )
+    )
     # Refused: consuming more than is left (keyed by the lot id).
     r = await c.post(
         f"/lots/{tin_id}/consumptions",
@@ -188,7 +209,8 @@ async def journey(stack: Stack) -> dict[str, Any]:
     )
     assert r.status_code == 409, r.text
     return {
-        "lots": {ore["lot_id"], bare["lot_id"], ext["lot_id"], tin_id, slag_id},
+        "lots": {ore["lot_id"], bare["lot_id"], ext["lot_id"], tin_id, slag_id, scrap["lot_id"]},
+        "products": {board["product_id"]},
         "shipments": {s["shipment_id"] for s in shipments},
         "inputs": [ore["lot_id"], ext["lot_id"]],
         "outputs": [tin_id, slag_id],
@@ -238,7 +260,8 @@ def recomputed_hash(event: CloudEvent) -> str:
 async def test_every_event_published_matches_its_entry_in_the_catalogue(stack: Stack) -> None:
     made = await journey(stack)
     doc = (await stack.custody.get("/asyncapi.json")).json()
-    records = await read_ours(stack, made["lots"] | made["shipments"] | made["transformations"], sum(EXPECTED.values()))
+    keys = made["lots"] | made["shipments"] | made["transformations"] | made["products"]
+    records = await read_ours(stack, keys, sum(EXPECTED.values()))
     events = [CloudEvent.from_kafka(r.headers, r.key, r.value) for r in records]
     assert Counter(e.type for e in events) == EXPECTED
     assert set(EXPECTED) == set(CATALOGUE)  # the journey publishes every type of the catalogue
@@ -253,6 +276,9 @@ async def test_every_event_published_matches_its_entry_in_the_catalogue(stack: S
         if event.type == "custody.attempt.rejected":
             assert not (CHAIN_FIELDS - {"actor"}) & set(event.data)  # not part of a chain
             assert event.key == event.data["subject"]
+        elif event.type.startswith("custody.product."):
+            assert not (CHAIN_FIELDS - {"lot_id"}) & set(event.data)  # not part of a chain
+            assert event.key == event.data["product_id"] in made["products"]
         elif event.type == "custody.transformation.recorded":
             assert not (CHAIN_FIELDS - {"occurred_at"}) & set(event.data)  # not part of a chain
             assert event.key == event.data["transformation_id"] in made["transformations"]

@@ -65,6 +65,7 @@ class OriginKind(StrEnum):
     mine = "mine"
     external = "external"
     transformation = "transformation"
+    recycled = "recycled"  # recycled or scrap material a recycler (or a smelter, a refiner) registers
 
 
 CLOSED = frozenset({LotStatus.consumed, LotStatus.depleted})
@@ -264,6 +265,8 @@ class NewLot:
     produced_by: str | None = None  # the ASM group that produced a titleholder's origin lot
     tag: str | None = None
     seal: str | None = None
+    origin_source: str | None = None  # a recycled origin lot's: recycled | scrap (`shared.vocab.RecycledSource`)
+    origin_description: str | None = None  # a recycled origin lot's description, as its registrant gave it
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, Str
 from custody.domain import MAX_TRANSFORMATION_INPUTS, MAX_TRANSFORMATION_OUTPUTS, Form, TransformationKind
 from shared import topics
 from shared.asyncapi import EventType
-from shared.vocab import Kind, Mineral
+from shared.vocab import CustodyModel, Kind, Mineral, RecycledSource
 
 MassKg = Annotated[
     str,
@@ -51,6 +51,9 @@ TIN = "MTS-SN-2026-0001"
 SLAG = "LOT-5C0E2F6A1B7D4E93"
 SHIPMENT = "SHP-0F3A9C2E7B1D4A68"
 TRANSFORMATION = "TRF-7E2B4D9A0C1F3E56"
+PRODUCT = "K7Q2M9XA:PCB-7731"
+RECYCLER = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
+RECYCLED = "RCY-2026-0142"
 
 
 def _chain(lot_id: str, seq: int, occurred_at: str, actor: str, n: int) -> dict[str, Any]:
@@ -435,6 +438,7 @@ class TransformationRecorded(BaseModel):
                     "by": SMELTER,
                     "by_kind": "smelter",
                     "by_country": "MY",
+                    "custody_model": "mass_balance",
                     "occurred_at": "2026-12-01T10:00:00+00:00",
                     "inputs": _INPUTS,
                     "outputs": _OUTPUTS,
@@ -454,6 +458,11 @@ class TransformationRecorded(BaseModel):
     )
     outputs: list[TransformationOutput] = Field(
         min_length=1, max_length=MAX_TRANSFORMATION_OUTPUTS, description="Every output lot, in the order given"
+    )
+    custody_model: CustodyModel | None = Field(
+        None,
+        description="The chain-of-custody model the transformer recorded (ISO 22095; null: none recorded; absent "
+        "from events published before 2026-12-06). Part of `transformation_digest`",
     )
 
 
@@ -477,6 +486,7 @@ class LotTransformed(ChainEvent):
                     "by": SMELTER,
                     "by_kind": "smelter",
                     "by_country": "MY",
+                    "custody_model": "mass_balance",
                     "transformation_digest": _DIGEST,
                     "role": "output",
                     "mineral": "tin",
@@ -490,6 +500,7 @@ class LotTransformed(ChainEvent):
                     "by": SMELTER,
                     "by_kind": "smelter",
                     "by_country": "MY",
+                    "custody_model": "mass_balance",
                     "transformation_digest": _DIGEST,
                     "role": "input",
                     "mineral": "tin",
@@ -524,6 +535,11 @@ class LotTransformed(ChainEvent):
     remaining_after_kg: MassKg | None = Field(
         None, description="Input only: what is left; `0.000` when the lot is used up (it is then depleted)"
     )
+    custody_model: CustodyModel | None = Field(
+        None,
+        description="The transformation's chain-of-custody model (ISO 22095), as in `custody.transformation.recorded` "
+        "(null: none recorded; absent from events published before 2026-12-06)",
+    )
 
 
 class LotConsumed(ChainEvent):
@@ -537,7 +553,8 @@ class LotConsumed(ChainEvent):
                 {
                     "consumption_id": "CNS-9A8B7C6D5E4F3A21",
                     "by": MANUFACTURER,
-                    "product": "SKU-PCB-7731 batch 2026-49",
+                    "product_id": PRODUCT,
+                    "product": "batch 2026-49",
                     "mass_kg": "2.500",
                     "remaining_after_kg": "847.500",
                     "mineral": "tin",
@@ -550,11 +567,108 @@ class LotConsumed(ChainEvent):
 
     consumption_id: str = Field(min_length=1)
     by: ParticipantId = Field(description="The consumer: the custodian (the actor)")
-    product: str = Field(min_length=1, description="The product or batch it went into")
+    product_id: str | None = Field(
+        None,
+        min_length=1,
+        description="The consumer's registered product it went into (`custody.product.registered`); null: the "
+        "consumption names only free text (absent from events published before 2026-12-06)",
+    )
+    product: str | None = Field(
+        min_length=1, description="Free text: the product, batch or a note (null when only `product_id` is given)"
+    )
     mass_kg: MassKg = Field(description="Mass consumed, kg (3 decimals)")
     remaining_after_kg: MassKg = Field(description="What is left of the lot, kg (3 decimals); `0.000` closes it")
     mineral: Mineral
     form: Form
+
+
+class RecycledOrigin(BaseModel):
+    """Where a recycled or scrap origin lot comes from: its registrant (a recycler, or a smelter or refiner taking
+    scrap directly) and where the material was collected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["recycled"]
+    source: RecycledSource = Field(description="`recycled` (post-consumer) or `scrap` (pre-consumer)")
+    participant_id: ParticipantId = Field(description="The registrant (the actor)")
+    country: Country = Field(description="Where it was collected")
+    region: Region | None = Field(description="Where in `country`, if given")
+    description: str | None = Field(description="The material, as the registrant described it")
+    collected_at: AwareDatetime | None = Field(description="When it was collected, if given (else `occurred_at`)")
+
+
+class LotRecycled(ChainEvent):
+    """A recycler (or a smelter or refiner taking scrap directly) registered recycled or scrap material as an origin
+    lot of its own (`origin.kind` recycled): the first event of the lot's chain, as `custody.lot.registered` is a
+    mine's. `occurred_at` is when it was collected (or registered, when not given); the registrant is the first
+    custodian."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "mineral": "tin",
+                    "form": "alloy",
+                    "mass_kg": "800.000",
+                    "tag": RECYCLED,
+                    "seal": None,
+                    "custodian": RECYCLER,
+                    "custodian_kind": "recycler",
+                    "origin": {
+                        "kind": "recycled",
+                        "source": "scrap",
+                        "participant_id": RECYCLER,
+                        "country": "DE",
+                        "region": "DE-BY",
+                        "description": "Solder dross from PCB assembly",
+                        "collected_at": "2026-11-28T10:00:00+00:00",
+                    },
+                    **_chain(RECYCLED, 1, "2026-11-28T10:00:00+00:00", RECYCLER, 8),
+                }
+            ]
+        },
+    )
+
+    mineral: Mineral
+    form: Form
+    mass_kg: MassKg
+    tag: Seal | None = Field(description="Bag tag number, if given")
+    seal: Seal | None = Field(description="Seal number, if given")
+    custodian: ParticipantId = Field(description="The registrant (the actor)")
+    custodian_kind: Kind
+    origin: RecycledOrigin
+
+
+class ProductChanged(BaseModel):
+    """A participant's product (`POST /products`, `PATCH /products/{id}`): the whole product as it now is. Keyed
+    (and `ce_subject`) by its `product_id`; on no lot's chain. Consumptions name it (`custody.lot.consumed`'s
+    `product_id`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": PRODUCT,
+                    "name": "Controller board PCB-7731",
+                    "gtin": "4006381333931",
+                    "description": "Solder: SnAgCu",
+                    "by": MANUFACTURER,
+                    "by_kind": "manufacturer",
+                    "registered_at": "2026-12-01T08:00:00+00:00",
+                }
+            ]
+        },
+    )
+
+    product_id: str = Field(min_length=1, description="`<prefix>:<local id>`; also the message key and `ce_subject`")
+    name: str = Field(min_length=1)
+    gtin: str | None = Field(pattern=r"^([0-9]{8}|[0-9]{12,14})$", description="GTIN with a valid check digit")
+    description: str | None
+    by: ParticipantId = Field(description="The owner (the actor)")
+    by_kind: Kind
+    registered_at: AwareDatetime = Field(description="When it was registered (an update keeps it)")
 
 
 # The stable reasons of a refusal (`custody.domain.Refusal.reason`), kept in step with the code by
@@ -569,7 +683,7 @@ RefusalReason = Literal[
     "not_addressee",
     "already_received",
 ]
-Action = Literal["register", "declare_external", "ship", "receive", "transform", "consume"]
+Action = Literal["register", "declare_external", "ship", "receive", "transform", "consume", "register_recycled"]
 
 
 class AttemptRejected(BaseModel):
@@ -646,7 +760,14 @@ def _salt_examples(*models: type[ChainEvent]) -> None:
 
 
 _salt_examples(
-    LotRegistered, LotExternalDeclared, LotOriginConfirmed, LotShipped, LotReceived, LotTransformed, LotConsumed
+    LotRegistered,
+    LotExternalDeclared,
+    LotOriginConfirmed,
+    LotShipped,
+    LotReceived,
+    LotTransformed,
+    LotConsumed,
+    LotRecycled,
 )
 
 _LOT_KEY = "lot id (refusals: the lot or shipment id)"
@@ -709,6 +830,27 @@ CUSTODY_EVENTS: list[EventType] = [
         key=_LOT_KEY,
         summary="(Part of) a lot was consumed into a product.",
         payload=LotConsumed,
+    ),
+    EventType(
+        type="custody.lot.recycled",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="A recycler (or a smelter or refiner) registered recycled or scrap material as an origin lot.",
+        payload=LotRecycled,
+    ),
+    EventType(
+        type="custody.product.registered",
+        topic=topics.CUSTODY_EVENTS,
+        key="product id",
+        summary="A participant registered a product (consumptions name it).",
+        payload=ProductChanged,
+    ),
+    EventType(
+        type="custody.product.updated",
+        topic=topics.CUSTODY_EVENTS,
+        key="product id",
+        summary="A product's name, GTIN or description changed (the whole product as it now is).",
+        payload=ProductChanged,
     ),
     EventType(
         type="custody.attempt.rejected",

@@ -88,6 +88,8 @@ class Lot(Base):
     origin_mine_name: Mapped[str | None] = mapped_column(Text)
     origin_mining_type: Mapped[str | None] = mapped_column(Text)
     produced_by: Mapped[str | None] = mapped_column(Text)  # an ASM group that produced a titleholder's lot
+    origin_source: Mapped[str | None] = mapped_column(Text)  # a recycled origin lot's: recycled | scrap
+    origin_description: Mapped[str | None] = mapped_column(Text)  # a recycled origin lot's, as registered
     produced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tag: Mapped[str | None] = mapped_column(Text)
     seal: Mapped[str | None] = mapped_column(Text)
@@ -183,6 +185,7 @@ class Transformation(Base):
     actor_kind: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    custody_model: Mapped[str | None] = mapped_column(Text)  # `shared.vocab.CustodyModel` (ISO 22095), if recorded
 
 
 class TransformationInput(Base):
@@ -210,14 +213,36 @@ class TransformationOutput(Base):
     position: Mapped[int] = mapped_column(Integer)  # in the order given, from 0
 
 
+class Product(Base):
+    """A participant's product (`POST /products`): its id scoped like its lots (`<prefix>:<local id>`, the SKU), a
+    name, a GTIN where known (one per owner), and the metal it is mostly about."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        Index("ix_products_owner", "owner", "created_seq"),
+        Index("ux_products_owner_gtin", "owner", "gtin", unique=True, postgresql_where=text("gtin IS NOT NULL")),
+    )
+
+    product_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    gtin: Mapped[str | None] = mapped_column(Text)
+    mineral: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Consumption(Base):
     __tablename__ = "consumptions"
-    __table_args__ = (Index("ix_consumptions_lot", "lot_id"),)
+    __table_args__ = (Index("ix_consumptions_lot", "lot_id"), Index("ix_consumptions_product", "product_id"))
 
     consumption_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lot_id: Mapped[str] = mapped_column(ForeignKey("lots.lot_id"))
     actor: Mapped[str] = mapped_column(Text)
-    product: Mapped[str] = mapped_column(Text)
+    product: Mapped[str | None] = mapped_column(Text)  # the free text (batch, note); null: a product_id only
+    product_id: Mapped[str | None] = mapped_column(Text)  # the caller's registered product, if named
     mass_kg: Mapped[Decimal] = mapped_column(MASS)
     consumed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -158,6 +158,28 @@ async def lot_for_update(conn: Conn, lot_id: str, caller: str) -> Lot | None:
     return None if r is None or not r["seen"] else _lot(r)
 
 
+LOT_AND_PRODUCT_FOR_UPDATE = f"""
+SELECT {LOT_COLUMNS_FOR_UPDATE}, {_seen("$2::text")},
+       (SELECT p.product_id FROM products p
+        WHERE p.product_id = ANY({lot_named("$3::text", "$2::text")}) AND p.owner = $2::text
+        ORDER BY p.product_id = $3::text LIMIT 1) AS product_id
+FROM lots l WHERE l.lot_id = ANY({lot_named("$1::text", "$2::text")})
+ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
+"""
+
+
+async def lot_and_product_for_update(
+    conn: Conn, lot_id: str, caller: str, product_id: str
+) -> tuple[Lot | None, str | None]:
+    """`lot_for_update`, and in the same statement the full id of the caller's own product it names `product_id`
+    by (a bare id is its own `<prefix>:<id>`, as for lots); None when it has no such product (another's, or none:
+    the same answer)."""
+    r = await conn.fetchrow(LOT_AND_PRODUCT_FOR_UPDATE, lot_id, caller, product_id)
+    if r is None or not r["seen"]:
+        return None, None
+    return _lot(r), r["product_id"]
+
+
 LOT_FOR_UPDATE_AND_PARTY = f"""
 SELECT {LOT_COLUMNS_FOR_UPDATE}, p.kind AS party_kind, {_seen("$3::text")}
 FROM lots l LEFT JOIN participants p ON p.id = $2
@@ -202,7 +224,7 @@ async def lots_for_update(conn: Conn, lot_ids: list[str], caller: str) -> dict[s
 
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
  origin_participant, origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
- created_at, event_count, head_hash, produced_by"""
+ created_at, event_count, head_hash, produced_by, origin_source, origin_description"""
 
 
 def _insert_args(lot: NewLot) -> tuple[Any, ...]:
@@ -244,6 +266,8 @@ def new_lot_out(lot: NewLot, created_at: datetime, chain: Lot) -> dict[str, Any]
             "origin_mine_name": lot.origin_mine_name,
             "origin_mining_type": lot.origin_mining_type,
             "produced_by": lot.produced_by,
+            "origin_source": lot.origin_source,
+            "origin_description": lot.origin_description,
             "produced_at": lot.produced_at,
             "tag": lot.tag,
             "seal": lot.seal,
@@ -257,16 +281,16 @@ def new_lot_out(lot: NewLot, created_at: datetime, chain: Lot) -> dict[str, Any]
 INSERT_LOTS = """
 INSERT INTO lots (lot_id, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind, origin_participant,
                   origin_country, origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal,
-                  head_hash, event_count, created_at, updated_at, produced_by)
+                  head_hash, event_count, created_at, updated_at, produced_by, origin_source, origin_description)
 SELECT u.lot_id, u.mineral, u.form, u.mass_kg, u.mass_kg, 'active', u.custodian, u.origin_kind, u.origin_participant,
        u.origin_country, u.origin_region, u.origin_mine_name, u.origin_mining_type, u.produced_at, u.tag, u.seal,
-       u.head_hash, u.event_count, $17, $17, u.produced_by
+       u.head_hash, u.event_count, $17, $17, u.produced_by, u.origin_source, u.origin_description
 FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[], $14::text[], $15::bytea[],
-            $16::int[], $18::text[])
+            $16::int[], $18::text[], $19::text[], $20::text[])
      WITH ORDINALITY AS u(lot_id, mineral, form, mass_kg, custodian, origin_kind, origin_participant, origin_country,
                           origin_region, origin_mine_name, origin_mining_type, produced_at, tag, seal, head_hash,
-                          event_count, produced_by, n)
+                          event_count, produced_by, origin_source, origin_description, n)
 ORDER BY u.n
 ON CONFLICT (lot_id) DO NOTHING
 RETURNING lot_id
@@ -278,7 +302,8 @@ async def insert_lots(conn: Conn, lots: list[tuple[NewLot, Lot]], created_at: da
     cols = [list(c) for c in zip(*(_insert_args(new) for new, _ in lots), strict=True)]
     heads = [[chain.head_hash for _, chain in lots], [chain.event_count for _, chain in lots]]
     produced_by = [new.produced_by for new, _ in lots]
-    return {r["lot_id"] for r in await conn.fetch(INSERT_LOTS, *cols, *heads, created_at, produced_by)}
+    sources = [[new.origin_source for new, _ in lots], [new.origin_description for new, _ in lots]]
+    return {r["lot_id"] for r in await conn.fetch(INSERT_LOTS, *cols, *heads, created_at, produced_by, *sources)}
 
 
 # --- shipments ---------------------------------------------------------------------------------------------
@@ -355,7 +380,8 @@ class Changes:
     transit_regions: list[str] = field(default_factory=list)
     received_tag: str | None = None
     transformation: tuple[Any, ...] | None = None  # INSERT_TRANSFORMATION's arguments (`transformation_rows`)
-    consumption: tuple[Any, ...] | None = None  # (id, lot, actor, product, kg, consumed_at)
+    consumption: tuple[Any, ...] | None = None  # (id, lot, actor, product, kg, consumed_at, product_id)
+    product: tuple[Any, ...] | None = None  # a product written: (INSERT_PRODUCT or UPDATE_PRODUCT, its arguments)
     rejection: tuple[Any, ...] | None = None  # (event id, actor, action, subject, reason, detail, request)
     # The named mine's answer to a declaration (`UPSERT_ORIGIN_CONFIRMATION`'s arguments).
     origin_confirmation: tuple[Any, ...] | None = None
@@ -487,6 +513,8 @@ async def persist(
         await conn.execute(INSERT_TRANSFORMATION, *c.transformation)
     if c.consumption is not None:
         await conn.execute(INSERT_CONSUMPTION, *c.consumption)
+    if c.product is not None:
+        await conn.execute(*c.product)
     if c.rejection is not None:
         await conn.execute(INSERT_REJECTION, *c.rejection)
     if c.origin_confirmation is not None:
@@ -612,7 +640,8 @@ async def claim_idempotency_key(conn: Conn, actor: str, key: str, request_hash: 
 
 INSERT_TRANSFORMATION = """
 WITH t AS (
-  INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at) VALUES ($1, $2, $3, $4, $5)
+  INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, custody_model)
+  VALUES ($1, $2, $3, $4, $5, $9)
 ), i AS (
   INSERT INTO transformation_inputs (transformation_id, lot_id, position, mass_kg)
   SELECT $1, u.lot_id, (u.n - 1)::int, u.mass_kg
@@ -624,7 +653,8 @@ SELECT $1, u.lot_id, (u.n - 1)::int FROM unnest($8::text[]) WITH ORDINALITY AS u
 """A transformation and its lots, stored once: one row, one per input (with the mass drawn), one per output (n + m
 rows, never n x m edges; `shared.genealogy` walks through them). One round trip."""
 INSERT_CONSUMPTION = """
-INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at) VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at, product_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 UPSERT_ORIGIN_CONFIRMATION = """
 INSERT INTO origin_confirmations (lot_id, mine, confirmed, note, answered_at, event_id) VALUES ($1, $2, $3, $4, $5, $6)
@@ -672,8 +702,10 @@ def transformation_rows(
     occurred_at: datetime,
     inputs: list[tuple[str, Decimal]],
     outputs: list[str],
+    custody_model: str | None = None,
 ) -> tuple[Any, ...]:
-    """INSERT_TRANSFORMATION's arguments: the inputs as (lot, mass drawn), the outputs' lot ids, in the order given."""
+    """INSERT_TRANSFORMATION's arguments: the inputs as (lot, mass drawn), the outputs' lot ids, in the order given,
+    and the chain-of-custody model recorded (if any)."""
     return (
         transformation_id,
         kind,
@@ -683,6 +715,7 @@ def transformation_rows(
         [lot_id for lot_id, _ in inputs],
         [kg for _, kg in inputs],
         outputs,
+        custody_model,
     )
 
 
@@ -711,6 +744,8 @@ def lot_out(r: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
             "region": r["origin_region"],
             "mine_name": r["origin_mine_name"],
             "mining_type": r["origin_mining_type"],
+            "source": r.get("origin_source"),
+            "description": r.get("origin_description"),
         },
         "produced_by": r.get("produced_by"),
         "produced_at": r["produced_at"],
@@ -845,7 +880,7 @@ def _trace_sql(*, upstream: bool) -> str:
         + walk_sql(upstream=False, depth_limit="$6::int")
         + "SELECT 1 FROM lot_holders h JOIN reached USING (lot_id) WHERE h.participant_id = $3::text)"
     )
-    nulls = ", ".join(["NULL"] * 16)  # remaining_kg ... head_hash, produced_by
+    nulls = ", ".join(["NULL"] * 18)  # remaining_kg ... head_hash, produced_by, origin_source, origin_description
     cut = goes_on_sql(upstream=upstream, lot="v.lot_id")
     if upstream:  # from each lot (a child) to the transformation that made it, to its inputs in the trace
         sides = """, outs AS MATERIALIZED (
@@ -890,19 +925,21 @@ ends AS MATERIALIZED (
 SELECT false AS edge, v.depth, l.lot_id COLLATE "C" AS lot_id, l.mineral, l.form, l.mass_kg::float8 AS mass_kg,
        l.remaining_kg::float8 AS remaining_kg, l.status, l.custodian, l.origin_kind, l.origin_participant,
        l.origin_country, l.origin_region, l.origin_mine_name, l.origin_mining_type, l.produced_at, l.tag, l.seal,
-       l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash, l.produced_by,
+       l.created_at, l.event_count, encode(l.head_hash, 'hex') AS head_hash, l.produced_by, l.origin_source,
+       l.origin_description,
        NULL COLLATE "C" AS parent, NULL AS transformation_id, NULL AS kind, NULL AS actor, NULL AS actor_kind,
        NULL AS actor_rmi,
        CASE WHEN v.depth = (SELECT depth FROM walk_end) THEN {cut} ELSE false END AS cut,
-       (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at
+       (SELECT CASE WHEN lots_cut THEN depth END FROM walk_end) AS lots_cut_at, NULL::text AS custody_model
 FROM vis v CROSS JOIN LATERAL (SELECT * FROM lots l WHERE l.lot_id = v.lot_id OFFSET 0) l
 WHERE NOT (SELECT yes FROM too_many)
 UNION ALL
 SELECT true, c.depth, c.child COLLATE "C", NULL, NULL, p.mass_kg::float8, {nulls},
-       p.parent COLLATE "C", e.transformation_id, t.kind, t.actor, t.actor_kind, t.actor_rmi, false, NULL
+       p.parent COLLATE "C", e.transformation_id, t.kind, t.actor, t.actor_kind, t.actor_rmi, false, NULL,
+       t.custody_model
 FROM ends e
 CROSS JOIN LATERAL (
-  SELECT t.kind, t.actor, t.actor_kind,
+  SELECT t.kind, t.actor, t.actor_kind, t.custody_model,
          (SELECT a.rmi_smelter_id FROM participants a WHERE a.id = t.actor) AS actor_rmi
   FROM transformations t WHERE t.transformation_id = e.transformation_id OFFSET 0
 ) t
@@ -911,7 +948,7 @@ CROSS JOIN LATERAL unnest(e.parents, e.masses) p(parent, mass_kg)
 WHERE NOT (SELECT yes FROM too_many)
 UNION ALL
 SELECT NULL, s.depth, NULL, NULL, NULL, s.n::float8, {nulls}, s.side, s.transformation_id, NULL, NULL, NULL, NULL,
-       false, NULL
+       false, NULL, NULL
 FROM (
   SELECT transformation_id, 'in' AS side, depth, count(*) AS n FROM ins GROUP BY transformation_id, depth
   UNION ALL
@@ -920,7 +957,7 @@ FROM (
 WHERE (SELECT yes FROM too_many)
 UNION ALL
 SELECT NULL, NULL, q.id COLLATE "C", NULL, NULL, NULL, {nulls}, '{PARTY}', NULL, a.kind, a.disclosure, NULL, NULL,
-       {counterparties_sql("$3::text", "q.id")}, NULL
+       {counterparties_sql("$3::text", "q.id")}, NULL, NULL
 FROM (
   SELECT DISTINCT n.id FROM (
     SELECT unnest(ARRAY[l.custodian, l.origin_participant, l.produced_by]) AS id
@@ -962,10 +999,12 @@ async def trace_rows(
 
 
 async def consumptions_of(conn: Conn, lot_ids: list[str]) -> list[asyncpg.Record]:
+    """The consumptions of these lots, each with its registered product's current name (null: free text only)."""
     return list(
         await conn.fetch(
-            "SELECT consumption_id, lot_id, actor, product, mass_kg, consumed_at FROM consumptions "
-            "WHERE lot_id = ANY($1::text[]) ORDER BY consumed_at",
+            "SELECT c.consumption_id, c.lot_id, c.actor, c.product, c.product_id, p.name AS product_name, c.mass_kg, "
+            "c.consumed_at FROM consumptions c LEFT JOIN products p ON p.product_id = c.product_id "
+            "WHERE c.lot_id = ANY($1::text[]) ORDER BY c.consumed_at",
             lot_ids,
         )
     )
@@ -1079,3 +1118,65 @@ async def opened_among(
 ) -> set[str]:
     """Which of `lot_ids` a regulator's grant opens (`shared.visibility.grant_lots_sql`)."""
     return {r["lot_id"] for r in await conn.fetch(OPENED_AMONG, lots, participants, max_depth, lot_ids)}
+
+
+# --- products (issue 25) ----------------------------------------------------------------------------------------
+
+PRODUCT_COLUMNS = "product_id, owner, name, gtin, mineral, description, registered_at, updated_at, created_seq"
+
+LOCK_OWNER_PRODUCTS = "SELECT pg_advisory_xact_lock(hashtextextended('custody.products:' || $1::text, 0))"
+"""Serialises one owner's product writes in their transactions: a product's id is scoped by its owner's prefix and
+its GTIN unique per owner, so every clash is between two writes of one owner, and the check after this lock sees
+the other's committed row (the unique indexes stay the last word)."""
+
+PRODUCT_CLASHES = """
+SELECT EXISTS (SELECT 1 FROM products WHERE product_id = $1) AS id_taken,
+       (SELECT product_id FROM products WHERE owner = $2 AND gtin = $3::text AND product_id <> $1) AS gtin_of
+"""
+
+
+async def product_clashes(conn: Conn, product_id: str, owner: str, gtin: str | None) -> tuple[bool, str | None]:
+    """Under the owner's lock (taken here): is `product_id` taken, and which other product of the owner has `gtin`."""
+    await conn.execute(LOCK_OWNER_PRODUCTS, owner)
+    r = await conn.fetchrow(PRODUCT_CLASHES, product_id, owner, gtin)
+    assert r is not None
+    return bool(r["id_taken"]), r["gtin_of"]
+
+
+INSERT_PRODUCT = """
+INSERT INTO products (product_id, owner, name, gtin, mineral, description, registered_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+"""
+UPDATE_PRODUCT = "UPDATE products SET name = $2, gtin = $3, description = $4, updated_at = $5 WHERE product_id = $1"
+
+PRODUCT_NAMED = f"""
+SELECT {PRODUCT_COLUMNS} FROM products p
+WHERE p.product_id = ANY({lot_named("$1::text", "$2::text")}) ORDER BY p.product_id = $1::text LIMIT 1
+"""
+
+
+async def product_named(conn: Conn, product_id: str, caller: str) -> asyncpg.Record | None:
+    """The product `caller` names `product_id` (a bare id: its own `<prefix>:<id>` first, then the exact id), whoever
+    owns it: the caller decides who may see it."""
+    return await conn.fetchrow(PRODUCT_NAMED, product_id, caller)
+
+
+async def list_products(conn: Conn, *, owner: str | None, after: int, limit: int) -> list[asyncpg.Record]:
+    where: list[str] = ["created_seq > $1"]
+    args: list[Any] = [after]
+    if owner is not None:
+        args.append(owner)
+        where.append("owner = $2")
+    args.append(limit)
+    sql = f"SELECT {PRODUCT_COLUMNS} FROM products WHERE {' AND '.join(where)} ORDER BY created_seq LIMIT ${len(args)}"
+    return list(await conn.fetch(sql, *args))
+
+
+async def product_names(conn: Conn, product_ids: list[str]) -> dict[str, str]:
+    """The current names of these products, by id."""
+    rows = await conn.fetch("SELECT product_id, name FROM products WHERE product_id = ANY($1::text[])", product_ids)
+    return {r["product_id"]: r["name"] for r in rows}
+
+
+def product_out(r: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in PRODUCT_COLUMNS.split(", ") if k != "created_seq"}

@@ -108,6 +108,20 @@ async def declare_external(
 
 
 @router.post(
+    "/lots/recycled",
+    status_code=201,
+    response_model=schemas.Lot,
+    tags=["custody operations"],
+    summary="Register recycled or scrap material as an origin lot (recyclers; smelters and refiners taking scrap)",
+    responses=problem_responses(409),
+)
+async def register_recycled(
+    body: schemas.RecycledLotCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
+) -> Response:
+    return _answer(await service.register_recycled(write=await _write(request, who, key, body), body=body))
+
+
+@router.post(
     "/lots/{lot_id}/shipments",
     status_code=201,
     response_model=schemas.Shipment,
@@ -183,6 +197,36 @@ async def confirm_origin(
     return _answer(await service.confirm_origin(write=await _write(request, who, key, body), lot_id=lot_id, body=body))
 
 
+@router.post(
+    "/products",
+    status_code=201,
+    response_model=schemas.Product,
+    tags=["products"],
+    summary="Register a product (its SKU as the id, a name, a GTIN where known); consumptions name it",
+    responses=problem_responses(409),
+)
+async def register_product(
+    body: schemas.ProductCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
+) -> Response:
+    return _answer(await service.register_product(write=await _write(request, who, key, body), body=body))
+
+
+@router.patch(
+    "/products/{product_id}",
+    status_code=200,
+    response_model=schemas.Product,
+    tags=["products"],
+    summary="Change your product's name, GTIN or description",
+    responses=problem_responses(404, 409),
+)
+async def update_product(
+    product_id: str, body: schemas.ProductUpdate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
+) -> Response:
+    return _answer(
+        await service.update_product(write=await _write(request, who, key, body), product_id=product_id, body=body)
+    )
+
+
 FAST_WRITES = (register_lot, declare_external, ship, receive, transform, consume)
 """Answered through `shared.fastlane` when the request is ordinary (the write path's CPU, measured in bench/)."""
 
@@ -255,3 +299,34 @@ async def trace(
     # Built by the service in the documented shape; serialised directly (validating a large trace again would cost
     # a quarter of the request; tests check the shape against schemas.Trace).
     return Response(orjson.dumps(result, default=float, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
+@router.get(
+    "/products",
+    response_model=schemas.ProductPage,
+    tags=["products"],
+    summary="Your products (the operator and regulators: everyone's, or `owner`'s), oldest first, cursor-paginated",
+)
+async def list_products(
+    request: Request,
+    who: PrincipalDep,
+    owner: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> Response:
+    page = await service.list_products(
+        reads=_reads(request), who=who, owner=owner, after=seq_cursor(cursor) or 0, limit=limit
+    )
+    return _json(200, page.model_dump(mode="json"))
+
+
+@router.get(
+    "/products/{product_id}",
+    response_model=schemas.Product,
+    tags=["products"],
+    responses=problem_responses(404),
+    summary="One product (yours; the operator and regulators: any)",
+)
+async def get_product(product_id: str, request: Request, who: PrincipalDep) -> Response:
+    product = await service.get_product(reads=_reads(request), who=who, product_id=product_id)
+    return _json(200, schemas.Product.model_validate(product).model_dump(mode="json"))

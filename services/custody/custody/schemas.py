@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from custody import domain
@@ -23,6 +24,7 @@ from custody.domain import Form, LotStatus, Mineral, MiningType, OriginKind, Sch
 from shared.genealogy import Truncated
 from shared.iso import country_validator, current_region, is_region
 from shared.text import as_sent_at_most
+from shared.vocab import CustodyModel, RecycledSource
 
 Mass = Annotated[
     Decimal,
@@ -52,6 +54,22 @@ CountryCode = Annotated[
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), as_sent_at_most(200)]
 Seal = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), as_sent_at_most(100)]
 MAX_TRANSIT_PLACES = 30  # countries, and regions, a shipment may name
+
+ProductId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,108}$"),
+    Field(
+        description="A product id, scoped like lot ids: `<your prefix>:<local id>` (the local id: your SKU, at most "
+        "100 characters, no `:`). Send your local id or your own full id; a bare id names your own product",
+        examples=["PCB-7731"],
+    ),
+]
+MAX_PRODUCT_DESCRIPTION = 500
+Description = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_PRODUCT_DESCRIPTION),
+    as_sent_at_most(MAX_PRODUCT_DESCRIPTION),
+]
 
 
 def region_validator(value: str) -> str:
@@ -250,6 +268,12 @@ class TransformationCreate(Strict):
         json_schema_extra={"maxItems": domain.MAX_TRANSFORMATION_OUTPUTS},
     )
     occurred_at: EventTime
+    custody_model: CustodyModel | None = Field(
+        None,
+        description="The chain-of-custody model the transformation followed (ISO 22095): identity_preserved, "
+        "segregated, controlled_blending, mass_balance or book_and_claim. Null: not recorded (judged as no physical "
+        "claim)",
+    )
 
 
 class ConsumptionCreate(Strict):
@@ -257,14 +281,30 @@ class ConsumptionCreate(Strict):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"product": "SKU-PCB-7731 batch 2026-49", "mass_kg": 2.5, "consumed_at": "2026-12-02T09:00:00Z"}
+                {
+                    "product_id": "PCB-7731",
+                    "product": "batch 2026-49",
+                    "mass_kg": 2.5,
+                    "consumed_at": "2026-12-02T09:00:00Z",
+                }
             ]
         },
     )
 
-    product: ShortText
+    product_id: ProductId | None = Field(
+        None,
+        description="Your registered product (`POST /products`) it went into: its full id or your bare local id. "
+        "Another participant's product or an unknown id: 404",
+    )
+    product: ShortText | None = Field(None, description="Free text: the product, batch or a note")
     mass_kg: Mass
     consumed_at: EventTime
+
+    @model_validator(mode="after")
+    def _names_a_product(self) -> ConsumptionCreate:
+        if self.product_id is None and self.product is None:
+            raise ValueError("name the product it went into: `product_id` (a registered product), `product`, or both")
+        return self
 
 
 class DeclaredCertification(Strict):
@@ -339,6 +379,10 @@ class Origin(BaseModel):
     region: str | None = None
     mine_name: str | None = None
     mining_type: str | None = None
+    source: RecycledSource | None = Field(
+        None, description="A recycled origin lot (`kind` recycled): `recycled` (post-consumer) or `scrap`"
+    )
+    description: str | None = Field(None, description="A recycled origin lot: the material, as its registrant said")
 
 
 class Lot(BaseModel):
@@ -493,6 +537,7 @@ class Transformation(BaseModel):
     kind: TransformationKind
     actor: str
     occurred_at: datetime
+    custody_model: CustodyModel | None = None
     inputs: list[dict[str, Any]]
     outputs: list[Lot]
 
@@ -500,7 +545,8 @@ class Transformation(BaseModel):
 class Consumption(BaseModel):
     consumption_id: str
     lot_id: str
-    product: str
+    product_id: str | None = Field(None, description="The registered product (full id); null: free text only")
+    product: str | None = Field(description="The free text, if given")
     mass_kg: MassOut
     consumed_at: datetime
     remaining_kg: MassOut
@@ -577,6 +623,11 @@ class History(BaseModel):
         "occurred_at, actor, data}. The first prev_hash is 64 zeros and each prev_hash is the previous event's hash "
         "(docs/verification.md)."
     )
+    products: dict[str, str] = Field(
+        default_factory=dict,
+        description="The current name of each registered product the shown events name (`product_id` of a "
+        "`custody.lot.consumed`), by id; a product whose id is withheld is not listed",
+    )
 
 
 class TraceNode(Lot):
@@ -594,6 +645,9 @@ class TraceEdge(BaseModel):
     )
     actor_kind: str | None
     mass_kg: MassOut
+    custody_model: CustodyModel | None = Field(
+        None, description="The chain-of-custody model the transformation followed (ISO 22095); null: not recorded"
+    )
     withheld: list[str] = Field(default_factory=list, description="`actor` when it is withheld, else empty")
 
 
@@ -613,7 +667,9 @@ class Trace(BaseModel):
     )
     products: list[dict[str, Any]] = Field(
         description="Downstream: consumptions into products (a participant sees those of the lots it holds now, "
-        "and its own; `by` null and in `withheld` when the consumer's disclosure policy keeps it from you)"
+        "and its own), each with `product_id` and `product_name` (the registered product, null for free text "
+        "only) and `product` (the free text); `by`, `product_id` and `product_name` null and in `withheld` when "
+        "the consumer's disclosure policy keeps it from you"
     )
     truncated: Truncated | None = Field(
         None,
@@ -666,3 +722,159 @@ class OriginConfirmation(BaseModel):
     note: str | None
     answered_at: datetime
     event_id: str = Field(description="Its `custody.lot.origin_confirmed` event on the lot's chain")
+
+
+# --- products (issue 25) ----------------------------------------------------------------------------------------
+
+
+def gtin_validator(value: str) -> str:
+    """For pydantic `AfterValidator`: a GTIN-8, -12, -13 or -14 (digits only) with a valid GS1 check digit."""
+    if not value.isascii() or not value.isdigit() or len(value) not in (8, 12, 13, 14):
+        raise ValueError("a GTIN is 8, 12, 13 or 14 digits")
+    body, check = value[:-1], int(value[-1])
+    # GS1 mod 10: from the right of the body, weights 3, 1, 3, 1...
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    if (10 - total % 10) % 10 != check:
+        raise ValueError(f"{value!r} is not a GTIN: its check digit should be {(10 - total % 10) % 10}")
+    return value
+
+
+Gtin = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=14),
+    AfterValidator(gtin_validator),
+    Field(description="GTIN-8, -12, -13 or -14 with its GS1 check digit; one per owner", examples=["4006381333931"]),
+]
+
+
+class ProductCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": "PCB-7731",
+                    "name": "Controller board PCB-7731",
+                    "gtin": "4006381333931",
+                    "mineral": "tin",
+                    "description": "Solder: SnAgCu",
+                }
+            ]
+        },
+    )
+
+    product_id: ProductId | None = Field(None, description="Your local id (SKU); generated when absent")
+    name: ShortText
+    gtin: Gtin | None = None
+    mineral: Mineral | None = Field(None, description="The metal the product is mostly about, if one")
+    description: Description | None = Field(None, description=f"At most {MAX_PRODUCT_DESCRIPTION} characters")
+
+
+class ProductUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Controller board PCB-7731 rev B", "gtin": None}]}
+    )
+
+    name: ShortText | None = Field(None, description="Absent: unchanged (a name cannot be removed)")
+    gtin: Gtin | None = Field(None, description="Absent: unchanged; null: removed")
+    description: Description | None = Field(None, description="Absent: unchanged; null: removed")
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _name_kept(cls, name: str | None) -> str | None:
+        if name is None:
+            raise ValueError("a product keeps a name: send a new one or leave `name` out")
+        return name
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ProductUpdate:
+        if not self.model_fields_set:
+            raise ValueError("send at least one of `name`, `gtin`, `description`")
+        return self
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": "K7Q2M9XA:PCB-7731",
+                    "owner": "c4d5e6f7-...",
+                    "name": "Controller board PCB-7731",
+                    "gtin": "4006381333931",
+                    "mineral": "tin",
+                    "description": "Solder: SnAgCu",
+                    "registered_at": "2026-12-01T08:00:00Z",
+                    "updated_at": "2026-12-01T08:00:00Z",
+                }
+            ]
+        }
+    )
+
+    product_id: str = Field(description="The full id, `<prefix>:<local id>`")
+    owner: str
+    name: str
+    gtin: str | None
+    mineral: Mineral | None
+    description: str | None
+    registered_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[Product]
+    next_cursor: str | None = None
+
+
+# --- recycled and scrap origin lots (issue 25) --------------------------------------------------------------------
+
+EARLIEST_COLLECTION = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+def _collected(at: datetime) -> datetime:
+    """Not in the future (the server's clock) and not before 1900."""
+    since_epoch = domain.since_epoch  # clock-safe for any offset
+
+    if since_epoch(at) < since_epoch(EARLIEST_COLLECTION):
+        raise ValueError(f"{at.isoformat()} is before 1900-01-01T00:00:00Z")
+    if since_epoch(at) > since_epoch(datetime.now(UTC)):
+        raise ValueError(f"{at.isoformat()} is in the future; say when the material was collected")
+    return at
+
+
+class RecycledLotCreate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "lot_id": "RCY-2026-0142",
+                    "mineral": "tin",
+                    "form": "alloy",
+                    "mass_kg": 800,
+                    "source": "scrap",
+                    "country": "DE",
+                    "region": "DE-BY",
+                    "description": "Solder dross from PCB assembly",
+                    "collected_at": "2026-11-28T10:00:00Z",
+                    "tag": "RCY-2026-0142",
+                }
+            ]
+        },
+    )
+
+    lot_id: LotId | None = Field(None, description="Generated when absent")
+    mineral: Mineral
+    form: Form
+    mass_kg: Mass
+    source: RecycledSource = Field(description="`recycled` (post-consumer, end-of-life products) or `scrap`")
+    country: CountryCode = Field(description="Where it was collected (ISO 3166-1 alpha-2)")
+    region: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", to_upper=True)] | None = Field(
+        None, description="ISO 3166-2 region of `country` where it was collected"
+    )
+    description: Description | None = Field(None, description=f"At most {MAX_PRODUCT_DESCRIPTION} characters")
+    collected_at: Annotated[AwareDatetime, AfterValidator(_collected)] | None = Field(
+        None, description="When it was collected (not in the future, not before 1900); absent: now"
+    )
+    tag: Seal | None = None
+    seal: Seal | None = None

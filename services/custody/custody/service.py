@@ -26,9 +26,9 @@ from shared.auth import Principal, refuse_regulator
 from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
 from shared.iso import current_region, is_region
-from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
+from shared.problems import Conflict, Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from shared.visibility import Party, identity_disclosed, party_shown
-from shared.vocab import SMELTER_KINDS, smelting_basis
+from shared.vocab import SMELTER_KINDS, Kind, smelting_basis
 
 GRAM = Decimal("0.001")
 
@@ -67,6 +67,8 @@ def _lot_id(me: repository.ParticipantRow, sent: str | None, generated: str, whe
     return scoped
 
 
+_NO_PRODUCT = "No product {product_id!r} of yours."
+"""A product there is none of, or another participant's: the same 404 (reads and writes alike)."""
 _NO_LOT = "No lot {lot_id!r}."
 """A write about a lot there is none of, or one the caller may not see (never held it): the same 404, the same
 body with the id as sent, nothing recorded (no oracles)."""
@@ -230,6 +232,77 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
         return repository.new_lot_out(new, uow.created_at, lot)
 
     return await write.run(action="declare_external", subject=body.lot_id, attempt=attempt, model=schemas.Lot)
+
+
+RECYCLING_KINDS = frozenset({Kind.recycler.value, *SMELTER_KINDS})
+"""Who registers recycled or scrap material as an origin lot: recyclers, and smelters and refiners taking scrap."""
+
+
+async def register_recycled(*, write: Write, body: schemas.RecycledLotCreate) -> Answer:
+    """A recycler (or a smelter or refiner taking scrap directly) registers recycled or scrap material as an origin
+    lot of its own: origin kind `recycled`, the registrant its origin participant, the country (and region) where it
+    was collected; `custody.lot.recycled`, the first event of the lot's chain (as a mine's registration)."""
+    who = write.who
+
+    async def attempt(uow: UnitOfWork) -> dict[str, Any]:
+        _participant_only(who, "register recycled lots")
+        if who.kind not in RECYCLING_KINDS:
+            raise Forbidden(
+                f"Only recyclers, smelters and refiners register recycled or scrap material (you are a {who.kind}); "
+                "declare material from outside the system with POST /lots/external."
+            )
+        me = await _me(uow, who)
+        region = None
+        if body.region:
+            region = current_region(body.region)
+            if not is_region(region) or not region.startswith(body.country + "-"):
+                raise InvalidInput("body.region", f"{body.region!r} is not an ISO 3166-2 region of {body.country}")
+        at = body.collected_at or datetime.now(UTC)
+        new = NewLot(
+            lot_id=_lot_id(me, body.lot_id, "RCY", "body.lot_id"),
+            mineral=body.mineral.value,
+            form=body.form.value,
+            mass_kg=body.mass_kg,
+            custodian=me.id,
+            origin_kind=OriginKind.recycled.value,
+            origin_participant=me.id,
+            origin_country=body.country,
+            origin_region=region,
+            produced_at=at,
+            tag=body.tag,
+            seal=body.seal,
+            origin_source=body.source.value,
+            origin_description=body.description,
+        )
+        lot = uow.new_lot(new)
+        uow.subject = new.lot_id
+        uow.append(
+            lot,
+            type="custody.lot.recycled",
+            occurred_at=at,
+            actor=me.id,
+            data={
+                "mineral": lot.mineral,
+                "form": lot.form,
+                "mass_kg": _mass(body.mass_kg),
+                "tag": body.tag,
+                "seal": body.seal,
+                "custodian": me.id,
+                "custodian_kind": me.kind,
+                "origin": {
+                    "kind": OriginKind.recycled.value,
+                    "source": body.source.value,
+                    "participant_id": me.id,
+                    "country": body.country,
+                    "region": region,
+                    "description": body.description,
+                    "collected_at": format_time(body.collected_at) if body.collected_at else None,
+                },
+            },
+        )
+        return repository.new_lot_out(new, uow.created_at, lot)
+
+    return await write.run(action="register_recycled", subject=body.lot_id, attempt=attempt, model=schemas.Lot)
 
 
 async def _named_mine(uow: UnitOfWork, me: repository.ParticipantRow, mine_id: str, country: str) -> None:
@@ -513,12 +586,14 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
                     "remaining_after_kg": _mass(lot.remaining_kg),
                 }
             )
+        custody_model = body.custody_model.value if body.custody_model is not None else None
         header = {
             "transformation_id": transformation_id,
             "kind": body.kind.value,
             "by": me.id,
             "by_kind": me.kind,
             "by_country": me.country,
+            "custody_model": custody_model,  # in the digest: the lots' chains commit to it
         }
         recorded: dict[str, Any] = {
             **header,
@@ -540,6 +615,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             body.occurred_at,
             [(lot.lot_id, d.mass_kg) for d, lot in zip(body.inputs, drawn, strict=True)],
             [n.lot_id for n in made],
+            custody_model,
         )
         uow.touched(*drawn)
         uow.event("custody.transformation.recorded", transformation_id, recorded)
@@ -573,6 +649,7 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             "kind": body.kind,
             "actor": me.id,
             "occurred_at": body.occurred_at,
+            "custody_model": custody_model,
             "inputs": inputs_data,
             "outputs": [
                 repository.new_lot_out(new, uow.created_at, lot) for new, lot in zip(made, outputs, strict=True)
@@ -590,9 +667,17 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "consume lots")
-        lot = await repository.lot_for_update(uow.conn, lot_id, who.subject)
+        product_id = None
+        if body.product_id is None:
+            lot = await repository.lot_for_update(uow.conn, lot_id, who.subject)
+        else:  # the product looked up in the lot's statement: no round trip of its own
+            lot, product_id = await repository.lot_and_product_for_update(
+                uow.conn, lot_id, who.subject, body.product_id
+            )
         if lot is None:  # none, or one the caller never held: the same answer
             raise NotFound(_NO_LOT.format(lot_id=lot_id))
+        if body.product_id is not None and product_id is None:  # another's or none: the same answer
+            raise NotFound(_NO_PRODUCT.format(product_id=body.product_id))
         uow.subject = lot.lot_id
         domain.check_can_act(lot.state, who.subject, "consume")
         domain.check_mass(lot.state, body.mass_kg, "consume")
@@ -605,6 +690,7 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
             body.product,
             body.mass_kg,
             body.consumed_at,
+            product_id,
         )
         uow.touched(lot)
         uow.append(
@@ -615,6 +701,7 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
             data={
                 "consumption_id": consumption_id,
                 "by": who.subject,
+                "product_id": product_id,
                 "product": body.product,
                 "mass_kg": _mass(body.mass_kg),
                 "remaining_after_kg": _mass(lot.remaining_kg),
@@ -625,6 +712,7 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
         return {
             "consumption_id": consumption_id,
             "lot_id": lot.lot_id,
+            "product_id": product_id,
             "product": body.product,
             "mass_kg": body.mass_kg,
             "consumed_at": body.consumed_at,
@@ -633,6 +721,135 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
         }
 
     return await write.run(action="consume", subject=lot_id, attempt=attempt, model=schemas.Consumption)
+
+
+# --- products (issue 25) ------------------------------------------------------------------------------------------
+
+
+def _product_event(uow: UnitOfWork, type: str, product: dict[str, Any], me: repository.ParticipantRow) -> None:
+    """`custody.product.registered` / `.updated`: the product whole, as it now is (keyed by its id)."""
+    data = {
+        "product_id": product["product_id"],
+        "name": product["name"],
+        "gtin": product["gtin"],
+        "description": product["description"],
+        "by": me.id,
+        "by_kind": me.kind,
+        "registered_at": format_time(product["registered_at"]),
+    }
+    uow.event(type, product["product_id"], data)
+
+
+def _gtin_taken(gtin: str | None, other: str | None) -> None:
+    if other is not None:
+        raise Conflict(
+            f"GTIN {gtin} is already your product {other}'s; a GTIN names one product",
+            product_id=other,
+        )
+
+
+async def register_product(*, write: Write, body: schemas.ProductCreate) -> Answer:
+    """A participant registers a product (its SKU as the local id, scoped like its lots): one per id, one per GTIN
+    of its own (409 otherwise); `custody.product.registered` in the same transaction."""
+    who = write.who
+
+    async def attempt(uow: UnitOfWork) -> dict[str, Any]:
+        _participant_only(who, "register products")
+        me = await _me(uow, who)
+        product_id = _lot_id(me, body.product_id, "PRD", "body.product_id")
+        id_taken, gtin_of = await repository.product_clashes(uow.conn, product_id, me.id, body.gtin)
+        if id_taken:
+            raise Conflict(f"Product {product_id} already exists; change it with PATCH /products/{{product_id}}.")
+        _gtin_taken(body.gtin, gtin_of)
+        at = datetime.now(UTC)
+        product = {
+            "product_id": product_id,
+            "owner": me.id,
+            "name": body.name,
+            "gtin": body.gtin,
+            "mineral": body.mineral.value if body.mineral else None,
+            "description": body.description,
+            "registered_at": at,
+            "updated_at": at,
+        }
+        uow.subject = product_id
+        uow.changes.product = (
+            repository.INSERT_PRODUCT,
+            product_id,
+            me.id,
+            body.name,
+            body.gtin,
+            product["mineral"],
+            body.description,
+            at,
+        )
+        _product_event(uow, "custody.product.registered", product, me)
+        return product
+
+    return await write.run(action="register_product", subject=body.product_id, attempt=attempt, model=schemas.Product)
+
+
+async def update_product(*, write: Write, product_id: str, body: schemas.ProductUpdate) -> Answer:
+    """The owner changes a product's name, GTIN or description (what the body sends; `gtin` or `description` null
+    removes it); `custody.product.updated` with the product whole. Another's product: 404, as for none."""
+    who = write.who
+
+    async def attempt(uow: UnitOfWork) -> dict[str, Any]:
+        _participant_only(who, "change products")
+        me = await _me(uow, who)
+        await uow.conn.execute(repository.LOCK_OWNER_PRODUCTS, me.id)
+        found = await repository.product_named(uow.conn, product_id, me.id)
+        if found is None or found["owner"] != me.id:
+            raise NotFound(_NO_PRODUCT.format(product_id=product_id))
+        product = repository.product_out(found)
+        sent = body.model_fields_set
+        for name in ("name", "gtin", "description"):
+            if name in sent:
+                product[name] = getattr(body, name)
+        if "gtin" in sent and product["gtin"] is not None and product["gtin"] != found["gtin"]:
+            _, gtin_of = await repository.product_clashes(uow.conn, product["product_id"], me.id, product["gtin"])
+            _gtin_taken(product["gtin"], gtin_of)
+        product["updated_at"] = datetime.now(UTC)
+        uow.subject = product["product_id"]
+        uow.changes.product = (
+            repository.UPDATE_PRODUCT,
+            product["product_id"],
+            product["name"],
+            product["gtin"],
+            product["description"],
+            product["updated_at"],
+        )
+        _product_event(uow, "custody.product.updated", product, me)
+        return product
+
+    return await write.run(
+        action="update_product", subject=product_id, attempt=attempt, model=schemas.Product, status=200
+    )
+
+
+async def get_product(*, reads: Reads, who: Principal, product_id: str) -> dict[str, Any]:
+    """A product: the owner's own; the operator and regulators read any; anyone else: 404, as for none."""
+    async with reads.pool.acquire() as conn:
+        found = await repository.product_named(conn, product_id, who.subject)
+    if found is None or (who.is_participant and found["owner"] != who.subject):
+        raise NotFound(f"No product {product_id!r}.")
+    return repository.product_out(found)
+
+
+async def list_products(
+    *, reads: Reads, who: Principal, owner: str | None, after: int, limit: int
+) -> schemas.ProductPage:
+    """A participant's own products; the operator's and a regulator's: everyone's (or `owner`'s), oldest first."""
+    if who.is_participant:
+        if owner is not None and owner != who.subject:
+            return schemas.ProductPage(items=[], next_cursor=None)
+        owner = who.subject
+    async with reads.pool.acquire() as conn:
+        rows = await repository.list_products(conn, owner=owner, after=after, limit=limit + 1)
+    return schemas.ProductPage(
+        items=[schemas.Product.model_validate(repository.product_out(r)) for r in rows[:limit]],
+        next_cursor=str(rows[limit - 1]["created_seq"]) if len(rows) > limit else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -868,12 +1085,19 @@ async def history(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any
                     if kind not in SMELTER_KINDS:
                         named.update(ids)
             viewer = await _viewer(conn, who.subject, named)
-    events, triples = [], []
-    for s in stored:
-        item = domain.disclose_event(s, _withheld(viewer, s))
-        triples.append((s["prev_hash"], s["hash"], domain.shown_body(lot_id, item)))
-        events.append(item)
-    return {"lot_id": lot_id, "events": events, "chain_valid": domain.verify_chain(triples) is None}
+        events, triples = [], []
+        for s in stored:
+            item = domain.disclose_event(s, _withheld(viewer, s))
+            triples.append((s["prev_hash"], s["hash"], domain.shown_body(lot_id, item)))
+            events.append(item)
+        named_products = sorted({p for e in events if isinstance(p := e["data"].get("product_id"), str)})
+        products = await repository.product_names(conn, named_products) if named_products else {}
+    return {
+        "lot_id": lot_id,
+        "events": events,
+        "chain_valid": domain.verify_chain(triples) is None,
+        "products": products,
+    }
 
 
 def _history_end(stored: list[dict[str, Any]], subject: str, access: _Access) -> int | None:
@@ -913,11 +1137,22 @@ _NAMED_IN: dict[str, tuple[tuple[str, tuple[str, ...], str | None], ...]] = {
     "custody.lot.received": (("by", ("by",), None), ("shipped", ("shipped.from",), None)),
     "custody.lot.transformed": (("by", ("by",), "by_kind"),),
     "custody.lot.consumed": (("by", ("by",), None),),
+    "custody.lot.recycled": (
+        ("custodian", ("custodian",), "custodian_kind"),
+        ("origin", ("origin.participant_id",), "custodian_kind"),
+    ),
 }
 """Per event type (custody/events.py), the fields of `data` that name participants: (field, the paths of the ids it
 names (none: an outside party), the data field that records their kind, if any). `actor` names the actor in every
 event (its kind: `_ACTOR_KIND`)."""
-_ACTOR_KIND = {"custody.lot.external_declared": "custodian_kind", "custody.lot.transformed": "by_kind"}
+_ACTOR_KIND = {
+    "custody.lot.external_declared": "custodian_kind",
+    "custody.lot.transformed": "by_kind",
+    "custody.lot.recycled": "custodian_kind",
+}
+_WITHHELD_WITH = {"custody.lot.consumed": {"by": ("product_id",)}}
+"""Fields withheld with another (per event type): a consumption's product id is scoped by its consumer's prefix, so
+it is withheld wherever the consumer is."""
 _NAME_WITH = {"origin.participant_id": "origin.name", "declared_origin.participant_id": "declared_origin.mine_name"}
 """The mine's name next to its id in the same object (committed key by key): withheld with the id."""
 _OUTSIDE = ""
@@ -973,7 +1208,14 @@ def _withheld(viewer: Viewer | None, s: dict[str, Any]) -> frozenset[str]:
                 shown = viewer.shows(p, kind, in_event)
             if not shown:
                 withheld.add(name)
+    for name, also in _WITHHELD_WITH.get(s["type"], {}).items():
+        if name in withheld:
+            withheld.update(f for f in also if f in s["data"])
     return frozenset(withheld)
+
+
+ORIGIN_KINDS = frozenset({OriginKind.mine.value, OriginKind.external.value, OriginKind.recycled.value})
+"""Where a trace upstream ends: the lots that came into custody from outside a transformation."""
 
 
 async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) -> dict[str, Any]:
@@ -1042,7 +1284,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                 nodes.append(node)
                 if r["cut"]:
                     cut.append(r["lot_id"])
-                if upstream and r["origin_kind"] in ("mine", "external"):
+                if upstream and r["origin_kind"] in ORIGIN_KINDS:
                     origins.append(node)
                 if r["custodian"] == who.subject:
                     held_now.add(r["lot_id"])
@@ -1058,6 +1300,7 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "actor": actor,
                     "actor_kind": actor_kind,
                     "mass_kg": r["mass_kg"],
+                    "custody_model": r["custody_model"],
                     "withheld": [],
                 }
             )
@@ -1087,6 +1330,8 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                     "consumption_id": c["consumption_id"],
                     "lot_id": c["lot_id"],
                     "by": c["actor"],
+                    "product_id": c["product_id"],
+                    "product_name": c["product_name"],
                     "product": c["product"],
                     "mass_kg": c["mass_kg"],
                     "consumed_at": c["consumed_at"],
@@ -1113,8 +1358,9 @@ async def trace(*, reads: Reads, who: Principal, lot_id: str, upstream: bool) ->
                 smelter["participant_id"], smelter["rmi_smelter_id"] = None, None
                 smelter["withheld"] = ["participant_id", "rmi_smelter_id"]
         for product in products:
-            if not viewer.shows(product["by"]):
-                product["by"], product["withheld"] = None, ["by"]
+            if not viewer.shows(product["by"]):  # its product id is scoped by its prefix: withheld with it
+                product["by"] = product["product_id"] = product["product_name"] = None
+                product["withheld"] = ["by", "product_id", "product_name"]
     return {
         "lot_id": lot_id,
         "direction": "upstream" if upstream else "downstream",

@@ -38,6 +38,7 @@ PROGRAMS: list[tuple[list[str], list[str]]] = [
     (["-m", "audit.replay"], ["AUDIT_DATABASE_URL", "--database-url", "--keep-indexes"]),
     (["-m", "registry.import_cahra"], ["REGISTRY_DATABASE_URL", "--dry-run"]),
     (["-m", "registry.import_risk_profiles"], ["REGISTRY_DATABASE_URL", "--dry-run"]),
+    (["-m", "registry.import_facilities"], ["REGISTRY_DATABASE_URL", "--dry-run", "--json", "Exit codes"]),
     (["-m", "shared.topics"], ["--bootstrap", "--prefix"]),
     (["-m", "bench"], ["--only"]),
     (["deploy/demo/seed.py"], ["--registry", "--custody", "--audit"]),

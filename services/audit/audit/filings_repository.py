@@ -7,15 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
+from audit.cmrt import FlagSeen
 from audit.filings_domain import Graph, LotFacts, PartyFacts, Step
+from audit.repository import FLAG_EVENT_AT
 from audit.rules import Cert
 from shared.genealogy import goes_on_sql, walk_sql
+from shared.visibility import flag_reach_cte, flag_visible_sql
 
 # audit's `lots.origin_kind` as the graph names it (`filings_domain.LotFacts.origin_kind`)
 ORIGIN_KINDS = {"external": "declared"}
@@ -190,3 +194,99 @@ async def products_of(conn: asyncpg.Connection, owner: str, ids: Sequence[str]) 
 
 async def participant(conn: asyncpg.Connection, pid: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT id, kind, name, country, disclosure FROM participants WHERE id = $1", pid)
+
+
+# --- what the filer may see upstream ---------------------------------------------------------------------------
+
+FLAGS_ON_SQL = """
+SELECT f.id, f.rule, f.status, fl.lot FROM flags f CROSS JOIN LATERAL unnest(f.lot_ids) AS fl(lot)
+WHERE f.lot_ids && $1::text[] AND fl.lot = ANY($1::text[]) AND f.status <> 'withdrawn'
+"""
+
+
+def _flags_for_sql() -> str:
+    """FLAGS_ON_SQL for participant $2: only the flags it may see (`shared.visibility.flag_visible_sql`, as audit's
+    flag list decides it: `audit.repository.FLAG_EVENT_AT`)."""
+    return (
+        f"WITH {flag_reach_cte('$2', '$3')} "
+        + FLAGS_ON_SQL.replace("FROM flags f", "FROM flag_reach, flags f")
+        + " AND "
+        + flag_visible_sql("$2", event_at=FLAG_EVENT_AT.replace("flags.", "f."), reach="flag_reach")
+    )
+
+
+FLAGS_FOR_SQL = _flags_for_sql()
+
+
+async def flags_on(
+    conn: asyncpg.Connection, lots: list[str], viewer: str | None, max_depth: int
+) -> dict[str, list[FlagSeen]]:
+    """The flags (open, resolved; not withdrawn) on `lots` that `viewer` may see (None: all of them), by lot."""
+    if viewer is None:
+        rows = await conn.fetch(FLAGS_ON_SQL, lots)
+    else:
+        rows = await conn.fetch(FLAGS_FOR_SQL, lots, viewer, max_depth)
+    out: dict[str, list[FlagSeen]] = {}
+    for r in rows:
+        out.setdefault(r["lot"], []).append(FlagSeen(r["id"], r["rule"], r["status"]))
+    return out
+
+
+LATEST_ASSESSMENT_SQL = """
+SELECT assessment_id, submitted_at, cmrt_answers::text AS cmrt_answers FROM self_assessments
+WHERE participant_id = $1 ORDER BY submitted_at DESC, assessment_id DESC LIMIT 1
+"""
+
+
+async def latest_assessment(conn: asyncpg.Connection, participant_id: str) -> dict[str, Any] | None:
+    """The participant's latest self-assessment (part S's `self_assessments`), or None (none, or no such table)."""
+    if await conn.fetchval("SELECT to_regclass('self_assessments')") is None:
+        return None
+    r = await conn.fetchrow(LATEST_ASSESSMENT_SQL, participant_id)
+    if r is None:
+        return None
+    return {
+        "assessment_id": r["assessment_id"],
+        "submitted_at": r["submitted_at"].isoformat(),
+        "cmrt_answers": orjson.loads(r["cmrt_answers"]) if r["cmrt_answers"] else {},
+    }
+
+
+async def cahra_countries(conn: asyncpg.Connection, on: date) -> list[str]:
+    """The countries with a conflict-affected or high-risk area in force on `on` (the EMRT's first question)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT country FROM cahra_areas WHERE effective_from <= $1 "
+        "AND (effective_to IS NULL OR $1 <= effective_to)",
+        on,
+    )
+    return [r["country"] for r in rows]
+
+
+# --- part R: the battery passport's risks and policy --------------------------------------------------------------
+
+DECISIONS_ON_SQL = """
+SELECT flag_id, kind, decided_by, decided_by_kind, decided_at, note FROM flag_decisions
+WHERE flag_id = ANY($1::text[]) ORDER BY seq
+"""
+
+
+async def decisions_on(conn: asyncpg.Connection, flag_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
+    """The decisions on these flags, oldest first, by flag (one statement)."""
+    out: dict[str, list[asyncpg.Record]] = {}
+    if flag_ids:
+        for r in await conn.fetch(DECISIONS_ON_SQL, list(flag_ids)):
+            out.setdefault(r["flag_id"], []).append(r)
+    return out
+
+
+POLICY_SQL = """
+SELECT assessment_id, submitted_at, questionnaire_version, total FROM self_assessments
+WHERE participant_id = $1 ORDER BY submitted_at DESC, assessment_id DESC LIMIT 1
+"""
+
+
+async def latest_policy(conn: asyncpg.Connection, participant_id: str) -> asyncpg.Record | None:
+    """The participant's latest self-assessment with its total (part S's `self_assessments`), or None."""
+    if await conn.fetchval("SELECT to_regclass('self_assessments')") is None:
+        return None
+    return await conn.fetchrow(POLICY_SQL, participant_id)

@@ -30,5 +30,5 @@ PoolDep = Annotated[service.Pool, Depends(_pool)]
     "last eight totals: for its buyers (anyone who received a shipment from it), itself, the operator and its "
     "compliance officers; anyone else: 404, as for an unknown participant",
 )
-async def self_assessment(participant_id: str, pool: PoolDep, who: PrincipalDep) -> schemas.SelfAssessmentView:
+async def latest_self_assessment(participant_id: str, pool: PoolDep, who: PrincipalDep) -> schemas.SelfAssessmentView:
     return await service.view(pool=pool, who=who, participant_id=participant_id)

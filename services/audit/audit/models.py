@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from audit.assessments_models import SelfAssessment  # noqa: F401 (its table)
 from audit.db import Base
 from audit.grievances_models import Grievance, GrievanceContact, GrievanceTriage  # noqa: F401 (their tables)
 from shared.db import DeadLetterMixin, OutboxMixin, ProcessedEventMixin

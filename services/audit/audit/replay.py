@@ -71,6 +71,7 @@ TABLES = (
     "risk_profiles",
     "asm_presence",
     "coexistence_agreements",
+    "self_assessments",
     "lots",
     "declared_origins",
     "lot_holders",

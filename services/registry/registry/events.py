@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry import schemas
+from registry import assessments_schemas, schemas
 from registry.domain import Kind
 from shared import topics
 from shared.asyncapi import EventType
@@ -284,6 +284,38 @@ class RegulatorGrantEvent(schemas.Grant):
     regulator: GrantRegulator
 
 
+class SelfAssessmentSubmitted(BaseModel):
+    """A participant's due-diligence self-assessment was submitted: its scores per OECD step, the total and the CMRT
+    company-level answers derived from it. The answers' comments and evidence links stay in the registry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "assessment_id": assessments_schemas.ASSESSMENT_ID,
+                    "participant_id": PARTICIPANT_ID,
+                    "submitted_at": "2026-12-06T09:00:00Z",
+                    "questionnaire_version": "2026-12",
+                    "scores": assessments_schemas.SCORES_EXAMPLE,
+                    "total": 75.3,
+                    "cmrt_answers": assessments_schemas.CMRT_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    assessment_id: str
+    participant_id: str
+    submitted_at: datetime
+    questionnaire_version: str
+    scores: assessments_schemas.StepScores
+    total: float = Field(ge=0, le=100, description="The mean of the scored steps")
+    cmrt_answers: dict[assessments_schemas.CmrtLetter, assessments_schemas.CmrtAnswer] = Field(
+        description="CMRT company-level Declaration answers A-J (a letter the questionnaire did not answer is absent)"
+    )
+
+
 _PARTICIPANT_KEY = "participant id"
 
 REGISTRY_EVENTS: list[EventType] = [
@@ -335,6 +367,14 @@ REGISTRY_EVENTS: list[EventType] = [
         key="country (ISO 3166-1 alpha-2) of the profile",
         summary="A country or region risk profile (one factor, level, period, source) was recorded or corrected.",
         payload=RiskProfileUpdated,
+    ),
+    EventType(
+        type="registry.self_assessment.submitted",
+        topic=topics.REGISTRY_EVENTS,
+        key=_PARTICIPANT_KEY,
+        summary="A participant's due-diligence self-assessment was submitted (scores per OECD step, total, CMRT "
+        "answers; no comments or links).",
+        payload=SelfAssessmentSubmitted,
     ),
     EventType(
         type="registry.regulator.granted",

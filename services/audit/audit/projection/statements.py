@@ -142,6 +142,14 @@ ON CONFLICT (id) DO UPDATE SET asm_groups = EXCLUDED.asm_groups, status = EXCLUD
     version = EXCLUDED.version
 WHERE coexistence_agreements.version <= EXCLUDED.version
 """
+# Companies' self-assessments (issue 25): never changed, so a replayed or redelivered one keeps the row there
+INSERT_SELF_ASSESSMENTS_SQL = """
+INSERT INTO self_assessments (assessment_id, participant_id, submitted_at, questionnaire_version, scores, total,
+                              cmrt_answers, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[], $6::numeric[], $7::jsonb[],
+                     $8::text[])
+ON CONFLICT (assessment_id) DO NOTHING
+"""
 INSERT_LOTS_SQL = """
 INSERT INTO lots (lot_id, mineral, form, mass_kg, origin_kind, origin_participant, origin_country, origin_region,
                   origin_mining_type, custodian, origin_event, origin_at, recorded_at, last_custody_at, tag, seal,
@@ -330,6 +338,7 @@ class Changes:
     agreements: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # H5: UPSERT_AGREEMENTS_SQL's (groups JSON)
     areas: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     risk_profiles: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # risk profiles (H4), by id
+    self_assessments: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # INSERT_SELF_ASSESSMENTS_SQL's rows
     lots: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # new lots (custodian, last_custody_at last)
     lot_updates: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # existing lots: custodian, at
     holders: dict[tuple[str, str], None] = field(default_factory=dict)
@@ -379,6 +388,9 @@ def parts(c: Changes, copy: bool) -> list[Part]:
         out.append(("sql", "areas", UPSERT_CAHRA_SQL, columns(list(c.areas.values()), 7)))
     if c.risk_profiles:
         out.append(("sql", "risk_profiles", UPSERT_RISK_PROFILES_SQL, columns(list(c.risk_profiles.values()), 9)))
+    if c.self_assessments:
+        rows = list(c.self_assessments.values())
+        out.append(("sql", "self_assessments", INSERT_SELF_ASSESSMENTS_SQL, columns(rows, 8)))
     if c.lots and copy:
         out.append(("copy", "lots", list(c.lots.values()), LOT_COLUMNS))
     elif c.lots:

@@ -9,6 +9,7 @@ from typing import Any
 from audit.projection import decode
 from audit.projection.context import Context
 from audit.projection.handlers import (
+    assessments,
     coexistence,
     grievances,
     lots,
@@ -31,6 +32,7 @@ HANDLERS: dict[str, tuple[Decoder, Handler]] = {
     "registry.asm_presence.changed": (decode.asm_presence, coexistence.on_presence),
     "registry.coexistence_agreement.changed": (decode.coexistence_agreement, coexistence.on_agreement),
     "registry.risk_profile.updated": (decode.risk_profile, risk_profiles.on_risk_profile),
+    "registry.self_assessment.submitted": (assessments.decode, assessments.on_submitted),
     "custody.lot.registered": (decode.registered, lots.on_registered),
     "custody.lot.external_declared": (decode.external, lots.on_external),
     "custody.lot.origin_confirmed": (decode.origin_confirmed, lots.on_origin_confirmed),

@@ -99,6 +99,14 @@ IDS = {
         "get_grievance",
         "triage_grievance",
         "erase_contact",
+        "responsible_share",  # a lot's responsibly-produced share and battery passport due diligence (issue 25, R)
+        "battery_due_diligence",
+        "cmrt",  # audit/filings_router.py (issue 25): the CMRT and EMRT as JSON, workbook, CSV rows
+        "cmrt_workbook",
+        "cmrt_rows",
+        "emrt",
+        "emrt_workbook",
+        "emrt_rows",
     ],
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

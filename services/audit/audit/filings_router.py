@@ -126,7 +126,7 @@ def _routes(template: str, label: str) -> None:
         response_model=export.FilingOut,
         summary=what,
         response_model_by_alias=True,
-        name=f"{template}_json",
+        name=template,
     )
     add(
         f"/filings/{template}.xlsx",
@@ -135,7 +135,7 @@ def _routes(template: str, label: str) -> None:
         response_class=Response,
         responses=_XLSX,
         summary=f"{what}, as a workbook (Smelter List, Custody evidence, Declaration)",
-        name=f"{template}_xlsx",
+        name=f"{template}_workbook",
     )
     add(
         f"/filings/{template}.csv",
@@ -144,7 +144,7 @@ def _routes(template: str, label: str) -> None:
         response_class=Response,
         responses=_CSV,
         summary=f"{what}, as CSV",
-        name=f"{template}_csv",
+        name=f"{template}_rows",
     )
 
 

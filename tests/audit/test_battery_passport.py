@@ -191,3 +191,8 @@ def test_every_field_of_the_schema_is_documented() -> None:
         names.update(definition["properties"])
     missing = sorted(n for n in names if f"`{n}`" not in doc and f".{n}`" not in doc and f"{n}[]" not in doc)
     assert missing == []
+
+
+def test_the_openapi_example_is_a_valid_answer() -> None:
+    (example,) = BatteryDueDiligenceOut.model_json_schema()["examples"]
+    assert BatteryDueDiligenceOut.model_validate(example).supply_chain_due_diligence_report.raw_materials

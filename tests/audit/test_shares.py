@@ -9,7 +9,7 @@ import pytest
 
 from audit.filings_domain import Graph, LotFacts, PartyFacts, Step
 from audit.rules import Cert
-from audit.shares import ResponsibleShare, Share, as_out, responsible_share
+from audit.shares import ResponsibleShare, ResponsibleShareOut, Share, as_out, responsible_share
 
 MINED = datetime(2026, 3, 1, tzinfo=UTC)
 SMELTED = datetime(2026, 6, 1, tzinfo=UTC)
@@ -288,3 +288,8 @@ def test_transparency_and_committed_are_their_own_shares_and_irma_counts_before_
         },
     )
     assert set(by(responsible_share(g, "ingot", 2).origins)) == {"irma:transparency", "asm:craft:committed"}
+
+
+def test_the_openapi_example_is_a_valid_answer() -> None:
+    (example,) = ResponsibleShareOut.model_json_schema()["examples"]
+    assert ResponsibleShareOut.model_validate(example).origins[0].claim == "mass_balance"

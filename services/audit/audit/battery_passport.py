@@ -163,62 +163,64 @@ class DueDiligenceReportOut(BaseModel):
 class BatteryDueDiligenceOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {
-                "lot_id": "cellco:battery-7",
-                "mineral": "cobalt",
-                "mass_kg": 450.0,
-                "supply_chain_due_diligence_report": {
-                    "due_diligence_policy": {
-                        "assessment_id": "5f0c...",
-                        "submitted_at": "2026-11-02T09:00:00Z",
-                        "questionnaire_version": "2026.1",
-                        "total": 78.0,
+            "examples": [
+                {
+                    "lot_id": "cellco:battery-7",
+                    "mineral": "cobalt",
+                    "mass_kg": 450.0,
+                    "supply_chain_due_diligence_report": {
+                        "due_diligence_policy": {
+                            "assessment_id": "5f0c...",
+                            "submitted_at": "2026-11-02T09:00:00Z",
+                            "questionnaire_version": "2026.1",
+                            "total": 78.0,
+                        },
+                        "raw_materials": [
+                            {
+                                "raw_material": "cobalt",
+                                "label": "Cobalt",
+                                "share": 0.3,
+                                "origins": [
+                                    {
+                                        "origin_kind": "mine",
+                                        "country": "CD",
+                                        "region": "Lualaba",
+                                        "mining_type": "lsm",
+                                        "recycled_source": None,
+                                        "participant_id": None,
+                                        "name": None,
+                                        "lot_ids": ["kolwezi:ore-12"],
+                                        "mass_kg": 135.0,
+                                        "share": 0.3,
+                                        "withheld": ["participant_id", "name"],
+                                    }
+                                ],
+                                "smelters_and_refiners": [
+                                    {
+                                        "participant_id": "refiner-fi",
+                                        "name": "Kokkola Cobalt Refinery",
+                                        "kind": "refiner",
+                                        "rmi_facility_id": "CID003000",
+                                        "country": "FI",
+                                        "transformation_id": "t-refine-1",
+                                        "processed_at": "2026-07-01T00:00:00Z",
+                                        "rmap_status_then": "conformant",
+                                        "mass_kg": 135.0,
+                                        "share": 0.3,
+                                        "withheld": [],
+                                    }
+                                ],
+                                "risks": [],
+                                "third_party_assurances": [],
+                            }
+                        ],
+                        "other_risks": [],
                     },
-                    "raw_materials": [
-                        {
-                            "raw_material": "cobalt",
-                            "label": "Cobalt",
-                            "share": 0.3,
-                            "origins": [
-                                {
-                                    "origin_kind": "mine",
-                                    "country": "CD",
-                                    "region": "Lualaba",
-                                    "mining_type": "lsm",
-                                    "recycled_source": None,
-                                    "participant_id": None,
-                                    "name": None,
-                                    "lot_ids": ["kolwezi:ore-12"],
-                                    "mass_kg": 135.0,
-                                    "share": 0.3,
-                                    "withheld": ["participant_id", "name"],
-                                }
-                            ],
-                            "smelters_and_refiners": [
-                                {
-                                    "participant_id": "refiner-fi",
-                                    "name": "Kokkola Cobalt Refinery",
-                                    "kind": "refiner",
-                                    "rmi_facility_id": "CID003000",
-                                    "country": "FI",
-                                    "transformation_id": "t-refine-1",
-                                    "processed_at": "2026-07-01T00:00:00Z",
-                                    "rmap_status_then": "conformant",
-                                    "mass_kg": 135.0,
-                                    "share": 0.3,
-                                    "withheld": [],
-                                }
-                            ],
-                            "risks": [],
-                            "third_party_assurances": [],
-                        }
-                    ],
-                    "other_risks": [],
-                },
-                "third_party_assurances": [],
-                "truncated": False,
-                "unverified": ["Shares are of the lot's mass attributed by mass drawn, not elemental content."],
-            }
+                    "third_party_assurances": [],
+                    "truncated": False,
+                    "unverified": ["Shares are of the lot's mass attributed by mass drawn, not elemental content."],
+                }
+            ]
         }
     )
 

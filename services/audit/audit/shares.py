@@ -296,7 +296,10 @@ class ShareEvidence(BaseModel):
     value: str | None = Field(None, description="Its level or status then (or the recycled source)")
     valid_from: date | None = None
     on: date | None = Field(None, description="The day it was judged on: the lot mined, or the smelting")
-    kg: float = Field(description="Mass of the lot attributed to this lot or smelting (whole flow)")
+    kg: float = Field(
+        description="Mass of the lot attributed to this origin lot, or that passed this smelting (whole flow; some of "
+        "it may count under a worse smelting on the same path)"
+    )
     withheld: list[str] = Field(default_factory=list, description="Fields left out: disclosure")
 
 
@@ -331,46 +334,48 @@ class StepOut(BaseModel):
 class ResponsibleShareOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {
-                "lot_id": "acme:battery-1",
-                "mass_kg": 100.0,
-                "origins": [
-                    {
-                        "category": "irma",
-                        "value": "irma_75",
-                        "kg": 60.0,
-                        "fraction": 0.6,
-                        "physical_kg": 0.0,
-                        "physical_fraction": 0.0,
-                        "claim": "mass_balance",
-                        "claimable_kg": 60.0,
-                        "claimable_fraction": 0.6,
-                        "evidence": [
-                            {
-                                "lot_id": "mine1:ore-7",
-                                "participant_id": "mine1",
-                                "scheme": "irma",
-                                "value": "irma_75",
-                                "valid_from": "2026-01-01",
-                                "on": "2026-10-02",
-                                "kg": 60.0,
-                                "withheld": [],
-                            }
-                        ],
-                    }
-                ],
-                "smelters": [],
-                "steps": [
-                    {
-                        "transformation_id": "t-1",
-                        "kind": "assembly",
-                        "custody_model": "mass_balance",
-                        "passes": "mass_balance",
-                        "kg": 100.0,
-                    }
-                ],
-                "truncated": False,
-            }
+            "examples": [
+                {
+                    "lot_id": "acme:battery-1",
+                    "mass_kg": 100.0,
+                    "origins": [
+                        {
+                            "category": "irma",
+                            "value": "irma_75",
+                            "kg": 60.0,
+                            "fraction": 0.6,
+                            "physical_kg": 0.0,
+                            "physical_fraction": 0.0,
+                            "claim": "mass_balance",
+                            "claimable_kg": 60.0,
+                            "claimable_fraction": 0.6,
+                            "evidence": [
+                                {
+                                    "lot_id": "mine1:ore-7",
+                                    "participant_id": "mine1",
+                                    "scheme": "irma",
+                                    "value": "irma_75",
+                                    "valid_from": "2026-01-01",
+                                    "on": "2026-10-02",
+                                    "kg": 60.0,
+                                    "withheld": [],
+                                }
+                            ],
+                        }
+                    ],
+                    "smelters": [],
+                    "steps": [
+                        {
+                            "transformation_id": "t-1",
+                            "kind": "assembly",
+                            "custody_model": "mass_balance",
+                            "passes": "mass_balance",
+                            "kg": 100.0,
+                        }
+                    ],
+                    "truncated": False,
+                }
+            ]
         }
     )
 

@@ -109,6 +109,8 @@ async def test_the_whole_journey_from_mine_to_product(stack: Stack) -> None:
         "region": "CD-SK",
         "mine_name": ore["origin"]["mine_name"],
         "mining_type": "asm",
+        "source": None,  # a recycled origin's (issue 25)
+        "description": None,
     }
     assert (ore["status"], ore["custodian"], ore["remaining_kg"]) == ("active", mine.id, 1250.5)
     await move(stack, ore["lot_id"], mine, trader, 1250.5)
@@ -805,6 +807,8 @@ async def test_external_declarations_and_listing(stack: Stack) -> None:
         "region": None,
         "mine_name": "unknown",
         "mining_type": None,
+        "source": None,  # a recycled origin's (issue 25)
+        "description": None,
     }
     up = await ok(await stack.custody.get(f"/lots/{ext['lot_id']}/trace", headers=trader.auth), 200)
     assert [o["origin"]["kind"] for o in up["origins"]] == ["external"]

@@ -38,6 +38,7 @@ class Chain:
     lithium: str
     battery: str
     flag: dict[str, Any]
+    assessment: dict[str, Any]
 
 
 async def ship(
@@ -161,7 +162,27 @@ async def chain(system: System) -> Chain:
         ),
         200,
     )
-    return Chain(mine, refiner, recycler, cam, maker, outsider, rmi, ore["lot_id"], lithium["lot_id"], battery, flag)
+    # the maker's due-diligence policy: its self-assessment (every answer yes, or all for a choice)
+    questionnaire = await ok(await s.registry.get("/self-assessment/questionnaire", headers=maker.auth), 200)
+    answers = [
+        {"question_id": q["id"], "answer": "all" if q["answer_type"] == "choice" else "yes"}
+        for q in questionnaire["questions"]
+    ]
+    assessment = await ok(
+        await s.registry.post(
+            f"/participants/{maker.id}/self-assessments",
+            headers=maker.auth,
+            json={"questionnaire_version": questionnaire["questionnaire_version"], "answers": answers},
+        )
+    )
+
+    async def assessed() -> bool:
+        return bool(await s.audit_rows("SELECT 1 FROM self_assessments WHERE participant_id = $1", maker.id))
+
+    await wait_for(assessed, timeout_s=60, what="audit to project the self-assessment", interval_s=0.2)
+    return Chain(
+        mine, refiner, recycler, cam, maker, outsider, rmi, ore["lot_id"], lithium["lot_id"], battery, flag, assessment
+    )
 
 
 def by(shares: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -224,7 +245,17 @@ async def test_the_battery_passport_due_diligence(system: System, chain: Chain) 
     li = mats["lithium"]
     assert li["origins"][0]["origin_kind"] == "recycled" and li["origins"][0]["recycled_source"] == "recycled"
     assert li["share"] == pytest.approx(0.25)
+    policy = report["due_diligence_policy"]
+    assert policy["assessment_id"] == chain.assessment["assessment_id"]
+    assert policy["total"] == pytest.approx(chain.assessment["total"]) and policy["total"] > 0
     assert out["truncated"] is False and out["unverified"]
+    # the operator reads every identity and has no policy of its own
+    seen = await ok(
+        await system.audit.get(f"/lots/{chain.battery}/battery-passport/due-diligence", headers=OPERATOR), 200
+    )
+    co_seen = {m["raw_material"]: m for m in seen["supply_chain_due_diligence_report"]["raw_materials"]}["cobalt"]
+    assert co_seen["origins"][0]["participant_id"] == chain.mine.id and co_seen["origins"][0]["name"]
+    assert seen["supply_chain_due_diligence_report"]["due_diligence_policy"] is None
 
 
 async def test_only_who_may_read_the_lot_asks(system: System, chain: Chain) -> None:

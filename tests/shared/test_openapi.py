@@ -83,6 +83,11 @@ IDS = {
         "trace",
         "confirm_origin",  # the named mine confirms or disputes a declared origin (issue 23)
         "list_counterparties",  # custody/directory.py (issue 24)
+        "register_recycled",  # recycled and scrap origin lots, products (issue 25, P)
+        "register_product",
+        "update_product",
+        "list_products",
+        "get_product",
     ],
     "audit": [
         "list_flags",

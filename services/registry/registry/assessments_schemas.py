@@ -216,5 +216,9 @@ class SelfAssessment(SelfAssessmentSummary):
 
 
 class SelfAssessmentPage(Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"items": [SUMMARY_EXAMPLE], "next_cursor": "41"}]}
+    )
+
     items: list[SelfAssessmentSummary] = Field(description="Newest first")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")

@@ -132,6 +132,7 @@ def test_every_category_by_origin_and_by_smelter_adds_up_to_one() -> None:
     }
     assert [e.participant_id for e in s["rmap:conformant"].evidence] == ["smelter-ok"]
     assert s["rmap:no_smelting"].claim() == "none"
+    assert (s["rmap:conformant"].claim(), s["rmap:active"].claim()) == ("physical", "none")
     assert fractions(r) == (pytest.approx(1), pytest.approx(1))
     assert {p.transformation_id: p.passes for p in r.steps} == {
         "smelt-1": "physical",

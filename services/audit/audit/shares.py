@@ -15,7 +15,8 @@ Two breakdowns of the lot's mass, each adding up to 1:
 Each share states its mass on the whole flow (`kg`, `fraction`) and on the physical flow (`physical_kg`: every
 transformation between kept a physical link, identity preserved or segregated) and the claim it supports: `physical`
 when the whole share kept that link, else `mass_balance`; a Fairmined share supports a claim only on its physical
-flow (Fairmined requires physical segregation); `none`, `unknown` and `book_and_claim` support none. The
+flow (Fairmined requires physical segregation); `none`, `unknown`, `book_and_claim` and every smelter share but
+`conformant` (RMAP Active is reported, not claimed) support none. The
 transformations passed are listed with what each passes on (`physical`, `mass_balance`, `none`).
 """
 
@@ -66,8 +67,10 @@ class Share:
     evidence: list[Evidence] = field(default_factory=list)
 
     def claim(self) -> Claim:
-        if self.category in {"none", "unknown", "book_and_claim"} or self.value in {"not_conformant", "no_smelting"}:
+        if self.category in {"none", "unknown", "book_and_claim"}:
             return "none"
+        if self.category == "rmap" and self.value != "conformant":
+            return "none"  # RMAP Active is on its way to conformance: reported, not claimed
         if self.category == "asm" and self.value.partition(":")[0] in PHYSICAL_ONLY:
             return "physical"  # whatever kept no physical link supports no claim
         return "physical" if self.physical_kg >= self.kg - EPSILON else "mass_balance"

@@ -1,16 +1,23 @@
 """Audit projects what the filings read (issue 25): products, consumptions naming them, the mass drawn from each input
 of a transformation and its chain-of-custody model, recycled and scrap origin lots; the same rows whether a batch
 goes in with COPY (a backlog, a replay) or event by event (live); and `filings_repository.upstream_graph` gives the
-genealogy the filings walk, cut where its bounds stop it."""
+genealogy the filings walk, cut where its bounds stop it; the migration fills the input masses of the
+transformations projected before it from the events audit kept."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
+from alembic import command
+from alembic.config import Config
 
 from audit.filings_repository import upstream_graph
 from audit.projection import Projection
@@ -21,6 +28,7 @@ from shared.consumer import Delivered
 from shared.events import CloudEvent
 from shared.topics import CUSTODY_EVENTS
 from tests.audit.conftest import audit_databases
+from tests.conftest import ROOT, _admin, pg_url
 
 AT = "2026-11-10T08:00:00+00:00"
 SMELTER, RECYCLER, MAKER = "smelter-1", "recycler-1", "maker-1"
@@ -289,3 +297,38 @@ async def test_upstream_graph_holds_the_genealogy_with_masses_and_says_where_its
         assert (await upstream_graph(conn, [])).lots == {}
     finally:
         await conn.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_migration_fills_the_input_masses_of_transformations_projected_before(infra: None) -> None:
+    name = f"audit_fp_mig_{uuid.uuid4().hex[:8]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        cfg = Config(str(Path(ROOT) / "services" / "audit" / "alembic.ini"))
+        cfg.set_main_option("sqlalchemy.url", pg_url(name))
+        await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000011")
+        conn = await asyncpg.connect(pg_url(name, "postgresql"))
+        try:
+            data = {
+                "transformation_id": "T-1",
+                "inputs": [{"lot_id": "A", "mass_kg": "6.500"}, {"lot_id": "B", "mass_kg": "4.000"}],
+            }
+            await conn.execute(
+                "INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "
+                "\"offset\") VALUES ('e1', '/custody', 'custody.transformation.recorded', 'T-1', 'T-1', now(), $1, "
+                "'custody.events', 0, 0)",
+                orjson.dumps(data).decode(),
+            )
+            await conn.execute(
+                "INSERT INTO transformation_inputs (transformation_id, lot_id, position) "
+                "VALUES ('T-1', 'A', 0), ('T-1', 'B', 1), ('T-2', 'C', 0)"
+            )
+            await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000012")
+            rows = await conn.fetch("SELECT lot_id, mass_kg FROM transformation_inputs ORDER BY lot_id")
+            assert [tuple(r) for r in rows] == [("A", Decimal("6.500")), ("B", Decimal("4.000")), ("C", None)]
+            await asyncio.to_thread(command.downgrade, cfg, "a7d1e0000011")
+            assert await conn.fetchval("SELECT to_regclass('consumptions')") is None
+        finally:
+            await conn.close()
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -270,3 +271,31 @@ async def test_only_who_may_read_the_lot_asks(system: System, chain: Chain) -> N
         assert (await system.audit.get(f"/lots/{chain.battery}/{path}", headers=chain.mine.auth)).status_code == 404
         # the refiner held the ore: it reads it
         assert (await system.audit.get(f"/lots/{chain.ore}/{path}", headers=chain.refiner.auth)).status_code == 200
+
+
+async def test_a_regulator_reads_what_its_grant_opens(system: System, chain: Chain) -> None:
+    s = system
+    body = {"name": f"Battery authority {uuid.uuid4().hex[:6]}", "authority": "Reg. 2023/1542 art. 52", "country": "DE"}
+    reg = await ok(await s.registry.post("/regulators", headers=OPERATOR, json=body))
+    now = datetime.now(UTC)
+
+    async def token(lots: list[str], participants: list[str]) -> dict[str, str]:
+        grant = {
+            "lots": lots,
+            "participants": participants,
+            "valid_from": (now - timedelta(minutes=1)).isoformat(),
+            "valid_until": (now + timedelta(days=30)).isoformat(),
+            "reason": "battery passport check",
+        }
+        out = await ok(await s.registry.post(f"/regulators/{reg['id']}/grants", headers=OPERATOR, json=grant))
+        return bearer(out["credential"]["token"])
+
+    granted = await token([chain.battery], [])
+    out = await ok(await s.audit.get(f"/lots/{chain.battery}/battery-passport/due-diligence", headers=granted), 200)
+    co = {m["raw_material"]: m for m in out["supply_chain_due_diligence_report"]["raw_materials"]}["cobalt"]
+    assert co["origins"][0]["participant_id"] == chain.mine.id  # a regulator reads what its grant opens in full
+    share = await ok(await s.audit.get(f"/lots/{chain.battery}/responsible-share", headers=granted), 200)
+    assert by(share["origins"])["irma:irma_75"]["evidence"][0]["participant_id"] == chain.mine.id
+    elsewhere = await token([], [chain.outsider.id])
+    for path in ("responsible-share", "battery-passport/due-diligence"):
+        assert (await s.audit.get(f"/lots/{chain.battery}/{path}", headers=elsewhere)).status_code == 404

@@ -304,6 +304,43 @@ async def _consume(w: World, refused: bool) -> Req:
     )
 
 
+@route("custody", "POST /lots/recycled")
+async def _recycled(w: World, refused: bool) -> Req:
+    body: dict[str, Any] = {
+        "mineral": "tin",
+        "form": "alloy",
+        "mass_kg": 30,
+        "source": "scrap",
+        "country": "DE",
+        "description": "Crasse de soudure é",
+        "collected_at": T0,
+        "seal": "Scellé-R",
+    }
+    if refused:  # an id the smelter has taken already: 409, recorded
+        body["lot_id"] = f"RCY-{uuid.uuid4().hex[:8]}"
+        taken = {k: v for k, v in body.items() if k != "collected_at"}
+        await _ok(await w.clients["custody"].post("/lots/recycled", json=taken, headers=w.smelter.auth))
+    return Req(
+        "custody", "POST", "/lots/recycled", w.smelter.token, body, ("collected_at",), ("description", "seal", "tag")
+    )
+
+
+@route("custody", "POST /products")
+async def _product(w: World, refused: bool) -> Req:
+    body = {"product_id": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Carte-mère é", "description": "Brasure é"}
+    return Req("custody", "POST", "/products", w.manufacturer.token, body, (), ("name", "description"))
+
+
+@route("custody", "PATCH /products/{product_id}")
+async def _update_product(w: World, refused: bool) -> Req:
+    made = await _ok(
+        await w.clients["custody"].post("/products", json={"name": "Carte é"}, headers=w.manufacturer.auth)
+    )
+    body = {"name": "Carte-mère é rév. B", "description": "Brasure é"}
+    path = f"/products/{made['product_id']}"
+    return Req("custody", "PATCH", path, w.manufacturer.token, body, (), ("name", "description"))
+
+
 @route("audit", "POST /flags/{flag_id}/acknowledge")
 async def _acknowledge(w: World, refused: bool) -> Req:
     body = {"note": "Demandé le ticket de pesée à Négoce"}
@@ -1165,6 +1202,7 @@ PATH_TARGETS = (
     ("custody", "GET", "/lots/{}"),
     ("custody", "GET", "/lots/{}/history"),
     ("custody", "GET", "/lots/{}/trace"),
+    ("custody", "GET", "/products/{}"),
     ("custody", "POST", "/lots/{}/shipments"),
     ("custody", "POST", "/shipments/{}/receipt"),
     ("registry", "GET", "/participants/{}"),
@@ -1212,6 +1250,7 @@ QUERY_TARGETS = (
     ("registry", "/cahra", ("as_of", "country")),
     ("audit", "/flags", ("status", "severity", "rule", "lot_id", "participant", "limit", "cursor")),
     ("custody", "/lots/X/trace", ("direction",)),
+    ("custody", "/products", ("owner", "limit", "cursor")),
 )
 
 

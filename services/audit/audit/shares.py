@@ -234,9 +234,11 @@ def _smelter_shares(
     the active ones, at least one of either; cut at every smelting, at least one smelting. The differences are the
     shares; what passed no smelting is told apart from book and claim and the unknown by where it stopped."""
     status: dict[str, tuple[str, Cert | None]] = {}
+    smeltings: dict[str, Step] = {}
     for s in claimable.values():
         if s.transformation_id not in status and graph.smelting(s) is not None:
             status[s.transformation_id] = _rmap(graph, s)
+            smeltings[s.transformation_id] = s
     out: dict[tuple[str, str], Share] = {}
     below = Flow()  # what stopped at a worse status (counted there)
     worse: set[str] = set()
@@ -256,7 +258,7 @@ def _smelter_shares(
         flow = full.steps.get(t)
         if flow is None:
             continue
-        step = next(s for s in claimable.values() if s.transformation_id == t)
+        step = smeltings[t]
         visible = shown(step.actor)
         out[("rmap", grade)].evidence.append(
             Evidence(

@@ -228,6 +228,9 @@ class Req:
 
 Make = Callable[[World, bool], Awaitable[Req]]
 ROUTES: dict[str, Make] = {}
+# Write routes whose body is a file, not JSON: the JSON cases here do not apply; their hostile cases are in the module
+# named.
+FILE_BODY_ROUTES = {"registry POST /facility-lists/import": "tests/registry/test_facility_import_api.py"}
 
 
 def route(service: str, label: str) -> Callable[[Make], Make]:
@@ -724,6 +727,7 @@ async def test_every_write_route_has_a_hostile_case(world: World) -> None:
                     method in WRITE_METHODS
                     and "requestBody" in op
                     and f"{service} {method.upper()} {path}" not in ROUTES
+                    and f"{service} {method.upper()} {path}" not in FILE_BODY_ROUTES
                 ):
                     missing.append(f"{service} {method.upper()} {path}")
     assert not missing, f"write routes with no hostile-input case in this module: {missing}"

@@ -10,6 +10,7 @@ session's registry database without meeting."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import io
 import itertools
 import json
@@ -17,7 +18,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 async def certification_events(url: str, prefix: str, pids: list[str]) -> list[tuple[str, str]]:
     """The `registry.certification.changed` events of these participants on registry.events, (key, status) sorted
-    (partitions do not keep one order across keys), once the relay has published all of theirs (none left in the outbox)."""
+    (partitions do not keep one order across keys), once the relay has published all of theirs (none left in the
+    outbox)."""
 
     async def drained() -> bool:
         rows = await query(url, "SELECT count(*) AS n FROM outbox WHERE key = ANY($1::text[])", pids)
@@ -384,3 +386,71 @@ async def test_cli_file_errors_exit_2_and_write_nothing(database_urls: dict[str,
     bad = await run_cli(url, str(empty))
     assert bad.returncode == 2 and "no header row" in bad.stderr, bad.stderr
     assert await import_count(url) == before
+
+
+# --- hostile input (the route's body is a file, not JSON: tests/fuzz/test_hostile_input.py leaves it to this) ------
+
+HOSTILE_BODIES: dict[str, Callable[[str], bytes]] = {
+    "utf-8-bom": lambda s: codecs.BOM_UTF8 + s.encode(),
+    "utf-16-le-bom": lambda s: codecs.BOM_UTF16_LE + s.encode("utf-16-le"),
+    "utf-16-be-bom": lambda s: codecs.BOM_UTF16_BE + s.encode("utf-16-be"),
+    "utf-16-le without BOM": lambda s: s.encode("utf-16-le"),
+    "utf-32": lambda s: s.encode("utf-32"),
+    "latin-1": lambda s: s.encode("latin-1"),
+    "invalid utf-8": lambda s: s.encode()[:30] + b"\x80\xc3" + s.encode()[30:],
+    "a BOM then garbage": lambda s: codecs.BOM_UTF16_LE + b"\x00\xd8",  # a lone surrogate
+    "NUL bytes": lambda s: s.encode().replace(b",", b"\x00"),
+    "JSON": lambda s: b'{"rows": []}',
+    "empty": lambda s: b"",
+    "one huge cell": lambda s: HEADER.encode() + b"CID900001," + b"x" * 200_000 + b"\n",
+    "an unterminated quote": lambda s: HEADER.encode() + b'CID900001,"never closed\n' * 3,
+    "zip that is no workbook": lambda s: b"PK\x03\x04" + b"\x00" * 100,
+}
+HOSTILE_TYPES: dict[str, bytes | None] = {
+    "missing": None,
+    "charset unknown": b"text/csv; charset=klingon",
+    "semicolons": b"text/csv;;;",
+    "upper case": b"TEXT/CSV",
+    "no subtype": b"text",
+    "multipart": b"multipart/form-data; boundary=x",
+    "high bytes": b"text/csv; charset=\xff\xfe",
+    "huge": b"text/csv; p=" + b"x" * 100_000,
+}
+
+
+async def test_hostile_bodies_and_content_types_answer_declared_problems_and_write_nothing(
+    api: httpx.AsyncClient, database_urls: dict[str, str]
+) -> None:
+    url = database_urls["registry"]
+    cid = new_cid()
+    pid = await smelter(api, "Made-up Hostile Ñ", cid)
+    text = HEADER + f"{cid},Made-up Hostile Ñ,Tin,Malaysia,Active,2026-01-01,\n"
+    declared = set((await api.get("/openapi.json")).json()["paths"]["/facility-lists/import"]["post"]["responses"])
+    imports_before = await import_count(url)
+
+    async def send(body: bytes, ctype: bytes | None) -> httpx.Response:
+        headers = [(b"authorization", OPERATOR["Authorization"].encode())]
+        if ctype is not None:
+            headers.append((b"content-type", ctype))
+        return await api.post("/facility-lists/import", params={"dry_run": "true"}, content=body, headers=headers)
+
+    def check(r: httpx.Response, what: str) -> None:
+        assert r.status_code < 500 and str(r.status_code) in declared, f"{what} -> {r.status_code}: {r.text[:300]}"
+        if r.status_code >= 400:
+            assert r.headers["content-type"] == "application/problem+json", what
+            assert r.json()["status"] == r.status_code, what
+
+    for name, make in HOSTILE_BODIES.items():
+        r = await send(make(text), b"text/csv")
+        check(r, f"body {name}")
+        if name in ("utf-8-bom", "utf-16-le-bom", "utf-16-be-bom", "latin-1"):
+            assert r.status_code == 200 and r.json()["facilities"][0]["participant_id"] == pid, (name, r.text[:300])
+            assert r.json()["facilities"][0]["warnings"] == [], name  # the name read as written
+    for name, ctype in HOSTILE_TYPES.items():
+        r = await send(text.encode(), ctype)
+        check(r, f"Content-Type {name}")
+        # The media type decides; a charset parameter is not used (the encoding is told from the bytes).
+        expected = 415 if name in ("missing", "no subtype", "multipart") else 200
+        assert r.status_code == expected, (name, r.text[:300])
+    assert await import_count(url) == imports_before
+    assert await rmap_history(api, pid) == []

@@ -3,6 +3,7 @@ database, no Kafka."""
 
 from __future__ import annotations
 
+import codecs
 import io
 from datetime import date, datetime
 from pathlib import Path
@@ -231,3 +232,10 @@ def test_country_names_as_rmi_writes_them() -> None:
         "MY",
         None,
     ]
+
+
+def test_utf16_tab_separated_as_excel_saves_unicode_text() -> None:
+    text = "Smelter ID\tSmelter Name\tStatus\r\nCID900091\tFundição\tActive\r\n"
+    out = read_list(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    assert (out.encoding, out.delimiter, out.warnings) == ("utf-16", "\t", [])
+    assert [(r.row, r.facility_id, r.name, r.status) for r in out.rows] == [(2, "CID900091", "Fundição", "active")]

@@ -1,16 +1,17 @@
 """RMI-style facility lists (conformant / active / non-conformant smelters and refiners), as plain functions: no I/O.
 
-`read_list` parses a CSV (UTF-8 with or without BOM, else Windows-1252; comma or semicolon) or an XLSX (the sheet
-named like "Smelter"/"Facility", else the first) into checked rows: the header row is found within the first
-`HEADER_SCAN` rows by its column names (`COLUMNS`, matched case-insensitively). A bad row (bad or missing facility
-id, unknown status, bad date, an id already listed) is kept apart with its row number as the user sees it (the
-spreadsheet row) and why; it never stops the others. `plan` compares each row with what the registry holds for the
-facility (matched by RMI facility id only) and says what the import changes: nothing, an RMAP certification, or
-nothing because no participant has that id (an import creates no participant).
+`read_list` parses a CSV (UTF-8 with or without BOM, UTF-16 with a BOM, else Windows-1252; comma, semicolon or
+tab) or an XLSX (the sheet named like "Smelter"/"Facility", else the first) into checked rows: the header row is found
+within the first `HEADER_SCAN` rows by its column names (`COLUMNS`, matched case-insensitively). A bad row (bad or
+missing facility id, unknown status, bad date, an id already listed) is kept apart with its row number as the user
+sees it (the spreadsheet row) and why; it never stops the others. `plan` compares each row with what the registry
+holds for the facility (matched by RMI facility id only) and says what the import changes: nothing, an RMAP
+certification, or nothing because no participant has that id (an import creates no participant).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -202,8 +203,14 @@ def read_list(
 
 
 def _decode(data: bytes) -> tuple[str, str, str | None]:
-    """UTF-8 (a BOM is dropped); else Windows-1252, the encoding Excel writes CSV in on Western systems; else
-    Latin-1 (which reads any byte). Returns the text, the encoding used and a note when it was not UTF-8."""
+    """UTF-8 (a BOM is dropped); UTF-16 with its BOM (Excel's "Unicode Text"); else Windows-1252, the encoding Excel
+    writes CSV in on Western systems; else Latin-1 (which reads any byte). Returns the text, the encoding used and a
+    note when it was a guess."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            return data.decode("utf-16"), "utf-16", None
+        except UnicodeDecodeError as exc:
+            raise FileError(f"the file starts with a UTF-16 byte order mark but is not UTF-16 ({exc.reason})") from exc
     try:
         return data.decode("utf-8-sig"), "utf-8", None
     except UnicodeDecodeError:
@@ -216,9 +223,9 @@ def _decode(data: bytes) -> tuple[str, str, str | None]:
 
 
 def _delimiters(text: str) -> list[str]:
-    """Comma and semicolon, the more frequent in the first lines first."""
+    """Comma, semicolon and tab, the most frequent in the first lines first (comma on a tie)."""
     head = "\n".join(text.splitlines()[:HEADER_SCAN])
-    return [";", ","] if head.count(";") > head.count(",") else [",", ";"]
+    return sorted([",", ";", "\t"], key=lambda d: -head.count(d))
 
 
 def _csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[Any]]]:

@@ -28,7 +28,7 @@ Pool: TypeAlias = asyncpg.Pool  # what the router hands over (it imports no driv
 MAX_PERIOD_DAYS = 400
 MAX_PRODUCTS = 50
 MAX_ROOTS = 20_000  # consumptions (or receipts) in one filing: more -> 422, narrow the period
-MAX_DEPTH = 50  # transformations walked up from each root
+MAX_DEPTH = 100  # transformations walked up from each root (as a risk summary: TRACE_MAX_DEPTH)
 MAX_LOTS = 100_000  # lots in the genealogy (whole depths: `shared.genealogy.walk_sql`)
 TIMEOUT_MS = 30_000  # the filing's statements together
 # The minerals we carry beyond the EMRT's (its `other minerals` option): ours -> the label the export uses.

@@ -263,6 +263,10 @@ async def test_the_emrt_lists_the_cobalt_refiner(system: System, chain: Chain) -
     ws = wb["Smelter List"]
     assert [ws.cell(row=5, column=i).value for i in range(1, 18)] == row["smelter_list"]
     assert ws.max_row == 5
+    mine_list = wb["Mine List"]
+    assert [[cell.value for cell in r] for r in mine_list.iter_rows(min_row=2)] == [
+        ["Cobalt", c.names[c.s3.id], None, CD_NAME]  # the cobalt mine's name withheld, its country given
+    ]
 
 
 async def test_the_operator_learns_every_mine_and_files_for_anyone(system: System, chain: Chain) -> None:

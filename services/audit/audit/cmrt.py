@@ -111,6 +111,7 @@ class SmelterRow:
     rmap: list[tuple[date, str]] = field(default_factory=list)  # (day metal passed, RMAP status then or "none")
     transformations: list[str] = field(default_factory=list)
     origin_lots: list[str] = field(default_factory=list)
+    sites: list[tuple[str | None, str | None]] = field(default_factory=list)  # (mine name shown, country): Mine List
     flags_open: int = 0
     flags_resolved: int = 0
     flags_by_rule: dict[str, dict[str, int]] = field(default_factory=dict)  # rule -> {open, resolved}
@@ -291,6 +292,7 @@ def _origins(g: Graph, row: SmelterRow, walk: _Walk, viewer: str | None, reached
     countries: dict[str, None] = {}
     recycled: dict[str, None] = {}
     withheld: set[str] = set()
+    sites: dict[tuple[str | None, str | None], None] = {}
     for f in facts:
         if f.origin_kind == "recycled":
             recycled[f.origin_source or "recycled"] = None
@@ -298,10 +300,9 @@ def _origins(g: Graph, row: SmelterRow, walk: _Walk, viewer: str | None, reached
         if f.origin_country:
             countries[f.origin_country] = None
         mine = f.origin_participant
-        if mine is None:
-            continue
-        p = g.parties.get(mine)
-        if p is None:
+        p = g.parties.get(mine) if mine is not None else None
+        if mine is None or p is None:
+            sites[(None, f.origin_country)] = None
             continue
         shown = viewer is None or party_shown(
             viewer, mine, Party(p.kind, p.disclosure, downstream=True), same_event=False
@@ -310,12 +311,14 @@ def _origins(g: Graph, row: SmelterRow, walk: _Walk, viewer: str | None, reached
             names[p.name] = None
         else:
             withheld.add(mine)
+        sites[(p.name if shown else None, f.origin_country)] = None
     row.mines = sorted(names)
     row.mines_withheld = len(withheld)
     row.countries = sorted(countries)
     row.recycled = sorted(recycled)
     row.recycled_only = _recycled_only(facts, walk.cut)
     row.origin_lots = [f.lot_id for f in facts]
+    row.sites = sorted(sites, key=lambda x: (x[0] or "", x[1] or ""))
 
 
 def _flags(row: SmelterRow, walk: _Walk, flags: Mapping[str, Sequence[FlagSeen]]) -> None:

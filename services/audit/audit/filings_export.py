@@ -16,7 +16,7 @@ from openpyxl.cell.cell import Cell
 from openpyxl.styles import Font
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.cmrt import HEADER_ROW, SMELTER_LIST_HEADERS, Answer, SmelterRow
+from audit.cmrt import HEADER_ROW, SMELTER_LIST_HEADERS, Answer, SmelterRow, country_name
 from audit.filings_service import Built
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -41,7 +41,7 @@ OUR_COLUMNS: tuple[str, ...] = (
 )
 EVIDENCE_HEAD: tuple[str, ...] = ("Metal", "Smelter name", "RMI facility id", "Country (ISO 3166-1)")
 DECLARATION_HEAD: tuple[str, ...] = ("Question", "Metal", "Answer", "Evidence (JSON)")
-MINE_LIST_HEAD: tuple[str, ...] = ("Metal", "Smelter name", "Mine name", "Mine country (ISO 3166-1)")
+MINE_LIST_HEAD: tuple[str, ...] = ("Metal", "Smelter name", "Mine name", "Mine country")
 
 _EXAMPLE_SMELTER: dict[str, Any] = {
     "metal": "Tin",
@@ -319,11 +319,8 @@ def to_xlsx(b: Built) -> bytes:
         _put(mines, 1, list(MINE_LIST_HEAD))
         n = 2
         for r in f.rows:
-            for m in r.mines:
-                _put(mines, n, [r.metal, r.name, m, None])
-                n += 1
-            for c in r.countries:
-                _put(mines, n, [r.metal, r.name, None, c])
+            for mine, country in r.sites:  # a mine whose name the filer may not learn: its country only
+                _put(mines, n, [r.metal, r.name, mine, country_name(country)])
                 n += 1
     buf = io.BytesIO()
     wb.save(buf)

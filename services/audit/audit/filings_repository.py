@@ -154,10 +154,11 @@ WHERE c.actor = $1 AND c.consumed_at >= $2 AND c.consumed_at < $3
 ORDER BY c.consumed_at, c.consumption_id
 LIMIT $5
 """
+# The receipt's time is in its event (`received_events`, found by its lot: the events' subject index).
 RECEIVED_SQL = """
 SELECT s.shipment_id AS ref, s.lot_id, s.mass_kg, s.shipped_at AS at, NULL::text AS product_id, NULL::text AS product
-FROM shipments s JOIN received_events e ON e.source = '/custody' AND e.type = 'custody.lot.received'
-     AND e.data->>'shipment_id' = s.shipment_id
+FROM shipments s JOIN received_events e ON e.subject = s.lot_id AND e.source = '/custody'
+     AND e.type = 'custody.lot.received' AND e.data->>'shipment_id' = s.shipment_id
 WHERE s.receiver = $1 AND s.status = 'received' AND (e.data->>'occurred_at')::timestamptz >= $2
   AND (e.data->>'occurred_at')::timestamptz < $3 AND cardinality($4::text[]) = 0
 ORDER BY s.shipped_at, s.shipment_id

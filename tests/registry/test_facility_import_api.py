@@ -454,3 +454,16 @@ async def test_hostile_bodies_and_content_types_answer_declared_problems_and_wri
         assert r.status_code == expected, (name, r.text[:300])
     assert await import_count(url) == imports_before
     assert await rmap_history(api, pid) == []
+
+
+async def test_two_imports_at_once_record_each_change_once(api: httpx.AsyncClient) -> None:
+    chain = Chain()
+    await chain.register(api)
+    body = chain.csv()
+    first, second = await asyncio.gather(
+        *(api.post("/facility-lists/import", content=body, headers=CSV) for _ in range(2))
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert sorted([first.json()["counts"]["changes"], second.json()["counts"]["changes"]]) == [0, 2]
+    assert len(await rmap_history(api, chain.pids[chain.other])) == 2
+    assert len(await rmap_history(api, chain.pids[chain.none])) == 1

@@ -16,19 +16,21 @@ from registry.models import Certification, Participant
 _CHUNK = 5_000  # ids per statement (well under asyncpg's 32,767 parameters)
 
 
-async def held(session: AsyncSession, facility_ids: Sequence[str]) -> dict[str, Held]:
-    """The smelters and refiners with these RMI facility ids, each with its latest recorded RMAP certification."""
+async def held(session: AsyncSession, facility_ids: Sequence[str], *, lock: bool = False) -> dict[str, Held]:
+    """The smelters and refiners with these RMI facility ids, each with its latest recorded RMAP certification.
+
+    `lock`: the participants' rows are locked until the transaction ends (an import that writes), so two imports
+    at once take turns and the second sees what the first recorded (a same row is then unchanged)."""
     out: dict[str, Held] = {}
     ids = sorted(set(facility_ids))
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
-        participants = (
-            await session.scalars(
-                select(Participant).where(
-                    Participant.rmi_smelter_id.in_(chunk), Participant.kind.in_(sorted(SMELTER_KINDS))
-                )
-            )
-        ).all()
+        stmt = select(Participant).where(
+            Participant.rmi_smelter_id.in_(chunk), Participant.kind.in_(sorted(SMELTER_KINDS))
+        )
+        if lock:
+            stmt = stmt.order_by(Participant.id).with_for_update()
+        participants = (await session.scalars(stmt)).all()
         if not participants:
             continue
         latest = (

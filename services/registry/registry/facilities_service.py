@@ -95,7 +95,7 @@ async def import_list(
     """Compare the parsed list with the registry and (unless `dry_run`) record the changes and the import, in the
     caller's transaction. Returns the report."""
     today = today or datetime.now(UTC).date()
-    held = await repository.held(session, [r.facility_id for r in parsed.rows])
+    held = await repository.held(session, [r.facility_id for r in parsed.rows], lock=not dry_run)
     entries = fd.plan(parsed, held, today)
     counts = _counts(entries)
     sha256 = hashlib.sha256(data).hexdigest()

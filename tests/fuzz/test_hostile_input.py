@@ -42,6 +42,7 @@ from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
+from registry.assessments_domain import QUESTIONS, AnswerType
 from registry.config import Settings as RegistrySettings
 from registry.main import create_app as registry_app
 from tests.conftest import OPERATOR, OPERATOR_TOKEN, bearer, registry_process, serve_in_process
@@ -419,6 +420,17 @@ async def _revoke(w: World, refused: bool) -> Req:
     token_id = (await _fresh_participant(w))["credential"]["token_id"]
     body = {"reason": "ordinateur volé"}
     return Req("registry", "POST", f"/credentials/{token_id}/revoke", OPERATOR_TOKEN, body, (), ("reason",))
+
+
+@route("registry", "POST /participants/{participant_id}/self-assessments")
+async def _self_assessment(w: World, refused: bool) -> Req:
+    pid = (await _fresh_participant(w))["participant"]["id"]
+    answers: list[dict[str, Any]] = [
+        {"question_id": q.id, "answer": "yes" if q.answer_type is AnswerType.yes_no else q.options[0].value}
+        for q in QUESTIONS
+    ]
+    answers[0] |= {"comment": "Politique adoptée en mars 2026", "evidence": ["https://example.org/politique.pdf"]}
+    return Req("registry", "POST", f"/participants/{pid}/self-assessments", OPERATOR_TOKEN, {"answers": answers})
 
 
 def _officer_body() -> dict[str, Any]:

@@ -133,6 +133,12 @@ async def one_of_each_change(api: httpx.AsyncClient) -> dict[str, Any]:
         201,
     )
     await call(api, "PATCH", f"/coexistence-agreements/{agreement['id']}", {"status": "in_force"})
+    questionnaire = await call(api, "GET", "/self-assessment/questionnaire", None, 200)
+    every = [
+        {"question_id": q["id"], "answer": "yes" if q["answer_type"] == "yes_no" else q["options"][0]["value"]}
+        for q in questionnaire["questions"]
+    ]
+    await call(api, "POST", f"/participants/{smelter_id}/self-assessments", {"answers": every}, 201)
     issued = await call(api, "POST", f"/participants/{smelter_id}/credentials", None, 201)
     await call(api, "POST", f"/credentials/{issued['token_id']}/revoke", {"reason": "laptop stolen"})
     await call(api, "POST", f"/credentials/{mine['credential']['token_id']}/revoke", None)
@@ -169,6 +175,7 @@ EXPECTED = Counter(
         "registry.coexistence_agreement.changed": 2,
         "registry.regulator.granted": 1,
         "registry.regulator.grant_revoked": 1,
+        "registry.self_assessment.submitted": 1,
     }
 )
 

@@ -50,6 +50,7 @@ REGISTRY_TYPES = {
     "registry.coexistence_agreement.changed",
     "registry.regulator.granted",  # regulators' read access (issue 24)
     "registry.regulator.grant_revoked",
+    "registry.self_assessment.submitted",  # companies' due-diligence self-assessments (issue 25)
 }
 
 

@@ -69,6 +69,10 @@ IDS = {
         "list_invitations",
         "import_facility_list",  # RMI-style facility lists (issue 25)
         "list_facility_list_imports",
+        "get_questionnaire",  # companies' due-diligence self-assessments (issue 25)
+        "submit_self_assessment",
+        "list_self_assessments",
+        "get_self_assessment",
     ],
     "custody": [
         "register_lot",
@@ -104,6 +108,7 @@ IDS = {
         "get_grievance",
         "triage_grievance",
         "erase_contact",
+        "latest_self_assessment",  # a participant's self-assessment scores and trend, for its buyers (issue 25)
         "responsible_share",  # a lot's responsibly-produced share and battery passport due diligence (issue 25, R)
         "battery_due_diligence",
         "cmrt",  # audit/filings_router.py (issue 25): the CMRT and EMRT as JSON, workbook, CSV rows

@@ -231,3 +231,28 @@ async def test_a_consumption_names_the_callers_own_product(stack: Stack) -> None
         await stack.custody.get(f"/lots/{lot}/trace", params={"direction": "downstream"}, headers=OPERATOR), 200
     )
     assert {p["product_id"] for p in trace["products"]} == {mine["product_id"], None}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_product_ids_are_scoped_and_listed_page_by_page(stack: Stack) -> None:
+    maker, other = await stack.party("manufacturer", "DE"), await stack.party("manufacturer", "FR")
+    theirs = await product(stack, other)
+    # An id under another participant's prefix cannot be created: 422 saying how product ids look.
+    r = await stack.custody.post(
+        "/products", headers=maker.auth, json={"product_id": theirs["product_id"], "name": "x"}
+    )
+    assert r.status_code == 422 and "product ids are scoped" in r.text, r.text
+    made = [await product(stack, maker, name=f"P{i}") for i in range(3)]
+    assert all(p["product_id"].split(":", 1)[1].startswith("PRD-") for p in made)  # generated local ids
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = await ok(await stack.custody.get("/products", params=params, headers=maker.auth), 200)
+        seen += [p["product_id"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [p["product_id"] for p in made]
+    # Another owner's filter from a participant matches nothing.
+    r = await ok(await stack.custody.get("/products", params={"owner": other.id}, headers=maker.auth), 200)
+    assert r["items"] == []

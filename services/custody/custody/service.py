@@ -756,7 +756,9 @@ async def register_product(*, write: Write, body: schemas.ProductCreate) -> Answ
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "register products")
         me = await _me(uow, who)
-        product_id = _lot_id(me, body.product_id, "PRD", "body.product_id")
+        product_id = domain.scoped_lot_id(me.lot_prefix, _new_id("PRD") if body.product_id is None else body.product_id)
+        if product_id is None:  # scoped like lot ids: only its owner's prefix
+            raise InvalidInput("body.product_id", domain.lot_id_rule(me.lot_prefix).replace("lot", "product"))
         id_taken, gtin_of = await repository.product_clashes(uow.conn, product_id, me.id, body.gtin)
         if id_taken:
             raise Conflict(f"Product {product_id} already exists; change it with PATCH /products/{{product_id}}.")

@@ -620,7 +620,10 @@ CUSTODY_MODELS = frozenset(m.value for m in CustodyModel)
 
 
 def custody_model(v: Any) -> str | None:
-    """A transformation's chain-of-custody model as sent (one of `shared.vocab.CustodyModel`), or None."""
+    """A transformation's chain-of-custody model as sent (one of `shared.vocab.CustodyModel`), or None. Read from
+    the event that records the transformation (`custody.transformation.recorded`, which custody writes it in); the
+    lots' own events repeat it, and are not read for it: a transformation's row never depends on the order its
+    events arrive in."""
     if v is None:
         return None
     if v not in CUSTODY_MODELS:
@@ -646,7 +649,6 @@ class Transformed:
     step: CustodyStep | None  # an input's: its time is checked against the lot's
     output: NewLot | None  # an output's: the lot it makes
     record: TransformationRecord | None  # schema version 1 only: the whole transformation came with every lot
-    custody_model: str | None = None  # as this lot's event carried it (the transformation's, `record` or not)
 
 
 def transformed(e: CloudEvent) -> Transformed:
@@ -674,7 +676,7 @@ def transformed(e: CloudEvent) -> Transformed:
             mineral=made["mineral"],
             form=made["form"],
         )
-    return Transformed(d["transformation_id"], d["kind"], step, output, record, custody_model(d.get("custody_model")))
+    return Transformed(d["transformation_id"], d["kind"], step, output, record)
 
 
 @dataclass(slots=True)

@@ -212,13 +212,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 """
-# A lot's own custody.lot.transformed carrying the transformation's custody model, the transformation written by an
-# earlier batch without one (a transformation this batch writes gets it in its row: `handlers.transformations`).
-UPDATE_CUSTODY_MODELS_SQL = """
-UPDATE transformations t SET custody_model = u.custody_model
-FROM unnest($1::text[], $2::text[]) AS u(transformation_id, custody_model)
-WHERE t.transformation_id = u.transformation_id AND t.custody_model IS NULL
-"""
 INSERT_TRANSFORMATION_INPUTS_SQL = """
 INSERT INTO transformation_inputs (transformation_id, lot_id, position, mass_kg)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::numeric[]) ON CONFLICT DO NOTHING
@@ -352,7 +345,6 @@ class Changes:
     # a transformation's lots, stored once (n + m rows): (transformation, lot) -> position in its list
     transformation_inputs: dict[tuple[str, str], tuple[int, Decimal | None]] = field(default_factory=dict)  # +mass
     transformation_outputs: dict[tuple[str, str], int] = field(default_factory=dict)
-    custody_models: dict[str, str] = field(default_factory=dict)  # UPDATE_CUSTODY_MODELS_SQL: transformation -> model
     products: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # PRODUCT_COLUMNS, by product (the latest)
     consumptions: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # CONSUMPTION_COLUMNS, by consumption
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
@@ -422,9 +414,6 @@ def parts(c: Changes, copy: bool) -> list[Part]:
     elif c.transformations:
         rows = [(*r[:5], to_json(r[5]), *r[6:]) for r in c.transformations.values()]
         out.append(("sql", "transformations", INSERT_TRANSFORMATIONS_SQL, columns(rows, len(TRANSFORMATION_COLUMNS))))
-    if c.custody_models:
-        models = [list(c.custody_models), list(c.custody_models.values())]
-        out.append(("sql", "custody_models", UPDATE_CUSTODY_MODELS_SQL, models))
     inputs = [(tid, lot_id, position, m) for (tid, lot_id), (position, m) in c.transformation_inputs.items()]
     outputs = [(tid, lot_id, position) for (tid, lot_id), position in c.transformation_outputs.items()]
     for table, sql, records, cols in (

@@ -84,18 +84,6 @@ def on_recorded(ctx: Context, ev: TransformationRecord) -> None:
     screening.smelter(ctx, ev.transformation_id)
 
 
-def custody_model(ctx: Context, tid: str, model: str) -> None:
-    """A lot's event names the transformation's chain-of-custody model: into the transformation's row if this batch
-    writes it, else onto the row written before (when it has none)."""
-    c, j = ctx.changes, ctx.journal
-    row = c.transformations.get(tid)
-    if row is not None:
-        if row[-1] is None:
-            j.set(c.transformations, tid, (*row[:-1], model))
-    elif tid not in c.custody_models:
-        j.set(c.custody_models, tid, model)
-
-
 def on_transformed(ctx: Context, ev: Transformed) -> None:
     tid = ev.transformation_id
     if ev.step is not None:
@@ -105,7 +93,5 @@ def on_transformed(ctx: Context, ev: Transformed) -> None:
         new_lot(ctx, ev.output)
     if ev.record is not None:  # version 1: the lists came with this lot's event
         record(ctx, ev.record)
-    if ev.custody_model is not None:
-        custody_model(ctx, tid, ev.custody_model)
     if ev.output is not None:  # all outputs exist once their events arrived; judging again is harmless
         screening.smelter(ctx, tid)

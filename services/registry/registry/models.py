@@ -22,7 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from registry.assessments_models import SelfAssessment  # noqa: F401 (its table)
 from registry.db import Base
+from registry.facilities_models import FacilityListImport  # noqa: F401 (its table)
 from shared.db import DeadLetterMixin, OutboxMixin
 
 

@@ -316,3 +316,29 @@ async def test_bounds_and_refusals(system: System, chain: Chain, monkeypatch: py
     assert r.status_code == 422 and "narrow the period" in r.text
     received = await ok(await s.audit.get("/filings/cmrt", params={**PERIOD, "basis": "received"}, headers=maker), 200)
     assert {row["participant_id"] for row in received["smelters"]} == {c.s1.id, c.s2.id}
+
+
+async def test_company_answers_come_from_the_filers_latest_self_assessment(system: System, chain: Chain) -> None:
+    s, c = system, chain
+    q = await ok(await s.registry.get("/self-assessment/questionnaire", headers=c.maker.auth), 200)
+    answers = [
+        {"question_id": x["id"], "answer": "yes" if x["answer_type"] == "yes_no" else "na"} for x in q["questions"]
+    ]
+    sent = await ok(
+        await s.registry.post(
+            f"/participants/{c.maker.id}/self-assessments",
+            headers=c.maker.auth,
+            json={"questionnaire_version": q["questionnaire_version"], "answers": answers},
+        )
+    )
+    assessment_id = sent.get("assessment_id") or sent["id"]
+
+    async def projected() -> bool:
+        return bool(await s.audit_rows("SELECT 1 FROM self_assessments WHERE assessment_id = $1", assessment_id))
+
+    await wait_for(projected, timeout_s=30, what="audit to project the self-assessment")
+    body = await ok(await s.audit.get("/filings/cmrt", params=PERIOD, headers=c.maker.auth), 200)
+    company = {a["question"]: a for a in body["declaration"] if a["metal"] is None}
+    assert list(company) == [f"company_{x}" for x in "ABCDEFGHIJ"]
+    assert company["company_A"]["answer"] == "Yes"
+    assert company["company_A"]["evidence"]["assessment_id"] == assessment_id

@@ -342,3 +342,19 @@ async def test_company_answers_come_from_the_filers_latest_self_assessment(syste
     assert list(company) == [f"company_{x}" for x in "ABCDEFGHIJ"]
     assert company["company_A"]["answer"] == "Yes"
     assert company["company_A"]["evidence"]["assessment_id"] == assessment_id
+
+
+async def test_a_filing_past_its_time_is_a_503_and_holds_nothing(
+    system: System, chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, c = system, chain
+
+    async def slow(conn: Any, *args: Any, **kw: Any) -> Any:
+        await conn.execute("SELECT pg_sleep(2)")
+
+    monkeypatch.setattr(filings_service, "TIMEOUT_MS", 200)
+    monkeypatch.setattr(filings_service.repository, "upstream_graph", slow)
+    r = await s.audit.get("/filings/cmrt", params=PERIOD, headers=c.maker.auth)
+    assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    monkeypatch.undo()
+    assert (await s.audit.get("/filings/cmrt", params=PERIOD, headers=c.maker.auth)).status_code == 200

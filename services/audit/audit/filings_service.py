@@ -19,7 +19,7 @@ from audit import repository as audit_repository
 from audit import service as audit_service
 from audit.filings_domain import Graph, LotFacts
 from shared.auth import Principal
-from shared.problems import Forbidden, InvalidInput, NotFound
+from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from shared.visibility import Party, party_shown
 from shared.vocab import CMRT_METALS, EMRT_MINERALS, Mineral
 
@@ -99,6 +99,15 @@ def _at(d: date) -> datetime:
 async def build(pool: asyncpg.Pool, who: Principal, ask: Ask) -> Built:
     filer, viewer = _filer(who, ask.participant)
     _check(ask)
+    try:
+        return await _build(pool, filer, viewer, ask)
+    except asyncpg.QueryCanceledError as e:  # the statement timeout: nothing is held, nothing was written
+        raise ServiceUnavailable(
+            f"the filing took longer than {TIMEOUT_MS // 1000} s to build: narrow the period or choose products"
+        ) from e
+
+
+async def _build(pool: asyncpg.Pool, filer: str, viewer: str | None, ask: Ask) -> Built:
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         await conn.execute(f"SET LOCAL statement_timeout = {TIMEOUT_MS}")
         party = await repository.participant(conn, filer)

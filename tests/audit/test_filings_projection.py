@@ -100,7 +100,7 @@ def transformation(
     """Custody's events for a transformation; the custody model on the recorded event (`on_record`) or only on the
     lots' own events."""
     header = {"transformation_id": tid, "kind": "smelting", "by": SMELTER, "by_kind": "smelter", "by_country": "MY"}
-    recorded = {
+    recorded: dict[str, Any] = {
         **header,
         "occurred_at": AT,
         "inputs": [{"lot_id": i, "mineral": "tin", "form": "concentrate", "mass_kg": m} for i, m in inputs.items()],
@@ -351,3 +351,31 @@ async def test_a_replay_through_kafka_gives_the_same_rows(db: str) -> None:
         replayed = await read(other)
     for key in ("products", "consumptions", "inputs", "models", "recycled", "holders"):
         assert replayed[key] == live[key], key
+
+
+def test_audit_decodes_every_example_custody_documents_of_the_events_the_filings_read() -> None:
+    """The contract with custody (part P): each example its AsyncAPI gives of the events projected for the filings
+    decodes into the rows above (products, consumptions naming a product, recycled lots, custody models)."""
+    from audit.projection.handlers import HANDLERS
+    from custody.events import CUSTODY_EVENTS as DOCUMENTED
+
+    wanted = {
+        "custody.product.registered",
+        "custody.product.updated",
+        "custody.lot.recycled",
+        "custody.lot.consumed",
+        "custody.transformation.recorded",
+    }
+    seen = set()
+    for et in DOCUMENTED:
+        if et.type not in wanted:
+            continue
+        examples = et.payload.model_json_schema().get("examples") or []
+        for data in examples:
+            decoded = HANDLERS[et.type][0](custody_event(et.type, "k", data))
+            seen.add(et.type)
+            if et.type == "custody.lot.recycled":
+                assert decoded.origin_kind == "recycled" and decoded.origin_source in ("recycled", "scrap")
+            if et.type == "custody.transformation.recorded":
+                assert decoded.input_masses and all(m is not None for m in decoded.input_masses)
+    assert seen == wanted

@@ -36,7 +36,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "[demo]"
-KEY_PREFIX = "demo-v3"  # Idempotency-Key prefix: a new version of the demo must change it
+KEY_PREFIX = "demo-v4"  # Idempotency-Key prefix: a new version of the demo must change it
 RISK_PROFILES_CSV = Path(__file__).resolve().with_name("risk_profiles.illustrative.csv")
 MARKER_NAME = "Scheldt Metal Recovery NV"  # registered last: its presence means the demo is complete
 AUDIT_WAIT_S = 20.0  # default of --audit-wait
@@ -134,6 +134,11 @@ class Spec:
         return out
 
 
+def gtin(seed: str, gs1_prefix: str) -> str:
+    """A made-up GTIN-13 with a valid check digit (as `gln`, from another seed)."""
+    return gln(seed, gs1_prefix)
+
+
 def rmap(status: str, valid_from: str, valid_until: str | None, ref: str) -> dict[str, Any]:
     return {"scheme": "rmap", "status": status, "valid_from": valid_from, "valid_until": valid_until, "reference": ref}
 
@@ -215,6 +220,10 @@ PARTICIPANTS: tuple[Spec, ...] = (
          identifiers={"rmi_smelter_id": "CID009106", "lei": lei("lanhai", "3003")},
          certifications=(rmap("conformant", "2026-03-30", "2027-03-29", "RMAP cobalt refiner assessment 2026-027"),),
          role="cobalt refiner, RMAP Conformant"),
+    # Recyclers (their scrap and recycled metal are origin lots of their own kind).
+    Spec("rhein_maas", "Rhein-Maas Metallrückgewinnung GmbH", "recycler", "DE", "DE-NW",
+         identifiers={"lei": lei("rhein_maas", "5299"), "gln": gln("rhein_maas", "40")},
+         role="solder dross and tin scrap, remelted", disclosure="public"),
     # Component makers and manufacturers.
     Spec("rheinland", "Rheinland Lötmittel GmbH", "component_manufacturer", "DE", "DE-NW",
          identifiers={"gln": gln("rheinland", "40"), "lei": lei("rheinland", "5299")}, role="solder alloys"),
@@ -644,12 +653,14 @@ class Seeder:
         at: str,
         inputs: Sequence[tuple[str, float]],
         outputs: Sequence[tuple[str, str, str, float]],
+        model: str = "mass_balance",
     ) -> list[str]:
         body = {
             "kind": kind,
             "occurred_at": at,
             "inputs": [{"lot_id": self.full(lot), "mass_kg": kg} for lot, kg in inputs],
             "outputs": [{"lot_id": lot, "mineral": m, "form": f, "mass_kg": kg} for lot, m, f, kg in outputs],
+            "custody_model": model,  # ISO 22095 (shared.vocab.CustodyModel): what claims survive it
         }
         made = self.write(who, "/transformations", body, f"transform:{outputs[0][0]}", f"{kind} into {outputs[0][0]}")
         for (lot, *_), out in zip(outputs, made["outputs"], strict=True):
@@ -659,10 +670,48 @@ class Seeder:
             self.stats.lots_by_mineral[mineral] += 1
         return [lot for lot, *_ in outputs]
 
-    def consume(self, who: str, lot_id: str, product: str, mass: float, at: str) -> None:
-        body = {"product": product, "mass_kg": mass, "consumed_at": at}
+    def product(self, who: str, local_id: str, name: str, gtin: str, mineral: str) -> None:
+        """A product `who` makes (its id is `<prefix>:<local id>`, as custody answers it)."""
+        body = {"product_id": local_id, "name": name, "gtin": gtin, "mineral": mineral}
+        made = self.write(who, "/products", body, f"product:{local_id}", f"registering product {local_id}")
+        self.ids[local_id] = made["product_id"]
+
+    def consume(self, who: str, lot_id: str, product: str, batch: str, mass: float, at: str) -> None:
+        """`who` consumes `mass` of a lot into its registered `product` (a local id), batch `batch`."""
+        body = {"product_id": self.ids[product], "product": batch, "mass_kg": mass, "consumed_at": at}
         path = f"/lots/{self.full(lot_id)}/consumptions"
         self.write(who, path, body, f"consume:{lot_id}:{at}", f"consuming {lot_id}")
+
+    def recycled(self, who: str, body: dict[str, Any]) -> None:
+        made = self.write(who, "/lots/recycled", body, f"recycled:{body['lot_id']}", f"registering {body['lot_id']}")
+        self.ids[body["lot_id"]] = made["lot_id"]
+        self.stats.mined += 1
+        self.stats.lots_by_mineral[body["mineral"]] += 1
+
+    def products(self) -> None:
+        """The manufacturers' products, with their GTINs: consumptions name them, and filings group by them."""
+        self.product("northwind", "NW-X12-MB", "NW-X12 smartphone mainboard", gtin("northwind-x12", "08"), "tin")
+        self.product("voltaris", "VA-BP-77", "VA-BP-77 battery pack", gtin("voltaris-bp77", "43"), "cobalt")
+        self.product("voltaris", "VA-EDU-3", "VA-EDU-3 e-axle gearbox", gtin("voltaris-edu3", "43"), "tungsten")
+
+    def self_assessments(self) -> None:
+        """Northwind answers the due-diligence self-assessment (the five OECD steps): its CMRT's company-level
+        answers come from it. Everything in place but the independent audit of its smelters, partly."""
+        party = self.parties["northwind"]
+        q = self.registry.ok("GET", "/self-assessment/questionnaire", "reading the questionnaire", headers=party.auth)
+        answers = []
+        for question in q["questions"]:
+            options = question.get("options") or []
+            if question["answer_type"] == "choice" and options:
+                answer = options[0]["value"] if isinstance(options[0], dict) else options[0]
+            else:
+                answer = "partial" if question["step"] == "audit" else "yes"
+            answers.append({"question_id": question["id"], "answer": answer})
+        path = f"/participants/{party.id}/self-assessments"
+        have = self.registry.ok("GET", path, "reading self-assessments", headers=party.auth)
+        if not have.get("items"):
+            body = {"answers": answers}
+            self.registry.ok("POST", path, "submitting a self-assessment", headers=party.auth, json=body)
 
     def external(self, who: str, body: dict[str, Any]) -> None:
         made = self.write(who, "/lots/external", body, f"external:{body['lot_id']}", f"declaring {body['lot_id']}")
@@ -738,18 +787,35 @@ class Seeder:
         # A third Bangka lot shipped on 26 October with 3 days allowed, never received.
         self.mine("bangka", "BKS-SN-2610-07", "tin", "concentrate", 1920.0, "2026-10-24T02:00:00Z", "S-BB-10107")
         self.ship("bangka", "pangkal", "BKS-SN-2610-07", 1920.0, "2026-10-26T01:00:00Z", "S-BB-10107", max_days=3)
+        # Solder dross remelted by a recycler near Duisburg: tin from scrap, an origin of its own kind.
+        self.recycled(
+            "rhein_maas",
+            {
+                "lot_id": "RMR-SN-2609-01",
+                "mineral": "tin",
+                "form": "metal",
+                "mass_kg": 320.0,
+                "source": "scrap",
+                "country": "DE",
+                "region": "DE-NW",
+                "description": "solder dross from wave-soldering lines, remelted",
+                "collected_at": "2026-09-20T00:00:00Z",
+                "seal": "S-DE-20901",
+            },
+        )
+        self.move("rhein_maas", "rheinland", "RMR-SN-2609-01", 320.0, "2026-09-28T08:00:00Z", "2026-09-29T10:00:00Z",
+                  "S-DE-20901", received_kg=319.8, max_days=5)  # fmt: skip
         # Solder (SAC305 bars, tin content) -> smartphone mainboards.
         solder = self.transform(
             "rheinland",
             "alloying",
             "2026-10-12T07:00:00Z",
-            [(ingots[0], 1079.6), (pts[0], 1449.5)],
+            [(ingots[0], 1079.6), (pts[0], 1449.5), ("RMR-SN-2609-01", 319.8)],
             [("RLM-SAC305-2641-01", "tin", "alloy", 1250.0), ("RLM-SAC305-2641-02", "tin", "alloy", 1250.0)],
         )
         self.move("rheinland", "northwind", solder[0], 1250.0, "2026-10-14T09:00:00Z", "2026-10-27T16:00:00Z",
                   "S-DE-20419", max_days=30)  # fmt: skip
-        self.consume("northwind", solder[0], "SKU NW-X12 smartphone mainboard, batch 2026-45", 420.0,
-                     "2026-11-03T08:00:00Z")  # fmt: skip
+        self.consume("northwind", solder[0], "NW-X12-MB", "batch 2026-45", 420.0, "2026-11-03T08:00:00Z")
         say("tin: Sud-Kivu ASM via Burundi and Bolivian ASM to Penang (+ off-system Myanmar concentrate), Bangka "
             "to a non-conformant smelter; solder in Germany; smartphone mainboards in California")  # fmt: skip
 
@@ -793,11 +859,11 @@ class Seeder:
                 ("KCW-TACAP-2639-01", "tantalum", "component", 68.0),
                 ("KCW-TACAP-2639-02", "tantalum", "component", 68.0),
             ],
+            model="identity_preserved",
         )
         self.move("kanto", "northwind", caps[0], 68.0, "2026-10-01T02:00:00Z", "2026-10-09T18:00:00Z", "S-JP-40211",
                   max_days=20)  # fmt: skip
-        self.consume("northwind", caps[0], "SKU NW-X12 smartphone mainboard, batch 2026-45", 24.5,
-                     "2026-11-03T08:00:00Z")  # fmt: skip
+        self.consume("northwind", caps[0], "NW-X12-MB", "batch 2026-45", 24.5, "2026-11-03T08:00:00Z")
         say("tantalum: ITSCI coltan from Nord-Kivu via Kigali and Australian tantalite to Thailand; capacitors in "
             "Tokyo; smartphone mainboards in California")  # fmt: skip
 
@@ -829,11 +895,11 @@ class Seeder:
             "2026-10-26T06:00:00Z",
             [(apt[0], 449.8)],
             [("SHM-WC-2644-01", "tungsten", "component", 220.0), ("SHM-WC-2644-02", "tungsten", "component", 220.0)],
+            model="identity_preserved",
         )
         self.move("schwaben", "voltaris", tools[0], 220.0, "2026-10-28T06:00:00Z", "2026-10-29T10:00:00Z", "S-DE-77028",
                   max_days=5)  # fmt: skip
-        self.consume("voltaris", tools[0], "SKU VA-EDU-3 e-axle gearbox machining, batch 2026-45", 35.0,
-                     "2026-11-04T06:00:00Z")  # fmt: skip
+        self.consume("voltaris", tools[0], "VA-EDU-3", "machining, batch 2026-45", 35.0, "2026-11-04T06:00:00Z")
         say("tungsten: ITSCI wolframite from Rwanda via Kigali to Ganzhou; carbide tools in Baden-Württemberg; "
             "e-axle gearboxes in Bavaria")  # fmt: skip
 
@@ -871,11 +937,11 @@ class Seeder:
             "2026-08-24T01:00:00Z",
             [(bars[1], 10.0)],
             [("HBW-AU-2635-01", "gold", "component", 4.9), ("HBW-AU-2635-02", "gold", "component", 4.9)],
+            model="identity_preserved",
         )
         self.move("hsinchu", "northwind", wire[0], 4.9, "2026-09-01T02:00:00Z", "2026-09-05T17:00:00Z", "S-TW-35011",
                   max_days=10)  # fmt: skip
-        self.consume("northwind", wire[0], "SKU NW-X12 smartphone mainboard, batch 2026-45", 1.35,
-                     "2026-11-03T08:00:00Z")  # fmt: skip
+        self.consume("northwind", wire[0], "NW-X12-MB", "batch 2026-45", 1.35, "2026-11-03T08:00:00Z")
         say("gold: Fairmined doré from Antioquia, CRAFT doré from Puno and South African doré to Ticino; bonding "
             "wire in Hsinchu; smartphone mainboards in California")  # fmt: skip
 
@@ -898,6 +964,7 @@ class Seeder:
             "2026-09-10T03:00:00Z",
             [("KPC-CO-2607-01", 1958.8), ("KPC-CO-2607-02", 2008.7)],
             [("ZLC-CO-260910-1", "cobalt", "metal", 620.0), ("ZLC-CO-260910-2", "cobalt", "metal", 620.0)],
+            model="segregated",
         )
         self.move("lanhai", "hanbit", co[0], 620.0, "2026-09-15T02:00:00Z", "2026-09-24T05:00:00Z", "S-CN-60915",
                   received_kg=619.7, max_days=20)  # fmt: skip
@@ -907,10 +974,11 @@ class Seeder:
             "2026-10-01T00:00:00Z",
             [(co[0], 619.7)],
             [("HCM-NCM-2640-01", "cobalt", "component", 305.0), ("HCM-NCM-2640-02", "cobalt", "component", 305.0)],
+            model="identity_preserved",
         )
         self.move("hanbit", "voltaris", cathode[0], 305.0, "2026-10-05T01:00:00Z", "2026-10-30T09:00:00Z", "S-KR-41005",
                   max_days=40)  # fmt: skip
-        self.consume("voltaris", cathode[0], "SKU VA-BP-77 battery pack, batch 2026-45", 280.0, "2026-11-05T06:00:00Z")
+        self.consume("voltaris", cathode[0], "VA-BP-77", "batch 2026-45", 280.0, "2026-11-05T06:00:00Z")
         say("cobalt: industrial hydroxide from Lualaba via Zambia and Dar es Salaam to Zhejiang; cathode material "
             "in Gyeongbuk; battery packs in Bavaria")  # fmt: skip
 
@@ -1040,6 +1108,8 @@ class Seeder:
         self.register_officer()
         self.ensure_risk_profiles()
         self.ensure_coexistence()
+        self.products()
+        self.self_assessments()
         self.tin()
         self.tantalum()
         self.tungsten()

@@ -218,7 +218,7 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
     listed = {p["key"]: p for p in doc["participants"]}
     specs = {s.key: s for s in (*seed.PARTICIPANTS, seed.MARKER)}
     assert set(listed) == set(specs)
-    assert len(listed) == 27
+    assert len(listed) == 28
     assert tokens_file.stat().st_mode & 0o077 == 0  # secrets: readable by the owner only
     for key, p in listed.items():
         assert {"id", "name", "kind", "country", "token"} <= set(p)
@@ -257,6 +257,8 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
         # the maker, several tiers down, sees the mines whose policy lets it (public, downstream), not the others
         seen = {o["origin"].get("participant_id") for o in trace.json()["origins"]}
         disclosed = {listed[m]["id"] for m in mines if m in ("bangka", "murchison", "highveld")}
+        if mineral == "tin":  # the recycler (public) whose scrap went into the solder is an origin too
+            disclosed.add(listed["rhein_maas"]["id"])
         assert seen - {None} == disclosed, (mineral, seen)
         everyone = await pages(custody, "/lots", OPERATOR, mineral=mineral)
         assert component in {lot["lot_id"] for lot in everyone}
@@ -286,6 +288,33 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
     risk = (await audit.get(f"/lots/{solder}/risk", headers=OPERATOR)).json()
     assert risk["rating"] == "critical"
     assert {e["flag"]["rule"] for e in risk["inherited"]} >= {"uncertified_asm_in_cahra", "transit_through_cahra"}
+
+    # Northwind files its CMRT for the product it registered (issue 25): the four smelters and refiners its tin,
+    # tantalum and gold passed, by RMI id, and the company-level answers from its self-assessment.
+    nw = bearer(listed["northwind"]["token"])
+    (product,) = (await custody.get("/products", headers=nw)).json()["items"]
+    assert (product["name"], product["gtin"] is not None) == ("NW-X12 smartphone mainboard", True)
+    period = {"from": "2026-01-01", "to": "2027-01-01"}
+    cmrt = await audit.get("/filings/cmrt", params={**period, "product": product["product_id"]}, headers=nw)
+    assert cmrt.status_code == 200, cmrt.text
+    filing = cmrt.json()
+    assert [p["name"] for p in filing["products"]] == ["NW-X12 smartphone mainboard"]
+    assert filing["roots"] == 3  # its three consumptions: solder, capacitors, bonding wire
+    assert {(r["metal"], r["rmi_facility_id"]) for r in filing["smelters"]} == {
+        ("Tin", "CID009101"),
+        ("Tin", "CID009102"),
+        ("Tantalum", "CID009103"),
+        ("Gold", "CID009105"),
+    }
+    assert set(filing["metals"]) == {"Tin", "Tantalum", "Gold"}
+    company = {a["question"]: a["answer"] for a in filing["declaration"] if a["question"].startswith("company_")}
+    assert company["company_A"] == "Yes", company  # company-level answers come from the self-assessment
+    # Voltaris's battery pack: its cobalt's due diligence names the refiner and its RMAP status on the day.
+    vt = bearer(listed["voltaris"]["token"])
+    cathode = full_id(await pages(custody, "/lots", vt, mineral="cobalt"), "HCM-NCM-2640-01")
+    dd = await audit.get(f"/lots/{cathode}/battery-passport/due-diligence", headers=vt)
+    assert dd.status_code == 200, dd.text
+    assert "CID009106" in dd.text
 
     # A second run sees the marker, says so, and adds nothing.
     participants_before = len(await pages(registry, "/participants", OPERATOR))

@@ -27,7 +27,7 @@ from registry.assessments_domain import (
     score,
 )
 from registry.assessments_models import SelfAssessment
-from shared.auth import Principal
+from shared.auth import Principal, refuse_regulator
 from shared.events import format_time, new_event
 from shared.outbox import enqueue
 from shared.problems import Forbidden, InvalidInput, NotFound
@@ -113,6 +113,7 @@ def event_data(a: SelfAssessment) -> dict[str, Any]:
 async def submit(
     *, session: AsyncSession, who: Principal, participant_id: str, body: schemas.SelfAssessmentCreate
 ) -> SelfAssessment:
+    refuse_regulator(who, "submit self-assessments")
     if not (who.is_operator or (who.is_participant and who.subject == participant_id)):
         if reads(who, participant_id):
             raise Forbidden("Only the participant itself, or the operator on its behalf, submits its self-assessment.")

@@ -231,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
     pg = local_pg(args.pg_host, args.pg_port)
     rows_out: list[dict[str, Any]] = []
     payload: dict[str, Any] = {"shape": vars(args).copy()}
-    with three_services(pg=pg, kafka=args.kafka, port=args.port, name="cmrtbench", prefix="bench-cmrt.") as stack:
+    profile = ("audit",) if args.profile else ()
+    with three_services(
+        pg=pg, kafka=args.kafka, port=args.port, name="cmrtbench", prefix="bench-cmrt.", profile=profile
+    ) as stack:
         r = httpx.post(
             f"{stack.urls['registry']}/participants",
             json={"name": "Bench manufacturer", "kind": "manufacturer", "country": "DE"},
@@ -292,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=50)
     p.add_argument("--per-chain", type=int, default=100)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="run audit under pyinstrument (var/log/bench-cmrtbench-*)")
     p.add_argument("--pg-host", default="127.0.0.1")
     p.add_argument("--pg-port", type=int, default=int(os.environ.get("MCOC_PG_PORT", "5433")))
     p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('MCOC_KAFKA_PORT', '9092')}")

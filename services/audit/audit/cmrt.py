@@ -233,6 +233,7 @@ def build(
     rows: list[SmelterRow] = []
     declaration: list[Answer] = []
     metals: dict[str, float] = {}
+    steps_by_id = {s.transformation_id: s for s in g.made_by.values()}  # each transformation once, in graph order
     for mineral in sorted(per_mineral):
         metal = minerals[mineral]
         whole = per_mineral[mineral]
@@ -241,15 +242,12 @@ def build(
         att = attribute(g.made_by, whole)
         by_smelter: dict[str, list[Step]] = {}
         basis: dict[str, str] = {}
-        seen_steps: set[str] = set()
-        for step in g.made_by.values():
-            t = step.transformation_id
-            if t in seen_steps:
-                continue
-            seen_steps.add(t)
+        for t, step in steps_by_id.items():
             flow = att.steps.get(t)
+            if flow is None or flow.kg <= 0:  # not this metal's (or none of the filer's mass passed it)
+                continue
             why = g.smelting(step)
-            if flow is None or flow.kg <= 0 or why is None:
+            if why is None:
                 continue
             by_smelter.setdefault(step.actor, []).append(step)
             basis.setdefault(step.actor, why)

@@ -84,12 +84,17 @@ class Graph:
     parties: dict[str, PartyFacts] = field(default_factory=dict)
     certs: dict[str, list[Cert]] = field(default_factory=dict)
     truncated: bool = False
+    _smelting: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def smelting(self, step: Step) -> str | None:
-        """Why `step` is screened as a smelting or refining (`shared.vocab.smelting_basis`), None when it is not."""
-        ins = (self.lots[i].form if i in self.lots else None for i, _ in step.inputs)
-        outs = (self.lots[o].form if o in self.lots else None for o in step.outputs)
-        return smelting_basis(step.kind, step.actor_kind, ins, outs)
+        """Why `step` is screened as a smelting or refining (`shared.vocab.smelting_basis`), None when it is not;
+        worked out once per transformation (each filing asks for every step of every metal)."""
+        t = step.transformation_id
+        if t not in self._smelting:
+            ins = (self.lots[i].form if i in self.lots else None for i, _ in step.inputs)
+            outs = (self.lots[o].form if o in self.lots else None for o in step.outputs)
+            self._smelting[t] = smelting_basis(step.kind, step.actor_kind, ins, outs)
+        return self._smelting[t]
 
 
 @dataclass(slots=True)

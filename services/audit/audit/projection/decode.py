@@ -611,9 +611,21 @@ def _record(e: CloudEvent, d: Mapping[str, Any], sent: datetime) -> Transformati
         output_ids,
         e.id,
         utc(e.time),
-        [None if i.get("mass_kg") is None else kg(i["mass_kg"]) for i in inputs],
+        [_drawn(i.get("mass_kg")) for i in inputs],
         custody_model(d.get("custody_model")),
     )
+
+
+def _drawn(v: Any) -> Decimal | None:
+    """The mass drawn from an input as the projection keeps it (`transformation_inputs.mass_kg`), or None when it is
+    absent or no mass: the yield rule then reads the same value, fails, and flags the event as unjudgeable, while the
+    transformation itself is kept (a mass nobody can read is unknown to the filings, not a reason to lose the row)."""
+    if v is None:
+        return None
+    try:
+        return kg(v)
+    except (ArithmeticError, ValueError):
+        return None
 
 
 CUSTODY_MODELS = frozenset(m.value for m in CustodyModel)

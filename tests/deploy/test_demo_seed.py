@@ -270,7 +270,13 @@ async def test_the_demo_seeds_through_the_apis_trips_its_rules_and_seeds_once(
     async def judged() -> bool:
         return len(await demo_flags(audit, ids)) >= want
 
-    await wait_for(judged, timeout_s=30, what=f"{want} audit flags on the demo", interval_s=0.5)
+    try:
+        await wait_for(judged, timeout_s=60, what=f"{want} audit flags on the demo", interval_s=0.5)
+    except AssertionError as exc:  # say which rules are short
+        have = Counter(f["rule"] for f in (await demo_flags(audit, ids)).values())
+        short = {r: (have[r], n) for r, n in EXPECTED_FLAGS.items() if have[r] < n}
+        extra = dict(have - Counter(EXPECTED_FLAGS))
+        raise AssertionError(f"{exc}; short (have, want): {short}; extra: {extra}") from exc
     await asyncio.sleep(1.0)  # anything in flight lands, so "exactly" is checked on the final state
     flags = await demo_flags(audit, ids)
     by_rule = Counter(f["rule"] for f in flags.values())

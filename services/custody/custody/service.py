@@ -74,6 +74,17 @@ _NO_LOT = "No lot {lot_id!r}."
 body with the id as sent, nothing recorded (no oracles)."""
 
 
+def _region(sent: str | None, country: str, where: str) -> str | None:
+    """An origin's region as stored (the current ISO 3166-2 code of what was sent), or None when none was sent;
+    422 at `where` when it is no region of `country`."""
+    if not sent:
+        return None
+    region = current_region(sent)
+    if not is_region(region) or not region.startswith(country + "-"):
+        raise InvalidInput(where, f"{sent!r} is not an ISO 3166-2 region of {country}")
+    return region
+
+
 def _mass(v: Decimal) -> str:
     """Masses in events: decimal strings with exactly 3 decimals (kg to the gram), never binary floats."""
     return format(v.quantize(GRAM), "f")
@@ -180,11 +191,7 @@ async def declare_external(*, write: Write, body: schemas.ExternalDeclaration) -
             if problem is not None:
                 raise InvalidInput(f"body.origin.certifications[{i}].{problem[0]}", problem[1])
         me = await _me(uow, who)
-        region = None
-        if o.region:
-            region = current_region(o.region)
-            if not is_region(region) or not region.startswith(o.country + "-"):
-                raise InvalidInput("body.origin.region", f"{o.region!r} is not an ISO 3166-2 region of {o.country}")
+        region = _region(o.region, o.country, "body.origin.region")
         if o.participant_id is not None:
             await _named_mine(uow, me, o.participant_id, o.country)
         new = NewLot(
@@ -252,11 +259,7 @@ async def register_recycled(*, write: Write, body: schemas.RecycledLotCreate) ->
                 "declare material from outside the system with POST /lots/external."
             )
         me = await _me(uow, who)
-        region = None
-        if body.region:
-            region = current_region(body.region)
-            if not is_region(region) or not region.startswith(body.country + "-"):
-                raise InvalidInput("body.region", f"{body.region!r} is not an ISO 3166-2 region of {body.country}")
+        region = _region(body.region, body.country, "body.region")
         at = body.collected_at or datetime.now(UTC)
         new = NewLot(
             lot_id=_lot_id(me, body.lot_id, "RCY", "body.lot_id"),

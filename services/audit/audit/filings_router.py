@@ -77,45 +77,39 @@ def _name(b: service.Built, ext: str) -> str:
     return f"{b.filing.template}-{safe}-{b.ask.start.isoformat()}-{b.ask.end.isoformat()}.{ext}"
 
 
+class _Asked:
+    """The dependency that builds the filing asked for, whichever form it is answered in: one set of query
+    parameters for the JSON, the workbook and the CSV of a template."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    async def __call__(
+        self,
+        pool: PoolDep,
+        who: PrincipalDep,
+        start: From,
+        end: To,
+        product: Products = None,
+        basis: Basis = "consumed",
+        participant: Participant = None,
+        other_minerals: Other = False,
+    ) -> service.Built:
+        ask = _ask(self.template, start, end, product, basis, participant, other_minerals)
+        return await service.build(pool, who, ask)
+
+
 def _routes(template: str, label: str) -> None:
-    async def as_json(
-        pool: PoolDep,
-        who: PrincipalDep,
-        start: From,
-        end: To,
-        product: Products = None,
-        basis: Basis = "consumed",
-        participant: Participant = None,
-        other_minerals: Other = False,
-    ) -> export.FilingOut:
-        built = await service.build(pool, who, _ask(template, start, end, product, basis, participant, other_minerals))
-        return export.to_json(built)
+    asked = Depends(_Asked(template))
 
-    async def as_xlsx(
-        pool: PoolDep,
-        who: PrincipalDep,
-        start: From,
-        end: To,
-        product: Products = None,
-        basis: Basis = "consumed",
-        participant: Participant = None,
-        other_minerals: Other = False,
-    ) -> Response:
-        built = await service.build(pool, who, _ask(template, start, end, product, basis, participant, other_minerals))
-        return _file(export.to_xlsx(built), export.XLSX_MEDIA_TYPE, _name(built, "xlsx"))
+    async def as_json(b: service.Built = asked) -> export.FilingOut:
+        return export.to_json(b)
 
-    async def as_csv(
-        pool: PoolDep,
-        who: PrincipalDep,
-        start: From,
-        end: To,
-        product: Products = None,
-        basis: Basis = "consumed",
-        participant: Participant = None,
-        other_minerals: Other = False,
-    ) -> Response:
-        built = await service.build(pool, who, _ask(template, start, end, product, basis, participant, other_minerals))
-        return _file(export.to_csv(built), export.CSV_MEDIA_TYPE, _name(built, "csv"))
+    async def as_xlsx(b: service.Built = asked) -> Response:
+        return _file(export.to_xlsx(b), export.XLSX_MEDIA_TYPE, _name(b, "xlsx"))
+
+    async def as_csv(b: service.Built = asked) -> Response:
+        return _file(export.to_csv(b), export.CSV_MEDIA_TYPE, _name(b, "csv"))
 
     what = f"Your {label} for a period, from custody data: every smelter and refiner upstream, per metal"
     add: Callable[..., Any] = router.add_api_route

@@ -8,16 +8,16 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from openpyxl import Workbook
-from openpyxl.cell.cell import Cell
-from openpyxl.styles import Font
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.cmrt import HEADER_ROW, SMELTER_LIST_HEADERS, Answer, SmelterRow, country_name
 from audit.filings_service import Built
+
+if TYPE_CHECKING:
+    from openpyxl.cell.cell import Cell
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
@@ -292,6 +292,11 @@ def _put(ws: Any, row: int, values: list[Any]) -> None:
 
 
 def to_xlsx(b: Built) -> bytes:
+    # openpyxl is imported when the first workbook is asked for: ~13 MB the audit process (its consumer beside the
+    # API) carries only when someone downloads a workbook
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
     f = b.filing
     wb = Workbook()
     ws = wb.active

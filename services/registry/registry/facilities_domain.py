@@ -23,7 +23,6 @@ from enum import StrEnum
 from typing import Any
 
 import pycountry
-from openpyxl import load_workbook
 
 from registry.domain import SCHEME_VALUES, Scheme
 from shared.vocab import Mineral
@@ -246,6 +245,8 @@ def _xlsx_rows(data: bytes) -> tuple[str, Iterator[tuple[int, list[Any]]]]:
     if unzipped > MAX_UNZIPPED:
         raise TooLarge(f"the workbook unpacks to {unzipped:,} bytes; at most {MAX_UNZIPPED:,}")
     try:
+        from openpyxl import load_workbook  # ~13 MB: imported when the first workbook arrives, not at start-up
+
         wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged workbook
         raise FileError(f"not a readable XLSX file ({type(exc).__name__}: {exc})") from exc

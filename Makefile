@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SERVICES := registry custody audit
 export MCOC_VAR ?= $(CURDIR)/var
 
-.PHONY: help install install-dev browser infra migrate up run stop status test lint format bench clean
+.PHONY: help install install-dev epcis-js browser infra migrate up run stop status test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -29,6 +29,18 @@ install-dev: .venv/.installed-dev  ## add the development tools: pytest, ruff, m
 .venv/.installed-dev: .venv/.installed-runtime requirements-dev.lock
 	@echo "[make] installing the pinned development dependencies into .venv"
 	@$(PIP) -r requirements-dev.lock
+	@touch $@
+
+# GS1 France's epcis2.js, the independent EPCIS 2.0 validator the tests run on our documents: installed with npm ci from
+# tests/epcis_js/package-lock.json, again only when the lock file changes (a stamp file in node_modules).
+EPCIS_JS := tests/epcis_js
+
+epcis-js: $(EPCIS_JS)/node_modules/.installed  ## install epcis2.js (npm), the EPCIS validator the tests use (only when its lock changed)
+
+$(EPCIS_JS)/node_modules/.installed: $(EPCIS_JS)/package-lock.json $(EPCIS_JS)/package.json
+	@command -v npm >/dev/null || { echo "[make] npm is missing: install Node.js 18 or later with npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	@echo "[make] installing the pinned epcis2.js (the tests' EPCIS validator) into $(EPCIS_JS)/node_modules"
+	@cd $(EPCIS_JS) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $@
 
 browser:  ## install Debian's chromium if missing (the dashboard's browser tests drive it)
@@ -60,7 +72,7 @@ status:  ## what is running
 	@deploy/local/services.sh status || true
 	@deploy/local/infra.sh status || true
 
-test: install-dev browser infra  ## run the whole test suite against real PostgreSQL and Kafka
+test: install-dev epcis-js browser infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --docs": --docs writes docs/benchmarks.md)

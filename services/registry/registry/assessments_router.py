@@ -4,27 +4,19 @@ behalf), its history and one in full (the participant, the operator, its officer
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query, status
 
 from registry import assessments_schemas as schemas
 from registry import assessments_service as service
+from registry.sessions import SessionDep
 from shared.auth import PrincipalDep
 from shared.problems import problem_responses, seq_cursor
 
 router = APIRouter(tags=["self-assessment"], responses=problem_responses(401, 403, 422, 503))
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits before the response is sent (a failed commit is an error response)."""
-    async with request.app.state.runtime.sessionmaker() as session, session.begin():
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 NOT_FOUND = problem_responses(404)
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Query, Request
 
 from registry import facilities_service as service
 from registry.facilities_domain import CSV_MEDIA_TYPES, MAX_BYTES, XLSX_MEDIA_TYPE, is_xlsx
 from registry.facilities_schemas import FacilityImportReport, FacilityListImport, FacilityListImportPage, ImportCounts
+from registry.sessions import SessionDep
 from shared.auth import OperatorDep, Principal
 from shared.problems import InvalidInput, Problem, problem_responses, seq_cursor
 
@@ -33,15 +32,6 @@ _BODY: dict[str, Any] = {
         },
     }
 }
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits before the response is sent (a failed commit is an error response)."""
-    async with request.app.state.runtime.sessionmaker() as session, session.begin():
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 def _media_type(request: Request) -> str:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import credentials, repository, schemas, service
 from registry.config import Settings
 from registry.domain import Kind, RiskFactor
 from registry.models import ComplianceOfficer, OfficerCredential, Regulator, RegulatorGrant
 from registry.models import Credential as CredentialRow
+from registry.sessions import SessionDep
 from shared.auth import OperatorDep, Principal, PrincipalDep
 from shared.limits import GUARDED_RESPONSES, WriteBuckets, too_many
 from shared.problems import Forbidden, InvalidInput, problem_responses, seq_cursor
@@ -21,17 +20,10 @@ from shared.problems import Forbidden, InvalidInput, problem_responses, seq_curs
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits before the response is sent (a failed commit is an error response)."""
-    async with request.app.state.runtime.sessionmaker() as session, session.begin():
-        yield session
-
-
 def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]  # commit before the response
 SettingsDep = Annotated[Settings, Depends(_settings)]
 NOT_FOUND = problem_responses(404)
 

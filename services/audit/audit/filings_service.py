@@ -160,19 +160,6 @@ def assessment_json(v: Any) -> Any:
 LotAudit: TypeAlias = audit_service.Audit  # the pool and the genealogy bounds (the router builds it)
 
 
-async def _may_read(conn: asyncpg.Connection, audit: LotAudit, who: Principal, lot_id: str) -> bool:
-    """`audit.service.lot_risk`'s question: may `who` read this lot?"""
-    if not await audit_repository.lot_exists(conn, lot_id):
-        return False
-    if who.is_operator or who.is_officer:
-        return True
-    if who.is_regulator:
-        return await audit_repository.grant_opens_lot(
-            conn, lot_id, sorted(who.grant_lots), sorted(who.grant_participants), audit.max_depth
-        )
-    return await audit_repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
-
-
 async def _shown(conn: asyncpg.Connection, audit: LotAudit, who: Principal, graph: Graph) -> Callable[[str], bool]:
     """May `who` learn each participant's identity the graph names (origins' participants, transformers)? The
     operator, officers and regulators: every one."""
@@ -197,7 +184,7 @@ async def _lot_graph(conn: asyncpg.Connection, audit: LotAudit, lot_id: str) -> 
 async def responsible_share(*, audit: LotAudit, who: Principal, lot_id: str) -> shares.ResponsibleShareOut:
     async with audit.pool.acquire() as conn, conn.transaction(readonly=True):
         await conn.execute(f"SET LOCAL statement_timeout = {TIMEOUT_MS}")
-        if not await _may_read(conn, audit, who, lot_id):
+        if not await audit_service.may_read_lot(conn, audit, who, lot_id):
             raise NotFound(f"No lot {lot_id!r} that you may see.")
         graph, facts = await _lot_graph(conn, audit, lot_id)
         shown = await _shown(conn, audit, who, graph)

@@ -271,21 +271,24 @@ async def decide(
 # --- a lot's risk -----------------------------------------------------------------------------------------------
 
 
+async def may_read_lot(conn: asyncpg.Connection, audit: Audit, who: Principal, lot_id: str) -> bool:
+    """May `who` read this lot's risk and what is built from it (the filings' per-lot answers)? The operator and
+    officers: any lot there is; a regulator: the lots its grant opens; a participant: the lots it holds or held and
+    everything upstream of them, within the depth. False alike for a lot it may not read and for none at all."""
+    if not await repository.lot_exists(conn, lot_id):
+        return False
+    if who.is_operator or who.is_officer:
+        return True
+    if who.is_regulator:
+        return await repository.grant_opens_lot(
+            conn, lot_id, sorted(who.grant_lots), sorted(who.grant_participants), audit.max_depth
+        )
+    return await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
+
+
 async def lot_risk(*, audit: Audit, who: Principal, lot_id: str) -> schemas.RiskSummary:
     async with audit.pool.acquire() as conn:
-        known = await repository.lot_exists(conn, lot_id)
-        allowed = known and (
-            who.is_operator
-            or who.is_officer
-            or (
-                await repository.grant_opens_lot(
-                    conn, lot_id, sorted(who.grant_lots), sorted(who.grant_participants), audit.max_depth
-                )
-                if who.is_regulator
-                else await repository.may_see_lot(conn, lot_id, who.subject, audit.max_depth)
-            )
-        )
-        if not allowed:
+        if not await may_read_lot(conn, audit, who, lot_id):
             raise NotFound(f"No lot {lot_id!r} that you may see.")
         depth, cut, lots_cut_at = await repository.upstream(conn, lot_id, audit.max_depth, audit.max_lots)
         # a participant's summary lists the flags it may see (a former holder: none raised after its hand-off)

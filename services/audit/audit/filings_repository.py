@@ -234,21 +234,22 @@ async def flags_on(
 
 
 LATEST_ASSESSMENT_SQL = """
-SELECT assessment_id, submitted_at, cmrt_answers::text AS cmrt_answers FROM self_assessments
-WHERE participant_id = $1 ORDER BY submitted_at DESC, assessment_id DESC LIMIT 1
+SELECT assessment_id, submitted_at, questionnaire_version, total, cmrt_answers::text AS cmrt_answers
+FROM self_assessments WHERE participant_id = $1 ORDER BY submitted_at DESC, assessment_id DESC LIMIT 1
 """
 
 
 async def latest_assessment(conn: asyncpg.Connection, participant_id: str) -> dict[str, Any] | None:
-    """The participant's latest self-assessment (part S's `self_assessments`), or None (none, or no such table)."""
-    if await conn.fetchval("SELECT to_regclass('self_assessments')") is None:
-        return None
+    """The participant's latest self-assessment (part S's `self_assessments`), or None: what the CMRT's company-level
+    answers (`cmrt_answers`) and the battery passport's due-diligence policy (`questionnaire_version`, `total`) read."""
     r = await conn.fetchrow(LATEST_ASSESSMENT_SQL, participant_id)
     if r is None:
         return None
     return {
         "assessment_id": r["assessment_id"],
-        "submitted_at": r["submitted_at"].isoformat(),
+        "submitted_at": r["submitted_at"],
+        "questionnaire_version": r["questionnaire_version"],
+        "total": r["total"],
         "cmrt_answers": orjson.loads(r["cmrt_answers"]) if r["cmrt_answers"] else {},
     }
 
@@ -278,16 +279,3 @@ async def decisions_on(conn: asyncpg.Connection, flag_ids: Sequence[str]) -> dic
         for r in await conn.fetch(DECISIONS_ON_SQL, list(flag_ids)):
             out.setdefault(r["flag_id"], []).append(r)
     return out
-
-
-POLICY_SQL = """
-SELECT assessment_id, submitted_at, questionnaire_version, total FROM self_assessments
-WHERE participant_id = $1 ORDER BY submitted_at DESC, assessment_id DESC LIMIT 1
-"""
-
-
-async def latest_policy(conn: asyncpg.Connection, participant_id: str) -> asyncpg.Record | None:
-    """The participant's latest self-assessment with its total (part S's `self_assessments`), or None."""
-    if await conn.fetchval("SELECT to_regclass('self_assessments')") is None:
-        return None
-    return await conn.fetchrow(POLICY_SQL, participant_id)

@@ -132,6 +132,8 @@ async def _build(pool: asyncpg.Pool, filer: str, viewer: str | None, ask: Ask) -
         graph = await repository.upstream_graph(conn, lots, max_depth=MAX_DEPTH, max_lots=MAX_LOTS) if lots else Graph()
         flags = await repository.flags_on(conn, list(graph.lots), viewer, MAX_DEPTH) if graph.lots else {}
         assessment = await repository.latest_assessment(conn, filer)
+        if assessment is not None:  # evidence in the filing's JSON, CSV and workbook: the time as text
+            assessment["submitted_at"] = assessment["submitted_at"].isoformat()
         covered = cmrt.COVERED_COUNTRIES
         if ask.template == "emrt":
             covered = frozenset(await repository.cahra_countries(conn, datetime.now(UTC).date()))
@@ -204,7 +206,7 @@ async def battery_due_diligence(
         graph, facts = await _lot_graph(conn, audit, lot_id)
         shown = await _shown(conn, audit, who, graph)
         decisions = await repository.decisions_on(conn, [f.id for f in flags])
-        policy = await repository.latest_policy(conn, reader) if reader is not None else None
+        policy = await repository.latest_assessment(conn, reader) if reader is not None else None
 
     def seen(f: Any, d: asyncpg.Record) -> bool:
         """A decision as `audit.service.get_flag` shows it: a participant sees its own, the officers', and the

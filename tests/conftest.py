@@ -131,14 +131,24 @@ async def infra() -> AsyncIterator[None]:
     await delete_topics(ENV.kafka_bootstrap, "test-", keep=before | (others - _own_topics(others)))
 
 
+@asynccontextmanager
+async def own_databases(purpose: str) -> AsyncIterator[dict[str, str]]:
+    """Fresh, migrated `<service>_<purpose>_<session>` databases of the three services (SQLAlchemy URLs), dropped on
+    the way out: the session's (`database_urls`), or those of a module whose data must not meet the others'."""
+    # One after the other: Alembic's `context` is module-global state.
+    urls = {s: await _fresh_database(s, purpose) for s in SERVICES}
+    try:
+        yield urls
+    finally:
+        for s in SERVICES:
+            await _admin(f'DROP DATABASE IF EXISTS "{s}_{purpose}_{SESSION_ID}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 async def database_urls(infra: None) -> AsyncIterator[dict[str, str]]:
     """Fresh, migrated `<service>_test_<session>` databases (SQLAlchemy URLs), dropped at the end."""
-    # One after the other: Alembic's `context` is module-global state.
-    urls = {s: await _fresh_database(s) for s in SERVICES}
-    yield urls
-    for s in SERVICES:
-        await _admin(f'DROP DATABASE IF EXISTS "{s}_test_{SESSION_ID}" WITH (FORCE)')
+    async with own_databases("test") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,8 @@ from tests.conftest import (
     OPERATOR,
     OPERATOR_TOKEN,
     ROOT,
-    SERVICES,
-    SESSION_ID,
-    _admin,
-    _fresh_database,
     bearer,
+    own_databases,
     session_prefix,
     settings_env,
 )
@@ -143,10 +140,8 @@ async def demo_databases(infra: None) -> AsyncIterator[dict[str, str]]:
     """Databases of the demo alone, as a user's fresh `make run` has: the session's shared ones hold reference data
     other tests listed in the registry (CAHRA areas the seed then finds listed and leaves) that the demo's audit,
     on topics of its own, never hears of, and that other tests' clean-ups may have emptied from audit's tables."""
-    urls = {s: await _fresh_database(s, "demo") for s in SERVICES}
-    yield urls
-    for s in SERVICES:
-        await _admin(f'DROP DATABASE IF EXISTS "{s}_demo_{SESSION_ID}" WITH (FORCE)')
+    async with own_databases("demo") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")

@@ -57,10 +57,7 @@ from registry.main import create_app as registry_app
 from tests.conftest import (
     OPERATOR,
     OPERATOR_TOKEN,
-    SERVICES,
-    SESSION_ID,
-    _admin,
-    _fresh_database,
+    own_databases,
     registry_process,
     serve_in_process,
 )
@@ -123,10 +120,8 @@ async def fuzz_database_urls(infra: None) -> AsyncIterator[dict[str, str]]:
     """Databases of the fuzz alone: it writes whatever the schemas allow with the operator token (CAHRA areas of any
     region, risk profiles...), which must not become the reference data of the session's other tests (a mine
     registered without a region in a country the fuzz listed a region of is refused)."""
-    urls = {s: await _fresh_database(s, "fuzz") for s in SERVICES}
-    yield urls
-    for s in SERVICES:
-        await _admin(f'DROP DATABASE IF EXISTS "{s}_fuzz_{SESSION_ID}" WITH (FORCE)')
+    async with own_databases("fuzz") as urls:
+        yield urls
 
 
 @pytest.fixture(scope="module")

@@ -209,16 +209,9 @@ async def battery_due_diligence(
         policy = await repository.latest_assessment(conn, reader) if reader is not None else None
 
     def seen(f: Any, d: asyncpg.Record) -> bool:
-        """A decision as `audit.service.get_flag` shows it: a participant sees its own, the officers', and the
-        responses of the parties whose identity it sees."""
-        if reader is None:
-            return True
+        """A decision as `audit.service.get_flag` shows it (`audit.service.decision_seen`)."""
         visible = {p for p in f.participants if p}
-        return bool(
-            d["decided_by"] == reader
-            or d["decided_by_kind"] == "officer"
-            or (d["kind"] == "respond" and d["decided_by"] in visible)
-        )
+        return audit_service.decision_seen(reader, d["kind"], d["decided_by"], d["decided_by_kind"], visible)
 
     risks = [
         battery_passport.Risk(

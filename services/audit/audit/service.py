@@ -107,23 +107,25 @@ def _decision(d: dict[str, Any]) -> schemas.Decision:
     return schemas.Decision.model_validate(d)
 
 
+def decision_seen(reader: str | None, kind: str, decided_by: str, decided_by_kind: str, parties_seen: set[str]) -> bool:
+    """Is a decision on a flag shown to `reader` (None: the operator, an officer or a regulator, who see them all)?
+    A participant sees its own acknowledgement (each holder's is its own business), the officers' decisions, and the
+    responses of the parties whose identity it sees on the flag (`parties_seen`)."""
+    if reader is None:
+        return True
+    return decided_by == reader or decided_by_kind == "officer" or (kind == "respond" and decided_by in parties_seen)
+
+
 def _detail(
     r: asyncpg.Record, decisions: list[dict[str, Any]], who: Principal, parties: dict[str, Party]
 ) -> schemas.FlagDetail:
-    """A flag with its decisions as `who` is shown them. A participant sees its own acknowledgement (each holder's is
-    its own business), the officers' decisions, and the responses of the parties whose identity it sees."""
+    """A flag with its decisions as `who` is shown them (`decision_seen`)."""
     shown = _shown(repository.flag_row(r), who, parties)
-    history = [_decision(d) for d in decisions]
     reader = _reader(who)
-    if reader is not None:
-        visible = {p for p in shown["participants"] if p}
-        history = [
-            d
-            for d in history
-            if d.decided_by == reader
-            or d.decided_by_kind == "officer"
-            or (d.kind == "respond" and d.decided_by in visible)
-        ]
+    visible = {p for p in shown["participants"] if p}
+    history = [
+        d for d in map(_decision, decisions) if decision_seen(reader, d.kind, d.decided_by, d.decided_by_kind, visible)
+    ]
     return schemas.FlagDetail.model_validate(
         {
             **shown,

@@ -55,6 +55,25 @@ class Stack:
         await wait_for(known, timeout_s=20, what=f"custody to learn of participant {pid}")
         return Party(pid, kind, out["credential"]["token"])
 
+    async def move(
+        self, lot: str, sender: Party, receiver: Party, mass_kg: float, shipped_at: str, received_at: str
+    ) -> str:
+        """`sender` ships `mass_kg` of `lot` to `receiver`, who receives it whole (201, then 200): the shipment id."""
+        r = await self.custody.post(
+            f"/lots/{lot}/shipments",
+            headers=sender.auth,
+            json={"to": receiver.id, "mass_kg": mass_kg, "shipped_at": shipped_at},
+        )
+        assert r.status_code == 201, r.text
+        shipment: str = r.json()["shipment_id"]
+        r = await self.custody.post(
+            f"/shipments/{shipment}/receipt",
+            headers=receiver.auth,
+            json={"received_at": received_at, "mass_kg": mass_kg},
+        )
+        assert r.status_code == 200, r.text
+        return shipment
+
     async def count(self, sql: str, *args: Any) -> int:
         conn = await asyncpg.connect(self.custody_dsn)
         try:

@@ -145,21 +145,7 @@ async def _supply(stack: Stack) -> tuple[Party, Party, str]:
     body = {"mineral": "tin", "form": "metal", "mass_kg": 100, "received_at": "2026-11-03T12:00:00Z",
             "origin": {"country": "MM"}, "supplier": {"name": "Andaman Metals Trading"}}  # fmt: skip
     lot = (await ok(await stack.custody.post("/lots/external", headers=smelter.auth, json=body)))["lot_id"]
-    shipped = await ok(
-        await stack.custody.post(
-            f"/lots/{lot}/shipments",
-            headers=smelter.auth,
-            json={"to": maker.id, "mass_kg": 100, "shipped_at": "2026-11-04T08:00:00Z"},
-        )
-    )
-    await ok(
-        await stack.custody.post(
-            f"/shipments/{shipped['shipment_id']}/receipt",
-            headers=maker.auth,
-            json={"received_at": "2026-11-05T08:00:00Z", "mass_kg": 100},
-        ),
-        200,
-    )
+    await stack.move(lot, smelter, maker, 100, "2026-11-04T08:00:00Z", "2026-11-05T08:00:00Z")
     return smelter, maker, lot
 
 

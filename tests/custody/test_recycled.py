@@ -129,21 +129,7 @@ async def test_a_recycled_lots_bounds(stack: Stack) -> None:
 async def test_a_recycled_lot_is_an_origin_of_the_trace_with_the_custody_model_on_its_edges(stack: Stack) -> None:
     recycler, smelter = await stack.party("recycler", "DE"), await stack.party("smelter", "MY")
     scrap = await recycle(stack, recycler, mass_kg=100)
-    shipped = await ok(
-        await stack.custody.post(
-            f"/lots/{scrap['lot_id']}/shipments",
-            headers=recycler.auth,
-            json={"to": smelter.id, "mass_kg": 100, "shipped_at": "2026-11-29T08:00:00Z"},
-        )
-    )
-    await ok(
-        await stack.custody.post(
-            f"/shipments/{shipped['shipment_id']}/receipt",
-            headers=smelter.auth,
-            json={"received_at": "2026-11-30T08:00:00Z", "mass_kg": 100},
-        ),
-        200,
-    )
+    await stack.move(scrap["lot_id"], recycler, smelter, 100, "2026-11-29T08:00:00Z", "2026-11-30T08:00:00Z")
     body = {
         "kind": "refining",
         "occurred_at": "2026-12-01T08:00:00Z",
@@ -218,22 +204,7 @@ async def test_a_buyer_downstream_sees_a_recyclers_identity_only_as_its_policy_a
     recycler = await stack.party("recycler", "DE")
     smelter, maker = await stack.party("smelter", "MY"), await stack.party("manufacturer", "FR")
     scrap = await recycle(stack, recycler, mass_kg=50)
-    for frm, to, lot in ((recycler, smelter, scrap["lot_id"]),):
-        s = await ok(
-            await stack.custody.post(
-                f"/lots/{lot}/shipments",
-                headers=frm.auth,
-                json={"to": to.id, "mass_kg": 50, "shipped_at": "2026-11-29T08:00:00Z"},
-            )
-        )
-        await ok(
-            await stack.custody.post(
-                f"/shipments/{s['shipment_id']}/receipt",
-                headers=to.auth,
-                json={"received_at": "2026-11-30T08:00:00Z", "mass_kg": 50},
-            ),
-            200,
-        )
+    await stack.move(scrap["lot_id"], recycler, smelter, 50, "2026-11-29T08:00:00Z", "2026-11-30T08:00:00Z")
     made = await ok(
         await stack.custody.post(
             "/transformations",
@@ -247,21 +218,7 @@ async def test_a_buyer_downstream_sees_a_recyclers_identity_only_as_its_policy_a
         )
     )
     tin = made["outputs"][0]["lot_id"]
-    s = await ok(
-        await stack.custody.post(
-            f"/lots/{tin}/shipments",
-            headers=smelter.auth,
-            json={"to": maker.id, "mass_kg": 45, "shipped_at": "2026-12-02T08:00:00Z"},
-        )
-    )
-    await ok(
-        await stack.custody.post(
-            f"/shipments/{s['shipment_id']}/receipt",
-            headers=maker.auth,
-            json={"received_at": "2026-12-03T08:00:00Z", "mass_kg": 45},
-        ),
-        200,
-    )
+    await stack.move(tin, smelter, maker, 45, "2026-12-02T08:00:00Z", "2026-12-03T08:00:00Z")
     # The manufacturer never traded with the recycler: by default its identity is withheld, its country shown.
     trace = await ok(await stack.custody.get(f"/lots/{tin}/trace", headers=maker.auth), 200)
     (origin,) = trace["origins"]

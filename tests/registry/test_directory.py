@@ -16,8 +16,8 @@ import pytest
 from registry.config import Settings
 from registry.main import create_app
 from shared.events import CloudEvent
-from shared.topics import REGISTRY_EVENTS, ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, bearer, serve_in_process, session_prefix
+from shared.topics import REGISTRY_EVENTS, physical
+from tests.conftest import ENV, OPERATOR, bearer, serve_in_process
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -37,13 +37,6 @@ FULL_FIELDS = {
     "created_at",
     "updated_at",
 }
-
-
-@pytest.fixture(scope="module")
-async def prefix() -> str:
-    p = session_prefix("directory")
-    await ensure_topics(ENV.kafka_bootstrap, p)
-    return p
 
 
 @pytest.fixture(scope="module")

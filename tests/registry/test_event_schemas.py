@@ -5,45 +5,23 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from registry.config import Settings
 from registry.events import REGISTRY_EVENTS
-from registry.main import create_app
 from shared.asyncapi import EventType, resolve_ref
 from shared.events import CloudEvent
 from shared.topics import REGISTRY_EVENTS as REGISTRY_TOPIC
-from shared.topics import ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, serve_in_process, session_prefix
+from shared.topics import physical
+from tests.conftest import ENV, OPERATOR
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CATALOGUE: dict[str, EventType] = {e.type: e for e in REGISTRY_EVENTS}
-
-
-@pytest.fixture(scope="module")
-async def prefix() -> str:
-    p = session_prefix("evs")
-    await ensure_topics(ENV.kafka_bootstrap, p)
-    return p
-
-
-@pytest.fixture(scope="module")
-async def api(database_urls: dict[str, str], prefix: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=database_urls["registry"],
-        topic_prefix=prefix,
-        kafka_bootstrap_servers=ENV.kafka_bootstrap,
-        relay_poll_interval_s=0.2,
-    )
-    async with serve_in_process(create_app(settings)) as client:
-        yield client
 
 
 async def call(api: httpx.AsyncClient, method: str, url: str, body: Any = None, status: int = 200) -> Any:

@@ -18,7 +18,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,10 @@ import httpx
 import pytest
 from openpyxl import Workbook
 
-from registry.config import Settings
 from registry.facilities_domain import MAX_BYTES, XLSX_MEDIA_TYPE
-from registry.main import create_app
 from shared.events import CloudEvent
-from shared.topics import REGISTRY_EVENTS, ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, ROOT, bearer, serve_in_process, session_prefix
+from shared.topics import REGISTRY_EVENTS, physical
+from tests.conftest import ENV, OPERATOR, ROOT, bearer
 from tests.helpers import read_topic, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -44,25 +42,6 @@ _IDS = itertools.count(random.randrange(900_000, 990_000, 1000))
 
 def new_cid() -> str:
     return f"CID{next(_IDS):06d}"
-
-
-@pytest.fixture(scope="module")
-async def prefix() -> str:
-    p = session_prefix("facilities")
-    await ensure_topics(ENV.kafka_bootstrap, p)
-    return p
-
-
-@pytest.fixture(scope="module")
-async def api(database_urls: dict[str, str], prefix: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=database_urls["registry"],
-        topic_prefix=prefix,
-        kafka_bootstrap_servers=ENV.kafka_bootstrap,
-        relay_poll_interval_s=0.2,
-    )
-    async with serve_in_process(create_app(settings)) as client:
-        yield client
 
 
 async def smelter(api: httpx.AsyncClient, name: str, cid: str, rmap: dict[str, Any] | None = None) -> str:

@@ -22,21 +22,14 @@ from registry.config import Settings
 from registry.domain import RiskFactor, RiskLevel
 from registry.main import create_app
 from shared.events import CloudEvent
-from shared.topics import REGISTRY_EVENTS, ensure_topics, physical
-from tests.conftest import ENV, OPERATOR, ROOT, bearer, serve_in_process, session_prefix, truncate
+from shared.topics import REGISTRY_EVENTS, physical
+from tests.conftest import ENV, OPERATOR, ROOT, bearer, serve_in_process, truncate
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DEMO = ROOT / "deploy" / "demo" / "risk_profiles.illustrative.csv"
 HEADER = "country,region,factor,level,effective_from,effective_to,source\n"
-
-
-@pytest.fixture(scope="module")
-async def prefix() -> str:
-    p = session_prefix("risk")
-    await ensure_topics(ENV.kafka_bootstrap, p)
-    return p
 
 
 @pytest.fixture(scope="module")

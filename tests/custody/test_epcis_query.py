@@ -1,0 +1,277 @@
+"""EPCIS 2.0 query and export on a real stack: GET /events with the standard's parameters, pagination, disclosure,
+refused parameters, GET /lots/{id}/epcis; the documents validate with our models and with epcis2.js."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from custody import epcis
+from shared import epc
+from tests.conftest import OPERATOR
+from tests.custody.conftest import Party, Stack
+from tests.epcis_js import validate_with_epcis2js
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@dataclass
+class Chain:
+    mine: Party
+    smelter: Party
+    outsider: Party
+    ore: str
+    tin: str
+    other: str
+    stored_id: str
+
+
+async def ok(r: httpx.Response, status: int = 201) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def register(stack: Stack, mine: Party, mass: float) -> str:
+    body = {"lot_id": f"ORE-{uuid.uuid4().hex[:8]}", "mineral": "tin", "form": "ore", "mass_kg": mass,
+            "produced_at": "2026-11-01T08:00:00Z"}  # fmt: skip
+    return str((await ok(await stack.custody.post("/lots", json=body, headers=mine.auth)))["lot_id"])
+
+
+@pytest.fixture(scope="module")
+async def chain(stack: Stack) -> Chain:
+    """A mine's ore, shipped to a smelter who smelts it into tin; an outsider mine's own lot; a captured event that
+    meant nothing to custody, stored by the mine and naming the ore."""
+    mine, smelter, outsider = (
+        await stack.party("mine", "CD"),
+        await stack.party("smelter", "MY"),
+        await stack.party("mine"),
+    )
+    ore = await register(stack, mine, 1000)
+    await stack.move(ore, mine, smelter, 1000, "2026-11-02T08:00:00Z", "2026-11-04T08:00:00Z")
+    smelted = await ok(
+        await stack.custody.post(
+            "/transformations",
+            headers=smelter.auth,
+            json={
+                "kind": "smelting",
+                "occurred_at": "2026-11-10T08:00:00Z",
+                "inputs": [{"lot_id": ore, "mass_kg": 1000}],
+                "outputs": [{"mineral": "tin", "form": "metal", "mass_kg": 700}],
+            },
+        )
+    )
+    other = await register(stack, outsider, 50)
+    stored_id = f"urn:uuid:{uuid.uuid4()}"
+    body = {
+        "type": "ObjectEvent",
+        "eventID": stored_id,
+        "eventTime": "2026-11-03T08:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "action": "OBSERVE",
+        "bizStep": "sampling",
+        "bizLocation": {"id": "urn:epc:id:sgln:4012345.00001.0"},
+        "quantityList": [{"epcClass": epc.lot_uri(ore), "quantity": 1.0, "uom": "KGM"}],
+    }
+    conn = await asyncpg.connect(stack.custody_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO epcis_events (actor, event_id, job_id, type, event_time, biz_step, biz_location, epcs, "
+            "lot_ids, outcome, note, body) VALUES ($1, $2, 'JOB-TEST', 'ObjectEvent', $3, 'sampling', $4, $5, $6, "
+            "'stored', 'sampling means nothing to custody', $7::jsonb)",
+            mine.id,
+            stored_id,
+            datetime(2026, 11, 3, 8, tzinfo=UTC),
+            "urn:epc:id:sgln:4012345.00001.0",
+            [epc.lot_uri(ore)],
+            [ore],
+            orjson.dumps(body).decode(),
+        )
+    finally:
+        await conn.close()
+    return Chain(mine, smelter, outsider, ore, smelted["outputs"][0]["lot_id"], other, stored_id)
+
+
+async def query(stack: Stack, who: Party | None, status: int = 200, **params: str) -> httpx.Response:
+    headers = who.auth if who else OPERATOR
+    r = await stack.custody.get("/events", params=params, headers=headers)
+    assert r.status_code == status, r.text
+    return r
+
+
+async def events(stack: Stack, who: Party | None, **params: str) -> list[dict[str, Any]]:
+    r = await query(stack, who, **params)
+    assert r.headers["content-type"] == "application/ld+json"
+    doc = r.json()
+    assert doc["type"] == "EPCISQueryDocument"
+    assert "Link" not in r.headers, "every test query here fits one page"
+    return doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]  # type: ignore[no-any-return]
+
+
+def record(e: dict[str, Any]) -> dict[str, Any]:
+    """The custody record's `mcoc:` fields of an exported event (a transformation's: its one side); {} for a stored
+    captured event."""
+    sides = e.get("mcoc:sides")
+    if sides:
+        assert len(sides) == 1  # one event per custody event in a query page
+        return sides[0]  # type: ignore[no-any-return]
+    return e if "mcoc:lotID" in e else {}
+
+
+def custody_ids(found: list[dict[str, Any]]) -> list[str]:
+    return [r["mcoc:eventID"] for e in found if (r := record(e))]
+
+
+def ours(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(lot, our event type) of each custody event; ("stored", eventID) of a stored captured one."""
+    return [(r["mcoc:lotID"], r["mcoc:eventType"]) if (r := record(e)) else ("stored", e["eventID"]) for e in found]
+
+
+async def history_ids(stack: Stack, who: Party | None, lot: str) -> list[str]:
+    h = await ok(await stack.custody.get(f"/lots/{lot}/history", headers=who.auth if who else OPERATOR), 200)
+    return [e["event_id"] for e in h["events"]]
+
+
+async def test_every_custody_event_written_through_our_api_comes_back(stack: Stack, chain: Chain) -> None:
+    for who in (chain.smelter, None):
+        found = await events(stack, who, MATCH_epcClass=f"{epc.lot_uri(chain.ore)}|{epc.lot_uri(chain.tin)}")
+        # in the order they were recorded (a transformation's events of its lots: in one transaction)
+        expected = await history_ids(stack, who, chain.ore) + await history_ids(stack, who, chain.tin)
+        assert sorted(custody_ids(found)) == sorted(expected) and len(found) == len(expected) + 1
+        assert ours(found)[-1] == ("stored", chain.stored_id)
+
+
+async def test_each_filter(stack: Stack, chain: Chain) -> None:
+    ore, tin, s = chain.ore, chain.tin, chain.smelter
+    lot = epc.lot_uri(ore)
+    assert ours(await events(stack, s, MATCH_epcClass=lot, EQ_bizStep="shipping")) == [(ore, "custody.lot.shipped")]
+    cbv_uri = "https://ref.gs1.org/cbv/BizStep-receiving"
+    assert ours(await events(stack, s, MATCH_epcClass=lot, EQ_bizStep=cbv_uri)) == [(ore, "custody.lot.received")]
+    assert ours(await events(stack, s, MATCH_epc=lot, EQ_disposition="in_progress")) == [(ore, "custody.lot.received")]
+    assert ours(await events(stack, s, MATCH_anyEPC=epc.lot_uri(tin), eventType="TransformationEvent")) == [
+        (tin, "custody.lot.transformed")
+    ]
+    assert ours(await events(stack, s, MATCH_epcClass=lot, eventType="ObjectEvent", EQ_bizStep="sampling")) == [
+        ("stored", chain.stored_id)
+    ]
+    window = {"GE_eventTime": "2026-11-02T00:00:00Z", "LT_eventTime": "2026-11-04T08:00:00+00:00"}
+    assert ours(await events(stack, s, MATCH_epcClass=lot, **window)) == [
+        (ore, "custody.lot.shipped"),
+        ("stored", chain.stored_id),
+    ]
+    assert await events(stack, s, MATCH_epcClass=lot, GE_recordTime="2100-01-01T00:00:00Z") == []
+    assert len(await events(stack, s, MATCH_epcClass=lot, LT_recordTime="2100-01-01T00:00:00Z")) == 5
+    location = "urn:epc:id:sgln:4012345.00001.0"
+    assert ours(await events(stack, s, EQ_bizLocation=location)) == [("stored", chain.stored_id)]
+    assert await events(stack, s, EQ_bizLocation="urn:epc:id:sgln:4012345.00002.0") == []
+
+
+async def test_another_participant_sees_nothing_of_lots_it_never_held(stack: Stack, chain: Chain) -> None:
+    found = await events(stack, chain.outsider)
+    assert ours(found) == [(chain.other, "custody.lot.registered")]
+    assert await events(stack, chain.outsider, MATCH_epcClass=epc.lot_uri(chain.ore)) == []
+    assert await events(stack, chain.outsider, EQ_bizStep="sampling") == []  # the stored event names the ore
+    r = await stack.custody.get(f"/lots/{chain.ore}/epcis", headers=chain.outsider.auth)
+    h = await stack.custody.get(f"/lots/{chain.ore}/history", headers=chain.outsider.auth)
+    assert (r.status_code, r.json()["detail"]) == (h.status_code, h.json()["detail"]) == (404, h.json()["detail"])
+
+
+async def test_a_former_holder_sees_what_the_history_shows_it(stack: Stack, chain: Chain) -> None:
+    found = await events(stack, chain.mine, MATCH_epcClass=epc.lot_uri(chain.ore))
+    # the mine let the ore go at the smelter's receipt: the smelting is not its to see (nor is the tin)
+    assert custody_ids(found) == await history_ids(stack, chain.mine, chain.ore)
+    assert ours(found) == [
+        (chain.ore, "custody.lot.registered"),
+        (chain.ore, "custody.lot.shipped"),
+        (chain.ore, "custody.lot.received"),
+        ("stored", chain.stored_id),  # its own capture
+    ]
+    assert await events(stack, chain.mine, MATCH_epcClass=epc.lot_uri(chain.tin)) == []
+    history = await ok(await stack.custody.get(f"/lots/{chain.ore}/history", headers=chain.mine.auth), 200)
+    withheld = {e["event_id"]: e["withheld"] for e in history["events"]}
+    assert {r["mcoc:eventID"]: r.get("mcoc:withheld", []) for e in found if (r := record(e))} == withheld
+
+
+async def test_pagination_walks_all_pages_without_repeats(stack: Stack, chain: Chain) -> None:
+    params = {"MATCH_epcClass": f"{epc.lot_uri(chain.ore)}|{epc.lot_uri(chain.tin)}"}
+    whole = [e["eventID"] for e in await events(stack, chain.smelter, **params)]
+    seen: list[str] = []
+    url: str | None = "/events?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items()) + "&perPage=2"
+    pages = 0
+    while url is not None:
+        r = await stack.custody.get(url, headers=chain.smelter.auth)
+        assert r.status_code == 200, r.text
+        seen += [e["eventID"] for e in r.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]]
+        pages += 1
+        link = r.headers.get("Link")
+        url = link[1 : link.index(">")] if link else None
+        assert (link is None) == ("GS1-Next-Page-Token" not in r.headers)
+    assert pages == 3
+    assert seen == whole and len(set(seen)) == len(seen) == 6
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"foo": "1", "MATCH_epcClass": "urn:x:y", "bar": "2"}, ["bar", "foo"]),
+        ({"perPage": "0"}, ["perPage"]),
+        ({"perPage": "201"}, ["perPage"]),
+        ({"perPage": "ten"}, ["perPage"]),
+        ({"GE_eventTime": "yesterday"}, ["GE_eventTime"]),
+        ({"LT_recordTime": "2026-11-01T08:00:00"}, ["LT_recordTime"]),  # no offset
+        ({"EQ_bizStep": "smelting"}, ["EQ_bizStep"]),
+        ({"EQ_disposition": "gone"}, ["EQ_disposition"]),
+        ({"eventType": "FooEvent"}, ["eventType"]),
+        ({"MATCH_epc": "not a uri"}, ["MATCH_epc"]),
+        ({"EQ_bizLocation": "x" * 501}, ["EQ_bizLocation"]),
+        ({"MATCH_anyEPC": "|".join(f"urn:x:{i}" for i in range(51))}, ["MATCH_anyEPC"]),
+        ({"nextPageToken": "not-a-token"}, ["nextPageToken"]),
+        ({"nextPageToken": "Yy0x"}, ["nextPageToken"]),  # "c-1", base64url
+    ],
+)
+async def test_a_bad_parameter_is_a_400_naming_it(
+    stack: Stack, chain: Chain, params: dict[str, str], named: list[str]
+) -> None:
+    r = await query(stack, chain.smelter, 400, **params)
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert (body["exception"], body["parameters"]) == ("epcisException:QueryParameterException", named)
+    assert all(name in body["detail"] for name in named)
+
+
+async def test_a_parameter_given_twice_where_once_is_meant_is_refused(stack: Stack, chain: Chain) -> None:
+    r = await stack.custody.get("/events?perPage=1&perPage=2", headers=chain.smelter.auth)
+    assert (r.status_code, r.json()["parameters"]) == (400, ["perPage"])
+
+
+async def test_the_documents_validate_with_our_models_and_epcis2js(stack: Stack, chain: Chain) -> None:
+    lot_doc = await ok(await stack.custody.get(f"/lots/{chain.tin}/epcis", headers=chain.smelter.auth), 200)
+    ore_doc = await ok(await stack.custody.get(f"/lots/{chain.ore}/epcis", headers=chain.mine.auth), 200)
+    page = (await query(stack, chain.smelter)).json()
+    assert [e["mcoc:eventType"] for e in ore_doc["epcisBody"]["eventList"]] == [
+        "custody.lot.registered",
+        "custody.lot.shipped",
+        "custody.lot.received",
+    ]
+    (transformed,) = [e for e in lot_doc["epcisBody"]["eventList"] if e["type"] == "TransformationEvent"]
+    assert transformed["outputQuantityList"] == [{"epcClass": epc.lot_uri(chain.tin), "quantity": 700.0, "uom": "KGM"}]
+    for doc in (lot_doc, ore_doc):
+        epcis.validate_document(doc)
+    results = validate_with_epcis2js([lot_doc, ore_doc, page])
+    assert [(r.valid, r.errors) for r in results] == [(True, [])] * 3
+
+
+async def test_the_endpoints_are_in_the_openapi_with_examples(stack: Stack) -> None:
+    spec = (await stack.custody.get("/openapi.json")).json()
+    for path, name in (("/events", "EpcisQueryDocument"), ("/lots/{lot_id}/epcis", "EpcisLotDocument")):
+        content = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert content["application/ld+json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+        assert spec["components"]["schemas"][name]["examples"]
+    assert "400" in spec["paths"]["/events"]["get"]["responses"]

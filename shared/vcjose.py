@@ -21,7 +21,7 @@ from fastapi import Response
 from jwt import PyJWK
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.problems import ProblemError, ServiceUnavailable, problem_responses
+from shared.problems import Problem, ProblemError, ServiceUnavailable, problem_responses
 
 ALGORITHM = "EdDSA"
 TYP = "vc+jwt"
@@ -242,5 +242,6 @@ def credential_responses(example: dict[str, Any]) -> dict[int | str, dict[str, A
                 "application/json": {"schema": {"type": "object"}, "example": example},
             },
         },
-        **problem_responses(404, 406),
+        **problem_responses(404),
+        406: {"model": Problem, "description": "Not acceptable: Accept names none of the media types served"},
     }

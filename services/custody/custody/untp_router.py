@@ -1,0 +1,76 @@
+"""`GET /lots/{lot_id}/untp/dte`: a lot's custody events as a UNTP Digital Traceability Event credential, signed by
+the registry (VC-JOSE). The events are the lot's history as the caller may see it (`service.history`: the same 404
+for a lot it may not read as for one that does not exist)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from custody import service
+from custody.router import _reads
+from custody.untp_dte import dte_events
+from shared import vcjose
+from shared.auth import PrincipalDep
+from shared.problems import problem_responses
+
+router = APIRouter(tags=["untp"], responses=problem_responses(401, 403, 422, 503))
+
+_DTE_EXAMPLE: dict[str, Any] = {
+    "type": ["DigitalTraceabilityEvent", "VerifiableCredential"],
+    "@context": ["https://www.w3.org/ns/credentials/v2", "https://test.uncefact.org/vocabulary/untp/dte/0.6.1/"],
+    "id": "urn:uuid:5a7e0f0e-8c1b-4f5e-9a57-0d6a6f1f3b21",
+    "issuer": {
+        "type": ["CredentialIssuer"],
+        "id": "did:web:registry.mcoc.example",
+        "name": "Mineral chain-of-custody registry",
+    },
+    "validFrom": "2026-12-06T06:00:00Z",
+    "credentialSchema": {
+        "id": "https://test.uncefact.org/vocabulary/untp/dte/untp-dte-schema-0.6.1.json",
+        "type": "JsonSchema",
+    },
+    "credentialSubject": [
+        {
+            "type": ["ObjectEvent", "Event"],
+            "id": "urn:uuid:0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+            "eventTime": "2026-03-01T08:00:00.000Z",
+            "action": "add",
+            "bizStep": "https://ref.gs1.org/cbv/BizStep-commissioning",
+            "disposition": "https://ref.gs1.org/cbv/Disp-active",
+            "quantityList": [
+                {"productId": "urn:mcoc:lot:ORE-1", "productName": "cobalt ore", "quantity": 1000.0, "uom": "KGM"}
+            ],
+            "custodyEvents": [
+                {
+                    "eventId": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+                    "lotId": "ORE-1",
+                    "seq": 1,
+                    "hash": "4f1c" + "0" * 60,
+                    "type": "custody.lot.registered",
+                }
+            ],
+        }
+    ],
+}
+
+
+@router.get(
+    "/lots/{lot_id}/untp/dte",
+    response_class=Response,
+    responses=vcjose.credential_responses(_DTE_EXAMPLE),
+    summary="A lot's custody events as a UNTP 0.6.1 Digital Traceability Event credential, signed by the registry "
+    "(VC-JOSE); each event names the custody events it stands for and their hashes (docs/untp.md)",
+)
+async def untp_dte(lot_id: str, request: Request, who: PrincipalDep) -> Response:
+    media = vcjose.wants(request.headers.get("accept", ""))
+    history = await service.history(reads=_reads(request), who=who, lot_id=lot_id)
+    sign = vcjose.SignRequest(
+        kind="dte",
+        lot_id=history["lot_id"],
+        requested_by="custody",
+        on_behalf_of=who.subject,
+        subject=dte_events(history),
+    )
+    return vcjose.signed_response(await vcjose.registry_signature(request.app.state.settings, sign), media)

@@ -640,6 +640,50 @@ class LotRecycled(ChainEvent):
     origin: RecycledOrigin
 
 
+class LotEventCorrected(ChainEvent):
+    """The participant that recorded an event of the lot corrects it (docs/corrections.md): the event stays on the
+    chain as it was, and this one, later on the same chain, references it and says why (EPCIS 2.0
+    `errorDeclaration`: `did_not_occur` or `incorrect_data`). An event is corrected once; a correction is not
+    corrected. `occurred_at` is when the correction was declared; the actor is the corrected event's actor.
+    `effect` says what it did to the lot: `voided_shipment` (a shipment that did not occur, still in transit: the
+    lot is active with its sender again, `lot_status`, and the shipment can no longer be received) or `recorded`
+    (nothing but the mark: new custody operations put the state right, and `corrective_event_ids` may name them)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "corrected_event_id": "0b4c8f5e-2d1a-4f9e-9b7e-3c2a1d0e5f03",
+                    "corrected_type": "custody.lot.shipped",
+                    "reason": "did_not_occur",
+                    "note": "Entered against the wrong lot: the truck left with lot BAG-1183, not this one.",
+                    "corrective_event_ids": [],
+                    "effect": "voided_shipment",
+                    "shipment_id": SHIPMENT,
+                    "lot_status": "active",
+                    **_chain(ORE, 3, "2026-11-21T09:12:00+00:00", MINE, 4),
+                }
+            ]
+        },
+    )
+
+    corrected_event_id: str = Field(min_length=1, description="The event corrected: an earlier event of this chain")
+    corrected_type: str = Field(min_length=1, description="Its type (`custody.lot.shipped`...)")
+    reason: Literal["did_not_occur", "incorrect_data"] = Field(
+        description="EPCIS errorDeclaration reason: it never happened, or it happened with wrong data"
+    )
+    note: str = Field(min_length=1, max_length=1000, description="Why, in the declarer's words")
+    corrective_event_ids: list[str] = Field(
+        max_length=20, description="Events the declarer recorded that say what really happened (may be empty)"
+    )
+    effect: Literal["voided_shipment", "recorded"] = Field(description="What the correction did to the lot's state")
+    shipment_id: str | None = Field(description="The shipment the corrected event was about (a shipment or receipt)")
+    lot_status: Literal["active", "in_transit", "consumed", "depleted"] = Field(
+        description="The lot's status after the correction (`active` again after a voided shipment)"
+    )
+
+
 class ProductChanged(BaseModel):
     """A participant's product (`POST /products`, `PATCH /products/{id}`): the whole product as it now is. Keyed
     (and `ce_subject`) by its `product_id`; on no lot's chain. Consumptions name it (`custody.lot.consumed`'s
@@ -682,8 +726,13 @@ RefusalReason = Literal[
     "ship_to_self",
     "not_addressee",
     "already_received",
+    "already_corrected",
+    "correction_of_correction",
+    "shipment_voided",
 ]
-Action = Literal["register", "declare_external", "ship", "receive", "transform", "consume", "register_recycled"]
+Action = Literal[
+    "register", "declare_external", "ship", "receive", "transform", "consume", "register_recycled", "correct"
+]
 
 
 class AttemptRejected(BaseModel):
@@ -768,6 +817,7 @@ _salt_examples(
     LotTransformed,
     LotConsumed,
     LotRecycled,
+    LotEventCorrected,
 )
 
 _LOT_KEY = "lot id (refusals: the lot or shipment id)"
@@ -837,6 +887,14 @@ CUSTODY_EVENTS: list[EventType] = [
         key=_LOT_KEY,
         summary="A recycler (or a smelter or refiner) registered recycled or scrap material as an origin lot.",
         payload=LotRecycled,
+    ),
+    EventType(
+        type="custody.event.corrected",
+        topic=topics.CUSTODY_EVENTS,
+        key=_LOT_KEY,
+        summary="The participant that recorded an event of the lot corrected it (EPCIS errorDeclaration); the event "
+        "stays on the chain, marked as corrected.",
+        payload=LotEventCorrected,
     ),
     EventType(
         type="custody.product.registered",

@@ -1,0 +1,82 @@
+"""`GET /lots/{lot_id}/untp/dpp`: a product lot's UNTP Digital Product Passport, signed by the registry (VC-JOSE).
+Who may ask is who may read the lot's battery passport (`filings_service.battery_due_diligence`: the holder and
+everyone downstream, the operator, officers, a regulator whose grant opens it); anyone else gets the same 404 as for
+a lot that does not exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from audit import filings_service, untp_dpp
+from audit.filings_router import LotAuditDep
+from shared import vcjose
+from shared.auth import PrincipalDep
+from shared.problems import problem_responses
+
+router = APIRouter(tags=["untp"], responses=problem_responses(401, 403, 422, 503))
+
+_DPP_EXAMPLE: dict[str, Any] = {
+    "type": ["DigitalProductPassport", "VerifiableCredential"],
+    "@context": ["https://www.w3.org/ns/credentials/v2", "https://test.uncefact.org/vocabulary/untp/dpp/0.6.1/"],
+    "id": "urn:uuid:5a7e0f0e-8c1b-4f5e-9a57-0d6a6f1f3b21",
+    "issuer": {
+        "type": ["CredentialIssuer"],
+        "id": "did:web:registry.mcoc.example",
+        "name": "Mineral chain-of-custody registry",
+    },
+    "validFrom": "2026-12-06T06:00:00Z",
+    "credentialSchema": {
+        "id": "https://test.uncefact.org/vocabulary/untp/dpp/untp-dpp-schema-0.6.1.json",
+        "type": "JsonSchema",
+    },
+    "credentialSubject": {
+        "type": ["ProductPassport"],
+        "id": "urn:mcoc:passport:cellco:battery-7",
+        "product": {
+            "type": ["Product"],
+            "id": "urn:mcoc:lot:cellco:battery-7",
+            "name": "cobalt lot cellco:battery-7",
+            "batchNumber": "cellco:battery-7",
+            "dimensions": {"weight": {"value": 450.0, "unit": "KGM"}},
+        },
+        "granularityLevel": "batch",
+        "materialsProvenance": [
+            {
+                "type": ["Material"],
+                "name": "Cobalt",
+                "originCountry": "CD",
+                "massFraction": 0.3,
+                "mass": {"value": 135.0, "unit": "KGM"},
+                "recycledMassFraction": 0.0,
+                "originKind": "mine",
+                "originLots": ["kolwezi:ore-12"],
+            }
+        ],
+        "conformityClaim": [],
+        "dueDiligence": {"smeltersAndRefiners": [], "risks": [], "openRisks": 0, "truncated": False},
+    },
+}
+
+
+@router.get(
+    "/lots/{lot_id}/untp/dpp",
+    response_class=Response,
+    responses=vcjose.credential_responses(_DPP_EXAMPLE),
+    summary="A product lot's UNTP 0.6.1 Digital Product Passport (materials provenance, smelters and RMAP status, "
+    "certifications, flags), signed by the registry (VC-JOSE); the same read rights as the battery passport "
+    "(docs/untp.md)",
+)
+async def untp_passport(lot_id: str, request: Request, audit: LotAuditDep, who: PrincipalDep) -> Response:
+    media = vcjose.wants(request.headers.get("accept", ""))
+    dd = await filings_service.battery_due_diligence(audit=audit, who=who, lot_id=lot_id)
+    settings = request.app.state.settings
+    sign = vcjose.SignRequest(
+        kind="dpp",
+        lot_id=dd.lot_id,
+        requested_by="audit",
+        on_behalf_of=who.subject,
+        subject=untp_dpp.passport(dd, custody_url=settings.custody_url),
+    )
+    return vcjose.signed_response(await vcjose.registry_signature(settings, sign), media)

@@ -37,5 +37,18 @@ class Settings(GenealogySettings):
         "with a 422 naming the field.",
     )
 
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /transformations": 2_097_152, "POST /capture": 33_554_432},
+        description="Body limits (bytes) of their own, by method and path template (see shared.settings): "
+        "transformations 2 MiB; EPCIS capture documents 32 MiB (a 5,000-event document is several MB). JSON "
+        "object in the environment, replacing this default.",
+    )
+    capture_max_jobs: int = Field(
+        4,
+        ge=1,
+        description="EPCIS capture jobs this process runs at once (each participant has at most one running); "
+        "more are refused with 429.",
+    )
+
     def time_window(self) -> TimeWindow:
         return TimeWindow(self.event_time_earliest, timedelta(seconds=self.event_time_max_ahead_s))

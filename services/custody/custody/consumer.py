@@ -16,11 +16,12 @@ from shared.topics import REGISTRY_EVENTS
 PARTICIPANT_EVENTS = frozenset({"registry.participant.registered", "registry.participant.updated"})
 
 
-def _rmi_smelter_id(p: dict[str, object]) -> str | None:
-    """A smelter's or refiner's RMI facility id, from the event's `identifiers` (None when it has none)."""
+def _identifier(p: dict[str, object], name: str) -> str | None:
+    """One of the event's `identifiers` (a smelter's or refiner's `rmi_smelter_id`, a participant's `gln`), None
+    when it has none."""
     ids = p.get("identifiers")
-    rmi = ids.get("rmi_smelter_id") if isinstance(ids, dict) else None
-    return rmi if isinstance(rmi, str) else None
+    value = ids.get(name) if isinstance(ids, dict) else None
+    return value if isinstance(value, str) else None
 
 
 async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
@@ -38,7 +39,8 @@ async def apply_batch(conn: asyncpg.Connection, batch: Sequence[Delivered]) -> N
                     p.get("mining_type"),
                     int(p.get("version", 1)),
                     p.get("disclosure"),  # absent (events before policies): null, the default
-                    _rmi_smelter_id(p),
+                    _identifier(p, "rmi_smelter_id"),
+                    _identifier(p, "gln"),  # EPCIS capture names parties by GLN
                 )
             )
     if rows:

@@ -469,3 +469,20 @@ def validate_document(doc: Any, *, now: datetime | None = None) -> EpcisDocument
     body = EpcisBody.model_construct(event_list=parsed)
     fields = {name: getattr(shell, name) for name in EpcisDocument.model_fields if name != "epcis_body"}
     return EpcisDocument.model_construct(**fields, epcis_body=body, **(shell.model_extra or {}))
+
+
+def capture_body(doc: Any) -> Any:
+    """What capture validates: an `EPCISQueryDocument`'s events (`epcisBody.queryResults.resultsBody.eventList`) as
+    an `EPCISDocument` with the same context and header; any other document as it is. A fault in such a document is
+    pointed at as in the `EPCISDocument` (`/epcisBody/eventList/<i>/...`)."""
+    if not isinstance(doc, dict) or doc.get("type") != "EPCISQueryDocument":
+        return doc
+    body = doc.get("epcisBody")
+    results = body.get("queryResults") if isinstance(body, dict) else None
+    events = results.get("resultsBody", {}).get("eventList") if isinstance(results, dict) else None
+    if not isinstance(events, list) or not isinstance(results.get("resultsBody"), dict):  # type: ignore[union-attr]
+        raise EpcisError(
+            VALIDATION, pointer("epcisBody", "queryResults"), "a query document's results name an eventList"
+        )
+    shell = {k: v for k, v in doc.items() if k not in ("type", "epcisBody")}
+    return {**shell, "type": "EPCISDocument", "epcisBody": {"eventList": events}}

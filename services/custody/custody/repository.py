@@ -80,15 +80,16 @@ the consumer's batch, which is delivered again and draws anew)."""
 
 UPSERT_PARTICIPANT = f"""
 INSERT INTO participants (id, kind, name, country, region, mining_type, version, updated_at, lot_prefix, disclosure,
-                          rmi_smelter_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, now(), {NEW_LOT_PREFIX}, $8, $9)
+                          rmi_smelter_id, gln)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now(), {NEW_LOT_PREFIX}, $8, $9, $10)
 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, country = EXCLUDED.country,
   region = EXCLUDED.region, mining_type = EXCLUDED.mining_type, version = EXCLUDED.version, updated_at = now(),
-  disclosure = EXCLUDED.disclosure, rmi_smelter_id = EXCLUDED.rmi_smelter_id
+  disclosure = EXCLUDED.disclosure, rmi_smelter_id = EXCLUDED.rmi_smelter_id, gln = EXCLUDED.gln
 WHERE participants.version <= EXCLUDED.version
 """
 """The lot-id prefix is drawn for a new participant only, and never changed after (an update leaves it). $8: its
-disclosure policy (null: none on record, the default); $9: its RMI facility id (smelters and refiners)."""
+disclosure policy (null: none on record, the default); $9: its RMI facility id (smelters and refiners); $10: its
+GLN (EPCIS capture names parties by it), or null."""
 
 
 # --- lots and their hash chain ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import orjson
 
 from custody import domain, repository, schemas
 from custody.domain import LotStatus, NewLot, OriginKind
-from custody.unit_of_work import Answer, UnitOfWork, Write
+from custody.unit_of_work import Answer, Attempt, UnitOfWork, Write
 from shared.auth import Principal, refuse_regulator
 from shared.events import format_time
 from shared.genealogy import Reason, edge_depth, truncated
@@ -115,10 +115,8 @@ async def _asm_producer(uow: UnitOfWork, me: repository.ParticipantRow, group_id
         raise InvalidInput("body.produced_by", f"{group_id!r} is not an ASM group (a mine registered as asm)")
 
 
-async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
-    """A mine registers an origin lot. Without locks, the mine comes from the participants cache: the statement
-    writes only if the mine's version is still the one cached (`repository.PERSIST_NEW_LOT`)."""
-    who = write.who
+def register_lot_attempt(who: Principal, body: schemas.LotCreate) -> Attempt:
+    """The attempt of `register_lot` (EPCIS capture runs it too, on its own unit of work)."""
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "register lots")
@@ -176,6 +174,13 @@ async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
         )
         return repository.new_lot_out(new, uow.created_at, lot)
 
+    return attempt
+
+
+async def register_lot(*, write: Write, body: schemas.LotCreate) -> Answer:
+    """A mine registers an origin lot. Without locks, the mine comes from the participants cache: the statement
+    writes only if the mine's version is still the one cached (`repository.PERSIST_NEW_LOT`)."""
+    attempt = register_lot_attempt(write.who, body)
     return await write.run(action="register", subject=body.lot_id, attempt=attempt, model=schemas.Lot, optimistic=True)
 
 
@@ -360,9 +365,8 @@ async def confirm_origin(*, write: Write, lot_id: str, body: schemas.OriginConfi
     )
 
 
-async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> Answer:
-    """The holder ships (part of) a lot to another participant; checked on the lot as read, or under its lock."""
-    who = write.who
+def ship_attempt(who: Principal, lot_id: str, body: schemas.ShipmentCreate) -> Attempt:
+    """The attempt of `ship` (EPCIS capture runs it too, on its own unit of work)."""
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "ship lots")
@@ -431,13 +435,17 @@ async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> An
             "received_tag": None,
         }
 
+    return attempt
+
+
+async def ship(*, write: Write, lot_id: str, body: schemas.ShipmentCreate) -> Answer:
+    """The holder ships (part of) a lot to another participant; checked on the lot as read, or under its lock."""
+    attempt = ship_attempt(write.who, lot_id, body)
     return await write.run(action="ship", subject=lot_id, attempt=attempt, model=schemas.Shipment, optimistic=True)
 
 
-async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate) -> Answer:
-    """The addressee receives a shipment and becomes the lot's custodian; checked on the shipment and lot as read,
-    or under their locks."""
-    who = write.who
+def receive_attempt(who: Principal, shipment_id: str, body: schemas.ReceiptCreate) -> Attempt:
+    """The attempt of `receive` (EPCIS capture runs it too, on its own unit of work)."""
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "receive shipments")
@@ -486,6 +494,13 @@ async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate
             }
         )
 
+    return attempt
+
+
+async def receive(*, write: Write, shipment_id: str, body: schemas.ReceiptCreate) -> Answer:
+    """The addressee receives a shipment and becomes the lot's custodian; checked on the shipment and lot as read,
+    or under their locks."""
+    attempt = receive_attempt(write.who, shipment_id, body)
     return await write.run(
         action="receive", subject=shipment_id, attempt=attempt, model=schemas.Shipment, status=200, optimistic=True
     )
@@ -529,14 +544,8 @@ def transformation_digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(domain.canonical(data)).hexdigest()
 
 
-async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answer:
-    """The holder transforms lots (smelt, refine, alloy, split, merge...): inputs drawn, output lots made. The
-    transformation is stored once (a row, and a row per input and per output: n + m, never n x m) and published once
-    (`custody.transformation.recorded`, with both lists); each lot's own event (`custody.lot.transformed`) says what
-    happened to that lot and refers to the transformation by id and digest. An output id taken already refuses the
-    whole transformation."""
-    check_transformation(body)  # before the key, the locks or anything else
-    who = write.who
+def transform_attempt(who: Principal, body: schemas.TransformationCreate) -> Attempt:
+    """The attempt of `transform` (EPCIS capture runs it too, on its own unit of work)."""
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "transform lots")
@@ -659,14 +668,24 @@ async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answ
             ],
         }
 
+    return attempt
+
+
+async def transform(*, write: Write, body: schemas.TransformationCreate) -> Answer:
+    """The holder transforms lots (smelt, refine, alloy, split, merge...): inputs drawn, output lots made. The
+    transformation is stored once (a row, and a row per input and per output: n + m, never n x m) and published once
+    (`custody.transformation.recorded`, with both lists); each lot's own event (`custody.lot.transformed`) says what
+    happened to that lot and refers to the transformation by id and digest. An output id taken already refuses the
+    whole transformation."""
+    check_transformation(body)  # before the key, the locks or anything else
+    attempt = transform_attempt(write.who, body)
     return await write.run(
         action="transform", subject=body.inputs[0].lot_id, attempt=attempt, model=schemas.Transformation
     )
 
 
-async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate) -> Answer:
-    """The holder consumes (part of) a lot into a product."""
-    who = write.who
+def consume_attempt(who: Principal, lot_id: str, body: schemas.ConsumptionCreate) -> Attempt:
+    """The attempt of `consume` (EPCIS capture runs it too, on its own unit of work)."""
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "consume lots")
@@ -723,6 +742,12 @@ async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate)
             "status": lot.status,
         }
 
+    return attempt
+
+
+async def consume(*, write: Write, lot_id: str, body: schemas.ConsumptionCreate) -> Answer:
+    """The holder consumes (part of) a lot into a product."""
+    attempt = consume_attempt(write.who, lot_id, body)
     return await write.run(action="consume", subject=lot_id, attempt=attempt, model=schemas.Consumption)
 
 

@@ -1,0 +1,317 @@
+"""EPCIS 2.0 capture against a real stack: POST /capture, the job, the mapping's custody writes, refusals."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+import httpx
+
+from custody.config import Settings
+from shared import epc
+from tests.conftest import OPERATOR
+from tests.custody.conftest import Party, Stack
+from tests.helpers import wait_for
+
+CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"mcoc": epc.NAMESPACE}]
+LD = {"Content-Type": "application/ld+json"}
+VALIDATION = "epcisException:ValidationException"
+
+
+def doc(*events: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-12-01T00:00:00Z",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def ev(kind: str = "ObjectEvent", at: str = "2026-11-20T08:00:00Z", **fields: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "eventID": f"urn:uuid:{uuid.uuid4()}",
+        "eventTime": at,
+        "eventTimeZoneOffset": "+00:00",
+        **fields,
+    }
+
+
+def lgtin() -> str:
+    return f"urn:epc:class:lgtin:4012345.0{random.randint(10000, 99999)}.L{uuid.uuid4().hex[:8]}"
+
+
+def kg(uri: str, q: float, uom: str = "KGM") -> list[dict[str, Any]]:
+    return [{"epcClass": uri, "quantity": q, "uom": uom}]
+
+
+def commission(uri: str, q: float = 100.0, **ilmd: Any) -> dict[str, Any]:
+    return ev(
+        action="ADD",
+        bizStep="commissioning",
+        quantityList=kg(uri, q),
+        ilmd={"mcoc:mineral": "tin", "mcoc:form": "ore", **ilmd},
+    )
+
+
+def ship(uri: str, to: str, q: float, at: str = "2026-11-21T08:00:00Z") -> dict[str, Any]:
+    return ev(
+        action="OBSERVE",
+        bizStep="shipping",
+        at=at,
+        quantityList=kg(uri, q),
+        destinationList=[{"type": "owning_party", "destination": to}],
+    )
+
+
+def receive(uri: str, q: float, at: str = "2026-11-22T08:00:00Z") -> dict[str, Any]:
+    return ev(action="OBSERVE", bizStep="receiving", at=at, quantityList=kg(uri, q))
+
+
+async def capture(
+    stack: Stack, who: Party, document: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await stack.custody.post("/capture", json=document, headers={**who.auth, **LD, **(headers or {})})
+
+
+async def finished(stack: Stack, who: Party, response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    assert response.headers["GS1-EPCIS-Version"] == "2.0.0"
+    location = response.headers["Location"]
+    job: dict[str, Any] = {}
+
+    async def done() -> bool:
+        nonlocal job
+        r = await stack.custody.get(location, headers=who.auth)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        return not job["running"]
+
+    await wait_for(done, timeout_s=20, what="the capture job to finish")
+    return job
+
+
+async def test_a_lot_s_journey_captured_commission_ship_receive_transform_consume(stack: Stack) -> None:
+    gln = "40" + "".join(random.choices("0123456789", k=10))
+    gln += epc.check_digit(gln)
+    mine = await stack.party("mine")
+    smelter = await stack.party("smelter", identifiers={"gln": gln})
+    ore = lgtin()
+    metal = lgtin()
+    job = await finished(
+        stack,
+        mine,
+        await capture(
+            stack,
+            mine,
+            doc(
+                commission(ore, 1000.0, **{"mcoc:lotId": "ORE-1"}),
+                ship(ore, f"https://id.gs1.org/417/{gln}", 1000.0),
+            ),
+        ),
+    )
+    assert (job["success"], job["applied"], job["stored"], job["errors"]) == (True, 2, 0, [])
+    job = await finished(
+        stack,
+        smelter,
+        await capture(
+            stack,
+            smelter,
+            doc(
+                receive(ore, 998.0),
+                ev(
+                    "TransformationEvent",
+                    at="2026-11-23T08:00:00Z",
+                    inputQuantityList=kg(ore, 998.0),
+                    outputQuantityList=kg(metal, 700.0),
+                    ilmd={"mcoc:transformationKind": "smelting", "mcoc:mineral": "tin", "mcoc:form": "metal"},
+                ),
+                ev(
+                    action="DELETE",
+                    bizStep="decommissioning",
+                    at="2026-11-24T08:00:00Z",
+                    quantityList=kg(metal, 10.0),
+                    **{"mcoc:product": "solder batch 7"},
+                ),
+            ),
+        ),
+    )
+    assert job["success"], job
+    assert job["applied"] == 3
+    r = await stack.custody.get("/lots", headers=smelter.auth)
+    lots = {lot["lot_id"]: lot for lot in r.json()["items"]}
+    ore_id = next(i for i in lots if i.endswith(":ORE-1"))
+    history = (await stack.custody.get(f"/lots/{ore_id}/history", headers=smelter.auth)).json()
+    types = [e["type"] for e in history["events"]]
+    assert types == ["custody.lot.registered", "custody.lot.shipped", "custody.lot.received", "custody.lot.transformed"]
+    assert await stack.count("SELECT count(*) FROM lot_epcs WHERE lot_id = $1", ore_id) == 1
+    assert (
+        await stack.count("SELECT count(*) FROM epcis_events WHERE actor = $1 AND outcome = 'applied'", smelter.id) == 3
+    )
+
+
+async def test_captured_events_have_the_data_shapes_of_the_api_s(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    r = await stack.custody.post(
+        "/lots",
+        headers=mine.auth,
+        json={
+            "lot_id": "API-1",
+            "mineral": "tin",
+            "form": "ore",
+            "mass_kg": 50.0,
+            "produced_at": "2026-11-20T08:00:00Z",
+        },
+    )
+    assert r.status_code == 201, r.text
+    await stack.custody.post(
+        "/lots/" + r.json()["lot_id"] + "/shipments",
+        headers=mine.auth,
+        json={"to": trader.id, "mass_kg": 50.0, "shipped_at": "2026-11-21T08:00:00Z"},
+    )
+    uri = lgtin()
+    job = await finished(
+        stack,
+        mine,
+        await capture(
+            stack,
+            mine,
+            doc(commission(uri, 50.0, **{"mcoc:lotId": "CAP-1"}), ship(uri, epc.party_uri(trader.id), 50.0)),
+        ),
+    )
+    assert job["success"], job
+    api = (await stack.custody.get(f"/lots/{r.json()['lot_id']}/history", headers=mine.auth)).json()["events"]
+    cap_id = r.json()["lot_id"].rsplit(":", 1)[0] + ":CAP-1"
+    cap = (await stack.custody.get(f"/lots/{cap_id}/history", headers=mine.auth)).json()["events"]
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items()}
+        return type(value).__name__
+
+    assert [shape(e["data"]) for e in cap] == [shape(e["data"]) for e in api]
+    assert [e["type"] for e in cap] == [e["type"] for e in api]
+
+
+async def test_invalid_documents_are_refused_whole_with_their_fault(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    good = commission(lgtin())
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({k: v for k, v in good.items() if k != "eventTime"}, "/epcisBody/eventList/0"),
+        ({**good, "action": 7}, "/epcisBody/eventList/0/action"),
+        ({**good, "bizStep": "teleporting"}, "/epcisBody/eventList/0/bizStep"),
+        ({**good, "eventTime": "2999-01-01T00:00:00Z"}, "/epcisBody/eventList/0/eventTime"),
+    ]
+    for event, where in cases:
+        r = await capture(stack, mine, doc(event))
+        assert r.status_code == 400, r.text
+        problem = r.json()
+        assert problem["type"] == VALIDATION
+        assert problem["pointer"].startswith(where), problem
+    r = await stack.custody.post("/capture", content=b"<xml/>", headers={**mine.auth, "Content-Type": "text/xml"})
+    assert r.status_code == 415
+    assert await stack.count("SELECT count(*) FROM capture_jobs WHERE actor = $1", mine.id) == 0
+
+
+async def test_a_mass_in_another_unit_fails_the_job_in_rollback_and_only_itself_in_proceed(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    ok, bad = lgtin(), lgtin()
+    events = [commission(ok), {**commission(bad), "quantityList": kg(bad, 5.0, "LBR")}]
+    job = await finished(stack, mine, await capture(stack, mine, doc(*events)))
+    assert not job["success"] and job["applied"] == 0
+    [error] = job["errors"]
+    assert (error["eventIndex"], error["exception"], error["pointer"]) == (
+        1,
+        VALIDATION,
+        "/epcisBody/eventList/1/quantityList/0/uom",
+    )
+    assert await stack.count("SELECT count(*) FROM epcis_events WHERE actor = $1", mine.id) == 0
+    assert await stack.count("SELECT count(*) FROM lots WHERE custodian = $1", mine.id) == 0
+    job = await finished(
+        stack, mine, await capture(stack, mine, doc(*events), {"GS1-Capture-Error-Behaviour": "proceed"})
+    )
+    assert (job["success"], job["applied"], len(job["errors"])) == (False, 1, 1)
+    assert await stack.count("SELECT count(*) FROM lots WHERE custodian = $1", mine.id) == 1
+
+
+async def test_idempotency_by_key_and_by_event_id(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    document = doc(commission(lgtin()))
+    first = await capture(stack, mine, document, {"Idempotency-Key": "k-1"})
+    job = await finished(stack, mine, first)
+    again = await capture(stack, mine, document, {"Idempotency-Key": "k-1"})
+    assert again.status_code == 202 and again.headers["Location"] == first.headers["Location"]
+    other = await capture(stack, mine, doc(commission(lgtin())), {"Idempotency-Key": "k-1"})
+    assert other.status_code == 422
+    job = await finished(stack, mine, await capture(stack, mine, document))  # the same eventID: skipped
+    assert (job["success"], job["applied"], job["stored"]) == (True, 0, 0)
+    assert await stack.count("SELECT count(*) FROM lots WHERE custodian = $1", mine.id) == 1
+
+
+async def test_who_may_capture_what(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    job = await finished(stack, trader, await capture(stack, trader, doc(commission(lgtin()))))
+    assert job["errors"][0]["exception"] == "epcisException:SecurityException"  # only a mine commissions
+    uri = lgtin()
+    assert (await finished(stack, mine, await capture(stack, mine, doc(commission(uri)))))["success"]
+    # the trader ships the mine's lot: not its lot, so the event means nothing to it (stored, as for no lot)
+    job = await finished(stack, trader, await capture(stack, trader, doc(ship(uri, epc.party_uri(mine.id), 1.0))))
+    assert (job["success"], job["applied"], job["stored"]) == (True, 0, 1)
+    r = await capture(stack, mine, doc(commission(lgtin())))
+    location = r.headers["Location"]
+    await finished(stack, mine, r)
+    assert (await stack.custody.get(location, headers=trader.auth)).status_code == 404
+    assert (await stack.custody.get("/capture/CAP-NONE", headers=trader.auth)).status_code == 404
+    r = await stack.custody.post("/capture", json=doc(commission(lgtin())), headers={**OPERATOR, **LD})
+    assert r.status_code == 403
+    page = (await stack.custody.get("/capture?limit=1", headers=mine.auth)).json()
+    assert len(page["items"]) == 1 and page["next_cursor"] is not None
+    assert page["items"][0]["captureID"] == location.rsplit("/", 1)[1]
+    older = (await stack.custody.get(f"/capture?limit=1&cursor={page['next_cursor']}", headers=mine.auth)).json()
+    assert [j["captureID"] for j in older["items"]] != [j["captureID"] for j in page["items"]]
+
+
+async def test_gs1_style_events_that_mean_nothing_to_custody_are_stored(stack: Stack) -> None:
+    smelter = await stack.party("smelter")
+    events = [
+        ev(action="OBSERVE", bizStep="inspecting", epcList=["urn:epc:id:sgtin:4012345.011111.1"]),
+        ev(
+            "AggregationEvent",
+            action="ADD",
+            parentID="urn:epc:id:sscc:4012345.0000000001",
+            childEPCs=["urn:epc:id:sgtin:4012345.011111.2"],
+        ),
+        ev(
+            "TransactionEvent",
+            action="ADD",
+            bizTransactionList=[{"type": "po", "bizTransaction": "urn:x:po:9"}],
+            epcList=["urn:epc:id:sgtin:4012345.011111.3"],
+        ),
+        ev(
+            "AssociationEvent",
+            action="ADD",
+            parentID="urn:epc:id:grai:4012345.55555.1",
+            childEPCs=["urn:epc:id:sgtin:4012345.011111.4"],
+        ),
+        {
+            k: v
+            for k, v in ev(action="OBSERVE", bizStep="receiving", quantityList=kg(lgtin(), 3.0, "LBR")).items()
+            if k != "eventID"
+        },
+    ]
+    job = await finished(stack, smelter, await capture(stack, smelter, doc(*events)))
+    assert (job["success"], job["applied"], job["stored"]) == (True, 0, 5)
+    assert (
+        await stack.count(
+            "SELECT count(*) FROM epcis_events WHERE actor = $1 AND outcome = 'stored' AND note IS NOT NULL", smelter.id
+        )
+        == 5
+    )
+
+
+def test_capture_has_a_body_limit_of_its_own() -> None:
+    assert Settings().body_limits["POST /capture"] == 32 * 1024 * 1024

@@ -63,7 +63,7 @@ _DTE_EXAMPLE: dict[str, Any] = {
     summary="A lot's custody events as a UNTP 0.6.1 Digital Traceability Event credential, signed by the registry "
     "(VC-JOSE); each event names the custody events it stands for and their hashes (docs/untp.md)",
 )
-async def untp_dte(lot_id: str, request: Request, who: PrincipalDep) -> Response:
+async def traceability_events(lot_id: str, request: Request, who: PrincipalDep) -> Response:
     media = vcjose.wants(request.headers.get("accept", ""))
     history = await service.history(reads=_reads(request), who=who, lot_id=lot_id)
     sign = vcjose.SignRequest(

@@ -10,9 +10,11 @@ import httpx
 
 from custody.config import Settings
 from shared import epc
-from tests.conftest import OPERATOR
+from shared.events import CloudEvent
+from shared.topics import CUSTODY_EVENTS, physical
+from tests.conftest import ENV, OPERATOR
 from tests.custody.conftest import Party, Stack
-from tests.helpers import wait_for
+from tests.helpers import read_topic, wait_for
 
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"mcoc": epc.NAMESPACE}]
 LD = {"Content-Type": "application/ld+json"}
@@ -315,3 +317,52 @@ async def test_gs1_style_events_that_mean_nothing_to_custody_are_stored(stack: S
 
 def test_capture_has_a_body_limit_of_its_own() -> None:
     assert Settings().body_limits["POST /capture"] == 32 * 1024 * 1024
+
+
+async def test_an_error_declaration_corrects_what_the_event_became(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    uri = lgtin()
+    shipped = ship(uri, epc.party_uri(trader.id), 100.0)
+    job = await finished(
+        stack, mine, await capture(stack, mine, doc(commission(uri, 100.0, **{"mcoc:lotId": "FIX-1"}), shipped))
+    )
+    assert job["success"], job
+    declared = {**shipped, "errorDeclaration": {"declarationTime": "2026-11-22T00:00:00Z", "reason": "did_not_occur"}}
+    job = await finished(stack, mine, await capture(stack, mine, doc(declared)))
+    assert (job["success"], job["applied"]) == (True, 1), job
+    lots = (await stack.custody.get("/lots", headers=mine.auth)).json()["items"]
+    lot = next(lot for lot in lots if lot["lot_id"].endswith(":FIX-1"))
+    assert lot["status"] == "active"  # the shipment that did not occur is voided
+    history = (await stack.custody.get(f"/lots/{lot['lot_id']}/history", headers=mine.auth)).json()["events"]
+    assert history[-1]["type"] == "custody.event.corrected"
+
+
+async def test_a_captured_lot_s_events_reach_custody_events(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    uri = lgtin()
+    job = await finished(
+        stack,
+        mine,
+        await capture(
+            stack,
+            mine,
+            doc(commission(uri, 10.0, **{"mcoc:lotId": "KAFKA-1"}), ship(uri, epc.party_uri(trader.id), 10.0)),
+        ),
+    )
+    assert job["success"], job
+    lot_id = next(
+        lot["lot_id"]
+        for lot in (await stack.custody.get("/lots", headers=mine.auth)).json()["items"]
+        if lot["lot_id"].endswith(":KAFKA-1")
+    )
+    topic = physical(CUSTODY_EVENTS, stack.prefix)
+
+    async def published() -> bool:
+        records = await read_topic(ENV.kafka_bootstrap, topic, expect=10_000, timeout_s=1)
+        ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+        events = [CloudEvent.from_kafka(r.headers, r.key, r.value) for r in ordered]
+        return [e.type for e in events if e.key == lot_id] == ["custody.lot.registered", "custody.lot.shipped"]
+
+    await wait_for(published, timeout_s=20, what="the captured lot's events on custody.events")

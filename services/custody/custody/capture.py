@@ -46,9 +46,11 @@ from custody.capture_mapping import (
     named_epcs,
     party_key,
 )
+from custody.corrections import correct
+from custody.corrections_schemas import CorrectionCreate
 from custody.domain import Refusal
 from custody.epcis import VALIDATION, Event, _Located, pointer
-from custody.unit_of_work import Attempt, UnitOfWork
+from custody.unit_of_work import Attempt, UnitOfWork, Write
 from shared.auth import Principal, refuse_regulator
 from shared.outbox import outbox_committed
 from shared.problems import Forbidden, InvalidInput, NotFound, ProblemError
@@ -174,6 +176,7 @@ class _Capture:
         self.errors: list[dict[str, Any]] = []
         self.epcs: list[tuple[str, str, str]] = []
         self.applied = self.stored = 0
+        self.corrections: list[tuple[int, str, Correct]] = []  # (event index, eventID, what it corrects)
 
     def _lot(self, uri: str) -> str | None:
         key = lot_key(uri)
@@ -189,18 +192,69 @@ class _Capture:
             try:
                 async with conn.transaction():
                     await self._apply_all(conn, ids)
-                    failed = bool(self.errors)
-                    if failed and self.behaviour == "rollback":
+                    if self.errors and self.behaviour == "rollback":
                         raise _RolledBack
                     await repo.insert_lot_epcs(conn, self.epcs)
                     await repo.insert_events(conn, self.who.subject, self.job_id, self.rows)
-                    await repo.finish_job(
-                        conn, self.job_id, failed=failed, applied=self.applied, stored=self.stored, errors=self.errors
-                    )
             except _RolledBack:
                 await repo.finish_job(conn, self.job_id, failed=True, applied=0, stored=0, errors=self.errors)
                 return
-        outbox_committed()
+            outbox_committed()
+            if self.corrections:
+                await self._correct(pool, conn)
+            await repo.finish_job(
+                conn,
+                self.job_id,
+                failed=bool(self.errors),
+                applied=self.applied,
+                stored=self.stored,
+                errors=self.errors,
+            )
+
+    async def _correct(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        """After the document's commit: each errorDeclaration about an event the caller captured corrects the
+        custody events it became (`custody.corrections.correct`, as `POST /lots/{id}/corrections` does); a
+        correction refused is that event's error."""
+        targets = [c for _, _, c in self.corrections]
+        lots = await repo.lots_of_events(conn, [i for c in targets for i in self.before[c.target]["custody_event_ids"]])
+        correctives = await repo.captured(conn, self.who.subject, [i for c in targets for i in c.corrective_ids])
+        for index, eid, c in self.corrections:
+            event_ids = list(self.before[c.target]["custody_event_ids"])
+            if not event_ids:
+                continue  # it was stored only: nothing in custody to correct
+            fixes = [i for e in c.corrective_ids if e in correctives for i in correctives[e]["custody_event_ids"]]
+            refused = None
+            for custody_id in event_ids:
+                body = CorrectionCreate.model_validate(
+                    {
+                        "event_id": custody_id,
+                        "reason": c.reason or "incorrect_data",
+                        "note": f"EPCIS errorDeclaration of {c.target} (captured in {self.job_id})",
+                        "corrective_event_ids": fixes,
+                    }
+                )
+                write = Write(
+                    pool=pool,
+                    participants=None,
+                    who=self.who,
+                    key=None,
+                    path=f"/lots/{lots[custody_id]}/corrections",
+                    body=body,
+                    request_hash=b"",
+                )
+                try:
+                    answer = await correct(write=write, lot_id=lots[custody_id], body=body)
+                except ProblemError as problem:
+                    refused = problem.detail
+                else:
+                    if answer.status >= 400:
+                        refused = str(answer.body.get("detail"))
+            if refused is None:
+                self.applied += 1
+            else:
+                self._error(
+                    index, eid, VALIDATION, refused, pointer("epcisBody", "eventList", index, "errorDeclaration")
+                )
 
     async def _apply_all(self, conn: asyncpg.Connection, ids: list[str]) -> None:
         await self._load(conn, ids)
@@ -246,7 +300,7 @@ class _Capture:
         try:
             op = map_event(event, index, known)
             if isinstance(op, Store | Correct):
-                self._row(event, raw, eid, op)
+                self._row(index, event, raw, eid, op)
                 return
             custody_ids, lot_ids = await self._apply(conn, op, where)
         except MappingError as error:
@@ -270,14 +324,15 @@ class _Capture:
         self.applied += 1
         self.rows.append(_row(event, raw, eid, lot_ids, custody_ids, "applied", None))
 
-    def _row(self, event: Event, raw: dict[str, Any], eid: str, op: Store | Correct) -> None:
+    def _row(self, index: int, event: Event, raw: dict[str, Any], eid: str, op: Store | Correct) -> None:
         lot_ids = sorted({lot for uri in named_epcs(event) if (lot := self._lot(uri)) is not None})
-        self.stored += 1
         if isinstance(op, Store):
+            self.stored += 1
             self.rows.append(_row(event, raw, eid, lot_ids, [], "stored", op.note))
             return
         target = self.before[op.target]
-        note = f"corrects {op.target} ({op.reason or 'no reason given'}); kept, not yet applied to custody"
+        self.corrections.append((index, eid, op))
+        note = f"corrects {op.target} ({op.reason or 'incorrect_data'})"
         self.rows.append(_row(event, raw, hash_id(raw), list(target["lot_ids"]), [], "correction", note))
 
     def _error(self, index: int, eid: str, exception: str, detail: str, path: str) -> None:

@@ -205,3 +205,9 @@ async def fail_interrupted(conn: Conn, when: datetime) -> int:
         errors,
     )
     return int(result.split()[-1])
+
+
+async def lots_of_events(conn: Conn, event_ids: list[str]) -> dict[str, str]:
+    """The lot of each of these custody events (`lot_events.event_id` -> lot id)."""
+    rows = await conn.fetch("SELECT event_id, lot_id FROM lot_events WHERE event_id = ANY($1::text[])", event_ids)
+    return {r["event_id"]: r["lot_id"] for r in rows}

@@ -129,7 +129,9 @@ def test_a_dpp_claim_must_be_a_declaration_on_a_named_topic() -> None:
 
 
 def test_events_open_to_extensions_items_closed() -> None:
-    assert untp.parse(dte(event(note="kept"))).credentialSubject[0].model_extra == {"note": "kept"}  # type: ignore[union-attr]
+    parsed = untp.parse(dte(event(note="kept")))
+    assert isinstance(parsed, untp.DigitalTraceabilityEvent)
+    assert parsed.credentialSubject[0].model_extra == {"note": "kept"}
     with pytest.raises(ValidationError):
         untp.Item.model_validate({"id": "urn:x:1", "name": "a", "extra": 1})
 
@@ -198,7 +200,7 @@ def test_events_are_checked_against_the_history() -> None:
     parsed = untp.parse(dte())
     named = untp_verify.named_events(parsed)
     assert list(named) == ["ORE-1"]
-    history = {
+    history: dict[str, Any] = {
         "lot_id": "ORE-1",
         "events": [{"event_id": "e-1", "seq": 1, "type": "custody.lot.registered", "hash": HASH}],
     }

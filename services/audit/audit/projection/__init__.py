@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 import asyncpg
 from prometheus_client import Counter
 
-from audit import rules
+from audit import corrections_projection, rules
 from audit.projection import decode, statements
 from audit.projection.context import Context
 from audit.projection.flags import SOURCE, Cleared, Doc, FlagBatch, flag_events, flag_id, rejudge_args
@@ -269,6 +269,8 @@ class Projection:
             await self.raise_flags(conn, list(changes.findings.values()))
         if changes.rejudged:
             await self.rejudge_flags(conn, list(changes.rejudged.values()))
+        if changes.corrections:  # after the flags: one raised in this batch is marked too
+            await corrections_projection.write(conn, self, list(changes.corrections.values()))
 
     def drain(self) -> tuple[list[Doc], list[CloudEvent]]:
         """What the last committed batch raised and saw (for the live stream); empties the lists."""
@@ -286,6 +288,8 @@ class Projection:
         loaded. `undo` takes the batch back out of memory when the statement wrote nothing."""
         if not self._loaded or len(batch) >= COPY_FROM_EVENTS:
             return None
+        if corrections_projection.has_corrections([d.event for d in batch]):
+            return None  # a correction's writes read the flags the batch wrote: the batch path (`_write`)
         self._begin()
         bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
         for _, name, sql, args in statements.parts(self.changes, copy=False):

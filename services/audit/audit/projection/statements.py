@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from audit import rules
+from audit.corrections_domain import Correction
 from audit.projection.decode import intern, intern_opt
 from audit.projection.flags import Cleared
 from audit.projection.state import Bag, DeclaredLot, MineLot, OriginAnswer, OriginLots, Smelting, State, Transit
@@ -263,9 +264,15 @@ REJUDGED_SQL = """
 SELECT f.id, f.rule, f.cause, coalesce(u.severity, f.severity) AS severity, f.severity AS previous_severity,
        f.lot_id, f.lot_ids, f.participants, f.raised_at,
        f.status AS previous_status, f.evidence AS previous_evidence, f.summary AS previous_summary,
-       CASE WHEN u.cleared THEN f.evidence || jsonb_build_object('cleared_by', u.evidence) ELSE u.evidence END
+       CASE WHEN u.cleared THEN f.evidence || jsonb_build_object('cleared_by', u.evidence)
+            WHEN f.evidence ? 'correction'  -- a custody correction's mark stays (`corrections_projection`)
+            THEN u.evidence || jsonb_build_object('correction', f.evidence -> 'correction')
+            ELSE u.evidence END
            AS evidence,
-       CASE WHEN u.cleared THEN f.summary || ' [no longer holds: ' || u.summary || ']' ELSE u.summary END AS summary,
+       CASE WHEN u.cleared THEN f.summary || ' [no longer holds: ' || u.summary || ']'
+            ELSE u.summary || coalesce(' [grounds corrected by the party ('
+                                       || (f.evidence -> 'correction' ->> 'reason') || '); review]', '') END
+           AS summary,
        CASE WHEN u.cleared AND NOT d.decided THEN 'withdrawn'
             WHEN NOT u.cleared AND f.status = 'withdrawn' THEN 'open'
             ELSE f.status END AS status,
@@ -279,7 +286,7 @@ CROSS JOIN LATERAL (
          AS decided
 ) d
 WHERE CASE WHEN u.cleared THEN NOT (f.evidence ? 'cleared_by')
-           ELSE f.evidence IS DISTINCT FROM u.evidence OR f.severity IS DISTINCT FROM u.severity
+           ELSE f.evidence - 'correction' IS DISTINCT FROM u.evidence OR f.severity IS DISTINCT FROM u.severity
                 OR f.status = 'withdrawn' END
 FOR UPDATE OF f
 """
@@ -351,6 +358,7 @@ class Changes:
     # re-judgements (reference data arrived): the latest per (rule, cause); each replaces its flag's evidence if it
     # differs, or withdraws a flag the rule no longer holds for (`Cleared`) (`rejudge_flags`)
     rejudged: dict[tuple[str, str], Finding | Cleared] = field(default_factory=dict)
+    corrections: dict[str, Correction] = field(default_factory=dict)  # custody corrections (`corrections_projection`)
 
 
 Part = tuple[str, str, Any, Any]
@@ -592,7 +600,7 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
         s.open_shipments.add(r["shipment_id"])
     for r in await conn.fetch(
         "SELECT shipment_id, lot_id, event_id, transit_countries, shipped_at, sender, receiver, transit_regions "
-        "FROM shipments WHERE cardinality(transit_countries) > 0"
+        "FROM shipments WHERE cardinality(transit_countries) > 0 AND status <> 'voided'"
     ):
         t = Transit(
             r["lot_id"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from audit import corrections_projection
 from audit.projection import decode
 from audit.projection.context import Context
 from audit.projection.handlers import (
@@ -45,5 +46,6 @@ HANDLERS: dict[str, tuple[Decoder, Handler]] = {
     "custody.product.registered": (decode.product, lots.on_product),
     "custody.product.updated": (decode.product, lots.on_product),
     "custody.attempt.rejected": (decode.rejected, refusals.on_rejected),
+    "custody.event.corrected": (corrections_projection.decode, corrections_projection.on_corrected),
     "audit.grievance.triaged": (decode.grievance_triaged, grievances.on_triaged),
 }

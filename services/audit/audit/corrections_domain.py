@@ -1,0 +1,113 @@
+"""What audit makes of a custody correction (`custody.event.corrected`, docs/corrections.md), as pure rules.
+
+- The flags whose grounds are the corrected event (its id is their cause or their evidence's `event_id`, or, for a
+  shipment's or a receipt's event, its shipment is theirs) show the correction: their evidence gets `correction`
+  (what was corrected, the reason, the note, who declared it and when, what it did) and their summary says
+  "grounds corrected by the party (<reason>); review". Their status is left as it is: the party a finding is about
+  never decides it, a person does (`POST /flags/{id}/decisions`). A withdrawn flag is left alone.
+- A correction of an event that grounds a high or critical flag is itself a finding (`record_corrected`, high): a
+  party rewriting the record under a serious finding is what an auditor must look at, whatever the reason given.
+- The rules are run again with the correction applied: a shipment voided (declared `did_not_occur` while in transit)
+  no longer counts: it is never overdue, and no CAHRA listed later re-screens its transit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from audit.rules import Finding, Rule, Severity
+
+REASONS = frozenset({"did_not_occur", "incorrect_data"})
+EFFECTS = frozenset({"voided_shipment", "recorded"})
+SERIOUS = frozenset({Severity.high.value, Severity.critical.value})
+RECORD_CORRECTED = "record_corrected"
+"""The rule of the finding a correction of a serious flag's grounds is (`Rule.record_corrected`, high)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A custody correction as audit keeps it (`corrections` row, and the `correction` of a flag's evidence)."""
+
+    correction_id: str  # the correcting event's id
+    lot_id: str
+    event_id: str  # the event corrected
+    corrected_type: str
+    reason: str
+    note: str
+    declared_by: str
+    declared_at: datetime
+    effect: str
+    shipment_id: str | None
+    corrective_event_ids: tuple[str, ...]
+
+    @property
+    def voids(self) -> str | None:
+        """The shipment this correction voided, if any."""
+        return self.shipment_id if self.effect == "voided_shipment" else None
+
+    @property
+    def mark(self) -> dict[str, Any]:
+        """What a flag whose grounds it corrects shows (`evidence.correction`)."""
+        return {
+            "correction_id": self.correction_id,
+            "event_id": self.event_id,
+            "corrected_type": self.corrected_type,
+            "reason": self.reason,
+            "note": self.note,
+            "declared_by": self.declared_by,
+            "declared_at": self.declared_at.isoformat(),
+            "effect": self.effect,
+            "shipment_id": self.shipment_id,
+            "corrective_event_ids": list(self.corrective_event_ids),
+        }
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """As `corrections_projection.CORRECTION_COLUMNS`."""
+        return (
+            self.correction_id,
+            self.lot_id,
+            self.event_id,
+            self.corrected_type,
+            self.reason,
+            self.note,
+            self.declared_by,
+            self.declared_at,
+            self.effect,
+            self.shipment_id,
+            list(self.corrective_event_ids),
+        )
+
+
+def summary_note(reason: str) -> str:
+    """What a corrected flag's summary gets after it (and keeps when reference data re-judges the flag)."""
+    return f" [grounds corrected by the party ({reason}); review]"
+
+
+def grounds(flag: dict[str, Any], c: Correction) -> bool:
+    """Whether the corrected event is among a flag's grounds: its cause (or an `unjudgeable_event`'s
+    `<event>:<what>`), its evidence's `event_id`, or the shipment of a shipment's or receipt's event."""
+    cause, evidence = flag["cause"], flag["evidence"] or {}
+    if cause == c.event_id or cause.startswith(c.event_id + ":") or evidence.get("event_id") == c.event_id:
+        return True
+    return c.shipment_id is not None and (cause == c.shipment_id or evidence.get("shipment_id") == c.shipment_id)
+
+
+def record_corrected(c: Correction, serious: list[dict[str, Any]]) -> Finding | None:
+    """The finding a correction is worth when it corrects the grounds of high or critical flags (`serious`: those
+    flags, as {id, rule, severity}); None when it corrects none."""
+    if not serious:
+        return None
+    rules = ", ".join(sorted({f["rule"] for f in serious}))
+    return Finding(
+        Rule(RECORD_CORRECTED),
+        c.lot_id,
+        c.correction_id,
+        f"{c.declared_by} corrected {c.corrected_type} {c.event_id} ({c.reason}), the grounds of {len(serious)} "
+        f"high-risk flag(s) ({rules}): review the correction and its note",
+        {"correction": c.mark, "flags": sorted(serious, key=lambda f: f["id"])},
+        (c.declared_by,),
+        Severity.high,
+    )

@@ -226,6 +226,9 @@ async def test_pagination_walks_all_pages_without_repeats(stack: Stack, chain: C
         ({"perPage": "ten"}, ["perPage"]),
         ({"GE_eventTime": "yesterday"}, ["GE_eventTime"]),
         ({"LT_recordTime": "2026-11-01T08:00:00"}, ["LT_recordTime"]),  # no offset
+        ({"GE_eventTime": "9999-12-31T23:59:59-14:00"}, ["GE_eventTime"]),  # past year 9999 in UTC
+        ({"GE_recordTime": "2026-13-01T00:00:00Z"}, ["GE_recordTime"]),
+        ({"EQ_bizLocation": "urn:x:\x00"}, ["EQ_bizLocation"]),
         ({"EQ_bizStep": "smelting"}, ["EQ_bizStep"]),
         ({"EQ_disposition": "gone"}, ["EQ_disposition"]),
         ({"eventType": "FooEvent"}, ["eventType"]),

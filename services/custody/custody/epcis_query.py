@@ -93,6 +93,8 @@ def _values(params: Sequence[tuple[str, str]], name: str) -> list[str]:
     for v in out:
         if not v or len(v) > MAX_VALUE:
             raise QueryParameterError([name], f"{name}: each value is 1 to {MAX_VALUE} characters")
+        if any(c < " " or c == "\x7f" for c in v):
+            raise QueryParameterError([name], f"{name}: control characters are no part of a value")
     return out
 
 
@@ -101,9 +103,9 @@ def _time(name: str, value: str) -> datetime:
         if not _TIME.match(value):
             raise ValueError
         moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise QueryParameterError([name], f"{name}: {value!r} is not an RFC 3339 date-time with an offset") from None
-    return moment.astimezone(UTC)
 
 
 def encode_token(after: tuple[int, int]) -> str:

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from custody import epcis_export, epcis_query, service
@@ -113,17 +114,17 @@ def _reads(request: Request) -> service.Reads:
     )
 
 
+class LdJsonResponse(JSONResponse):
+    """JSON-LD, as the EPCIS 2.0 REST binding answers (the OpenAPI names this media type with the model's schema)."""
+
+    media_type = LD_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _ld_json(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), media_type=LD_JSON, headers={**VERSION_HEADERS, **(headers or {})})
-
-
-def _ld(model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
-    return {
-        200: {
-            "description": description,
-            "content": {LD_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }
-    }
+    return LdJsonResponse(body, headers={**VERSION_HEADERS, **(headers or {})})
 
 
 _QUERY_DESCRIPTION = """The standard's SimpleEventQuery (EPCIS 2.0 REST binding). Parameters, all optional; a
@@ -140,10 +141,40 @@ captured EPCIS events custody stored without applying (to their capturer, and to
 A page may hold fewer than `perPage` events and still have a next one."""
 
 
+def _parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string", "maxLength": epcis_query.MAX_VALUE}}  # fmt: skip
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_PARAMETERS = [
+    _parameter("eventType", "ObjectEvent, TransformationEvent, ... (`|` between alternatives)"),
+    _parameter("GE_eventTime", "Events that happened at or after (RFC 3339 with an offset)", _TIME),
+    _parameter("LT_eventTime", "Events that happened before", _TIME),
+    _parameter("GE_recordTime", "Events recorded at or after", _TIME),
+    _parameter("LT_recordTime", "Events recorded before", _TIME),
+    _parameter("EQ_bizStep", "CBV 2.0 business steps (word or https://ref.gs1.org/cbv/BizStep- URI)"),
+    _parameter("EQ_disposition", "CBV 2.0 dispositions (word or https://ref.gs1.org/cbv/Disp- URI)"),
+    _parameter("MATCH_epc", "Lots (EPC classes: Digital Link, LGTIN URN, urn:mcoc:lot:) or captured EPCs"),
+    _parameter("MATCH_anyEPC", "As MATCH_epc"),
+    _parameter("MATCH_epcClass", "As MATCH_epc"),
+    _parameter("EQ_bizLocation", "A captured event's business location (custody events have none)"),
+    _parameter(
+        "perPage",
+        "Events a page (at most)",
+        {"type": "integer", "minimum": 1, "maximum": epcis_query.MAX_PER_PAGE, "default": epcis_query.DEFAULT_PER_PAGE},
+    ),
+    _parameter("nextPageToken", "From the previous page's `Link` header (`GS1-Next-Page-Token`)"),
+]
+
+
 @router.get(
     "/events",
+    openapi_extra={"parameters": _PARAMETERS},
     response_model=EpcisQueryDocument,
-    responses={**_ld(EpcisQueryDocument, "One page of events"), **QUERY_REFUSED},
+    response_class=LdJsonResponse,
+    response_description="One page of events",
+    responses=QUERY_REFUSED,
     summary="EPCIS 2.0 events query: every custody event you may see, filtered with the standard's parameters",
     description=_QUERY_DESCRIPTION,
 )
@@ -163,7 +194,9 @@ async def query_events(request: Request, who: PrincipalDep) -> Response:
 @router.get(
     "/lots/{lot_id}/epcis",
     response_model=EpcisLotDocument,
-    responses={**_ld(EpcisLotDocument, "The lot's history as EPCIS events"), **problem_responses(404)},
+    response_class=LdJsonResponse,
+    response_description="The lot's history as EPCIS events",
+    responses=problem_responses(404),
     summary="A lot's custody history as an EPCIS 2.0 document (what its history shows you, as EPCIS events)",
 )
 async def lot_epcis(lot_id: str, request: Request, who: PrincipalDep) -> Response:

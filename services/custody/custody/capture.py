@@ -27,7 +27,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from custody import capture_repository as repo
-from custody import repository, schemas, service
+from custody import domain, repository, schemas, service
 from custody.capture_mapping import (
     Commission,
     Consume,
@@ -40,6 +40,7 @@ from custody.capture_mapping import (
     Store,
     Transform,
     event_id,
+    extension_of,
     hash_id,
     lot_key,
     map_event,
@@ -48,7 +49,7 @@ from custody.capture_mapping import (
 )
 from custody.corrections import correct
 from custody.corrections_schemas import CorrectionCreate
-from custody.domain import Refusal
+from custody.domain import Lot, Refusal, ShipmentState
 from custody.epcis import VALIDATION, Event, _Located, pointer
 from custody.unit_of_work import Attempt, UnitOfWork, Write
 from shared.auth import Principal, refuse_regulator
@@ -176,6 +177,9 @@ class _Capture:
         self.errors: list[dict[str, Any]] = []
         self.epcs: list[tuple[str, str, str]] = []
         self.applied = self.stored = 0
+        self.reads = BatchReads()
+        self.writes = repo.BatchWrites()
+        self.taken: set[str] = set()
         self.corrections: list[tuple[int, str, Correct]] = []  # (event index, eventID, what it corrects)
 
     def _lot(self, uri: str) -> str | None:
@@ -194,22 +198,23 @@ class _Capture:
                     await self._apply_all(conn, ids)
                     if self.errors and self.behaviour == "rollback":
                         raise _RolledBack
+                    await repo.write_batch(conn, CUSTODY_EVENTS, self.writes)
                     await repo.insert_lot_epcs(conn, self.epcs)
                     await repo.insert_events(conn, self.who.subject, self.job_id, self.rows)
+                    if not self.corrections:  # done with the document's commit
+                        await self._finish(conn)
             except _RolledBack:
                 await repo.finish_job(conn, self.job_id, failed=True, applied=0, stored=0, errors=self.errors)
                 return
             outbox_committed()
             if self.corrections:
                 await self._correct(pool, conn)
-            await repo.finish_job(
-                conn,
-                self.job_id,
-                failed=bool(self.errors),
-                applied=self.applied,
-                stored=self.stored,
-                errors=self.errors,
-            )
+                await self._finish(conn)
+
+    async def _finish(self, conn: asyncpg.Connection) -> None:
+        await repo.finish_job(
+            conn, self.job_id, failed=bool(self.errors), applied=self.applied, stored=self.stored, errors=self.errors
+        )
 
     async def _correct(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         """After the document's commit: each errorDeclaration about an event the caller captured corrects the
@@ -292,6 +297,17 @@ class _Capture:
         self.before = await repo.captured(conn, caller, ids)
         self.lots = await repo.lots_named(conn, sorted(lgtins), sorted(lot_ids), caller)
         self.parties = await repo.parties_named(conn, sorted(glns), sorted(party_ids))
+        named = sorted(set(self.lots.values()))
+        reads = self.reads
+        reads.participants = await repo.participant_rows(conn, sorted({caller, *self.parties.values()}))
+        reads.lots = await repo.lots_locked(conn, named)
+        for row in await repo.shipments_to(conn, named, caller):
+            reads.add_shipment(row)
+        me = reads.participants.get(caller)
+        if me is not None:  # the ids the document's new lots would take (a taken one is its event's error)
+            local = {key.split(":", 1)[1] for key in lot_ids} | _local_ids(self.events)
+            wanted = {scoped for v in local if (scoped := domain.scoped_lot_id(me.lot_prefix, v)) is not None}
+            self.taken = await repo.taken_lot_ids(conn, sorted(wanted))
 
     async def _event(
         self, conn: asyncpg.Connection, index: int, event: Event, raw: dict[str, Any], eid: str, known: Known
@@ -367,7 +383,7 @@ class _Capture:
             after = lambda result: [result["lot_id"]]  # noqa: E731
         elif isinstance(op, Receive):
             lot_id = _known_lot(op.lot.lot_id)
-            shipment = await repo.in_transit_to(conn, lot_id, who.subject, op.source)
+            shipment = self.reads.in_transit_to(lot_id, who.subject, op.source)
             if shipment is None:
                 raise MappingError(f"{where}/quantityList", f"no shipment of lot {lot_id} is in transit to you")
             receipt = schemas.ReceiptCreate.model_validate({"received_at": op.at, "mass_kg": op.lot.kg})
@@ -405,17 +421,34 @@ class _Capture:
             after = lambda result: [result["lot_id"]]  # noqa: E731
         else:  # pragma: no cover - Store and Correct are not applied
             raise AssertionError(op)
-        uow = UnitOfWork(conn, locked=True, participants=None)
+        self._free(op)
+        uow = BatchUnitOfWork(conn, self.reads)
         result = await attempt(uow)
-        custody_ids = [e.id for e in uow.changes.events if e.type != "custody.transformation.recorded"]
-        taken = await repository.persist(
-            conn, CUSTODY_EVENTS, uow.changes, actor=who.subject, key=None, status=201, body=None
-        )
-        if taken:
-            raise Refusal(
-                "lot_exists", f"Lot {', '.join(taken)} already exists; your lot ids are unique among your lots."
-            )
+        changes = uow.changes
+        self.writes.merge(changes)
+        for _, lot in changes.new_lots:
+            self.reads.lots[lot.lot_id] = lot
+            self.taken.add(lot.lot_id)
+        if changes.receipt is not None:
+            self.reads.shipments[changes.receipt[0]]["status"] = "received"
+        custody_ids = [e.id for e in changes.events if e.type != "custody.transformation.recorded"]
         return custody_ids, after(result)
+
+    def _free(self, op: Operation) -> None:
+        """A new lot whose id is taken (by a lot of the caller's, or one of this document): that event's error,
+        before anything of it is done."""
+        me = self.reads.participants.get(self.who.subject)
+        wanted = (
+            [op.local_id]
+            if isinstance(op, Commission)
+            else [o.local_id for o in op.outputs]
+            if isinstance(op, Transform)
+            else []
+        )
+        for local in wanted:
+            scoped = domain.scoped_lot_id(me.lot_prefix, local) if me is not None and local is not None else None
+            if scoped is not None and scoped in self.taken:
+                raise Refusal("lot_exists", f"Lot {scoped} already exists; your lot ids are unique among your lots.")
 
     def _bind(self, uri: str, lgtin: str | None, local: str | None, lot_id: str) -> str:
         """A new lot is named by its EPC class from now on (in this document, and after through `lot_epcs`)."""
@@ -428,6 +461,96 @@ class _Capture:
         if local is not None:
             self.lots[f"lot:{local}"] = lot_id
         return lot_id
+
+
+class BatchReads:
+    """What a capture's attempts read (`service.LotReads`), from memory: the document's lots, read once and locked,
+    changed event after event (the same `Lot` objects), the lots it creates, the participants it names, the
+    in-transit shipments addressed to the caller."""
+
+    def __init__(self) -> None:
+        self.participants: dict[str, repository.ParticipantRow] = {}
+        self.lots: dict[str, Lot] = {}
+        self.shipments: dict[str, dict[str, Any]] = {}
+        self.by_lot: dict[str, list[dict[str, Any]]] = {}  # the shipments of each lot, oldest first
+
+    async def participant(self, conn: Any, participant_id: str) -> repository.ParticipantRow | None:
+        return self.participants.get(participant_id)
+
+    async def lot_for_update(self, conn: Any, lot_id: str, caller: str) -> Lot | None:
+        return self.lots.get(lot_id)
+
+    async def lots_for_update(self, conn: Any, lot_ids: list[str], caller: str) -> dict[str, Lot]:
+        return {i: self.lots[i] for i in lot_ids if i in self.lots}
+
+    async def lot_and_product_for_update(
+        self, conn: Any, lot_id: str, caller: str, product_id: str
+    ) -> tuple[Lot | None, str | None]:
+        """The lot from memory, the caller's product it names from the database (products are not captured)."""
+        lot = self.lots.get(lot_id)
+        product = await repository.product_named(conn, product_id, caller) if lot is not None else None
+        owned = product is not None and product["owner"] == caller
+        return lot, (product["product_id"] if owned and product is not None else None)
+
+    async def lot_for_update_and_party(
+        self, conn: Any, lot_id: str, participant_id: str, *, caller: str, lock: bool = True
+    ) -> tuple[Lot | None, str | None]:
+        lot = self.lots.get(lot_id)
+        party = self.participants.get(participant_id)
+        return (None, None) if lot is None else (lot, party.kind if party is not None else None)
+
+    async def shipment_and_lot_for_update(
+        self, conn: Any, shipment_id: str, *, lock: bool = True
+    ) -> tuple[ShipmentState, dict[str, Any], Lot] | None:
+        row = self.shipments.get(shipment_id)
+        lot = self.lots.get(row["lot_id"]) if row is not None else None
+        if row is None or lot is None:
+            return None
+        state = ShipmentState(row["shipment_id"], row["lot_id"], row["to_participant"], row["status"] == "received")
+        return state, {**row, "mineral": lot.mineral, "form": lot.form}, lot
+
+    def add_shipment(self, row: dict[str, Any]) -> None:
+        self.shipments[row["shipment_id"]] = row
+        self.by_lot.setdefault(row["lot_id"], []).append(row)
+
+    def in_transit_to(self, lot_id: str, caller: str, source: str | None) -> str | None:
+        """The oldest in-transit shipment of `lot_id` to `caller` (from `source`, when named)."""
+        for row in self.by_lot.get(lot_id, ()):
+            if (
+                row["lot_id"] == lot_id
+                and row["to_participant"] == caller
+                and row["status"] == "in_transit"
+                and source in (None, row["from_participant"])
+            ):
+                return str(row["shipment_id"])
+        return None
+
+
+class BatchUnitOfWork(UnitOfWork):
+    """A capture event's unit of work: its attempt reads from the document's `BatchReads` (`service._reads`)."""
+
+    __slots__ = ("reads",)
+
+    def __init__(self, conn: asyncpg.Connection, reads: BatchReads) -> None:
+        super().__init__(conn, locked=True, participants=None)
+        self.reads = reads
+
+
+def _local_ids(events: list[Event]) -> set[str]:
+    """The local lot ids a document's commissionings and transformation outputs name (`mcoc:lotId`)."""
+    out: set[str] = set()
+    for event in events:
+        ilmd = getattr(event, "ilmd", None)
+        value = extension_of(ilmd, "lotId")
+        if isinstance(value, str):
+            out.add(value)
+        outputs = extension_of(ilmd, "outputs")
+        for o in outputs if isinstance(outputs, list) else ():
+            value = extension_of(o, "lotId") if isinstance(o, dict) else None
+            value = value if value is not None else (o.get("lotId") if isinstance(o, dict) else None)
+            if isinstance(value, str):
+                out.add(value)
+    return out
 
 
 class _RolledBack(Exception):

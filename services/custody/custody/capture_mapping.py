@@ -207,6 +207,11 @@ def _ext(data: dict[str, Any] | None, name: str) -> Any:
     return None
 
 
+def extension_of(data: dict[str, Any] | None, name: str) -> Any:
+    """An extension field of ours in `data` (an ilmd, an output's entry), or None."""
+    return _ext(data, name)
+
+
 def extension(event: Event, name: str) -> Any:
     """An extension field of ours at the top of the event."""
     return _ext(event.model_extra, name)

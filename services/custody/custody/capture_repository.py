@@ -3,13 +3,25 @@ eventIDs captured before: one statement each), and the captured events and lots'
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from custody.repository import Conn, lot_named
+from custody.domain import Lot, NewLot
+from custody.repository import (
+    LOT_COLUMNS_FOR_UPDATE,
+    Changes,
+    Conn,
+    ParticipantRow,
+    insert_lots,
+    lot_named,
+)
+from custody.repository import _lot as lot_of_row
+from shared.events import CloudEvent
+from shared.outbox import outbox_columns
 
 
 def _visible(caller: str) -> str:
@@ -211,3 +223,189 @@ async def lots_of_events(conn: Conn, event_ids: list[str]) -> dict[str, str]:
     """The lot of each of these custody events (`lot_events.event_id` -> lot id)."""
     rows = await conn.fetch("SELECT event_id, lot_id FROM lot_events WHERE event_id = ANY($1::text[])", event_ids)
     return {r["event_id"]: r["lot_id"] for r in rows}
+
+
+# --- the batch: a document's reads, once, and its writes, one statement per table ----------------------------------
+
+PARTICIPANT_ROWS = """
+SELECT id, kind, name, country, region, mining_type, version, lot_prefix FROM participants WHERE id = ANY($1::text[])
+"""
+
+
+async def participant_rows(conn: Conn, ids: list[str]) -> dict[str, ParticipantRow]:
+    return {r["id"]: ParticipantRow(**dict(r)) for r in await conn.fetch(PARTICIPANT_ROWS, ids)}
+
+
+LOTS_LOCKED = (
+    f"SELECT {LOT_COLUMNS_FOR_UPDATE} FROM lots l WHERE l.lot_id = ANY($1::text[]) ORDER BY l.lot_id FOR UPDATE"
+)
+
+
+async def lots_locked(conn: Conn, lot_ids: list[str]) -> dict[str, Lot]:
+    """The lots a document names (that the caller may see: `lots_named`), locked in id order."""
+    if not lot_ids:
+        return {}
+    return {r["lot_id"]: lot_of_row(r) for r in await conn.fetch(LOTS_LOCKED, sorted(set(lot_ids)))}
+
+
+async def taken_lot_ids(conn: Conn, lot_ids: list[str]) -> set[str]:
+    """Which of these lot ids are taken already."""
+    if not lot_ids:
+        return set()
+    return {r["lot_id"] for r in await conn.fetch("SELECT lot_id FROM lots WHERE lot_id = ANY($1::text[])", lot_ids)}
+
+
+SHIPMENTS_TO = """
+SELECT s.shipment_id, s.lot_id, s.from_participant, s.to_participant, s.mass_kg, s.shipped_at, s.seal,
+       s.transit_countries, s.max_transit_days, s.status, s.received_at, s.received_mass_kg, s.received_seal,
+       s.tag, s.transit_regions, s.received_tag
+FROM shipments s WHERE s.lot_id = ANY($1::text[]) AND s.to_participant = $2 AND s.status = 'in_transit'
+ORDER BY s.shipped_at, s.shipment_id FOR UPDATE
+"""
+
+
+async def shipments_to(conn: Conn, lot_ids: list[str], caller: str) -> list[dict[str, Any]]:
+    """The in-transit shipments of these lots addressed to the caller, locked, oldest first."""
+    if not lot_ids:
+        return []
+    return [dict(r) for r in await conn.fetch(SHIPMENTS_TO, lot_ids, caller)]
+
+
+@dataclass(slots=True)
+class BatchWrites:
+    """What a document's custody operations changed, merged event after event (`merge`), written by `write`."""
+
+    new_lots: list[tuple[NewLot, Lot]] = field(default_factory=list)
+    touched: dict[str, Lot] = field(default_factory=dict)
+    created_at: datetime | None = None
+    events: list[CloudEvent] = field(default_factory=list)
+    holders: list[tuple[str, str]] = field(default_factory=list)
+    shipments: list[tuple[Any, ...]] = field(default_factory=list)
+    receipts: list[tuple[Any, ...]] = field(default_factory=list)
+    transformations: list[tuple[Any, ...]] = field(default_factory=list)
+    consumptions: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def merge(self, c: Changes) -> None:
+        """One event's changes (a unit of work's), after the event succeeded."""
+        self.new_lots.extend(c.new_lots)
+        self.created_at = self.created_at or c.created_at
+        for lot in c.lots:
+            self.touched[lot.lot_id] = lot
+        self.events.extend(c.events)
+        self.holders.extend(c.holders)
+        if c.shipment is not None:
+            self.shipments.append((*c.shipment, c.shipment_tag, c.transit_regions))
+        if c.receipt is not None:
+            self.receipts.append((*c.receipt, c.received_tag))
+        if c.transformation is not None:
+            self.transformations.append(c.transformation)
+        if c.consumption is not None:
+            self.consumptions.append(c.consumption)
+
+
+INSERT_LOT_EVENTS = """
+INSERT INTO lot_events (event_id, lot_id, seq, type, occurred_at, actor, data, prev_hash, hash, recipe, salts)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::jsonb[],
+                     $8::bytea[], $9::bytea[], $10::smallint[], $11::jsonb[])
+"""
+UPDATE_LOTS = """
+UPDATE lots SET custodian = u.custodian, status = u.status, remaining_kg = u.remaining_kg, head_hash = u.head_hash,
+                event_count = u.event_count, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::bytea[], $6::int[])
+     AS u(lot_id, custodian, status, remaining_kg, head_hash, event_count)
+WHERE lots.lot_id = u.lot_id
+"""
+INSERT_HOLDERS = """
+INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+"""
+INSERT_OUTBOX = """
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+                     $8::text[], $9::jsonb[])
+"""
+INSERT_SHIPMENTS = """
+INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
+                       transit_countries, max_transit_days, status, tag, transit_regions)
+SELECT u.id, u.lot, u.from_p, u.to_p, u.kg, u.at, u.seal,
+       ARRAY(SELECT jsonb_array_elements_text(u.countries)), u.days, 'in_transit', u.tag,
+       ARRAY(SELECT jsonb_array_elements_text(u.regions))
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[],
+            $8::jsonb[], $9::int[], $10::text[], $11::jsonb[])
+     AS u(id, lot, from_p, to_p, kg, at, seal, countries, days, tag, regions)
+"""
+RECEIVE_SHIPMENTS = """
+UPDATE shipments SET status = 'received', received_at = u.at, received_mass_kg = u.kg, received_seal = u.seal,
+                     received_tag = u.tag
+FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::text[], $5::text[]) AS u(id, at, kg, seal, tag)
+WHERE shipments.shipment_id = u.id
+"""
+INSERT_TRANSFORMATIONS = """
+WITH t AS (
+  INSERT INTO transformations (transformation_id, kind, actor, actor_kind, occurred_at, custody_model)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+), i AS (
+  INSERT INTO transformation_inputs (transformation_id, lot_id, position, mass_kg)
+  SELECT * FROM unnest($7::text[], $8::text[], $9::int[], $10::numeric[])
+)
+INSERT INTO transformation_outputs (transformation_id, lot_id, position)
+SELECT * FROM unnest($11::text[], $12::text[], $13::int[])
+"""
+INSERT_CONSUMPTIONS = """
+INSERT INTO consumptions (consumption_id, lot_id, actor, product, mass_kg, consumed_at, product_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::timestamptz[], $7::text[])
+"""
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _dumps(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+async def write_batch(conn: Conn, topic: str, b: BatchWrites) -> None:
+    """Everything the document's operations changed, one statement per table (as `repository.persist` writes one
+    operation's): new lots, the lots' new heads, their chain events, holders, shipments, receipts,
+    transformations, consumptions and the outbox."""
+    if b.new_lots:
+        assert b.created_at is not None
+        inserted = await insert_lots(conn, b.new_lots, b.created_at)
+        if len(inserted) < len(b.new_lots):
+            raise LotTaken(sorted({new.lot_id for new, _ in b.new_lots} - inserted))
+    lots = {lot.lot_id: lot for _, lot in b.new_lots} | b.touched
+    heads = [
+        (lot.lot_id, lot.custodian, lot.status.value, lot.remaining_kg, lot.head_hash, lot.event_count)
+        for lot in lots.values()
+    ]
+    await conn.execute(UPDATE_LOTS, *_columns(heads, 6))
+    events = [e for lot in lots.values() for e in lot.new_events]
+    await conn.execute(INSERT_LOT_EVENTS, *_columns(events, 11))
+    for lot in lots.values():
+        lot.new_events.clear()
+    if b.holders:
+        await conn.execute(INSERT_HOLDERS, *_columns(b.holders, 2))
+    if b.shipments:
+        rows = [(*s[:7], _dumps(list(s[7])), s[8], s[9], _dumps(list(s[10]))) for s in b.shipments]
+        await conn.execute(INSERT_SHIPMENTS, *_columns(rows, 11))
+    if b.receipts:
+        await conn.execute(RECEIVE_SHIPMENTS, *_columns(b.receipts, 5))
+    if b.transformations:
+        heads_t = [(t[0], t[1], t[2], t[3], t[4], t[8]) for t in b.transformations]
+        inputs = [
+            (t[0], lot, n, kg) for t in b.transformations for n, (lot, kg) in enumerate(zip(t[5], t[6], strict=True))
+        ]
+        outputs = [(t[0], lot, n) for t in b.transformations for n, lot in enumerate(t[7])]
+        await conn.execute(INSERT_TRANSFORMATIONS, *_columns(heads_t, 6), *_columns(inputs, 4), *_columns(outputs, 3))
+    if b.consumptions:
+        await conn.execute(INSERT_CONSUMPTIONS, *_columns(b.consumptions, 7))
+    if b.events:
+        await conn.execute(INSERT_OUTBOX, *outbox_columns(topic, b.events))
+
+
+class LotTaken(Exception):
+    """A new lot's id was taken meanwhile (by a write of our own API): the document is not written."""
+
+    def __init__(self, lot_ids: list[str]) -> None:
+        super().__init__(f"Lot {', '.join(lot_ids)} already exists; your lot ids are unique among your lots.")
+        self.lot_ids = lot_ids

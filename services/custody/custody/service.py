@@ -14,13 +14,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
 
 from custody import domain, repository, schemas
-from custody.domain import LotStatus, NewLot, OriginKind
+from custody.domain import Lot, LotStatus, NewLot, OriginKind, ShipmentState
 from custody.unit_of_work import Answer, Attempt, UnitOfWork, Write
 from shared.auth import Principal, refuse_regulator
 from shared.events import format_time
@@ -41,12 +41,38 @@ def _participant_only(who: Principal, verb: str) -> None:
         )
 
 
+class LotReads(Protocol):
+    """What a write's attempt reads: the lots, shipments and participants it acts on. The database (`repository`,
+    locked under `uow.locked`), or what an EPCIS capture holds in memory for its whole document
+    (`custody.capture.BatchReads`: the document's lots read once, locked, and changed event after event)."""
+
+    async def participant(self, conn: Any, participant_id: str) -> repository.ParticipantRow | None: ...
+    async def lot_for_update(self, conn: Any, lot_id: str, caller: str) -> Lot | None: ...
+    async def lots_for_update(self, conn: Any, lot_ids: list[str], caller: str) -> dict[str, Lot]: ...
+    async def lot_and_product_for_update(
+        self, conn: Any, lot_id: str, caller: str, product_id: str
+    ) -> tuple[Lot | None, str | None]: ...
+    async def lot_for_update_and_party(
+        self, conn: Any, lot_id: str, participant_id: str, *, caller: str, lock: bool = True
+    ) -> tuple[Lot | None, str | None]: ...
+    async def shipment_and_lot_for_update(
+        self, conn: Any, shipment_id: str, *, lock: bool = True
+    ) -> tuple[ShipmentState, dict[str, Any], Lot] | None: ...
+
+
+def _reads(uow: UnitOfWork) -> LotReads:
+    """Where `uow`'s attempt reads (`LotReads`): a capture's unit of work carries its own, any other reads the
+    database."""
+    reads: LotReads | None = getattr(uow, "reads", None)
+    return reads if reads is not None else repository  # type: ignore[return-value]
+
+
 async def _me(uow: UnitOfWork, who: Principal, *, cached: bool = False) -> repository.ParticipantRow:
     """The caller as custody knows it (from `registry.events`): from the cache when `cached` and it is there (its
     version is checked where it is used), else read (and cached)."""
     me = uow.participants.get(who.subject) if cached and uow.participants is not None else None
     if me is None:
-        me = await repository.participant(uow.conn, who.subject)
+        me = await _reads(uow).participant(uow.conn, who.subject)
         if me is None:
             raise ServiceUnavailable("Your registration has not reached the custody service yet; retry in a moment.")
         if uow.participants is not None:
@@ -370,7 +396,7 @@ def ship_attempt(who: Principal, lot_id: str, body: schemas.ShipmentCreate) -> A
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "ship lots")
-        lot, to_kind = await repository.lot_for_update_and_party(
+        lot, to_kind = await _reads(uow).lot_for_update_and_party(
             uow.conn, lot_id, body.to, caller=who.subject, lock=uow.locked
         )
         if lot is None:  # none, or one the caller never held: the same answer
@@ -449,7 +475,7 @@ def receive_attempt(who: Principal, shipment_id: str, body: schemas.ReceiptCreat
 
     async def attempt(uow: UnitOfWork) -> dict[str, Any]:
         _participant_only(who, "receive shipments")
-        found = await repository.shipment_and_lot_for_update(uow.conn, shipment_id, lock=uow.locked)
+        found = await _reads(uow).shipment_and_lot_for_update(uow.conn, shipment_id, lock=uow.locked)
         # None, or a shipment neither addressed to the caller nor sent by it: the same answer (no oracles)
         if found is None or who.subject not in (found[1]["to_participant"], found[1]["from_participant"]):
             raise NotFound(f"No shipment {shipment_id!r}.")
@@ -551,7 +577,7 @@ def transform_attempt(who: Principal, body: schemas.TransformationCreate) -> Att
         _participant_only(who, "transform lots")
         me = await _me(uow, who)
         input_ids = [d.lot_id for d in body.inputs]
-        lots = await repository.lots_for_update(uow.conn, input_ids, who.subject)
+        lots = await _reads(uow).lots_for_update(uow.conn, input_ids, who.subject)
         for i, d in enumerate(body.inputs):
             if d.lot_id not in lots:  # none, or one the caller never held: the same answer
                 raise NotFound(f"No lot {d.lot_id!r} (inputs.{i}).")
@@ -691,9 +717,9 @@ def consume_attempt(who: Principal, lot_id: str, body: schemas.ConsumptionCreate
         _participant_only(who, "consume lots")
         product_id = None
         if body.product_id is None:
-            lot = await repository.lot_for_update(uow.conn, lot_id, who.subject)
+            lot = await _reads(uow).lot_for_update(uow.conn, lot_id, who.subject)
         else:  # the product looked up in the lot's statement: no round trip of its own
-            lot, product_id = await repository.lot_and_product_for_update(
+            lot, product_id = await _reads(uow).lot_and_product_for_update(
                 uow.conn, lot_id, who.subject, body.product_id
             )
         if lot is None:  # none, or one the caller never held: the same answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -99,7 +99,11 @@ async def chain(stack: Stack) -> Chain:
     return Chain(mine, smelter, outsider, ore, smelted["outputs"][0]["lot_id"], other, stored_id)
 
 
-async def query(stack: Stack, who: Party | None, status: int = 200, **params: str) -> httpx.Response:
+async def query(stack: Stack, who: Party | None, *, status: int = 200, **params: str) -> httpx.Response:
+    return await get_events(stack, who, params, status)
+
+
+async def get_events(stack: Stack, who: Party | None, params: dict[str, str], status: int = 200) -> httpx.Response:
     headers = who.auth if who else OPERATOR
     r = await stack.custody.get("/events", params=params, headers=headers)
     assert r.status_code == status, r.text
@@ -107,7 +111,7 @@ async def query(stack: Stack, who: Party | None, status: int = 200, **params: st
 
 
 async def events(stack: Stack, who: Party | None, **params: str) -> list[dict[str, Any]]:
-    r = await query(stack, who, **params)
+    r = await get_events(stack, who, params)
     assert r.headers["content-type"] == "application/ld+json"
     doc = r.json()
     assert doc["type"] == "EPCISQueryDocument"
@@ -242,7 +246,7 @@ async def test_pagination_walks_all_pages_without_repeats(stack: Stack, chain: C
 async def test_a_bad_parameter_is_a_400_naming_it(
     stack: Stack, chain: Chain, params: dict[str, str], named: list[str]
 ) -> None:
-    r = await query(stack, chain.smelter, 400, **params)
+    r = await query(stack, chain.smelter, status=400, **params)
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert (body["exception"], body["parameters"]) == ("epcisException:QueryParameterException", named)
@@ -278,3 +282,43 @@ async def test_the_endpoints_are_in_the_openapi_with_examples(stack: Stack) -> N
         assert content["application/ld+json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
         assert spec["components"]["schemas"][name]["examples"]
     assert "400" in spec["paths"]["/events"]["get"]["responses"]
+
+
+async def test_withheld_parties_stay_withheld(stack: Stack) -> None:
+    """mine -> trader -> smelter: the smelter never traded with the mine, whose identity (default policy) it does not
+    learn; the EPCIS events show it exactly as the history does."""
+    mine, trader, smelter = await stack.party("mine", "CD"), await stack.party("trader"), await stack.party("smelter")
+    ore = await register(stack, mine, 10)
+    await stack.move(ore, mine, trader, 10, "2026-11-02T08:00:00Z", "2026-11-03T08:00:00Z")
+    await stack.move(ore, trader, smelter, 10, "2026-11-04T08:00:00Z", "2026-11-05T08:00:00Z")
+    h = await stack.custody.get(f"/lots/{ore}/history", headers=smelter.auth)
+    r = await query(stack, smelter, MATCH_epcClass=epc.lot_uri(ore))
+    found = r.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    first = found[1]
+    assert (first["mcoc:eventType"], first["mcoc:withheld"]) == ("custody.lot.shipped", ["actor", "from"])
+    assert "sourceList" not in first and first["destinationList"][0]["destination"] == epc.party_uri(trader.id)
+    assert mine.id not in h.text and mine.id not in r.text
+    doc = await stack.custody.get(f"/lots/{ore}/epcis", headers=smelter.auth)
+    assert doc.status_code == 200 and mine.id not in doc.text
+    assert mine.id in (await query(stack, trader, MATCH_epcClass=epc.lot_uri(ore))).text  # its direct supplier
+
+
+async def test_a_regulator_reads_what_its_grant_opens(stack: Stack, chain: Chain) -> None:
+    body = {"name": f"Inspectorate {uuid.uuid4().hex[:6]}", "authority": "Mining Code art. 12", "country": "RW"}
+    reg = await ok(await stack.registry.post("/regulators", headers=OPERATOR, json=body))
+    now = datetime.now(UTC)
+    grant = {
+        "lots": [chain.tin],
+        "participants": [],
+        "reason": "ex-post check",
+        "valid_from": (now - timedelta(minutes=1)).isoformat(),
+        "valid_until": (now + timedelta(hours=1)).isoformat(),
+    }
+    issued = await ok(await stack.registry.post(f"/regulators/{reg['id']}/grants", headers=OPERATOR, json=grant))
+    regulator = Party(reg["id"], "regulator", issued["credential"]["token"])
+    found = await events(stack, regulator)
+    # the tin and the ore upstream of it, in full, and the stored event naming the ore; not the outsider's lot
+    expected = await history_ids(stack, None, chain.ore) + await history_ids(stack, None, chain.tin)
+    assert sorted(custody_ids(found)) == sorted(expected)
+    assert ours(found)[-1] == ("stored", chain.stored_id)
+    assert all(not record(e).get("mcoc:withheld") for e in found)

@@ -4,6 +4,7 @@ did not occur, still in transit) voids the shipment. The rules are tested pure f
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -261,6 +262,26 @@ async def test_a_second_correction_and_a_correction_of_a_correction_are_409_refu
         "correction_of_correction",
     )
     assert refused >= 2
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_two_corrections_of_one_event_at_once_make_one_correction_and_one_refusal(stack: Stack) -> None:
+    mine, trader = await stack.party("mine", "RW"), await stack.party("trader", "RW")
+    lot = await registered(stack, mine)
+    await ok(
+        await stack.custody.post(
+            f"/lots/{lot}/shipments", headers=mine.auth, json={"to": trader.id, "mass_kg": 1000, "shipped_at": T1}
+        )
+    )
+    shipped_id = event_of(await history(stack, mine, lot), SHIPPED)["event_id"]
+    answers = await asyncio.gather(
+        *(correct(stack, mine, lot, event_id=shipped_id, reason="did_not_occur", note=f"try {i}") for i in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+    assert {r.json()["reason"] for r in answers if r.status_code == 409} == {"already_corrected"}
+    assert await stack.count("SELECT count(*) FROM corrections WHERE event_id = $1", shipped_id) == 1
+    h = await history(stack, mine, lot)
+    assert h["chain_valid"] and [e["type"] for e in h["events"]].count("custody.event.corrected") == 1
 
 
 @pytest.mark.asyncio(loop_scope="session")

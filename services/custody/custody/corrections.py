@@ -105,17 +105,20 @@ def effect_of(original: Original, reason: CorrectionReason, lot_status: LotStatu
 
 ORIGINAL_FOR_UPDATE = f"""
 SELECT {repository.LOT_COLUMNS_FOR_UPDATE}, e.event_id, e.type, e.actor, e.data->>'shipment_id' AS shipment_id,
-       e.data->>'remaining_before_kg' AS remaining_before_kg,
-       (SELECT c.correction_id FROM corrections c WHERE c.event_id = e.event_id) AS corrected_by
+       e.data->>'remaining_before_kg' AS remaining_before_kg
 FROM lots l JOIN lot_events e ON e.lot_id = l.lot_id AND e.event_id = $3::text
 WHERE l.lot_id = ANY({repository.lot_named("$1::text", "$2::text")})
 ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
-"""The lot a participant names (locked) with the event asked about on it, and its correction if any."""
+"""The lot a participant names (locked) with the event asked about on it (an event never changes)."""
 
-SHIPMENT_STATUS = "SELECT status FROM shipments WHERE shipment_id = $1"
-"""Read in a statement of its own after the lot's lock: a receipt committed meanwhile is seen (a receipt writes
-under the lot's lock too, so none can come after it until this write commits)."""
+SINCE_LOCKED = """
+SELECT (SELECT correction_id FROM corrections WHERE event_id = $1) AS corrected_by,
+       (SELECT status FROM shipments WHERE shipment_id = $2) AS shipment_status
+"""
+"""What may have changed while the lot's lock was waited for, read in a statement of its own after it (a statement
+sees what was committed before it began): a correction of the event, a receipt of its shipment. Both are written
+under the lot's lock, so neither can come after this until the write commits."""
 
 CORRECTIVE_EVENTS = "SELECT event_id FROM lot_events WHERE event_id = ANY($1::text[]) AND actor = $2"
 
@@ -169,14 +172,11 @@ async def correct(*, write: Write, lot_id: str, body: CorrectionCreate) -> Answe
         _participant_only(who)
         conn = uow.conn
         r = await conn.fetchrow(ORIGINAL_FOR_UPDATE, lot_id, who.subject, body.event_id)
-        shipment_status = None
-        if r is not None and r["type"] == SHIPPED and r["shipment_id"] is not None:
-            shipment_status = await conn.fetchval(SHIPMENT_STATUS, r["shipment_id"])
-        original = (
-            None
-            if r is None
-            else Original(r["event_id"], r["type"], r["actor"], r["corrected_by"], r["shipment_id"], shipment_status)
-        )
+        original = None
+        if r is not None:
+            now = await conn.fetchrow(SINCE_LOCKED, r["event_id"], r["shipment_id"])
+            shipment = now["shipment_status"] if r["type"] == SHIPPED else None
+            original = Original(r["event_id"], r["type"], r["actor"], now["corrected_by"], r["shipment_id"], shipment)
         try:
             original = may_correct(original, who.subject)
         except LookupError:

@@ -366,3 +366,98 @@ async def test_a_captured_lot_s_events_reach_custody_events(stack: Stack) -> Non
         return [e.type for e in events if e.key == lot_id] == ["custody.lot.registered", "custody.lot.shipped"]
 
     await wait_for(published, timeout_s=20, what="the captured lot's events on custody.events")
+
+
+async def test_a_taken_lot_id_is_its_event_s_error_and_leaves_nothing_behind(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    first, again = lgtin(), lgtin()
+    events = [
+        commission(first, 20.0, **{"mcoc:lotId": "TWICE"}),
+        commission(again, 30.0, **{"mcoc:lotId": "TWICE"}),  # the same local id: taken by the event before
+        ship(first, epc.party_uri(trader.id), 20.0),
+    ]
+    headers = {"GS1-Capture-Error-Behaviour": "proceed"}
+    job = await finished(stack, mine, await capture(stack, mine, doc(*events), headers))
+    assert (job["applied"], [e["eventIndex"] for e in job["errors"]]) == (2, [1])
+    assert "lot_exists" in job["errors"][0]["detail"]
+    lots = (await stack.custody.get("/lots", headers=mine.auth)).json()["items"]
+    [lot] = [lot for lot in lots if lot["lot_id"].endswith(":TWICE")]
+    assert (lot["mass_kg"], lot["status"]) == (20.0, "in_transit")
+    assert await stack.count("SELECT count(*) FROM lot_epcs WHERE lot_id = $1", lot["lot_id"]) == 1
+
+
+async def test_a_captured_receipt_and_transformation_have_the_api_s_data_shapes(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    smelter = await stack.party("smelter")
+
+    async def api_lot(local: str) -> str:
+        r = await stack.custody.post(
+            "/lots",
+            headers=mine.auth,
+            json={
+                "lot_id": local,
+                "mineral": "tin",
+                "form": "ore",
+                "mass_kg": 40.0,
+                "produced_at": "2026-11-20T08:00:00Z",
+            },
+        )
+        assert r.status_code == 201, r.text
+        lot_id: str = r.json()["lot_id"]
+        await stack.custody.post(
+            f"/lots/{lot_id}/shipments",
+            headers=mine.auth,
+            json={"to": smelter.id, "mass_kg": 40.0, "shipped_at": "2026-11-21T08:00:00Z"},
+        )
+        return lot_id
+
+    by_api, by_capture = await api_lot("SHAPE-A"), await api_lot("SHAPE-B")
+    history = await stack.custody.get(f"/lots/{by_api}/history", headers=mine.auth)
+    shipped_id = history.json()["events"][-1]["data"]["shipment_id"]
+    r = await stack.custody.post(
+        f"/shipments/{shipped_id}/receipt",
+        headers=smelter.auth,
+        json={"received_at": "2026-11-22T08:00:00Z", "mass_kg": 40.0},
+    )
+    assert r.status_code == 200, r.text
+    r = await stack.custody.post(
+        "/transformations",
+        headers=smelter.auth,
+        json={
+            "kind": "smelting",
+            "occurred_at": "2026-11-23T08:00:00Z",
+            "inputs": [{"lot_id": by_api, "mass_kg": 40.0}],
+            "outputs": [{"lot_id": "METAL-A", "mineral": "tin", "form": "metal", "mass_kg": 30.0}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    uri = epc.lot_uri(by_capture)
+    job = await finished(
+        stack,
+        smelter,
+        await capture(
+            stack,
+            smelter,
+            doc(
+                receive(uri, 40.0),
+                ev(
+                    "TransformationEvent",
+                    at="2026-11-23T08:00:00Z",
+                    inputQuantityList=kg(uri, 40.0),
+                    outputQuantityList=kg("urn:mcoc:lot:METAL-B", 30.0),
+                    ilmd={"mcoc:transformationKind": "smelting", "mcoc:mineral": "tin", "mcoc:form": "metal"},
+                ),
+            ),
+        ),
+    )
+    assert job["success"], job
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: shape(v) for k, v in value.items()}
+        return type(value).__name__
+
+    api = (await stack.custody.get(f"/lots/{by_api}/history", headers=smelter.auth)).json()["events"]
+    cap = (await stack.custody.get(f"/lots/{by_capture}/history", headers=smelter.auth)).json()["events"]
+    assert [(e["type"], shape(e["data"])) for e in cap] == [(e["type"], shape(e["data"])) for e in api]

@@ -305,7 +305,7 @@ class _Capture:
             reads.add_shipment(row)
         me = reads.participants.get(caller)
         if me is not None:  # the ids the document's new lots would take (a taken one is its event's error)
-            local = {key.split(":", 1)[1] for key in lot_ids} | _local_ids(self.events)
+            local = lot_ids | _local_ids(self.events)
             wanted = {scoped for v in local if (scoped := domain.scoped_lot_id(me.lot_prefix, v)) is not None}
             self.taken = await repo.taken_lot_ids(conn, sorted(wanted))
 

@@ -344,7 +344,7 @@ def _transformation(event: TransformationEvent, where: tuple[str | int, ...], kn
     ours = [known.lot(q.epc_class) is not None for q in inputs]
     if not any(ours):
         return Store("a transformation that draws on no lot of yours")
-    kind = _ext(event.ilmd, "transformationKind")
+    kind = _ext(event.ilmd, "transformationKind") or extension(event, "transformationKind")  # (as exported)
     if kind is None:
         return Store("a transformation without mcoc:transformationKind in its ilmd")
     for i, (q, mine) in enumerate(zip(inputs, ours, strict=True)):

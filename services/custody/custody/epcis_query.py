@@ -240,7 +240,8 @@ def _readable_lots(who: Principal, a: _Args, max_depth: int) -> str | None:
 
 def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[Any]]:
     """One statement: the next `perPage + 1` events (source, id, lot_id, event_id, body) the caller may see that
-    match `q`, after `q.after`: custody events (`lot_events`: body null) then stored captured ones."""
+    match `q`, after `q.after`: custody events (`lot_events`: body null) then stored captured ones. The lots the
+    caller may read are walked once (`readable`), for both."""
     a = _Args()
     readable = _readable_lots(who, a, max_depth)
     limit = a(q.per_page + 1, "::int")
@@ -250,7 +251,7 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
     # custody events
     custody = ["true"]
     if readable is not None:
-        custody.append(f"e.lot_id IN ({readable})")
+        custody.append("e.lot_id IN (SELECT lot_id FROM readable)")
     types, others, confirmed = _custody_types(q)
     kinds = f"e.type = ANY({a(types, '::text[]')})"
     if others:
@@ -278,7 +279,7 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
     stored = ["s.outcome = 'stored'"]
     if readable is not None:
         mine = f"s.actor = {a(who.subject, '::text')} OR " if who.is_participant else ""
-        stored.append(f"({mine}s.lot_ids && ARRAY({readable}))")
+        stored.append(f"({mine}s.lot_ids && ARRAY(SELECT lot_id FROM readable))")
     if q.event_types is not None:
         stored.append(f"s.type = ANY({a(sorted(q.event_types), '::text[]')})")
     for values, column, kind in (
@@ -305,7 +306,8 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
         stored.append(f"s.biz_location = ANY({a(list(q.biz_locations), '::text[]')})")
     stored.append(f"s.id > {a(row if source == 1 else 0, '::bigint')}")
 
-    sql = f"""
+    head = f"WITH readable AS MATERIALIZED ({readable})" if readable is not None else ""
+    sql = f"""{head}
 (SELECT 0 AS source, e.id, e.lot_id, e.event_id, NULL::text AS body FROM lot_events e
  WHERE {" AND ".join(custody)} ORDER BY e.id LIMIT {limit})
 UNION ALL

@@ -60,6 +60,11 @@ async def test_a_batterys_passport_issued_signed_and_verified(
     assert all(x["conformance"] for x in passport["conformityClaim"])
     (flag,) = [f for f in passport["dueDiligence"]["risks"] if f["flagId"] == c.flag["id"]]
     assert flag["status"] == "resolved" and flag["handled"]
+    shares = passport["dueDiligence"]["responsibleShare"]
+    assert {(x["category"], x["value"]) for x in shares["origins"]} == {("irma", "irma_75"), ("recycled", "recycled")}
+    smelted = {x["value"]: x["massFraction"] for x in shares["smelters"]}
+    assert smelted == {"conformant": pytest.approx(0.75), "no_smelting": pytest.approx(0.25)}
+    assert passport["traceabilityInformation"][0]["verifiedRatio"] == 1.0
     link = passport["traceabilityInformation"][0]["traceabilityEvent"][0]["linkURL"]
     assert link.endswith(f"/lots/{c.battery}/untp/dte")
 

@@ -8,9 +8,12 @@ same read rights and the same disclosure). Pure: no I/O.
   origin); the origin's region, mining type and lots ride as extension properties;
 - `conformityClaim`: one `Claim` per third-party assurance on record on the day (RMAP, IRMA, Fairmined, CRAFT,
   ITSCI), `conformance` true (a certification not in force is not listed);
-- `traceabilityInformation`: a link to the lot's Digital Traceability Events (custody's `/lots/{id}/untp/dte`);
+- `traceabilityInformation`: a link to the lot's Digital Traceability Events (custody's `/lots/{id}/untp/dte`), and
+  as `verifiedRatio` the share of the lot's mass traced to a known origin;
 - `dueDiligence` (extension): the smelters and refiners on the path with their RMAP status on the day, the risks
-  (flags) the asker may see with their status, the asker's due-diligence policy score, and what is not claimed.
+  (flags) the asker may see with their status, the asker's due-diligence policy score, the responsibly produced
+  share (`audit.shares`, every mineral: by origin assessment and by the RMAP status of the smelters passed), and
+  what is not claimed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from audit.battery_passport import BatteryDueDiligenceOut, RiskOut
+from audit.shares import ResponsibleShareOut, ShareOut
 from shared import epc
 
 DTE_LINK_TYPE = "https://test.uncefact.org/vocabulary/linkTypes/dte"
@@ -51,8 +55,13 @@ def _risk(r: RiskOut) -> dict[str, Any]:
     }
 
 
-def passport(dd: BatteryDueDiligenceOut, *, custody_url: str) -> dict[str, Any]:
-    """The ProductPassport of the lot `dd` is about."""
+def _share(x: ShareOut) -> dict[str, Any]:
+    return {"category": x.category, "value": x.value, "massFraction": x.fraction, "claim": x.claim}
+
+
+def passport(dd: BatteryDueDiligenceOut, shares: ResponsibleShareOut, *, custody_url: str) -> dict[str, Any]:
+    """The ProductPassport of the lot `dd` (its battery passport's due diligence) and `shares` (its responsibly
+    produced share) are about."""
     lot = dd.lot_id
     materials: list[dict[str, Any]] = []
     smelters: list[dict[str, Any]] = []
@@ -106,6 +115,7 @@ def passport(dd: BatteryDueDiligenceOut, *, custody_url: str) -> dict[str, Any]:
             }
         )
     policy = dd.supply_chain_due_diligence_report.due_diligence_policy
+    unknown = sum(x.fraction for x in shares.origins if x.category == "unknown")
     return {
         "type": ["ProductPassport"],
         "id": epc.record_uri("passport", lot),
@@ -123,6 +133,7 @@ def passport(dd: BatteryDueDiligenceOut, *, custody_url: str) -> dict[str, Any]:
             {
                 "type": ["TraceabilityPerformance"],
                 "valueChainProcess": "chain of custody",
+                "verifiedRatio": round(1.0 - min(max(unknown, 0.0), 1.0), 6),
                 "traceabilityEvent": [
                     {
                         "type": ["SecureLink", "Link"],
@@ -138,6 +149,10 @@ def passport(dd: BatteryDueDiligenceOut, *, custody_url: str) -> dict[str, Any]:
             "risks": risks,
             "openRisks": sum(1 for r in risks if r["status"] == "open"),
             "policyScore": policy.total if policy else None,
+            "responsibleShare": {
+                "origins": [_share(x) for x in shares.origins],
+                "smelters": [_share(x) for x in shares.smelters],
+            },
             "truncated": dd.truncated,
             "unverified": dd.unverified,
         },

@@ -71,12 +71,13 @@ _DPP_EXAMPLE: dict[str, Any] = {
 async def untp_passport(lot_id: str, request: Request, audit: LotAuditDep, who: PrincipalDep) -> Response:
     media = vcjose.wants(request.headers.get("accept", ""))
     dd = await filings_service.battery_due_diligence(audit=audit, who=who, lot_id=lot_id)
+    shares = await filings_service.responsible_share(audit=audit, who=who, lot_id=lot_id)
     settings = request.app.state.settings
     sign = vcjose.SignRequest(
         kind="dpp",
         lot_id=dd.lot_id,
         requested_by="audit",
         on_behalf_of=who.subject,
-        subject=untp_dpp.passport(dd, custody_url=settings.custody_url),
+        subject=untp_dpp.passport(dd, shares, custody_url=settings.custody_url),
     )
     return vcjose.signed_response(await vcjose.registry_signature(settings, sign), media)

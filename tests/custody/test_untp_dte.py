@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared import untp, untp_verify, vcjose
+from shared import epc, untp, untp_verify, vcjose
 from tests.conftest import OPERATOR, OPERATOR_TOKEN
 from tests.custody.conftest import Party, Stack
 
@@ -179,3 +179,25 @@ async def test_only_the_operator_gets_a_credential_signed(stack: Stack) -> None:
     r = await stack.registry.post(vcjose.SIGN_PATH, json=bad, headers=OPERATOR)
     assert r.status_code == 422 and "eventTime" in r.json()["detail"] and "nothing was signed" in r.json()["detail"]
     assert OPERATOR_TOKEN  # the services hold it; a participant never does
+
+
+async def test_a_captured_lot_is_named_as_the_epcis_export_names_it(stack: Stack) -> None:
+    """A lot captured with an LGTIN is its GS1 Digital Link, and a captured event keeps its EPCIS eventID."""
+    from tests.custody.test_capture import capture, commission, doc, finished, lgtin
+
+    mine = await stack.party("mine")
+    uri, label = lgtin(), f"UNTP-{uuid.uuid4().hex[:6]}"
+    document = doc(commission(uri, 250.0, **{"mcoc:lotId": label}))
+    job = await finished(stack, mine, await capture(stack, mine, document))
+    assert job["success"], job
+    lots = (await stack.custody.get("/lots", headers=mine.auth)).json()["items"]
+    lot = next(x["lot_id"] for x in lots if x["lot_id"].endswith(f":{label}"))
+    r = await stack.custody.get(f"/lots/{lot}/untp/dte", headers={**mine.auth, "Accept": "application/json"})
+    assert r.status_code == 200, r.text
+    (event,) = r.json()["credentialSubject"]
+    key = epc.lgtin_key(uri)
+    assert key is not None
+    assert event["quantityList"][0]["productId"] == epc.digital_link(key)
+    assert event["quantityList"][0]["productName"] == "tin ore"
+    assert event["id"] == document["epcisBody"]["eventList"][0]["eventID"]
+    assert event["custodyEvents"][0]["lotId"] == lot

@@ -1,6 +1,7 @@
 """`GET /lots/{lot_id}/untp/dte`: a lot's custody events as a UNTP Digital Traceability Event credential, signed by
 the registry (VC-JOSE). The events are the lot's history as the caller may see it (`service.history`: the same 404
-for a lot it may not read as for one that does not exist)."""
+for a lot it may not read as for one that does not exist), named as `GET /lots/{lot_id}/epcis` names them
+(`epcis_query.enrich`: a lot with an LGTIN by its GS1 Digital Link, a captured event by its EPCIS eventID)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from custody import service
+from custody import epcis_query, service
 from custody.router import _reads
 from custody.untp_dte import dte_events
 from shared import vcjose
@@ -65,7 +66,10 @@ _DTE_EXAMPLE: dict[str, Any] = {
 )
 async def traceability_events(lot_id: str, request: Request, who: PrincipalDep) -> Response:
     media = vcjose.wants(request.headers.get("accept", ""))
-    history = await service.history(reads=_reads(request), who=who, lot_id=lot_id)
+    reads = _reads(request)
+    history = await service.history(reads=reads, who=who, lot_id=lot_id)
+    async with reads.pool.acquire() as conn:  # the lots' EPC classes and captured event ids, as the EPCIS export
+        history = await epcis_query.enrich(conn, history)
     sign = vcjose.SignRequest(
         kind="dte",
         lot_id=history["lot_id"],

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import httpx
 
+from custody.capture_router import InterruptedJobs
 from custody.config import Settings
 from shared import epc
 from shared.events import CloudEvent
@@ -461,3 +464,27 @@ async def test_a_captured_receipt_and_transformation_have_the_api_s_data_shapes(
     api = (await stack.custody.get(f"/lots/{by_api}/history", headers=smelter.auth)).json()["events"]
     cap = (await stack.custody.get(f"/lots/{by_capture}/history", headers=smelter.auth)).json()["events"]
     assert [(e["type"], shape(e["data"])) for e in cap] == [(e["type"], shape(e["data"])) for e in api]
+
+
+async def test_one_running_job_per_participant_and_interrupted_jobs_fail_at_start_up(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    conn = await asyncpg.connect(stack.custody_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, created_at) "
+            "VALUES ('CAP-RUNNING', $1, 'running', 'rollback', 1, now() - interval '1 hour')",
+            mine.id,
+        )
+        r = await capture(stack, mine, doc(commission(lgtin())))
+        assert r.status_code == 429 and r.headers["Retry-After"] == "1", r.text
+        pool = await asyncpg.create_pool(stack.custody_dsn, min_size=1, max_size=1)
+        try:
+            await InterruptedJobs(SimpleNamespace(pool=pool)).run()  # as a restarted custody does
+        finally:
+            await pool.close()
+        job = (await stack.custody.get("/capture/CAP-RUNNING", headers=mine.auth)).json()
+        assert (job["running"], job["success"]) == (False, False)
+        assert "interrupted; capture again" in job["errors"][0]["detail"]
+    finally:
+        await conn.close()
+    assert (await finished(stack, mine, await capture(stack, mine, doc(commission(lgtin())))))["success"]

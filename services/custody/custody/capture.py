@@ -87,7 +87,8 @@ class Jobs:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
-def _participant_only(who: Principal) -> None:
+def participant_only(who: Principal) -> None:
+    """Only participants capture (a captured event is a custody write): the operator and regulators get a 403."""
     refuse_regulator(who, "capture events")
     if who.is_operator:
         raise Forbidden("The operator token cannot capture events: captured events are custody writes of participants.")
@@ -105,7 +106,7 @@ async def submit(
     request_hash: bytes,
 ) -> tuple[asyncpg.Record, bool]:
     """The job of this capture (and whether it is an earlier one, for its Idempotency-Key); a new one is run."""
-    _participant_only(who)
+    participant_only(who)
     async with pool.acquire() as conn:
         if key is not None:
             earlier = await repo.job_by_key(conn, who.subject, key)

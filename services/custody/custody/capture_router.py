@@ -100,8 +100,11 @@ def _parse(raw: bytes) -> tuple[EpcisDocument, list[dict[str, Any]]]:
     status_code=202,
     response_model=CaptureJob,
     summary="Capture an EPCIS 2.0 document (JSON / JSON-LD): 202 and the capture job's location",
+    description="Validated whole first (400 `epcisException:ValidationException` with the JSON pointer of the "
+    "fault; 413 past the body limit or 10,000 events); then 202 with `Location: /capture/{captureID}`. 429 with "
+    "`Retry-After` while a capture of yours is running. See docs/epcis-capture.md.",
     responses={
-        **problem_responses(413, 422, 429),
+        **problem_responses(422),
         400: {"model": Problem, "description": "Not a valid EPCIS 2.0 document (epcisException:ValidationException)"},
         415: {"model": Problem, "description": "Not application/ld+json nor application/json"},
     },
@@ -125,6 +128,7 @@ async def capture_document(
         ),
     ] = "rollback",
 ) -> Response:
+    capture.participant_only(who)  # before the document is read: the operator and regulators cannot capture
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA_TYPES:
         body = {

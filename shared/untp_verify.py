@@ -106,7 +106,12 @@ def check_events(lot_id: str, named: Sequence[untp.CustodyEvent], history: dict[
         elif (event.get("seq"), event.get("type"), event.get("hash")) != (record.seq, record.type, record.hash):
             problems.append(f"event {record.eventId} differs from the history (seq, type or hash)")
     if problems:
-        return Check(f"events of {lot_id}", False, "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""))
+        more = " …" if len(problems) > 5 else ""
+        hint = (
+            " (custody never recorded these as named; if your token sees only part of the lot's history, retry with "
+            "the token of the lot's current holder or someone downstream)"
+        )
+        return Check(f"events of {lot_id}", False, "; ".join(problems[:5]) + more + hint)
     return Check(f"events of {lot_id}", True, f"{len(named)} named, each on the history with the same hash")
 
 

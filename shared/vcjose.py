@@ -80,7 +80,10 @@ def verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
         key = PyJWK(keys[0], algorithm=ALGORITHM)
         payload = jwt.api_jws.decode_complete(token, key.key, algorithms=[ALGORITHM])["payload"]
     except jwt.InvalidSignatureError as e:
-        raise VcJoseError("signature does not verify: the credential was changed after it was signed") from e
+        raise VcJoseError(
+            "signature does not verify: the credential was changed after it was signed; do not rely on it, ask its "
+            "issuer for it again"
+        ) from e
     except jwt.PyJWTError as e:
         raise VcJoseError(f"the JWS does not verify ({e})") from e
     try:

@@ -19,6 +19,7 @@ from shared import epc
 from tests.conftest import OPERATOR
 from tests.custody.conftest import Party, Stack
 from tests.epcis_js import validate_with_epcis2js
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -322,3 +323,54 @@ async def test_a_regulator_reads_what_its_grant_opens(stack: Stack, chain: Chain
     assert sorted(custody_ids(found)) == sorted(expected)
     assert ours(found)[-1] == ("stored", chain.stored_id)
     assert all(not record(e).get("mcoc:withheld") for e in found)
+
+
+async def test_captured_events_come_back_with_their_event_ids_and_lgtin(stack: Stack) -> None:
+    mine, smelter = await stack.party("mine", "CD"), await stack.party("smelter", "MY")
+    local = f"LOT-{uuid.uuid4().hex[:8]}"
+    urn = f"urn:epc:class:lgtin:4012345.012345.{local}"
+    ids = [f"urn:uuid:{uuid.uuid4()}" for _ in range(3)]
+
+    def event(i: int, action: str, step: str, **more: Any) -> dict[str, Any]:
+        return {"type": "ObjectEvent", "eventID": ids[i], "eventTime": f"2026-12-0{i + 1}T08:00:00Z",
+                "eventTimeZoneOffset": "+00:00", "action": action, "bizStep": step,
+                "quantityList": [{"epcClass": urn, "quantity": 100.0, "uom": "KGM"}], **more}  # fmt: skip
+
+    doc = {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", epc.CONTEXT],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-12-06T06:00:00Z",
+        "epcisBody": {
+            "eventList": [
+                event(0, "ADD", "commissioning", ilmd={"mcoc:mineral": "tin", "mcoc:form": "ore", "mcoc:lotId": local}),
+                event(
+                    1,
+                    "OBSERVE",
+                    "shipping",
+                    destinationList=[{"type": "owning_party", "destination": epc.party_uri(smelter.id)}],
+                ),
+                event(2, "OBSERVE", "sampling"),  # means nothing to custody: stored
+            ]
+        },
+    }
+    r = await stack.custody.post(
+        "/capture", content=orjson.dumps(doc), headers={**mine.auth, "Content-Type": "application/ld+json"}
+    )
+    assert r.status_code == 202, r.text
+    job = r.headers["location"]
+
+    async def finished() -> bool:
+        return not (await stack.custody.get(job, headers=mine.auth)).json()["running"]
+
+    await wait_for(finished, timeout_s=20, what="the capture job")
+    done = (await stack.custody.get(job, headers=mine.auth)).json()
+    assert (done["success"], done["applied"], done["stored"]) == (True, 2, 1), done
+    link = "https://id.gs1.org/01/04012345123456/10/" + local  # GTIN-14: 0 + 4012345 + 12345 + check digit 6
+    assert epc.lgtin_key(urn) == epc.lgtin_key(link)
+    for named in (urn, link):
+        found = await events(stack, mine, MATCH_epcClass=named)
+        assert [e["eventID"] for e in found] == ids  # the captured eventIDs, the stored event as sent
+        assert [q["epcClass"] for e in found[:2] for q in e["quantityList"]] == [link, link]  # exported: Digital Link
+        assert found[2]["quantityList"][0]["epcClass"] == urn
+    assert await events(stack, smelter, MATCH_epcClass=urn) == []  # shipped to it, not received yet: not its lot

@@ -233,3 +233,38 @@ def test_the_documents_are_valid_epcis_for_our_models_and_for_epcis2js() -> None
 @pytest.mark.parametrize("created", [CREATED, datetime(2026, 12, 6, 6, 0)])
 def test_the_creation_date_is_utc(created: datetime) -> None:
     assert epcis_export.epcis_document([], created=created)["creationDate"] == "2026-12-06T06:00:00.000Z"
+
+
+def test_a_correction_is_the_corrected_event_again_with_an_error_declaration() -> None:
+    history = copy.deepcopy(HISTORY)
+    correction = item(
+        7,
+        "custody.event.corrected",
+        {"corrected_event_id": "EVT-0000000000000002", "corrected_type": "custody.lot.shipped",
+         "reason": "did_not_occur", "note": "wrong lot", "corrective_event_ids": ["EVT-0000000000000009"],
+         "effect": "voided_shipment", "shipment_id": "SHP-1", "lot_status": "active"},
+        occurred_at="2026-11-07T09:00:00Z",
+    )  # fmt: skip
+    history["events"].append(correction)
+    out = events(history)
+    declared = out[-1]
+    shipped = out[1]
+    assert declared["eventID"] == shipped["eventID"] and declared["bizStep"] == "shipping"
+    assert declared["quantityList"] == shipped["quantityList"]
+    assert declared["errorDeclaration"] == {
+        "declarationTime": "2026-11-07T09:00:00.000Z",
+        "reason": "did_not_occur",
+        "correctiveEventIDs": ["urn:mcoc:event:EVT-0000000000000009"],
+    }
+    assert declared["mcoc:correction"]["mcoc:eventID"] == "EVT-0000000000000007"
+    assert declared["mcoc:correction"]["mcoc:note"] == "wrong lot"
+    doc = epcis_export.epcis_document(out, created=CREATED)
+    epcis.validate_document(doc, now=CREATED)
+    (result,) = validate_with_epcis2js([doc])
+    assert (result.valid, result.errors) == (True, [])
+    # the corrected event outside the events given (a query page): from the history's `corrected`
+    alone = {"lot_id": "m1:LOT-1", "events": [correction], "corrected": {shipped["mcoc:eventID"]: HISTORY["events"][1]}}
+    assert epcis_export.epcis_events(copy.deepcopy(alone)) == [declared]
+    # unknown to the export: an ObjectEvent of the lot that keeps every field
+    (bare,) = epcis_export.epcis_events({"lot_id": "m1:LOT-1", "events": [copy.deepcopy(correction)]})
+    assert "errorDeclaration" not in bare and bare["mcoc:corrected_event_id"] == "EVT-0000000000000002"

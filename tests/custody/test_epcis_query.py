@@ -374,3 +374,23 @@ async def test_captured_events_come_back_with_their_event_ids_and_lgtin(stack: S
         assert [q["epcClass"] for e in found[:2] for q in e["quantityList"]] == [link, link]  # exported: Digital Link
         assert found[2]["quantityList"][0]["epcClass"] == urn
     assert await events(stack, smelter, MATCH_epcClass=urn) == []  # shipped to it, not received yet: not its lot
+
+
+async def test_a_correction_comes_back_as_an_error_declaration(stack: Stack) -> None:
+    mine, smelter = await stack.party("mine", "CD"), await stack.party("smelter", "MY")
+    ore = await register(stack, mine, 10)
+    body = {"to": smelter.id, "mass_kg": 10, "shipped_at": "2026-11-02T08:00:00Z"}
+    await ok(await stack.custody.post(f"/lots/{ore}/shipments", headers=mine.auth, json=body))
+    history = await ok(await stack.custody.get(f"/lots/{ore}/history", headers=mine.auth), 200)
+    shipped = history["events"][-1]
+    fix = {"event_id": shipped["event_id"], "reason": "did_not_occur", "note": "the truck took another lot"}
+    await ok(await stack.custody.post(f"/lots/{ore}/corrections", headers=mine.auth, json=fix))
+    found = await events(stack, mine, MATCH_epcClass=epc.lot_uri(ore))
+    assert [e.get("errorDeclaration", {}).get("reason") for e in found] == [None, None, "did_not_occur"]
+    assert found[2]["eventID"] == found[1]["eventID"] and found[2]["bizStep"] == "shipping"
+    assert found[2]["mcoc:correction"]["mcoc:eventType"] == "custody.event.corrected"
+    doc = await ok(await stack.custody.get(f"/lots/{ore}/epcis", headers=mine.auth), 200)
+    assert doc["epcisBody"]["eventList"] == found
+    epcis.validate_document(doc)
+    page = (await query(stack, mine, MATCH_epcClass=epc.lot_uri(ore))).json()
+    assert [(r.valid, r.errors) for r in validate_with_epcis2js([doc, page])] == [(True, [])] * 2

@@ -13,6 +13,8 @@ not see is already withheld (a withheld party is simply absent from the EPCIS ev
   `inputQuantityList` / `outputQuantityList`, `mcoc:transformationKind`, each side's record in `mcoc:sides`;
 - consumed: `ObjectEvent` DELETE `decommissioning` (`urn:mcoc:consumption:<id>` as its business transaction);
 - origin_confirmed: `ObjectEvent` OBSERVE `inspecting`, disposition `conformant` or (disputed) `non_conformant`;
+- a correction (`custody.event.corrected`): the corrected event again, same eventID, with an `errorDeclaration`
+  (`declarationTime`, `reason`, `correctiveEventIDs`), as EPCIS 2.0 declares an error;
 - any other type of ours: `ObjectEvent` OBSERVE with the lot, and no CBV word.
 
 Every custody field with no EPCIS home is kept as an `mcoc:`-prefixed extension field (`mcoc:eventType`,
@@ -41,6 +43,7 @@ GS1_CONTEXT = "https://ref.gs1.org/standards/epcis/epcis-context.jsonld"
 CONTEXT: list[Any] = [GS1_CONTEXT, epc.CONTEXT]
 SCHEMA_VERSION = "2.0"
 QUERY_NAME = "SimpleEventQuery"
+CORRECTED = "custody.event.corrected"
 
 _COMMISSIONING = frozenset({"custody.lot.registered", "custody.lot.external_declared", "custody.lot.recycled"})
 _ILMD_KEYS = ("mineral", "form", "origin", "declared_origin", "supplier")
@@ -204,27 +207,64 @@ def _event_id(item: Mapping[str, Any], captured: Mapping[str, str]) -> str:
     return captured.get(item["event_id"]) or event_uri(item["event_id"])
 
 
+def _error_declaration(
+    correction: Mapping[str, Any],
+    original: Mapping[str, Any],
+    lot_id: str,
+    captured: Mapping[str, str],
+    epcs: Mapping[str, str],
+    glns: Mapping[str, str],
+) -> dict[str, Any]:
+    """A correction of ours as EPCIS says it: the corrected event again (its eventID, its fields) with an
+    `errorDeclaration` (when, why, the corrective events) and the correction's own record in `mcoc:correction`."""
+    original_lot = str(original.get("lot_id") or lot_id)
+    event_id = _event_id(original, captured)
+    if original["type"] == "custody.lot.transformed":
+        event = _transformation_event([(original, original_lot)], event_id, epcs)
+    else:
+        event = _object_event(original, original_lot, event_id, epcs, glns)
+    data = correction.get("data", {})
+    declaration: dict[str, Any] = {"declarationTime": _time(correction["occurred_at"])}
+    if data.get("reason") in ("did_not_occur", "incorrect_data"):
+        declaration["reason"] = data["reason"]
+    corrective = [_event_id({"event_id": i}, captured) for i in data.get("corrective_event_ids") or []]
+    if corrective:
+        declaration["correctiveEventIDs"] = corrective
+    event["errorDeclaration"] = declaration
+    if correction.get("recorded_at") is not None:
+        event["recordTime"] = _time(correction["recorded_at"])
+    event[ext("correction")] = {**_record(correction, lot_id), **_rest(correction)}
+    return event
+
+
 def epcis_events(history: dict[str, Any]) -> list[dict[str, Any]]:
     """The EPCIS 2.0 events of a lot's history as the caller may see it (`service.history`'s answer), in its order;
-    a transformation's events (one per lot side given) become one `TransformationEvent`, where its first side was."""
+    a transformation's events (one per lot side given) become one `TransformationEvent`, where its first side was;
+    a correction (`custody.event.corrected`) the corrected event again with an `errorDeclaration`, where the
+    corrected event is among the events given or in the history's `corrected` {event id: history item}."""
     epcs: Mapping[str, str] = history.get("epcs") or {}
     captured: Mapping[str, str] = history.get("captured") or {}
     glns: Mapping[str, str] = history.get("glns") or {}
+    originals = {**(history.get("corrected") or {}), **{e["event_id"]: e for e in history["events"]}}
     default_lot = history.get("lot_id")
     out: list[dict[str, Any]] = []
     groups: dict[str, list[tuple[Mapping[str, Any], str]]] = {}
     slots: list[tuple[int, str, Mapping[str, Any]]] = []
     for item in history["events"]:
         lot_id = str(item.get("lot_id") or default_lot)
-        tid = item.get("data", {}).get("transformation_id")
-        if item["type"] == "custody.lot.transformed" and isinstance(tid, str):
+        data = item.get("data", {})
+        tid = data.get("transformation_id")
+        original = originals.get(data.get("corrected_event_id")) if item["type"] == CORRECTED else None
+        if original is not None:
+            out.append(_error_declaration(item, original, lot_id, captured, epcs, glns))
+        elif item["type"] == "custody.lot.transformed" and isinstance(tid, str):
             if tid not in groups:
                 groups[tid] = []
                 slots.append((len(out), tid, item))
                 out.append({})
             groups[tid].append((item, lot_id))
-            continue
-        out.append(_object_event(item, lot_id, _event_id(item, captured), epcs, glns))
+        else:
+            out.append(_object_event(item, lot_id, _event_id(item, captured), epcs, glns))
     for index, tid, item in slots:
         out[index] = _transformation_event(groups[tid], _event_id(item, captured), epcs)
     return out

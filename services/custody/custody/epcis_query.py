@@ -383,25 +383,28 @@ async def events_page(*, reads: service.Reads, who: Principal, query: EventQuery
         if r["source"] == 0:
             wanted.setdefault(r["lot_id"], set()).add(r["event_id"])
     shown: dict[str, dict[str, Any]] = {}
+    corrected: dict[str, dict[str, Any]] = {}  # the events the page's corrections correct (errorDeclaration)
     for lot_id, ids in wanted.items():
         try:
             history = await service.history(reads=reads, who=who, lot_id=lot_id)
         except NotFound:  # no longer readable (or gone) since the statement ran: nothing of it is shown
             continue
-        for item in history["events"]:
-            if item["event_id"] in ids:
-                shown[item["event_id"]] = {**item, "lot_id": history["lot_id"]}
+        items = {item["event_id"]: {**item, "lot_id": history["lot_id"]} for item in history["events"]}
+        for event_id in ids & items.keys():
+            item = shown[event_id] = items[event_id]
+            original = items.get(item["data"].get("corrected_event_id", ""))
+            if item["type"] == epcis_export.CORRECTED and original is not None:
+                corrected[original["event_id"]] = original
     events: list[dict[str, Any]] = []
     known: dict[str, Any] = {}
     if shown:
         async with reads.pool.acquire() as conn:
-            known = await enrich(conn, {"lot_id": None, "events": list(shown.values())})
+            known = await enrich(conn, {"lot_id": None, "events": [*shown.values(), *corrected.values()]})
     for r in rows:
         if r["source"] == 1:
             events.append(orjson.loads(r["body"]))
-        elif (item := shown.get(r["event_id"])) is not None:
-            one = {**known, "events": [item]}
-            events.extend(epcis_export.epcis_events(one))
+        elif (one := shown.get(r["event_id"])) is not None:
+            events.extend(epcis_export.epcis_events({**known, "events": [one], "corrected": corrected}))
     last = rows[-1] if rows else None
     token = encode_token((last["source"], last["id"])) if more and last is not None else None
     return Page(events, token)

@@ -237,6 +237,8 @@ async def test_pagination_walks_all_pages_without_repeats(stack: Stack, chain: C
         ({"EQ_bizStep": "smelting"}, ["EQ_bizStep"]),
         ({"EQ_disposition": "gone"}, ["EQ_disposition"]),
         ({"eventType": "FooEvent"}, ["eventType"]),
+        ({"EQ_errorReason": "oops"}, ["EQ_errorReason"]),
+        ({"EXISTS_errorDeclaration": "", "LT_eventTime": "", "zzz": ""}, ["zzz"]),
         ({"MATCH_epc": "not a uri"}, ["MATCH_epc"]),
         ({"EQ_bizLocation": "x" * 501}, ["EQ_bizLocation"]),
         ({"MATCH_anyEPC": "|".join(f"urn:x:{i}" for i in range(51))}, ["MATCH_anyEPC"]),
@@ -389,6 +391,11 @@ async def test_a_correction_comes_back_as_an_error_declaration(stack: Stack) -> 
     assert [e.get("errorDeclaration", {}).get("reason") for e in found] == [None, None, "did_not_occur"]
     assert found[2]["eventID"] == found[1]["eventID"] and found[2]["bizStep"] == "shipping"
     assert found[2]["mcoc:correction"]["mcoc:eventType"] == "custody.event.corrected"
+    lot = epc.lot_uri(ore)
+    for params in ({"EXISTS_errorDeclaration": ""}, {"EQ_errorReason": "https://ref.gs1.org/cbv/ER-did_not_occur"}):
+        assert await events(stack, mine, MATCH_epcClass=lot, **params) == found[2:]
+    assert await events(stack, mine, MATCH_epcClass=lot, EQ_errorReason="incorrect_data") == []
+    assert await events(stack, mine, MATCH_epcClass=lot, EQ_bizStep="shipping") == found[1:]  # as it is exported
     doc = await ok(await stack.custody.get(f"/lots/{ore}/epcis", headers=mine.auth), 200)
     assert doc["epcisBody"]["eventList"] == found
     epcis.validate_document(doc)

@@ -46,12 +46,27 @@ EVENT_TYPES = frozenset(
 _CBV_URI = {"bizStep": "https://ref.gs1.org/cbv/BizStep-", "disposition": "https://ref.gs1.org/cbv/Disp-"}
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$")
 _TOKEN = re.compile(r"^[cs]\d{1,18}$")
-_LISTS = ("eventType", "EQ_bizStep", "EQ_disposition", "MATCH_epc", "MATCH_anyEPC", "MATCH_epcClass", "EQ_bizLocation")
+_LISTS = (
+    "eventType",
+    "EQ_bizStep",
+    "EQ_disposition",
+    "MATCH_epc",
+    "MATCH_anyEPC",
+    "MATCH_epcClass",
+    "EQ_bizLocation",
+    "EQ_errorReason",
+)
 _TIMES = ("GE_eventTime", "LT_eventTime", "GE_recordTime", "LT_recordTime")
-PARAMETERS = frozenset({*_LISTS, *_TIMES, "perPage", "nextPageToken"})
+PARAMETERS = frozenset({*_LISTS, *_TIMES, "EXISTS_errorDeclaration", "perPage", "nextPageToken"})
 """The query parameters `GET /events` understands (the standard's SimpleEventQuery names)."""
 _KNOWN_TYPES = tuple(sorted(epc.EVENT_MAP))
 _CONFIRMED = "custody.lot.origin_confirmed"
+_ERROR_REASONS = frozenset({"did_not_occur", "incorrect_data"})
+_AS_EXPORTED = (
+    f"(CASE WHEN e.type = '{epcis_export.CORRECTED}' THEN coalesce(e.data->>'corrected_type', e.type) ELSE e.type END)"
+)
+"""SQL: a custody event's type as the export maps it: a correction is exported as the event it corrects (with an
+`errorDeclaration`), so it matches the EPCIS filters as that event does."""
 
 
 class QueryParameterError(ProblemError):
@@ -75,6 +90,9 @@ class EventQuery:
     match_any_epc: tuple[str, ...] | None = None
     match_epc_class: tuple[str, ...] | None = None
     biz_locations: tuple[str, ...] | None = None
+    error_declared: bool = False
+    """`EXISTS_errorDeclaration` (its value is ignored, as the standard says) or `EQ_errorReason`: corrections only."""
+    error_reasons: frozenset[str] | None = None
     times: dict[str, datetime] = field(default_factory=dict)
     per_page: int = DEFAULT_PER_PAGE
     after: tuple[int, int] = (0, 0)
@@ -84,6 +102,11 @@ class EventQuery:
 def _word(kind: str, value: str) -> str:
     """A CBV word as a bare word (a `https://ref.gs1.org/cbv/` URI naming it is the same word)."""
     return value.removeprefix(_CBV_URI[kind])
+
+
+def _reason(value: str) -> str:
+    """An error reason as a bare CBV word (`https://ref.gs1.org/cbv/ER-<word>` is the same word)."""
+    return value.removeprefix("https://ref.gs1.org/cbv/ER-")
 
 
 def _values(params: Sequence[tuple[str, str]], name: str) -> list[str]:
@@ -129,7 +152,11 @@ def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
     unknown = sorted({k for k, _ in params} - PARAMETERS)
     if unknown:
         raise QueryParameterError(unknown, f"Unknown query parameters: {', '.join(unknown)}")
-    once = [k for k in ("perPage", "nextPageToken", *_TIMES) if sum(1 for n, _ in params if n == k) > 1]
+    once = [
+        k
+        for k in ("perPage", "nextPageToken", "EXISTS_errorDeclaration", *_TIMES)
+        if sum(1 for n, _ in params if n == k) > 1
+    ]
     if once:
         raise QueryParameterError(once, f"Given more than once: {', '.join(once)}")
     lists = {name: _values(params, name) for name in _LISTS}
@@ -140,6 +167,11 @@ def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
         bad = [v for v in lists[name] if _word(kind, v) not in vocabulary and not is_uri(v)]
         if bad:
             raise QueryParameterError([name], f"{name}: {bad[0]!r} is neither a CBV 2.0 {kind} nor a URI")
+    bad = [v for v in lists["EQ_errorReason"] if _reason(v) not in _ERROR_REASONS and not is_uri(v)]
+    if bad:
+        raise QueryParameterError(
+            ["EQ_errorReason"], f"EQ_errorReason: {bad[0]!r} is neither a CBV 2.0 reason nor a URI"
+        )
     bad_types = [v for v in lists["eventType"] if v not in EVENT_TYPES]
     if bad_types:
         raise QueryParameterError(["eventType"], f"eventType: {bad_types[0]!r} is no EPCIS 2.0 event type")
@@ -170,6 +202,8 @@ def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
         match_any_epc=uris("MATCH_anyEPC"),
         match_epc_class=uris("MATCH_epcClass"),
         biz_locations=uris("EQ_bizLocation"),
+        error_declared="EXISTS_errorDeclaration" in given,
+        error_reasons=frozenset(_reason(v) for v in lists["EQ_errorReason"]) or None,
         times=times,
         per_page=per_page,
         after=_token(given["nextPageToken"]) if "nextPageToken" in given else (0, 0),
@@ -253,12 +287,16 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
     if readable is not None:
         custody.append("e.lot_id IN (SELECT lot_id FROM readable)")
     types, others, confirmed = _custody_types(q)
-    kinds = f"e.type = ANY({a(types, '::text[]')})"
+    kinds = f"{_AS_EXPORTED} = ANY({a(types, '::text[]')})"
     if others:
-        kinds = f"({kinds} OR e.type <> ALL({a(list(_KNOWN_TYPES), '::text[]')}))"
+        kinds = f"({kinds} OR {_AS_EXPORTED} <> ALL({a(list(_KNOWN_TYPES), '::text[]')}))"
     custody.append(kinds)
     if confirmed is not None:
         custody.append(f"(e.type <> '{_CONFIRMED}' OR (e.data->>'confirmed' = 'false') = {a(not confirmed)})")
+    if q.error_declared or q.error_reasons is not None:
+        custody.append(f"e.type = '{epcis_export.CORRECTED}'")
+    if q.error_reasons is not None:
+        custody.append(f"e.data->>'reason' = ANY({a(sorted(q.error_reasons), '::text[]')})")
     for name, column, op in (
         ("GE_eventTime", "e.occurred_at", ">="),
         ("LT_eventTime", "e.occurred_at", "<"),
@@ -277,6 +315,11 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
 
     # stored captured events
     stored = ["s.outcome = 'stored'"]
+    if q.error_declared:
+        stored.append("s.body ? 'errorDeclaration'")
+    if q.error_reasons is not None:
+        reasons = sorted({*q.error_reasons, *(f"https://ref.gs1.org/cbv/ER-{r}" for r in q.error_reasons)})
+        stored.append(f"s.body->'errorDeclaration'->>'reason' = ANY({a(reasons, '::text[]')})")
     if readable is not None:
         mine = f"s.actor = {a(who.subject, '::text')} OR " if who.is_participant else ""
         stored.append(f"({mine}s.lot_ids && ARRAY(SELECT lot_id FROM readable))")

@@ -132,9 +132,9 @@ parameter's values are alternatives (repeat it, or separate them with `|`), the 
 `eventType`, `GE_eventTime`, `LT_eventTime`, `GE_recordTime`, `LT_recordTime` (RFC 3339 with an offset),
 `EQ_bizStep`, `EQ_disposition` (CBV 2.0 words or their `https://ref.gs1.org/cbv/` URIs), `MATCH_epc`,
 `MATCH_anyEPC`, `MATCH_epcClass` (a lot's EPC class: its GS1 Digital Link / LGTIN or `urn:mcoc:lot:<id>`; a captured
-event's EPCs), `EQ_bizLocation`, `perPage` (1 to 200, default 100), `nextPageToken` (from the previous page's
-`Link: <...>; rel="next"` header, also given as `GS1-Next-Page-Token`). Any other parameter is refused (400, the
-standard's `QueryParameterException`, naming it).
+event's EPCs), `EQ_bizLocation`, `EXISTS_errorDeclaration`, `EQ_errorReason` (our corrections), `perPage` (1 to
+200, default 100), `nextPageToken` (from the previous page's `Link: <...>; rel="next"` header, also given as
+`GS1-Next-Page-Token`). Any other parameter is refused (400, the standard's `QueryParameterException`, naming it).
 
 Every custody event is here, as the caller may see it in the lot's history (`GET /lots/{lot_id}/history`), and the
 captured EPCIS events custody stored without applying (to their capturer, and to whoever may read a lot they name).
@@ -159,6 +159,8 @@ _PARAMETERS = [
     _parameter("MATCH_anyEPC", "As MATCH_epc"),
     _parameter("MATCH_epcClass", "As MATCH_epc"),
     _parameter("EQ_bizLocation", "A captured event's business location (custody events have none)"),
+    _parameter("EXISTS_errorDeclaration", "Only error declarations (our corrections); the value is ignored"),
+    _parameter("EQ_errorReason", "Error declarations with these reasons (did_not_occur, incorrect_data)"),
     _parameter(
         "perPage",
         "Events a page (at most)",

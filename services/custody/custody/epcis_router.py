@@ -176,7 +176,7 @@ _PARAMETERS = [
     response_model=EpcisQueryDocument,
     response_class=LdJsonResponse,
     response_description="One page of events",
-    responses=QUERY_REFUSED,
+    responses={**QUERY_REFUSED, **problem_responses(422)},  # 422: as every operation with parameters documents
     summary="EPCIS 2.0 events query: every custody event you may see, filtered with the standard's parameters",
     description=_QUERY_DESCRIPTION,
 )

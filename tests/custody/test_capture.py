@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 
 from custody.capture_router import InterruptedJobs
 from custody.config import Settings
@@ -488,3 +489,38 @@ async def test_one_running_job_per_participant_and_interrupted_jobs_fail_at_star
     finally:
         await conn.close()
     assert (await finished(stack, mine, await capture(stack, mine, doc(commission(lgtin())))))["success"]
+
+
+async def test_hostile_documents_are_refused_before_any_work(stack: Stack) -> None:
+    mine = await stack.party("mine")
+
+    def nested(depth: int) -> bytes:
+        return orjson.dumps(doc({**commission(lgtin()), "ex:deep": "X"})).replace(
+            b'"X"', b'{"ex:n":' * depth + b"{}" + b"}" * depth
+        )
+
+    cases: list[tuple[bytes, int, str]] = [
+        (b"\xff\xfe\x00garbage", 400, VALIDATION),
+        (b"[]", 400, VALIDATION),
+        (b"{" * 100_000, 400, VALIDATION),
+        (nested(5_000), 400, VALIDATION),  # deeper than the parser goes
+        (nested(200), 400, VALIDATION),  # deeper than a document may be
+        (orjson.dumps(doc({**commission(lgtin()), "eventID": "urn:x:" + "a" * 100_000})), 400, VALIDATION),
+        (
+            orjson.dumps(doc(*[commission(lgtin()) for _ in range(10_001)])),
+            413,
+            "epcisException:CaptureLimitExceededException",
+        ),
+    ]
+    for body, status, exception in cases:
+        r = await stack.custody.post("/capture", content=body, headers={**mine.auth, **LD})
+        assert r.status_code == status, (body[:40], r.text[:300])
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"] == exception
+    assert await stack.count("SELECT count(*) FROM capture_jobs WHERE actor = $1", mine.id) == 0
+    r = await stack.custody.post(
+        "/capture",
+        content=orjson.dumps(doc(commission(lgtin()))),
+        headers={**mine.auth, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert (await finished(stack, mine, r))["success"]

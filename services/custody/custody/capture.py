@@ -181,6 +181,7 @@ class _Capture:
         self.reads = BatchReads()
         self.writes = repo.BatchWrites()
         self.taken: set[str] = set()
+        self.named: list[list[str]] = []  # the EPCs each event names (`named_epcs`)
         self.corrections: list[tuple[int, str, Correct]] = []  # (event index, eventID, what it corrects)
 
     def _lot(self, uri: str) -> str | None:
@@ -281,8 +282,9 @@ class _Capture:
         lot_ids: set[str] = set()
         glns: set[str] = set()
         party_ids: set[str] = set()
-        for event in self.events:
-            for uri in named_epcs(event):
+        self.named = [named_epcs(event) for event in self.events]
+        for event, named_uris in zip(self.events, self.named, strict=True):
+            for uri in named_uris:
                 key = lot_key(uri)
                 if key is not None:
                     (lgtins if key.startswith("lgtin:") else lot_ids).add(key.split(":", 1)[1])
@@ -339,18 +341,19 @@ class _Capture:
             self._error(index, eid, VALIDATION, problem.detail, where)
             return
         self.applied += 1
-        self.rows.append(_row(event, raw, eid, lot_ids, custody_ids, "applied", None))
+        self.rows.append(_row(event, raw, eid, self.named[index], lot_ids, custody_ids, "applied", None))
 
     def _row(self, index: int, event: Event, raw: dict[str, Any], eid: str, op: Store | Correct) -> None:
-        lot_ids = sorted({lot for uri in named_epcs(event) if (lot := self._lot(uri)) is not None})
+        epcs = self.named[index]
+        lot_ids = sorted({lot for uri in epcs if (lot := self._lot(uri)) is not None})
         if isinstance(op, Store):
             self.stored += 1
-            self.rows.append(_row(event, raw, eid, lot_ids, [], "stored", op.note))
+            self.rows.append(_row(event, raw, eid, epcs, lot_ids, [], "stored", op.note))
             return
         target = self.before[op.target]
         self.corrections.append((index, eid, op))
         note = f"corrects {op.target} ({op.reason or 'incorrect_data'})"
-        self.rows.append(_row(event, raw, hash_id(raw), list(target["lot_ids"]), [], "correction", note))
+        self.rows.append(_row(event, raw, hash_id(raw), epcs, list(target["lot_ids"]), [], "correction", note))
 
     def _error(self, index: int, eid: str, exception: str, detail: str, path: str) -> None:
         self.errors.append(
@@ -568,6 +571,7 @@ def _row(
     event: Event,
     raw: dict[str, Any],
     eid: str,
+    epcs: list[str],
     lot_ids: list[str],
     custody_ids: list[str],
     outcome: str,
@@ -580,7 +584,7 @@ def _row(
         "event_time": event.event_time,
         "biz_step": event.biz_step if located else None,  # type: ignore[attr-defined]
         "biz_location": event.biz_location.id if located and event.biz_location else None,  # type: ignore[attr-defined]
-        "epcs": named_epcs(event),
+        "epcs": epcs,
         "lot_ids": lot_ids,
         "custody_event_ids": custody_ids,
         "outcome": outcome,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -136,6 +137,7 @@ class Known:
 # --- what an event names ------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)
 def lot_key(uri: str) -> str | None:
     """How a lot's EPC class is looked up: `lgtin:<lgtin_key>` for an LGTIN (URN or Digital Link), `lot:<id>` for
     our `urn:mcoc:lot:<id>`, None for anything else (instance-level EPCs, other classes)."""
@@ -146,6 +148,7 @@ def lot_key(uri: str) -> str | None:
     return None if lot is None else f"lot:{lot}"
 
 
+@lru_cache(maxsize=4_096)
 def party_key(uri: str) -> str | None:
     """How a party is looked up: `gln:<GLN>` (PGLN / SGLN URN, Digital Link 417 / 414) or `party:<id>`."""
     gln = epc.gln_of(uri)
@@ -175,9 +178,8 @@ def named_epcs(event: Event) -> list[str]:
         lists.append(event.child_epcs)
     if isinstance(event, TransformationEvent):
         lists += [event.input_epc_list, event.output_epc_list]
-    parent = getattr(event, "parent_id", None)
-    if parent:
-        out[parent] = None
+    if isinstance(event, AggregationEvent | TransactionEvent) and event.parent_id:
+        out[event.parent_id] = None
     for values in lists:
         for v in values or ():
             out[v] = None

@@ -116,9 +116,10 @@ async def submit(
             raise TooManyJobs("A capture of yours is running (or the service's are): retry when it has finished.")
         job_id = f"CAP-{uuid.uuid4().hex[:16].upper()}"
         row = await repo.insert_job(conn, job_id, who.subject, behaviour, len(events), key, request_hash)
-        if row is None:  # the same key, a moment ago
-            earlier = await repo.job_by_key(conn, who.subject, key or "")
-            assert earlier is not None
+        if row is None:  # the same key a moment ago, or another job of the caller's started meanwhile
+            earlier = await repo.job_by_key(conn, who.subject, key) if key is not None else None
+            if earlier is None:
+                raise TooManyJobs("A capture of yours is running: retry when it has finished.")
             return _same_request(earlier, request_hash), True
     jobs.start(run(pool=pool, who=who, job_id=job_id, events=events, raws=raws, behaviour=behaviour))
     return row, False

@@ -38,6 +38,7 @@ class CaptureJob(Base):
         CheckConstraint("error_behaviour IN ('rollback', 'proceed')", name="error_behaviour"),
         UniqueConstraint("actor", "key", name="uq_capture_jobs_actor_key"),
         Index("ix_capture_jobs_actor_created", "actor", "created_at"),
+        Index("uq_capture_jobs_running", "actor", unique=True, postgresql_where=text("status = 'running'")),
     )
 
     job_id: Mapped[str] = mapped_column(Text, primary_key=True)

@@ -142,7 +142,7 @@ JOB_COLUMNS = "job_id, actor, status, error_behaviour, event_count, applied, sto
 INSERT_JOB = f"""
 INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, key, request_hash)
 VALUES ($1, $2, 'running', $3, $4, $5, $6)
-ON CONFLICT (actor, key) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
 
@@ -150,7 +150,8 @@ RETURNING {JOB_COLUMNS}
 async def insert_job(
     conn: Conn, job_id: str, actor: str, behaviour: str, count: int, key: str | None, request_hash: bytes | None
 ) -> asyncpg.Record | None:
-    """A new running job; None when the actor's key is taken already (`job_by_key`)."""
+    """A new running job; None when the actor's key is taken already (`job_by_key`) or a job of the actor's is
+    running (`uq_capture_jobs_running`: one at a time, whatever races)."""
     row: asyncpg.Record | None = await conn.fetchrow(INSERT_JOB, job_id, actor, behaviour, count, key, request_hash)
     return row
 

@@ -42,6 +42,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("actor", "key", name="uq_capture_jobs_actor_key"),
     )
     op.create_index("ix_capture_jobs_actor_created", "capture_jobs", ["actor", "created_at"])
+    # one running job per participant, whatever races
+    op.create_index(
+        "uq_capture_jobs_running",
+        "capture_jobs",
+        ["actor"],
+        unique=True,
+        postgresql_where=sa.text("status = 'running'"),
+    )
     op.create_table(
         "epcis_events",
         sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True),

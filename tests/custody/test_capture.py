@@ -340,6 +340,8 @@ async def test_an_error_declaration_corrects_what_the_event_became(stack: Stack)
     assert lot["status"] == "active"  # the shipment that did not occur is voided
     history = (await stack.custody.get(f"/lots/{lot['lot_id']}/history", headers=mine.auth)).json()["events"]
     assert history[-1]["type"] == "custody.event.corrected"
+    job = await finished(stack, mine, await capture(stack, mine, doc(declared)))  # the same declaration again
+    assert (job["success"], job["applied"], job["errors"]) == (True, 0, [])
 
 
 async def test_a_captured_lot_s_events_reach_custody_events(stack: Stack) -> None:

@@ -271,10 +271,11 @@ class _Capture:
         for index, (event, raw, eid) in enumerate(zip(self.events, self.raws, ids, strict=True)):
             if index % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)  # other requests run in between
-            declared = event.error_declaration is not None
-            if (eid in self.before or eid in seen) and not declared:
+            # an error declaration repeats the eventID it declares about: it is known by its own hash id
+            key = hash_id(raw) if event.error_declaration is not None else eid
+            if key in self.before or key in seen:
                 continue  # captured before: not again, and no error
-            seen.add(eid)
+            seen.add(key)
             await self._event(conn, index, event, raw, eid, known)
 
     async def _load(self, conn: asyncpg.Connection, ids: list[str]) -> None:
@@ -298,7 +299,8 @@ class _Capture:
                     if key is not None:
                         (glns if key.startswith("gln:") else party_ids).add(key.split(":", 1)[1])
         caller = self.who.subject
-        self.before = await repo.captured(conn, caller, ids)
+        declarations = [hash_id(r) for e, r in zip(self.events, self.raws, strict=True) if e.error_declaration]
+        self.before = await repo.captured(conn, caller, ids + declarations)
         self.lots = await repo.lots_named(conn, sorted(lgtins), sorted(lot_ids), caller)
         self.parties = await repo.parties_named(conn, sorted(glns), sorted(party_ids))
         named = sorted(set(self.lots.values()))

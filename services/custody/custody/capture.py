@@ -1,17 +1,17 @@
 """EPCIS 2.0 capture: a capture job per document, run after the 202.
 
-    submit   a participant only; the Idempotency-Key's job if the key was used (same body) ; one running job per
+    submit   a participant only; the Idempotency-Key's job if the key was used (same document); one running job per
              participant and `Jobs.limit` in the process (else 429); a `capture_jobs` row, then the job is run
-    run      one transaction for the document: what it names is read with one statement each (the caller's lots by
-             EPC class, participants by party URI, eventIDs captured before); each event is mapped
-             (`capture_mapping`) and a custody operation is done by the very attempt our own API runs
-             (`service.*_attempt`) and written as our API writes it (`repository.persist`): same events, hash
-             chain and outbox rows. Captured events and lots' EPC classes are written with one statement each.
-             rollback (the default): any failed event fails the job and nothing is written; proceed: the events
-             that could be captured are, the others are listed.
+    run      one transaction for the document. What it names is read with one statement each, the lots locked
+             (`capture_batch.BatchReads`); each event is mapped (`capture_mapping`) and a custody operation is done
+             by the very attempt our own API runs (`service.*_attempt`), reading from and changing that memory, so
+             the events are those our API writes (types, data, hash chain, outbox rows). Then everything is
+             written with one statement per table (`capture_repository.write_batch`), with the captured events
+             and the lots' EPC classes. rollback (the default): any failed event fails the job and nothing is
+             written; proceed: the events that could be captured are, the others are listed.
 
 An eventID the caller captured before is skipped (neither error nor done twice). An errorDeclaration about an event
-the caller captured is stored as a correction (`outcome` correction; custody's corrections are not wired here yet).
+the caller captured corrects the custody events it became, after the document's commit (`custody.corrections`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import asyncpg
 from pydantic import ValidationError
 
 from custody import capture_repository as repo
-from custody import domain, repository, schemas, service
+from custody import domain, schemas, service
+from custody.capture_batch import BatchReads, BatchUnitOfWork, local_ids
 from custody.capture_mapping import (
     Commission,
     Consume,
@@ -40,7 +41,6 @@ from custody.capture_mapping import (
     Store,
     Transform,
     event_id,
-    extension_of,
     hash_id,
     lot_key,
     map_event,
@@ -49,9 +49,9 @@ from custody.capture_mapping import (
 )
 from custody.corrections import correct
 from custody.corrections_schemas import CorrectionCreate
-from custody.domain import Lot, Refusal, ShipmentState
+from custody.domain import Refusal
 from custody.epcis import VALIDATION, Event, _Located, pointer
-from custody.unit_of_work import Attempt, UnitOfWork, Write
+from custody.unit_of_work import Attempt, Write
 from shared.auth import Principal, refuse_regulator
 from shared.outbox import outbox_committed
 from shared.problems import Forbidden, InvalidInput, NotFound, ProblemError
@@ -80,11 +80,6 @@ class Jobs:
         task = asyncio.ensure_future(run)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    async def wait(self) -> None:
-        """Until every job of this process has ended (tests, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 def participant_only(who: Principal) -> None:
@@ -311,7 +306,7 @@ class _Capture:
             reads.add_shipment(row)
         me = reads.participants.get(caller)
         if me is not None:  # the ids the document's new lots would take (a taken one is its event's error)
-            local = lot_ids | _local_ids(self.events)
+            local = lot_ids | local_ids(self.events)
             wanted = {scoped for v in local if (scoped := domain.scoped_lot_id(me.lot_prefix, v)) is not None}
             self.taken = await repo.taken_lot_ids(conn, sorted(wanted))
 
@@ -468,96 +463,6 @@ class _Capture:
         if local is not None:
             self.lots[f"lot:{local}"] = lot_id
         return lot_id
-
-
-class BatchReads:
-    """What a capture's attempts read (`service.LotReads`), from memory: the document's lots, read once and locked,
-    changed event after event (the same `Lot` objects), the lots it creates, the participants it names, the
-    in-transit shipments addressed to the caller."""
-
-    def __init__(self) -> None:
-        self.participants: dict[str, repository.ParticipantRow] = {}
-        self.lots: dict[str, Lot] = {}
-        self.shipments: dict[str, dict[str, Any]] = {}
-        self.by_lot: dict[str, list[dict[str, Any]]] = {}  # the shipments of each lot, oldest first
-
-    async def participant(self, conn: Any, participant_id: str) -> repository.ParticipantRow | None:
-        return self.participants.get(participant_id)
-
-    async def lot_for_update(self, conn: Any, lot_id: str, caller: str) -> Lot | None:
-        return self.lots.get(lot_id)
-
-    async def lots_for_update(self, conn: Any, lot_ids: list[str], caller: str) -> dict[str, Lot]:
-        return {i: self.lots[i] for i in lot_ids if i in self.lots}
-
-    async def lot_and_product_for_update(
-        self, conn: Any, lot_id: str, caller: str, product_id: str
-    ) -> tuple[Lot | None, str | None]:
-        """The lot from memory, the caller's product it names from the database (products are not captured)."""
-        lot = self.lots.get(lot_id)
-        product = await repository.product_named(conn, product_id, caller) if lot is not None else None
-        owned = product is not None and product["owner"] == caller
-        return lot, (product["product_id"] if owned and product is not None else None)
-
-    async def lot_for_update_and_party(
-        self, conn: Any, lot_id: str, participant_id: str, *, caller: str, lock: bool = True
-    ) -> tuple[Lot | None, str | None]:
-        lot = self.lots.get(lot_id)
-        party = self.participants.get(participant_id)
-        return (None, None) if lot is None else (lot, party.kind if party is not None else None)
-
-    async def shipment_and_lot_for_update(
-        self, conn: Any, shipment_id: str, *, lock: bool = True
-    ) -> tuple[ShipmentState, dict[str, Any], Lot] | None:
-        row = self.shipments.get(shipment_id)
-        lot = self.lots.get(row["lot_id"]) if row is not None else None
-        if row is None or lot is None:
-            return None
-        state = ShipmentState(row["shipment_id"], row["lot_id"], row["to_participant"], row["status"] == "received")
-        return state, {**row, "mineral": lot.mineral, "form": lot.form}, lot
-
-    def add_shipment(self, row: dict[str, Any]) -> None:
-        self.shipments[row["shipment_id"]] = row
-        self.by_lot.setdefault(row["lot_id"], []).append(row)
-
-    def in_transit_to(self, lot_id: str, caller: str, source: str | None) -> str | None:
-        """The oldest in-transit shipment of `lot_id` to `caller` (from `source`, when named)."""
-        for row in self.by_lot.get(lot_id, ()):
-            if (
-                row["lot_id"] == lot_id
-                and row["to_participant"] == caller
-                and row["status"] == "in_transit"
-                and source in (None, row["from_participant"])
-            ):
-                return str(row["shipment_id"])
-        return None
-
-
-class BatchUnitOfWork(UnitOfWork):
-    """A capture event's unit of work: its attempt reads from the document's `BatchReads` (`service._reads`)."""
-
-    __slots__ = ("reads",)
-
-    def __init__(self, conn: asyncpg.Connection, reads: BatchReads) -> None:
-        super().__init__(conn, locked=True, participants=None)
-        self.reads = reads
-
-
-def _local_ids(events: list[Event]) -> set[str]:
-    """The local lot ids a document's commissionings and transformation outputs name (`mcoc:lotId`)."""
-    out: set[str] = set()
-    for event in events:
-        ilmd = getattr(event, "ilmd", None)
-        value = extension_of(ilmd, "lotId")
-        if isinstance(value, str):
-            out.add(value)
-        outputs = extension_of(ilmd, "outputs")
-        for o in outputs if isinstance(outputs, list) else ():
-            value = extension_of(o, "lotId") if isinstance(o, dict) else None
-            value = value if value is not None else (o.get("lotId") if isinstance(o, dict) else None)
-            if isinstance(value, str):
-                out.add(value)
-    return out
 
 
 class _RolledBack(Exception):

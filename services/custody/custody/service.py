@@ -44,7 +44,7 @@ def _participant_only(who: Principal, verb: str) -> None:
 class LotReads(Protocol):
     """What a write's attempt reads: the lots, shipments and participants it acts on. The database (`repository`,
     locked under `uow.locked`), or what an EPCIS capture holds in memory for its whole document
-    (`custody.capture.BatchReads`: the document's lots read once, locked, and changed event after event)."""
+    (`custody.capture_batch.BatchReads`: the document's lots read once, locked, and changed event after event)."""
 
     async def participant(self, conn: Any, participant_id: str) -> repository.ParticipantRow | None: ...
     async def lot_for_update(self, conn: Any, lot_id: str, caller: str) -> Lot | None: ...

@@ -180,3 +180,66 @@ async def test_a_replay_rebuilds_the_marks_and_keeps_what_a_person_decided(syste
     assert rebuilt == live
     assert ("record_corrected", done["correction_id"]) in {(r[0], r[1]) for r in rebuilt}
     assert {r[3] for r in rebuilt if r[0] == "record_corrected"} == {"resolved"}
+
+
+async def test_a_flag_raised_after_a_correction_of_its_grounds_shows_it_from_the_start(system: System) -> None:
+    """A shipment through Somalia, its data corrected (not voided: received later), then Somalia listed as a CAHRA:
+    the transit flag the listing raises on the corrected shipment shows the correction, and nothing else changed."""
+    s = system
+    mine, trader = await s.party("mine", "RW"), await s.party("trader", "RW")
+    body = {"lot_id": f"BAG-{uuid.uuid4().hex[:8]}", "mineral": "tin", "form": "ore", "mass_kg": 500}
+    lot = (await ok(await s.custody.post("/lots", headers=mine.auth, json={**body, "produced_at": T0})))["lot_id"]
+    shipment = await ok(
+        await s.custody.post(
+            f"/lots/{lot}/shipments",
+            headers=mine.auth,
+            json={"to": trader.id, "mass_kg": 500, "shipped_at": T1, "transit_countries": ["SO"]},
+        )
+    )
+    history = await ok(await s.custody.get(f"/lots/{lot}/history", headers=mine.auth), 200)
+    (shipped,) = [e["event_id"] for e in history["events"] if e["type"] == "custody.lot.shipped"]
+    done = await corrected(s, mine, lot, shipped, "incorrect_data", "Sealed S-7, not unsealed.")
+    assert done["effect"] == "recorded"
+    await ok(
+        await s.registry.post(
+            "/cahra",
+            headers=OPERATOR,
+            json={"country": "SO", "region": None, "effective_from": "2020-01-01", "source": "corrections test"},
+        )
+    )
+
+    async def transit_flag() -> bool:
+        rows = await s.audit_rows("SELECT 1 FROM flags WHERE rule = 'transit_through_cahra' AND $1 = ANY(lot_ids)", lot)
+        return bool(rows)
+
+    await wait_for(transit_flag, timeout_s=60, what="the transit_through_cahra flag", interval_s=0.2)
+    (flag,) = await s.audit_rows("SELECT * FROM flags WHERE rule = 'transit_through_cahra' AND $1 = ANY(lot_ids)", lot)
+    assert evidence(flag)["shipment_id"] == shipment["shipment_id"]
+    assert evidence(flag)["correction"]["correction_id"] == done["correction_id"]
+    assert flag["summary"].endswith(" [grounds corrected by the party (incorrect_data); review]")
+    assert flag["status"] == "open"
+    assert await flag_of(s, "record_corrected", done["correction_id"]) is None  # corrected before it was raised
+
+
+async def test_after_a_voided_first_shipment_the_next_one_is_the_first_compared_with_the_registered_seal(
+    system: System,
+) -> None:
+    s = system
+    mine, trader = await s.party("mine", "RW"), await s.party("trader", "RW")
+    body = {"lot_id": f"BAG-{uuid.uuid4().hex[:8]}", "mineral": "tin", "form": "ore", "mass_kg": 500, "seal": "S-1"}
+    lot = (await ok(await s.custody.post("/lots", headers=mine.auth, json={**body, "produced_at": T0})))["lot_id"]
+    ship = {"to": trader.id, "mass_kg": 500, "shipped_at": T1, "max_transit_days": 60}
+    await ok(await s.custody.post(f"/lots/{lot}/shipments", headers=mine.auth, json={**ship, "seal": "S-1"}))
+    history = await ok(await s.custody.get(f"/lots/{lot}/history", headers=mine.auth), 200)
+    (shipped,) = [e for e in history["events"] if e["type"] == "custody.lot.shipped"]
+    await corrected(s, mine, lot, shipped["event_id"], "did_not_occur", "Loaded on the wrong truck.")
+    again = await ok(await s.custody.post(f"/lots/{lot}/shipments", headers=mine.auth, json={**ship, "seal": "S-9"}))
+
+    async def flagged() -> bool:
+        return await flag_of(s, "seal_mismatch", f"{lot}:first_shipment") is not None
+
+    await wait_for(flagged, timeout_s=60, what="the new first shipment's seal_mismatch", interval_s=0.2)
+    flag = await flag_of(s, "seal_mismatch", f"{lot}:first_shipment")
+    assert flag is not None
+    assert (evidence(flag)["shipment_id"], evidence(flag)["shipped_seal"]) == (again["shipment_id"], "S-9")
+    assert "correction" not in evidence(flag)  # its grounds are the new shipment, not the corrected one

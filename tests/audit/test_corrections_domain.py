@@ -4,17 +4,18 @@ decoding of `custody.event.corrected`, and the state with a voided shipment take
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from audit.corrections_domain import Correction, grounds, record_corrected, summary_note
+from audit.corrections_domain import Correction, grounds, marked, record_corrected, remember, summary_note
 from audit.corrections_projection import decode, has_corrections, on_corrected
 from audit.projection.context import Context
 from audit.projection.journal import Journal
 from audit.projection.state import State, Transit
-from audit.rules import Rule, Severity, Thresholds
+from audit.rules import Finding, Rule, Severity, Thresholds
 from shared.events import CloudEvent
 
 AT = datetime(2026, 11, 21, 9, 12, tzinfo=UTC)
@@ -149,3 +150,34 @@ def test_a_correction_that_only_records_changes_no_state() -> None:
     ctx = Context(state, Thresholds(), journal)
     on_corrected(ctx, decode(event(reason="incorrect_data", effect="recorded")))
     assert state.open_shipments == {"SHP-1"}
+
+
+def test_a_finding_raised_after_a_correction_of_its_grounds_shows_the_first_declared_one() -> None:
+    first = correction()
+    later = correction(correction_id="C-2", event_id="E-2", corrected_type="custody.lot.received", effect="recorded")
+    later = replace(later, declared_at=datetime(2026, 11, 22, tzinfo=UTC))
+    by_event: dict[str, Correction] = {}
+    by_shipment: dict[str, Correction] = {}
+    for c in (first, later):
+        remember(by_event, by_shipment, c)
+    overdue = Finding(Rule.transit_overdue, "L-1", "SHP-1", "Shipped, not received", {"shipment_id": "SHP-1"})
+    f = marked(overdue, by_event, by_shipment)
+    assert f.evidence["correction"]["correction_id"] == "C-1"
+    assert f.summary == "Shipped, not received [grounds corrected by the party (did_not_occur); review]"
+    receipt = Finding(Rule.mass_mismatch, "L-1", "E-2", "Received 2 kg less", {"event_id": "E-2"})
+    assert marked(receipt, {"E-2": later}, {}).evidence["correction"]["correction_id"] == "C-2"
+    other = Finding(Rule.mass_mismatch, "L-9", "E-9", "x", {"event_id": "E-9", "shipment_id": "SHP-9"})
+    assert marked(other, by_event, by_shipment) is other
+    assert marked(f, by_event, by_shipment) is f  # marked once
+
+
+def test_the_handler_remembers_a_correction_for_the_findings_after_it_and_takes_it_back() -> None:
+    state, journal = State(), Journal()
+    ctx = Context(state, Thresholds(), journal)
+    mark = journal.mark()
+    on_corrected(ctx, decode(event(reason="incorrect_data", effect="recorded")))
+    ctx.find([Finding(Rule.transit_overdue, "L-1", "SHP-1", "late", {"shipment_id": "SHP-1"})])
+    (found,) = ctx.changes.findings.values()
+    assert found.evidence["correction"]["event_id"] == "E-1"
+    journal.undo(mark)
+    assert not state.corrected and not state.corrected_shipments and not ctx.changes.findings

@@ -115,8 +115,15 @@ def problem(r: httpx.Response, status: int) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-async def registered(stack: Stack, mine: Party, kg: float = 1000) -> str:
-    body = {"lot_id": f"BAG-{uuid.uuid4().hex[:8]}", "mineral": "tin", "form": "ore", "mass_kg": kg, "produced_at": T0}
+async def registered(stack: Stack, mine: Party, kg: float = 1000, **bag: str) -> str:
+    body = {
+        "lot_id": f"BAG-{uuid.uuid4().hex[:8]}",
+        "mineral": "tin",
+        "form": "ore",
+        "mass_kg": kg,
+        "produced_at": T0,
+        **bag,
+    }
     return str((await ok(await stack.custody.post("/lots", headers=mine.auth, json=body)))["lot_id"])
 
 
@@ -150,6 +157,8 @@ async def test_a_shipment_that_did_not_occur_is_voided_and_stays_on_the_chain_ma
     body = {"event_id": original["event_id"], "reason": "did_not_occur", "note": "Entered against the wrong lot."}
     done = await ok(await correct(stack, mine, lot, key="fix-1", **body))
     assert done["effect"] == "voided_shipment" and done["shipment_id"] == shipped["shipment_id"]
+    data = event_of(await history(stack, mine, lot), "custody.event.corrected")["data"]
+    assert data["registered_bag"] is None  # registered with neither a tag nor a seal
     assert done["declared_by"] == mine.id and done["corrected_type"] == SHIPPED
 
     replayed = await correct(stack, mine, lot, key="fix-1", **body)  # the same key: the same answer, once
@@ -304,7 +313,7 @@ async def test_corrective_events_are_the_callers_own_each_once(stack: Stack) -> 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_the_correcting_event_is_published_with_its_data(stack: Stack) -> None:
     mine, trader = await stack.party("mine", "RW"), await stack.party("trader", "RW")
-    lot = await registered(stack, mine)
+    lot = await registered(stack, mine, seal="S-1", tag="T-1")
     await ok(
         await stack.custody.post(
             f"/lots/{lot}/shipments", headers=mine.auth, json={"to": trader.id, "mass_kg": 1000, "shipped_at": T1}
@@ -337,3 +346,5 @@ async def test_the_correcting_event_is_published_with_its_data(stack: Stack) -> 
         "active",
         mine.id,
     )
+    # its first shipment voided: the next one is the first, compared with the tag and seal registered
+    assert data.registered_bag is not None and (data.registered_bag.tag, data.registered_bag.seal) == ("T-1", "S-1")

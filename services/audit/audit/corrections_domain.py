@@ -8,12 +8,14 @@
 - A correction of an event that grounds a high or critical flag is itself a finding (`record_corrected`, high): a
   party rewriting the record under a serious finding is what an auditor must look at, whatever the reason given.
 - The rules are run again with the correction applied: a shipment voided (declared `did_not_occur` while in transit)
-  no longer counts: it is never overdue, and no CAHRA listed later re-screens its transit.
+  no longer counts: it is never overdue, no CAHRA listed later re-screens its transit, and, if it was the lot's
+  first, the next shipment is the first one compared with the seal and tag the mine registered (bag-and-tag).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +43,30 @@ class Correction:
     effect: str
     shipment_id: str | None
     corrective_event_ids: tuple[str, ...]
+    # a voided first shipment's lot: the (tag, seal) it was registered with (its next shipment is the first)
+    registered_bag: tuple[str | None, str | None] | None = None
+
+    @classmethod
+    def of(cls, r: Mapping[str, Any]) -> Correction:
+        """From a `corrections` row."""
+        return cls(
+            r["correction_id"],
+            r["lot_id"],
+            r["event_id"],
+            r["corrected_type"],
+            r["reason"],
+            r["note"],
+            r["declared_by"],
+            r["declared_at"],
+            r["effect"],
+            r["shipment_id"],
+            tuple(r["corrective_event_ids"]),
+        )
+
+    @property
+    def order(self) -> tuple[datetime, str]:
+        """Which of two corrections grounding one flag it shows: the first declared."""
+        return self.declared_at, self.correction_id
 
     @property
     def voids(self) -> str | None:
@@ -93,6 +119,38 @@ def grounds(flag: dict[str, Any], c: Correction) -> bool:
     if cause == c.event_id or cause.startswith(c.event_id + ":") or evidence.get("event_id") == c.event_id:
         return True
     return c.shipment_id is not None and (cause == c.shipment_id or evidence.get("shipment_id") == c.shipment_id)
+
+
+def remember(by_event: dict[str, Correction], by_shipment: dict[str, Correction], c: Correction) -> None:
+    """Index a correction (plain dicts: the projection's `State`, whose journal takes it back in a handler)."""
+    by_event[c.event_id] = c
+    if c.shipment_id is not None and c.shipment_id not in by_shipment:
+        by_shipment[c.shipment_id] = c
+
+
+def grounding(
+    f: Finding, by_event: Mapping[str, Correction], by_shipment: Mapping[str, Correction]
+) -> Correction | None:
+    """The (first declared) correction a finding's grounds are corrected by, as `grounds` judges a flag."""
+    event, shipment = f.evidence.get("event_id"), f.evidence.get("shipment_id")
+    found = [
+        by_event.get(f.cause),
+        by_event.get(f.cause.partition(":")[0]),  # an unjudgeable_event's `<event>:<what>` (event ids have no `:`)
+        by_event.get(event) if isinstance(event, str) else None,
+        by_shipment.get(f.cause),
+        by_shipment.get(shipment) if isinstance(shipment, str) else None,
+    ]
+    return min((c for c in found if c is not None), key=lambda c: c.order, default=None)
+
+
+def marked(f: Finding, by_event: Mapping[str, Correction], by_shipment: Mapping[str, Correction]) -> Finding:
+    """A finding raised after a correction of its grounds: shown with it, as a flag marked when it is declared."""
+    if "correction" in f.evidence:
+        return f
+    c = grounding(f, by_event, by_shipment)
+    if c is None:
+        return f
+    return replace(f, evidence={**f.evidence, "correction": c.mark}, summary=f.summary + summary_note(c.reason))
 
 
 def record_corrected(c: Correction, serious: list[dict[str, Any]]) -> Finding | None:

@@ -26,8 +26,9 @@ import orjson
 from audit.corrections_domain import EFFECTS, REASONS, SERIOUS, Correction, grounds, record_corrected, summary_note
 from audit.projection import statements
 from audit.projection.context import Context
-from audit.projection.decode import dt, utc
+from audit.projection.decode import dt, text_or_none, utc
 from audit.projection.flags import SOURCE
+from audit.projection.state import Bag
 from shared.events import CloudEvent, dataschema_for
 from shared.sql import Statement
 from shared.topics import AUDIT_FLAGS
@@ -60,6 +61,9 @@ def decode(e: CloudEvent) -> Correction:
     corrective = d.get("corrective_event_ids") or []
     if not isinstance(corrective, list) or not all(isinstance(i, str) for i in corrective):
         raise TypeError("corrective_event_ids must be event ids")
+    bag = d.get("registered_bag")
+    if bag is not None and not isinstance(bag, dict):
+        raise TypeError("registered_bag must be an object or null")
     return Correction(
         e.id,
         _text(d["lot_id"], "lot_id"),
@@ -72,6 +76,7 @@ def decode(e: CloudEvent) -> Correction:
         effect,
         None if shipment is None else _text(shipment, "shipment_id"),
         tuple(corrective),
+        None if bag is None else (text_or_none(bag.get("tag"), "tag"), text_or_none(bag.get("seal"), "seal")),
     )
 
 
@@ -79,11 +84,18 @@ def on_corrected(ctx: Context, c: Correction) -> None:
     """The correction, to be written with the batch; a voided shipment no longer counts from here on."""
     j, s = ctx.journal, ctx.state
     j.set(ctx.changes.corrections, c.correction_id, c)
+    j.set(s.corrected, c.event_id, c)  # findings grounded on it from here on are raised showing it
+    if c.shipment_id is not None and c.shipment_id not in s.corrected_shipments:
+        j.set(s.corrected_shipments, c.shipment_id, c)
     sid = c.voids
     if sid is not None:
         j.discard(s.open_shipments, sid)
         if sid in s.transits:
             j.pop(s.transits, sid)  # `screening.transit` finds none: a CAHRA listed later re-screens nothing
+        if c.registered_bag is not None:  # it was the lot's first shipment: the next one is (bag-and-tag)
+            j.set(s.bags, c.lot_id, Bag(*c.registered_bag, shipped=False))
+            if c.lot_id in s.shipped_tags:
+                j.pop(s.shipped_tags, c.lot_id)
 
 
 # --- the writes -------------------------------------------------------------------------------------------------
@@ -134,11 +146,11 @@ async def write(conn: asyncpg.Connection, projection: Projection, corrections: S
     if voided:
         await conn.execute(VOID_SHIPMENTS_SQL, voided)
     flags = [_flag(r) for r in await conn.fetch(CANDIDATES_SQL, sorted({c.lot_id for c in corrections}))]
-    marks: dict[str, Correction] = {}  # flag id -> the (first) correction of its grounds
-    for c in corrections:
-        for f in flags:
-            if f["id"] not in marks and c.lot_id in f["lot_ids"] and grounds(f, c):
-                marks[f["id"]] = c
+    marks: dict[str, Correction] = {}  # flag id -> the first declared correction of its grounds
+    for f in flags:
+        grounding = [c for c in corrections if c.lot_id in f["lot_ids"] and grounds(f, c)]
+        if grounding:
+            marks[f["id"]] = min(grounding, key=lambda c: c.order)
     if marks:
         await _mark(conn, marks, projection.publish)
     found = []

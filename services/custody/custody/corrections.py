@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from custody import repository
 from custody.corrections_schemas import (
@@ -105,12 +106,20 @@ def effect_of(original: Original, reason: CorrectionReason, lot_status: LotStatu
 
 ORIGINAL_FOR_UPDATE = f"""
 SELECT {repository.LOT_COLUMNS_FOR_UPDATE}, e.event_id, e.type, e.actor, e.data->>'shipment_id' AS shipment_id,
-       e.data->>'remaining_before_kg' AS remaining_before_kg
+       e.data->>'remaining_before_kg' AS remaining_before_kg,
+       CASE WHEN l.origin_kind = 'mine' AND (l.tag IS NOT NULL OR l.seal IS NOT NULL)
+             AND NOT EXISTS (SELECT 1 FROM lot_events p WHERE p.lot_id = l.lot_id AND p.seq < e.seq
+                               AND p.type = 'custody.lot.shipped'
+                               AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.event_id = p.event_id
+                                                 AND c.effect = 'voided_shipment'))
+            THEN jsonb_build_object('tag', l.tag, 'seal', l.seal)::text END AS bag
 FROM lots l JOIN lot_events e ON e.lot_id = l.lot_id AND e.event_id = $3::text
 WHERE l.lot_id = ANY({repository.lot_named("$1::text", "$2::text")})
 ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
-"""The lot a participant names (locked) with the event asked about on it (an event never changes)."""
+"""The lot a participant names (locked) with the event asked about on it (an event never changes), and, when it is
+the first shipment of a mine's lot registered with a tag or a seal (none before it but voided ones), that tag and
+seal: voiding it makes the next shipment the first, compared with them (bag-and-tag)."""
 
 SINCE_LOCKED = """
 SELECT (SELECT correction_id FROM corrections WHERE event_id = $1) AS corrected_by,
@@ -209,6 +218,9 @@ async def correct(*, write: Write, lot_id: str, body: CorrectionCreate) -> Answe
             "effect": effect.value,
             "shipment_id": original.shipment_id,
             "lot_status": lot.status.value,
+            "registered_bag": (
+                orjson.loads(r["bag"]) if effect is CorrectionEffect.voided_shipment and r["bag"] is not None else None
+            ),
         }
         uow.append(lot, type=CORRECTED, occurred_at=at, actor=who.subject, data=data)
         uow.touched(lot)

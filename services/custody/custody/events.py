@@ -640,6 +640,13 @@ class LotRecycled(ChainEvent):
     origin: RecycledOrigin
 
 
+class RegisteredBag(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tag: str | None
+    seal: str | None
+
+
 class LotEventCorrected(ChainEvent):
     """The participant that recorded an event of the lot corrects it (docs/corrections.md): the event stays on the
     chain as it was, and this one, later on the same chain, references it and says why (EPCIS 2.0
@@ -662,6 +669,7 @@ class LotEventCorrected(ChainEvent):
                     "effect": "voided_shipment",
                     "shipment_id": SHIPMENT,
                     "lot_status": "active",
+                    "registered_bag": {"tag": ORE, "seal": "S-889120"},
                     **_chain(ORE, 3, "2026-11-21T09:12:00+00:00", MINE, 4),
                 }
             ]
@@ -681,6 +689,10 @@ class LotEventCorrected(ChainEvent):
     shipment_id: str | None = Field(description="The shipment the corrected event was about (a shipment or receipt)")
     lot_status: Literal["active", "in_transit", "consumed", "depleted"] = Field(
         description="The lot's status after the correction (`active` again after a voided shipment)"
+    )
+    registered_bag: RegisteredBag | None = Field(
+        description="A voided shipment that was the lot's first (a mine's lot registered with a tag or a seal): the "
+        "tag and seal it was registered with, which its next shipment, now the first, is compared with; else null"
     )
 
 

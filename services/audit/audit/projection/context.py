@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from audit import rules
+from audit import corrections_domain, rules
 from audit.projection.journal import Journal
 from audit.projection.state import State
 from audit.projection.statements import Changes
@@ -53,10 +53,16 @@ class Context:
         elif found is not None:
             self.find([f for f in found if f is not None])
 
+    def marked(self, f: Finding) -> Finding:
+        """`f`, showing the custody correction of its grounds if there is one (`audit.corrections_domain`)."""
+        s = self.state
+        return corrections_domain.marked(f, s.corrected, s.corrected_shipments) if s.corrected else f
+
     def find(self, findings: Sequence[Finding]) -> None:
         """Findings to raise with this batch: the first per (rule, cause) stays."""
         fs = self.changes.findings
         for f in findings:
+            f = self.marked(f)
             key = (f.rule, f.cause)  # the rule is a StrEnum: the same key as its value
             if key not in fs:
                 self.journal.set(fs, key, f)

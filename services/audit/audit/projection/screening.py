@@ -172,6 +172,7 @@ def rejudged(
     the batch raises. Each of `possible` not found is `Cleared` by the fact (`rejudge`), and one this batch was
     about to raise is not raised after all: a replay, judging with that fact from the start, raises neither."""
     if rejudge:
+        found = [ctx.marked(f) for f in found]  # raised or re-judged showing a custody correction of its grounds
         for f in found:
             key = (f.rule, f.cause)
             ctx.journal.set(ctx.changes.rejudged, key, f)

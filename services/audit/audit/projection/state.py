@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from audit.corrections_domain import Correction
 from audit.rules import Area, AsmPresence, CoexistenceAgreement, Declaration, Grievance, RiskProfile
 
 
@@ -151,3 +152,7 @@ class State:
     agreements: dict[str, tuple[int, CoexistenceAgreement]] = field(default_factory=dict)
     agreements_by_titleholder: dict[str, list[str]] = field(default_factory=dict)
     lots_by_producer: dict[str, list[str]] = field(default_factory=dict)
+    # custody corrections (`corrections_projection`): by the event corrected, and the first of each shipment's; a
+    # finding grounded on one is raised showing it (`Context.find`)
+    corrected: dict[str, Correction] = field(default_factory=dict)
+    corrected_shipments: dict[str, Correction] = field(default_factory=dict)

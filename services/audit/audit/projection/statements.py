@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from audit import rules
+from audit import corrections_domain, rules
 from audit.corrections_domain import Correction
 from audit.projection.decode import intern, intern_opt
 from audit.projection.flags import Cleared
@@ -265,13 +265,15 @@ SELECT f.id, f.rule, f.cause, coalesce(u.severity, f.severity) AS severity, f.se
        f.lot_id, f.lot_ids, f.participants, f.raised_at,
        f.status AS previous_status, f.evidence AS previous_evidence, f.summary AS previous_summary,
        CASE WHEN u.cleared THEN f.evidence || jsonb_build_object('cleared_by', u.evidence)
-            WHEN f.evidence ? 'correction'  -- a custody correction's mark stays (`corrections_projection`)
+            WHEN f.evidence ? 'correction' AND NOT u.evidence ? 'correction'  -- a custody correction's mark stays
             THEN u.evidence || jsonb_build_object('correction', f.evidence -> 'correction')
             ELSE u.evidence END
            AS evidence,
        CASE WHEN u.cleared THEN f.summary || ' [no longer holds: ' || u.summary || ']'
-            ELSE u.summary || coalesce(' [grounds corrected by the party ('
-                                       || (f.evidence -> 'correction' ->> 'reason') || '); review]', '') END
+            WHEN f.evidence ? 'correction' AND NOT u.evidence ? 'correction'
+            THEN u.summary || ' [grounds corrected by the party (' || (f.evidence -> 'correction' ->> 'reason')
+                 || '); review]'
+            ELSE u.summary END
            AS summary,
        CASE WHEN u.cleared AND NOT d.decided THEN 'withdrawn'
             WHEN NOT u.cleared AND f.status = 'withdrawn' THEN 'open'
@@ -286,7 +288,8 @@ CROSS JOIN LATERAL (
          AS decided
 ) d
 WHERE CASE WHEN u.cleared THEN NOT (f.evidence ? 'cleared_by')
-           ELSE f.evidence - 'correction' IS DISTINCT FROM u.evidence OR f.severity IS DISTINCT FROM u.severity
+           ELSE f.evidence - 'correction' IS DISTINCT FROM u.evidence - 'correction'
+                OR f.severity IS DISTINCT FROM u.severity
                 OR f.status = 'withdrawn' END
 FOR UPDATE OF f
 """
@@ -634,7 +637,20 @@ async def load_state(conn: asyncpg.Connection, thresholds: Thresholds) -> State:
             )
             s.smeltings_by_actor.setdefault(r["actor"], []).append(r["transformation_id"])
     load_grievances(s, await conn.fetch(LOTS_BY_ORIGIN_SQL), await conn.fetch(SUBSTANTIATED_SQL))
+    for r in await conn.fetch(LOAD_CORRECTIONS_SQL):
+        corrections_domain.remember(s.corrected, s.corrected_shipments, Correction.of(r))
     return s
+
+
+LOAD_CORRECTIONS_SQL = """
+SELECT c.correction_id, c.lot_id, c.event_id, c.corrected_type, c.reason, c.note, c.declared_by, c.declared_at,
+       c.effect, c.shipment_id, c.corrective_event_ids
+FROM corrections c WHERE EXISTS (SELECT 1 FROM lots l WHERE l.lot_id = c.lot_id)
+ORDER BY c.declared_at, c.correction_id
+"""
+"""The corrections the state starts from (`load_state`): those of lots the projection holds. A replay
+empties the lots (not this table, whose rows it writes again as they were): it starts from none, as the stream
+did."""
 
 
 CUSTODY_SOURCE = "/custody"
@@ -733,7 +749,7 @@ async def _load_coexistence(conn: asyncpg.Connection, s: State) -> None:
 # The lots registered at a mine with a tag or a seal (`handlers.lots.on_registered`), shipped once they have a
 # shipment (`handlers.shipments.on_shipped`).
 LOAD_BAGS_SQL = """
-SELECT l.lot_id, l.tag, l.seal, l.lot_id IN (SELECT s.lot_id FROM shipments s) AS shipped
+SELECT l.lot_id, l.tag, l.seal, l.lot_id IN (SELECT s.lot_id FROM shipments s WHERE s.status <> 'voided') AS shipped
 FROM lots l WHERE l.origin_kind = 'mine' AND (l.tag IS NOT NULL OR l.seal IS NOT NULL)
 """
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
-from custody import domain, repository, schemas
+from custody import corrections, domain, repository, schemas
 from custody.domain import Lot, LotStatus, NewLot, OriginKind, ShipmentState
 from custody.unit_of_work import Answer, Attempt, UnitOfWork, Write
 from shared.auth import Principal, refuse_regulator
@@ -480,6 +480,7 @@ def receive_attempt(who: Principal, shipment_id: str, body: schemas.ReceiptCreat
         if found is None or who.subject not in (found[1]["to_participant"], found[1]["from_participant"]):
             raise NotFound(f"No shipment {shipment_id!r}.")
         state, row, lot = found
+        corrections.check_receivable(shipment_id, row["status"])  # a shipment voided by a correction: 409
         domain.check_receive(state, who.subject)
         uow.changes.receipt = (shipment_id, body.received_at, body.mass_kg, body.seal)
         uow.changes.received_tag = body.tag

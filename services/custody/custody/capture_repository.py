@@ -38,10 +38,12 @@ LOTS_NAMED = f"""
 SELECT 'lgtin:' || e.epc AS key, e.lot_id FROM lot_epcs e JOIN lots l ON l.lot_id = e.lot_id
 WHERE e.epc = ANY($1::text[]) AND {_visible("$3::text")}
 UNION ALL
-SELECT DISTINCT ON (x.sent) 'lot:' || x.sent, l.lot_id FROM unnest($2::text[]) AS x(sent)
-JOIN lots l ON l.lot_id = ANY({lot_named("x.sent", "$3::text")})
-WHERE {_visible("$3::text")}
+(SELECT DISTINCT ON (x.sent) 'lot:' || x.sent, l.lot_id FROM unnest($2::text[]) AS x(sent)
+ JOIN lots l ON l.lot_id = ANY({lot_named("x.sent", "$3::text")})
+ WHERE {_visible("$3::text")}
+ ORDER BY x.sent, l.lot_id = x.sent)
 """
+"""A bare id names the caller's own `<prefix>:<id>` first, then the exact id (`repository.lot_named`)."""
 
 
 async def lots_named(conn: Conn, lgtins: list[str], lot_ids: list[str], caller: str) -> dict[str, str]:

@@ -526,3 +526,16 @@ async def test_hostile_documents_are_refused_before_any_work(stack: Stack) -> No
         headers={**mine.auth, "Content-Type": "application/json; charset=utf-8"},
     )
     assert (await finished(stack, mine, r))["success"]
+
+
+async def test_a_former_holder_cannot_ship_again(stack: Stack) -> None:
+    mine = await stack.party("mine")
+    trader = await stack.party("trader")
+    uri = lgtin()
+    events = [commission(uri, 10.0), ship(uri, epc.party_uri(trader.id), 10.0)]
+    assert (await finished(stack, mine, await capture(stack, mine, doc(*events))))["success"]
+    assert (await finished(stack, trader, await capture(stack, trader, doc(receive(uri, 10.0)))))["success"]
+    job = await finished(stack, mine, await capture(stack, mine, doc(ship(uri, epc.party_uri(trader.id), 1.0))))
+    [error] = job["errors"]
+    assert (job["success"], error["exception"], error["pointer"]) == (False, VALIDATION, "/epcisBody/eventList/0")
+    assert error["detail"].startswith("not_custodian: You do not hold lot"), error

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from audit import assessments_router, filings_router, grievances_router
+from audit import assessments_router, filings_router, grievances_router, untp_router
 from audit.config import Settings
 from audit.consumer import make_consumer
 from audit.events import AUDIT_EVENTS
@@ -112,7 +112,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Consumes custody and registry events, keeps its own projection, and flags custody breaks and "
         "high-risk origins. Flags are published on `audit.flags` and streamed live at `/stream`. The operations "
         "dashboard is served at `/dashboard/`.",
-        routers=[router, grievances_router.router, assessments_router.router, filings_router.router],
+        routers=[
+            router,
+            grievances_router.router,
+            assessments_router.router,
+            filings_router.router,
+            untp_router.router,
+        ],
         extra_workers=workers,
         raw_pool=True,
         events=AUDIT_EVENTS,

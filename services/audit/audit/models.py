@@ -386,3 +386,6 @@ class FlagEvidence(Base):
     evidence: Mapped[Any] = mapped_column(JSONB)
     summary: Mapped[str] = mapped_column(Text)
     replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+from audit import corrections_models  # noqa: E402, F401  (custody corrections, issue 26)

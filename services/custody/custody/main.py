@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from fastapi import FastAPI
 
-from custody import directory
+from custody import capture_router, corrections_router, directory, epcis_router, untp_router
 from custody.config import Settings
 from custody.consumer import make_consumer
 from custody.events import CUSTODY_EVENTS
@@ -21,14 +21,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     EventTimes.configure(settings.time_window())  # the window every write's event times are validated against
 
     def workers(rt: Runtime) -> Sequence[Worker]:
-        return [make_consumer(settings)] if settings.consumer_enabled else []
+        interrupted = capture_router.InterruptedJobs(rt)  # EPCIS capture jobs a stopped process left running
+        return [interrupted, make_consumer(settings)] if settings.consumer_enabled else [interrupted]
 
     app = build_app(
         settings,
         title="Custody",
         description="Mineral lots and every custody operation on them (register, ship, receive, transform, consume), "
         "their genealogy and trace queries. Every accepted write is published on `custody.events`.",
-        routers=[router, directory.router],
+        routers=[
+            router,
+            directory.router,
+            corrections_router.router,
+            untp_router.router,
+            epcis_router.router,
+            capture_router.router,
+        ],
         extra_workers=workers,
         events=CUSTODY_EVENTS,
         raw_pool=True,

@@ -64,6 +64,7 @@ class Participant(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The participant's lot-id prefix: the lots it creates are `<lot_prefix>:<local id>` (custody.consumer assigns it).
     lot_prefix: Mapped[str] = mapped_column(Text, unique=True)
+    gln: Mapped[str | None] = mapped_column(Text, index=True)  # from the registry events' identifiers.gln (capture)
 
 
 class Lot(Base):
@@ -275,3 +276,7 @@ class IdempotencyKey(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[Any | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# The tables of EPCIS capture and of corrections (issue 26), defined in their own modules.
+from custody import capture_models, corrections_models  # noqa: E402, F401

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from registry import assessments_router, credentials, facilities_router
+from registry import assessments_router, credentials, facilities_router, untp_signing
 from registry.config import Settings
 from registry.events import REGISTRY_EVENTS
 from registry.router import router
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Registry",
         description="Who is who in the mineral supply chain: participants, certifications, CAHRA reference data "
         "and credentials. Every change is published on `registry.events`.",
-        routers=[router, assessments_router.router, facilities_router.router],
+        routers=[router, assessments_router.router, facilities_router.router, untp_signing.router],
         key_fetch=_db_key_fetch,
         events=REGISTRY_EVENTS,
     )

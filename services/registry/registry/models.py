@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from registry.assessments_models import SelfAssessment  # noqa: F401 (its table)
 from registry.db import Base
 from registry.facilities_models import FacilityListImport  # noqa: F401 (its table)
+from registry.untp_models import UntpCredential  # noqa: F401 (its table)
 from shared.db import DeadLetterMixin, OutboxMixin
 
 

@@ -953,7 +953,7 @@ async def test_h2_declared_origins_unknown_regions_and_transit_regions(system: S
 # The rules no case of this module trips, and where they are tripped through the real broker, live and replayed:
 # `backdated_origin` and `unjudgeable_event` need events custody refuses today or dates far from this module's
 # (tests/audit/test_judging.py publishes them straight onto the topic).
-TRIPPED_ELSEWHERE = {"backdated_origin", "unjudgeable_event"}
+TRIPPED_ELSEWHERE = {"backdated_origin", "unjudgeable_event", "record_corrected"}  # tests/audit/test_corrections.py
 
 
 async def test_every_rule_is_tripped_by_a_case_of_this_scenario(system: System) -> None:

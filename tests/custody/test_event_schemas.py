@@ -43,6 +43,7 @@ EXPECTED = Counter(
         "custody.lot.transformed": 4,  # 2 inputs + 2 outputs, each referring to it
         "custody.lot.consumed": 2,  # one naming a registered product, one free text only
         "custody.lot.recycled": 1,
+        "custody.event.corrected": 1,  # the recycler corrects its registration
         "custody.product.registered": 1,
         "custody.product.updated": 1,
         "custody.attempt.rejected": 2,  # one keyed by a lot, one by a shipment
@@ -201,6 +202,10 @@ async def journey(stack: Stack) -> dict[str, Any]:
             json={"mineral": "tin", "form": "alloy", "mass_kg": 40, "source": "scrap", "country": "DE"},
         )
     )
+    # Corrected: the recycler's registration, on the lot's chain (the event stays, marked as corrected).
+    recycled = (await ok(await c.get(f"/lots/{scrap['lot_id']}/history", headers=recycler.auth), 200))["events"][0]
+    fix = {"event_id": recycled["event_id"], "reason": "incorrect_data", "note": "Collected in AT, not DE."}
+    await ok(await c.post(f"/lots/{scrap['lot_id']}/corrections", headers=recycler.auth, json=fix))
     # Refused: consuming more than is left (keyed by the lot id).
     r = await c.post(
         f"/lots/{tin_id}/consumptions",

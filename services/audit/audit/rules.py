@@ -62,6 +62,7 @@ class Rule(StrEnum):
     substantiated_grievance = "substantiated_grievance"
     # the audit itself
     unjudgeable_event = "unjudgeable_event"
+    record_corrected = "record_corrected"  # a party corrected the grounds of a high-risk flag (docs/corrections.md)
 
 
 RULE_SEVERITY: dict[Rule, Severity] = {
@@ -91,6 +92,7 @@ RULE_SEVERITY: dict[Rule, Severity] = {
     Rule.coexistence_without_agreement: Severity.medium,
     Rule.substantiated_grievance: Severity.high,  # a finding carries the severity the operator's triage set
     Rule.unjudgeable_event: Severity.high,
+    Rule.record_corrected: Severity.high,  # a party rewrote the grounds of a serious finding: an auditor looks
 }
 
 

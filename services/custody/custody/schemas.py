@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from custody import domain
+from custody.corrections_schemas import CorrectionMark
 from custody.domain import Form, LotStatus, Mineral, MiningType, OriginKind, Scheme, TimeWindow, TransformationKind
 from shared.genealogy import Truncated
 from shared.iso import country_validator, current_region, is_region
@@ -605,6 +606,9 @@ class LotEvent(BaseModel):
     )
     salts: dict[str, str] = Field(description="The salt (hex) of each disclosed field; empty for recipe 1")
     withheld: list[str] = Field(description="The fields shown only as their digest, sorted; empty when none")
+    correction: CorrectionMark | None = Field(
+        None, description="Set on an event that was corrected: the correction later on the chain (docs/corrections.md)"
+    )
 
 
 class History(BaseModel):

@@ -1147,6 +1147,7 @@ async def history(*, reads: Reads, who: Principal, lot_id: str) -> dict[str, Any
             item = domain.disclose_event(s, _withheld(viewer, s))
             triples.append((s["prev_hash"], s["hash"], domain.shown_body(lot_id, item)))
             events.append(item)
+        corrections.annotate(events)
         named_products = sorted({p for e in events if isinstance(p := e["data"].get("product_id"), str)})
         products = await repository.product_names(conn, named_products) if named_products else {}
     return {

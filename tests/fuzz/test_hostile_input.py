@@ -231,7 +231,11 @@ Make = Callable[[World, bool], Awaitable[Req]]
 ROUTES: dict[str, Make] = {}
 # Write routes whose body is a file, not JSON: the JSON cases here do not apply; their hostile cases are in the module
 # named.
-FILE_BODY_ROUTES = {"registry POST /facility-lists/import": "tests/registry/test_facility_import_api.py"}
+FILE_BODY_ROUTES = {
+    "registry POST /facility-lists/import": "tests/registry/test_facility_import_api.py",
+    # an EPCIS document: refused whole, with the standard's exception and a JSON pointer (issue 26)
+    "custody POST /capture": "tests/custody/test_capture.py",
+}
 
 
 def route(service: str, label: str) -> Callable[[Make], Make]:
@@ -622,6 +626,23 @@ async def _confirm_origin(w: World, refused: bool) -> Req:
     lot = (await _ok(await w.clients["custody"].post("/lots/external", json=declared, headers=w.trader.auth)))["lot_id"]
     body = {"confirmed": not refused, "note": "Sortie de la mine confirmée é"}
     return Req("custody", "POST", f"/lots/{lot}/origin-confirmation", w.mine.token, body, (), ("note",))
+
+
+@route("custody", "POST /lots/{lot_id}/corrections")
+async def _correct(w: World, refused: bool) -> Req:
+    lot = await new_lot(w)
+    history = await _ok(await w.clients["custody"].get(f"/lots/{lot}/history", headers=w.mine.auth), 200)
+    body = {"event_id": history["events"][0]["event_id"], "reason": "incorrect_data", "note": "Masse mal saisie é"}
+    path = f"/lots/{lot}/corrections"
+    if refused:  # corrected already: a second correction of the event is a 409, recorded
+        await _ok(await w.clients["custody"].post(path, json=body, headers=w.mine.auth))
+    return Req("custody", "POST", path, w.mine.token, body, (), ("note",))
+
+
+@route("registry", "POST /untp/credentials")
+async def _sign_credential(w: World, refused: bool) -> Req:
+    body = {"kind": "dte", "lot_id": "LOT-É1", "requested_by": "custody", "on_behalf_of": "operator", "subject": []}
+    return Req("registry", "POST", "/untp/credentials", OPERATOR_TOKEN, body, (), ("lot_id",))
 
 
 def _grievance_body() -> dict[str, Any]:

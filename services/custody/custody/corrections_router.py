@@ -9,8 +9,9 @@ from custody import corrections
 from custody.corrections_schemas import Correction, CorrectionCreate
 from custody.router import WRITE_RESPONSES, IdempotencyKey, _answer, _write
 from shared.auth import PrincipalDep
+from shared.problems import problem_responses
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
 
 @router.post(
@@ -26,7 +27,7 @@ router = APIRouter()
     "is voided: the lot is active with its sender again and the shipment can no longer be received.",
     responses=WRITE_RESPONSES,
 )
-async def correct(
+async def correct_event(
     lot_id: str, body: CorrectionCreate, request: Request, who: PrincipalDep, key: IdempotencyKey = None
 ) -> Response:
     write = await _write(request, who, key, body)

@@ -114,7 +114,7 @@ class ServiceSettings(BaseSettings):
         "service does not have are ignored). Custody's transformations get 2 MiB: the largest allowed (1,000 inputs "
         "and 1,000 outputs, 100-character lot ids) is about 0.32 MB as compact JSON and 0.45 MB indented by four "
         "spaces; 2 MiB is four times that, so no valid transformation is refused for its formatting while junk still "
-        "stops there. EPCIS capture documents will get an entry of their own.",
+        "stops there. Custody adds EPCIS capture documents (`POST /capture`, 32 MiB).",
     )
     write_rate_per_s: float = Field(
         50.0,

@@ -40,6 +40,8 @@ PROGRAMS: list[tuple[list[str], list[str]]] = [
     (["-m", "registry.import_risk_profiles"], ["REGISTRY_DATABASE_URL", "--dry-run"]),
     (["-m", "registry.import_facilities"], ["REGISTRY_DATABASE_URL", "--dry-run", "--json", "Exit codes"]),
     (["-m", "shared.topics"], ["--bootstrap", "--prefix"]),
+    (["-m", "custody.epcis_check"], ["folder", "--url", "--token"]),
+    (["-m", "shared.untp_verify"], ["credential", "--registry", "--jwks", "--custody", "--token"]),
     (["-m", "bench"], ["--only"]),
     (["deploy/demo/seed.py"], ["--registry", "--custody", "--audit"]),
 ]

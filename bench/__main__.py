@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, then one table with each target and PASS/MISS beside it.
 
-    .venv/bin/python -m bench [--only trace,audit,write,flag,transformation,cmrt,fuzz,attack] [--docs]
+    .venv/bin/python -m bench [--only trace,audit,write,flag,transformation,cmrt,capture,fuzz,attack] [--docs]
 
 Each benchmark runs as its own process (its own databases, topics and service processes, its baseline in the same
 run) and writes `bench/results/<name>-<timestamp>.json`; this gathers the `rows` of the files written during this run
@@ -32,7 +32,7 @@ from bench.common import RESULTS, ROOT, machine, print_rows, row, settle, write_
 # through it first; its live rate is compared with the write benchmark's custody rate once that has run.
 # The attack benchmark comes last: what its attacker leaves in the shared PostgreSQL and broker (a 1,000 x 1,000
 # transformation, refused bursts) stays out of the other benchmarks' figures.
-ORDER = ("trace", "audit", "write", "flag", "transformation", "cmrt", "fuzz", "attack")
+ORDER = ("trace", "audit", "write", "flag", "transformation", "cmrt", "capture", "fuzz", "attack")
 MODULES = {name: f"bench.{name}_bench" for name in ORDER}
 BENCHMARKS_PAGE = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

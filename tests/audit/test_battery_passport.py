@@ -196,3 +196,19 @@ def test_every_field_of_the_schema_is_documented() -> None:
 def test_the_openapi_example_is_a_valid_answer() -> None:
     (example,) = BatteryDueDiligenceOut.model_json_schema()["examples"]
     assert BatteryDueDiligenceOut.model_validate(example).supply_chain_due_diligence_report.raw_materials
+
+
+def test_materials_named_report_every_mineral_the_passport_asks_for() -> None:
+    """The battery passport reports the regulation's raw materials; a UNTP passport (audit.untp_router) asks for
+    every mineral, so the copper foil's origin is reported too, and its flag is then a risk of that material."""
+    battery = due_diligence(battery_chain(), "battery-1", "cobalt", 100, risks=RISKS)
+    assert "copper" not in {m.raw_material for m in battery.supply_chain_due_diligence_report.raw_materials}
+    assert [r.flag_id for r in battery.supply_chain_due_diligence_report.other_risks] == ["flag-2"]
+    every = due_diligence(
+        battery_chain(), "battery-1", "cobalt", 100, risks=RISKS, materials=frozenset({"cobalt", "copper", "nickel"})
+    )
+    by = {m.raw_material: m for m in every.supply_chain_due_diligence_report.raw_materials}
+    assert set(by) == {"cobalt", "copper", "nickel"}
+    assert by["copper"].label == "Copper"
+    assert [(o.country, o.share) for o in by["copper"].origins] == [("JP", pytest.approx(0.2))]
+    assert every.supply_chain_due_diligence_report.other_risks == []

@@ -138,7 +138,7 @@ class AssuranceOut(BaseModel):
 
 
 class RawMaterialOut(BaseModel):
-    raw_material: str = Field(description="cobalt | lithium | nickel | graphite")
+    raw_material: str = Field(description="cobalt | lithium | nickel | graphite (a UNTP passport: any mineral)")
     label: str
     share: float = Field(description="Share of the lot's mass attributed to this material's origins")
     origins: list[OriginOut]
@@ -363,7 +363,7 @@ def _material(
     origin_kg = sum(o.mass_kg for o in origins.values())
     return RawMaterialOut(
         raw_material=material,
-        label=MATERIAL_LABELS[material],
+        label=MATERIAL_LABELS.get(material, material.capitalize()),
         share=share(origin_kg, whole),
         origins=sorted(origins.values(), key=lambda o: (-o.mass_kg, o.lot_ids)),
         smelters_and_refiners=facilities,
@@ -386,18 +386,20 @@ def due_diligence(
     risks: Sequence[Risk] = (),
     policy: Policy | None = None,
     shown: Callable[[str], bool] = lambda _: True,
+    materials: frozenset[str] = BATTERY_MATERIALS,
 ) -> BatteryDueDiligenceOut:
     """The due-diligence section for `lot_id` (`mass_kg` of `mineral`) through `graph`, its upstream genealogy.
     `risks`: the flags on lots upstream the asker may see, each with the decisions it may see; `policy`: its latest
-    self-assessment; `shown(participant)`: may it learn that participant's identity (smelters are public)."""
+    self-assessment; `shown(participant)`: may it learn that participant's identity (smelters are public);
+    `materials`: the raw materials reported, the regulation's by default (a UNTP passport reports every mineral)."""
     whole = float(mass_kg)
     a = attribute(graph.made_by, {lot_id: mass_kg})
-    present = sorted({f.mineral for lot in a.lots if (f := graph.lots.get(lot)) is not None} & BATTERY_MATERIALS)
-    materials = [_material(m, graph, a, whole, risks, shown) for m in present]
-    battery_lots = {lot for lot in a.lots if (f := graph.lots.get(lot)) is not None and f.mineral in BATTERY_MATERIALS}
-    other = [_risk(r) for r in risks if not battery_lots.intersection(r.lot_ids)]
+    present = sorted({f.mineral for lot in a.lots if (f := graph.lots.get(lot)) is not None} & materials)
+    reported = [_material(m, graph, a, whole, risks, shown) for m in present]
+    material_lots = {lot for lot in a.lots if (f := graph.lots.get(lot)) is not None and f.mineral in materials}
+    other = [_risk(r) for r in risks if not material_lots.intersection(r.lot_ids)]
     every: dict[tuple[object, ...], AssuranceOut] = {}
-    for m in materials:
+    for m in reported:
         for x in m.third_party_assurances:
             every.setdefault((x.participant_id, x.role, x.scheme, x.value, x.valid_from, x.on), x)
     return BatteryDueDiligenceOut(
@@ -413,7 +415,7 @@ def due_diligence(
             )
             if policy is not None
             else None,
-            raw_materials=materials,
+            raw_materials=reported,
             other_risks=other,
         ),
         third_party_assurances=list(every.values()),

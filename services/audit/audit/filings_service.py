@@ -21,7 +21,7 @@ from audit.filings_domain import Graph, LotFacts
 from shared.auth import Principal
 from shared.problems import Forbidden, InvalidInput, NotFound, ServiceUnavailable
 from shared.visibility import Party, party_shown
-from shared.vocab import CMRT_METALS, EMRT_MINERALS, Mineral
+from shared.vocab import BATTERY_MATERIALS, CMRT_METALS, EMRT_MINERALS, Mineral
 
 Pool: TypeAlias = asyncpg.Pool  # what the router hands over (it imports no driver itself)
 
@@ -194,7 +194,7 @@ async def responsible_share(*, audit: LotAudit, who: Principal, lot_id: str) -> 
 
 
 async def battery_due_diligence(
-    *, audit: LotAudit, who: Principal, lot_id: str
+    *, audit: LotAudit, who: Principal, lot_id: str, materials: frozenset[str] = BATTERY_MATERIALS
 ) -> battery_passport.BatteryDueDiligenceOut:
     # the lot's risk summary: whether `who` may read it (the same 404), and the flags upstream it may see, each with
     # the identities it may see
@@ -244,4 +244,5 @@ async def battery_due_diligence(
         if policy is not None
         else None,
         shown=shown,
+        materials=materials,
     )

@@ -3,9 +3,9 @@ diligence audit holds for its battery passport (`audit.battery_passport.BatteryD
 same read rights and the same disclosure). Pure: no I/O.
 
 - `product`: the lot (`urn:mcoc:lot:<id>`, its mineral, its mass as `dimensions.weight` in KGM);
-- `materialsProvenance`: one `Material` per origin of each raw material upstream (name, `originCountry`,
-  `massFraction` the share of the lot's mass attributed to it, `mass`, `recycledMassFraction` 1 for a recycled
-  origin); the origin's region, mining type and lots ride as extension properties;
+- `materialsProvenance`: one `Material` per origin of each mineral upstream, not only the battery materials (name,
+  `originCountry`, `massFraction` the share of the lot's mass attributed to it, `mass`, `recycledMassFraction` 1 for
+  a recycled origin); the origin's region, mining type and lots ride as extension properties;
 - `conformityClaim`: one `Claim` per third-party assurance on record on the day (RMAP, IRMA, Fairmined, CRAFT,
   ITSCI), `conformance` true (a certification not in force is not listed);
 - `traceabilityInformation`: a link to the lot's Digital Traceability Events (custody's `/lots/{id}/untp/dte`), and

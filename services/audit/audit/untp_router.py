@@ -14,6 +14,10 @@ from audit.filings_router import LotAuditDep
 from shared import vcjose
 from shared.auth import PrincipalDep
 from shared.problems import problem_responses
+from shared.vocab import Mineral
+
+ALL_MINERALS = frozenset(m.value for m in Mineral)
+"""A passport reports every mineral upstream, not only the Battery Regulation's raw materials."""
 
 router = APIRouter(tags=["untp"], responses=problem_responses(401, 403, 422, 503))
 
@@ -70,7 +74,8 @@ _DPP_EXAMPLE: dict[str, Any] = {
 )
 async def untp_passport(lot_id: str, request: Request, audit: LotAuditDep, who: PrincipalDep) -> Response:
     media = vcjose.wants(request.headers.get("accept", ""))
-    dd = await filings_service.battery_due_diligence(audit=audit, who=who, lot_id=lot_id)
+    # every mineral upstream (tin, tantalum, tungsten, gold as much as the battery materials)
+    dd = await filings_service.battery_due_diligence(audit=audit, who=who, lot_id=lot_id, materials=ALL_MINERALS)
     shares = await filings_service.responsible_share(audit=audit, who=who, lot_id=lot_id)
     settings = request.app.state.settings
     sign = vcjose.SignRequest(

@@ -190,5 +190,27 @@ def test_an_error_declaration_about_a_captured_event_is_a_correction() -> None:
     assert isinstance(map_event(_event(**fields), 0, _known()), Store)
 
 
+def test_an_error_declaration_naming_too_many_corrective_events_is_the_events_error() -> None:
+    """Bounded before any work, as `POST /lots/{id}/corrections` bounds its list: the event's error, at its pointer."""
+    fields = dict(
+        type="ObjectEvent",
+        action="OBSERVE",
+        bizStep="shipping",
+        eventID="urn:uuid:1",
+        quantityList=[_kg(LGTIN, 1)],
+        errorDeclaration={
+            "declarationTime": "2026-11-21T00:00:00Z",
+            "reason": "incorrect_data",
+            "correctiveEventIDs": [f"urn:uuid:{n}" for n in range(21)],
+        },
+    )
+    with pytest.raises(MappingError) as refused:
+        map_event(_event(**fields), 3, _known(captured={"urn:uuid:1"}))
+    assert refused.value.path == "/epcisBody/eventList/3/errorDeclaration/correctiveEventIDs"
+    assert "at most 20" in refused.value.detail
+    fields["errorDeclaration"]["correctiveEventIDs"] = fields["errorDeclaration"]["correctiveEventIDs"][:20]
+    assert isinstance(map_event(_event(**fields), 3, _known(captured={"urn:uuid:1"})), Correct)
+
+
 def test_hash_id_is_stable() -> None:
     assert hash_id({"a": 1, "b": 2}) == hash_id({"b": 2, "a": 1})

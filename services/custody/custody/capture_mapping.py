@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from custody.corrections_schemas import MAX_CORRECTIVE_EVENTS
 from custody.epcis import (
     AggregationEvent,
     Event,
@@ -393,7 +394,13 @@ def map_event(event: Event, index: int, known: Known) -> Operation:
     if declaration is not None:
         if event.event_id is None or not known.captured(event.event_id):
             return Store("an error declaration about no event you captured")
-        return Correct(event.event_id, declaration.reason, list(declaration.corrective_event_ids or ()))
+        correctives = list(declaration.corrective_event_ids or ())
+        if len(correctives) > MAX_CORRECTIVE_EVENTS:
+            raise MappingError(
+                pointer(*where, "errorDeclaration", "correctiveEventIDs"),
+                f"a correction names at most {MAX_CORRECTIVE_EVENTS} corrective events; {len(correctives)} were sent",
+            )
+        return Correct(event.event_id, declaration.reason, correctives)
     if isinstance(event, ObjectEvent):
         return _object(event, where, known)
     if isinstance(event, TransformationEvent):

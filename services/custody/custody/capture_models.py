@@ -65,6 +65,7 @@ class EpcisEvent(Base):
         Index("ix_epcis_events_event_time", "event_time", "id"),
         Index("ix_epcis_events_epcs", "epcs", postgresql_using="gin"),
         Index("ix_epcis_events_lot_ids", "lot_ids", postgresql_using="gin"),
+        Index("ix_epcis_events_custody_event_ids", "custody_event_ids", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -73,6 +73,8 @@ def upgrade() -> None:
     op.create_index("ix_epcis_events_event_time", "epcis_events", ["event_time", "id"])
     op.create_index("ix_epcis_events_epcs", "epcis_events", ["epcs"], postgresql_using="gin")
     op.create_index("ix_epcis_events_lot_ids", "epcis_events", ["lot_ids"], postgresql_using="gin")
+    # the query finds the captured eventID of a page's custody events by `custody_event_ids && $1`
+    op.create_index("ix_epcis_events_custody_event_ids", "epcis_events", ["custody_event_ids"], postgresql_using="gin")
     op.create_table(
         "lot_epcs",
         sa.Column("lot_id", sa.Text(), sa.ForeignKey("lots.lot_id", name="fk_lot_epcs_lot_id_lots"), primary_key=True),

@@ -475,6 +475,21 @@ def envelope(kind: str, *, credential_id: str, issuer: CredentialIssuer, valid_f
     }
 
 
+ISSUER = CredentialIssuer(id="did:web:registry.mcoc.example", name="Mineral chain-of-custody registry")
+"""Who issues our credentials: the registry, which signs them (its keys are found through its JWKS by `kid`)."""
+
+
+def example(kind: str, subject: Any) -> dict[str, Any]:
+    """A whole credential of `kind` around `subject`, as the registry issues it: the OpenAPI examples."""
+    envelope_ = envelope(
+        kind,
+        credential_id="urn:uuid:5a7e0f0e-8c1b-4f5e-9a57-0d6a6f1f3b21",
+        issuer=ISSUER,
+        valid_from="2026-12-06T06:00:00Z",
+    )
+    return {**envelope_, "credentialSubject": subject}
+
+
 def cbv(kind: Literal["BizStep", "Disp"], word: str) -> str:
     """A CBV word as the full URI UNTP wants (`shipping` -> https://ref.gs1.org/cbv/BizStep-shipping)."""
     return f"{CBV}{kind}-{word}"

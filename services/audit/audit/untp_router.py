@@ -5,13 +5,11 @@ a lot that does not exist."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from audit import filings_service, untp_dpp
 from audit.filings_router import LotAuditDep
-from shared import vcjose
+from shared import untp, vcjose
 from shared.auth import PrincipalDep
 from shared.problems import problem_responses
 from shared.vocab import Mineral
@@ -21,21 +19,9 @@ ALL_MINERALS = frozenset(m.value for m in Mineral)
 
 router = APIRouter(tags=["untp"], responses=problem_responses(401, 403, 422, 503))
 
-_DPP_EXAMPLE: dict[str, Any] = {
-    "type": ["DigitalProductPassport", "VerifiableCredential"],
-    "@context": ["https://www.w3.org/ns/credentials/v2", "https://test.uncefact.org/vocabulary/untp/dpp/0.6.1/"],
-    "id": "urn:uuid:5a7e0f0e-8c1b-4f5e-9a57-0d6a6f1f3b21",
-    "issuer": {
-        "type": ["CredentialIssuer"],
-        "id": "did:web:registry.mcoc.example",
-        "name": "Mineral chain-of-custody registry",
-    },
-    "validFrom": "2026-12-06T06:00:00Z",
-    "credentialSchema": {
-        "id": "https://test.uncefact.org/vocabulary/untp/dpp/untp-dpp-schema-0.6.1.json",
-        "type": "JsonSchema",
-    },
-    "credentialSubject": {
+_DPP_EXAMPLE = untp.example(
+    "dpp",
+    {
         "type": ["ProductPassport"],
         "id": "urn:mcoc:passport:cellco:battery-7",
         "product": {
@@ -61,7 +47,7 @@ _DPP_EXAMPLE: dict[str, Any] = {
         "conformityClaim": [],
         "dueDiligence": {"smeltersAndRefiners": [], "risks": [], "openRisks": 0, "truncated": False},
     },
-}
+)
 
 
 @router.get(

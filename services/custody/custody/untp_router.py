@@ -5,34 +5,20 @@ for a lot it may not read as for one that does not exist), named as `GET /lots/{
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from custody import epcis_query, service
 from custody.router import _reads
 from custody.untp_dte import dte_events
-from shared import vcjose
+from shared import untp, vcjose
 from shared.auth import PrincipalDep
 from shared.problems import problem_responses
 
 router = APIRouter(tags=["untp"], responses=problem_responses(401, 403, 422, 503))
 
-_DTE_EXAMPLE: dict[str, Any] = {
-    "type": ["DigitalTraceabilityEvent", "VerifiableCredential"],
-    "@context": ["https://www.w3.org/ns/credentials/v2", "https://test.uncefact.org/vocabulary/untp/dte/0.6.1/"],
-    "id": "urn:uuid:5a7e0f0e-8c1b-4f5e-9a57-0d6a6f1f3b21",
-    "issuer": {
-        "type": ["CredentialIssuer"],
-        "id": "did:web:registry.mcoc.example",
-        "name": "Mineral chain-of-custody registry",
-    },
-    "validFrom": "2026-12-06T06:00:00Z",
-    "credentialSchema": {
-        "id": "https://test.uncefact.org/vocabulary/untp/dte/untp-dte-schema-0.6.1.json",
-        "type": "JsonSchema",
-    },
-    "credentialSubject": [
+_DTE_EXAMPLE = untp.example(
+    "dte",
+    [
         {
             "type": ["ObjectEvent", "Event"],
             "id": "urn:uuid:0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
@@ -54,7 +40,7 @@ _DTE_EXAMPLE: dict[str, Any] = {
             ],
         }
     ],
-}
+)
 
 
 @router.get(

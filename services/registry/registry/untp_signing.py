@@ -25,7 +25,6 @@ from shared import untp, vcjose
 from shared.auth import OperatorDep
 from shared.problems import InvalidInput, problem_responses
 
-ISSUER = untp.CredentialIssuer(id="did:web:registry.mcoc.example", name="Mineral chain-of-custody registry")
 """The registry as the credentials' issuer. Its keys are resolved through `/.well-known/jwks.json` (the JWS's
 `kid`), not through the DID."""
 
@@ -41,7 +40,7 @@ async def sign(*, session: AsyncSession, request: vcjose.SignRequest) -> vcjose.
     now = datetime.now(UTC)
     credential_id = f"urn:uuid:{uuid.uuid4()}"
     body = {
-        **untp.envelope(request.kind, credential_id=credential_id, issuer=ISSUER, valid_from=_stamp(now)),
+        **untp.envelope(request.kind, credential_id=credential_id, issuer=untp.ISSUER, valid_from=_stamp(now)),
         "credentialSubject": request.subject,
     }
     try:

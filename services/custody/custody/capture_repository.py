@@ -18,8 +18,8 @@ from custody.repository import (
     ParticipantRow,
     insert_lots,
     lot_named,
+    lot_of_row,
 )
-from custody.repository import _lot as lot_of_row
 from shared.events import CloudEvent
 from shared.outbox import outbox_columns
 

@@ -191,16 +191,7 @@ async def correct(*, write: Write, lot_id: str, body: CorrectionCreate) -> Answe
         except LookupError:
             raise NotFound(_NO_EVENT.format(event_id=body.event_id, lot_id=lot_id)) from None
         assert r is not None
-        lot = Lot(
-            r["lot_id"],
-            r["mineral"],
-            r["form"],
-            r["custodian"],
-            LotStatus(r["status"]),
-            r["remaining_kg"],
-            r["head_hash"],
-            r["event_count"],
-        )
+        lot = repository.lot_of_row(r)
         uow.subject = lot.lot_id
         await _corrective(conn, body.corrective_event_ids, who.subject, original.event_id)
         effect = effect_of(original, body.reason, lot.status)

@@ -139,7 +139,8 @@ ORDER BY l.lot_id = $1::text LIMIT 1 FOR UPDATE OF l
 """
 
 
-def _lot(r: asyncpg.Record) -> Lot:
+def lot_of_row(r: asyncpg.Record) -> Lot:
+    """A lot as the write paths hold it, from a row with `LOT_COLUMNS_FOR_UPDATE`'s columns."""
     return Lot(
         r["lot_id"],
         r["mineral"],
@@ -156,7 +157,7 @@ async def lot_for_update(conn: Conn, lot_id: str, caller: str) -> Lot | None:
     """The lot `caller` names `lot_id` (`lot_named`), locked; None when there is none or the caller may not see it
     (never held it): the same answer, from the same statement."""
     r = await conn.fetchrow(LOT_FOR_UPDATE, lot_id, caller)
-    return None if r is None or not r["seen"] else _lot(r)
+    return None if r is None or not r["seen"] else lot_of_row(r)
 
 
 LOT_AND_PRODUCT_FOR_UPDATE = f"""
@@ -178,7 +179,7 @@ async def lot_and_product_for_update(
     r = await conn.fetchrow(LOT_AND_PRODUCT_FOR_UPDATE, lot_id, caller, product_id)
     if r is None or not r["seen"]:
         return None, None
-    return _lot(r), r["product_id"]
+    return lot_of_row(r), r["product_id"]
 
 
 LOT_FOR_UPDATE_AND_PARTY = f"""
@@ -201,7 +202,7 @@ async def lot_for_update_and_party(
     r = await conn.fetchrow(LOT_FOR_UPDATE_AND_PARTY if lock else LOT_AND_PARTY, lot_id, participant_id, caller)
     if r is None or not r["seen"]:
         return None, None
-    return _lot(r), r["party_kind"]
+    return lot_of_row(r), r["party_kind"]
 
 
 LOTS_FOR_UPDATE = f"""
@@ -220,7 +221,7 @@ async def lots_for_update(conn: Conn, lot_ids: list[str], caller: str) -> dict[s
     transformations sharing inputs cannot deadlock). A lot there is none of, or that the caller may not see (never
     held it), is missing alike."""
     rows = await conn.fetch(LOTS_FOR_UPDATE, sorted(set(lot_ids)), caller)
-    return {r["sent"]: _lot(r) for r in rows if r["seen"]}
+    return {r["sent"]: lot_of_row(r) for r in rows if r["seen"]}
 
 
 LOT_COLUMNS = """lot_id, created_seq, mineral, form, mass_kg, remaining_kg, status, custodian, origin_kind,
@@ -334,7 +335,7 @@ async def shipment_and_lot_for_update(
     row["status"] = row.pop("shipment_status")
     row["tag"] = row.pop("shipment_tag")
     state = ShipmentState(r["shipment_id"], r["lot_id"], r["to_participant"], row["status"] == "received")
-    return state, row, _lot(r)
+    return state, row, lot_of_row(r)
 
 
 def shipment_out(r: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -686,7 +687,7 @@ async def declared_lot_for_update(conn: Conn, lot_id: str, caller: str) -> Decla
     r = await conn.fetchrow(DECLARED_LOT_FOR_UPDATE, lot_id, caller)
     if r is None:
         return None
-    return DeclaredLot(_lot(r), r["origin_kind"], r["origin_participant"], r["holder"])
+    return DeclaredLot(lot_of_row(r), r["origin_kind"], r["origin_participant"], r["holder"])
 
 
 INSERT_REJECTION = """

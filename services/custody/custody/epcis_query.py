@@ -272,6 +272,18 @@ def _readable_lots(who: Principal, a: _Args, max_depth: int) -> str | None:
     return lots_affecting_sql(a(who.subject, "::text"), depth)
 
 
+def _time_bounds(t: Mapping[str, datetime], a: _Args, event_time: str, record_time: str) -> list[str]:
+    """The conditions of the event and record time bounds asked for, on the columns given (a custody event's or a
+    stored captured event's)."""
+    bounds = (
+        ("GE_eventTime", event_time, ">="),
+        ("LT_eventTime", event_time, "<"),
+        ("GE_recordTime", record_time, ">="),
+        ("LT_recordTime", record_time, "<"),
+    )
+    return [f"{column} {op} {a(t[name])}" for name, column, op in bounds if name in t]
+
+
 def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[Any]]:
     """One statement: the next `perPage + 1` events (source, id, lot_id, event_id, body) the caller may see that
     match `q`, after `q.after`: custody events (`lot_events`: body null) then stored captured ones. The lots the
@@ -297,14 +309,7 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
         custody.append(f"e.type = '{epcis_export.CORRECTED}'")
     if q.error_reasons is not None:
         custody.append(f"e.data->>'reason' = ANY({a(sorted(q.error_reasons), '::text[]')})")
-    for name, column, op in (
-        ("GE_eventTime", "e.occurred_at", ">="),
-        ("LT_eventTime", "e.occurred_at", "<"),
-        ("GE_recordTime", "e.recorded_at", ">="),
-        ("LT_recordTime", "e.recorded_at", "<"),
-    ):
-        if name in t:
-            custody.append(f"{column} {op} {a(t[name])}")
+    custody.extend(_time_bounds(t, a, "e.occurred_at", "e.recorded_at"))
     custody.extend(_lot_match(m, a, "e.lot_id") for m in _matched(q))
     if q.biz_locations is not None:
         custody.append("false")  # custody events name no business location
@@ -332,14 +337,7 @@ def page_sql(q: EventQuery, who: Principal, max_depth: int) -> tuple[str, list[A
         if values is not None:
             both = sorted({*values, *(_CBV_URI[kind] + v for v in values)})
             stored.append(f"{column} = ANY({a(both, '::text[]')})")
-    for name, column, op in (
-        ("GE_eventTime", "s.event_time", ">="),
-        ("LT_eventTime", "s.event_time", "<"),
-        ("GE_recordTime", "s.record_time", ">="),
-        ("LT_recordTime", "s.record_time", "<"),
-    ):
-        if name in t:
-            stored.append(f"{column} {op} {a(t[name])}")
+    stored.extend(_time_bounds(t, a, "s.event_time", "s.record_time"))
     for m in _matched(q):
         stored.append(
             f"(s.epcs && {a(list(m), '::text[]')} OR EXISTS (SELECT 1 FROM unnest(s.lot_ids) l(lot_id) "

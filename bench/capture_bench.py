@@ -73,6 +73,19 @@ def _kg(lgtin: str, kg: float) -> list[dict[str, Any]]:
     return [{"epcClass": lgtin, "quantity": kg, "uom": epc.KILOGRAM}]
 
 
+def _shipping(minutes: int, lgtin: str, kg: float, to: str) -> dict[str, Any]:
+    return _event(
+        "ObjectEvent",
+        minutes,
+        action="OBSERVE",
+        bizStep="shipping",
+        disposition="in_transit",
+        epcList=[],
+        quantityList=_kg(lgtin, kg),
+        destinationList=[{"type": "owning_party", "destination": to}],
+    )
+
+
 def mine_document(pairs: int, company: str, smelter: str) -> dict[str, Any]:
     """`pairs` lots commissioned, then each shipped to the smelter (named by its party URI)."""
     events = []
@@ -89,19 +102,7 @@ def mine_document(pairs: int, company: str, smelter: str) -> dict[str, Any]:
                 ilmd={"mcoc:mineral": "tin", "mcoc:form": "ore"},
             )
         )
-    for n in range(pairs):
-        events.append(
-            _event(
-                "ObjectEvent",
-                2,
-                action="OBSERVE",
-                bizStep="shipping",
-                disposition="in_transit",
-                epcList=[],
-                quantityList=_kg(_lgtin(company, n), 500.0),
-                destinationList=[{"type": "owning_party", "destination": smelter}],
-            )
-        )
+    events += [_shipping(2, _lgtin(company, n), 500.0, smelter) for n in range(pairs)]
     return _document(events)
 
 
@@ -132,19 +133,7 @@ def smelter_document(pairs: int, mine_company: str, company: str, mine: str, man
                 ilmd={"mcoc:transformationKind": "smelting", "mcoc:mineral": "tin", "mcoc:form": "metal"},
             )
         )
-    for k in range(pairs // 2):
-        events.append(
-            _event(
-                "ObjectEvent",
-                5,
-                action="OBSERVE",
-                bizStep="shipping",
-                disposition="in_transit",
-                epcList=[],
-                quantityList=_kg(_lgtin(company, k), 700.0),
-                destinationList=[{"type": "owning_party", "destination": manufacturer}],
-            )
-        )
+    events += [_shipping(5, _lgtin(company, k), 700.0, manufacturer) for k in range(pairs // 2)]
     return _document(events)
 
 

@@ -51,7 +51,7 @@ async def chain(stack: Stack) -> Chain:
     """A mine's ore, shipped to a smelter who smelts it into tin; an outsider mine's own lot; a captured event that
     meant nothing to custody, stored by the mine and naming the ore."""
     mine, smelter, outsider = (
-        await stack.party("mine", "CD"),
+        await stack.party("mine", "CD", region="CD-KN"),
         await stack.party("smelter", "MY"),
         await stack.party("mine"),
     )
@@ -290,7 +290,7 @@ async def test_the_endpoints_are_in_the_openapi_with_examples(stack: Stack) -> N
 async def test_withheld_parties_stay_withheld(stack: Stack) -> None:
     """mine -> trader -> smelter: the smelter never traded with the mine, whose identity (default policy) it does not
     learn; the EPCIS events show it exactly as the history does."""
-    mine, trader, smelter = await stack.party("mine", "CD"), await stack.party("trader"), await stack.party("smelter")
+    mine, trader, smelter = await stack.party("mine", "CD", region="CD-KN"), await stack.party("trader"), await stack.party("smelter")
     ore = await register(stack, mine, 10)
     await stack.move(ore, mine, trader, 10, "2026-11-02T08:00:00Z", "2026-11-03T08:00:00Z")
     await stack.move(ore, trader, smelter, 10, "2026-11-04T08:00:00Z", "2026-11-05T08:00:00Z")
@@ -328,7 +328,7 @@ async def test_a_regulator_reads_what_its_grant_opens(stack: Stack, chain: Chain
 
 
 async def test_captured_events_come_back_with_their_event_ids_and_lgtin(stack: Stack) -> None:
-    mine, smelter = await stack.party("mine", "CD"), await stack.party("smelter", "MY")
+    mine, smelter = await stack.party("mine", "CD", region="CD-KN"), await stack.party("smelter", "MY")
     local = f"LOT-{uuid.uuid4().hex[:8]}"
     urn = f"urn:epc:class:lgtin:4012345.012345.{local}"
     ids = [f"urn:uuid:{uuid.uuid4()}" for _ in range(3)]
@@ -379,7 +379,7 @@ async def test_captured_events_come_back_with_their_event_ids_and_lgtin(stack: S
 
 
 async def test_a_correction_comes_back_as_an_error_declaration(stack: Stack) -> None:
-    mine, smelter = await stack.party("mine", "CD"), await stack.party("smelter", "MY")
+    mine, smelter = await stack.party("mine", "CD", region="CD-KN"), await stack.party("smelter", "MY")
     ore = await register(stack, mine, 10)
     body = {"to": smelter.id, "mass_kg": 10, "shipped_at": "2026-11-02T08:00:00Z"}
     await ok(await stack.custody.post(f"/lots/{ore}/shipments", headers=mine.auth, json=body))

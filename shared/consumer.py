@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from shared.events import CloudEvent, EventDecodeError
+from shared.kafka_security import KafkaSecurity, client_kwargs
 from shared.sql import Statement
 from shared.topics import physical
 
@@ -155,8 +156,10 @@ class EventConsumer:
         commit_interval_s: float = 0.0,
         lock_key: int | None = None,
         lock_poll_s: float = 1.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.dsn = dsn
+        self.security = security  # TLS and SASL of its Kafka consumer (None: PLAINTEXT)
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
         self.topics = [physical(t, topic_prefix) for t in topics]
@@ -470,6 +473,7 @@ class EventConsumer:
                 # 1 MiB a partition and 50 MiB a fetch, held ~20 MB more in a backlog for no gain).
                 max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
                 fetch_max_bytes=FETCH_MAX_BYTES,
+                **client_kwargs(self.security),
             )
             try:
                 await consumer.start()

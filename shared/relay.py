@@ -46,6 +46,7 @@ on their own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import signal
@@ -68,6 +69,7 @@ from prometheus_client import Counter, Gauge
 
 from shared.db import OUTBOX_NOTIFY_CHANNEL
 from shared.events import format_time, kafka_headers
+from shared.kafka_security import KafkaSecurity, client_kwargs, security_of
 from shared.outbox import register_relay, unregister_relay
 from shared.settings import ServiceSettings
 from shared.topics import physical
@@ -137,8 +139,13 @@ DEAD_LETTER_ROWS = Gauge("outbox_dead_letter_rows", "Rows in the service's dead_
 
 
 def make_producer(
-    bootstrap_servers: str, client_id: str, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE
+    bootstrap_servers: str,
+    client_id: str,
+    max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
+    security: KafkaSecurity | None = None,
 ) -> AIOKafkaProducer:
+    """The relay's producer: idempotent with acks=all, so that with the topics' `min.insync.replicas` an acknowledged
+    record survives a broker's loss and a retried batch is not written twice (`shared.topics`)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
@@ -147,6 +154,7 @@ def make_producer(
         linger_ms=0,
         request_timeout_ms=30000,
         max_request_size=max_request_size,
+        **client_kwargs(security),
     )
 
 
@@ -200,7 +208,8 @@ class OutboxRelay:
         vacuum_interval_s: float = 5.0,
         server_settings: dict[str, str] | None = None,
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
-        producer_factory: Callable[..., AIOKafkaProducer] = make_producer,
+        producer_factory: Callable[..., AIOKafkaProducer] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.dsn = dsn
         self.bootstrap_servers = bootstrap_servers
@@ -213,7 +222,8 @@ class OutboxRelay:
         self.max_request_size = max_request_size
         self.server_settings = {"application_name": f"{service}-relay", **(server_settings or {})}
         self._deleted_since_vacuum = False
-        self._producer_factory = producer_factory
+        # a factory of a test's own is called as `make_producer` is, without the security settings
+        self._producer_factory = producer_factory or functools.partial(make_producer, security=security)
         self._producer: AIOKafkaProducer | None = None
         self._conn: asyncpg.Connection | None = None
         self._leading = False
@@ -238,6 +248,7 @@ class OutboxRelay:
             vacuum_interval_s=settings.relay_vacuum_interval_s,
             max_request_size=settings.relay_max_request_size,
             server_settings=settings.pg_settings(f"{settings.service_name}-relay"),
+            security=security_of(settings),
         )
 
     def stop(self) -> None:

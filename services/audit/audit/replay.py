@@ -49,6 +49,7 @@ from audit.projection import Prepared, Projection
 from shared import cli
 from shared.consumer import TRY_LOCK_SQL, EventConsumer, Redo, lock_holders
 from shared.events import CloudEvent, EventDecodeError
+from shared.kafka_security import client_kwargs, security_of
 from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
 from shared.topics import AUDIT_DECISIONS, CUSTODY_EVENTS, REGISTRY_EVENTS, physical
@@ -274,6 +275,7 @@ async def reapply_decisions(settings: Settings, dsn: str, *, progress: bool = Tr
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         client_id="audit-replay-decisions",
+        **client_kwargs(security_of(settings)),
     )
     await kafka.start()
     decisions: list[dict[str, Any]] = []
@@ -339,6 +341,7 @@ async def _replay_topic(
         server_settings={**settings.pg_settings("audit-replay"), "plan_cache_mode": "force_custom_plan"},
         on_abort=projection.discard,
         copy_processed=True,  # the tables were emptied: an event seen twice is the exception
+        security=security_of(settings),
     )
     await consumer._ensure_started()
     kafka = consumer._consumer

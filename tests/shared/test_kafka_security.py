@@ -1,0 +1,197 @@
+"""Kafka security from settings (issue 27): the keyword arguments every client takes for each protocol and mechanism,
+a password that never shows, and no client in the source constructed without them."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import ssl
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
+
+from shared.kafka_security import KafkaSecurity, client_kwargs, described, security_of
+from shared.relay import OutboxRelay, make_producer
+from shared.topics import TopicSettings
+from tests.conftest import ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "s3cret-Kafka-passw0rd"
+CA = "/etc/ssl/certs/ca-certificates.crt"
+CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient", "AIOKafkaClient"}
+SECURED = {"EventConsumer": "security", "OutboxRelay": "security"}  # the project's own wrappers, and their keyword
+
+# Clients constructed without the security settings today, in files another part of issue 27 edits: each must leave
+# this list once it is given them (the test below fails while the list names a file that no longer needs to be here).
+NOT_YET = {
+    ("shared/web.py", "AIOKafkaClient"),  # the readiness probe of Kafka
+    ("services/audit/audit/consumer.py", "EventConsumer"),  # make_consumer: security=settings
+    ("services/custody/custody/consumer.py", "EventConsumer"),
+    ("services/audit/audit/stream_feed.py", "AIOKafkaConsumer"),  # /stream fed from audit.flags (being written)
+}
+
+
+def sasl(protocol: str = "SASL_PLAINTEXT", mechanism: str = "SCRAM-SHA-512", **more: object) -> KafkaSecurity:
+    return KafkaSecurity.model_validate(
+        {
+            "kafka_security_protocol": protocol,
+            "kafka_sasl_mechanism": mechanism,
+            "kafka_sasl_username": "custody",
+            "kafka_sasl_password": PASSWORD,
+            **more,
+        }
+    )
+
+
+def test_plaintext_gives_no_keyword() -> None:
+    assert client_kwargs(None) == {}
+    assert client_kwargs(KafkaSecurity()) == {}
+    assert KafkaSecurity().kafka_security_protocol == "PLAINTEXT"
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_plaintext_each_mechanism(mechanism: str) -> None:
+    assert client_kwargs(sasl(mechanism=mechanism)) == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "custody",
+        "sasl_plain_password": PASSWORD,
+    }
+
+
+def test_ssl_checks_the_brokers_certificate() -> None:
+    kwargs = client_kwargs(KafkaSecurity(kafka_security_protocol="SSL", kafka_ssl_cafile=CA))
+    assert set(kwargs) == {"security_protocol", "ssl_context"}
+    assert kwargs["security_protocol"] == "SSL"
+    context = kwargs["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0  # the CA file was loaded
+
+    unchecked = client_kwargs(
+        KafkaSecurity(kafka_security_protocol="SSL", kafka_ssl_cafile=CA, kafka_ssl_check_hostname=False)
+    )
+    assert not unchecked["ssl_context"].check_hostname
+    assert unchecked["ssl_context"].verify_mode == ssl.CERT_REQUIRED  # the chain still checked
+
+
+def test_a_missing_ca_file_fails_at_once() -> None:
+    with pytest.raises(FileNotFoundError):
+        client_kwargs(KafkaSecurity(kafka_security_protocol="SSL", kafka_ssl_cafile="/nonexistent/ca.pem"))
+
+
+def test_sasl_ssl_has_both() -> None:
+    kwargs = client_kwargs(sasl("SASL_SSL", "SCRAM-SHA-256", kafka_ssl_cafile=CA))
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+    assert (kwargs["sasl_mechanism"], kwargs["sasl_plain_username"]) == ("SCRAM-SHA-256", "custody")
+    assert kwargs["sasl_plain_password"] == PASSWORD
+
+
+def test_incomplete_settings_are_refused() -> None:
+    with pytest.raises(ValidationError, match="kafka_sasl_username"):
+        KafkaSecurity(kafka_security_protocol="SASL_SSL")
+    with pytest.raises(ValidationError):
+        KafkaSecurity(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="GSSAPI")
+    with pytest.raises(ValidationError):
+        KafkaSecurity(kafka_security_protocol="TLS")
+    with pytest.raises(ValidationError, match="kafka_ssl_keyfile"):
+        KafkaSecurity(kafka_security_protocol="SSL", kafka_ssl_keyfile="/k.pem")
+
+
+def test_the_password_never_shows(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCOC_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("MCOC_KAFKA_SASL_USERNAME", "topics-admin")
+    monkeypatch.setenv("MCOC_KAFKA_SASL_PASSWORD", PASSWORD)
+    settings = TopicSettings()  # from the environment, as `python -m shared.topics` reads it
+    assert settings.kafka_sasl_password.get_secret_value() == PASSWORD
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("shared.test").info("settings %s %r", settings, settings)
+    shown = [repr(settings), str(settings), settings.model_dump_json(), str(settings.model_dump()), described(settings)]
+    shown += [caplog.text]
+    for text in shown:
+        assert PASSWORD not in text
+    assert described(settings) == "SASL_SSL SCRAM-SHA-512 as topics-admin"
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_aiokafka_takes_the_keywords() -> None:
+    """The names are aiokafka's: each client is constructed with them (not started) and holds them."""
+    for security in (sasl("SASL_SSL", "PLAIN", kafka_ssl_cafile=CA), sasl("SASL_PLAINTEXT", "SCRAM-SHA-256")):
+        kwargs = client_kwargs(security)
+        producer = AIOKafkaProducer(bootstrap_servers=ENV.kafka_bootstrap, **kwargs)
+        consumer = AIOKafkaConsumer(bootstrap_servers=ENV.kafka_bootstrap, **kwargs)
+        admin = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, **kwargs)
+        for client in (producer.client, consumer._client, admin._client):
+            assert client._security_protocol == security.kafka_security_protocol
+            assert client._sasl_mechanism == security.kafka_sasl_mechanism
+        await producer.stop()
+        await consumer.stop()
+        await admin.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_relays_producer_is_safe_and_secured() -> None:
+    """acks=all and idempotence (a record acknowledged is on `min.insync.replicas` replicas, a retry not written
+    twice), with the security settings the relay was given."""
+    producer = make_producer(ENV.kafka_bootstrap, "relay-test", security=sasl())
+    assert producer._sender._acks == -1  # all
+    assert producer._txn_manager is not None  # idempotence
+    assert producer.client._security_protocol == "SASL_PLAINTEXT"
+    await producer.stop()
+
+    relay = OutboxRelay(dsn="postgresql://unused", bootstrap_servers=ENV.kafka_bootstrap, service="t", security=sasl())
+    made = relay._producer_factory(ENV.kafka_bootstrap, "t-relay", max_request_size=1_000_000)
+    assert made.client._sasl_mechanism == "SCRAM-SHA-512" and made._sender._acks == -1
+    await made.stop()
+
+
+def test_security_of_settings() -> None:
+    assert security_of(object()) is None  # a settings class without the mixin: PLAINTEXT
+    settings = sasl()
+    assert security_of(settings) is settings
+
+
+def _unsecured(path: Path) -> set[str]:
+    """The aiokafka clients and project wrappers constructed in `path` without the security settings: a client needs
+    `**client_kwargs(...)`, a wrapper its `security=` keyword."""
+    missing: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+        if name in CLIENTS:
+            ok = any(
+                k.arg is None and isinstance(k.value, ast.Call) and getattr(k.value.func, "id", None) == "client_kwargs"
+                for k in node.keywords
+            )
+        elif name in SECURED:
+            ok = any(k.arg == SECURED[name] for k in node.keywords)
+        else:
+            continue
+        if not ok:
+            missing.add(str(name))
+    return missing
+
+
+def test_no_client_is_constructed_without_the_security_settings() -> None:
+    files = sorted((ROOT / "shared").rglob("*.py")) + sorted((ROOT / "services").glob("*/*/**/*.py"))
+    missing = {(str(f.relative_to(ROOT)), name) for f in files for name in _unsecured(f)}
+    assert missing - NOT_YET == set(), "constructed without the Kafka security settings"
+    waiting = {(f, name) for f, name in NOT_YET if (ROOT / f).exists()}
+    assert waiting - missing == set(), "secured now: take them out of NOT_YET"
+
+
+def test_the_source_check_sees_a_bare_client(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "a = aiokafka.AIOKafkaConsumer('t', bootstrap_servers=b, **client_kwargs(s))\n"
+        "b = AIOKafkaProducer(bootstrap_servers=b, **other)\n"
+        "c = AIOKafkaAdminClient(bootstrap_servers=b)\n"
+        "d = EventConsumer(dsn=x, security=s)\n"
+        "e = OutboxRelay(dsn=x)\n"
+    )
+    assert _unsecured(sample) == {"AIOKafkaProducer", "AIOKafkaAdminClient", "OutboxRelay"}

@@ -97,12 +97,15 @@ class ProcessedEventMixin:
 
 
 def make_engine(settings: ServiceSettings) -> AsyncEngine:
+    """The service's engine: a checkout waits at most `db_acquire_timeout_s`, and its connections have the request
+    timeouts (`ServiceSettings.pg_request_settings`); past either, a request answers 503 (`shared.problems`)."""
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_recycle=3600,
-        connect_args={"server_settings": settings.pg_settings(settings.service_name)},
+        pool_timeout=settings.db_acquire_timeout_s,
+        connect_args={"server_settings": settings.pg_request_settings(settings.service_name)},
     )
 
 

@@ -119,9 +119,14 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+RETRY_AFTER_S = 2
+"""`Retry-After` of every 503: the database's overload and outages, and `ServiceUnavailable` problems."""
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(request, exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    return problem_response(request, exc.status, exc.slug, exc.title, exc.detail, headers=headers, **exc.extra)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -170,6 +175,29 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def overload_detail(exc: BaseException) -> str | None:
+    """What to tell the client when PostgreSQL canceled a statement of the request for a timeout of
+    `ServiceSettings.pg_request_settings` (statement_timeout, 57014; lock_timeout, 55P03), else None. The request is
+    not wrong and its transaction is rolled back: it is answered 503, to be retried, like a pool that stays busy
+    (`db_acquire_timeout_s`, a TimeoutError: `is_unavailable`)."""
+    import asyncpg
+
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, asyncpg.QueryCanceledError):
+            return (
+                "A database statement of this request ran past the service's statement timeout (the database is "
+                "overloaded, or the request asks for very much); nothing was written. Retry in a few seconds."
+            )
+        if isinstance(cur, asyncpg.LockNotAvailableError):
+            return (
+                "This request waited too long for a lock another request holds (many writes to the same records at "
+                "once); nothing was written. Retry in a few seconds."
+            )
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def is_bad_text(exc: BaseException) -> bool:
     """PostgreSQL refused a string (a NUL character, or bytes that are not UTF-8): the input was wrong."""
     import asyncpg
@@ -194,16 +222,14 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
             "The request contains text the database cannot store (a NUL character?); nothing was written.",
             errors=[{"where": "request", "msg": "NUL character in text", "type": "bad_text"}],
         )
-    if is_unavailable(exc):
+    if (detail := overload_detail(exc)) is not None:
+        log.warning("database overloaded on %s %s: %r", request.method, request.url.path, exc)
+    elif is_unavailable(exc):
         log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
-        return problem_response(
-            request,
-            503,
-            "service-unavailable",
-            "Service unavailable",
-            "The database is out of reach; nothing was written. Retry in a few seconds.",
-            headers={"Retry-After": "2"},
-        )
+        detail = _EXAMPLE_DETAILS[503]
+    if detail is not None:
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        return problem_response(request, 503, "service-unavailable", "Service unavailable", detail, headers=retry)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         request,
@@ -227,6 +253,8 @@ def _dependency_errors() -> tuple[type[Exception], ...]:
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
         asyncpg.CannotConnectNowError,
+        asyncpg.QueryCanceledError,
+        asyncpg.LockNotAvailableError,
     )
 
 
@@ -234,9 +262,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    # Errors of the database's reachability get handlers of their own: those answer from Starlette's exception
-    # middleware like any 4xx (the connection stays usable, the access log and metrics see the 503). Only what is
-    # left reaches the catch-all below, whose 500 Starlette's server-error middleware re-raises after sending.
+    # Errors of the database's reachability and overload get handlers of their own: those answer from Starlette's
+    # exception middleware like any 4xx (the connection stays usable, the access log and metrics see the 503). Only
+    # what is left reaches the catch-all below, whose 500 Starlette's server-error middleware re-raises after sending.
     for cls in _dependency_errors():
         app.add_exception_handler(cls, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)
@@ -269,7 +297,7 @@ _EXAMPLE_DETAILS = {
     429: "More writes than this service takes from one participant: 50 a second, with bursts of up to 500. Nothing "
     "was written; retry in 1 s (Retry-After).",
     500: "An unexpected error occurred; it has been logged with this request's id.",
-    503: "The database is out of reach; nothing was written. Retry in a few seconds.",
+    503: "The database is busy or out of reach; nothing was written. Retry in a few seconds.",
 }
 
 

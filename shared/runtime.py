@@ -68,12 +68,13 @@ async def service_runtime(
     engine = make_engine(settings)
     rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers))
     if raw_pool:  # min_size=0: nothing connects at start-up, so a database outage is a 503, not a crash
-        rt.pool = await asyncpg.create_pool(
+        rt.pool = await RequestPool(
             settings.asyncpg_dsn,
+            acquire_timeout=settings.db_acquire_timeout_s,
             min_size=0,
             max_size=settings.db_pool_size,
             max_inactive_connection_lifetime=300,
-            server_settings=settings.pg_settings(settings.service_name),
+            server_settings=settings.pg_request_settings(settings.service_name),
             reset=_no_session_state,
         )
     configure_notifier(settings.asyncpg_dsn)  # wakes a relay in another process when none leads in this one
@@ -100,6 +101,21 @@ async def service_runtime(
         if rt.pool is not None:
             await rt.pool.close()
         await engine.dispose()
+
+
+class RequestPool(asyncpg.Pool):
+    """asyncpg's pool (as `asyncpg.create_pool` makes it) whose `acquire` waits at most `acquire_timeout` unless the
+    caller gives a timeout: asyncpg's own default waits without end, so under overload requests queued behind the
+    pool forever. The TimeoutError is answered 503 with `Retry-After` (`shared.problems`), in the app and in the
+    fast lane alike. `pool.fetch()` and the like acquire through here too."""
+
+    def __init__(self, dsn: str, *, acquire_timeout: float, **kwargs: Any) -> None:
+        defaults = {"max_queries": 50000, "connection_class": asyncpg.Connection, "record_class": asyncpg.Record}
+        super().__init__(dsn, loop=None, **{**defaults, **kwargs})
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
 
 
 async def _no_session_state(conn: asyncpg.Connection) -> None:

@@ -31,6 +31,29 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy URL of the service's own PostgreSQL database (asyncpg driver).",
     )
     db_pool_size: int = Field(10, description="Connections kept in the service's pool.")
+    db_acquire_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a request waits for a connection of the service's pools (the asyncpg pool and "
+        "SQLAlchemy's). Past it the request is answered 503 with `Retry-After`, instead of queueing without end "
+        "behind a pool that every request holds (a request takes it for milliseconds).",
+    )
+    db_statement_timeout_ms: int = Field(
+        30_000,
+        ge=0,
+        description="PostgreSQL's statement_timeout on the connections requests use (0: none). A statement canceled "
+        "by it is answered 503 with `Retry-After`. Far above what a request's statement takes (requests hold a "
+        "connection for milliseconds), and as long as the budget the CMRT/EMRT export sets for its own transaction "
+        "(`SET LOCAL`, which wins). The relay, the consumers and the replay have connections of their own without it.",
+    )
+    db_lock_timeout_ms: int = Field(
+        5_000,
+        ge=0,
+        description="PostgreSQL's lock_timeout on the connections requests use (0: none): a statement that waits "
+        "longer for a lock another transaction holds (a row of a lot many writers ship at once) is canceled and "
+        "answered 503 with `Retry-After`. Requests hold their locks for milliseconds, so a wait this long means a "
+        "queue that is not draining.",
+    )
     db_plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = Field(
         "force_generic_plan",
         description="PostgreSQL's plan_cache_mode on the service's connections. With `auto`, the hot writes' "
@@ -170,6 +193,15 @@ class ServiceSettings(BaseSettings):
     def pg_settings(self, application_name: str) -> dict[str, str]:
         """The session settings of every PostgreSQL connection the service opens (pool, relay, consumer)."""
         return {"application_name": application_name, "plan_cache_mode": self.db_plan_cache_mode}
+
+    def pg_request_settings(self, application_name: str) -> dict[str, str]:
+        """`pg_settings` and the timeouts of the connections requests use (the service's asyncpg pool and its
+        SQLAlchemy engine): a statement or a lock wait past them is canceled, and the request answered 503."""
+        return {
+            **self.pg_settings(application_name),
+            "statement_timeout": str(self.db_statement_timeout_ms),
+            "lock_timeout": str(self.db_lock_timeout_ms),
+        }
 
     @property
     def asyncpg_dsn(self) -> str:

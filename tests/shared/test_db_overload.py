@@ -22,7 +22,7 @@ from shared.db import unit_of_work
 from shared.problems import PROBLEM_JSON, ServiceUnavailable
 from shared.runtime import Runtime, build_app
 from shared.settings import DEV_OPERATOR_TOKEN, ServiceSettings, asyncpg_dsn
-from tests.conftest import serve_in_process
+from tests.conftest import OPERATOR, serve_in_process
 
 ACQUIRE_TIMEOUT_S = 0.5
 STATEMENT_TIMEOUT_MS = 300
@@ -241,3 +241,55 @@ async def test_a_service_unavailable_problem_says_when_to_retry(served: Served) 
     gets the same `Retry-After` as the handlers."""
     _, client = served
     assert_overloaded(await client.get("/unavailable"))
+
+
+SERVICE_READS = {"registry": "/participants", "custody": "/lots", "audit": "/flags"}
+
+
+@pytest.mark.parametrize("service", list(SERVICE_READS))
+async def test_each_service_answers_503_when_its_connections_stay_busy(
+    service: str, database_urls: dict[str, str], topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    """The real apps: their pools have the timeouts, and a read behind connections that stay busy answers 503 with
+    `Retry-After` within the acquire timeout, then 200 once they are back."""
+    from tests.services.test_operations import APPS
+
+    create_app, settings_cls = APPS[service]
+    settings = settings_cls(
+        database_url=database_urls[service],
+        topic_prefix=topic_prefix,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        relay_enabled=False,
+        consumer_enabled=False,
+        db_pool_size=1,
+        db_acquire_timeout_s=ACQUIRE_TIMEOUT_S,
+        db_statement_timeout_ms=STATEMENT_TIMEOUT_MS,
+        db_lock_timeout_ms=LOCK_TIMEOUT_MS,
+    )
+    app = create_app(settings)
+    path = SERVICE_READS[service]
+    async with serve_in_process(app) as client:
+        rt = app.state.runtime
+        expected = [f"{STATEMENT_TIMEOUT_MS}ms", f"{LOCK_TIMEOUT_MS}ms"]
+        async with rt.engine.connect() as conn:
+            shown = [(await conn.execute(text(f"SHOW {s}"))).scalar() for s in ("statement_timeout", "lock_timeout")]
+            assert shown == expected
+        if rt.pool is not None:
+            async with rt.pool.acquire() as raw:
+                assert [await raw.fetchval(f"SHOW {s}") for s in ("statement_timeout", "lock_timeout")] == expected
+        assert (await client.get(path, headers=OPERATOR)).status_code == 200
+        engine_held = [await rt.engine.connect() for _ in range(2 * settings.db_pool_size)]
+        pool_held = [await rt.pool.acquire() for _ in range(settings.db_pool_size)] if rt.pool is not None else []
+        try:
+            for conn in engine_held:
+                await conn.execute(text("SELECT 1"))
+            start = time.perf_counter()
+            r = await asyncio.wait_for(client.get(path, headers=OPERATOR), 5)
+            assert time.perf_counter() - start < ACQUIRE_TIMEOUT_S + 1.5
+            assert_overloaded(r)
+        finally:
+            for conn in engine_held:
+                await conn.close()
+            for raw in pool_held:
+                await rt.pool.release(raw)
+        assert (await client.get(path, headers=OPERATOR)).status_code == 200

@@ -4,18 +4,26 @@ a password that never shows, and no client in the source constructed without the
 from __future__ import annotations
 
 import ast
+import asyncio
 import logging
+import shutil
+import socket
 import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from shared.kafka_security import KafkaSecurity, client_kwargs, described, security_of
 from shared.relay import OutboxRelay, make_producer
-from shared.topics import TopicSettings
+from shared.topics import CUSTODY_EVENTS, TOPICS, TopicSettings, ensure_topics, list_topics, physical
 from tests.conftest import ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +203,147 @@ def test_the_source_check_sees_a_bare_client(tmp_path: Path) -> None:
         "e = OutboxRelay(dsn=x)\n"
     )
     assert _unsecured(sample) == {"AIOKafkaProducer", "AIOKafkaAdminClient", "OutboxRelay"}
+
+
+# --- a broker of the test's own with a SASL_PLAINTEXT listener (PLAIN and SCRAM-SHA-256) ----------------------------
+
+KAFKA_LIBS = ROOT / "var" / "kafka" / "libs-4.1.1"
+USERS = {"admin": "admin-pw", "custody": "custody-pw"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def sasl_broker() -> Iterator[str]:
+    """A single KRaft node on free ports under var/, its SASL users PLAIN (in the listener's JAAS) and SCRAM-SHA-256
+    (given at format time); killed and removed at the end. Yields its bootstrap address."""
+    if not list(KAFKA_LIBS.glob("kafka_2.13-*.jar")):
+        pytest.fail(f"no Kafka jars in {KAFKA_LIBS}: `deploy/local/infra.sh start kafka` fetches them")
+    home = ROOT / "var" / f"kafka-sasl-{uuid.uuid4().hex[:8]}"
+    (home / "data").mkdir(parents=True)
+    port, controller = _free_port(), _free_port()
+    plain_users = " ".join(f'user_{u}="{p}"' for u, p in USERS.items())
+    props = home / "server.properties"
+    props.write_text(
+        f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
+required username="admin" password="{USERS["admin"]}" {plain_users};
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+required;
+log.dirs={home / "data"}
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+"""
+    )
+    java = ["java", "-Xmx384m", "-Xms128m", "-Djava.awt.headless=true", "-cp", f"{KAFKA_LIBS}/*"]
+    log = (home / "console.log").open("ab")
+    scram = [a for u, p in USERS.items() for a in ("--add-scram", f"SCRAM-SHA-256=[name={u},password={p}]")]
+    subprocess.run(
+        [*java, "kafka.tools.StorageTool", "format", "-t", "sasl-test-cluster-0001", "-c", str(props), *scram],
+        check=True,
+        stdout=log,
+        stderr=log,
+        timeout=120,
+    )
+    broker = subprocess.Popen([*java, "kafka.Kafka", str(props)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert broker.poll() is None, f"the SASL broker exited; see {home / 'console.log'}"
+            assert time.monotonic() < deadline, f"the SASL broker not listening after 90 s; see {home}"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.kill()  # the process this fixture started, by its handle
+        broker.wait(timeout=30)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def user(name: str, password: str, mechanism: str = "PLAIN") -> KafkaSecurity:
+    return KafkaSecurity.model_validate(
+        {
+            "kafka_security_protocol": "SASL_PLAINTEXT",
+            "kafka_sasl_mechanism": mechanism,
+            "kafka_sasl_username": name,
+            "kafka_sasl_password": password,
+        }
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256"])
+async def test_right_credentials_reach_a_sasl_broker(sasl_broker: str, mechanism: str) -> None:
+    """The topics' admin client, the relay's producer and a consumer, all through `client_kwargs`."""
+    prefix = f"sasl-{mechanism.lower()}."
+    admin, custody = user("admin", USERS["admin"], mechanism), user("custody", USERS["custody"], mechanism)
+    created = await ensure_topics(sasl_broker, prefix, security=admin)
+    assert sorted(created) == sorted(physical(t, prefix) for t in TOPICS)
+    topic = physical(CUSTODY_EVENTS, prefix)
+
+    producer = make_producer(sasl_broker, "sasl-relay", security=custody)
+    await asyncio.wait_for(producer.start(), 30)
+    try:
+        await producer.send_and_wait(topic, b"value", key=b"lot-1")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=sasl_broker, group_id=None, auto_offset_reset="earliest", **client_kwargs(custody)
+    )
+    await asyncio.wait_for(consumer.start(), 30)
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 30)
+    finally:
+        await consumer.stop()
+    assert (record.key, record.value) == (b"lot-1", b"value")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize(
+    "security",
+    [
+        user("custody", "wrong-pw", "PLAIN"),
+        user("custody", "wrong-pw", "SCRAM-SHA-256"),
+        user("nobody", USERS["custody"], "SCRAM-SHA-256"),
+        None,  # in clear, to a SASL listener
+    ],
+    ids=["plain-wrong-password", "scram-wrong-password", "scram-unknown-user", "plaintext"],
+)
+async def test_wrong_credentials_do_not(sasl_broker: str, security: KafkaSecurity | None) -> None:
+    """Refused at the handshake (aiokafka: no broker to bootstrap from), while the right ones get through."""
+    producer = make_producer(sasl_broker, "sasl-wrong", security=security)
+    try:
+        with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
+            await asyncio.wait_for(producer.start(), 20)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=sasl_broker, group_id=None, **client_kwargs(security))
+    try:
+        with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
+            await asyncio.wait_for(consumer.start(), 20)
+    finally:
+        await consumer.stop()
+    assert isinstance(await list_topics(sasl_broker, security=user("admin", USERS["admin"])), set)  # the broker is up

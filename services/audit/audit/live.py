@@ -1,5 +1,5 @@
-"""The live stream: flags and custody events, fanned out to every `GET /stream` listener after each commit, and the
-scheduled look for shipments overdue in transit."""
+"""The live stream's fan-out to every `GET /stream` listener: the custody events this replica's consumer committed,
+and the flags `audit.stream_feed` reads from `audit.flags`; and the scheduled look for shipments overdue in transit."""
 
 from __future__ import annotations
 
@@ -17,26 +17,40 @@ from shared.outbox import outbox_committed
 log = logging.getLogger("audit.live")
 
 
+class Inbox(asyncio.Queue[dict[str, Any]]):
+    """A listener's queue; `cut` once it overflowed (the listener is dropped, never given a stream with a hole)."""
+
+    cut: bool = False
+
+
 class Broadcaster:
-    """Each listener has a bounded queue; a listener too slow to keep up loses its oldest items, never the service."""
+    """Each listener has a bounded queue; a listener too slow to keep up is cut off (its stream ends, and it resumes
+    with its last event id: `audit.stream_feed`), never the service. At most `max_listeners` at once (`full`)."""
 
-    def __init__(self, maxsize: int = 1000) -> None:
-        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+    def __init__(self, maxsize: int = 1000, max_listeners: int = 1000) -> None:
+        self.listeners: set[Inbox] = set()
         self.maxsize = maxsize
+        self.max_listeners = max_listeners
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.maxsize)
+    @property
+    def full(self) -> bool:
+        return len(self.listeners) >= self.max_listeners
+
+    def subscribe(self) -> Inbox:
+        q = Inbox(self.maxsize)
         self.listeners.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: Inbox) -> None:
         self.listeners.discard(q)
 
     def publish(self, item: dict[str, Any]) -> None:
         for q in list(self.listeners):
             if q.full():
-                q.get_nowait()
-            q.put_nowait(item)
+                q.cut = True
+                self.listeners.discard(q)
+            else:
+                q.put_nowait(item)
 
 
 def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
@@ -58,8 +72,7 @@ def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
                     },
                 }
             )
-    for f in raised:
-        broadcaster.publish({"event": "flag", "data": f})
+    # the flags raised reach /stream from audit.flags, on every replica (`audit.stream_feed`)
 
 
 class _Skipped(Exception):
@@ -77,7 +90,6 @@ class OverdueChecker:
         dsn: str,
         projection: Projection,
         interval_s: float,
-        broadcaster: Broadcaster,
         grace_s: float = 60.0,
         may_write: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -86,7 +98,6 @@ class OverdueChecker:
         self.grace_s = grace_s
         self.projection = projection
         self.interval_s = interval_s
-        self.broadcaster = broadcaster
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -104,8 +115,6 @@ class OverdueChecker:
                     raised, _ = self.projection.drain()
                     if raised:
                         outbox_committed()
-                    for f in raised:
-                        self.broadcaster.publish({"event": "flag", "data": f})
                 finally:
                     await conn.close()
             except _Skipped:

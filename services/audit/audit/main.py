@@ -26,7 +26,9 @@ from audit.events import AUDIT_EVENTS
 from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
+from audit.stream_feed import FlagFeed
 from shared.runtime import Runtime, Worker, build_app
+from shared.topics import AUDIT_FLAGS, physical
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 log = logging.getLogger("audit.main")
@@ -90,21 +92,26 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     broadcaster = Broadcaster()
+    # every replica follows every flag (no group), for its /stream
+    feed = FlagFeed(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=physical(AUDIT_FLAGS, settings.topic_prefix),
+        broadcaster=broadcaster,
+    )
 
     def workers(rt: Runtime) -> Sequence[Worker]:
         if not settings.consumer_enabled:
-            return []
+            return [feed]
         projection = Projection(thresholds=settings.thresholds())
         consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster))
         checker = OverdueChecker(
             settings.asyncpg_dsn,
             Projection(thresholds=settings.thresholds()),
             settings.overdue_check_s,
-            broadcaster,
             grace_s=settings.overdue_grace_s,
             may_write=lambda: consumer.holds_lock,  # beside its consumer only while that holds the writer lock
         )
-        return [consumer, checker]
+        return [consumer, checker, feed]
 
     app = build_app(
         settings,
@@ -124,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events=AUDIT_EVENTS,
     )
     app.state.broadcaster = broadcaster
+    app.state.flag_feed = feed
     app.state.grievance_limits = grievances_router.limits(settings)  # public endpoints: per address, and a ceiling
     app.state.officers_welcome = True  # compliance officers decide on flags here (shared.auth)
     install_dashboard(app, settings)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse
 
-from audit import schemas, service
+from audit import schemas, service, stream_feed
 from audit.domain import DecisionKind
 from audit.repository import FlagFilter
 from audit.rules import Rule, Severity
 from shared.auth import PrincipalDep, still_valid
-from shared.problems import InvalidInput, problem_responses, seq_cursor
+from shared.problems import InvalidInput, ServiceUnavailable, problem_responses, seq_cursor
 
 router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
@@ -146,11 +146,30 @@ async def lot_risk(lot_id: str, audit: AuditDep, who: PrincipalDep) -> schemas.R
     tags=["stream"],
     summary="Live server-sent events: `flag` and `custody` events as they come; ends (`goodbye`) once the token is "
     "revoked",
+    description="Every flag on `audit.flags`, whichever replica raised it, as the caller may see it, each with an "
+    "`id`; a reconnect with `Last-Event-ID` replays the flags missed since (within the last 1,000), or starts afresh "
+    "after a `reset` event. A client too slow to read its events is disconnected, to resume with its last id.",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {"example": 'event: flag\ndata: {"id": "..."}\n\n'}}}},
+    responses={
+        200: {"content": {"text/event-stream": {"example": 'event: flag\nid: 12.0.7\ndata: {"id": "..."}\n\n'}}}
+    },
 )
-async def stream(audit: AuditDep, who: PrincipalDep, request: Request) -> EventSourceResponse:
+async def stream(
+    audit: AuditDep,
+    who: PrincipalDep,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> EventSourceResponse:
     state = request.app.state
+    if state.broadcaster.full:
+        raise ServiceUnavailable("Too many live streams open on this replica; retry shortly.")
     recheck_s = min(max(state.settings.auth_refresh_s / 2, 0.2), 5.0)
-    events = service.stream(audit=audit, who=who, still_valid=lambda: still_valid(state, who), recheck_s=recheck_s)
+    events = stream_feed.stream(
+        feed=state.flag_feed,
+        shown=lambda item: service._as_seen(audit, who, item),
+        subject=who.subject,
+        last_event_id=last_event_id,
+        still_valid=lambda: still_valid(state, who),
+        recheck_s=recheck_s,
+    )
     return EventSourceResponse(events, ping=15)

@@ -1,6 +1,7 @@
 // The live stream: `GET /stream` read with fetch() (EventSource cannot send an Authorization header), parsed as
 // text/event-stream here, reconnected with exponential backoff and jitter, and declared dead when nothing (not even
-// the server's 15 s keep-alive comment) arrived for `idleMs`.
+// the server's 15 s keep-alive comment) arrived for `idleMs`. A reconnect sends the last event id it was given
+// (`Last-Event-ID`, as EventSource would): the server replays the flags missed meanwhile, or sends `reset` first.
 
 /** Incremental text/event-stream parser (WHATWG HTML, "Server-sent events": lines, fields, blank line dispatch). */
 export class EventStreamParser {
@@ -59,6 +60,7 @@ export class LiveStream {
     this.attempt = 0;
     this.controller = null;
     this.wake = null;
+    this.lastEventId = null;
   }
 
   start() {
@@ -111,14 +113,17 @@ export class LiveStream {
     this.onState("connecting", { attempt: this.attempt });
     try {
       arm();
+      const headers = { Authorization: `Bearer ${this.token}`, Accept: "text/event-stream" };
+      if (this.lastEventId !== null) headers["Last-Event-ID"] = this.lastEventId;
       const resp = await fetch(this.url, {
-        headers: { Authorization: `Bearer ${this.token}`, Accept: "text/event-stream" },
+        headers,
         cache: "no-store",
         signal: controller.signal,
       });
       if (resp.status === 401 || resp.status === 403) return "unauthorized";
       if (!resp.ok || !resp.body) return `HTTP ${resp.status}`;
       const parser = new EventStreamParser((ev) => {
+        if (ev.id !== null) this.lastEventId = ev.id;
         let data = ev.data;
         try { data = JSON.parse(ev.data); } catch { /* keep the text */ }
         if (ev.event === "hello") {

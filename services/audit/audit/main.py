@@ -27,6 +27,7 @@ from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
 from audit.stream_feed import FlagFeed
+from shared.kafka_security import security_of
 from shared.runtime import Runtime, Worker, build_app
 from shared.topics import AUDIT_FLAGS, physical
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=physical(AUDIT_FLAGS, settings.topic_prefix),
         broadcaster=broadcaster,
+        security=security_of(settings),
     )
 
     def workers(rt: Runtime) -> Sequence[Worker]:

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from audit.live import Broadcaster, Inbox
 from shared.events import CloudEvent, EventDecodeError
+from shared.kafka_security import KafkaSecurity, client_kwargs
 
 log = logging.getLogger("audit.stream")
 
@@ -74,8 +75,10 @@ class FlagFeed:
         broadcaster: Broadcaster,
         window: int = WINDOW,
         retry_s: float = 2.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security  # TLS and SASL of its Kafka consumer (None: PLAINTEXT)
         self.topic = topic
         self.broadcaster = broadcaster
         self.window = window
@@ -119,6 +122,7 @@ class FlagFeed:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id="audit-stream",
+            **client_kwargs(self.security),
         )
         await consumer.start()
         try:

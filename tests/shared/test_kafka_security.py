@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -217,32 +218,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def sasl_broker() -> Iterator[str]:
-    """A single KRaft node on free ports under var/, its SASL users PLAIN (in the listener's JAAS) and SCRAM-SHA-256
-    (given at format time); killed and removed at the end. Yields its bootstrap address."""
+@contextmanager
+def own_broker(protocol: str, mechanisms: list[str], more: str = "") -> Iterator[tuple[str, Path]]:
+    """A single KRaft node on free ports in a folder of its own under var/, one listener of `protocol` (SASL_PLAINTEXT
+    or SASL_SSL) offering `mechanisms`: the users of PLAIN in the listener's JAAS, of SCRAM given at format time.
+    Killed and removed at the end. Yields its bootstrap address and its folder."""
     if not list(KAFKA_LIBS.glob("kafka_2.13-*.jar")):
         pytest.fail(f"no Kafka jars in {KAFKA_LIBS}: `deploy/local/infra.sh start kafka` fetches them")
     home = ROOT / "var" / f"kafka-sasl-{uuid.uuid4().hex[:8]}"
     (home / "data").mkdir(parents=True)
     port, controller = _free_port(), _free_port()
+    listener = protocol.lower()
     plain_users = " ".join(f'user_{u}="{p}"' for u, p in USERS.items())
+    jaas = [
+        f"listener.name.{listener}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+        f'required username="admin" password="{USERS["admin"]}" {plain_users};'
+    ] + [
+        f"listener.name.{listener}.{m.lower()}.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        for m in mechanisms
+        if m.startswith("SCRAM")
+    ]
     props = home / "server.properties"
     props.write_text(
         f"""process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}
+listeners={protocol}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners={protocol}://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
-inter.broker.listener.name=SASL_PLAINTEXT
-sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,{protocol}:{protocol}
+inter.broker.listener.name={protocol}
+sasl.enabled.mechanisms={",".join(sorted({"PLAIN", *mechanisms}))}
 sasl.mechanism.inter.broker.protocol=PLAIN
-listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule \
-required username="admin" password="{USERS["admin"]}" {plain_users};
-listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
-required;
 log.dirs={home / "data"}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=1
@@ -254,33 +262,82 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 """
+        + "\n".join(jaas)
+        + "\n"
+        + more
     )
     java = ["java", "-Xmx384m", "-Xms128m", "-Djava.awt.headless=true", "-cp", f"{KAFKA_LIBS}/*"]
     log = (home / "console.log").open("ab")
-    scram = [a for u, p in USERS.items() for a in ("--add-scram", f"SCRAM-SHA-256=[name={u},password={p}]")]
-    subprocess.run(
-        [*java, "kafka.tools.StorageTool", "format", "-t", "sasl-test-cluster-0001", "-c", str(props), *scram],
-        check=True,
-        stdout=log,
-        stderr=log,
-        timeout=120,
-    )
-    broker = subprocess.Popen([*java, "kafka.Kafka", str(props)], stdout=log, stderr=log)
+    scram = [
+        a
+        for m in mechanisms
+        if m.startswith("SCRAM")
+        for u, p in USERS.items()
+        for a in ("--add-scram", f"{m}=[name={u},password={p}]")
+    ]
+    broker: subprocess.Popen[bytes] | None = None
     try:
+        subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", "sasl-test-cluster-0001", "-c", str(props), *scram],
+            check=True,
+            stdout=log,
+            stderr=log,
+            timeout=120,
+        )
+        broker = subprocess.Popen([*java, "kafka.Kafka", str(props)], stdout=log, stderr=log)
         deadline = time.monotonic() + 90
         while True:
-            assert broker.poll() is None, f"the SASL broker exited; see {home / 'console.log'}"
+            if broker.poll() is not None:
+                log.flush()
+                tail = (home / "console.log").read_text(errors="replace").splitlines()[-40:]
+                pytest.fail("the broker of the test exited:\n" + "\n".join(tail))
             assert time.monotonic() < deadline, f"the SASL broker not listening after 90 s; see {home}"
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", home
     finally:
-        broker.kill()  # the process this fixture started, by its handle
-        broker.wait(timeout=30)
+        if broker is not None:
+            broker.kill()  # the process this fixture started, by its handle
+            broker.wait(timeout=30)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sasl_broker() -> Iterator[str]:
+    """SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256."""
+    with own_broker("SASL_PLAINTEXT", ["PLAIN", "SCRAM-SHA-256"]) as (bootstrap, _):
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """SASL_SSL with SCRAM-SHA-512, its certificate (for 127.0.0.1) signed by a CA of the test's own; yields its
+    bootstrap address and the CA's certificate."""
+    certs = tmp_path_factory.mktemp("kafka-tls")
+
+    def openssl(command: str) -> None:
+        subprocess.run(["openssl", *command.split()], check=True, cwd=certs, capture_output=True, timeout=60)
+
+    openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=mcoc-test-CA")
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1")
+    (certs / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf"
+    )
+    # an encrypted PKCS#8 key, as Kafka's PEM keystore reads it (PBES2 keys: not with Java 17)
+    openssl("pkcs8 -topk8 -in server.key -out server.p8 -passout pass:key-pw -v1 PBE-SHA1-3DES")
+    (certs / "keystore.pem").write_text((certs / "server.p8").read_text() + (certs / "server.pem").read_text())
+    tls = f"""ssl.keystore.type=PEM
+ssl.keystore.location={certs / "keystore.pem"}
+ssl.key.password=key-pw
+ssl.truststore.type=PEM
+ssl.truststore.location={certs / "ca.pem"}
+"""
+    with own_broker("SASL_SSL", ["SCRAM-SHA-512"], tls) as (bootstrap, _):
+        yield bootstrap, certs / "ca.pem"
 
 
 def user(name: str, password: str, mechanism: str = "PLAIN") -> KafkaSecurity:
@@ -347,3 +404,39 @@ async def test_wrong_credentials_do_not(sasl_broker: str, security: KafkaSecurit
     finally:
         await consumer.stop()
     assert isinstance(await list_topics(sasl_broker, security=user("admin", USERS["admin"])), set)  # the broker is up
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_sasl_ssl_with_the_brokers_ca(tls_broker: tuple[str, Path]) -> None:
+    """TLS checked against the CA given (and the broker's name, 127.0.0.1), SCRAM-SHA-512 inside it; without the CA
+    (the system's CAs do not know ours) the handshake fails."""
+    bootstrap, ca = tls_broker
+
+    def settings(name: str, password: str, cafile: str | None) -> KafkaSecurity:
+        return KafkaSecurity.model_validate(
+            {
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": name,
+                "kafka_sasl_password": password,
+                "kafka_ssl_cafile": cafile,
+            }
+        )
+
+    prefix = "sasl-ssl."
+    created = await ensure_topics(bootstrap, prefix, security=settings("admin", USERS["admin"], str(ca)))
+    assert physical(CUSTODY_EVENTS, prefix) in created
+    producer = make_producer(bootstrap, "tls-relay", security=settings("custody", USERS["custody"], str(ca)))
+    await asyncio.wait_for(producer.start(), 30)
+    try:
+        await producer.send_and_wait(physical(CUSTODY_EVENTS, prefix), b"over TLS", key=b"lot-2")
+    finally:
+        await producer.stop()
+
+    for wrong in (settings("custody", USERS["custody"], None), settings("custody", "wrong-pw", str(ca))):
+        producer = make_producer(bootstrap, "tls-wrong", security=wrong)
+        try:
+            with pytest.raises(KafkaConnectionError, match="Unable to bootstrap"):
+                await asyncio.wait_for(producer.start(), 20)
+        finally:
+            await producer.stop()

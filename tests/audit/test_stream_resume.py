@@ -99,14 +99,16 @@ def feed_of(app: FastAPI) -> FlagFeed:
     return feed
 
 
-def open_stream(app: FastAPI, last_event_id: str | None = None) -> AsyncIterator[dict[str, str]]:
+def open_stream(
+    app: FastAPI, last_event_id: str | None = None, who: Principal = OPERATOR_WHO
+) -> AsyncIterator[dict[str, str]]:
     """The operator's `/stream` on `app`, as the route builds it (httpx over ASGI cannot read a response that never
     ends: the route itself is read over HTTP in `test_a_bad_last_event_id_starts_afresh_over_http`)."""
     audit = service.Audit(app.state.runtime.pool, app.state.broadcaster, 100)
     return stream_feed.stream(
         feed=feed_of(app),
-        shown=lambda item: service._as_seen(audit, OPERATOR_WHO, item),
-        subject="operator",
+        shown=lambda item: service._as_seen(audit, who, item),
+        subject=who.subject,
         last_event_id=last_event_id,
         recheck_s=0.2,
     )
@@ -190,6 +192,32 @@ async def test_a_reconnect_with_an_earlier_id_gets_what_came_after_once(replicas
             assert sorted(lot for lot, _ in got) == sorted(wanted | {live})
         finally:
             await again.aclose()
+
+
+async def test_a_listener_shown_none_of_the_flags_keeps_an_id_that_moves_on(replicas: Replicas) -> None:
+    """A trader unrelated to the mine sees none of its flags; when the stream is quiet, a `position` event gives it
+    the id after them, so that a reconnect resumes from there (not from its `hello`, perhaps out of the window)."""
+    stranger = await replicas.stack.party("trader", "RW")
+    events = open_stream(replicas.apps[1], who=Principal(stranger.id, "trader"))
+    try:
+        start = stream_feed.decode((await hello(events))["id"])
+        assert start is not None
+        lot = await raise_flag(replicas)
+
+        async def moved() -> tuple[int, ...]:
+            while True:
+                item = await anext(events)
+                assert item["event"] != "flag", item  # not the mine's flag
+                if item["event"] == "position":
+                    position = stream_feed.decode(item["id"])
+                    assert position is not None
+                    if position != start:
+                        return position
+
+        position = await asyncio.wait_for(moved(), 30)
+        assert all(p >= s for p, s in zip(position, start, strict=True)) and sum(position) > sum(start), lot
+    finally:
+        await events.aclose()
 
 
 @pytest.mark.parametrize(

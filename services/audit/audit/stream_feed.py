@@ -11,7 +11,9 @@ to it, count as read). A reconnect with `Last-Event-ID` replays, from the window
 position in its partition, then goes on live, skipping what it already sent: none twice, none missing. An id older
 than the window, malformed, of another partition count or ahead of what the feed has read (forged) starts afresh,
 after a `reset` event telling the client to reload what it shows (`GET /flags`). A client too slow to take its
-events is disconnected (its queue was full), never given a stream with a hole: it reconnects with its last id.
+events is disconnected (its queue was full), never given a stream with a hole: it reconnects with its last id. A
+client shown few of the flags (a participant) is sent a `position` event (an id, no data) when the stream is quiet
+and it passed over flags since its last id, so that its id stays within the window.
 
 Custody events still come from this replica's own consumer (`audit.live.after_commit`), as today: live only, without
 an id of their own (an SSE client keeps the last id it was given).
@@ -196,7 +198,8 @@ async def stream(
         if last_event_id is not None and missed is None:
             reason = "malformed" if asked is None else "not within what this stream keeps"
             yield {"event": "reset", "data": json.dumps({"reason": f"Last-Event-ID {reason}: reload the flags"})}
-        yield {"event": "hello", "id": encode(tuple(cursor)), "data": json.dumps({"subject": subject})}
+        told = tuple(cursor)  # the position its last id gave
+        yield {"event": "hello", "id": encode(told), "data": json.dumps({"subject": subject})}
         pending: deque[Item] = deque(missed or ())
         while True:
             if queue.cut:
@@ -213,9 +216,14 @@ async def stream(
                 yield {"event": "goodbye", "data": json.dumps({"reason": "token revoked"})}
                 return
             if item is None:
+                if tuple(cursor) != told:  # quiet, and flags not shown to it read: keep its id within the window
+                    told = tuple(cursor)
+                    yield {"event": "position", "id": encode(told), "data": "{}"}
                 continue
             out = await _next(item, cursor, shown)
             if out is not None:
+                if "id" in out:
+                    told = tuple(cursor)
                 yield out
     finally:
         feed.broadcaster.unsubscribe(queue)

@@ -39,7 +39,6 @@ NOT_YET = {
     ("shared/web.py", "AIOKafkaClient"),  # the readiness probe of Kafka
     ("services/audit/audit/consumer.py", "EventConsumer"),  # make_consumer: security=settings
     ("services/custody/custody/consumer.py", "EventConsumer"),
-    ("services/audit/audit/stream_feed.py", "AIOKafkaConsumer"),  # /stream fed from audit.flags (being written)
 }
 
 

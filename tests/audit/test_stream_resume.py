@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import jwt
 import pytest
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 
 from audit import service, stream_feed
@@ -23,6 +24,7 @@ from audit.stream_feed import FlagFeed
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
 from shared.auth import Principal
+from shared.events import new_event
 from tests.conftest import FIXED_DATES_AGE_DAYS, OPERATOR, registry_process, serve_in_process
 from tests.custody.conftest import Party, Stack
 
@@ -253,6 +255,40 @@ async def test_an_id_older_than_the_window_is_a_reset() -> None:
     assert feed.since((10,)) is None
 
 
+async def test_an_id_a_little_ahead_is_waited_for() -> None:
+    """Another replica's feed may have read a flag this one has not yet: its id is waited for, not refused."""
+    feed = FlagFeed(bootstrap_servers="unused", topic="unused", broadcaster=Broadcaster())
+    feed.next, feed.floor = [3, 0], [3, 0]
+    feed.ready.set()
+
+    async def reads() -> None:
+        await asyncio.sleep(0.2)  # the record comes later
+        e = new_event("audit.flag.raised", source="/audit", key="LOT-1", data={"id": "x", "lot_ids": ["LOT-1"]})
+        value = e.data_json()
+        feed._take(
+            1,
+            ConsumerRecord(
+                topic="unused",
+                partition=1,
+                offset=0,
+                timestamp=0,
+                timestamp_type=0,
+                key=e.key.encode(),
+                value=value,
+                checksum=None,
+                serialized_key_size=len(e.key),
+                serialized_value_size=len(value),
+                headers=tuple(e.kafka_headers()),
+            ),
+        )
+
+    task = asyncio.create_task(reads())
+    assert feed.since((3, 1)) is None
+    await asyncio.wait_for(feed.reached((3, 1), 5), 2)
+    await task
+    assert feed.since((3, 1)) == [] and [i["data"]["id"] for i in feed.since((3, 0)) or []] == ["x"]
+
+
 async def test_a_slow_listener_is_cut_off_not_given_a_hole() -> None:
     b = Broadcaster(maxsize=2)
     slow = b.subscribe()
@@ -260,6 +296,9 @@ async def test_a_slow_listener_is_cut_off_not_given_a_hole() -> None:
         b.publish({"event": "flag", "data": {"n": n}, "at": (0, n)})
     assert slow.cut and slow not in b.listeners
     assert [slow.get_nowait()["data"]["n"] for _ in range(2)] == [0, 1]  # what it has is whole, oldest first
+    other = b.subscribe()
+    b.cut_all()  # the topic's partitions changed: every listener reconnects
+    assert other.cut and not b.listeners
 
 
 async def test_a_bad_last_event_id_starts_afresh_over_http(replicas: Replicas) -> None:

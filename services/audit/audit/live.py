@@ -44,6 +44,11 @@ class Broadcaster:
     def unsubscribe(self, q: Inbox) -> None:
         self.listeners.discard(q)
 
+    def cut_all(self) -> None:
+        for q in self.listeners:
+            q.cut = True
+        self.listeners.clear()
+
     def publish(self, item: dict[str, Any]) -> None:
         for q in list(self.listeners):
             if q.full():

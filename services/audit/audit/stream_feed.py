@@ -9,11 +9,12 @@ A position is the next offset of each partition, in partition order, written `"1
 (`hello` included) carries the position after it as its SSE `id`, per client (the records it passed over, not shown
 to it, count as read). A reconnect with `Last-Event-ID` replays, from the window, every record at or after that
 position in its partition, then goes on live, skipping what it already sent: none twice, none missing. An id older
-than the window, malformed, of another partition count or ahead of what the feed has read (forged) starts afresh,
-after a `reset` event telling the client to reload what it shows (`GET /flags`). A client too slow to take its
-events is disconnected (its queue was full), never given a stream with a hole: it reconnects with its last id. A
-client shown few of the flags (a participant) is sent a `position` event (an id, no data) when the stream is quiet
-and it passed over flags since its last id, so that its id stays within the window.
+than the window, malformed, of another partition count or ahead of what the feed has read (forged: after waiting
+`CATCH_UP_S`, since another replica may be a little ahead) starts afresh, after a `reset` event telling the client
+to reload what it shows (`GET /flags`). A client too slow to take its events is disconnected (its queue was full),
+never given a stream with a hole: it reconnects with its last id. A client shown few of the flags (a participant) is
+sent a `position` event (an id, no data) when the stream is quiet and it passed over flags since its last id, so
+that its id stays within the window.
 
 Custody events still come from this replica's own consumer (`audit.live.after_commit`), as today: live only, without
 an id of their own (an SSE client keeps the last id it was given).
@@ -40,6 +41,9 @@ log = logging.getLogger("audit.stream")
 WINDOW = 1000
 """Flags (records of `audit.flags`, all partitions together) a client may have missed and still resume without a
 `reset`."""
+
+CATCH_UP_S = 2.0
+"""How long a resume waits for this replica's feed to reach an id another replica gave, before calling it forged."""
 
 MAX_ID_CHARS = 256  # a longer Last-Event-ID is not one of ours
 _ID = re.compile(r"\d{1,19}(\.\d{1,19}){0,63}")
@@ -90,6 +94,7 @@ class FlagFeed:
         self.buffer: deque[tuple[int, int, Item]] = deque()  # (partition, offset, item), in the order read
         self.ready = asyncio.Event()  # read up to where the topic ended when the feed started
         self._stopping = asyncio.Event()
+        self._read = asyncio.Event()  # set, and replaced, each time a record was read
 
     def stop(self) -> None:
         self._stopping.set()
@@ -105,6 +110,17 @@ class FlagFeed:
         if any(not f <= p <= n for p, f, n in zip(position, self.floor, self.next, strict=True)):
             return None
         return [item for part, offset, item in self.buffer if offset >= position[part]]
+
+    async def reached(self, position: Position, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until this feed has read up to `position`: an id another replica gave may be
+        a little ahead of this one."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        while len(position) == len(self.next) and any(p > n for p, n in zip(position, self.next, strict=True)):
+            try:
+                await asyncio.wait_for(self._read.wait(), until - loop.time())
+            except TimeoutError:
+                return
 
     async def run(self) -> None:
         while not self._stopping.is_set():
@@ -136,6 +152,8 @@ class FlagFeed:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             if len(self.next) != len(parts):  # the first start (or the topic grew): from the window's reach back
+                if self.next:  # positions change shape: every listener reconnects (and is told `reset`)
+                    self.broadcaster.cut_all()
                 begins = await consumer.beginning_offsets(tps)
                 back = max(1, self.window // len(parts))
                 self.next = [max(begins[tp], ends[tp] - back) for tp in tps]
@@ -156,6 +174,8 @@ class FlagFeed:
 
     def _take(self, part: int, record: ConsumerRecord) -> None:
         self.next[part] = record.offset + 1
+        self._read.set()
+        self._read = asyncio.Event()
         try:
             event = CloudEvent.from_kafka(record.headers, record.key, record.value)
         except EventDecodeError as exc:
@@ -190,9 +210,11 @@ async def stream(
             await asyncio.wait_for(feed.ready.wait(), wait_ready_s)
         except TimeoutError:
             pass
+    asked = decode(last_event_id) if last_event_id is not None else None
+    if asked is not None:
+        await feed.reached(asked, CATCH_UP_S)
     queue: Inbox = feed.broadcaster.subscribe()
     try:
-        asked = decode(last_event_id) if last_event_id is not None else None
         missed = feed.since(asked) if asked is not None else None
         cursor = list(asked if asked is not None and missed is not None else feed.position())
         if last_event_id is not None and missed is None:

@@ -66,7 +66,7 @@ async def service_runtime(
     """Build the runtime, start the credential refresher, the outbox relay (if enabled) and any extra workers;
     stop them on exit. Token keys come from `key_fetch` (default: the registry's HTTP endpoints)."""
     engine = make_engine(settings)
-    rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers))
+    rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers, settings))
     if raw_pool:  # min_size=0: nothing connects at start-up, so a database outage is a 503, not a crash
         rt.pool = await RequestPool(
             settings.asyncpg_dsn,

@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shared.kafka_security import KafkaSecurity
 
 DEV_OPERATOR_TOKEN = "dev-admin-token"
 MIN_OPERATOR_TOKEN_LENGTH = 32
@@ -18,8 +20,9 @@ WELL_KNOWN_TOKENS = frozenset(
 INSECURE_SWITCH = "MCOC_INSECURE_DEV_OPERATOR_TOKEN"
 
 
-class ServiceSettings(BaseSettings):
-    """Fields common to registry, custody and audit (env var = service prefix + field name, upper case)."""
+class ServiceSettings(KafkaSecurity):
+    """Fields common to registry, custody and audit (env var = service prefix + field name, upper case); the Kafka
+    clients' TLS and SASL settings come from `shared.kafka_security.KafkaSecurity`."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 

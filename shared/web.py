@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.kafka_security import KafkaSecurity, client_kwargs
 from shared.logging import request_id_var
 from shared.problems import PROBLEM_JSON, install_problem_handlers
 
@@ -115,13 +116,16 @@ def database_check(engine: AsyncEngine) -> Check:
 class KafkaCheck:
     """A metadata request to the broker (an open port is not readiness). The client is kept between calls."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, security: KafkaSecurity | None = None) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security  # TLS and SASL, as the service's other Kafka clients (None: PLAINTEXT)
         self._client: AIOKafkaClient | None = None
 
     async def __call__(self) -> None:
         if self._client is None:
-            client = AIOKafkaClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            client = AIOKafkaClient(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000, **client_kwargs(self.security)
+            )
             try:
                 await client.bootstrap()
             except BaseException:

@@ -33,6 +33,7 @@ def make_consumer(
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        security=settings,  # TLS and SASL (shared.kafka_security)
         group_id=group_id or settings.consumer_group or settings.service_name,
         # audit.decisions: the operator's grievance triages raise flags (`handlers.grievances`); flag decisions there
         # are kept as received and ask nothing of the projection

@@ -51,6 +51,7 @@ def make_consumer(settings: Settings) -> EventConsumer:
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        security=settings,  # TLS and SASL (shared.kafka_security)
         group_id=settings.consumer_group or settings.service_name,
         topics=[REGISTRY_EVENTS],
         topic_prefix=settings.topic_prefix,

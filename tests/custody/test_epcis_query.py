@@ -290,7 +290,11 @@ async def test_the_endpoints_are_in_the_openapi_with_examples(stack: Stack) -> N
 async def test_withheld_parties_stay_withheld(stack: Stack) -> None:
     """mine -> trader -> smelter: the smelter never traded with the mine, whose identity (default policy) it does not
     learn; the EPCIS events show it exactly as the history does."""
-    mine, trader, smelter = await stack.party("mine", "CD", region="CD-KN"), await stack.party("trader"), await stack.party("smelter")
+    mine, trader, smelter = (
+        await stack.party("mine", "CD", region="CD-KN"),
+        await stack.party("trader"),
+        await stack.party("smelter"),
+    )
     ore = await register(stack, mine, 10)
     await stack.move(ore, mine, trader, 10, "2026-11-02T08:00:00Z", "2026-11-03T08:00:00Z")
     await stack.move(ore, trader, smelter, 10, "2026-11-04T08:00:00Z", "2026-11-05T08:00:00Z")

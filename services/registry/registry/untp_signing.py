@@ -14,6 +14,7 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +46,9 @@ async def sign(*, session: AsyncSession, request: vcjose.SignRequest) -> vcjose.
     }
     try:
         credential = untp.KINDS[request.kind].model_validate(body).as_json()
+        orjson.dumps(credential)  # what cannot be JSON-encoded (an integer beyond 64 bits) is refused, not signed
+    except orjson.JSONEncodeError as e:
+        raise InvalidInput("body.subject", f"not encodable as JSON ({e}); nothing was signed") from e
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -95,14 +95,6 @@ async def prefix(infra: None) -> AsyncIterator[str]:
     await delete_topics(ENV.kafka_bootstrap, prefix)
 
 
-@pytest.fixture
-async def admin(infra: None) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=15000)
-    await client.start()
-    yield client
-    await client.close()
-
-
 async def reads_back(admin: AIOKafkaAdminClient, topic: str, wanted: dict[str, str]) -> None:
     async def there() -> bool:
         configs = await topic_configs(admin, topic)

@@ -41,14 +41,6 @@ async def prefix(infra: None) -> AsyncIterator[str]:
     await delete_topics(ENV.kafka_bootstrap, prefix)
 
 
-@pytest.fixture
-async def admin(infra: None) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=ENV.kafka_bootstrap, request_timeout_ms=15000)
-    await client.start()
-    yield client
-    await client.close()
-
-
 async def retention(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str | None]:
     """What the broker says the topic keeps."""
     configs = await topic_configs(admin, topic)

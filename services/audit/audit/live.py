@@ -1,5 +1,6 @@
-"""The live stream's fan-out to every `GET /stream` listener: the custody events this replica's consumer committed,
-and the flags `audit.stream_feed` reads from `audit.flags`; and the scheduled look for shipments overdue in transit."""
+"""The live stream's fan-out to every `GET /stream` listener: the flags and custody events `audit.stream_feed` reads
+from `audit.flags` and `custody.events`; the relay's wake-up after the consumer's commits; and the scheduled look for
+shipments overdue in transit."""
 
 from __future__ import annotations
 
@@ -58,26 +59,14 @@ class Broadcaster:
                 q.put_nowait(item)
 
 
-def after_commit(projection: Projection, broadcaster: Broadcaster) -> None:
+def after_commit(projection: Projection, broadcaster: Broadcaster | None = None) -> None:
+    """After the consumer's commit: wake the relay when flags were raised or a registry fact may have re-judged flags
+    (audit.flag.updated). Nothing goes to /stream from here: every replica reads the custody events and the flags
+    from their topics (`audit.stream_feed`), whichever replica applied them. (`broadcaster` is not used: it goes
+    once the consumer's wiring stops passing it.)"""
     raised, seen = projection.drain()
-    # audit.flag.raised events are in the outbox; a registry fact may have re-judged flags (audit.flag.updated)
     if raised or any(e.type.startswith("registry.") for e in seen):
         outbox_committed()
-    for e in seen:
-        if e.type.startswith("custody."):
-            broadcaster.publish(
-                {
-                    "event": "custody",
-                    "data": {
-                        "id": e.id,
-                        "type": e.type,
-                        "lot_id": e.key,
-                        "time": e.time.isoformat(),
-                        "actor": e.data.get("actor") if isinstance(e.data, dict) else None,
-                    },
-                }
-            )
-    # the flags raised reach /stream from audit.flags, on every replica (`audit.stream_feed`)
 
 
 class _Skipped(Exception):

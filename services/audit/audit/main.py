@@ -26,10 +26,10 @@ from audit.events import AUDIT_EVENTS
 from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
-from audit.stream_feed import FlagFeed
+from audit.stream_feed import CustodyFeed, Feeds, FlagFeed
 from shared.kafka_security import security_of
 from shared.runtime import Runtime, Worker, build_app
-from shared.topics import AUDIT_FLAGS, physical
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, physical
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 log = logging.getLogger("audit.main")
@@ -93,17 +93,23 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     broadcaster = Broadcaster()
-    # every replica follows every flag (no group), for its /stream
-    feed = FlagFeed(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        topic=physical(AUDIT_FLAGS, settings.topic_prefix),
-        broadcaster=broadcaster,
-        security=security_of(settings),
+    # every replica follows every flag and custody event (no group), for its /stream
+    feeds = Feeds(
+        [
+            kind(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                topic=physical(topic, settings.topic_prefix),
+                broadcaster=broadcaster,
+                security=security_of(settings),
+            )
+            for kind, topic in ((FlagFeed, AUDIT_FLAGS), (CustodyFeed, CUSTODY_EVENTS))
+        ],
+        broadcaster,
     )
 
     def workers(rt: Runtime) -> Sequence[Worker]:
         if not settings.consumer_enabled:
-            return [feed]
+            return feeds.feeds
         projection = Projection(thresholds=settings.thresholds())
         consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster))
         checker = OverdueChecker(
@@ -113,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             grace_s=settings.overdue_grace_s,
             may_write=lambda: consumer.holds_lock,  # beside its consumer only while that holds the writer lock
         )
-        return [consumer, checker, feed]
+        return [consumer, checker, *feeds.feeds]
 
     app = build_app(
         settings,
@@ -133,7 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events=AUDIT_EVENTS,
     )
     app.state.broadcaster = broadcaster
-    app.state.flag_feed = feed
+    app.state.stream_feeds = feeds
     app.state.grievance_limits = grievances_router.limits(settings)  # public endpoints: per address, and a ceiling
     app.state.officers_welcome = True  # compliance officers decide on flags here (shared.auth)
     install_dashboard(app, settings)

@@ -146,12 +146,17 @@ async def lot_risk(lot_id: str, audit: AuditDep, who: PrincipalDep) -> schemas.R
     tags=["stream"],
     summary="Live server-sent events: `flag` and `custody` events as they come; ends (`goodbye`) once the token is "
     "revoked",
-    description="Every flag on `audit.flags`, whichever replica raised it, as the caller may see it, each with an "
-    "`id`; a reconnect with `Last-Event-ID` replays the flags missed since (within the last 1,000), or starts afresh "
-    "after a `reset` event. A client too slow to read its events is disconnected, to resume with its last id.",
+    description="Every flag on `audit.flags` and every custody event on `custody.events`, whichever replica raised, "
+    "decided or applied it, as the caller may see it, each with an `id`; a reconnect with `Last-Event-ID` replays "
+    "what was missed since (within the last 1,000 flags and 1,000 custody events), or starts afresh after a `reset` "
+    "event. A client too slow to read its events is disconnected, to resume with its last id.",
     response_class=EventSourceResponse,
     responses={
-        200: {"content": {"text/event-stream": {"example": 'event: flag\nid: 12.0.7\ndata: {"id": "..."}\n\n'}}}
+        200: {
+            "content": {
+                "text/event-stream": {"example": 'event: flag\nid: 12.0.7-3.0.4.9.1.2\ndata: {"id": "..."}\n\n'}
+            }
+        }
     },
 )
 async def stream(
@@ -165,7 +170,7 @@ async def stream(
         raise ServiceUnavailable("Too many live streams open on this replica; retry shortly.")
     recheck_s = min(max(state.settings.auth_refresh_s / 2, 0.2), 5.0)
     events = stream_feed.stream(
-        feed=state.flag_feed,
+        feeds=state.stream_feeds,
         shown=lambda item: service._as_seen(audit, who, item),
         subject=who.subject,
         last_event_id=last_event_id,

@@ -1,33 +1,39 @@
-"""`/stream`'s flags, read from `audit.flags` on every replica, and resumable with `Last-Event-ID`.
+"""`/stream`'s flags and custody events, read from `audit.flags` and `custody.events` on every replica, and resumable
+with `Last-Event-ID`.
 
-`FlagFeed` (a worker of every audit app) reads all partitions of `audit.flags` as no group member, so each replica
-sees every flag, whichever replica raised or decided it. It starts `WINDOW` records back from the end (spread over
-the partitions) and keeps the last `WINDOW` records in memory: that is how far back a client may resume, on any
-replica. Each record is handed to the `Broadcaster` with its place (partition, offset).
+A `TopicFeed` (a worker of every audit app; `FlagFeed` and `CustodyFeed`) reads all partitions of its topic as no
+group member, so each replica sees every flag and every custody event, whichever replica raised, decided or applied
+it. It starts `WINDOW` records back from the end (spread over the partitions) and keeps the last `WINDOW` items in
+memory: that is how far back a client may resume, on any replica. Each item is handed to the `Broadcaster` with its
+place (feed, partition, offset). An event read twice (the outbox relay delivers at least once) is streamed once while
+the first is in the window.
 
-A position is the next offset of each partition, in partition order, written `"12.0.7"`: every event of the stream
-(`hello` included) carries the position after it as its SSE `id`, per client (the records it passed over, not shown
-to it, count as read). A reconnect with `Last-Event-ID` replays, from the window, every record at or after that
-position in its partition, then goes on live, skipping what it already sent: none twice, none missing. An id older
-than the window, malformed, of another partition count or ahead of what the feed has read (forged: after waiting
-`CATCH_UP_S`, since another replica may be a little ahead) starts afresh, after a `reset` event telling the client
-to reload what it shows (`GET /flags`). A client too slow to take its events is disconnected (its queue was full),
-never given a stream with a hole: it reconnects with its last id. A client shown few of the flags (a participant) is
-sent a `position` event (an id, no data) when the stream is quiet and it passed over flags since its last id, so
-that its id stays within the window.
+`Feeds` are the stream's sources in a fixed order (flags, then custody events). A position is, per feed, the next
+offset of each partition, in partition order, the feeds joined by `-`: `"12.0.7-3.0.4.9.1.2"`. Every event of the
+stream (`hello` included) carries the position after it as its SSE `id`, per client (the records it passed over, not
+shown to it, count as read). A reconnect with `Last-Event-ID` replays, from the windows, every item at or after that
+position in its partition, in the order this replica read them, then goes on live, skipping what it already sent:
+none twice, none missing. An id older than a window, malformed, of other feeds or partition counts (an id of the
+flags alone, given before custody events had ids) or ahead of what the feeds have read (forged: after waiting
+`CATCH_UP_S`, since another replica may be a little ahead) starts afresh, after a `reset` event telling the client to
+reload what it shows (`GET /flags`). A client too slow to take its events is disconnected (its queue was full), never
+given a stream with a hole: it reconnects with its last id. A client shown few of the items (a participant) is sent a
+`position` event (an id, no data) when the stream is quiet and it passed over items since its last id, so that its id
+stays within the windows.
 
-Custody events still come from this replica's own consumer (`audit.live.after_commit`), as today: live only, without
-an id of their own (an SSE client keeps the last id it was given).
+A custody event reaches the stream when custody's relay published it, which may be a moment before audit applied it
+(and raised its flags): the flags follow on `audit.flags`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -39,39 +45,39 @@ from shared.kafka_security import KafkaSecurity, client_kwargs
 log = logging.getLogger("audit.stream")
 
 WINDOW = 1000
-"""Flags (records of `audit.flags`, all partitions together) a client may have missed and still resume without a
-`reset`."""
+"""Items of one feed (records of its topic, all partitions together) a client may have missed and still resume
+without a `reset`."""
 
 CATCH_UP_S = 2.0
-"""How long a resume waits for this replica's feed to reach an id another replica gave, before calling it forged."""
+"""How long a resume waits for this replica's feeds to reach an id another replica gave, before calling it forged."""
 
-MAX_ID_CHARS = 256  # a longer Last-Event-ID is not one of ours
-_ID = re.compile(r"\d{1,19}(\.\d{1,19}){0,63}")
+MAX_ID_CHARS = 1024  # a longer Last-Event-ID is not one of ours
+_PART = r"\d{1,19}(\.\d{1,19}){0,255}"
+_ID = re.compile(rf"{_PART}(-{_PART}){{0,7}}")
 
-Position = tuple[int, ...]
+Position = tuple[tuple[int, ...], ...]  # per feed, per partition: the next offset
 Item = dict[str, Any]
 Shown = Callable[[Item], Awaitable[dict[str, Any] | None]]
 
+_arrival = itertools.count()  # the order items were read in, across feeds (a resume replays them in that order)
+
 
 def encode(position: Position) -> str:
-    return ".".join(str(o) for o in position)
+    return "-".join(".".join(str(o) for o in part) for part in position)
 
 
 def decode(text: str | None) -> Position | None:
     """The position an id names, or None for anything that is not one (never raises)."""
     if not text or len(text) > MAX_ID_CHARS or not _ID.fullmatch(text):
         return None
-    return tuple(int(x) for x in text.split("."))
+    return tuple(tuple(int(x) for x in part.split(".")) for part in text.split("-"))
 
 
-def _streamed(event: CloudEvent) -> bool:
-    """What `/stream` shows of `audit.flags`: raised flags and decisions (the flag as it now is), as the stream
-    always did; not `audit.flag.updated` (a correction's evidence, not a flag)."""
-    return event.type != "audit.flag.updated" and isinstance(event.data, dict) and "id" in event.data
+class TopicFeed:
+    """Follows every partition of `topic` and broadcasts what `item` makes of each record, with its place; keeps
+    the last `window`. `event` names its items on the stream (and the feed in an item's place)."""
 
-
-class FlagFeed:
-    """Follows every partition of `topic` and broadcasts its flags with their place; keeps the last `window`."""
+    event = ""
 
     def __init__(
         self,
@@ -90,19 +96,24 @@ class FlagFeed:
         self.window = window
         self.retry_s = retry_s
         self.next: list[int] = []  # per partition: the offset after the last record read
-        self.floor: list[int] = []  # per partition: the window holds every record from this offset on
+        self.floor: list[int] = []  # per partition: the window holds every item from this offset on
         self.buffer: deque[tuple[int, int, Item]] = deque()  # (partition, offset, item), in the order read
+        self.ids: set[str] = set()  # the event ids in the window (one read twice is streamed once)
         self.ready = asyncio.Event()  # read up to where the topic ended when the feed started
         self._stopping = asyncio.Event()
         self._read = asyncio.Event()  # set, and replaced, each time a record was read
 
+    def item(self, event: CloudEvent) -> dict[str, Any] | None:
+        """The data the stream shows of `event`, or None: not shown."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         self._stopping.set()
 
-    def position(self) -> Position:
+    def position(self) -> tuple[int, ...]:
         return tuple(self.next)
 
-    def since(self, position: Position) -> list[Item] | None:
+    def since(self, position: tuple[int, ...]) -> list[Item] | None:
         """The window's items at or after `position`, in the order read; None when the window does not reach back
         that far, or the position is not one this feed could have given (other partitions, or ahead of it)."""
         if not self.ready.is_set() or len(position) != len(self.next):
@@ -111,23 +122,22 @@ class FlagFeed:
             return None
         return [item for part, offset, item in self.buffer if offset >= position[part]]
 
-    async def reached(self, position: Position, timeout_s: float) -> None:
-        """Wait (at most `timeout_s`) until this feed has read up to `position`: an id another replica gave may be
-        a little ahead of this one."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + timeout_s
-        while len(position) == len(self.next) and any(p > n for p, n in zip(position, self.next, strict=True)):
-            try:
-                await asyncio.wait_for(self._read.wait(), until - loop.time())
-            except TimeoutError:
-                return
+    def ahead(self, position: tuple[int, ...]) -> bool:
+        """Is `position` (of this feed's shape) further than this feed has read?"""
+        return len(position) == len(self.next) and any(p > n for p, n in zip(position, self.next, strict=True))
+
+    async def next_read(self) -> None:
+        """Returns once the feed has read another record."""
+        await self._read.wait()
 
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._follow()
             except Exception as exc:  # noqa: BLE001 - Kafka away or the topic missing: try again
-                log.warning("flag feed from %s stopped: %r; retrying in %.0f s", self.topic, exc, self.retry_s)
+                log.warning(
+                    "%s feed from %s stopped: %r; retrying in %.0f s", self.event, self.topic, exc, self.retry_s
+                )
                 try:
                     await asyncio.wait_for(self._stopping.wait(), self.retry_s)
                 except TimeoutError:
@@ -159,6 +169,7 @@ class FlagFeed:
                 self.next = [max(begins[tp], ends[tp] - back) for tp in tps]
                 self.floor = list(self.next)
                 self.buffer.clear()
+                self.ids.clear()
             for tp in tps:  # a restart after an error goes on from where it was
                 consumer.seek(tp, self.next[tp.partition])
             target = {tp: ends[tp] for tp in tps}
@@ -179,21 +190,110 @@ class FlagFeed:
         try:
             event = CloudEvent.from_kafka(record.headers, record.key, record.value)
         except EventDecodeError as exc:
-            log.warning("flag feed: record %s/%s skipped: %s", part, record.offset, exc)
+            log.warning("%s feed: record %s/%s skipped: %s", self.event, part, record.offset, exc)
             return
-        if not _streamed(event):
+        data = self.item(event)
+        if data is None or event.id in self.ids:
             return
-        item = {"event": "flag", "data": event.data, "at": (part, record.offset)}
+        item = {
+            "event": self.event,
+            "data": data,
+            "at": (self.event, part, record.offset),
+            "n": next(_arrival),
+            "ce_id": event.id,
+        }
         self.buffer.append((part, record.offset, item))
+        self.ids.add(event.id)
         while len(self.buffer) > self.window:
-            gone_part, gone_offset, _ = self.buffer.popleft()
+            gone_part, gone_offset, gone = self.buffer.popleft()
             self.floor[gone_part] = gone_offset + 1
+            self.ids.discard(gone["ce_id"])
         self.broadcaster.publish(item)
+
+
+class FlagFeed(TopicFeed):
+    """`audit.flags`: raised flags and decisions (the flag as it now is), as the stream always showed them; not
+    `audit.flag.updated` (a correction's evidence, not a flag)."""
+
+    event = "flag"
+
+    def item(self, event: CloudEvent) -> dict[str, Any] | None:
+        if event.type == "audit.flag.updated" or not isinstance(event.data, dict) or "id" not in event.data:
+            return None
+        return event.data
+
+
+class CustodyFeed(TopicFeed):
+    """`custody.events`: each custody event as the stream always showed it (its id, type, lot and time, and who
+    recorded it: a participant sees its own, `shared.visibility.sees_custody_event`)."""
+
+    event = "custody"
+
+    def item(self, event: CloudEvent) -> dict[str, Any] | None:
+        if not event.type.startswith("custody."):
+            return None
+        return {
+            "id": event.id,
+            "type": event.type,
+            "lot_id": event.key,
+            "time": event.time.isoformat(),
+            "actor": event.data.get("actor") if isinstance(event.data, dict) else None,
+        }
+
+
+class Feeds:
+    """The stream's sources, in the order their positions take in an id (flags, then custody events), all
+    broadcasting to one `Broadcaster`."""
+
+    def __init__(self, feeds: Sequence[TopicFeed], broadcaster: Broadcaster) -> None:
+        self.feeds = list(feeds)
+        self.broadcaster = broadcaster
+        self.index = {feed.event: i for i, feed in enumerate(self.feeds)}
+
+    @property
+    def ready(self) -> bool:
+        return all(feed.ready.is_set() for feed in self.feeds)
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(feed.ready.wait() for feed in self.feeds)), timeout_s)
+        except TimeoutError:
+            pass
+
+    def position(self) -> Position:
+        return tuple(feed.position() for feed in self.feeds)
+
+    def since(self, position: Position) -> list[Item] | None:
+        """Every feed's items at or after its part of `position`, in the order read; None when one of them does not
+        reach back that far or cannot have given it (`TopicFeed.since`), or the position is not of these feeds."""
+        if len(position) != len(self.feeds):
+            return None
+        out: list[Item] = []
+        for feed, part in zip(self.feeds, position, strict=True):
+            items = feed.since(part)
+            if items is None:
+                return None
+            out.extend(items)
+        return sorted(out, key=lambda item: int(item["n"]))
+
+    async def reached(self, position: Position, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until every feed has read up to its part of `position`: an id another replica
+        gave may be a little ahead of this one."""
+        if len(position) != len(self.feeds):
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        for feed, part in zip(self.feeds, position, strict=True):
+            while feed.ahead(part):
+                try:
+                    await asyncio.wait_for(feed.next_read(), until - loop.time())
+                except TimeoutError:
+                    return
 
 
 async def stream(
     *,
-    feed: FlagFeed,
+    feeds: Feeds,
     shown: Shown,
     subject: str,
     last_event_id: str | None,
@@ -201,27 +301,24 @@ async def stream(
     recheck_s: float = 1.0,
     wait_ready_s: float = 5.0,
 ) -> AsyncIterator[dict[str, str]]:
-    """`hello` (or `reset` then `hello`), the flags missed since `last_event_id`, then every flag and custody event
+    """`hello` (or `reset` then `hello`), the items missed since `last_event_id`, then every flag and custody event
     as it comes, each as `shown` lets the caller see it (None: not shown). Every `recheck_s` (and before each event)
     the caller's token is checked again: once revoked, a last `goodbye` event and the stream ends. Ends, without a
     word, when the caller's queue overflowed (it reconnects with its last id)."""
-    if not feed.ready.is_set():  # a fresh replica still reading its window: a resume needs it
-        try:
-            await asyncio.wait_for(feed.ready.wait(), wait_ready_s)
-        except TimeoutError:
-            pass
+    if not feeds.ready:  # a fresh replica still reading its windows: a resume needs them
+        await feeds.wait_ready(wait_ready_s)
     asked = decode(last_event_id) if last_event_id is not None else None
     if asked is not None:
-        await feed.reached(asked, CATCH_UP_S)
-    queue: Inbox = feed.broadcaster.subscribe()
+        await feeds.reached(asked, CATCH_UP_S)
+    queue: Inbox = feeds.broadcaster.subscribe()
     try:
-        missed = feed.since(asked) if asked is not None else None
-        cursor = list(asked if asked is not None and missed is not None else feed.position())
+        missed = feeds.since(asked) if asked is not None else None
+        cursor = [list(part) for part in (asked if asked is not None and missed is not None else feeds.position())]
         if last_event_id is not None and missed is None:
             reason = "malformed" if asked is None else "not within what this stream keeps"
             yield {"event": "reset", "data": json.dumps({"reason": f"Last-Event-ID {reason}: reload the flags"})}
-        told = tuple(cursor)  # the position its last id gave
-        yield {"event": "hello", "id": encode(told), "data": json.dumps({"subject": subject})}
+        told = encode(_frozen(cursor))  # the position its last id gave
+        yield {"event": "hello", "id": told, "data": json.dumps({"subject": subject})}
         pending: deque[Item] = deque(missed or ())
         while True:
             if queue.cut:
@@ -238,33 +335,35 @@ async def stream(
                 yield {"event": "goodbye", "data": json.dumps({"reason": "token revoked"})}
                 return
             if item is None:
-                if tuple(cursor) != told:  # quiet, and flags not shown to it read: keep its id within the window
-                    told = tuple(cursor)
-                    yield {"event": "position", "id": encode(told), "data": "{}"}
+                now = encode(_frozen(cursor))
+                if now != told:  # quiet, and items not shown to it read: keep its id within the windows
+                    told = now
+                    yield {"event": "position", "id": told, "data": "{}"}
                 continue
-            out = await _next(item, cursor, shown)
+            out = await _next(item, cursor, feeds.index, shown)
             if out is not None:
-                if "id" in out:
-                    told = tuple(cursor)
+                told = out["id"]
                 yield out
     finally:
-        feed.broadcaster.unsubscribe(queue)
+        feeds.broadcaster.unsubscribe(queue)
 
 
-async def _next(item: Item, cursor: list[int], shown: Shown) -> dict[str, str] | None:
-    """`item` as the caller's next event (moving its cursor past a flag), or None: sent before, or not shown."""
+def _frozen(cursor: list[list[int]]) -> Position:
+    return tuple(tuple(part) for part in cursor)
+
+
+async def _next(item: Item, cursor: list[list[int]], index: dict[str, int], shown: Shown) -> dict[str, str] | None:
+    """`item` as the caller's next event (moving its cursor past it), or None: sent before, not from a feed, or not
+    shown."""
     at = item.get("at")
-    if item["event"] == "flag":
-        if at is None:  # a flag told by this process alone: the feed brings it (from `audit.flags`)
-            return None
-        part, offset = at
-        if part >= len(cursor) or offset < cursor[part]:
-            return None
-        cursor[part] = offset + 1
+    if at is None or at[0] not in index:  # told by this process alone: the feeds bring what the stream shows
+        return None
+    name, part, offset = at
+    parts = cursor[index[name]]
+    if part >= len(parts) or offset < parts[part]:
+        return None
+    parts[part] = offset + 1
     data = await shown(item)
     if data is None:
         return None
-    out = {"event": item["event"], "data": json.dumps(data, default=str)}
-    if at is not None:
-        out["id"] = encode(tuple(cursor))
-    return out
+    return {"event": item["event"], "id": encode(_frozen(cursor)), "data": json.dumps(data, default=str)}

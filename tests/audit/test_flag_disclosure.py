@@ -11,7 +11,8 @@ manufacturer, several tiers below the mine.
   counterparties), and sees it once the mine chose `downstream`;
 - the mass mismatch's parties: the smelter (public by nature) shown, the second trader withheld; the mine named in
   the origin flag's evidence withheld as well, each listed in `withheld`;
-- the dashboard reads `/flags` and `/stream` with the participant's token: it is shown exactly those flags;
+- the dashboard reads `/flags` and `/stream` with the participant's token: it is shown exactly those flags, and its
+  own custody events;
 - a regulator reads the flags on the lots its grant opens, whole, and nothing else.
 """
 
@@ -26,11 +27,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from audit import repository, service
+from audit import repository, service, stream_feed
 from audit.config import Settings as AuditSettings
 from audit.live import Broadcaster
 from audit.replay import replay
+from audit.stream_feed import CustodyFeed, Feeds, FlagFeed
 from shared.auth import Principal
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, physical
 from tests.audit.conftest import System
 from tests.audit.test_scenario import deliver, into_metal, lot_body, ok
 from tests.conftest import ENV, OPERATOR, _admin, _migrate, bearer, pg_url
@@ -265,42 +268,71 @@ async def test_a_replay_gives_the_same_visibility(system: System, chain: Chain) 
 
 async def test_the_dashboard_shows_a_participant_token_only_its_flags(system: System, chain: Chain) -> None:
     """The dashboard (audit/dashboard/app.js) lists `GET /flags` and follows `GET /stream` with the token it was
-    given: a participant is shown the flags it may see, with the identities it may see, live too."""
+    given: a participant is shown the flags it may see, with the identities it may see, and its own custody events,
+    live too."""
     s, c = system, chain
     assert c.mismatch["id"] not in await _listed(s, c.first)
     assert c.mismatch["id"] in await _listed(s, c.maker, lot_id=c.ore)
-    # The live stream, as the dashboard's LiveStream reads it: the flags each listener may see, as it may see them.
+    # The live stream as `GET /stream` runs it (`audit.stream_feed`): feeds of this module's `audit.flags` and
+    # `custody.events`, each listener resuming from the start of their windows (everything this module wrote).
     pool = await asyncpg.create_pool(s.audit_dsn, min_size=1, max_size=2)
+    broadcaster = Broadcaster()
+    feeds = Feeds(
+        [
+            kind(bootstrap_servers=ENV.kafka_bootstrap, topic=physical(topic, s.prefix), broadcaster=broadcaster)
+            for kind, topic in ((FlagFeed, AUDIT_FLAGS), (CustodyFeed, CUSTODY_EVENTS))
+        ],
+        broadcaster,
+    )
+    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
     try:
-        audit = service.Audit(pool, Broadcaster(), 100)
-        listeners = {
-            who.id: service.stream(audit=audit, who=Principal(who.id, who.kind), recheck_s=0.2)
-            for who in (c.first, c.maker)
-        }
-        for events in listeners.values():
-            assert (await anext(events))["event"] == "hello"
-        ops = service.stream(audit=audit, who=Principal("operator", "operator"), recheck_s=0.2)
-        assert (await anext(ops))["event"] == "hello"
-        rows = await s.audit_rows(f"SELECT {repository.FLAG_COLUMNS} FROM flags WHERE id = $1", c.mismatch["id"])
-        data = json.loads(json.dumps(repository.flag_row(rows[0]), default=str))
-        audit.broadcaster.publish({"event": "flag", "data": data})
+        await feeds.wait_ready(30)
+        assert feeds.ready
+        start = stream_feed.encode(tuple(tuple(feed.floor) for feed in feeds.feeds))
+        audit = service.Audit(pool, broadcaster, 100)
 
-        async def next_flag(events: Any) -> dict[str, Any] | None:
+        async def streamed(who: Principal) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+            """The flags (by id, as last streamed) and the custody events `who`'s stream shows, until it is quiet."""
+            events = stream_feed.stream(
+                feeds=feeds,
+                shown=lambda item: service.as_seen(audit, who, item),
+                subject=who.subject,
+                last_event_id=start,
+                recheck_s=0.2,
+            )
+            flags: dict[str, dict[str, Any]] = {}
+            custody: list[dict[str, Any]] = []
             try:
-                item = await asyncio.wait_for(anext(events), 1.0)
-            except TimeoutError:
-                return None
-            return json.loads(item["data"]) if item["event"] == "flag" else None
+                assert (await anext(events))["event"] == "hello"  # not `reset`: the windows reach back to it
+                while True:
+                    try:
+                        item = await asyncio.wait_for(anext(events), 1.5)
+                    except (TimeoutError, StopAsyncIteration):
+                        return flags, custody
+                    if item["event"] == "flag":
+                        d = json.loads(item["data"])
+                        flags[d["id"]] = d
+                    elif item["event"] == "custody":
+                        custody.append(json.loads(item["data"]))
+            finally:
+                await events.aclose()
 
-        to_maker = await next_flag(listeners[c.maker.id])
-        assert to_maker is not None and to_maker["id"] == c.mismatch["id"]
+        maker_flags, maker_custody = await streamed(Principal(c.maker.id, c.maker.kind))
+        to_maker = maker_flags[c.mismatch["id"]]
         assert c.second.id not in json.dumps(to_maker) and to_maker["withheld"]
-        assert await next_flag(listeners[c.first.id]) is None  # raised after it let go: never sent to it
-        to_operator = await next_flag(ops)
-        assert to_operator is not None and sorted(to_operator["participants"]) == sorted(c.mismatch["participants"])
-        for events in (*listeners.values(), ops):
-            await events.aclose()
+        assert c.later["id"] not in maker_flags
+        assert maker_custody and {e["actor"] for e in maker_custody} == {c.maker.id}  # its own custody events only
+        first_flags, first_custody = await streamed(Principal(c.first.id, c.first.kind))
+        assert c.origin["id"] in first_flags
+        assert c.mismatch["id"] not in first_flags  # raised after it let go: never sent to it
+        assert first_custody and {e["actor"] for e in first_custody} == {c.first.id}
+        ops_flags, ops_custody = await streamed(Principal("operator", "operator"))
+        assert sorted(ops_flags[c.mismatch["id"]]["participants"]) == sorted(c.mismatch["participants"])
+        assert {c.mine.id, c.first.id, c.second.id, c.smelter.id, c.maker.id} <= {e["actor"] for e in ops_custody}
     finally:
+        for feed in feeds.feeds:
+            feed.stop()
+        await asyncio.gather(*tasks)
         await pool.close()
 
 

@@ -113,7 +113,7 @@ def open_stream(
     audit = service.Audit(app.state.runtime.pool, app.state.broadcaster, 100)
     return stream_feed.stream(
         feeds=feeds_of(app),
-        shown=lambda item: service._as_seen(audit, who, item),
+        shown=lambda item: service.as_seen(audit, who, item),
         subject=who.subject,
         last_event_id=last_event_id,
         recheck_s=0.2,

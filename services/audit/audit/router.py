@@ -171,7 +171,7 @@ async def stream(
     recheck_s = min(max(state.settings.auth_refresh_s / 2, 0.2), 5.0)
     events = stream_feed.stream(
         feeds=state.stream_feeds,
-        shown=lambda item: service._as_seen(audit, who, item),
+        shown=lambda item: service.as_seen(audit, who, item),
         subject=who.subject,
         last_event_id=last_event_id,
         still_valid=lambda: still_valid(state, who),

@@ -4,16 +4,15 @@ the live stream.
 Each runs on the service's asyncpg pool (the projection's hot path shares its database), one transaction per use
 case. A decision is recorded (`flag_decisions`) with its two events in the outbox, in one transaction: the decision
 on `audit.decisions` (what a replay re-applies) and the flag as it now is on `audit.flags`; then the relay is woken
-and the live stream told. Who may decide what is `audit.domain.authorize`; who may see what is `shared.visibility`,
-applied in every use case.
+(every replica's `/stream` shows the flag from `audit.flags`: `audit.stream_feed`). Who may decide what is
+`audit.domain.authorize`; who may see what is `shared.visibility`, applied in every use case.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -265,8 +264,7 @@ async def decide(
         )
         decisions = await repository.decisions_of(conn, flag_id)
         parties = await _parties(conn, audit, who, [repository.flag_row(row)])
-    outbox_committed()
-    audit.broadcaster.publish({"event": "flag", "data": flag_data})
+    outbox_committed()  # the flag as it now is reaches /stream from audit.flags, on every replica
     return _detail(row, decisions, who, parties)
 
 
@@ -389,10 +387,10 @@ def risk_factors(flags: Sequence[schemas.Flag]) -> list[schemas.OriginRiskFactor
 _RISK_FACTOR_FIELDS = ("place", "factor", "level", "effective_from", "effective_to", "source")
 
 
-# --- the live stream --------------------------------------------------------------------------------------------
+# --- the live stream (`audit.stream_feed`: what each listener may see of an item) -------------------------------------
 
 
-async def _as_seen(audit: Audit, who: Principal, item: dict[str, Any]) -> dict[str, Any] | None:
+async def as_seen(audit: Audit, who: Principal, item: dict[str, Any]) -> dict[str, Any] | None:
     """One item of the stream as `who` may see it (`shared.visibility`), or None: a participant's own custody
     events; the flags it may see (as `GET /flags` would list them: a former holder none raised after its hand-off),
     with the identities disclosure allows; an officer the flags in its scope; a regulator the flags on the lots its
@@ -428,28 +426,3 @@ async def _as_seen(audit: Audit, who: Principal, item: dict[str, Any]) -> dict[s
         ):
             shown = {k: v for k, v in shown.items() if k != "decision"}
     return shown
-
-
-async def stream(
-    *, audit: Audit, who: Principal, still_valid: Callable[[], bool] = lambda: True, recheck_s: float = 1.0
-) -> AsyncIterator[dict[str, str]]:
-    """`hello`, then every flag and custody event the caller may see, as server-sent events, as they come. Every
-    `recheck_s` (and before each event) the caller's token is checked again (`still_valid`: the verifier's
-    revocation list, reloaded every AUTH_REFRESH_S): once revoked, a last `goodbye` event and the stream ends."""
-    queue = audit.broadcaster.subscribe()
-    try:
-        yield {"event": "hello", "data": json.dumps({"subject": who.subject})}
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), recheck_s)
-            except TimeoutError:
-                item = None
-            if not still_valid():
-                yield {"event": "goodbye", "data": json.dumps({"reason": "token revoked"})}
-                return
-            if item is not None and (data := await _as_seen(audit, who, item)) is not None:
-                yield {"event": item["event"], "data": json.dumps(data, default=str)}
-    except asyncio.CancelledError:
-        raise
-    finally:
-        audit.broadcaster.unsubscribe(queue)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import shutil
 import signal
@@ -83,6 +84,11 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         """Every node, comma separated (the services' KAFKA_BOOTSTRAP_SERVERS)."""
         return ",".join(n.address for n in self.nodes)
+
+    @property
+    def live_bootstrap(self) -> str:
+        """The nodes running now (a client bootstrapping from a dead one waits for its timeout first)."""
+        return ",".join(n.address for n in self.nodes if n.alive)
 
     def node(self, node_id: int) -> Node:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -163,16 +169,29 @@ def _java(heap: str, node: Node) -> list[str]:
     ]
 
 
-async def _brokers(bootstrap: str) -> set[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+@asynccontextmanager
+async def cluster_admin(bootstrap: str, request_timeout_ms: int = 5000) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client of the test's cluster, without aiokafka's ERROR line for every connection a node still
+    starting, or killed, refuses (expected here; a failure says what it waited for)."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
     try:
         await admin.start()
-        cluster: dict[str, Any] = await admin.describe_cluster()
+        yield admin
+    finally:
+        await admin.close()
+        logger.setLevel(level)
+
+
+async def _brokers(bootstrap: str) -> set[int]:
+    try:
+        async with cluster_admin(bootstrap, 3000) as admin:
+            cluster: dict[str, Any] = await admin.describe_cluster()
         return {int(b["node_id"]) for b in cluster.get("brokers", [])}
     except Exception:  # noqa: BLE001 - not formed yet
         return set()
-    finally:
-        await admin.close()
 
 
 async def wait_brokers(cluster: KafkaCluster, expected: set[int], *, timeout_s: float, what: str) -> None:
@@ -184,8 +203,7 @@ async def wait_brokers(cluster: KafkaCluster, expected: set[int], *, timeout_s: 
         for n in cluster.nodes:
             if n.node_id not in cluster.killed and not n.alive:
                 pytest.fail(f"Kafka node {n.node_id} exited ({what}):\n{cluster.logs()}")
-        live = ",".join(n.address for n in cluster.nodes if n.alive)
-        seen = await _brokers(live) if live else set()
+        seen = await _brokers(cluster.live_bootstrap) if cluster.live_bootstrap else set()
         if seen == expected:
             return
         if time.monotonic() > deadline:

@@ -301,6 +301,24 @@ async def test_backdating_lots_does_not_reset_the_yearly_count(dbs: tuple[str, s
     assert others == set()  # the honest mine's 800 kg of the year: nothing
 
 
+async def test_a_capacity_known_after_the_lots_flags_the_lot_that_passed_it(dbs: tuple[str, str]) -> None:
+    """The mine's declared capacity reaches audit after its lots (another replica applied the registry's partition
+    later, or the mine declared it late): the year is judged when it arrives, with the flag the capacity known first
+    gives (the same lot, in production order, the same evidence)."""
+    a, _ = dbs
+    events, ids = capacity_stream()
+    mine = ids["mine"]
+    key = ("capacity_exceeded", f"{mine}:tin:2026")
+    await empty(a)
+    await apply(a, Projection(publish=False), events, batch=100)
+    first = (await flags(a))[key]
+    await empty(a)
+    await apply(a, Projection(publish=False), [*events[2:], *events[:2]], batch=1)  # the participants last
+    late = (await flags(a))[key]
+    assert late["lot_id"] == first["lot_id"] == ids["lots"][4]
+    assert (late["summary"], late["evidence"]) == (first["summary"], first["evidence"])
+
+
 # --- through the broker: a replay of such a topic ends with the same flags ----------------------------------------
 
 

@@ -5,7 +5,7 @@ judged before this fact reached audit (`screening.rejudged`)."""
 from __future__ import annotations
 
 from audit.projection import screening
-from audit.projection.context import Context
+from audit.projection.context import About, Context
 from audit.projection.decode import CahraUpdated, CertificationChanged, ParticipantChanged, intern, intern_opt
 from audit.rules import Area
 
@@ -23,6 +23,8 @@ def on_participant(ctx: Context, ev: ParticipantChanged) -> None:
     ctx.journal.set(ctx.changes.participants, ev.id, row)
     if ev.kind != "mine":
         return
+    if (known is None or known[1] != ev.capacity) and s.lots_by_mine.get(ev.id):
+        _capacity_known(ctx, ev.id)
     place = (intern(ev.country), intern_opt(ev.region), intern_opt(ev.mining_type))
     if s.mines.get(ev.id) == place:
         return
@@ -35,6 +37,19 @@ def on_participant(ctx: Context, ev: ParticipantChanged) -> None:
             screening.origin(ctx, lot_id, rejudge=why)
     for lot_id in s.declared_by_mine.get(ev.id, ()):
         screening.declared(ctx, lot_id, rejudge=why)
+
+
+def _capacity_known(ctx: Context, mine: str) -> None:
+    """A mine's declared capacity known (or changed) after lots of its were applied: each year of its production is
+    judged against it, as it would have been had the capacity come first (the lot that passes it is found in
+    production order, whatever order the lots came in; a year flagged once stays flagged)."""
+    s = ctx.state
+    for (who, mineral, year), lots in list(s.production.items()):
+        if who != mine or not lots:
+            continue
+        first = s.mine_lots.get(lots[0][2])
+        about = About(lots[0][2], first.event_id if first else lots[0][2], "custody.lot.registered", mine)
+        screening.capacity(ctx, mine, mineral, year, about)
 
 
 def on_certification(ctx: Context, ev: CertificationChanged) -> None:

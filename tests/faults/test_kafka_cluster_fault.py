@@ -101,7 +101,9 @@ async def kill_under_writes(
 
         return cond
 
-    limits = httpx.Limits(max_connections=CLIENTS)
+    # Idle connections dropped after 1 s: httpx's default (5 s) equals uvicorn's keep-alive timeout, and a request
+    # sent on a connection the server is closing at that moment fails with ReadError (seen once in eight runs).
+    limits = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=1.0)
     async with (
         httpx.AsyncClient(base_url=url["registry"], timeout=10) as reg,
         httpx.AsyncClient(base_url=url["custody"], timeout=15, limits=limits) as c,

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from tests.conftest import ROOT, free_port
 
@@ -194,6 +195,24 @@ async def _brokers(bootstrap: str) -> set[int]:
         return set()
 
 
+async def group_coordinated_by(cluster: KafkaCluster, node_id: int, prefix: str, *, timeout_s: float = 30) -> str:
+    """A consumer group id (`<prefix>-<random>`) whose coordinator is node `node_id`: the partition of the offsets
+    topic a group maps to is a hash of its id, so random ids are tried until one lands there (a third of them, with a
+    leader per node). The first ask creates the offsets topic; until it has leaders the brokers answer "not
+    available"."""
+    deadline = time.monotonic() + timeout_s
+    async with cluster_admin(cluster.bootstrap) as admin:
+        while True:
+            group = f"{prefix}-{uuid.uuid4().hex[:8]}"
+            try:
+                if await admin.find_coordinator(group) == node_id:
+                    return group
+            except KafkaError:
+                await asyncio.sleep(0.2)
+            if time.monotonic() > deadline:
+                pytest.fail(f"no group coordinated by node {node_id} after {timeout_s:.0f}s\n{cluster.logs()}")
+
+
 async def wait_brokers(cluster: KafkaCluster, expected: set[int], *, timeout_s: float, what: str) -> None:
     """Until the cluster's metadata lists exactly `expected` (unfenced brokers), failing with the logs when a node
     that should run exits or the time runs out."""
@@ -226,6 +245,7 @@ async def kafka_cluster(
         [Node(i, free_port(), free_port(), home / f"node-{i}") for i in range(1, nodes + 1)], heap=heap
     )
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
+    # `--cluster-id=<id>`: an id may begin with "-", which the tool would take for an option (1 in 64).
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     t0 = time.monotonic()
     try:
@@ -237,7 +257,14 @@ async def kafka_cluster(
             log = (n.home / "console.log").open("ab")
             formats.append(
                 subprocess.Popen(
-                    [*_java("128m", n), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                    [
+                        *_java("128m", n),
+                        "kafka.tools.StorageTool",
+                        "format",
+                        f"--cluster-id={cluster_id}",
+                        "-c",
+                        str(props),
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

@@ -31,7 +31,7 @@ from tests.conftest import free_port, own_databases, session_prefix, settings_en
 from tests.faults.conftest import dsn, fetch, register_party, scalar
 from tests.faults.test_kafka_outage import CLIENTS, Writes, writer
 from tests.helpers import read_topic, spawn, stop, wait_for, wait_http_ok
-from tests.kafka_cluster import KafkaCluster, cluster_admin, kafka_cluster, wait_brokers
+from tests.kafka_cluster import KafkaCluster, cluster_admin, group_coordinated_by, kafka_cluster, wait_brokers
 
 WRITES_BEFORE = 45  # a few seconds of writing (about 20 a second) before the kill
 WRITES_AFTER = 120  # and some more with one broker dead
@@ -55,9 +55,11 @@ async def check_layout(cluster: KafkaCluster, prefix: str) -> None:
 
 
 @asynccontextmanager
-async def services_on(cluster: KafkaCluster, urls: dict[str, str], prefix: str) -> AsyncIterator[dict[str, str]]:
-    """Registry, custody and audit as processes, the three brokers their bootstrap servers; yields their URLs once
-    they are ready, and checks on the way out that none of them died."""
+async def services_on(
+    cluster: KafkaCluster, urls: dict[str, str], prefix: str, groups: dict[str, str]
+) -> AsyncIterator[dict[str, str]]:
+    """Registry, custody and audit (consumer groups `groups`) as processes, the three brokers their bootstrap servers;
+    yields their URLs once they are ready, and checks on the way out that none of them died."""
     ports = {s: free_port() for s in ("registry", "custody", "audit")}
     url = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     common = {"kafka_bootstrap_servers": cluster.bootstrap, "relay_poll_interval_s": 0.2}
@@ -65,7 +67,7 @@ async def services_on(cluster: KafkaCluster, urls: dict[str, str], prefix: str) 
     procs = {}
     try:
         for s in ports:
-            more = common if s == "registry" else {**clients, "consumer_group": f"{s}-{uuid.uuid4().hex}"}
+            more = common if s == "registry" else {**clients, "consumer_group": groups[s]}
             procs[s] = spawn(s, settings_env(s, urls, prefix, port=ports[s], **more), f"faults-kcluster-{s}.log")
         for s, proc in procs.items():
             await wait_http_ok(f"{url[s]}/readyz", proc=proc, timeout_s=60)
@@ -81,17 +83,18 @@ async def services_on(cluster: KafkaCluster, urls: dict[str, str], prefix: str) 
 class Kill:
     victim: int
     controller: int
+    coordinator: int  # of audit's consumer group
     led: list[int]  # the partitions of custody.events it led
     rss_mib: dict[int, float]  # of every node just before
     failover_s: float = 0.0
 
 
 async def kill_under_writes(
-    cluster: KafkaCluster, topic: str, url: dict[str, str], custody_dsn: str
+    cluster: KafkaCluster, topic: str, url: dict[str, str], custody_dsn: str, group: str
 ) -> tuple[Writes, Kill]:
-    """Four clients register, ship and receive lots; after `WRITES_BEFORE` writes the active controller (a leader of
-    `topic`) is SIGKILLed; the writing goes on until the other two lead its partitions and `WRITES_AFTER` more
-    writes were answered."""
+    """Four clients register, ship and receive lots; after `WRITES_BEFORE` writes the node coordinating audit's
+    consumer `group` (chosen to be the active controller), a leader of `topic` too, is SIGKILLed; the writing goes on
+    until the other two lead its partitions and `WRITES_AFTER` more writes were answered."""
     w = Writes()
 
     def writes_at_least(n: int, phase: str) -> Callable[[], Awaitable[bool]]:
@@ -115,9 +118,15 @@ async def kill_under_writes(
             await wait_for(writes_at_least(WRITES_BEFORE, "before"), timeout_s=30, what="writes before the kill")
             led = await leaders(cluster.bootstrap, topic)
             controller = cluster.active_controller()
-            # Leaders are spread evenly, so the controller leads some partitions; if not, the leader of the most.
-            victim = controller if controller in led.values() else Counter(led.values()).most_common(1)[0][0]
-            kill = Kill(victim, controller, sorted(p for p, n in led.items() if n == victim), cluster.rss_mib())
+            async with cluster_admin(cluster.bootstrap) as admin:
+                coordinator = await admin.find_coordinator(group)
+            # Leaders are spread evenly (two of six partitions a node), so the coordinator leads some; if not, the
+            # controller, or the leader of the most.
+            victim = next(
+                (n for n in (coordinator, controller) if n in led.values()), Counter(led.values()).most_common(1)[0][0]
+            )
+            led_by_victim = sorted(p for p, n in led.items() if n == victim)
+            kill = Kill(victim, controller, coordinator, led_by_victim, cluster.rss_mib())
             cluster.kill(victim)
             w.phase = "down"
             t_kill = time.monotonic()
@@ -186,9 +195,15 @@ async def test_a_broker_killed_under_writes_loses_nothing(infra: None, tmp_path:
         await check_layout(cluster, prefix)
         custody_dsn, audit_dsn = dsn(urls["custody"]), dsn(urls["audit"])
         topic = physical(CUSTODY_EVENTS, prefix)
-        async with services_on(cluster, urls, prefix) as url:
-            # 1. The active controller, a leader of custody.events, SIGKILLed under a steady stream of writes.
-            w, kill = await kill_under_writes(cluster, topic, url, custody_dsn)
+        # Audit's consumer group coordinated by the active controller: the node killed is both.
+        groups = {
+            "custody": f"custody-{uuid.uuid4().hex[:8]}",
+            "audit": await group_coordinated_by(cluster, cluster.active_controller(), "audit"),
+        }
+        async with services_on(cluster, urls, prefix, groups) as url:
+            # 1. The active controller, audit's group coordinator and a leader of custody.events, SIGKILLed under a
+            #    steady stream of writes.
+            w, kill = await kill_under_writes(cluster, topic, url, custody_dsn, groups["audit"])
             t_end = time.monotonic()
 
             # 2. No write refused: every one a 2xx, before and after the kill.
@@ -208,8 +223,8 @@ async def test_a_broker_killed_under_writes_loses_nothing(infra: None, tmp_path:
         print(
             f"\n  cluster of {len(cluster.nodes)} up in {cluster.started_s:.1f}s; {w.total()} writes in "
             f"{t_end - t0:.1f}s ({ {p: w.total(p) for p in ('before', 'down')} }), all 2xx; node {kill.victim} "
-            f"killed (controller {kill.controller}; led custody.events partitions {kill.led}), its partitions led "
-            f"elsewhere {kill.failover_s:.1f}s later; all events on the topic ({copies} sent twice) and applied once "
-            f"by audit {sync_s:.1f}s after the writes ended; RSS MiB before the kill {kill.rss_mib}, at the end "
-            f"{cluster.rss_mib()}; {time.monotonic() - t0:.0f}s in all"
+            f"killed (controller {kill.controller}, audit's coordinator {kill.coordinator}; led custody.events "
+            f"partitions {kill.led}), its partitions led elsewhere {kill.failover_s:.1f}s later; all events on the "
+            f"topic ({copies} sent twice) and applied once by audit {sync_s:.1f}s after the writes ended; RSS MiB "
+            f"before the kill {kill.rss_mib}, at the end {cluster.rss_mib()}; {time.monotonic() - t0:.0f}s in all"
         )

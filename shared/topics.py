@@ -118,7 +118,8 @@ class TopicLayout:
 class TopicSettings(KafkaSecurity):
     """The environment of `python -m shared.topics` (MCOC_ in front of each name); its options win over these."""
 
-    model_config = SettingsConfigDict(env_prefix="MCOC_", extra="ignore", frozen=True)
+    # empty is unset: the compose file passes each one through, empty when the shell has none
+    model_config = SettingsConfigDict(env_prefix="MCOC_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     topic_replication_factor: int = Field(1, description="Replicas of each new topic (3 on a cluster).")
     topic_min_insync_replicas: int | None = Field(

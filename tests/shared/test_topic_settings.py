@@ -25,7 +25,7 @@ from shared.topics import (
     sync_topics,
     topic_configs,
 )
-from tests.conftest import ENV
+from tests.conftest import ENV, ROOT
 from tests.helpers import wait_for
 
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
@@ -75,6 +75,22 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCOC_TOPIC_RETENTION_MS", '{"nope": 1}')
     with pytest.raises(ValidationError, match="unknown topics"):
         TopicSettings()
+
+
+def test_empty_settings_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose file's `topics` job passes each through, empty when the shell has none."""
+    for name in ("MCOC_TOPIC_REPLICATION_FACTOR", "MCOC_TOPIC_MIN_INSYNC_REPLICAS", "MCOC_TOPIC_RETENTION_MS"):
+        monkeypatch.setenv(name, "")
+    settings = TopicSettings()
+    assert (settings.topic_replication_factor, settings.topic_min_insync_replicas) == (1, None)
+    assert settings.topic_retention_ms == {}
+
+
+def test_the_compose_topics_job_passes_the_topic_settings_through() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    job = compose[compose.index("\n  topics:") : compose.index("\n  registry:")]
+    for name in ("MCOC_TOPIC_REPLICATION_FACTOR", "MCOC_TOPIC_MIN_INSYNC_REPLICAS", "MCOC_TOPIC_RETENTION_MS"):
+        assert f"{name}: ${{{name}:-}}" in job
 
 
 def test_the_cli_refuses_a_wrong_layout(capsys: pytest.CaptureFixture[str]) -> None:

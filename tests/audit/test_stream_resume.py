@@ -110,7 +110,7 @@ def open_stream(
     """`who`'s `/stream` on `app` (the operator's by default), as the route builds it (httpx over ASGI cannot read a
     response that never ends: the route itself is read over HTTP in
     `test_a_bad_last_event_id_starts_afresh_over_http`)."""
-    audit = service.Audit(app.state.runtime.pool, app.state.broadcaster, 100)
+    audit = service.Audit(app.state.runtime.pool, 100)
     return stream_feed.stream(
         feeds=feeds_of(app),
         shown=lambda item: service.as_seen(audit, who, item),

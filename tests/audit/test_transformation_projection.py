@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from audit.live import Broadcaster
 from audit.projection import Projection
 from audit.service import Audit, lot_risk
 from custody.service import transformation_digest
@@ -160,7 +159,7 @@ async def test_a_risk_summary_deeper_than_its_limit_says_where_it_stopped(db: st
     await applied(db, events)
     pool = await asyncpg.create_pool(db, min_size=1, max_size=2)
     try:
-        audit = Audit(pool=pool, broadcaster=Broadcaster(), max_depth=100)
+        audit = Audit(pool=pool, max_depth=100)
         operator = Principal(subject="operator", kind="operator")
         cut = await lot_risk(audit=audit, who=operator, lot_id=chain[-1])
         assert cut.upstream_lots == 100 and cut.origins == []

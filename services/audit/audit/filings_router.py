@@ -151,9 +151,7 @@ _routes("emrt", "EMRT (Extended Minerals Reporting Template: cobalt, copper, gra
 
 def _lot_audit(request: Request) -> service.LotAudit:
     state = request.app.state
-    return service.LotAudit(
-        state.runtime.pool, state.broadcaster, state.settings.trace_max_depth, state.settings.trace_max_lots
-    )
+    return service.LotAudit(state.runtime.pool, state.settings.trace_max_depth, state.settings.trace_max_lots)
 
 
 LotAuditDep = Annotated[service.LotAudit, Depends(_lot_audit)]

@@ -59,11 +59,10 @@ class Broadcaster:
                 q.put_nowait(item)
 
 
-def after_commit(projection: Projection, broadcaster: Broadcaster | None = None) -> None:
+def after_commit(projection: Projection) -> None:
     """After the consumer's commit: wake the relay when flags were raised or a registry fact may have re-judged flags
     (audit.flag.updated). Nothing goes to /stream from here: every replica reads the custody events and the flags
-    from their topics (`audit.stream_feed`), whichever replica applied them. (`broadcaster` is not used: it goes
-    once the consumer's wiring stops passing it.)"""
+    from their topics (`audit.stream_feed`), whichever replica applied them."""
     raised, seen = projection.drain()
     if raised or any(e.type.startswith("registry.") for e in seen):
         outbox_committed()

@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.consumer_enabled:
             return feeds.feeds
         projection = Projection(thresholds=settings.thresholds())
-        consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection, broadcaster))
+        consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection))
         checker = OverdueChecker(
             settings.asyncpg_dsn,
             Projection(thresholds=settings.thresholds()),

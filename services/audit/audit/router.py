@@ -19,9 +19,7 @@ router = APIRouter(responses=problem_responses(401, 403, 422, 503))
 
 def _audit(request: Request) -> service.Audit:
     state = request.app.state
-    return service.Audit(
-        state.runtime.pool, state.broadcaster, state.settings.trace_max_depth, state.settings.trace_max_lots
-    )
+    return service.Audit(state.runtime.pool, state.settings.trace_max_depth, state.settings.trace_max_lots)
 
 
 AuditDep = Annotated[service.Audit, Depends(_audit)]

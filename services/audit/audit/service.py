@@ -22,7 +22,6 @@ import asyncpg
 from audit import domain, repository, rules, schemas
 from audit.domain import Caller, DecisionKind, DecisionRefused, FlagOnLots, FlagStatus, NotYours, Standing
 from audit.events import DECISION_EVENTS
-from audit.live import Broadcaster
 from audit.repository import EVERYONE, FlagFilter, Viewer
 from shared.auth import Principal, refuse_regulator
 from shared.events import new_event
@@ -43,11 +42,10 @@ SOURCE = "/audit"
 
 @dataclass(frozen=True, slots=True)
 class Audit:
-    """What the use cases run on: the pool, the live stream's fan-out, how deep genealogy walks go, and how many
-    lots a risk summary walks at most (`GenealogySettings`)."""
+    """What the use cases run on: the pool, how deep genealogy walks go, and how many lots a risk summary walks at
+    most (`GenealogySettings`)."""
 
     pool: asyncpg.Pool
-    broadcaster: Broadcaster
     max_depth: int
     max_lots: int = 10_000
 

@@ -16,10 +16,12 @@ are already in `processed_events`, so the handler never sees them twice. When th
 (or its outcome is unknown), `on_abort` is called, so a handler that keeps state in memory can drop it.
 
 With `lock_key`, the consumer holds a session-level advisory lock of that key on its own connection while it runs, and
-reads nothing from Kafka before it has it: a projection with one writer (audit's) is kept that way. A second consumer
-with the same key waits for the lock (tried every `lock_poll_s`, saying who holds it), without joining the consumer
-group, and takes over when the first one's connection ends; a replay takes the same lock and refuses to run while
-a consumer holds it. When the lock is (re)taken, `on_abort` is called first: someone else may have written meanwhile.
+reads nothing from Kafka before it has it. Exclusive, a second consumer with the same key waits for the lock (tried
+every `lock_poll_s`, saying who holds it), without joining the consumer group, and takes over when the first one's
+connection ends. Shared (`lock_shared`, audit's: its replicas are one consumer group and order their batches
+themselves, `audit.projection.head`), every consumer holds it at once, and only an exclusive holder keeps them waiting:
+a replay takes the lock exclusively and refuses to run while any consumer holds it. When the lock is (re)taken,
+`on_abort` is called first: someone else may have written meanwhile.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[]
 """
 
 TRY_LOCK_SQL = "SELECT pg_try_advisory_lock($1)"
+TRY_LOCK_SHARED_SQL = "SELECT pg_try_advisory_lock_shared($1)"
 # Who holds the session-level advisory lock of a bigint key in this database: pg_locks shows the key's high and low
 # 32 bits as classid and objid, with objsubid 1.
 LOCK_HOLDERS_SQL = """
@@ -155,6 +158,7 @@ class EventConsumer:
         server_settings: Mapping[str, str] | None = None,
         commit_interval_s: float = 0.0,
         lock_key: int | None = None,
+        lock_shared: bool = False,
         lock_poll_s: float = 1.0,
         security: KafkaSecurity | None = None,
     ) -> None:
@@ -186,6 +190,7 @@ class EventConsumer:
         self.staged_batches = 0  # batches written in one statement
         self.offset_commits = 0  # offset commits Kafka acknowledged
         self.lock_key = lock_key  # held on `_conn` while running (see the module's docstring)
+        self.lock_shared = lock_shared
         self.lock_poll_s = lock_poll_s
         self._locked = False
 
@@ -495,14 +500,16 @@ class EventConsumer:
         touched: a consumer waiting for the lock is no member of the group, so it holds no partition back."""
         assert self.lock_key is not None
         waited = False
-        while not await conn.fetchval(TRY_LOCK_SQL, self.lock_key):
+        take = TRY_LOCK_SHARED_SQL if self.lock_shared else TRY_LOCK_SQL
+        while not await conn.fetchval(take, self.lock_key):
             if not waited:
                 waited = True
                 holders = ", ".join(await lock_holders(conn, self.lock_key)) or "another session"
                 log.warning(
-                    "consumer %s waits: the projection's writer lock is held by %s; taking over when it ends",
+                    "consumer %s waits: the projection's writer lock is held by %s; %s when it ends",
                     self.group_id,
                     holders,
+                    "starting" if self.lock_shared else "taking over",
                 )
             await self._wait(self.lock_poll_s)
             if self._stopping.is_set():

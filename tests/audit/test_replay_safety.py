@@ -1,8 +1,8 @@
 """`audit.replay` is the projection's one writer, and asks before it empties anything (issue 22, part 4).
 
 On the code before, a replay emptied a database a live consumer was writing to, and did so without a word: here it
-refuses while a consumer holds the database (naming it and saying what to do), a second live consumer waits for the
-first, and the command line refuses to overwrite rows without a terminal to ask or `--yes`."""
+refuses while any consumer holds the database (naming them and saying what to do), a consumer started during a
+replay waits for its end, and the command line refuses to overwrite rows without a terminal to ask or `--yes`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from audit.config import Settings as AuditSettings
-from audit.consumer import make_consumer
+from audit.consumer import PROJECTION_LOCK_KEY, make_consumer
 from audit.replay import ReplayRefused, ask, replay
 from shared.consumer import EventConsumer
 from shared.topics import delete_topics, ensure_topics
@@ -87,41 +87,55 @@ async def test_a_replay_refuses_while_a_live_consumer_holds_the_database(db: str
     await put_marker(db)
     live = make_consumer(settings, group_id=f"safety-{uuid.uuid4().hex[:6]}")
     task = await running(live)
+    # A second replica's consumer runs beside the first (issue 27: one consumer group, `audit.projection.head`).
     second = make_consumer(settings, group_id=live.group_id)
-    second.lock_poll_s = 0.1
-    second_task = asyncio.create_task(second.run())
+    second_task = await running(second)
     try:
         with pytest.raises(ReplayRefused) as refused:
             await replay(settings, progress=False)
         message = str(refused.value)
-        assert "audit-consumer" in message  # the holder's application_name, from pg_stat_activity
+        assert message.count("audit-consumer") >= 2  # both holders, by application_name from pg_stat_activity
         assert "pid" in message
         assert "AUDIT_CONSUMER_ENABLED=false" in message
         assert await marker_kept(db)  # nothing was emptied
-
-        # A second live consumer waits for the lock instead of writing beside the first (and joins no group).
-        await asyncio.sleep(0.5)
-        assert not second.holds_lock and second._consumer is None
-    finally:
         live.stop()
         await task
-
-    # The first one stopped: the second takes over.
-    async def took_over() -> bool:
-        return second.holds_lock
-
-    try:
-        await wait_for(took_over, timeout_s=20, what="the second consumer to take over")
-        with pytest.raises(ReplayRefused):
+        with pytest.raises(ReplayRefused):  # one consumer still runs
             await replay(settings, progress=False)
     finally:
+        live.stop()
         second.stop()
+        await task
         await second_task
 
-    # Nobody holds it any more: the replay runs (and a consumer started meanwhile would wait).
+    # Nobody holds it any more: the replay runs.
     result = await replay(settings, progress=False)
     assert result.events == 0
     assert not await marker_kept(db)
+
+
+async def test_a_consumer_started_during_a_replay_waits_for_its_end(db: str, prefix: str) -> None:
+    settings = settings_for(db, prefix)
+    replaying = await asyncpg.connect(db)  # holds the lock as a replay does: exclusively
+    try:
+        assert await replaying.fetchval("SELECT pg_try_advisory_lock($1)", PROJECTION_LOCK_KEY)
+        waiting = make_consumer(settings, group_id=f"safety-{uuid.uuid4().hex[:6]}")
+        waiting.lock_poll_s = 0.1
+        task = asyncio.create_task(waiting.run())
+        try:
+            await asyncio.sleep(0.5)
+            assert not waiting.holds_lock and waiting._consumer is None  # it joined no group, read nothing
+            await replaying.execute("SELECT pg_advisory_unlock($1)", PROJECTION_LOCK_KEY)
+
+            async def started() -> bool:
+                return waiting.holds_lock
+
+            await wait_for(started, timeout_s=20, what="the consumer to start once the replay let go")
+        finally:
+            waiting.stop()
+            await task
+    finally:
+        await replaying.close()
 
 
 async def test_the_command_line_refuses_to_overwrite_without_a_terminal_or_yes(db: str, prefix: str) -> None:

@@ -3,12 +3,12 @@
 
 Runs inside the service (`AUDIT_CONSUMER_ENABLED=true`, the default) or alone: `python -m audit.consumer`.
 
-The projection has one writer: the consumer holds a session-level advisory lock (`PROJECTION_LOCK_KEY`) on its own
-connection while it runs, and `python -m audit.replay` takes the same lock and refuses to run while it is held. A
-second live consumer on the same database (a second audit replica, or the service beside `python -m audit.consumer`)
-waits for the lock without joining the consumer group and takes over when the first one's connection ends: until
-audit reads as a consumer group of several members (issue 27), one writer at a time is what keeps its in-memory state
-true.
+Any number of consumers (audit replicas, or the service beside `python -m audit.consumer`) share the topics'
+partitions as one consumer group, and their batches are applied one after the other on one projection, each on the
+state every batch before it left (`audit.projection.head`): together they raise exactly the flags one consumer
+raises. Each holds the advisory lock `PROJECTION_LOCK_KEY` shared on its own connection while it runs;
+`python -m audit.replay` takes it exclusively, so it refuses to run while any consumer runs, and a consumer started
+during a replay waits for it to end.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def make_consumer(
     group_id: str | None = None,
 ) -> EventConsumer:
     projection = projection or Projection(thresholds=settings.thresholds())
+    projection.writer = f"{settings.service_name}-consumer"  # as `projection_head.writer` names it
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -48,7 +49,8 @@ def make_consumer(
         after_commit=after_commit,
         on_abort=projection.discard,  # its in-memory state follows the tables only through committed batches
         first_topics=[REGISTRY_EVENTS],  # reference data before the custody events recorded after it, as a replay
-        lock_key=PROJECTION_LOCK_KEY,  # one writer of the projection; a replay refuses while it is held
+        lock_key=PROJECTION_LOCK_KEY,  # shared by every consumer; a replay takes it alone
+        lock_shared=True,
     )
 
 
@@ -61,8 +63,8 @@ if __name__ == "__main__":
     default audit) into the audit projection in AUDIT_DATABASE_URL, each event applied once, and raise the flags
     (written to the outbox; the audit service's relay, or `python -m audit.relay`, publishes them). For a deployment
     whose audit service runs with AUDIT_CONSUMER_ENABLED=false; the scheduled check for shipments overdue in transit is
-    not run here. Holds the projection's writer lock while it runs (a second consumer on the same database waits for
-    it; `python -m audit.replay` refuses to run). Runs until SIGTERM or Ctrl-C.
+    not run here. Any number of these (and of audit services) share the partitions as one consumer group and raise
+    the flags one consumer would; `python -m audit.replay` refuses to run while any runs. Runs until SIGTERM or Ctrl-C.
     """
     entry_args("python -m audit.consumer", description, Settings)
     settings = Settings()

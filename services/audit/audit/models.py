@@ -10,6 +10,7 @@ from sqlalchemy import (
     ARRAY,
     JSON,
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     Identity,
@@ -67,6 +68,29 @@ class ReceivedEvent(Base):
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProjectionHead(Base):
+    """How far the projection tables are, one row: `version` grows by one with every batch any replica commits, `seq`
+    is the last `received_events.seq` applied. Each batch holds the row's lock to its commit (`projection.head`)."""
+
+    __tablename__ = "projection_head"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    writer: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProjectionSkipped(Base):
+    """An event kept in `received_events` whose effects PostgreSQL refused: a replica catching up leaves it out."""
+
+    __tablename__ = "projection_skipped"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 # --- the projection: what audit knows, built only from events ------------------------------------------------

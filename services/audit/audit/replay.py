@@ -45,7 +45,7 @@ from sqlalchemy.schema import CreateIndex
 from audit import models, repository
 from audit.config import Settings
 from audit.consumer import PROJECTION_LOCK_KEY
-from audit.projection import Prepared, Projection
+from audit.projection import Prepared, Projection, head
 from shared import cli
 from shared.consumer import TRY_LOCK_SQL, EventConsumer, Redo, lock_holders
 from shared.events import CloudEvent, EventDecodeError
@@ -66,6 +66,7 @@ YIELD_EVERY = 20
 TABLES = (
     "processed_events",
     "received_events",
+    "projection_skipped",
     "participants",
     "certifications",
     "cahra_areas",
@@ -239,6 +240,7 @@ async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, def
     conn = await asyncpg.connect(dsn)
     try:
         flags = int(await conn.fetchval("SELECT count(*) FROM flags"))
+        await conn.execute(head.RESET_SQL, "audit-replay")  # a consumer started next loads the rebuilt tables
     finally:
         await conn.close()
     return ReplayResult(events=events, flags=flags, seconds=seconds, decisions=decided)

@@ -50,7 +50,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from audit import corrections_projection, rules
-from audit.projection import decode, statements
+from audit.projection import decode, head, statements
 from audit.projection.context import Context
 from audit.projection.flags import SOURCE, Cleared, Doc, FlagBatch, flag_events, flag_id, rejudge_args
 from audit.projection.handlers import HANDLERS
@@ -68,6 +68,11 @@ __all__ = ["Changes", "Journal", "Prepared", "Projection", "State", "flag_id"]
 
 log = logging.getLogger("audit.projection")
 MALFORMED = Counter("audit_malformed_events_total", "Events whose data the projection could not apply", ["type"])
+CAUGHT_UP = Counter(
+    "audit_projection_caught_up_events_total",
+    "Events other audit replicas committed, applied to this replica's in-memory state before its own batch",
+)
+RELOADS = Counter("audit_projection_loads_total", "Times this replica loaded the projection's state from the tables")
 
 # What PostgreSQL refuses because of one event's values: that event is left out, the rest of the batch goes in.
 DATA_ERRORS = REFUSALS
@@ -86,9 +91,13 @@ class Prepared:
 class Projection:
     """Applies batches of events; collects what was raised so it can be broadcast after the commit."""
 
-    def __init__(self, thresholds: Thresholds | None = None, publish: bool = True) -> None:
+    def __init__(self, thresholds: Thresholds | None = None, publish: bool = True, writer: str = "audit") -> None:
         self.thresholds = thresholds or Thresholds()
         self.publish = publish  # a replay rebuilds flags without publishing them again
+        self.writer = writer  # who moved the projection's head on, as `projection_head.writer` says
+        self.head: head.Head | None = None  # where the in-memory state is (`projection.head`), once loaded
+        self.caught_up = 0  # events other replicas committed, applied here to catch up
+        self.catch_up_max = head.CATCH_UP_MAX
         self.raised: list[Doc] = []
         self.seen: list[CloudEvent] = []
         self.malformed = 0
@@ -123,10 +132,39 @@ class Projection:
             t0 = time.perf_counter()
             self.state = await statements.load_state(conn, self.ctx.thresholds)
             self.load_seconds += time.perf_counter() - t0
+            RELOADS.inc()
+
+    async def sync(self, conn: asyncpg.Connection) -> None:
+        """Take the projection's head (its row lock, held to the end of the caller's transaction: another replica's
+        batch waits for it) and bring the in-memory state up to it: loaded from the tables the first time, else brought
+        up to date with the events other replicas committed since this one's last batch (`projection.head`)."""
+        now = head.Head.of(await conn.fetchrow(head.HEAD_SQL))
+        if self._loaded and self.head is not None and self.head.version == now.version:
+            return
+        if self._loaded and self.head is not None:
+            rows = await conn.fetch(head.CATCH_UP_SQL, self.head.seq, self.catch_up_max + 1)
+            if len(rows) <= self.catch_up_max:
+                for r in rows:
+                    self._apply(head.delivered(r))  # its writes are written already: only the state is kept
+                self.changes = Changes()
+                self.journal.clear()
+                self.caught_up += len(rows)
+                CAUGHT_UP.inc(len(rows))
+                self.head = now
+                return
+            log.info("%d+ events to catch up on: loading the projection's state from the tables", len(rows))
+            self.discard()
+        await self.load(conn)
+        self.head = now
+
+    async def advance(self, conn: asyncpg.Connection) -> None:
+        """Move the head on past the batch just written (in the transaction that took it: `sync`)."""
+        self.head = head.Head.of(await conn.fetchrow(head.ADVANCE_SQL, self.writer))
 
     def discard(self) -> None:
         """The consumer's transaction did not commit (or may not have): forget the in-memory state."""
         self.state = None
+        self.head = None
         self.journal.clear()
         self.changes = Changes()
 
@@ -217,7 +255,7 @@ class Projection:
     async def apply_batch(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
         self._begin()
         try:
-            await self.load(conn)
+            await self.sync(conn)
             bad = [(d.event, exc) for d in batch if (exc := self._apply(d)) is not None]
             try:
                 async with conn.transaction():  # a savepoint: a refused batch is applied again one event at a time
@@ -229,6 +267,7 @@ class Projection:
             else:
                 for e, err in bad:
                     self._malformed(e, err)
+            await self.advance(conn)
         except BaseException:
             self.discard()  # the transaction will not commit this batch: the state must not keep it either
             raise
@@ -257,6 +296,7 @@ class Projection:
             try:
                 async with conn.transaction():
                     await self._write(conn, copy=False)
+                    await conn.execute(head.SKIP_SQL, d.event.source, d.event.id)  # left out of a catch-up too
             except DATA_ERRORS as exc:
                 log.error("event %s (%s) cannot be stored at all: %r", d.event.id, d.event.type, exc)
 
@@ -286,7 +326,7 @@ class Projection:
         and its writes added to `st`, the flags and their audit.flag.raised events included, so that the consumer
         writes it all in one statement. Declined (None) for a batch big enough for COPY, or before the state is
         loaded. `undo` takes the batch back out of memory when the statement wrote nothing."""
-        if not self._loaded or len(batch) >= COPY_FROM_EVENTS:
+        if not self._loaded or self.head is None or len(batch) >= COPY_FROM_EVENTS:
             return None
         if corrections_projection.has_corrections([d.event for d in batch]):
             return None  # a correction's writes read the flags the batch wrote: the batch path (`_write`)
@@ -296,7 +336,7 @@ class Projection:
             st.add(f"w_{name}", sql, args)
         flags: FlagBatch | None = None
         candidates: list[Doc] = []
-        final = "SELECT NULL::text AS id WHERE false"
+        final = "SELECT NULL::text AS id, version, seq FROM head"
         if self.changes.findings:
             flags = FlagBatch.of(list(self.changes.findings.values()))
             candidates = flags.docs()
@@ -308,14 +348,22 @@ class Projection:
                     statements.INSERT_FLAG_EVENTS_SQL,
                     [*outbox_columns(AUDIT_FLAGS, events), flags.ids],
                 )
-            final = "SELECT id FROM new_flags"
+            final = (
+                "SELECT id, NULL::bigint AS version, NULL::bigint AS seq FROM new_flags"
+                " UNION ALL SELECT NULL, version, seq FROM head"
+            )
         if self.changes.rejudged:  # reference data re-judged flags that exist (one the batch inserts needs nothing)
             args = rejudge_args(list(self.changes.rejudged.values()))
             statements.rejudge_parts(st, args, datetime.now(UTC), self._updated_events())
+        # last: the head moves on from the version this batch was applied on, or the statement writes nothing
+        st.add("head", head.STAGED_ADVANCE_SQL, [self.head.version, self.writer])
 
         def done(rows: list[asyncpg.Record]) -> None:
+            for r in rows:
+                if r["version"] is not None:
+                    self.head = head.Head(r["version"], r["seq"])
             if flags is not None:
-                self.raised.extend(flags.inserted({r["id"] for r in rows}))
+                self.raised.extend(flags.inserted({r["id"] for r in rows if r["id"] is not None}))
             for e, err in bad:
                 self._malformed(e, err)
             self._end(batch)

@@ -89,6 +89,7 @@ INSERT_RECEIVED_SQL = """
 INSERT INTO received_events (event_id, source, type, subject, key, time, data, topic, partition, "offset")
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::json[],
                      $8::text[], $9::int[], $10::bigint[])
+RETURNING seq
 """
 # COPY takes two round trips where an INSERT takes one: it pays off for big batches (a backlog, a replay), while a
 # live trickle of a few events a batch is written with INSERTs, which keeps a write's flag a few milliseconds sooner.

@@ -94,6 +94,20 @@ class KafkaCluster:
     def node(self, node_id: int) -> Node:
         return next(n for n in self.nodes if n.node_id == node_id)
 
+    def start(self, node_id: int) -> None:
+        """Start a node (formatted already): at the cluster's start, or again after `kill`."""
+        node = self.node(node_id)
+        assert not node.alive, f"node {node_id} runs already"
+        with (node.home / "console.log").open("ab") as log:
+            node.proc = subprocess.Popen(
+                [*_java(self.heap, node), "kafka.Kafka", str(node.home / "server.properties")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if node_id in self.killed:
+            self.killed.remove(node_id)
+
     def kill(self, node_id: int) -> None:
         """SIGKILL one node (the process this helper started, by its handle) and reap it."""
         node = self.node(node_id)
@@ -274,13 +288,7 @@ async def kafka_cluster(
             if await asyncio.to_thread(f.wait, 120) != 0:
                 pytest.fail(f"formatting Kafka node {n.node_id} failed:\n{n.console_tail()}")
         for n in cluster.nodes:
-            with (n.home / "console.log").open("ab") as log:
-                n.proc = subprocess.Popen(
-                    [*_java(heap, n), "kafka.Kafka", str(n.home / "server.properties")],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
+            cluster.start(n.node_id)
         await wait_brokers(cluster, {n.node_id for n in cluster.nodes}, timeout_s=timeout_s, what="cluster start")
         cluster.started_s = time.monotonic() - t0
         yield cluster

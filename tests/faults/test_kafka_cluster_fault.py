@@ -1,12 +1,13 @@
-"""A broker of a three-broker KRaft cluster SIGKILLed under a steady stream of custody writes (issue 27).
+"""A broker of a three-broker KRaft cluster SIGKILLed under a stream of custody writes, then restarted (issue 27).
 
 The cluster is the project's own jars on this machine (tests/kafka_cluster.py), the topics have three replicas and
 `min.insync.replicas` 2 (`shared.topics.TopicLayout`), and registry, custody and audit run as real processes with all
-three brokers as their bootstrap servers. The node killed is the quorum's active controller, which also leads some of
-`custody.events`' partitions. What must hold:
-- no write is refused: every request before and after the kill answers 2xx;
-- the cluster goes on without the node: its partitions are led by the other two, and custody's outbox empties while
-  the node is still dead (acks=all is met by the two replicas left, so events are not merely held back);
+three brokers as their bootstrap servers. The node killed is the quorum's active controller, which also coordinates
+audit's consumer group and leads some of `custody.events`' partitions. What must hold:
+- no write is refused: every request before, while and after the node is dead answers 2xx;
+- the cluster goes on without the node: its partitions are led by the other two, and what custody committed reaches
+  audit while the node is still dead (acks=all is met by the two replicas left: events are not merely held back);
+- the node restarted catches up (three replicas in sync again) while the writing goes on;
 - every event custody committed is on the topic and reaches audit, where it takes effect exactly once (one
   `received_events` row per event, audit's lots and shipments one for one with custody's, no flag of an event applied
   again out of order).
@@ -18,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from tests.helpers import read_topic, spawn, stop, wait_for, wait_http_ok
 from tests.kafka_cluster import KafkaCluster, cluster_admin, group_coordinated_by, kafka_cluster, wait_brokers
 
 WRITES_BEFORE = 45  # a few seconds of writing (about 20 a second) before the kill
-WRITES_AFTER = 120  # and some more with one broker dead
+WRITES_DOWN = 100  # with the node dead (its fencing and the new leaders' election take about 5 s of them)
+WRITES_AFTER = 30  # once it is back and in sync
 REPLICAS = 3
 
 
@@ -87,23 +89,13 @@ class Kill:
     led: list[int]  # the partitions of custody.events it led
     rss_mib: dict[int, float]  # of every node just before
     failover_s: float = 0.0
+    rejoin_s: float = 0.0
 
 
-async def kill_under_writes(
-    cluster: KafkaCluster, topic: str, url: dict[str, str], custody_dsn: str, group: str
-) -> tuple[Writes, Kill]:
-    """Four clients register, ship and receive lots; after `WRITES_BEFORE` writes the node coordinating audit's
-    consumer `group` (chosen to be the active controller), a leader of `topic` too, is SIGKILLed; the writing goes on
-    until the other two lead its partitions and `WRITES_AFTER` more writes were answered."""
+@asynccontextmanager
+async def writing(url: dict[str, str], custody_dsn: str) -> AsyncIterator[Writes]:
+    """Four clients register, ship and receive lots (about 20 writes a second) until the block ends."""
     w = Writes()
-
-    def writes_at_least(n: int, phase: str) -> Callable[[], Awaitable[bool]]:
-        async def cond() -> bool:
-            assert not w.failures, w.failures
-            return w.total(phase) >= n
-
-        return cond
-
     # Idle connections dropped after 1 s: httpx's default (5 s) equals uvicorn's keep-alive timeout, and a request
     # sent on a connection the server is closing at that moment fails with ReadError (seen once in eight runs).
     limits = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=1.0)
@@ -115,35 +107,71 @@ async def kill_under_writes(
         trader = await register_party(reg, custody_dsn, "trader")
         tasks = [asyncio.create_task(writer(n, c, mine, trader, w)) for n in range(CLIENTS)]
         try:
-            await wait_for(writes_at_least(WRITES_BEFORE, "before"), timeout_s=30, what="writes before the kill")
-            led = await leaders(cluster.bootstrap, topic)
-            controller = cluster.active_controller()
-            async with cluster_admin(cluster.bootstrap) as admin:
-                coordinator = await admin.find_coordinator(group)
-            # Leaders are spread evenly (two of six partitions a node), so the coordinator leads some; if not, the
-            # controller, or the leader of the most.
-            victim = next(
-                (n for n in (coordinator, controller) if n in led.values()), Counter(led.values()).most_common(1)[0][0]
-            )
-            led_by_victim = sorted(p for p, n in led.items() if n == victim)
-            kill = Kill(victim, controller, coordinator, led_by_victim, cluster.rss_mib())
-            cluster.kill(victim)
-            w.phase = "down"
-            t_kill = time.monotonic()
-            survivors = {n.node_id for n in cluster.nodes if n.alive}
-            await wait_brokers(cluster, survivors, timeout_s=30, what=f"node {victim} fenced")
-
-            async def led_elsewhere() -> bool:
-                return set((await leaders(cluster.live_bootstrap, topic)).values()) <= survivors
-
-            await wait_for(led_elsewhere, timeout_s=30, what=f"{topic} led without node {victim}")
-            kill.failover_s = time.monotonic() - t_kill
-            await wait_for(writes_at_least(WRITES_AFTER, "down"), timeout_s=60, what="writes after the kill")
+            yield w
         finally:
             w.stop.set()
             await asyncio.gather(*tasks)
     assert not w.failures, w.failures
-    return w, kill
+
+
+async def written(w: Writes, n: int, phase: str) -> None:
+    """Until `n` writes of `phase` were answered (failing at once on a refused one)."""
+
+    async def enough() -> bool:
+        assert not w.failures, w.failures
+        return w.total(phase) >= n
+
+    await wait_for(enough, timeout_s=60, what=f"{n} writes {phase}")
+
+
+async def kill_leader(cluster: KafkaCluster, topic: str, group: str, w: Writes) -> Kill:
+    """SIGKILL the node coordinating audit's consumer `group` (chosen to be the active controller), a leader of
+    `topic` too; returns once the other two have fenced it and lead its partitions."""
+    led = await leaders(cluster.bootstrap, topic)
+    controller = cluster.active_controller()
+    async with cluster_admin(cluster.bootstrap) as admin:
+        coordinator = await admin.find_coordinator(group)
+    # Leaders are spread evenly (two of six partitions a node), so the coordinator leads some; if not, the
+    # controller, or the leader of the most.
+    victim = next(
+        (n for n in (coordinator, controller) if n in led.values()), Counter(led.values()).most_common(1)[0][0]
+    )
+    kill = Kill(victim, controller, coordinator, sorted(p for p, n in led.items() if n == victim), cluster.rss_mib())
+    cluster.kill(victim)
+    w.phase = "down"
+    t_kill = time.monotonic()
+    survivors = {n.node_id for n in cluster.nodes if n.alive}
+    await wait_brokers(cluster, survivors, timeout_s=30, what=f"node {victim} fenced")
+
+    async def led_elsewhere() -> bool:
+        return set((await leaders(cluster.live_bootstrap, topic)).values()) <= survivors
+
+    await wait_for(led_elsewhere, timeout_s=30, what=f"{topic} led without node {victim}")
+    kill.failover_s = time.monotonic() - t_kill
+    return kill
+
+
+async def restart(cluster: KafkaCluster, topic: str, kill: Kill) -> None:
+    """Start the node killed again; returns once it is back in the cluster and in sync on every partition of
+    `topic` (three replicas in sync again)."""
+    t0 = time.monotonic()
+    cluster.start(kill.victim)
+    await wait_brokers(cluster, {n.node_id for n in cluster.nodes}, timeout_s=60, what=f"node {kill.victim} back")
+
+    async def caught_up() -> bool:
+        async with cluster_admin(cluster.bootstrap) as admin:
+            (described,) = await admin.describe_topics([topic])
+        return all(len(p["isr"]) == REPLICAS for p in described["partitions"])
+
+    await wait_for(caught_up, timeout_s=60, what=f"node {kill.victim} in sync on {topic}", interval_s=0.2)
+    kill.rejoin_s = time.monotonic() - t0
+
+
+async def applied(audit_dsn: str, ids: list[str], what: str) -> None:
+    async def all_there() -> bool:
+        return await scalar(audit_dsn, "SELECT count(*) FROM processed_events WHERE id = ANY($1)", ids) >= len(ids)
+
+    await wait_for(all_there, timeout_s=60, what=what, interval_s=0.2)
 
 
 async def check_applied_once(custody_dsn: str, audit_dsn: str, bootstrap: str, topic: str, writes: int) -> int:
@@ -201,30 +229,44 @@ async def test_a_broker_killed_under_writes_loses_nothing(infra: None, tmp_path:
             "audit": await group_coordinated_by(cluster, cluster.active_controller(), "audit"),
         }
         async with services_on(cluster, urls, prefix, groups) as url:
-            # 1. The active controller, audit's group coordinator and a leader of custody.events, SIGKILLed under a
-            #    steady stream of writes.
-            w, kill = await kill_under_writes(cluster, topic, url, custody_dsn, groups["audit"])
+            async with writing(url, custody_dsn) as w:
+                # 1. The active controller, audit's group coordinator and a leader of custody.events, SIGKILLed
+                #    under a steady stream of writes; the other two fence it and lead its partitions.
+                await written(w, WRITES_BEFORE, "before")
+                kill = await kill_leader(cluster, topic, groups["audit"], w)
+                await written(w, WRITES_DOWN, "down")
+                # 2. With the node still dead, every event committed so far reaches audit: the two replicas in sync
+                #    acknowledge them (acks=all, min.insync.replicas 2), the outbox does not merely hold them.
+                so_far = [r["event_id"] for r in await fetch(custody_dsn, "SELECT event_id FROM lot_events")]
+                t_dead = time.monotonic()
+                await applied(audit_dsn, so_far, f"audit to apply {len(so_far)} events with node {kill.victim} dead")
+                dead_sync_s = time.monotonic() - t_dead
+                assert not cluster.node(kill.victim).alive
+                # 3. The node comes back and catches up while the writing goes on.
+                await restart(cluster, topic, kill)
+                w.phase = "after"
+                await written(w, WRITES_AFTER, "after")
             t_end = time.monotonic()
 
-            # 2. No write refused: every one a 2xx, before and after the kill.
+            # 4. No write refused: every one a 2xx, before, while and after the node was dead.
             for phase, counts in w.statuses.items():
                 assert all(200 <= s < 300 for s in counts), f"{phase}: {dict(counts)}"
 
-            # 3. With the node still dead, custody's outbox empties: two in-sync replicas acknowledge every event.
+            # 5. Custody's outbox empties, and every event it committed is on the topic and reaches audit, exactly
+            #    once in effect.
             async def outbox_empty() -> bool:
                 return await scalar(custody_dsn, "SELECT count(*) FROM outbox") == 0
 
-            await wait_for(outbox_empty, timeout_s=60, what="custody's outbox to drain with a broker dead")
-            assert not cluster.node(kill.victim).alive
-
-            # 4. Every committed custody event is on the topic and reaches audit, exactly once in effect.
-            copies = await check_applied_once(custody_dsn, audit_dsn, cluster.live_bootstrap, topic, w.total())
+            await wait_for(outbox_empty, timeout_s=60, what="custody's outbox to drain")
+            copies = await check_applied_once(custody_dsn, audit_dsn, cluster.bootstrap, topic, w.total())
             sync_s = time.monotonic() - t_end
         print(
             f"\n  cluster of {len(cluster.nodes)} up in {cluster.started_s:.1f}s; {w.total()} writes in "
-            f"{t_end - t0:.1f}s ({ {p: w.total(p) for p in ('before', 'down')} }), all 2xx; node {kill.victim} "
+            f"{t_end - t0:.1f}s ({ {p: w.total(p) for p in w.statuses} }), all 2xx; node {kill.victim} "
             f"killed (controller {kill.controller}, audit's coordinator {kill.coordinator}; led custody.events "
-            f"partitions {kill.led}), its partitions led elsewhere {kill.failover_s:.1f}s later; all events on the "
+            f"partitions {kill.led}), its partitions led elsewhere {kill.failover_s:.1f}s later; the {len(so_far)} "
+            f"events committed by then applied by audit {dead_sync_s:.1f}s after, with the node dead; back in sync "
+            f"{kill.rejoin_s:.1f}s after its restart; all events on the "
             f"topic ({copies} sent twice) and applied once by audit {sync_s:.1f}s after the writes ended; RSS MiB "
             f"before the kill {kill.rss_mib}, at the end {cluster.rss_mib()}; {time.monotonic() - t0:.0f}s in all"
         )

@@ -97,6 +97,10 @@ class Projection:
         self.writer = writer  # who moved the projection's head on, as `projection_head.writer` says
         self.head: head.Head | None = None  # where the in-memory state is (`projection.head`), once loaded
         self.caught_up = 0  # events other replicas committed, applied here to catch up
+        # No other replica wrote since this one's last batch: the one-statement path is worth trying (with others
+        # writing, it would mostly find the head moved, and the batch would be applied twice)
+        self.alone = True
+        self.staged_undone = 0  # one-statement batches that wrote nothing (the head had moved, an event was repeated)
         self.catch_up_max = head.CATCH_UP_MAX
         self.raised: list[Doc] = []
         self.seen: list[CloudEvent] = []
@@ -140,7 +144,9 @@ class Projection:
         up to date with the events other replicas committed since this one's last batch (`projection.head`)."""
         now = head.Head.of(await conn.fetchrow(head.HEAD_SQL))
         if self._loaded and self.head is not None and self.head.version == now.version:
+            self.alone = True
             return
+        self.alone = not self._loaded
         if self._loaded and self.head is not None:
             rows = await conn.fetch(head.CATCH_UP_SQL, self.head.seq, self.catch_up_max + 1)
             if len(rows) <= self.catch_up_max:
@@ -326,7 +332,7 @@ class Projection:
         and its writes added to `st`, the flags and their audit.flag.raised events included, so that the consumer
         writes it all in one statement. Declined (None) for a batch big enough for COPY, or before the state is
         loaded. `undo` takes the batch back out of memory when the statement wrote nothing."""
-        if not self._loaded or self.head is None or len(batch) >= COPY_FROM_EVENTS:
+        if not self._loaded or self.head is None or not self.alone or len(batch) >= COPY_FROM_EVENTS:
             return None
         if corrections_projection.has_corrections([d.event for d in batch]):
             return None  # a correction's writes read the flags the batch wrote: the batch path (`_write`)
@@ -368,7 +374,12 @@ class Projection:
                 self._malformed(e, err)
             self._end(batch)
 
-        return Staged(final, done, lambda: self._undo_to(0))
+        def undo() -> None:
+            self._undo_to(0)
+            self.staged_undone += 1
+            self.alone = False  # the head may have moved: the usual way takes it and catches up
+
+        return Staged(final, done, undo)
 
     # --- a replay's pipeline: the next batch applied in memory while PostgreSQL writes this one --------------------
 

@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SERVICES := registry custody audit
 export MCOC_VAR ?= $(CURDIR)/var
 
-.PHONY: help install install-dev epcis-js browser infra migrate up run stop status test lint format bench clean
+.PHONY: help install install-dev epcis-js browser helm infra migrate up run stop status test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -43,6 +43,25 @@ $(EPCIS_JS)/node_modules/.installed: $(EPCIS_JS)/package-lock.json $(EPCIS_JS)/p
 	@cd $(EPCIS_JS) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
 	@touch $@
 
+# helm, which the Kubernetes chart's tests (tests/deploy/test_helm_chart.py) render deploy/helm/ with: built from the
+# Go module proxy into .venv/bin (about 3 minutes the first time; Go's caches keep the rest), again only when
+# HELM_VERSION changes (a stamp file per version in .venv).
+HELM_VERSION := v4.3.2
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+
+helm: .venv/.installed-helm-$(HELM_VERSION)  ## build helm into .venv/bin (from the Go module proxy, once a version) for the chart's tests
+
+.venv/.installed-helm-$(HELM_VERSION):
+	@test -x "$(GO)" || { echo "[make] go is missing: install Go 1.24 or later (Debian 12's golang-go is too old), or set GO=<path>"; exit 1; }
+	@echo "[make] building helm $(HELM_VERSION) from the Go module proxy into .venv/bin (about 3 minutes, once)"
+	@mkdir -p .venv/bin
+	@GOBIN=$(CURDIR)/.venv/bin GOFLAGS=-buildvcs=false $(GO) install -v helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
+	  >.venv/helm-build.log 2>&1 & pid=$$!; \
+	  while sleep 15 && kill -0 $$pid 2>/dev/null; do \
+	    echo "[make] helm: still building ($$(wc -l <.venv/helm-build.log) modules and packages so far)"; done; \
+	  wait $$pid || { tail -n 20 .venv/helm-build.log; echo "[make] building helm failed: .venv/helm-build.log"; exit 1; }
+	@rm -f .venv/.installed-helm-* && touch $@
+
 browser:  ## install Debian's chromium if missing (the dashboard's browser tests drive it)
 	@command -v chromium >/dev/null || { echo "[make] installing Debian's chromium (for the dashboard's browser tests)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
@@ -72,7 +91,7 @@ status:  ## what is running
 	@deploy/local/services.sh status || true
 	@deploy/local/infra.sh status || true
 
-test: install-dev epcis-js browser infra  ## run the whole test suite against real PostgreSQL and Kafka
+test: install-dev epcis-js browser helm infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-dev infra  ## run every benchmark, print the table of targets (BENCH_ARGS="--only write,trace --docs": --docs writes docs/benchmarks.md)

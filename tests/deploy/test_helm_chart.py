@@ -471,15 +471,31 @@ def test_the_operator_token_comes_from_values_an_existing_secret_or_is_generated
 @pytest.mark.parametrize(
     ("value", "caught"),
     [
-        # A typo in a container's resources (passed to the Deployment as they are): Kubernetes' schema.
-        ("custody.api.resources.limitz.memory=1Gi", r"limitz"),
-        # A typo in CloudNativePG's backup settings (the Cluster's spec.backup as it is): its CRD's schema.
-        ("postgres.backup.barmanObjectStor.destinationPath=s3://b/", r"barmanObjectStor"),
-        # A wrong type in the Kafka node pool's storage: Strimzi's CRD.
+        ("registy.api.replicas=3", r"additional properties 'registy' not allowed"),
+        ("custody.api.replica=3", r"at '/custody/api': additional properties 'replica' not allowed"),
+        ("kafka.retentionMs.audit\\.flagz=5", r"invalid propertyName 'audit\.flagz'"),
         ("kafka.storage.deleteClaim=maybe", r"deleteClaim"),
     ],
 )
-def test_a_broken_value_is_caught(value: str, caught: str) -> None:
+def test_a_misspelt_value_is_refused_by_the_chart(value: str, caught: str) -> None:
+    """values.schema.json: helm refuses a key the chart does not read, instead of ignoring it."""
+    with pytest.raises(HelmError, match=caught):
+        render(set_values=(value,))
+
+
+@pytest.mark.parametrize(
+    ("value", "caught"),
+    [
+        # A typo in the pods' security context (passed to every pod as it is): Kubernetes' schema.
+        ("podSecurityContext.runAsUsr=1000", r"runAsUsr"),
+        # A typo in CloudNativePG's backup settings (the Cluster's spec.backup as it is): its CRD's schema.
+        ("postgres.backup.barmanObjectStor.destinationPath=s3://b/", r"barmanObjectStor"),
+        # A port the Strimzi listener refuses (below 9092): Strimzi's CRD.
+        ("kafka.listenerPort=9000", r"listeners\.0\.port: 9000 is less than the minimum of 9092"),
+    ],
+)
+def test_a_broken_value_passed_through_is_caught_by_the_schemas(value: str, caught: str) -> None:
+    """What the chart hands on as it is (a pod's security context, a Cluster's backup) is checked where it lands."""
     objects = render(set_values=(value,))
     errors = []
     for obj in objects:
@@ -489,3 +505,12 @@ def test_a_broken_value_is_caught(value: str, caught: str) -> None:
             errors.append(str(exc))
     assert errors, f"{value}: rendered, and every object passed"
     assert any(re.search(caught, e) for e in errors), errors
+
+
+def test_helm_lint_is_clean() -> None:
+    for files in VALUE_SETS.values():
+        cmd = [str(helm()), "lint", "--strict", str(CHART), "--kube-version", KUBERNETES_VERSION]
+        for f in files:
+            cmd += ["--values", str(f)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr

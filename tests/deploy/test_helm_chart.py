@@ -48,6 +48,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "audit": AuditSettings,
 }
 ROLES = {"registry": ["api", "relay"], "custody": ["api", "relay", "consumer"], "audit": ["api", "relay", "consumer"]}
+# Audit's consumers run as the audit service with its consumer on: the overdue-in-transit check runs beside it there.
+AUDIT_WORKER = ("audit", "consumer")
 VALUE_SETS = {"default": [], "production": [VALUES / "production.yaml"]}
 
 # docs/decisions/kafka-cluster.md's table: what each service's user may do (topics written, topics read, its group).
@@ -331,7 +333,9 @@ def test_every_container_environment_is_settings_the_service_reads(value_set: st
         assert settings.host == "0.0.0.0"
         # Each relay and consumer runs in a Deployment of its own, never inside the API's process too.
         assert settings.relay_enabled is False
-        assert settings.consumer_enabled is (service == "registry"), "the registry has no consumer to turn off"
+        role = workload["metadata"]["labels"]["app.kubernetes.io/component"].split("-")[1]
+        # The registry has no consumer to turn off; audit's consumers run as the service with its consumer on.
+        assert settings.consumer_enabled is (service == "registry" or (service, role) == ("audit", "consumer"))
         if service != "registry":
             assert settings.registry_url == f"http://{RELEASE}-mineral-custody-registry:8001"
         checked.add((service, workload["metadata"]["labels"]["app.kubernetes.io/component"].split("-")[1]))
@@ -362,7 +366,10 @@ def test_processes_are_the_real_entry_points_and_migrations_are_hook_jobs() -> N
     for name, dep in named(objects, "Deployment").items():
         service, role = name.removeprefix(f"{RELEASE}-mineral-custody-").split("-")
         (main,) = dep["spec"]["template"]["spec"]["containers"]
-        assert main["command"] == ["python", "-m", service if role == "api" else f"{service}.{role}"]
+        if role == "api" or (service, role) == AUDIT_WORKER:
+            assert main["command"] == ["python", "-m", service]
+        else:
+            assert main["command"] == ["python", "-m", f"{service}.{role}"]
         (wait,) = dep["spec"]["template"]["spec"]["initContainers"]
         assert "alembic -c alembic.ini current" in wait["args"][0]
         assert wait["workingDir"] == f"/app/services/{service}"
@@ -379,14 +386,16 @@ def test_apis_are_probed_on_the_real_health_routes_and_served_on_the_settings_po
     routes = {r.path for r in health_router("x", dict).routes}  # type: ignore[attr-defined]
     objects = render()
     services = named(objects, "Service")
-    for service, settings_cls in SETTINGS.items():
-        port = settings_cls.model_fields["port"].default
-        dep = named(objects, "Deployment")[f"{RELEASE}-mineral-custody-{service}-api"]
+    for service, role in [*((s, "api") for s in SETTINGS), AUDIT_WORKER]:
+        port = SETTINGS[service].model_fields["port"].default
+        dep = named(objects, "Deployment")[f"{RELEASE}-mineral-custody-{service}-{role}"]
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert {c["readinessProbe"]["httpGet"]["path"], c["livenessProbe"]["httpGet"]["path"]} <= routes
+        if role != "api":
+            continue
         svc = services[f"{RELEASE}-mineral-custody-{service}"]
         assert svc["spec"]["ports"][0]["port"] == port
         assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]

@@ -63,6 +63,15 @@ audit:
   group: audit
 {{- end -}}
 
+{{/*
+"true" for audit's consumer: it runs as the audit service with its consumer on (`python -m audit`, its API behind no
+Service), because the scheduled check for shipments overdue in transit runs beside the consumer there, not in
+`python -m audit.consumer`. Its pods are probed like the APIs.
+*/}}
+{{- define "mc.auditWorker" -}}
+{{- and (eq .service "audit") (eq .role "consumer") -}}
+{{- end -}}
+
 {{- define "mc.kafkaName" -}}
 {{- default (printf "%s-kafka" (include "mc.fullname" .)) .Values.kafka.name -}}
 {{- end -}}
@@ -128,7 +137,7 @@ so it needs no escaping in a URL); Kafka is reached over TLS with SCRAM-SHA-512 
   value: "false"
 {{- if ne $svc "registry" }}
 - name: {{ $p }}CONSUMER_ENABLED
-  value: "false"
+  value: {{ include "mc.auditWorker" . | quote }}
 - name: {{ $p }}REGISTRY_URL
   value: {{ printf "http://%s-registry:%v" (include "mc.fullname" $root) (index (include "mc.ports" $root | fromYaml) "registry") | quote }}
 {{- end }}

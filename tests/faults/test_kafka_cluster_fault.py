@@ -30,7 +30,7 @@ import pytest
 from shared.topics import CUSTODY_EVENTS, TOPICS, TopicLayout, ensure_topics, physical, topic_configs
 from tests.conftest import free_port, own_databases, session_prefix, settings_env
 from tests.faults.conftest import dsn, fetch, register_party, scalar
-from tests.faults.test_kafka_outage import CLIENTS, Writes, writer
+from tests.faults.test_kafka_outage import CLIENTS, LIMITS, Writes, writer
 from tests.helpers import read_topic, spawn, stop, wait_for, wait_http_ok
 from tests.kafka_cluster import KafkaCluster, cluster_admin, group_coordinated_by, kafka_cluster, wait_brokers
 
@@ -96,12 +96,9 @@ class Kill:
 async def writing(url: dict[str, str], custody_dsn: str) -> AsyncIterator[Writes]:
     """Four clients register, ship and receive lots (about 20 writes a second) until the block ends."""
     w = Writes()
-    # Idle connections dropped after 1 s: httpx's default (5 s) equals uvicorn's keep-alive timeout, and a request
-    # sent on a connection the server is closing at that moment fails with ReadError (seen once in eight runs).
-    limits = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=1.0)
     async with (
         httpx.AsyncClient(base_url=url["registry"], timeout=10) as reg,
-        httpx.AsyncClient(base_url=url["custody"], timeout=15, limits=limits) as c,
+        httpx.AsyncClient(base_url=url["custody"], timeout=15, limits=LIMITS) as c,
     ):
         mine = await register_party(reg, custody_dsn, "mine")
         trader = await register_party(reg, custody_dsn, "trader")

@@ -34,6 +34,9 @@ from tests.helpers import spawn, stop, wait_for, wait_http_ok
 
 REGISTRY_PORT, CUSTODY_PORT, AUDIT_PORT = 18801, 18802, 18803
 CLIENTS = 4
+# Idle connections dropped after 1 s: httpx's default 5 s equals uvicorn's keep-alive timeout, so a request could go
+# out on a connection the server was closing (a ReadError, once in eight runs of the three-broker test under load).
+LIMITS = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=1.0)
 MIN_WRITES = 300
 WRITE_INTERVAL_S = 0.2  # per client: ~20 writes/s in all, ~15 s for 300
 
@@ -115,7 +118,7 @@ async def test_kafka_killed_under_writes_loses_nothing(database_urls: dict[str, 
             await wait_http_ok(f"{url}/readyz", proc=proc)
         async with (
             httpx.AsyncClient(base_url=registry_url, timeout=10) as reg,
-            httpx.AsyncClient(base_url=custody_url, timeout=15, limits=httpx.Limits(max_connections=CLIENTS)) as c,
+            httpx.AsyncClient(base_url=custody_url, timeout=15, limits=LIMITS) as c,
         ):
             mine = await register_party(reg, custody_dsn, "mine")
             trader = await register_party(reg, custody_dsn, "trader")

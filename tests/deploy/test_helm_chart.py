@@ -418,6 +418,18 @@ def test_every_deployment_has_requests_a_disruption_budget_and_a_network_policy(
         assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
         if name.endswith("-api"):
             assert policy["ingress"] and policy["ingress"][0]["ports"]
+            # Whoever else the APIs admit, custody's and audit's pods reach the registry's.
+            from_own = [
+                rule
+                for rule in policy["ingress"]
+                if "from" not in rule
+                or any(
+                    peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/part-of")
+                    == "mineral-custody"
+                    for peer in rule["from"]
+                )
+            ]
+            assert from_own, f"{name}: the release's own pods cannot reach it"
         else:
             assert policy["ingress"] == [], f"{name} takes no connections"
         reach = json.dumps(policy["egress"])

@@ -51,6 +51,18 @@ ROLES = {"registry": ["api", "relay"], "custody": ["api", "relay", "consumer"], 
 # Audit's consumers run as the audit service with its consumer on: the overdue-in-transit check runs beside it there.
 AUDIT_WORKER = ("audit", "consumer")
 VALUE_SETS = {"default": [], "production": [VALUES / "production.yaml"]}
+# A third set, for the schemas: an existing Kafka cluster, audit's consumers on CPU, backups by the barman-cloud plugin.
+VARIANT = (
+    "kafka.create=false",
+    "kafka.name=shared-kafka",
+    "audit.consumer.autoscaling.enabled=true",
+    "postgres.plugins[0].name=barman-cloud.cloudnative-pg.io",
+    "postgres.plugins[0].isWALArchiver=true",
+    "postgres.plugins[0].parameters.barmanObjectName=store",
+    "postgres.scheduledBackup.enabled=true",
+    "postgres.scheduledBackup.method=plugin",
+    "postgres.scheduledBackup.pluginConfiguration.name=barman-cloud.cloudnative-pg.io",
+)
 
 # docs/decisions/kafka-cluster.md's table: what each service's user may do (topics written, topics read, its group).
 ACLS = {
@@ -159,8 +171,10 @@ def containers(objects: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], 
                 yield o, c
 
 
-@pytest.fixture(scope="module", params=list(VALUE_SETS))
+@pytest.fixture(scope="module", params=[*VALUE_SETS, "variant"])
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    if request.param == "variant":
+        return render(set_values=VARIANT)
     return render(*VALUE_SETS[request.param])
 
 

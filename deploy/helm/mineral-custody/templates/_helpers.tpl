@@ -157,18 +157,18 @@ so it needs no escaping in a URL); Kafka is reached over TLS with SCRAM-SHA-512 
 {{- define "mc.podSpec" -}}
 {{- $root := .root -}}
 {{- with $root.Values.imagePullSecrets }}
-imagePullSecrets: {{ toYaml . | nindent 2 }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
 automountServiceAccountToken: false
-securityContext: {{ toYaml $root.Values.podSecurityContext | nindent 2 }}
+securityContext: {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
 {{- with $root.Values.nodeSelector }}
-nodeSelector: {{ toYaml . | nindent 2 }}
+nodeSelector: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $root.Values.tolerations }}
-tolerations: {{ toYaml . | nindent 2 }}
+tolerations: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $root.Values.affinity }}
-affinity: {{ toYaml . | nindent 2 }}
+affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
   - name: kafka-ca
@@ -182,8 +182,8 @@ volumes:
 {{- define "mc.containerBase" -}}
 image: {{ include "mc.image" .root | quote }}
 imagePullPolicy: {{ .root.Values.image.pullPolicy }}
-securityContext: {{ toYaml .root.Values.securityContext | nindent 2 }}
-env: {{ include "mc.env" . | nindent 2 }}
+securityContext: {{- toYaml .root.Values.securityContext | nindent 2 }}
+env: {{- include "mc.env" . | nindent 2 }}
 volumeMounts:
   - {name: kafka-ca, mountPath: /etc/kafka-ca, readOnly: true}
   - {name: tmp, mountPath: /tmp}

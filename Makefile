@@ -44,7 +44,7 @@ $(EPCIS_JS)/node_modules/.installed: $(EPCIS_JS)/package-lock.json $(EPCIS_JS)/p
 	@touch $@
 
 # helm, which the Kubernetes chart's tests (tests/deploy/test_helm_chart.py) render deploy/helm/ with: built from the
-# Go module proxy into .venv/bin (about 3 minutes the first time; Go's caches keep the rest), again only when
+# Go module proxy into .venv/bin (3 to 7 minutes with empty Go caches, seconds after), again only when
 # HELM_VERSION changes (a stamp file per version in .venv).
 HELM_VERSION := v4.3.2
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
@@ -52,8 +52,8 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 helm: .venv/.installed-helm-$(HELM_VERSION)  ## build helm into .venv/bin (from the Go module proxy, once a version) for the chart's tests
 
 .venv/.installed-helm-$(HELM_VERSION):
-	@test -x "$(GO)" || { echo "[make] go is missing: install Go 1.24 or later (Debian 12's golang-go is too old), or set GO=<path>"; exit 1; }
-	@echo "[make] building helm $(HELM_VERSION) from the Go module proxy into .venv/bin (about 3 minutes, once)"
+	@test -x "$(GO)" || { echo "[make] go is missing: install Go 1.26 or later (helm v4.3.2 needs it; Debian 12's golang-go is too old), or set GO=<path>"; exit 1; }
+	@echo "[make] building helm $(HELM_VERSION) from the Go module proxy into .venv/bin (a few minutes, once)"
 	@mkdir -p .venv/bin
 	@GOBIN=$(CURDIR)/.venv/bin GOFLAGS=-buildvcs=false $(GO) install -v helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
 	  >.venv/helm-build.log 2>&1 & pid=$$!; \

@@ -64,14 +64,16 @@ VARIANT = (
     "postgres.scheduledBackup.pluginConfiguration.name=barman-cloud.cloudnative-pg.io",
 )
 
-# docs/decisions/kafka-cluster.md's table: what each service's user may do (topics written, topics read, its group).
+# docs/decisions/kafka-cluster.md's table: what each service's user may do (topics written, topics read, its group,
+# and the groups named after it: audit's webhooks consumer reads as `<group>-webhooks`).
 ACLS = {
-    "registry": ({"registry.events"}, set(), None),
-    "custody": ({"custody.events"}, {"registry.events"}, "custody"),
+    "registry": ({"registry.events"}, set(), None, ()),
+    "custody": ({"custody.events"}, {"registry.events"}, "custody", ()),
     "audit": (
         {"audit.flags", "audit.decisions"},
         {"registry.events", "custody.events", "audit.decisions", "audit.flags"},
         "audit",
+        ("-webhooks",),
     ),
 }
 
@@ -269,7 +271,7 @@ def test_each_service_has_a_scram_user_with_the_acls_of_the_decision(value_set: 
     values = _values(value_set)
     prefix = values["kafka"]["topicPrefix"]
     users = named(render(*VALUE_SETS[value_set]), "KafkaUser")
-    for service, (write, read, group) in ACLS.items():
+    for service, (write, read, group, suffixes) in ACLS.items():
         user = users[f"{RELEASE}-mineral-custody-{service}"]["spec"]
         assert user["authentication"]["type"] == "scram-sha-512"
         got: dict[tuple[str, str], set[str]] = {}
@@ -282,7 +284,9 @@ def test_each_service_has_a_scram_user_with_the_acls_of_the_decision(value_set: 
         for t in read:
             want.setdefault(("topic", prefix + t), set()).update({"Read", "Describe"})
         if group:
-            want[("group", values[service]["env"].get("CONSUMER_GROUP", group))] = {"Read"}
+            group = values[service]["env"].get("CONSUMER_GROUP", group)
+            want[("group", group)] = {"Read"}
+            want.update({("group", group + suffix): {"Read"} for suffix in suffixes})
         assert got == want, service
 
 
@@ -448,6 +452,9 @@ def test_every_deployment_has_requests_a_disruption_budget_and_a_network_policy(
             assert policy["ingress"] == [], f"{name} takes no connections"
         reach = json.dumps(policy["egress"])
         assert '"cnpg.io/cluster"' in reach and '"strimzi.io/cluster"' in reach
+        # Audit's API and consumer pods deliver webhooks to their subscribers' https URLs.
+        webhooks = {"ports": [{"port": 443, "protocol": "TCP"}]} in policy["egress"]
+        assert webhooks is name.endswith(("-audit-api", "-audit-consumer")), name
 
 
 def test_audit_consumers_scale_on_lag_with_keda_or_on_cpu() -> None:

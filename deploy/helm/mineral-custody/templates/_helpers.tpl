@@ -48,7 +48,10 @@ audit.flags: 3
 audit.decisions: 3
 {{- end -}}
 
-{{/* Kafka ACLs per service (docs/decisions/kafka-cluster.md): topics written, topics read, consumer group. */}}
+{{/*
+Kafka ACLs per service (docs/decisions/kafka-cluster.md): topics written, topics read, its consumer group, and the
+groups named after it (audit's webhooks consumer: `<group>-webhooks`, audit/webhooks_consumer.py).
+*/}}
 {{- define "mc.acls" -}}
 registry:
   write: [registry.events]
@@ -61,6 +64,7 @@ audit:
   write: [audit.flags, audit.decisions]
   read: [registry.events, custody.events, audit.decisions, audit.flags]
   group: audit
+  groupSuffixes: [-webhooks]
 {{- end -}}
 
 {{/*

@@ -103,6 +103,7 @@ IDS = {
     ],
     "audit": [
         "list_flags",
+        "count_flags",  # the dashboard's overview counts from the database (issue 28)
         "get_flag",
         "acknowledge_flag",
         "respond_to_flag",

@@ -138,6 +138,13 @@ async def list_flags(
     w = Where()
     if before_seq is not None:
         w.add(f"seq < {w.arg(before_seq)}")
+    _filtered(w, f, viewer)
+    sql = f"{w.with_}SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq DESC LIMIT {w.arg(limit)}"
+    return list(await conn.fetch(sql, *w.args))
+
+
+def _filtered(w: Where, f: FlagFilter, viewer: Viewer) -> None:
+    """The flags `f` asks for (without a status: every one but the withdrawn) among those `viewer` may see."""
     for col, val in (("status", f.status), ("severity", f.severity), ("rule", f.rule)):
         if val is not None:
             w.add(f"{col} = {w.arg(val)}")
@@ -148,7 +155,17 @@ async def list_flags(
     if f.participant is not None:
         w.add(f"{w.arg(f.participant)} = ANY(participants)")
     _visible(w, viewer)
-    sql = f"{w.with_}SELECT {FLAG_COLUMNS} FROM flags {w.sql} ORDER BY seq DESC LIMIT {w.arg(limit)}"
+
+
+async def count_flags(conn: Conn, f: FlagFilter, *, viewer: Viewer) -> list[asyncpg.Record]:
+    """How many flags `list_flags` would page through (the same filter, the same visibility), in one statement:
+    a row (status, severity, rule, n) for each combination there is."""
+    w = Where()
+    _filtered(w, f, viewer)
+    sql = (
+        f"{w.with_}SELECT status, severity, rule, count(*) AS n FROM flags {w.sql} "
+        "GROUP BY status, severity, rule ORDER BY status, severity, rule"
+    )
     return list(await conn.fetch(sql, *w.args))
 
 

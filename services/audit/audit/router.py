@@ -66,6 +66,42 @@ async def list_flags(
 
 
 @router.get(
+    "/flags/counts",
+    response_model=schemas.FlagCounts,
+    tags=["flags"],
+    summary="How many flags you may see, by status, severity and rule, counted in the database",
+    description="The flags `GET /flags` would page through with the same filters (the same visibility: a "
+    "participant's, a scoped officer's, a regulator's), counted exactly, in all, by severity and by rule. A "
+    "participant filters by `participant` on its own id only (403 otherwise).",
+)
+async def count_flags(
+    audit: AuditDep,
+    who: PrincipalDep,
+    status: Annotated[
+        str | None,
+        Query(
+            pattern="^(open|resolved|withdrawn)$",
+            description="Without it: open and resolved flags; withdrawn ones only with `status=withdrawn`",
+        ),
+    ] = None,
+    severity: Severity | None = None,
+    rule: Rule | None = None,
+    lot_id: Annotated[str | None, Query(max_length=200)] = None,
+    participant: Annotated[str | None, Query(max_length=200)] = None,
+) -> schemas.FlagCounts:
+    _no_nul("query.lot_id", lot_id)
+    _no_nul("query.participant", participant)
+    where = FlagFilter(
+        status=status,
+        severity=severity.value if severity else None,
+        rule=rule.value if rule else None,
+        lot_id=lot_id,
+        participant=participant,
+    )
+    return await service.count_flags(audit=audit, who=who, where=where)
+
+
+@router.get(
     "/flags/{flag_id}",
     response_model=schemas.FlagDetail,
     tags=["flags"],

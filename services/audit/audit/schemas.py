@@ -90,6 +90,62 @@ class FlagPage(BaseModel):
     next_cursor: str | None = None
 
 
+class StatusCounts(BaseModel):
+    """How many flags, by status (a status not counted, such as `withdrawn` without `status=withdrawn`, is 0)."""
+
+    open: int
+    resolved: int
+    withdrawn: int
+    total: int = Field(description="Every flag counted: open + resolved + withdrawn")
+
+
+class SeverityCounts(StatusCounts):
+    severity: Severity
+
+
+class RuleCounts(StatusCounts):
+    rule: Rule
+    severity: Severity = Field(description="The highest severity among the rule's flags counted")
+
+
+FLAG_COUNTS_EXAMPLE: dict[str, Any] = {
+    "open": 2412,
+    "resolved": 37,
+    "withdrawn": 0,
+    "total": 2449,
+    "by_severity": [
+        {"severity": "critical", "open": 3, "resolved": 1, "withdrawn": 0, "total": 4},
+        {"severity": "high", "open": 2409, "resolved": 36, "withdrawn": 0, "total": 2445},
+        {"severity": "medium", "open": 0, "resolved": 0, "withdrawn": 0, "total": 0},
+        {"severity": "low", "open": 0, "resolved": 0, "withdrawn": 0, "total": 0},
+        {"severity": "info", "open": 0, "resolved": 0, "withdrawn": 0, "total": 0},
+    ],
+    "by_rule": [
+        {
+            "rule": "uncertified_asm_in_cahra",
+            "severity": "critical",
+            "open": 3,
+            "resolved": 1,
+            "withdrawn": 0,
+            "total": 4,
+        },
+        {"rule": "seal_mismatch", "severity": "high", "open": 2409, "resolved": 36, "withdrawn": 0, "total": 2445},
+    ],
+}
+
+
+class FlagCounts(StatusCounts):
+    """The flags the caller may see (as `GET /flags` would page through them, with the same filters), counted in the
+    database: in all, by severity and by rule, each by status."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [FLAG_COUNTS_EXAMPLE]})
+
+    by_severity: list[SeverityCounts] = Field(description="Every severity, the highest first (zeros included)")
+    by_rule: list[RuleCounts] = Field(
+        description="Each rule with a flag counted: the highest severity first, then the most open, then by name"
+    )
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:  # PostgreSQL text and jsonb cannot hold NUL: a 422, never a 500
         raise ValueError("must not contain NUL characters")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -155,6 +155,43 @@ async def list_flags(
         # may then be shorter than `limit`; `next_cursor` still goes on from the last flag read)
         items = [f for f in items if where.participant in f.participants]
     return schemas.FlagPage(items=items, next_cursor=str(rows[limit - 1]["seq"]) if len(rows) > limit else None)
+
+
+async def count_flags(*, audit: Audit, who: Principal, where: FlagFilter) -> schemas.FlagCounts:
+    """The flags `who` may see that `where` asks for, counted in the database (one statement): what `list_flags`
+    would page through, in all, by severity and by rule."""
+    if where.participant is not None and _reader(who) is not None and where.participant != who.subject:
+        # a party withheld from the reader is no filter it can probe with (`list_flags` matches the parties it sees)
+        raise Forbidden("A participant counts the flags that name itself only (`participant` is your own id).")
+    async with audit.pool.acquire() as conn:
+        rows = await repository.count_flags(conn, where, viewer=_viewer(audit, who))
+    return tally((r["status"], r["severity"], r["rule"], r["n"]) for r in rows)
+
+
+def tally(groups: Iterable[tuple[str, str, str, int]]) -> schemas.FlagCounts:
+    """Counts by (status, severity, rule) added up: in all, by severity (every one, the highest first) and by rule
+    (each that has a flag: the highest severity first, then the most open, then by name)."""
+
+    def zero() -> dict[str, int]:
+        return {"open": 0, "resolved": 0, "withdrawn": 0, "total": 0}
+
+    total = zero()
+    by_severity = {s: zero() for s in sorted(rules.Severity, key=rules.SEVERITY_ORDER.__getitem__, reverse=True)}
+    by_rule: dict[str, dict[str, int]] = {}
+    worst: dict[str, rules.Severity] = {}
+    for status, severity, rule, n in groups:
+        sev = rules.Severity(severity)
+        for c in (total, by_severity[sev], by_rule.setdefault(rule, zero())):
+            c[status] += n
+            c["total"] += n
+        if rule not in worst or rules.SEVERITY_ORDER[sev] > rules.SEVERITY_ORDER[worst[rule]]:
+            worst[rule] = sev
+    order = sorted(by_rule, key=lambda r: (-rules.SEVERITY_ORDER[worst[r]], -by_rule[r]["open"], r))
+    return schemas.FlagCounts(
+        **total,
+        by_severity=[schemas.SeverityCounts(severity=s, **c) for s, c in by_severity.items()],
+        by_rule=[schemas.RuleCounts(rule=rules.Rule(r), severity=worst[r], **by_rule[r]) for r in order],
+    )
 
 
 def _not_found(flag_id: str) -> NotFound:

@@ -18,9 +18,11 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -141,6 +143,7 @@ class TokenVerifier:
         self.audience = audience
         self.leeway_s = leeway_s
         self._keys: dict[str, PyJWK] = {}
+        self._tokens_until: dict[str, float] = {}  # retired keys: no token they signed is valid after this
         self._jwks: list[Any] = []
         self._revoked: frozenset[str] = frozenset()
         # token -> (principal, kid, exp): a token's signature is checked once, not on every request (it is most of
@@ -154,6 +157,11 @@ class TokenVerifier:
     def ready(self) -> bool:
         return bool(self._keys)
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """The ids of the keys loaded (a rotated-in key is here before it signs: publish before use)."""
+        return frozenset(self._keys)
+
     def load_revoked(self, token_ids: set[str] | frozenset[str]) -> None:
         self._revoked = frozenset(token_ids)
 
@@ -165,15 +173,22 @@ class TokenVerifier:
         self._revoked = self._revoked | {token_id}
 
     def load_jwks(self, jwks: dict[str, Any]) -> None:
+        """Load the registry's key set: every key it ever had (the next one, published before it signs; the active
+        one; the retired ones). A retired key's `tokens_until` (ISO 8601) is the last expiry of a token it signed: a
+        token naming it is refused after that, whatever its own `exp` says."""
         if jwks.get("keys", []) != self._jwks:
             self._verified.clear()
             self._jwks = list(jwks.get("keys", []))
         keys = {}
+        until: dict[str, float] = {}
         for jwk in jwks.get("keys", []):
             key = PyJWK.from_json(json.dumps(jwk))
             if key.key_id:
                 keys[key.key_id] = key
+                if jwk.get("tokens_until"):
+                    until[key.key_id] = datetime.fromisoformat(jwk["tokens_until"]).timestamp()
         self._keys = keys
+        self._tokens_until = until
         self.loaded_at = time.monotonic()
 
     def knows_key_of(self, token: str) -> bool:
@@ -209,6 +224,11 @@ class TokenVerifier:
         key = self._keys.get(header.get("kid", ""))
         if key is None:
             raise Unauthorized("Token signed with an unknown key; request a new token from the registry.")
+        until = self._tokens_until.get(header.get("kid", ""), math.inf)
+        if time.time() > until + self.leeway_s:
+            raise Unauthorized(
+                "Token signed with a retired key whose tokens have all expired; request a new token from the registry."
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -254,7 +274,7 @@ class TokenVerifier:
             grant_participants=participants,
             expires_at=float(claims["exp"]),
         )
-        return who, header.get("kid", ""), float(claims["exp"])
+        return who, header.get("kid", ""), min(float(claims["exp"]), until)
 
 
 KeyFetch = Callable[[], Awaitable[tuple[dict[str, Any], set[str]]]]

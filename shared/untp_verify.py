@@ -3,7 +3,8 @@
 
 Checks, each with a one-line verdict:
 1. signature: the JWS (VC-JOSE, EdDSA) verifies with the key its `kid` names in the registry's JWKS
-   (`--registry URL`, or `--jwks FILE` offline);
+   (`--registry URL`, or `--jwks FILE` offline), which publishes every key the registry ever had; a key retired by a
+   rotation verifies what it signed before its `retired_at` (a credential dated later is refused);
 2. model: the credential is a UNTP 0.6.1 DTE or DPP as `shared.untp` models it;
 3. events (with `--custody` and a token that may read the lot): every custody event the credential names (a DTE's
    `custodyEvents`) is on its lot's custody history, with the same seq, type and hash;
@@ -22,6 +23,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +34,9 @@ from shared import epc, untp, vcjose
 
 MAX_HISTORY_BYTES = 64 * 1024 * 1024
 MAX_LOTS = 100  # lots whose histories one verification fetches
+# A credential's `validFrom` (whole seconds, the registry's clock) against its key's `retired_at` (the database's
+# clock): a signature begun just before the retirement may carry a `validFrom` a moment later.
+RETIREMENT_LEEWAY = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +56,44 @@ class Unreadable(Exception):
 # --- checks 1 and 2 (pure) --------------------------------------------------------------------------------------
 
 
+def published_key(jwks: dict[str, Any], kid: str) -> dict[str, Any]:
+    """The JWKS entry of `kid` (the registry publishes every key it ever had: `status` next, active or retired)."""
+    return next((k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid), {})
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def check_signature(token: str, jwks: dict[str, Any]) -> tuple[Check, dict[str, Any] | None]:
+    """The JWS verifies with the key its `kid` names. A retired key (its private half erased when a newer key took
+    over) verifies what it signed before `retired_at`: a credential dated later is refused (it cannot be ours)."""
     try:
         credential = vcjose.verify(token.strip(), jwks)
     except vcjose.VcJoseError as e:
         return Check("signature", False, e.reason), None
     kid = vcjose.header(token.strip())["kid"]
+    key = published_key(jwks, kid)
+    retired_at = _instant(key.get("retired_at"))
+    if key.get("status") == "retired" and retired_at is not None:
+        valid_from = _instant(credential.get("validFrom"))
+        if valid_from is None or valid_from > retired_at + RETIREMENT_LEEWAY:
+            return (
+                Check(
+                    "signature",
+                    False,
+                    f"key {kid} was retired at {key['retired_at']}, but the credential is dated "
+                    f"{credential.get('validFrom')!r}: the registry signed nothing with it after its retirement",
+                ),
+                None,
+            )
+        return Check(
+            "signature", True, f"EdDSA, key {kid} of the registry's JWKS (retired {key['retired_at']}, signed before)"
+        ), credential
     return Check("signature", True, f"EdDSA, key {kid} of the registry's JWKS"), credential
 
 

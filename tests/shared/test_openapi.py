@@ -74,6 +74,8 @@ IDS = {
         "list_self_assessments",
         "get_self_assessment",
         "sign_credential",  # UNTP credentials signed for custody and audit (issue 26)
+        "list_keys",  # signing keys rotate without downtime (issue 28)
+        "rotate_keys",
     ],
     "custody": [
         "register_lot",

@@ -18,6 +18,13 @@ class Settings(ServiceSettings):
         description="SQLAlchemy URL of the registry database (asyncpg driver).",
     )
     token_ttl_days: int = Field(365, ge=1, le=3650, description="Lifetime of participant tokens, in days.")
+    key_publish_delay_s: float = Field(
+        60,
+        ge=0,
+        le=30 * 86_400,
+        description="How long a rotated-in signing key is published in the JWKS before it signs (`POST /keys/rotate`): "
+        "at least twice the other services' AUTH_REFRESH_S, so every verifier has it before the first token it signs.",
+    )
     lookup_rate_per_hour: float = Field(
         120, gt=0, le=100_000, description="Directory lookups by exact identifier per caller, an hour (steady rate)."
     )

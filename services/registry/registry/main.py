@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from registry import assessments_router, credentials, facilities_router, untp_signing
+from registry import assessments_router, credentials, facilities_router, keys_router, untp_signing
 from registry.config import Settings
 from registry.events import REGISTRY_EVENTS
 from registry.router import router
@@ -19,7 +19,6 @@ def _db_key_fetch(rt: Runtime) -> KeyFetch:
 
     async def fetch() -> tuple[dict[str, Any], set[str]]:
         async with rt.sessionmaker() as session, session.begin():
-            await credentials.active_key(session)
             return await credentials.jwks(session), {c.jti for c in await credentials.revoked_ids(session)}
 
     return fetch
@@ -31,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Registry",
         description="Who is who in the mineral supply chain: participants, certifications, CAHRA reference data "
         "and credentials. Every change is published on `registry.events`.",
-        routers=[router, assessments_router.router, facilities_router.router, untp_signing.router],
+        routers=[router, assessments_router.router, facilities_router.router, untp_signing.router, keys_router.router],
         key_fetch=_db_key_fetch,
         events=REGISTRY_EVENTS,
     )

@@ -181,15 +181,20 @@ class RiskProfile(Base):
 
 
 class SigningKey(Base):
-    """Ed25519 keys that sign participant tokens. The public halves are published as a JWKS."""
+    """Ed25519 keys that sign tokens and UNTP credentials. The public halves are published as a JWKS, every key ever
+    used (`registry.credentials`): `next` from its creation, the signing key from `activates_at` (publish before
+    use), `retired` once a newer key signs (`retired_at`, its private half erased; `tokens_until`: the last expiry
+    of a token it signed, after which verifiers refuse tokens naming it; credentials it signed verify for ever)."""
 
     __tablename__ = "signing_keys"
 
     kid: Mapped[str] = mapped_column(Text, primary_key=True)
-    private_pem: Mapped[bytes] = mapped_column(LargeBinary)
+    private_pem: Mapped[bytes | None] = mapped_column(LargeBinary)  # None once retired
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activates_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    tokens_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Credential(Base):

@@ -325,17 +325,6 @@ async def list_revoked_credentials(session: SessionDep) -> schemas.RevocationLis
     )
 
 
-@router.get(
-    "/.well-known/jwks.json",
-    response_model=schemas.JWKS,
-    tags=["credentials"],
-    summary="Public keys that verify participant tokens (public)",
-)
-async def get_jwks(session: SessionDep) -> schemas.JWKS:
-    await credentials.active_key(session)
-    return schemas.JWKS.model_validate(await credentials.jwks(session))
-
-
 # --- compliance officers -------------------------------------------------------------------------------------
 
 

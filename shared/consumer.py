@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.events import CloudEvent, EventDecodeError
 from shared.kafka_security import KafkaSecurity, client_kwargs
@@ -75,6 +75,14 @@ FETCH_PARTITION_BYTES = 256 * 1024
 FETCH_MAX_BYTES = 4 * 1024 * 1024
 
 CONSUMED = Counter("consumer_events_total", "Events read from Kafka", ["group", "outcome"])
+LAG = Gauge(
+    "consumer_lag",
+    "Messages behind the partition's end, per partition this consumer reads (as of its last fetch)",
+    ["group", "topic", "partition"],
+)
+LAST_POLL = Gauge("consumer_last_poll_timestamp_seconds", "When the consumer last read from Kafka", ["group"])
+LAG_EVERY_S = 1.0  # the lag gauges are set at most this often
+STALL_S = 30.0  # readiness: not ready when the loop has not read from Kafka, or kept failing, for this long
 BATCH_SECONDS = Histogram(
     "consumer_batch_seconds",
     "From sending a batch's first statement to its commit (what the next batch waits for)",
@@ -191,6 +199,10 @@ class EventConsumer:
         self.offset_commits = 0  # offset commits Kafka acknowledged
         self.lock_key = lock_key  # held on `_conn` while running (see the module's docstring)
         self.lock_shared = lock_shared
+        self._last_poll = 0.0  # monotonic: the last getmany that answered
+        self._failing_since: float | None = None  # monotonic: the first failure of the loop's current run of them
+        self._lag_at = 0.0
+        self._lag_labels: set[tuple[str, str, str]] = set()
         self.lock_poll_s = lock_poll_s
         self._locked = False
 
@@ -215,6 +227,7 @@ class EventConsumer:
                     await self._read_first_topics_first()
                     batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_records)
                     batches = {tp: records for tp, records in batches.items() if records}
+                    self._polled()
                     # Reading and decoding this batch overlaps with PostgreSQL applying the previous one; batches
                     # are still applied and committed one after the other, in order.
                     delivered = await self._decode(batches, yield_every=200)
@@ -225,9 +238,12 @@ class EventConsumer:
                         pending = asyncio.create_task(self._apply(batches, delivered))
                         await asyncio.sleep(0)  # let it send its first statement before we read on
                     backoff = 0.2
+                    self._failing_since = None
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - uncommitted work is redelivered after restart
+                    if self._failing_since is None:
+                        self._failing_since = time.monotonic()
                     log.warning("consumer %s failed, restarting in %.1fs: %r", self.group_id, backoff, exc)
                     await self._cancel(pending)
                     pending = None
@@ -243,6 +259,43 @@ class EventConsumer:
         finally:
             await self._cancel(pending)
             await self._reset()
+
+    def readiness(self) -> str | None:
+        """For `/readyz`: None when the consumer reads on, else what is wrong (it has kept failing, or has not read
+        from Kafka, for `STALL_S`). Waiting for a replay to end is not a failure of the service."""
+        now = time.monotonic()
+        if self._failing_since is not None and now - self._failing_since > STALL_S:
+            return f"failing for {now - self._failing_since:.0f} s (see the logs)"
+        if self._consumer is not None and self._last_poll and now - self._last_poll > STALL_S:
+            return f"no read from Kafka for {now - self._last_poll:.0f} s"
+        return None
+
+    def _polled(self) -> None:
+        """A fetch answered: note it, and, at most every `LAG_EVERY_S`, how far behind each assigned partition is."""
+        now = time.monotonic()
+        self._last_poll = now
+        group = self.group_id or "replay"
+        LAST_POLL.labels(group).set(time.time())
+        if now - self._lag_at < LAG_EVERY_S or self._consumer is None:
+            return
+        self._lag_at = now
+        c = self._consumer
+        seen: set[tuple[str, str, str]] = set()
+        subscription = c._subscription.subscription
+        if subscription is None:
+            return
+        for tp in c.assignment():
+            end = c.highwater(tp)
+            state = subscription.assignment.state_value(tp)  # the fetch position, without position()'s waiting
+            at = state.position if state is not None and state.has_valid_position else None
+            if end is None or at is None:
+                continue
+            labels = (group, self._logical.get(tp.topic, tp.topic), str(tp.partition))
+            LAG.labels(*labels).set(max(end - at, 0))
+            seen.add(labels)
+        for labels in self._lag_labels - seen:  # partitions the group gave to another member
+            LAG.remove(*labels)
+        self._lag_labels = seen
 
     @staticmethod
     async def _cancel(task: asyncio.Task[None] | None) -> None:

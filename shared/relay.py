@@ -136,6 +136,7 @@ DEAD_LETTERED = Counter(
     ["service", "reason"],
 )
 DEAD_LETTER_ROWS = Gauge("outbox_dead_letter_rows", "Rows in the service's dead_letter table", ["service"])
+READY_AFTER_FAILING_S = 30.0  # `/readyz` reports the relay not ready once its rounds have failed this long
 
 
 def make_producer(
@@ -222,6 +223,7 @@ class OutboxRelay:
         self.max_request_size = max_request_size
         self.server_settings = {"application_name": f"{service}-relay", **(server_settings or {})}
         self._deleted_since_vacuum = False
+        self._failing_since: float | None = None  # monotonic: the first failed round of the current run of them
         # a factory of a test's own is called as `make_producer` is, without the security settings
         self._producer_factory = producer_factory or functools.partial(make_producer, security=security)
         self._producer: AIOKafkaProducer | None = None
@@ -260,6 +262,13 @@ class OutboxRelay:
         """This relay holds the lead (it publishes; the others wait)."""
         return self._leading
 
+    def readiness(self) -> str | None:
+        """For `/readyz`: None while rounds succeed (or this relay stands by for another), else how long they have
+        failed (rows wait in the outbox meanwhile: nothing is lost, but nothing reaches Kafka either)."""
+        if self._failing_since is not None and time.monotonic() - self._failing_since > READY_AFTER_FAILING_S:
+            return f"publishing has failed for {time.monotonic() - self._failing_since:.0f} s (see the logs)"
+        return None
+
     def wake(self) -> None:
         """Rows were committed: start a round now rather than at the poll interval."""
         self._wake.set()
@@ -276,6 +285,7 @@ class OutboxRelay:
                     self._wake.clear()  # a commit from here on wakes the next round; earlier ones are claimed now
                     sent = await self.publish_round()
                     backoff = 0.1
+                    self._failing_since = None
                     if self._deleted_since_vacuum and time.monotonic() - last_vacuum > self.vacuum_interval_s:
                         last_vacuum = time.monotonic()
                         await self._vacuum()
@@ -288,6 +298,8 @@ class OutboxRelay:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any failure aborts the round; rows stay in the outbox
                     FAILED_ROUNDS.labels(self.service).inc()
+                    if self._failing_since is None:
+                        self._failing_since = time.monotonic()
                     log.warning("outbox relay round failed, retrying in %.1fs: %r", backoff, exc)
                     await self._reset()
                     await self._sleep(backoff)

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
+from shared.consumer import EventConsumer
 from shared.db import make_engine, make_sessionmaker
 from shared.fastlane import Endpoint, FastLane, Lane, lanes_for
 from shared.limits import Guards, document_guards
@@ -31,7 +32,8 @@ from shared.problems import document_problems
 from shared.process import settle_gc
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.web import Check, KafkaCheck, database_check, install_common
+from shared.watch import PipelineWatch, Probe, unwatch_pool, watch_pool
+from shared.web import Check, KafkaCheck, database_check, install_common, worker_check
 
 log = logging.getLogger("shared.runtime")
 
@@ -53,7 +55,13 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
-        return {"database": database_check(self.engine), "kafka": self.kafka_check}
+        checks: dict[str, Check] = {"database": database_check(self.engine), "kafka": self.kafka_check}
+        for w in self.workers:  # the relay and the consumer say whether they get on with their work
+            if isinstance(w, OutboxRelay):
+                checks["relay"] = worker_check(w)
+            elif isinstance(w, EventConsumer):  # a service may run several (audit: its projection's, its webhooks')
+                checks[f"consumer:{w.group_id or w.client_id}"] = worker_check(w)
+        return checks
 
 
 @asynccontextmanager
@@ -62,9 +70,11 @@ async def service_runtime(
     extra_workers: Callable[[Runtime], Sequence[Worker]] = lambda rt: (),
     key_fetch: Callable[[Runtime], KeyFetch] | None = None,
     raw_pool: bool = False,
+    probes: Sequence[Probe] = (),
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime, start the credential refresher, the outbox relay (if enabled) and any extra workers;
-    stop them on exit. Token keys come from `key_fetch` (default: the registry's HTTP endpoints)."""
+    """Build the runtime, start the credential refresher, the outbox relay (if enabled), the pipeline's gauges
+    (`shared.watch`, with the service's own `probes`) and any extra workers; stop them on exit. Token keys come from
+    `key_fetch` (default: the registry's HTTP endpoints)."""
     engine = make_engine(settings)
     rt = Runtime(settings, engine, make_sessionmaker(engine), KafkaCheck(settings.kafka_bootstrap_servers, settings))
     if raw_pool:  # min_size=0: nothing connects at start-up, so a database outage is a 503, not a crash
@@ -77,12 +87,16 @@ async def service_runtime(
             server_settings=settings.pg_request_settings(settings.service_name),
             reset=_no_session_state,
         )
+    watch_pool(engine, settings.service_name, "sqlalchemy")
+    if rt.pool is not None:
+        watch_pool(rt.pool, settings.service_name, "asyncpg")
     configure_notifier(settings.asyncpg_dsn)  # wakes a relay in another process when none leads in this one
     fetch = key_fetch(rt) if key_fetch else http_key_fetch(settings.registry_url)
     rt.refresher = CredentialRefresher(rt.verifier, fetch, settings.auth_refresh_s)
     rt.workers.append(rt.refresher)
     if settings.relay_enabled:
         rt.workers.append(OutboxRelay.from_settings(settings))
+    rt.workers.append(PipelineWatch(settings.asyncpg_dsn, settings.service_name, probes))
     rt.workers.extend(extra_workers(rt))
     tasks = [asyncio.create_task(w.run(), name=type(w).__name__) for w in rt.workers]
     profiler = _start_profiler()
@@ -98,7 +112,9 @@ async def service_runtime(
                 t.cancel()
         await rt.kafka_check.close()
         await close_notifier()
+        unwatch_pool(engine)
         if rt.pool is not None:
+            unwatch_pool(rt.pool)
             await rt.pool.close()
         await engine.dispose()
 
@@ -173,6 +189,7 @@ def build_app(
     events: Sequence[EventType] = (),
     raw_pool: bool = False,
     fast: Sequence[Endpoint] = (),
+    probes: Sequence[Probe] = (),
 ) -> FastAPI:
     """A service app: lifespan with its runtime, problem+json errors, request ids, CORS for `cors_origins`, health
     and metrics routes, and with `events` the AsyncAPI document of the events it publishes at `/asyncapi.json`.
@@ -189,7 +206,7 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if problem := settings.operator_token_problem():
             raise RuntimeError(f"{settings.service_name} refuses to start: {problem}")
-        async with service_runtime(settings, extra_workers, key_fetch, raw_pool) as rt:
+        async with service_runtime(settings, extra_workers, key_fetch, raw_pool, probes) as rt:
             app.state.runtime = rt
             settle_gc(settings.gc_young_threshold)  # a 380-lot trace builds ~20,000 containers that die at once
             yield

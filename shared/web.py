@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, FastAPI, Response
@@ -115,6 +116,25 @@ class Readiness(BaseModel):
 Check = Callable[[], Awaitable[None]]
 
 
+class NotReady(Exception):
+    """A check's answer when a part of the service (not a dependency) is not doing its work: `/readyz` says so."""
+
+
+class Ready(Protocol):
+    def readiness(self) -> str | None: ...
+
+
+def worker_check(worker: Ready) -> Check:
+    """A background worker with `readiness()` (the relay, a consumer) as a readiness check."""
+
+    async def check() -> None:
+        problem = worker.readiness()
+        if problem is not None:
+            raise NotReady(problem)
+
+    return check
+
+
 def database_check(engine: AsyncEngine) -> Check:
     async def check() -> None:
         async with engine.connect() as conn:
@@ -165,7 +185,7 @@ def health_router(service: str, checks: Callable[[], dict[str, Check]]) -> APIRo
     @router.get(
         "/readyz",
         response_model=Readiness,
-        summary="Readiness: the database and Kafka are reachable",
+        summary="Readiness: the database and Kafka are reachable, the relay publishes and the consumer reads",
         responses={
             503: {
                 "content": {
@@ -193,6 +213,8 @@ def health_router(service: str, checks: Callable[[], dict[str, Check]]) -> APIRo
             try:
                 await asyncio.wait_for(check(), 3.0)
                 results[name] = "ok"
+            except NotReady as exc:
+                results[name] = f"not ready: {exc}"[:300]
             except Exception as exc:  # noqa: BLE001 - reported in the body
                 results[name] = f"unreachable: {exc!r}"[:300]
 

@@ -129,6 +129,12 @@ IDS = {
         "emrt_workbook",
         "emrt_rows",
         "untp_passport",  # a product lot's UNTP Digital Product Passport (issue 26)
+        "create_webhook",  # signed webhooks: audit/webhooks_router.py (issue 28)
+        "list_webhooks",
+        "get_webhook",
+        "delete_webhook",
+        "replay_webhook",
+        "list_webhook_deliveries",
     ],
 }
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -68,6 +68,31 @@ class Settings(GenealogySettings):
         "environment. Empty: the peer's address counts.",
     )
 
+    # Webhooks (`audit/webhooks_*.py`, docs/webhooks.md)
+    webhooks_enabled: bool = Field(
+        True,
+        description="Run the webhooks' consumer (group `<consumer group>-webhooks`, on `audit.flags` and "
+        "`custody.events`) and delivery worker in this process.",
+    )
+    webhook_max_per_owner: int = Field(10, ge=1, le=1000, description="Webhook subscriptions one party may have.")
+    webhook_allow_http_localhost: bool = Field(
+        False, description="Accept `http://` webhook URLs to localhost (tests, a local install); otherwise https only."
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="A webhook delivery attempt's timeout (connect, send and answer)."
+    )
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, description="Wait before a failed webhook delivery's first retry; doubled per attempt, with jitter."
+    )
+    webhook_retry_max_s: float = Field(3600.0, gt=0, description="Longest wait between two attempts of a delivery.")
+    webhook_disable_after_days: float = Field(
+        3.0, gt=0, description="A webhook subscription whose deliveries failed (no 2xx) for this long is disabled."
+    )
+    webhook_max_in_flight: int = Field(
+        4, ge=1, le=100, description="Deliveries of one subscription in flight at once (per audit process)."
+    )
+    webhook_poll_s: float = Field(1.0, gt=0, description="How often the delivery worker looks for due deliveries.")
+
     def thresholds(self) -> Thresholds:
         base = Thresholds()
         return Thresholds(

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from audit import assessments_router, filings_router, grievances_router, untp_router
+from audit import assessments_router, filings_router, grievances_router, service, untp_router, webhooks_router
 from audit.config import Settings
 from audit.consumer import make_consumer
 from audit.events import AUDIT_EVENTS
@@ -27,6 +27,8 @@ from audit.live import Broadcaster, OverdueChecker, after_commit
 from audit.projection import Projection
 from audit.router import router
 from audit.stream_feed import CustodyFeed, Feeds, FlagFeed
+from audit.webhooks_consumer import make_webhooks_consumer
+from audit.webhooks_delivery import DeliveryWorker
 from shared.kafka_security import security_of
 from shared.runtime import Runtime, Worker, build_app
 from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS, physical
@@ -107,9 +109,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         broadcaster,
     )
 
+    def webhook_workers(rt: Runtime) -> list[Worker]:
+        """The webhooks' consumer group and delivery worker (docs/webhooks.md)."""
+        if not settings.webhooks_enabled or rt.pool is None:
+            return []
+        sender = DeliveryWorker(settings, rt.pool)
+        audit = service.Audit(rt.pool, settings.trace_max_depth, settings.trace_max_lots)
+        return [make_webhooks_consumer(settings, audit, after_commit=sender.wake), sender]
+
     def workers(rt: Runtime) -> Sequence[Worker]:
         if not settings.consumer_enabled:
-            return feeds.feeds
+            return [*feeds.feeds, *webhook_workers(rt)]
         projection = Projection(thresholds=settings.thresholds())
         consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection))
         checker = OverdueChecker(
@@ -119,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             grace_s=settings.overdue_grace_s,
             may_write=lambda: consumer.holds_lock,  # beside its consumer only while that holds the writer lock
         )
-        return [consumer, checker, *feeds.feeds]
+        return [consumer, checker, *feeds.feeds, *webhook_workers(rt)]
 
     app = build_app(
         settings,
@@ -133,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             assessments_router.router,
             filings_router.router,
             untp_router.router,
+            webhooks_router.router,
         ],
         extra_workers=workers,
         raw_pool=True,

@@ -1,0 +1,123 @@
+"""The webhooks' consumer: `audit.flags` and `custody.events` into one delivery row per matching subscription.
+
+A consumer group of its own (`<AUDIT_CONSUMER_GROUP, default the service name>-webhooks`; every audit replica runs
+one member, beside the projection's group, which it never holds back): for each batch, in one transaction, the
+events' ids go into its inbox `webhooks.processed_events` (`shared.consumer`: exactly one effect per event) and, for
+every enabled subscription whose filters match an event, a delivery row: the event as `GET /stream` shows it to the
+subscription's owner (`audit.stream_feed`'s items, `audit.service.as_seen`'s disclosure), as the JSON body the
+worker signs and posts (`audit.webhooks_delivery`). An event its owner may not see makes no row.
+
+The consumer's connection runs with `search_path = webhooks, public`: `shared.consumer` writes `processed_events`
+unqualified, and the projection's table of that name holds the same custody events' ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from audit import service
+from audit import webhooks_domain as domain
+from audit import webhooks_repository as repository
+from audit.config import Settings
+from audit.live import Broadcaster
+from audit.stream_feed import CustodyFeed, FlagFeed, TopicFeed
+from shared.auth import Principal
+from shared.consumer import Delivered, EventConsumer
+from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS
+
+TOPICS = (AUDIT_FLAGS, CUSTODY_EVENTS)
+
+
+def _shapers() -> dict[str, TopicFeed]:
+    """The stream's own feeds, used only for `item`: what `/stream` shows of a record (never started)."""
+    b = Broadcaster(max_listeners=0)
+    return {
+        AUDIT_FLAGS: FlagFeed(bootstrap_servers="", topic=AUDIT_FLAGS, broadcaster=b),
+        CUSTODY_EVENTS: CustodyFeed(bootstrap_servers="", topic=CUSTODY_EVENTS, broadcaster=b),
+    }
+
+
+def subscription(row: asyncpg.Record | dict[str, Any]) -> domain.Subscription:
+    scope = row["owner_scope"]
+    filters = row["filters"]
+    return domain.Subscription(
+        id=row["id"],
+        owner=row["owner"],
+        owner_kind=row["owner_kind"],
+        owner_scope=None if scope is None else frozenset(scope),
+        filters=domain.Filters.from_json(orjson.loads(filters) if isinstance(filters, str) else filters),
+    )
+
+
+def principal(sub: domain.Subscription) -> Principal:
+    """Who the deliveries are for, as a request of theirs would be."""
+    return Principal(subject=sub.owner, kind=sub.owner_kind, scope=sub.owner_scope)
+
+
+class DeliveryMaker:
+    """The consumer's batch handler: delivery rows for the batch's events, on the consumer's connection (inside its
+    transaction); what an owner may see is read from the projection (committed before a flag is published)."""
+
+    def __init__(self, audit: service.Audit) -> None:
+        self.audit = audit
+        self.shapers = _shapers()
+        self.made = 0  # delivery rows written (tests, metrics)
+
+    async def __call__(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
+        subs = [subscription(r) for r in await repository.enabled_subscriptions(conn)]
+        if not subs:
+            return
+        rows: list[tuple[str, str, str, str, str, str]] = []
+        for d in batch:
+            feed = self.shapers.get(d.topic)
+            data = feed.item(d.event) if feed is not None else None
+            if feed is None or data is None:
+                continue
+            item = {"event": feed.event, "data": data}
+            for sub in subs:
+                if not sub.filters.matches(feed.event, data):
+                    continue
+                shown = await service.as_seen(self.audit, principal(sub), item)
+                if shown is None:
+                    continue
+                msg_id = str(uuid.uuid4())
+                body = domain.body_of(
+                    msg_id=msg_id,
+                    subscription_id=sub.id,
+                    kind=feed.event,
+                    event_id=d.event.id,
+                    event_type=d.event.type,
+                    data=shown,
+                )
+                rows.append((msg_id, sub.id, d.event.id, d.event.type, feed.event, _json(body)))
+        await repository.insert_deliveries(conn, rows)
+        self.made += len(rows)
+
+
+def _json(body: dict[str, Any]) -> str:
+    return orjson.dumps(body, default=str).decode()
+
+
+def make_webhooks_consumer(
+    settings: Settings, audit: service.Audit, after_commit: Callable[[], None] | None = None
+) -> EventConsumer:
+    """A member of the group `<AUDIT_CONSUMER_GROUP or service name>-webhooks`."""
+    name = f"{settings.consumer_group or settings.service_name}-webhooks"
+    return EventConsumer(
+        dsn=settings.asyncpg_dsn,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        security=settings,
+        group_id=name,
+        topics=list(TOPICS),
+        topic_prefix=settings.topic_prefix,
+        handler=DeliveryMaker(audit),
+        max_records=settings.consumer_max_records,
+        client_id=name,
+        server_settings={**settings.pg_settings(name), "search_path": "webhooks, public"},
+        after_commit=after_commit,
+    )

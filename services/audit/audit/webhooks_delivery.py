@@ -1,0 +1,151 @@
+"""The webhooks' delivery worker: posts due deliveries, signed, and retries the failed ones with backoff.
+
+Every audit process runs one (`AUDIT_WEBHOOKS_ENABLED`); they share the work through the table
+(`webhooks_repository.CLAIM_SQL`: a delivery is claimed by one process for a lease of twice the timeout, and tried
+again by any once a process died holding it). Each attempt is a POST of the stored JSON body with `Webhook-Id` (the
+delivery's id, the same on every attempt), `Webhook-Timestamp` (the attempt's, in seconds) and `Webhook-Signature`
+(`webhooks_domain.sign`); a 2xx within `AUDIT_WEBHOOK_TIMEOUT_S` acknowledges it, and no redirect is followed.
+Anything else is tried again after `webhooks_domain.backoff_s` (exponential, with jitter); a subscription whose
+deliveries have failed for `AUDIT_WEBHOOK_DISABLE_AFTER_DAYS` is disabled (`POST /webhooks/{id}/replay` enables it and
+sends what it missed).
+
+No order within a subscription: each delivery is tried on its own schedule (a receiver orders by the data's times,
+and drops a `Webhook-Id` it has seen: delivery is at least once). At most `AUDIT_WEBHOOK_MAX_IN_FLIGHT` deliveries of
+one subscription are in flight at once: a dead or slow endpoint holds that many of its own slots for at most the
+timeout each, never another subscription's, and never the projection (a consumer group of its own feeds the table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from prometheus_client import Counter, Histogram
+
+from audit import webhooks_domain as domain
+from audit import webhooks_repository as repository
+from audit.config import Settings
+
+log = logging.getLogger("audit.webhooks")
+
+DELIVERIES = Counter(
+    "webhook_delivery_attempts_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), rejected (another status), unreachable (no answer in time)",
+    ["outcome"],
+)
+DISABLED = Counter("webhook_subscriptions_disabled_total", "Webhook subscriptions disabled after failing too long")
+ATTEMPT_SECONDS = Histogram(
+    "webhook_delivery_seconds",
+    "One webhook delivery attempt, from sending to the answer (or the error)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CLAIM_LIMIT = 500  # deliveries claimed by one look, all subscriptions together
+
+
+class DeliveryWorker:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._client = client
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.attempts = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """New deliveries were committed (the consumer's `after_commit`): look at once."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        client = self._client or httpx.AsyncClient(
+            timeout=httpx.Timeout(s.webhook_timeout_s),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+            headers={"User-Agent": f"mineral-custody-{s.service_name}-webhooks"},
+        )
+        backoff = 0.5
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    for row in await self._claim():
+                        task = asyncio.create_task(self._attempt(client, row))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                    backoff = 0.5
+                    wait = s.webhook_poll_s
+                except Exception as exc:  # noqa: BLE001 - the database away: look again later
+                    log.warning("webhook deliveries: cannot claim: %r; again in %.1f s", exc, backoff)
+                    wait, backoff = backoff, min(backoff * 2, 10.0)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+        finally:
+            if self._tasks:  # in flight: given the timeout to end; their leases run out otherwise
+                await asyncio.wait(list(self._tasks), timeout=s.webhook_timeout_s + 1)
+            if self._client is None:
+                await client.aclose()
+
+    async def _claim(self) -> list[asyncpg.Record]:
+        s = self.settings
+        async with self.pool.acquire() as conn:
+            return await repository.claim(
+                conn,
+                per_subscription=s.webhook_max_in_flight,
+                limit=CLAIM_LIMIT,
+                lease_s=2 * s.webhook_timeout_s + 5,
+            )
+
+    async def _attempt(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
+        body = row["body"].encode()
+        sent = domain.headers(row["secret"], row["id"], int(time.time()), body)
+        status: int | None = None
+        error = ""
+        t0 = time.perf_counter()
+        try:
+            r = await client.post(row["url"], content=body, headers=sent)
+            status = r.status_code
+            if not 200 <= status < 300:
+                error = domain.status_error(status, r.text)
+        except Exception as exc:  # noqa: BLE001 - refused, timed out, TLS: the endpoint did not take it
+            error = domain.error_text(exc)
+        ATTEMPT_SECONDS.observe(time.perf_counter() - t0)
+        self.attempts += 1
+        outcome = "delivered" if not error else "rejected" if status is not None else "unreachable"
+        DELIVERIES.labels(outcome).inc()
+        try:
+            await self._record(row, status, error)
+        except Exception as exc:  # noqa: BLE001 - its lease runs out and it is tried again (at least once)
+            log.warning("webhook delivery %s: outcome not recorded: %r", row["id"], exc)
+        else:
+            self._wake.set()  # a slot of its subscription is free
+
+    async def _record(self, row: asyncpg.Record, status: int | None, error: str) -> None:
+        s = self.settings
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not error:
+                assert status is not None
+                await repository.delivered(conn, row["seq"], status)
+                return
+            retry = domain.backoff_s(row["attempts"], base_s=s.webhook_retry_base_s, max_s=s.webhook_retry_max_s)
+            failing: Any = await repository.failed(
+                conn, row["seq"], row["subscription_id"], retry_in_s=retry, status=status, error=error
+            )
+            if failing is None or not failing["enabled"]:
+                return
+            if domain.gives_up(failing["failing_since"], failing["now"], timedelta(days=s.webhook_disable_after_days)):
+                reason = f"deliveries failed since {failing['failing_since']:%Y-%m-%dT%H:%M:%SZ}; last: {error}"
+                await repository.disable(conn, row["subscription_id"], reason)
+                DISABLED.inc()
+                log.warning("webhook subscription %s disabled: %s", row["subscription_id"], reason)

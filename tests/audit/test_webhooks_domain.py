@@ -1,0 +1,121 @@
+"""The webhooks' rules without I/O: signatures as a receiver checks them (written here from the Standard Webhooks
+scheme, not with the module's own code), URLs, filters, backoff."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from audit import webhooks_domain as domain
+
+
+def receiver_verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a subscriber writes (docs/webhooks.md): HMAC-SHA256 of `id.timestamp.body` with the secret's key."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['Webhook-Id']}.{headers['Webhook-Timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return any(
+        hmac.compare_digest(expected, sig.partition(",")[2])
+        for sig in headers["Webhook-Signature"].split()
+        if sig.startswith("v1,")
+    )
+
+
+def test_a_signature_verifies_with_the_secret_and_fails_on_any_change() -> None:
+    secret = domain.new_secret()
+    body = b'{"type":"flag","data":{"id":"f-1","severity":"high"}}'
+    sent = domain.headers(secret, "msg-1", 1_765_000_000, body)
+    assert sent["Webhook-Signature"].startswith("v1,")
+    assert receiver_verifies(secret, sent, body)
+    assert not receiver_verifies(secret, sent, body.replace(b"high", b"low"))  # a tampered body
+    assert not receiver_verifies(secret, {**sent, "Webhook-Timestamp": "1765000001"}, body)  # another time
+    assert not receiver_verifies(secret, {**sent, "Webhook-Id": "msg-2"}, body)
+    assert not receiver_verifies(domain.new_secret(), sent, body)  # another secret
+
+
+def test_the_standard_webhooks_example_signature() -> None:
+    """The test vector of the Standard Webhooks specification's reference libraries."""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    assert (
+        domain.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+def test_secrets() -> None:
+    assert len(domain.secret_key(domain.new_secret())) == domain.SECRET_BYTES
+    assert domain.new_secret() != domain.new_secret()
+    for bad in (
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_not base64!",
+        "whsec_" + base64.b64encode(b"x" * 8).decode(),
+    ):
+        with pytest.raises(domain.BadSecret):
+            domain.secret_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "ok"),
+    [
+        ("https://erp.example.com/hooks", False, True),
+        ("https://erp.example.com:8443/hooks?x=1", False, True),
+        ("http://erp.example.com/hooks", True, False),
+        ("http://127.0.0.1:9000/hook", False, False),
+        ("http://127.0.0.1:9000/hook", True, True),
+        ("http://localhost/hook", True, True),
+        ("ftp://erp.example.com/hooks", True, False),
+        ("https://user:pw@erp.example.com/hooks", False, False),
+        ("https://erp.example.com/hooks#x", False, False),
+        ("https:///hooks", False, False),
+        ("https://erp.example.com:99999/", False, False),
+    ],
+)
+def test_urls(url: str, allow: bool, ok: bool) -> None:
+    if ok:
+        assert domain.check_url(url, allow_http_localhost=allow) == url
+    else:
+        with pytest.raises(domain.BadUrl):
+            domain.check_url(url, allow_http_localhost=allow)
+
+
+def test_filters() -> None:
+    flag = {"id": "f", "rule": "mass_mismatch", "severity": "high", "lot_id": "L1", "lot_ids": ["L1", "L2"]}
+    shipped = {"id": "e", "type": "custody.lot.shipped", "lot_id": "L1"}
+    everything = domain.Filters(domain.FlagFilter(), domain.CustodyFilter())
+    assert everything.matches("flag", flag) and everything.matches("custody", shipped)
+    assert not everything.matches("other", flag)
+    only_flags = domain.Filters(flags=domain.FlagFilter())
+    assert only_flags.matches("flag", flag) and not only_flags.matches("custody", shipped)
+    assert domain.Filters(flags=domain.FlagFilter(severities=frozenset({"high", "critical"}))).matches("flag", flag)
+    assert not domain.Filters(flags=domain.FlagFilter(severities=frozenset({"critical"}))).matches("flag", flag)
+    assert not domain.Filters(flags=domain.FlagFilter(rules=frozenset({"seal_mismatch"}))).matches("flag", flag)
+    assert domain.Filters(flags=domain.FlagFilter(lot_ids=frozenset({"L2"}))).matches("flag", flag)  # any lot of it
+    assert not domain.Filters(flags=domain.FlagFilter(lot_ids=frozenset({"L3"}))).matches("flag", flag)
+    by_type = domain.Filters(custody=domain.CustodyFilter(types=frozenset({"custody.lot.received"})))
+    assert not by_type.matches("custody", shipped)
+    assert domain.Filters(custody=domain.CustodyFilter(lot_ids=frozenset({"L1"}))).matches("custody", shipped)
+    assert not domain.Filters(custody=domain.CustodyFilter(lot_ids=frozenset({"L2"}))).matches("custody", shipped)
+    for f in (everything, only_flags, by_type, domain.Filters(custody=domain.CustodyFilter(lot_ids=frozenset({"L"})))):
+        assert domain.Filters.from_json(f.to_json()) == f
+
+
+def test_backoff_doubles_with_jitter_up_to_the_ceiling() -> None:
+    rand = random.Random(7)
+    waits = [[domain.backoff_s(n, base_s=5, max_s=3600, rand=rand) for _ in range(200)] for n in range(1, 12)]
+    for n, ws in enumerate(waits, start=1):
+        ceiling = min(3600, 5 * 2 ** (n - 1))
+        assert all(ceiling / 2 <= w <= ceiling for w in ws), n
+        assert max(ws) - min(ws) > ceiling / 4  # jitter: spread, not one instant
+    assert domain.backoff_s(10_000, base_s=5, max_s=3600) <= 3600  # no overflow
+
+
+def test_gives_up_after_the_time_given() -> None:
+    t0 = datetime(2026, 12, 6, tzinfo=UTC)
+    assert not domain.gives_up(t0, t0 + timedelta(days=2, hours=23), timedelta(days=3))
+    assert domain.gives_up(t0, t0 + timedelta(days=3), timedelta(days=3))

@@ -565,3 +565,88 @@ async def test_the_live_feed_reconnects_after_the_audit_service_restarts(scenari
         f'#live-feed li[data-event="custody"][data-type="custody.lot.consumed"][data-lot-id="{metal}"]'
     )
     assert await page.evaluate("window.__sameDocument") == "still here", "the page was reloaded"
+
+
+# --- the overview's counts come from the database (issue 28) -----------------------------------------------------
+
+SHOWN_COUNTS = """() => ({
+  total: Number(document.querySelector('#unresolved-total')?.dataset.open ?? -1),
+  totalText: document.querySelector('#unresolved-total')?.textContent ?? '',
+  cards: Object.fromEntries([...document.querySelectorAll('#by-severity .sev-card')]
+    .map((c) => [c.dataset.severity, Number(c.dataset.open)])),
+  rules: Object.fromEntries([...document.querySelectorAll('#by-rule-body tr[data-rule]')]
+    .map((r) => [r.dataset.rule, Number(r.dataset.open)])),
+  queue: document.querySelectorAll('#flag-queue tr[data-flag-id]').length,
+  more: document.querySelector('#flag-queue-body .more')?.textContent ?? '',
+})"""
+
+
+async def shows_the_counts(s: Scenario, page: Page) -> dict[str, Any]:
+    """Wait until the overview shows what `GET /flags/counts?status=open` answers the operator now."""
+    last: dict[str, Any] = {}
+
+    async def same() -> bool:
+        r = await s.audit.get("/flags/counts", params={"status": "open"}, headers=OPERATOR)
+        assert r.status_code == 200, r.text
+        c = r.json()
+        want = {
+            "total": c["open"],
+            "totalText": f"{c['open']} unresolved",
+            "cards": {x["severity"]: x["open"] for x in c["by_severity"]},
+            "rules": {x["rule"]: x["open"] for x in c["by_rule"] if x["open"]},
+            "queue": min(15, c["open"]),
+            "more": f"All {c['open']} unresolved flags →" if c["open"] > 15 else "",
+        }
+        last.update(shown=await page.evaluate(SHOWN_COUNTS), want=want)
+        return bool(last["shown"] == want)
+
+    try:
+        await wait_for(same, timeout_s=UI_TIMEOUT_MS / 1000, what="the overview to show the counts", interval_s=0.2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last}") from None
+    return last["want"]  # type: ignore[no-any-return]
+
+
+async def test_the_overview_counts_come_from_the_database_and_follow_the_stream(
+    scenario: Scenario, ui: Session, database_urls: dict[str, str]
+) -> None:
+    page = ui.page
+    await page.evaluate("window.location.hash = '#/flags?status=open'")
+    await page.wait_for_selector("#flags-table")
+    await page.evaluate("window.location.hash = '#/'")
+    await page.wait_for_selector("#by-severity .sev-card")
+    before = await shows_the_counts(scenario, page)
+    # Over 2,000 more open flags, written straight into audit's table (beyond what the page once sampled): the page
+    # shows them once a flag event on the stream makes it ask for the counts again, without a reload.
+    lot, n = scenario.lots["0001"], 2100
+    conn = await asyncpg.connect(database_urls["audit"].replace("+asyncpg", ""))
+    try:
+        await conn.execute(
+            "INSERT INTO flags (id, rule, cause, severity, lot_id, lot_ids, participants, summary, evidence) "
+            "SELECT 'e2e-count-' || i, 'undocumented_custody', 'e2e-count-' || i, 'info', $1, ARRAY[$1], '{}', "
+            "'inserted by the overview test', '{}' FROM generate_series(1, $2::int) AS i",
+            lot,
+            n,
+        )
+        await page.evaluate("window.__sameDocument = 'still here'")
+        registered = await ok(
+            await scenario.registry.post("/officers", headers=OPERATOR, json={"name": "Officer 2", "contact": "c"})
+        )
+        rmap = (await scenario.flags(status="open", rule="smelter_rmap_active"))[0]
+        await ok(
+            await scenario.audit.post(
+                f"/flags/{rmap['id']}/resolve",
+                headers=bearer(registered["credential"]["token"]),
+                json={"note": "RMAP audit booked; counts test"},
+            ),
+            200,
+        )
+        after = await shows_the_counts(scenario, page)
+        assert after["total"] == before["total"] + n - 1, (before, after)
+        assert after["cards"]["info"] == before["cards"]["info"] + n
+        assert "+" not in after["totalText"]
+        assert await page.evaluate("window.__sameDocument") == "still here", "the page was reloaded"
+        await page.screenshot(path=str(ARTIFACTS / "overview-counts.png"))
+    finally:
+        await conn.execute("DELETE FROM flags WHERE id LIKE 'e2e-count-%'")
+        await conn.close()

@@ -387,13 +387,17 @@ function welcome() {
 
 async function overviewPage(ctx) {
   const QUEUE_MAX = 15;
-  const flags = new Map(); // every unresolved flag
-  let truncated = false;
+  const SPARE = QUEUE_MAX * 2; // flags asked for beyond the queue, so a resolved row is replaced at once
+  // The counts come from the database (GET /flags/counts): exact however many flags there are. The stream only says
+  // when to ask again.
+  let counts = null;
   const cards = h("div", { class: "sev-cards", id: "by-severity" });
   const byRule = h("div", { id: "by-rule-body" });
   const total = h("span", { class: "count-pill", id: "unresolved-total" }, "…");
-  // The queue: the most severe unresolved flags, newest first within a severity. Rows stay where they are when a
-  // flag is acknowledged (nothing jumps under the pointer); a new flag is slotted in; a resolved one leaves.
+  // The queue: the most severe unresolved flags, newest first within a severity, from the API. Rows stay where they
+  // are when a flag is acknowledged (nothing jumps under the pointer); a new flag is slotted in; a resolved one leaves.
+  const flags = new Map(); // the queue's candidates: the most severe open flags from the API, and the stream's
+  const gone = new Set(); // flags the stream resolved or withdrew: a reload begun before must not bring them back
   const tbody = h("tbody", {});
   const rows = new Map(); // flag id -> its <tr> in the queue
   const queueMore = h("p", { class: "more" });
@@ -402,6 +406,9 @@ async function overviewPage(ctx) {
       h("thead", {}, h("tr", {}, flagHeaders({ compact: true }).map((c) => h("th", { scope: "col" }, c)))), tbody)),
     queueMore);
   const before = (a, b) => RANK[b.severity] - RANK[a.severity] || String(b.raised_at).localeCompare(String(a.raised_at));
+  const openOf = (sev) => counts?.by_severity.find((c) => c.severity === sev)?.open ?? 1;
+  let alive = true;
+  ctx.cleanups.push(() => { alive = false; });
 
   function queueRow(f) {
     const tr = flagRow(f, { compact: true, onChange: (u, next) => { rows.set(u.id, next); upsert(u); } });
@@ -414,6 +421,9 @@ async function overviewPage(ctx) {
     tbody.replaceChildren(...[...flags.values()].sort(before).slice(0, QUEUE_MAX).map(queueRow));
     queueTail();
   }
+
+  let topping = false; // asking the API for more candidates
+  let dry = false; // the last ask brought none new: wait for the counts to change before asking again
 
   function queueTail() {
     tbody.querySelector("tr.empty")?.remove();
@@ -428,9 +438,41 @@ async function overviewPage(ctx) {
       rows.delete(last.dataset.flagId);
       last.remove();
     }
+    if (rows.size < QUEUE_MAX && counts && counts.open > rows.size && !topping && !dry) topUp();
     if (!rows.size) tbody.append(emptyRow(4, "No unresolved flags."));
-    const n = flags.size;
-    queueMore.replaceChildren(n > rows.size ? h("a", { href: "#/flags?status=open" }, `All ${n}${truncated ? "+" : ""} unresolved flags →`) : "");
+    const n = counts ? counts.open : flags.size;
+    queueMore.replaceChildren(n > rows.size ? h("a", { href: "#/flags?status=open" }, `All ${n} unresolved flags →`) : "");
+    // Candidates far down the list are dropped (the stream may bring many): the API has them if they are needed.
+    if (flags.size > SPARE * 4) {
+      for (const f of [...flags.values()].filter((x) => !rows.has(x.id)).sort(before).slice(SPARE)) flags.delete(f.id);
+    }
+  }
+
+  async function candidates() {
+    // The most severe open flags, newest first within a severity: one page per severity, as many as are wanted.
+    const found = [];
+    for (const sev of SEVERITIES) {
+      const want = QUEUE_MAX + SPARE - found.length;
+      if (want <= 0) break;
+      if (!openOf(sev)) continue;
+      found.push(...(await audit.get("/flags", { status: "open", severity: sev, limit: want })).items);
+    }
+    return found.filter((f) => !gone.has(f.id));
+  }
+
+  async function topUp() {
+    topping = true;
+    try {
+      const found = (await candidates()).filter((f) => !flags.has(f.id));
+      if (!alive) return;
+      dry = !found.length;
+      for (const f of found) flags.set(f.id, f);
+    } catch {
+      dry = true;
+    } finally {
+      topping = false;
+    }
+    if (alive) queueTail();
   }
 
   function queueChange(f) {
@@ -446,49 +488,52 @@ async function overviewPage(ctx) {
     queueTail();
   }
 
+  async function loadCounts() {
+    const next = await audit.get("/flags/counts", { status: "open" });
+    if (!alive) return;
+    counts = next;
+    dry = false;
+    drawCounts();
+    queueTail();
+  }
+
   async function load() {
-    const open = await all(audit, "/flags", { status: "open" });
+    gone.clear();
+    counts = await audit.get("/flags/counts", { status: "open" });
+    const found = await candidates();
     flags.clear();
-    for (const f of open.items) flags.set(f.id, f);
-    truncated = open.truncated;
+    for (const f of found) flags.set(f.id, f);
+    dry = false;
     drawCounts();
     fillQueue();
   }
 
   function drawCounts() {
-    const list = [...flags.values()];
-    total.textContent = `${list.length}${truncated ? "+" : ""} unresolved`;
+    total.textContent = `${counts.open} unresolved`;
+    total.dataset.open = counts.open;
     clear(cards);
-    for (const sev of SEVERITIES) {
-      const open = list.filter((f) => f.severity === sev && f.status === "open").length;
+    for (const { severity: sev, open } of counts.by_severity) {
       cards.append(h("a", { class: `sev-card sev-card-${sev}`, href: `#/flags?status=open&severity=${sev}`, dataset: { severity: sev, open } },
         h("span", { class: "sev-name" }, title(sev)),
         h("span", { class: "sev-count" }, String(open)),
         h("span", { class: "sev-sub" }, "open")));
     }
-    const rules = new Map();
-    for (const f of list) {
-      const r = rules.get(f.rule) || { rule: f.rule, severity: f.severity, open: 0 };
-      r[f.status] += 1;
-      if (RANK[f.severity] > RANK[r.severity]) r.severity = f.severity;
-      rules.set(f.rule, r);
-    }
-    const ruleRows = [...rules.values()]
+    const ruleRows = counts.by_rule.filter((r) => r.open > 0)
       .sort((a, b) => RANK[b.severity] - RANK[a.severity] || b.open - a.open || a.rule.localeCompare(b.rule))
-      .map((r) => h("tr", { dataset: { rule: r.rule } },
+      .map((r) => h("tr", { dataset: { rule: r.rule, open: r.open } },
         h("td", {}, h("a", { href: `#/flags?status=open&rule=${r.rule}` }, ruleLabel(r.rule))),
         h("td", {}, severityBadge(r.severity)),
         h("td", { class: "num" }, String(r.open))));
     byRule.replaceChildren(table(["Rule", "Severity", "Open"], ruleRows, { caption: "Unresolved flags by rule", cls: "compact" }));
   }
 
-  const redrawCounts = debounce(drawCounts, 100);
+  const refreshCounts = debounce(() => { if (alive) loadCounts().catch(() => {}); }, 250);
 
   function upsert(f) {
-    if (f.status === "resolved" || f.status === "withdrawn") flags.delete(f.id);
-    else flags.set(f.id, { ...flags.get(f.id), ...f });
+    if (f.status === "resolved" || f.status === "withdrawn") { flags.delete(f.id); gone.add(f.id); }
+    else { flags.set(f.id, { ...flags.get(f.id), ...f }); gone.delete(f.id); }
     queueChange(f);
-    redrawCounts();
+    refreshCounts();
   }
 
   onLive(ctx, (item) => {

@@ -32,7 +32,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -627,9 +627,24 @@ def _processed_columns(delivered: Sequence[Delivered]) -> list[list[Any]]:
     return [list(col) for col in zip(*_processed_rows(delivered), strict=True)] if delivered else [[] for _ in range(5)]
 
 
-def run_standalone(consumer: EventConsumer, *, name: str, log_level: str, gc_young_threshold: int) -> None:
-    """Entry point of `python -m <service>.consumer`: run until SIGTERM or SIGINT."""
+class Worker(Protocol):
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def run_standalone(
+    consumer: EventConsumer,
+    *,
+    name: str,
+    log_level: str,
+    gc_young_threshold: int,
+    ops_port: int | None = None,
+    beside: Sequence[Worker] = (),
+) -> None:
+    """Entry point of `python -m <service>.consumer`: run until SIGTERM or SIGINT, with the workers `beside` it (audit's
+    overdue check) and, on `ops_port`, `/metrics`, `/healthz` and `/readyz` (`shared.ops_server`)."""
     from shared.logging import configure_logging
+    from shared.ops_server import serving
     from shared.process import settle_gc
 
     configure_logging(name, log_level)
@@ -637,10 +652,23 @@ def run_standalone(consumer: EventConsumer, *, name: str, log_level: str, gc_you
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            consumer.stop()
+            for w in beside:
+                w.stop()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.stop)
+            loop.add_signal_handler(sig, stop)
         log.info("consumer started", extra={"group": consumer.group_id, "topics": consumer.topics})
-        await consumer.run()
+        async with serving(ops_port, name, [(f"consumer:{consumer.group_id}", consumer)]):
+            others = [asyncio.create_task(w.run()) for w in beside]
+            try:
+                await consumer.run()
+            finally:
+                for w in beside:
+                    w.stop()
+                await asyncio.gather(*others, return_exceptions=True)
         log.info("consumer stopped", extra={"applied": consumer.applied, "duplicates": consumer.duplicates})
 
     asyncio.run(main())

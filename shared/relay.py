@@ -545,6 +545,7 @@ class OutboxRelay:
 def run_standalone(settings: ServiceSettings) -> None:
     """Entry point of `python -m <service>.relay`: run until SIGTERM or SIGINT."""
     from shared.logging import configure_logging
+    from shared.ops_server import serving
     from shared.process import settle_gc
 
     configure_logging(settings.service_name + "-relay", settings.log_level)
@@ -556,7 +557,8 @@ def run_standalone(settings: ServiceSettings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, relay.stop)
         log.info("outbox relay started", extra={"bootstrap": settings.kafka_bootstrap_servers})
-        await relay.run()
+        async with serving(settings.ops_port, f"{settings.service_name}-relay", [("relay", relay)]):
+            await relay.run()
         log.info("outbox relay stopped", extra={"published": relay.published})
 
     asyncio.run(main())

@@ -114,6 +114,13 @@ class ServiceSettings(KafkaSecurity):
         True, description="Run the service's Kafka consumer inside the service process (custody, audit)."
     )
     consumer_group: str | None = Field(None, description="Kafka consumer group (default: the service name).")
+    ops_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of `/metrics`, `/healthz` and `/readyz` for a relay or consumer run as its own process "
+        "(`python -m <service>.relay`, `.consumer`); unset: they serve none. The service itself serves them on PORT.",
+    )
     consumer_max_records: int = Field(500, description="Most events applied per consumer transaction.")
     consumer_commit_interval_s: float = Field(
         0.5,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from audit.config import Settings
+from audit.live import OverdueChecker
 from audit.projection import Projection
 from shared.consumer import EventConsumer, run_standalone
 from shared.topics import AUDIT_DECISIONS, CUSTODY_EVENTS, REGISTRY_EVENTS
@@ -54,6 +55,17 @@ def make_consumer(
     )
 
 
+def overdue_checker(settings: Settings, may_write: Callable[[], bool]) -> OverdueChecker:
+    """The scheduled check for shipments overdue in transit, beside a consumer (the service's, or one on its own)."""
+    return OverdueChecker(
+        settings.asyncpg_dsn,
+        Projection(thresholds=settings.thresholds()),
+        settings.overdue_check_s,
+        grace_s=settings.overdue_grace_s,
+        may_write=may_write,  # while its consumer holds the projection's lock (not during a replay)
+    )
+
+
 if __name__ == "__main__":
     from shared.cli import entry_args
 
@@ -62,15 +74,19 @@ if __name__ == "__main__":
     topics registry.events and custody.events with AUDIT_TOPIC_PREFIX in front, consumer group AUDIT_CONSUMER_GROUP,
     default audit) into the audit projection in AUDIT_DATABASE_URL, each event applied once, and raise the flags
     (written to the outbox; the audit service's relay, or `python -m audit.relay`, publishes them). For a deployment
-    whose audit service runs with AUDIT_CONSUMER_ENABLED=false; the scheduled check for shipments overdue in transit is
-    not run here. Any number of these (and of audit services) share the partitions as one consumer group and raise
-    the flags one consumer would; `python -m audit.replay` refuses to run while any runs. Runs until SIGTERM or Ctrl-C.
+    whose audit service runs with AUDIT_CONSUMER_ENABLED=false; it runs the scheduled check for shipments overdue in
+    transit too (every AUDIT_OVERDUE_CHECK_S), and with AUDIT_OPS_PORT serves /metrics, /healthz and /readyz. Any
+    number of these (and of audit services) share the partitions as one consumer group and raise the flags one
+    consumer would; `python -m audit.replay` refuses to run while any runs. Runs until SIGTERM or Ctrl-C.
     """
     entry_args("python -m audit.consumer", description, Settings)
     settings = Settings()
+    consumer = make_consumer(settings)
     run_standalone(
-        make_consumer(settings),
+        consumer,
         name=f"{settings.service_name}-consumer",
         log_level=settings.log_level,
         gc_young_threshold=settings.gc_young_threshold,
+        ops_port=settings.ops_port,
+        beside=[overdue_checker(settings, lambda: consumer.holds_lock)],
     )

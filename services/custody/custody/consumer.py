@@ -79,4 +79,5 @@ if __name__ == "__main__":
         name=f"{settings.service_name}-consumer",
         log_level=settings.log_level,
         gc_young_threshold=settings.gc_young_threshold,
+        ops_port=settings.ops_port,
     )

@@ -100,6 +100,10 @@ async def world(infra: None) -> AsyncIterator[World]:
             stop(proc)
 
 
+def stamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def kid(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
@@ -163,6 +167,28 @@ async def test_a_rotation_keeps_tokens_and_credentials_signed_before_it_verifyin
     before = await dte(w, lot, trader)
     assert kid(before) == old
     await accepted_everywhere(w, mine.token)
+    # A compliance officer's token, and a regulator's grant ending after every participant token (365 days)
+    r = await w.stack.registry.post("/officers", headers=OPERATOR, json={"name": "Amani M.", "contact": "EMP-1"})
+    assert r.status_code == 201, r.text
+    officer = r.json()["credential"]["token"]
+    body = {"name": "Mines Inspectorate", "authority": "Mining Code art. 12", "country": "RW"}
+    regulator = (await w.stack.registry.post("/regulators", headers=OPERATOR, json=body)).json()["id"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    grant_ends = now + timedelta(days=365, hours=23)
+    r = await w.stack.registry.post(
+        f"/regulators/{regulator}/grants",
+        headers=OPERATOR,
+        json={
+            "lots": [lot],
+            "participants": [],
+            "valid_from": stamp(now - timedelta(minutes=1)),
+            "valid_until": stamp(grant_ends),
+            "reason": "ex-post check across a key rotation",
+        },
+    )
+    assert r.status_code == 201, r.text
+    inspector = r.json()["credential"]["token"]
+    assert kid(officer) == kid(inspector) == old
 
     # The rotation: the new key is published at once and signs only from `activates_at`.
     r = await w.stack.registry.post("/keys/rotate", headers=OPERATOR)
@@ -205,8 +231,10 @@ async def test_a_rotation_keeps_tokens_and_credentials_signed_before_it_verifyin
     assert datetime.now(UTC) >= activates_at - timedelta(seconds=1)  # the database's clock decides, not ours
 
     # Tokens of before, of the window and of after: accepted everywhere (the new one with no reload needed).
-    for token in (mine.token, during, after):
+    for token in (mine.token, during, after, inspector):
         await accepted_everywhere(w, token)
+    for client in (w.stack.registry, w.audit):  # officers work in the registry and audit (custody: 403 by design)
+        assert (await client.get("/whoami", headers=bearer(officer))).status_code == 200
 
     # The old key is retired: its private half erased, its tokens' last expiry recorded, still published.
     listed = await keys(w)
@@ -219,10 +247,11 @@ async def test_a_rotation_keeps_tokens_and_credentials_signed_before_it_verifyin
     finally:
         await conn.close()
     assert pem is None
-    assert datetime.fromisoformat(listed[old]["tokens_until"]) == last
+    assert last < grant_ends  # the regulator's grant is the last of the old key's tokens to expire
+    assert datetime.fromisoformat(listed[old]["tokens_until"]) == grant_ends
     published = {k["kid"]: k for k in (await jwks(w))["keys"]}
     assert published[old]["status"] == "retired" and "d" not in published[old]
-    assert datetime.fromisoformat(published[old]["tokens_until"]) == last.replace(microsecond=0)
+    assert datetime.fromisoformat(published[old]["tokens_until"]) == grant_ends
 
     # The credential signed before the rotation verifies: signature (the retired key), model, events, chain.
     await fully_verified(w, before, trader)

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import orjson
 
-from custody.capture_router import InterruptedJobs
+from custody.capture_router import CaptureJanitor
 from custody.config import Settings
 from shared import epc
 from shared.events import CloudEvent
@@ -469,28 +469,60 @@ async def test_a_captured_receipt_and_transformation_have_the_api_s_data_shapes(
     assert [(e["type"], shape(e["data"])) for e in cap] == [(e["type"], shape(e["data"])) for e in api]
 
 
-async def test_one_running_job_per_participant_and_interrupted_jobs_fail_at_start_up(stack: Stack) -> None:
-    mine = await stack.party("mine")
+async def test_one_running_job_per_participant_and_a_stopped_replica_s_jobs_fail(stack: Stack) -> None:
+    """A job whose process stopped renewing it is failed by any replica (CaptureJanitor); a job another live replica
+    runs is not (each replica renews its own: before issue 27, a replica that started failed every job created
+    before it, the other replicas' running ones included)."""
+    mine, trader = await stack.party("mine"), await stack.party("trader")
     conn = await asyncpg.connect(stack.custody_dsn)
     try:
         await conn.execute(
-            "INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, created_at) "
-            "VALUES ('CAP-RUNNING', $1, 'running', 'rollback', 1, now() - interval '1 hour')",
+            "INSERT INTO capture_jobs "
+            "(job_id, actor, status, error_behaviour, event_count, created_at, owner, alive_at) VALUES "
+            "('CAP-RUNNING', $1, 'running', 'rollback', 1, now() - interval '1 hour', 'a-dead-replica', "
+            "now() - interval '1 minute'), "
+            "('CAP-ELSEWHERE', $2, 'running', 'rollback', 1, now() - interval '1 hour', 'a-live-replica', now())",
             mine.id,
+            trader.id,
         )
         r = await capture(stack, mine, doc(commission(lgtin())))
         assert r.status_code == 429 and r.headers["Retry-After"] == "1", r.text
         pool = await asyncpg.create_pool(stack.custody_dsn, min_size=1, max_size=1)
         try:
-            await InterruptedJobs(SimpleNamespace(pool=pool)).run()  # as a restarted custody does
+            assert await CaptureJanitor(SimpleNamespace(pool=pool)).once() == 1  # as any replica does every 5 s
         finally:
             await pool.close()
         job = (await stack.custody.get("/capture/CAP-RUNNING", headers=mine.auth)).json()
         assert (job["running"], job["success"]) == (False, False)
         assert "interrupted; capture again" in job["errors"][0]["detail"]
+        elsewhere = (await stack.custody.get("/capture/CAP-ELSEWHERE", headers=trader.auth)).json()
+        assert elsewhere["running"] is True  # another replica's job, alive: left to it
+        await conn.execute("UPDATE capture_jobs SET status = 'succeeded' WHERE job_id = 'CAP-ELSEWHERE'")
     finally:
         await conn.close()
     assert (await finished(stack, mine, await capture(stack, mine, doc(commission(lgtin())))))["success"]
+
+
+async def test_a_running_job_is_kept_alive_by_its_process(stack: Stack) -> None:
+    """The process running a job renews it, so another replica's janitor never takes it for a stopped one."""
+    from custody import capture as capture_module
+
+    mine = await stack.party("mine")
+    conn = await asyncpg.connect(stack.custody_dsn)
+    pool = await asyncpg.create_pool(stack.custody_dsn, min_size=1, max_size=1)
+    try:
+        await conn.execute(
+            "INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, owner, alive_at) "
+            "VALUES ('CAP-MINE-RUNNING', $1, 'running', 'rollback', 1, $2, now() - interval '1 minute')",
+            mine.id,
+            capture_module.INSTANCE,
+        )
+        assert await CaptureJanitor(SimpleNamespace(pool=pool)).once() == 0  # renewed first: not stale
+        assert await conn.fetchval("SELECT status FROM capture_jobs WHERE job_id = 'CAP-MINE-RUNNING'") == "running"
+        await conn.execute("UPDATE capture_jobs SET status = 'succeeded' WHERE job_id = 'CAP-MINE-RUNNING'")
+    finally:
+        await pool.close()
+        await conn.close()
 
 
 async def test_hostile_documents_are_refused_before_any_work(stack: Stack) -> None:

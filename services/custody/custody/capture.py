@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 SECURITY = "epcisException:SecurityException"
 IMPLEMENTATION = "epcisException:ImplementationException"
+INSTANCE = uuid.uuid4().hex
+"""This process, as the owner of the capture jobs it runs (`capture_router.CaptureJanitor` renews them)."""
 YIELD_EVERY = 64
 """Events applied between two yields to the event loop (other requests run in between)."""
 
@@ -110,7 +112,7 @@ async def submit(
         if len(jobs.tasks) >= jobs.limit or await repo.running_job(conn, who.subject) is not None:
             raise TooManyJobs("A capture of yours is running (or the service's are): retry when it has finished.")
         job_id = f"CAP-{uuid.uuid4().hex[:16].upper()}"
-        row = await repo.insert_job(conn, job_id, who.subject, behaviour, len(events), key, request_hash)
+        row = await repo.insert_job(conn, job_id, who.subject, behaviour, len(events), key, request_hash, INSTANCE)
         if row is None:  # the same key a moment ago, or another job of the caller's started meanwhile
             earlier = await repo.job_by_key(conn, who.subject, key) if key is not None else None
             if earlier is None:

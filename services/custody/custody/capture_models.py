@@ -53,6 +53,8 @@ class CaptureJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     key: Mapped[str | None] = mapped_column(Text)
     request_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    owner: Mapped[str | None] = mapped_column(Text)  # the process running it (`capture.INSTANCE`)
+    alive_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())  # renewed by it
 
 
 class EpcisEvent(Base):

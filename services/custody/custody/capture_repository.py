@@ -142,19 +142,28 @@ async def insert_lot_epcs(conn: Conn, rows: list[tuple[str, str, str]]) -> None:
 JOB_COLUMNS = "job_id, actor, status, error_behaviour, event_count, applied, stored, errors, created_at, finished_at"
 
 INSERT_JOB = f"""
-INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, key, request_hash)
-VALUES ($1, $2, 'running', $3, $4, $5, $6)
+INSERT INTO capture_jobs (job_id, actor, status, error_behaviour, event_count, key, request_hash, owner)
+VALUES ($1, $2, 'running', $3, $4, $5, $6, $7)
 ON CONFLICT DO NOTHING
 RETURNING {JOB_COLUMNS}
 """
 
 
 async def insert_job(
-    conn: Conn, job_id: str, actor: str, behaviour: str, count: int, key: str | None, request_hash: bytes | None
+    conn: Conn,
+    job_id: str,
+    actor: str,
+    behaviour: str,
+    count: int,
+    key: str | None,
+    request_hash: bytes | None,
+    owner: str | None = None,
 ) -> asyncpg.Record | None:
     """A new running job; None when the actor's key is taken already (`job_by_key`) or a job of the actor's is
     running (`uq_capture_jobs_running`: one at a time, whatever races)."""
-    row: asyncpg.Record | None = await conn.fetchrow(INSERT_JOB, job_id, actor, behaviour, count, key, request_hash)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        INSERT_JOB, job_id, actor, behaviour, count, key, request_hash, owner
+    )
     return row
 
 
@@ -210,13 +219,18 @@ async def list_jobs(conn: Conn, actor: str, after: str | None, limit: int) -> li
 INTERRUPTED = "interrupted; capture again: events already captured are recognised by their eventID"
 
 
-async def fail_interrupted(conn: Conn, when: datetime) -> int:
-    """Jobs left running by a process that stopped (created before `when`, this process's start): failed."""
+async def still_running(conn: Conn, owner: str) -> None:
+    """The jobs `owner` (this process) runs are alive: `alive_at` renewed."""
+    await conn.execute("UPDATE capture_jobs SET alive_at = now() WHERE owner = $1 AND status = 'running'", owner)
+
+
+async def fail_interrupted(conn: Conn, stale_s: float) -> int:
+    """Jobs whose process stopped (it has not renewed `alive_at` for `stale_s`, whichever replica it was): failed."""
     errors = orjson.dumps([{"exception": "epcisException:ImplementationException", "detail": INTERRUPTED}]).decode()
     result: str = await conn.execute(
         "UPDATE capture_jobs SET status = 'failed', finished_at = now(), errors = $2::jsonb "
-        "WHERE status = 'running' AND created_at < $1",
-        when,
+        "WHERE status = 'running' AND alive_at < now() - make_interval(secs => $1)",
+        stale_s,
         errors,
     )
     return int(result.split()[-1])

@@ -9,7 +9,7 @@ job runs after (`custody.capture`).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import logging
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -23,6 +23,8 @@ from custody.router import IdempotencyKey
 from custody.unit_of_work import request_hash
 from shared.auth import PrincipalDep
 from shared.problems import PROBLEM_JSON, NotFound, Problem, problem_responses
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["EPCIS capture"], responses=problem_responses(401, 403))
 
@@ -195,16 +197,32 @@ async def list_captures(
     return _epcis(200, {"items": items, "next_cursor": next_cursor})
 
 
-class InterruptedJobs:
-    """At start-up: the jobs a stopped process left running are failed (a Worker of `shared.runtime` that ends)."""
+class CaptureJanitor:
+    """Every `every_s`: this process says its running capture jobs are alive, and fails the jobs whose process
+    stopped saying so for `stale_s` (a Worker of `shared.runtime`). With several custody replicas, none fails the
+    others' running jobs; a job whose replica died is failed within about `stale_s`."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, every_s: float = 5.0, stale_s: float = 30.0) -> None:
         self.runtime = runtime
-        self.started = datetime.now(UTC)
+        self.every_s = every_s
+        self.stale_s = stale_s
+        self._stopping = asyncio.Event()
+
+    async def once(self) -> int:
+        async with self.runtime.pool.acquire() as conn:
+            await repo.still_running(conn, capture.INSTANCE)
+            return await repo.fail_interrupted(conn, self.stale_s)
 
     async def run(self) -> None:
-        async with self.runtime.pool.acquire() as conn:
-            await repo.fail_interrupted(conn, self.started)
+        while not self._stopping.is_set():
+            try:
+                await self.once()
+            except Exception as exc:  # noqa: BLE001 - the database is away: next time
+                log.warning("capture jobs' janitor: %r", exc)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.every_s)
+            except TimeoutError:
+                pass
 
     def stop(self) -> None:
-        pass
+        self._stopping.set()

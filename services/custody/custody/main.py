@@ -21,8 +21,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     EventTimes.configure(settings.time_window())  # the window every write's event times are validated against
 
     def workers(rt: Runtime) -> Sequence[Worker]:
-        interrupted = capture_router.InterruptedJobs(rt)  # EPCIS capture jobs a stopped process left running
-        return [interrupted, make_consumer(settings)] if settings.consumer_enabled else [interrupted]
+        janitor = capture_router.CaptureJanitor(rt)  # EPCIS capture jobs: ours alive, those of a stopped process failed
+        return [janitor, make_consumer(settings)] if settings.consumer_enabled else [janitor]
 
     app = build_app(
         settings,

@@ -289,7 +289,7 @@ async def test_the_dashboard_shows_a_participant_token_only_its_flags(system: Sy
         await feeds.wait_ready(30)
         assert feeds.ready
         start = stream_feed.encode(tuple(tuple(feed.floor) for feed in feeds.feeds))
-        audit = service.Audit(pool, broadcaster, 100)
+        audit = service.Audit(pool, 100)
 
         async def streamed(who: Principal) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
             """The flags (by id, as last streamed) and the custody events `who`'s stream shows, until it is quiet."""

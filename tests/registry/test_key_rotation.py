@@ -10,6 +10,10 @@ and a UNTP credential it signed (a lot's custody history, as custody asked the r
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +38,10 @@ from shared.topics import ensure_topics
 from tests.conftest import (
     ENV,
     OPERATOR,
+    ROOT,
+    SESSION_ID,
+    _admin,
+    _fresh_database,
     bearer,
     free_port,
     own_databases,
@@ -291,3 +299,28 @@ async def test_rotation_is_the_operators_and_the_window_cannot_be_skipped(w: Wor
     r = await w.stack.registry.post("/keys/rotate", headers=OPERATOR, params={"activate_in_s": PUBLISH_DELAY_S / 2})
     assert r.status_code == 422, r.text
     assert "REGISTRY_KEY_PUBLISH_DELAY_S" in r.json()["detail"]
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REGISTRY_DATABASE_URL": database_url, "REGISTRY_KEY_PUBLISH_DELAY_S": "5"}
+    return subprocess.run(
+        [sys.executable, "-m", "registry.keys", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_the_command_line_lists_and_rotates(infra: None) -> None:
+    url = await _fresh_database("registry", "keyscli")
+    try:
+        done = await asyncio.to_thread(_cli, url, "rotate")  # an empty registry gets its first key, then the next
+        assert done.returncode == 0, done.stderr
+        assert "published; it signs from" in done.stdout
+        listed = await asyncio.to_thread(_cli, url, "list")
+        assert listed.returncode == 0, listed.stderr
+        states = [line.split()[1] for line in listed.stdout.splitlines()]
+        assert states == ["active", "next"], listed.stdout
+        again = await asyncio.to_thread(_cli, url, "rotate")
+        assert again.returncode == 2 and "signs from" in again.stderr, again.stderr
+        short = await asyncio.to_thread(_cli, url, "rotate", "--activate-in-s", "1")
+        assert short.returncode == 2 and "REGISTRY_KEY_PUBLISH_DELAY_S" in short.stderr, short.stderr
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "registry_keyscli_{SESSION_ID}" WITH (FORCE)')

@@ -139,6 +139,11 @@ so it needs no escaping in a URL); Kafka is reached over TLS with SCRAM-SHA-512 
   value: 0.0.0.0
 - name: {{ $p }}RELAY_ENABLED
   value: "false"
+{{- if and .role (ne .role "api") (ne (include "mc.auditWorker" .) "true") }}
+# a relay or consumer on its own: /metrics, /healthz and /readyz on this port (shared/ops_server.py)
+- name: {{ $p }}OPS_PORT
+  value: "9100"
+{{- end }}
 {{- if ne $svc "registry" }}
 - name: {{ $p }}CONSUMER_ENABLED
   value: {{ include "mc.auditWorker" . | quote }}

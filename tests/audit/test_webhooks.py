@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
 
+from audit import webhooks_repository as repository
 from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
 from custody.config import Settings as CustodySettings
@@ -218,8 +220,12 @@ async def test_a_subscriber_receives_a_flag_it_may_see_signed_with_its_secret(ra
     await wait_for(lambda: _lot_arrived(h, "mine", h.lot), timeout_s=30, what="the mine's custody event")
     registered = [r.json for r in h.receiver.got["mine"] if r.json["event_type"] == "custody.lot.registered"]
     assert registered[0]["data"]["lot_id"] == h.lot and registered[0]["data"]["actor"] == h.mine.id
-    listed = await h.deliveries("mine", h.mine.auth)
-    assert {d["status"] for d in listed if d["event_id"] == body["event_id"]} == {"delivered"}
+
+    async def acknowledged() -> bool:  # recorded once the answer came back
+        listed = await h.deliveries("mine", h.mine.auth)
+        return {d["status"] for d in listed if d["event_id"] == body["event_id"]} == {"delivered"}
+
+    await wait_for(acknowledged, timeout_s=10, what="the mine's flag delivery to be recorded as delivered")
 
 
 async def test_a_participant_never_receives_what_it_may_not_see(raised: Hooks) -> None:
@@ -393,3 +399,20 @@ async def test_bounds_and_ownership(raised: Hooks) -> None:
     assert r.status_code == 422
     assert (await s.audit.delete(f"/webhooks/{made['id']}", headers=OPERATOR)).status_code == 204
     assert (await s.audit.get(f"/webhooks/{made['id']}", headers=OPERATOR)).status_code == 404
+
+
+async def test_old_deliveries_done_with_are_deleted(raised: Hooks) -> None:
+    h, s = raised, raised.system
+    count = "SELECT status, count(*) AS n FROM webhooks.deliveries GROUP BY status"
+    before = {r["status"]: r["n"] for r in await s.audit_rows(count)}
+    assert before.get("delivered") and before.get("failed"), before
+    conn = await asyncpg.connect(s.audit_dsn)
+    try:
+        assert await repository.prune(conn, older_than_s=3600) == 0  # none that old
+        assert await repository.prune(conn, older_than_s=0, limit=1) == 1
+        await repository.prune(conn, older_than_s=0)
+    finally:
+        await conn.close()
+    after = {r["status"]: r["n"] for r in await s.audit_rows(count)}
+    assert not after.get("delivered") and not after.get("failed"), after
+    assert all(d["status"] in ("pending", "sending") for d in await h.deliveries("mine", h.mine.auth))

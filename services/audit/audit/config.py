@@ -92,6 +92,12 @@ class Settings(GenealogySettings):
         4, ge=1, le=100, description="Deliveries of one subscription in flight at once (per audit process)."
     )
     webhook_poll_s: float = Field(1.0, gt=0, description="How often the delivery worker looks for due deliveries.")
+    webhook_keep_days: float = Field(
+        30.0,
+        gt=0,
+        description="Webhook deliveries delivered or given up are deleted this long after they were made (a replay "
+        "reaches back no further).",
+    )
 
     def thresholds(self) -> Thresholds:
         base = Thresholds()

@@ -7,7 +7,7 @@ delivery's id, the same on every attempt), `Webhook-Timestamp` (the attempt's, i
 (`webhooks_domain.sign`); a 2xx within `AUDIT_WEBHOOK_TIMEOUT_S` acknowledges it, and no redirect is followed.
 Anything else is tried again after `webhooks_domain.backoff_s` (exponential, with jitter); a subscription whose
 deliveries have failed for `AUDIT_WEBHOOK_DISABLE_AFTER_DAYS` is disabled (`POST /webhooks/{id}/replay` enables it and
-sends what it missed).
+sends what it missed). Deliveries delivered or given up are deleted `AUDIT_WEBHOOK_KEEP_DAYS` after they were made.
 
 No order within a subscription: each delivery is tried on its own schedule (a receiver orders by the data's times,
 and drops a `Webhook-Id` it has seen: delivery is at least once). At most `AUDIT_WEBHOOK_MAX_IN_FLIGHT` deliveries of
@@ -45,6 +45,7 @@ ATTEMPT_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 CLAIM_LIMIT = 500  # deliveries claimed by one look, all subscriptions together
+PRUNE_EVERY_S = 600.0  # how often old deliveries are deleted (`AUDIT_WEBHOOK_KEEP_DAYS`)
 
 
 class DeliveryWorker:
@@ -74,10 +75,14 @@ class DeliveryWorker:
             headers={"User-Agent": f"mineral-custody-{s.service_name}-webhooks"},
         )
         backoff = 0.5
+        pruned = 0.0
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
+                    if time.monotonic() - pruned >= PRUNE_EVERY_S:
+                        await self._prune()
+                        pruned = time.monotonic()
                     for row in await self._claim():
                         task = asyncio.create_task(self._attempt(client, row))
                         self._tasks.add(task)
@@ -106,6 +111,12 @@ class DeliveryWorker:
                 limit=CLAIM_LIMIT,
                 lease_s=2 * s.webhook_timeout_s + 5,
             )
+
+    async def _prune(self) -> None:
+        async with self.pool.acquire() as conn:
+            n = await repository.prune(conn, older_than_s=self.settings.webhook_keep_days * 86400)
+        if n:
+            log.info("webhook deliveries: %d older than %s days deleted", n, self.settings.webhook_keep_days)
 
     async def _attempt(self, client: httpx.AsyncClient, row: asyncpg.Record) -> None:
         body = row["body"].encode()

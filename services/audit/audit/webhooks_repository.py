@@ -102,6 +102,15 @@ UPDATE webhooks.deliveries d SET status = 'failed'
 FROM s WHERE d.subscription_id = s.id AND d.status = 'pending'
 """
 
+# Deliveries done with (delivered, or given up) made more than `$1` seconds ago; at most `$2` at a time.
+PRUNE_SQL = """
+DELETE FROM webhooks.deliveries WHERE seq IN (
+  SELECT seq FROM webhooks.deliveries
+  WHERE status IN ('delivered', 'failed') AND created_at < now() - make_interval(secs => $1)
+  LIMIT $2
+)
+"""
+
 LAST_ACKNOWLEDGED_SQL = """
 SELECT seq, id FROM webhooks.deliveries WHERE subscription_id = $1 AND status = 'delivered'
 ORDER BY seq DESC LIMIT 1
@@ -221,6 +230,12 @@ async def disable(conn: Conn, subscription_id: str, reason: str) -> None:
     """Disable it and give up its pending deliveries (`failed`; a replay sends them again). Its row must be locked
     (`failed` did)."""
     await conn.execute(DISABLE_SQL, subscription_id, reason)
+
+
+async def prune(conn: Conn, *, older_than_s: float, limit: int = 10_000) -> int:
+    """Delete deliveries done with and older than `older_than_s` (at most `limit`); how many."""
+    status = await conn.execute(PRUNE_SQL, older_than_s, limit)
+    return int(status.split()[-1])
 
 
 async def last_acknowledged(conn: Conn, subscription_id: str) -> asyncpg.Record | None:

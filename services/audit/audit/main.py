@@ -19,11 +19,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from audit import assessments_router, filings_router, grievances_router, service, untp_router, webhooks_router
+from audit import assessments_router, filings_router, grievances_router, service, untp_router, watch, webhooks_router
 from audit.config import Settings
-from audit.consumer import make_consumer
+from audit.consumer import make_consumer, overdue_checker
 from audit.events import AUDIT_EVENTS
-from audit.live import Broadcaster, OverdueChecker, after_commit
+from audit.live import Broadcaster, after_commit
 from audit.projection import Projection
 from audit.router import router
 from audit.stream_feed import CustodyFeed, Feeds, FlagFeed
@@ -122,13 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return [*feeds.feeds, *webhook_workers(rt)]
         projection = Projection(thresholds=settings.thresholds())
         consumer = make_consumer(settings, projection, after_commit=lambda: after_commit(projection))
-        checker = OverdueChecker(
-            settings.asyncpg_dsn,
-            Projection(thresholds=settings.thresholds()),
-            settings.overdue_check_s,
-            grace_s=settings.overdue_grace_s,
-            may_write=lambda: consumer.holds_lock,  # beside its consumer only while that holds the writer lock
-        )
+        checker = overdue_checker(settings, lambda: consumer.holds_lock)  # beside its consumer, as on its own
         return [consumer, checker, *feeds.feeds, *webhook_workers(rt)]
 
     app = build_app(
@@ -146,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhooks_router.router,
         ],
         extra_workers=workers,
+        probes=[watch.open_flags],  # audit_open_flags by severity, beside the outbox's gauges (shared.watch)
         raw_pool=True,
         events=AUDIT_EVENTS,
     )

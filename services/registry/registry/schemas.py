@@ -439,29 +439,6 @@ class RevocationList(BaseModel):
     revoked: list[RevokedToken]
 
 
-class JWKS(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "keys": [
-                        {
-                            "kty": "OKP",
-                            "crv": "Ed25519",
-                            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
-                            "kid": "k1",
-                            "alg": "EdDSA",
-                            "use": "sig",
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    keys: list[dict[str, str]]
-
-
 # --- compliance officers ----------------------------------------------------------------------------------------
 
 OFFICER_ID = "c0ff1ce5-7a4e-4d1c-9a0e-2f6b8d3e5a10"

@@ -30,6 +30,7 @@ import jwt
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK
+from prometheus_client import Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.problems import Forbidden, ProblemError, ServiceUnavailable, Unauthorized, problem_responses
@@ -281,6 +282,14 @@ KeyFetch = Callable[[], Awaitable[tuple[dict[str, Any], set[str]]]]
 """Returns (JWKS, revoked token ids)."""
 
 
+LISTS_LOADED = Gauge(
+    "auth_credential_lists_loaded_timestamp_seconds",
+    "When the token keys and the revocation list were last loaded from the registry (a stale list still accepts "
+    "what was revoked since)",
+)
+KEYS_PUBLISHED = Gauge("auth_signing_keys_published", "Signing keys in the registry's JWKS as last loaded")
+
+
 class CredentialRefresher:
     """A worker that reloads the key set and the revocation list every `interval_s` seconds.
 
@@ -304,6 +313,8 @@ class CredentialRefresher:
         self.verifier.load_jwks(jwks)
         self.verifier.load_revoked(revoked)
         self._last = time.monotonic()
+        LISTS_LOADED.set(time.time())
+        KEYS_PUBLISHED.set(len(jwks.get("keys", ())) if isinstance(jwks, dict) else 0)
 
     async def refresh_soon(self, min_interval_s: float = 1.0) -> None:
         """Reload now unless that was done less than `min_interval_s` ago (a token with a new key id: the key was

@@ -183,3 +183,16 @@ def test_the_grafana_dashboard_shows_metrics_that_exist() -> None:
         assert names and names <= known, f"{expr}: {names - known}"
     for metric in ("outbox_oldest_row_age_seconds", "consumer_lag", "audit_open_flags", "db_pool_connections"):
         assert any(metric in e for e in exprs), metric
+
+
+async def test_the_credential_lists_age_and_the_keys_published() -> None:
+    from shared.auth import CredentialRefresher, TokenVerifier
+
+    async def fetch() -> tuple[dict[str, object], set[str]]:
+        return {"keys": []}, {"revoked-jti"}
+
+    before = time.time()
+    await CredentialRefresher(TokenVerifier(), fetch, 60).refresh_once()  # type: ignore[arg-type]
+    loaded = sample("auth_credential_lists_loaded_timestamp_seconds")
+    assert loaded is not None and loaded >= before
+    assert sample("auth_signing_keys_published") == 0

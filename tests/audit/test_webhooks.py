@@ -25,11 +25,16 @@ import httpx
 import pytest
 import uvicorn
 
+from audit import service
 from audit import webhooks_repository as repository
 from audit.config import Settings as AuditSettings
 from audit.main import create_app as audit_app
+from audit.webhooks_consumer import make_webhooks_consumer
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
+from shared.consumer import Delivered
+from shared.events import CloudEvent
+from shared.topics import CUSTODY_EVENTS
 from tests.audit.conftest import System
 from tests.audit.test_scenario import lot_body, ok
 from tests.audit.test_webhooks_domain import receiver_verifies
@@ -405,6 +410,36 @@ async def test_bounds_and_ownership(raised: Hooks) -> None:
     assert r.status_code == 422
     assert (await s.audit.delete(f"/webhooks/{made['id']}", headers=OPERATOR)).status_code == 204
     assert (await s.audit.get(f"/webhooks/{made['id']}", headers=OPERATOR)).status_code == 404
+
+
+async def test_an_event_read_twice_makes_its_deliveries_once_in_the_webhooks_own_inbox(raised: Hooks) -> None:
+    """The consumer as the app builds it, applying one batch twice (a redelivery after a crash before the offsets'
+    commit): one delivery per subscription, the event in `webhooks.processed_events` and not in the projection's
+    `processed_events` (which must still apply it)."""
+    h, s = raised, raised.system
+    lot = f"LOT-{uuid.uuid4().hex[:8]}"
+    hook = await h.subscribe("twice", OPERATOR, url="https://erp.example.invalid/twice", custody={"lot_ids": [lot]})
+    settings = AuditSettings(database_url=s.audit_dsn.replace("postgresql://", "postgresql+asyncpg://"))
+    pool = await asyncpg.create_pool(s.audit_dsn, min_size=1, max_size=2)
+    try:
+        consumer = make_webhooks_consumer(settings, service.Audit(pool, 10))
+        event = CloudEvent(
+            type="custody.lot.shipped", source="/custody", subject=lot, key=lot, data={"lot_id": lot, "actor": "x"}
+        )
+        batch = [Delivered(event, CUSTODY_EVENTS, 0, 1)]
+        conn = await asyncpg.connect(s.audit_dsn, server_settings=consumer.server_settings)
+        try:
+            await consumer.apply(conn, batch)
+            await consumer.apply(conn, batch)
+        finally:
+            await conn.close()
+    finally:
+        await pool.close()
+    rows = await s.audit_rows("SELECT body FROM webhooks.deliveries WHERE subscription_id = $1", hook["id"])
+    assert len(rows) == 1 and json.loads(rows[0]["body"])["data"]["lot_id"] == lot
+    assert await s.audit_rows("SELECT 1 FROM webhooks.processed_events WHERE id = $1", event.id)
+    assert not await s.audit_rows("SELECT 1 FROM public.processed_events WHERE id = $1", event.id)
+    assert consumer.applied == 1 and consumer.duplicates == 1
 
 
 async def test_old_deliveries_done_with_are_deleted(raised: Hooks) -> None:

@@ -38,7 +38,7 @@ from shared.topics import CUSTODY_EVENTS
 from tests.audit.conftest import System
 from tests.audit.test_scenario import lot_body, ok
 from tests.audit.test_webhooks_domain import receiver_verifies
-from tests.conftest import FIXED_DATES_AGE_DAYS, OPERATOR, free_port, registry_process, serve_in_process
+from tests.conftest import FIXED_DATES_AGE_DAYS, OPERATOR, bearer, free_port, registry_process, serve_in_process
 from tests.custody.conftest import Party
 from tests.helpers import wait_for
 
@@ -205,6 +205,11 @@ async def raised(hooks: Hooks) -> Hooks:
     await h.subscribe("operator", OPERATOR, flags={"rules": ["uncertified_asm_in_cahra"]}, custody={})
     await h.subscribe("dead", OPERATOR, url=f"http://127.0.0.1:{free_port()}/nobody", flags={})
     await h.subscribe("slow", OPERATOR, flags={})
+    for name, scope in (("officer_in", [h.mine.id]), ("officer_out", [h.other.id])):
+        out = await ok(
+            await s.registry.post("/officers", headers=OPERATOR, json={"name": name, "contact": "o", "scope": scope})
+        )
+        await h.subscribe(name, bearer(out["credential"]["token"]), flags={})
     h.receiver.modes["slow"] = "sleep"
     h.lot = (await ok(await s.custody.post("/lots", headers=h.mine.auth, json=lot_body(1000))))["lot_id"]
     h.flag = await _flag(s, "uncertified_asm_in_cahra", h.lot)
@@ -255,6 +260,21 @@ async def test_a_participant_never_receives_what_it_may_not_see(raised: Hooks) -
     # and the mine does not receive the trader's custody event
     await wait_for(lambda: _lot_arrived(h, "operator", own), timeout_s=30, what="the operator to see the trader's lot")
     assert not _lot_arrived_now(h, "mine", own)
+
+
+async def test_an_officer_receives_the_flags_in_its_scope_only(raised: Hooks) -> None:
+    h, s = raised, raised.system
+    await wait_for(lambda: _flag_arrived(h, "officer_in"), timeout_s=30, what="the officer in scope to receive it")
+    got = next(r for r in h.receiver.got["officer_in"] if r.json["data"]["id"] == h.flag["id"])
+    assert receiver_verifies(h.secrets["officer_in"], got.headers, got.body)
+    assert got.json["data"]["participants"] == [h.mine.id]  # an officer reads every identity
+    # the deliveries of one event are written together: the officer out of scope has none of it
+    rows = await s.audit_rows(
+        "SELECT subscription_id FROM webhooks.deliveries WHERE event_id = $1", got.json["event_id"]
+    )
+    subscribed = {r["subscription_id"] for r in rows}
+    assert h.ids["officer_in"] in subscribed and h.ids["operator"] in subscribed
+    assert h.ids["officer_out"] not in subscribed and h.ids["other"] not in subscribed
 
 
 async def _flag_arrived(h: Hooks, name: str) -> bool:

@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -404,6 +405,19 @@ async def test_bounds_and_ownership(raised: Hooks) -> None:
     await refused({"url": url, "flags": {}, "secret": "hunter2"})
     r = await s.audit.post("/webhooks", json={"url": url, "flags": {}})
     assert r.status_code == 401
+    # a regulator reads by grant, for the grant's time: it subscribes to nothing
+    body = {"name": f"Authority {uuid.uuid4().hex[:6]}", "authority": "Reg. 2017/821", "country": "DE"}
+    regulator = await ok(await s.registry.post("/regulators", headers=OPERATOR, json=body))
+    now = datetime.now(UTC)
+    grant = {
+        "lots": [raised.lot],
+        "participants": [],
+        "valid_from": (now - timedelta(minutes=1)).isoformat(),
+        "valid_until": (now + timedelta(days=1)).isoformat(),
+        "reason": "webhooks test",
+    }
+    granted = await ok(await s.registry.post(f"/regulators/{regulator['id']}/grants", headers=OPERATOR, json=grant))
+    await refused({"url": url, "flags": {}}, 403, bearer(granted["credential"]["token"]))
     # subscriptions per party
     party = await s.party("trader", "UG")
     for _ in range(MAX_PER_OWNER):

@@ -336,6 +336,19 @@ async def test_a_dead_endpoint_is_retried_with_backoff_while_others_arrive_on_ti
     attempts = [d["attempts"] for d in await h.deliveries("dead")]
     await asyncio.sleep(1.5)  # a disabled subscription is tried no more
     assert [d["attempts"] for d in await h.deliveries("dead")] == attempts
+    # the events read while it is disabled are kept for it, failed, for a replay once it is repaired
+    lot = (await ok(await s.custody.post("/lots", headers=h.mine.auth, json=lot_body(7))))["lot_id"]
+    later = await _flag(s, "uncertified_asm_in_cahra", lot)
+
+    async def kept() -> bool:
+        rows = await s.audit_rows(
+            "SELECT status, attempts FROM webhooks.deliveries WHERE subscription_id = $1 AND body LIKE $2",
+            h.ids["dead"],
+            f"%{later['id']}%",
+        )
+        return [tuple(r) for r in rows] == [("failed", 0)]
+
+    await wait_for(kept, timeout_s=30, what="a failed delivery of the later flag for the disabled subscription")
 
 
 async def test_a_replay_resends_what_followed_the_last_acknowledged_delivery(raised: Hooks) -> None:

@@ -3,7 +3,8 @@
 A consumer group of its own (`<AUDIT_CONSUMER_GROUP, default the service name>-webhooks`; every audit replica runs
 one member, beside the projection's group, which it never holds back): for each batch, in one transaction, the
 events' ids go into its inbox `webhooks.processed_events` (`shared.consumer`: exactly one effect per event) and, for
-every enabled subscription whose filters match an event, a delivery row: the event as `GET /stream` shows it to the
+every subscription whose filters match an event, a delivery row (`failed` at once for a disabled subscription, for a
+replay to send once it is enabled again): the event as `GET /stream` shows it to the
 subscription's owner (`audit.stream_feed`'s items, `audit.service.as_seen`'s disclosure), as the JSON body the
 worker signs and posts (`audit.webhooks_delivery`). An event its owner may not see makes no row.
 
@@ -69,7 +70,7 @@ class DeliveryMaker:
         self.made = 0  # delivery rows written (tests, metrics)
 
     async def __call__(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
-        subs = [subscription(r) for r in await repository.enabled_subscriptions(conn)]
+        subs = [subscription(r) for r in await repository.subscribed(conn)]
         if not subs:
             return
         rows: list[tuple[str, str, str, str, str, str]] = []

@@ -26,13 +26,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
 RETURNING {SUBSCRIPTION_COLUMNS}
 """
 
-ENABLED_SQL = (
-    "SELECT id, owner, owner_kind, owner_scope, filters::text AS filters FROM webhooks.subscriptions WHERE enabled"
-)
+SUBSCRIBED_SQL = "SELECT id, owner, owner_kind, owner_scope, filters::text AS filters FROM webhooks.subscriptions"
 
+# A disabled subscription's deliveries are made `failed` (a replay sends them once it is repaired); one deleted
+# meanwhile gets none.
 INSERT_DELIVERIES_SQL = """
-INSERT INTO webhooks.deliveries (id, subscription_id, event_id, event_type, kind, body)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+INSERT INTO webhooks.deliveries (id, subscription_id, event_id, event_type, kind, body, status)
+SELECT u.id, u.subscription_id, u.event_id, u.event_type, u.kind, u.body,
+       CASE WHEN s.enabled THEN 'pending' ELSE 'failed' END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+     AS u (id, subscription_id, event_id, event_type, kind, body)
+JOIN webhooks.subscriptions s ON s.id = u.subscription_id
 ON CONFLICT (subscription_id, event_id) DO NOTHING
 """
 
@@ -199,13 +203,14 @@ async def delete_subscription(conn: Conn, id: str) -> None:
     await conn.execute("DELETE FROM webhooks.subscriptions WHERE id = $1", id)
 
 
-async def enabled_subscriptions(conn: Conn) -> list[asyncpg.Record]:
-    return list(await conn.fetch(ENABLED_SQL))
+async def subscribed(conn: Conn) -> list[asyncpg.Record]:
+    """Every subscription (a disabled one's deliveries are kept, `failed`, for a replay)."""
+    return list(await conn.fetch(SUBSCRIBED_SQL))
 
 
 async def insert_deliveries(conn: Conn, rows: Sequence[tuple[str, str, str, str, str, str]]) -> None:
     """(id, subscription_id, event_id, event_type, kind, body) each; an event already delivered to a subscription is
-    left as it is."""
+    left as it is. Pending, or `failed` for a disabled subscription."""
     if rows:
         await conn.execute(INSERT_DELIVERIES_SQL, *[list(col) for col in zip(*rows, strict=True)])
 

@@ -27,6 +27,32 @@ from tests.custody.conftest import Stack
 Events = list[tuple[str, CloudEvent]]
 
 
+async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of one statement on the database at `url`."""
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def count(url: str, table: str) -> int:
+    return int((await fetch(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
+
+
+async def empty(*urls: str) -> None:
+    """The projection's tables and the outbox emptied, and its head moved on (a state kept in memory is void)."""
+    from audit.replay import TABLES
+
+    for url in urls:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)}, outbox")
+            await conn.execute("UPDATE projection_head SET version = version + 1, seq = 0")
+        finally:
+            await conn.close()
+
+
 @asynccontextmanager
 async def audit_databases(prefix: str, n: int = 2) -> AsyncIterator[list[str]]:
     """`n` fresh audit databases migrated with `alembic upgrade head`, as asyncpg URLs; dropped afterwards."""

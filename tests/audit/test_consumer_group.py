@@ -32,7 +32,7 @@ from audit.domain import DecisionKind
 from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
 from shared.auth import Principal
 from shared.topics import delete_topics, ensure_topics, physical
-from tests.audit.conftest import Events, audit_databases
+from tests.audit.conftest import Events, audit_databases, count, fetch
 from tests.conftest import ENV, ROOT, session_prefix
 from tests.helpers import wait_for
 
@@ -59,18 +59,6 @@ async def prefix(infra: None) -> AsyncIterator[str]:
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     yield prefix
     await delete_topics(ENV.kafka_bootstrap, prefix)
-
-
-async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-async def count(url: str, table: str) -> int:
-    return int((await fetch(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
 
 
 async def send(prefix: str, events: Events) -> None:

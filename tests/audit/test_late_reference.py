@@ -30,7 +30,7 @@ from audit.repository import EVERYONE, FLAG_COLUMNS, FlagFilter, flag_row, flags
 from bench.audit_bench import Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import REGISTRY_EVENTS, delete_topics, ensure_topics, physical
-from tests.audit.conftest import Events, audit_databases
+from tests.audit.conftest import Events, audit_databases, fetch
 from tests.conftest import ENV, OPERATOR, serve_in_process
 from tests.helpers import wait_for
 
@@ -80,14 +80,6 @@ async def deliver(prefix: str, events: Events) -> None:
         )
     finally:
         await producer.stop()
-
-
-async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
 
 
 async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:

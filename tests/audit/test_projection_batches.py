@@ -21,11 +21,10 @@ import asyncpg
 import pytest
 
 from audit.projection import Projection
-from audit.replay import TABLES
 from bench.audit_bench import FLAG_SQL, Generator
 from shared.consumer import Delivered, EventConsumer
 from shared.events import CloudEvent
-from tests.audit.conftest import Events, audit_databases, with_refused_value
+from tests.audit.conftest import Events, audit_databases, count, empty, fetch, with_refused_value
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -41,23 +40,6 @@ def stream() -> Events:
     return Generator(seed=5, target=3000).build().events
 
 
-async def fetch(url: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
-async def empty(*urls: str) -> None:
-    for url in urls:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)}, outbox")
-        finally:
-            await conn.close()
-
-
 async def apply(url: str, projection: Projection, events: Sequence[tuple[str, CloudEvent]], batch: int) -> None:
     conn = await asyncpg.connect(url)
     try:
@@ -71,10 +53,6 @@ async def apply(url: str, projection: Projection, events: Sequence[tuple[str, Cl
 
 async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["rule"], r["cause"]): dict(r) for r in await fetch(url, FLAG_SQL)}
-
-
-async def count(url: str, table: str) -> int:
-    return int((await fetch(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
 
 
 def without_key(e: CloudEvent, key: str) -> CloudEvent:

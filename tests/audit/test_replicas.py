@@ -23,11 +23,10 @@ import asyncpg
 import pytest
 
 from audit.projection import Projection, State
-from audit.replay import TABLES
 from bench.audit_bench import FLAG_SQL, Generator
 from shared.consumer import Delivered, EventConsumer
 from shared.topics import CUSTODY_EVENTS
-from tests.audit.conftest import Events, audit_databases
+from tests.audit.conftest import Events, audit_databases, empty, fetch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -44,24 +43,6 @@ async def dbs(infra: None) -> AsyncIterator[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def stream() -> Events:
     return Generator(seed=21, target=3000).build().events
-
-
-async def fetch(url: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
-async def empty(*urls: str) -> None:
-    for url in urls:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)}, outbox")
-            await conn.execute("UPDATE projection_head SET version = version + 1, seq = 0")
-        finally:
-            await conn.close()
 
 
 class Replica:

@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SERVICES := registry custody audit
 export MCOC_VAR ?= $(CURDIR)/var
 
-.PHONY: help install install-dev epcis-js browser helm infra migrate up run stop status test lint format bench clean
+.PHONY: help install install-dev epcis-js browser helm infra migrate up run stop status backup restore test lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -90,6 +90,15 @@ stop:  ## stop the services, Kafka and PostgreSQL
 status:  ## what is running
 	@deploy/local/services.sh status || true
 	@deploy/local/infra.sh status || true
+
+# Backups of the local PostgreSQL cluster, and point-in-time recovery into a fresh one (docs/operations.md#backups).
+backup:  ## a base backup of the local PostgreSQL cluster into var/backups/<UTC time> (BACKUP=<dir> to choose)
+	@deploy/local/backup.sh backup $(BACKUP)
+
+restore:  ## restore BACKUP=var/backups/<time> into a fresh cluster [UNTIL='2026-12-06 10:00:00+00'], then start everything
+	@test -n "$(BACKUP)" || { deploy/local/backup.sh list; echo "[make] which one? make restore BACKUP=<folder> [UNTIL='<time>']"; exit 1; }
+	@deploy/local/backup.sh restore $(if $(UNTIL),--until "$(UNTIL)") "$(BACKUP)"
+	@$(MAKE) --no-print-directory up
 
 test: install-dev epcis-js browser helm infra  ## run the whole test suite against real PostgreSQL and Kafka
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,6 +9,7 @@
 #   MCOC_VAR                   <repo>/var    state: pg data/logs, kafka jars/data/logs
 #   MCOC_PG_PORT               5433
 #   MCOC_PG_DATABASES          "registry custody audit"
+#   MCOC_PG_ARCHIVE            on        WAL archiving into $MCOC_VAR/pg/wal-archive (off: none; see backup.sh)
 #   MCOC_KAFKA_PORT            9092
 #   MCOC_KAFKA_CONTROLLER_PORT 9093
 #   MCOC_KAFKA_VERSION         4.1.1
@@ -24,6 +25,7 @@ REPO_ROOT="$(cd -- "$SCRIPT_DIR/../.." && pwd -P)"
 MCOC_VAR="${MCOC_VAR:-$REPO_ROOT/var}"
 MCOC_PG_PORT="${MCOC_PG_PORT:-5433}"
 MCOC_PG_DATABASES="${MCOC_PG_DATABASES-registry custody audit}"
+MCOC_PG_ARCHIVE="${MCOC_PG_ARCHIVE:-on}"
 MCOC_KAFKA_PORT="${MCOC_KAFKA_PORT:-9092}"
 MCOC_KAFKA_CONTROLLER_PORT="${MCOC_KAFKA_CONTROLLER_PORT:-9093}"
 MCOC_KAFKA_VERSION="${MCOC_KAFKA_VERSION:-4.1.1}"
@@ -141,7 +143,7 @@ require_port_free() {
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 PG_BIN=""
-PG_DATA=""; PG_LOGDIR=""; PG_LOGFILE=""; PG_SOCK=""
+PG_DATA=""; PG_LOGDIR=""; PG_LOGFILE=""; PG_SOCK=""; PG_ARCHIVE=""
 
 pg_set_paths() {
   # Through a symlink, use the target's path: postgres may be unable to traverse $MCOC_VAR.
@@ -153,6 +155,7 @@ pg_set_paths() {
   PG_LOGDIR="$base/log"
   PG_LOGFILE="$PG_LOGDIR/postgres.log"
   PG_SOCK="$base/sock"
+  PG_ARCHIVE="$base/wal-archive"  # beside the cluster: where postgres can write whatever MCOC_VAR is
 }
 pg_set_paths
 
@@ -209,16 +212,16 @@ pg_ensure_user() {
 
 pg_reachable() { # can the server's user write the data, log and socket folders?
   local d
-  for d in "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK"; do
+  for d in "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK" "$PG_ARCHIVE"; do
     as_pg test -w "$d" 2>/dev/null || return 1
   done
 }
 
 pg_mkdirs() { # create and chown the folders under $PG_LINK (which may be a symlink)
-  mkdir -p "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK"
-  chmod 700 "$PG_DATA"
+  mkdir -p "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK" "$PG_ARCHIVE"
+  chmod 700 "$PG_DATA" "$PG_ARCHIVE"
   if (( EUID == 0 )); then
-    chown postgres:postgres "$PG_LINK/" "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK"
+    chown postgres:postgres "$PG_LINK/" "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK" "$PG_ARCHIVE"
   fi
 }
 
@@ -249,7 +252,7 @@ pg_prepare_dirs() {
 [infra]   make its parent folders traversable (chmod o+x), or move it: mv '$PG_LINK' '$alt' && ln -s '$alt' '$PG_LINK'"
   fi
   # Only the empty folders we just created: replace them with a link to a folder under /tmp.
-  rmdir "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK" "$PG_LINK" 2>/dev/null || die "user postgres cannot reach $PG_LINK and it is not empty: fix the permissions of its parents"
+  rmdir "$PG_DATA" "$PG_LOGDIR" "$PG_SOCK" "$PG_ARCHIVE" "$PG_LINK" 2>/dev/null || die "user postgres cannot reach $PG_LINK and it is not empty: fix the permissions of its parents"
   if [[ -e "$alt" ]]; then
     local owner; owner="$(stat -c %U "$alt")"
     [[ "$owner" == "postgres" || "$owner" == "root" ]] || die "$alt exists and is owned by $owner: remove it"
@@ -282,6 +285,25 @@ pg_clear_stale_pid() {
   fi
 }
 
+pg_archive_conf() {
+  # WAL archiving, for point-in-time recovery from deploy/local/backup.sh's base backups: each finished segment
+  # gzipped into $PG_ARCHIVE (written under a temporary name, synced, then renamed). A segment already there is never
+  # overwritten: the command succeeds only when it holds the same bytes (a retry after a crash), and fails otherwise,
+  # so PostgreSQL keeps the segment in pg_wal and says so in its log.
+  if [[ "$MCOC_PG_ARCHIVE" == off ]]; then
+    printf 'archive_mode = off\n'; return 0
+  fi
+  local cmd
+  cmd="f=$(printf '%q' "$PG_ARCHIVE")/%f.gz;"
+  cmd+=' if [ -f "$f" ]; then gzip -dc "$f" | cmp -s - %p;'
+  cmd+=' else gzip -1 -c %p >"$f.tmp" && sync "$f.tmp" && mv "$f.tmp" "$f"; fi'
+  cmd="${cmd//\\/\\\\}"      # postgresql.conf strings take backslash escapes
+  cmd="${cmd//\'/\'\'}"      # and double their single quotes
+  printf 'wal_level = replica\narchive_mode = on\n'
+  printf "archive_timeout = 300   # a quiet cluster's last writes reach the archive within 5 minutes\n"
+  printf "archive_command = '%s'\n" "$cmd"
+}
+
 pg_write_conf() {
   # Our settings live in mcoc.conf, included from postgresql.conf, rewritten at every start.
   local q_sock="${PG_SOCK//\'/\'\'}"
@@ -297,6 +319,7 @@ synchronous_commit = on        # durability is a product promise: keep it on
 full_page_writes = on
 log_min_duration_statement = 1000
 log_line_prefix = '%m [%p] %q%u@%d '
+$(pg_archive_conf)
 EOF
   if ! grep -q "^include_if_exists = 'mcoc.conf'" "$PG_DATA/postgresql.conf"; then
     printf "\n# deploy/local/infra.sh\ninclude_if_exists = 'mcoc.conf'\n" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
@@ -656,6 +679,7 @@ main() {
   check_port_value MCOC_KAFKA_PORT "$MCOC_KAFKA_PORT"
   check_port_value MCOC_KAFKA_CONTROLLER_PORT "$MCOC_KAFKA_CONTROLLER_PORT"
   [[ "$MCOC_KAFKA_PORT" != "$MCOC_KAFKA_CONTROLLER_PORT" ]] || die "MCOC_KAFKA_PORT and MCOC_KAFKA_CONTROLLER_PORT must differ"
+  [[ "$MCOC_PG_ARCHIVE" == on || "$MCOC_PG_ARCHIVE" == off ]] || die "MCOC_PG_ARCHIVE='$MCOC_PG_ARCHIVE': expected on or off"
   [[ "$MCOC_KAFKA_HEAP" =~ ^[0-9]+[kKmMgG]?$ ]] || die "MCOC_KAFKA_HEAP='$MCOC_KAFKA_HEAP' is not a java heap size (e.g. 768m, 1g)"
   [[ "$MCOC_KAFKA_VERSION" =~ ^[0-9A-Za-z._-]+$ ]] || die "MCOC_KAFKA_VERSION='$MCOC_KAFKA_VERSION' is not a version"
 

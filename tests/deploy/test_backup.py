@@ -1,0 +1,223 @@
+"""Backups and point-in-time recovery of the local install (issue 28): `deploy/local/backup.sh` on a private
+PostgreSQL cluster of this module (infra.sh under a temporary MCOC_VAR, on a free port; never the shared one).
+
+The three services' databases migrated, a stream of audit events applied (the benchmark's generator, through the
+projection as the consumer applies it) so there are flags; a base backup; more events; a restore to the end of the
+archived WAL finds every row of every table as before, and a restore to a time between the backup and the later
+events finds the flags as they were then; audit's API on the restored database answers `GET /flags` with them.
+The errors a restore stops on (no such backup, another PostgreSQL version, a time before the backup or to come,
+services running) say what to do next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from audit.config import Settings as AuditSettings
+from audit.main import create_app
+from bench.audit_bench import Generator
+from tests.audit.test_replicas import ALL_FLAGS_SQL, Replica, batches, delivered
+from tests.conftest import ENV, OPERATOR, ROOT, SERVICES, _migrate, free_port, serve_in_process
+
+INFRA_SH = ROOT / "deploy" / "local" / "infra.sh"
+BACKUP_SH = ROOT / "deploy" / "local" / "backup.sh"
+
+
+@dataclass
+class Cluster:
+    var: Path
+    port: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "MCOC_VAR": str(self.var), "MCOC_PG_PORT": str(self.port)}
+
+    def url(self, db: str, driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{db}"
+
+    def run(self, script: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(script), *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if ok:
+            assert done.returncode == 0, f"{script.name} {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    # Under /tmp and traversable: the server runs as `postgres`, which pytest's own tmp folders (mode 700) keep out.
+    var = Path(tempfile.mkdtemp(prefix="mcoc-backup-test-"))
+    var.chmod(0o755)
+    c = Cluster(var, free_port())
+    try:
+        c.run(INFRA_SH, "start", "pg")
+        for service in SERVICES:
+            _migrate(service, c.url(service, "postgresql+asyncpg"))
+        yield c
+    finally:
+        subprocess.run([str(INFRA_SH), "stop", "pg"], env=c.env, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(var, ignore_errors=True)
+
+
+async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def snapshot(c: Cluster) -> dict[str, tuple[int, str]]:
+    """Every table of the three databases (every schema of theirs): its row count and a digest of its rows."""
+    out: dict[str, tuple[int, str]] = {}
+    for db in SERVICES:
+        tables = await fetch(
+            c.url(db),
+            "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        )
+        for (t,) in tables:
+            [(n, digest)] = await fetch(
+                c.url(db), f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+            )
+            out[f"{db}.{t}"] = (n, digest)
+    return out
+
+
+async def flags(c: Cluster) -> list[dict[str, Any]]:
+    return [dict(r) for r in await fetch(c.url("audit"), ALL_FLAGS_SQL)]
+
+
+async def apply(c: Cluster, events: list[Any]) -> None:
+    async with Replica(c.url("audit"), "backup-test") as r:
+        for batch in batches(events, [40, 200, 7]):
+            await r.apply(batch)
+
+
+def restore(c: Cluster, backup: Path, *until: str) -> str:
+    done = c.run(BACKUP_SH, "restore", *(("--until", until[0]) if until else ()), str(backup))
+    return done.stdout
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cluster: Cluster) -> None:
+    t0 = time.monotonic()
+    events = delivered(Generator(seed=28, target=2400).build().events)
+    half, three_quarters = len(events) // 2, len(events) * 3 // 4
+    await apply(cluster, events[:half])
+    at_backup = await flags(cluster)
+    assert at_backup, "no flag before the backup: the stream is too short to tell anything"
+
+    backup = cluster.var / "backups" / "first"
+    out = cluster.run(BACKUP_SH, "backup", str(backup)).stdout
+    assert "pg_basebackup" in out and "make restore BACKUP=" in out
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert set(manifest["databases"]) >= set(SERVICES)
+    assert manifest["pg_major"] == int((await fetch(cluster.url("postgres"), "SHOW server_version_num"))[0][0]) // 10000
+    assert manifest["archive_mode"] == "on" and manifest["size_bytes"] > 0
+    assert {"base.tar.gz", "pg_wal.tar.gz", "backup_manifest"} <= {p.name for p in backup.iterdir()}
+
+    await apply(cluster, events[half:three_quarters])
+    await asyncio.sleep(0.3)  # commits before the time asked for, and after it
+    [(until,)] = await fetch(cluster.url("postgres"), "SELECT clock_timestamp()::text")
+    await asyncio.sleep(0.3)
+    at_until, flags_at_until = await snapshot(cluster), await flags(cluster)
+    open_at_until = await fetch(cluster.url("audit"), "SELECT rule, cause FROM flags WHERE status <> 'withdrawn'")
+    await apply(cluster, events[three_quarters:])
+    at_end, flags_at_end = await snapshot(cluster), await flags(cluster)
+    assert flags_at_end != flags_at_until != at_backup, "the later events changed no flag: the test would tell nothing"
+
+    data = Path(os.path.realpath(cluster.var / "pg")) / "data"
+    out = restore(cluster, backup)
+    assert "replaying WAL to the end of the archive" in out and "next: make up" in out
+    assert await snapshot(cluster) == at_end
+    assert await flags(cluster) == flags_at_end
+    aside = sorted(p for p in data.parent.iterdir() if p.name.startswith("data.before-restore-"))
+    assert len(aside) == 1 and (aside[0] / "PG_VERSION").exists(), "the cluster replaced is kept, not deleted"
+
+    out = restore(cluster, backup, until)
+    assert f"up to {until}" in out
+    assert await snapshot(cluster) == at_until
+    assert await flags(cluster) == flags_at_until
+    # the restored cluster is a primary again, archiving, its recovery settings gone from its configuration
+    [(recovering, archiving)] = await fetch(
+        cluster.url("postgres"), "SELECT pg_is_in_recovery(), current_setting('archive_mode')"
+    )
+    assert (recovering, archiving) == (False, "on")
+    auto = (data / "postgresql.auto.conf").read_text()
+    assert "restore_command" not in auto and "recovery_target" not in auto
+
+    settings = AuditSettings(
+        database_url=cluster.url("audit", "postgresql+asyncpg"),
+        relay_enabled=False,
+        consumer_enabled=False,
+        webhooks_enabled=False,
+        kafka_bootstrap_servers=ENV.kafka_bootstrap,
+    )
+    async with serve_in_process(create_app(settings)) as client:
+        seen: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while True:
+            page = await client.get(
+                "/flags", params={"limit": 500, **({"cursor": cursor} if cursor else {})}, headers=OPERATOR
+            )
+            assert page.status_code == 200, page.text
+            seen += [(f["rule"], f["cause"]) for f in page.json()["items"]]
+            cursor = page.json().get("next_cursor")
+            if not cursor:
+                break
+    assert sorted(seen) == sorted((f["rule"], f["cause"]) for f in open_at_until)
+    assert seen, "GET /flags answered no flag"
+    assert time.monotonic() - t0 < 60
+
+
+def fake_backup(where: Path, **manifest: Any) -> Path:
+    where.mkdir(parents=True)
+    (where / "base.tar.gz").write_bytes(b"")
+    major = max(int(p.name) for p in Path("/usr/lib/postgresql").iterdir() if p.name.isdigit())
+    fields = {"pg_major": major, "pg_version": f"{major}.0", "finished_at": "2026-12-01 10:00:00+00", **manifest}
+    (where / "manifest.json").write_text(json.dumps(fields))
+    return where
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("restore", "{var}/backups/none"), "no such backup: {var}/backups/none"),
+        (("restore", "{var}/old"), "PostgreSQL 99 is not installed here"),
+        (("restore", "--until", "2026-11-30 10:00:00+00", "{var}/ok"), "is before this backup ended"),
+        (("restore", "--until", "2999-01-01 00:00:00+00", "{var}/ok"), "is in the future"),
+        (("restore", "--until", "yesterday-ish", "{var}/ok"), "is not a time"),
+        (("restore", "{var}/ok"), "the services are still running: audit (pid {pid})"),
+        (("restore",), "which backup?"),
+        (("backup",), "PostgreSQL is not answering"),
+    ],
+)
+def test_a_restore_that_cannot_be_done_says_what_to_do(tmp_path: Path, args: tuple[str, ...], said: str) -> None:
+    """No cluster is touched: each of these stops before anything moves."""
+    fake_backup(tmp_path / "ok")
+    fake_backup(tmp_path / "old", pg_major=99, pg_version="99.1")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "audit.pid").write_text(str(os.getpid()))  # a live process: this one
+    env = {**os.environ, "MCOC_VAR": str(tmp_path), "MCOC_PG_PORT": str(free_port())}
+    fill = {"var": str(tmp_path), "pid": str(os.getpid())}
+    done = subprocess.run(
+        [str(BACKUP_SH), *(a.format(**fill) for a in args)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert said.format(**fill) in done.stderr
+    assert not (tmp_path / "pg").exists()

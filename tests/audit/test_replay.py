@@ -45,8 +45,9 @@ async def rows(url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def replay_through_kafka(stream: Events, url: str, batch: int) -> ReplayResult:
-    """`stream` produced to topics of its own, then `audit.replay` from them into the database at `url`."""
+async def replay_through_kafka(stream: Events, url: str, batch: int, workers: int = 0) -> ReplayResult:
+    """`stream` produced to topics of its own, then `audit.replay` from them into the database at `url` (with `workers`
+    worker processes reading Kafka and writing `received_events`: `audit.replay_workers`)."""
     prefix = session_prefix("replay")
     await ensure_topics(ENV.kafka_bootstrap, prefix)
     producer = await new_producer(ENV.kafka_bootstrap)
@@ -62,7 +63,7 @@ async def replay_through_kafka(stream: Events, url: str, batch: int) -> ReplayRe
             topic_prefix=prefix,
             kafka_bootstrap_servers=ENV.kafka_bootstrap,
         )
-        return await replay(settings, progress=False, batch=batch)
+        return await replay(settings, progress=False, batch=batch, workers=workers)
     finally:
         await delete_topics(ENV.kafka_bootstrap, prefix)
 
@@ -71,8 +72,9 @@ async def count(url: str, table: str) -> int:
     return int((await rows(url, f"SELECT count(*) AS n FROM {table}"))[0]["n"])
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
 async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
-    dbs: tuple[str, str], caplog: pytest.LogCaptureFixture
+    dbs: tuple[str, str], caplog: pytest.LogCaptureFixture, workers: int
 ) -> None:
     a, b = dbs
     events = Generator(seed=11, target=3000).build().events
@@ -83,7 +85,7 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     produced = [*stream, again]
 
     with caplog.at_level(logging.WARNING, logger="audit.replay"):
-        result = await replay_through_kafka(produced, a, batch=150)
+        result = await replay_through_kafka(produced, a, batch=150, workers=workers)
     redone = [r for r in caplog.records if "applied again the careful way" in r.getMessage()]
     one_by_one = [r for r in caplog.records if r.name == "audit.projection" and "one by one" in r.getMessage()]
 
@@ -107,6 +109,11 @@ async def test_a_replay_in_small_batches_redoes_what_it_must_and_ends_the_same(
     assert result.events == len(produced)
     assert await count(a, "received_events") == len(stream)  # the repeat took no effect
     assert await count(a, "processed_events") == len(stream)
+    # The evidence trail holds each event once, as received (the reference's partitions are all 0)
+    trail = (
+        "SELECT source, event_id, type, subject, key, time, data::jsonb::text, topic FROM received_events ORDER BY 1, 2"
+    )
+    assert [tuple(r) for r in await rows(a, trail)] == [tuple(r) for r in await rows(b, trail)]
     assert await rows(a, f"SELECT 1 FROM lots WHERE lot_id = '{odd.data['lot_id']}'") == []
     for table in (
         "lots",
@@ -134,12 +141,15 @@ async def indexes(url: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "1-worker"])
 async def test_a_replay_whose_indexes_do_not_build_starts_over_with_them_in_place(
-    dbs: tuple[str, str], caplog: pytest.LogCaptureFixture
+    dbs: tuple[str, str], caplog: pytest.LogCaptureFixture, workers: int
 ) -> None:
     """An event whose subject is too long for an index entry: the live service cannot store it at all (the index on
     `received_events.subject` refuses it). Replayed without that index it would go in, and the index would not build
-    at the end: the replay starts over with the indexes kept, and ends as the live service would, with every index."""
+    at the end: the replay starts over with the indexes kept, and ends as the live service would, with every index.
+    With workers, the worker's COPY of that row is refused then, and the replay starts over once more without them,
+    where the event is applied the careful way."""
     a, _ = dbs
     stream = Generator(seed=13, target=1200).build().events
     at = [i for i, (t, _) in enumerate(stream) if t == CUSTODY_EVENTS][100]
@@ -147,9 +157,10 @@ async def test_a_replay_whose_indexes_do_not_build_starts_over_with_them_in_plac
     odd = replace(e, id=str(uuid.uuid4()), subject="LOT-" + base64.b64encode(os.urandom(15_000)).decode())
     stream = [*stream[:at], (topic, odd), *stream[at:]]
     with caplog.at_level(logging.WARNING, logger="audit.replay"):
-        result = await replay_through_kafka(stream, a, batch=100)
+        result = await replay_through_kafka(stream, a, batch=100, workers=workers)
 
     assert any("starting over with the indexes in place" in r.getMessage() for r in caplog.records)
+    assert any("starting over without workers" in r.getMessage() for r in caplog.records) == (workers > 0)
     assert result.events == len(stream)
     assert await rows(a, f"SELECT 1 FROM received_events WHERE event_id = '{odd.id}'") == []
     assert await count(a, "received_events") == len(stream) - 1

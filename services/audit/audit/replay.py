@@ -32,7 +32,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,13 +42,13 @@ from sqlalchemy import Index
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
-from audit import models, repository
+from audit import models, replay_workers, repository
 from audit.config import Settings
 from audit.consumer import PROJECTION_LOCK_KEY
 from audit.projection import Prepared, Projection, head
 from shared import cli
-from shared.consumer import TRY_LOCK_SQL, EventConsumer, Redo, lock_holders
-from shared.events import CloudEvent, EventDecodeError
+from shared.consumer import TRY_LOCK_SQL, Delivered, EventConsumer, Redo, lock_holders
+from shared.events import CloudEvent, Envelope, EventDecodeError
 from shared.kafka_security import client_kwargs, security_of
 from shared.process import settle_gc
 from shared.settings import asyncpg_dsn
@@ -62,6 +62,8 @@ REPLAY_BATCH = 2000  # events per transaction: more per round trip than live; la
 # Every 200 events (~3 ms of work) left PostgreSQL waiting for us ~3 s of a 200k-event replay: 15,000-16,000
 # events/s; every 5-25 events, 19,700-21,400.
 YIELD_EVERY = 20
+# Processes that read Kafka and write the evidence trail beside the projection's process (`audit.replay_workers`).
+WORKERS = 0
 
 TABLES = (
     "processed_events",
@@ -177,6 +179,7 @@ async def replay(
     batch: int = REPLAY_BATCH,
     defer_indexes: bool = True,
     confirm: Confirm | None = None,
+    workers: int = WORKERS,
 ) -> ReplayResult:
     """Rebuild the projection at `dsn` (default the settings' database) holding its writer lock (`ReplayRefused` while
     a live consumer holds it). With `confirm`, a database that holds anything is emptied only if it answers True
@@ -188,12 +191,14 @@ async def replay(
             there = await overwritten(lock)
             if any(there.values()) and not confirm(there):
                 raise ReplayRefused("not confirmed: nothing was changed")
-        return await _rebuild(settings, dsn, progress, batch, defer_indexes)
+        return await _rebuild(settings, dsn, progress, batch, defer_indexes, workers)
     finally:
         await lock.close()  # lets go of the lock
 
 
-async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, defer_indexes: bool) -> ReplayResult:
+async def _rebuild(
+    settings: Settings, dsn: str, progress: bool, batch: int, defer_indexes: bool, workers: int = 0
+) -> ReplayResult:
     deferred = deferred_indexes() if defer_indexes else []
     conn = await asyncpg.connect(dsn)
     try:
@@ -210,8 +215,21 @@ async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, def
     # Registry facts first: each carries the time it became known, so custody events are then judged with what was
     # known when they were recorded, whichever order the two topics had interleaved in live.
     events = 0
-    for topic in (REGISTRY_EVENTS, CUSTODY_EVENTS):
-        events += await _replay_topic(settings, dsn, topic, projection, progress, batch)
+    if workers > 0:
+        try:
+            events = await _replay_with_workers(settings, dsn, projection, progress, batch, workers)
+        except replay_workers.WorkerFailed as exc:
+            if not exc.refused:
+                raise
+            log.warning(
+                "replay: PostgreSQL refused an event's received_events row (%s): starting over without workers, "
+                "where such an event is applied the careful way as the live service does",
+                exc,
+            )
+            return await _rebuild(settings, dsn, progress, batch, defer_indexes, workers=0)
+    else:
+        for topic in (REGISTRY_EVENTS, CUSTODY_EVENTS):
+            events += await _replay_topic(settings, dsn, topic, projection, progress, batch)
     if deferred:
         t_ix = time.perf_counter()
         try:
@@ -222,7 +240,7 @@ async def _rebuild(settings: Settings, dsn: str, progress: bool, batch: int, def
                 "row as the live service did",
                 exc,
             )
-            return await _rebuild(settings, dsn, progress, batch, defer_indexes=False)
+            return await _rebuild(settings, dsn, progress, batch, defer_indexes=False, workers=workers)
         if progress:
             print(f"[replay] {len(deferred)} indexes built in {time.perf_counter() - t_ix:.1f} s", file=sys.stderr)
     seconds = time.perf_counter() - start
@@ -337,10 +355,7 @@ async def _replay_topic(
         handler=projection.apply_batch,
         max_records=batch,
         client_id="audit-replay",
-        # Planned at every call, not once: the tables grow from empty under a replay, and a generic plan made on its
-        # first batches scanned the whole of `lots` and `shipments` for each later UPDATE (5-7 ms each, ~0.5 s of
-        # PostgreSQL's time in a 200k-event replay, against 0.04 s more planning).
-        server_settings={**settings.pg_settings("audit-replay"), "plan_cache_mode": "force_custom_plan"},
+        server_settings=_replay_settings(settings),
         on_abort=projection.discard,
         copy_processed=True,  # the tables were emptied: an event seen twice is the exception
         security=security_of(settings),
@@ -422,6 +437,141 @@ async def _replay_topic(
     return sum(done.values())
 
 
+def _replay_settings(settings: Settings) -> dict[str, str]:
+    # Planned at every call, not once: the tables grow from empty under a replay, and a generic plan made on its first
+    # batches scanned the whole of `lots` and `shipments` for each later UPDATE (5-7 ms each, ~0.5 s of PostgreSQL's
+    # time in a 200k-event replay, against 0.04 s more planning).
+    return {**settings.pg_settings("audit-replay"), "plan_cache_mode": "force_custom_plan"}
+
+
+async def delivered_of(
+    messages: list[replay_workers.Message], topic: str, yield_every: int = YIELD_EVERY
+) -> tuple[list[Delivered], list[int]]:
+    """A worker's batch as the consumer delivers one (`EventConsumer._decode`: each event once, data that is not JSON
+    logged and left out), and the positions left out (the worker writes no `received_events` row for them). Gives the
+    event loop a turn every `yield_every` messages, for the transaction in flight."""
+    delivered: list[Delivered] = []
+    skip: list[int] = []
+    seen: set[tuple[str, str]] = set()
+    for i, (attributes, value, partition, offset) in enumerate(messages):
+        if yield_every and i % yield_every == yield_every - 1:
+            await asyncio.sleep(0)
+        envelope = Envelope._make(attributes)
+        if (envelope.source, envelope.id) in seen:
+            skip.append(i)
+            continue
+        try:
+            event = CloudEvent.from_envelope(envelope, value)
+        except EventDecodeError as exc:
+            log.error("skipping undecodable message %s[%d]@%d: %s", topic, partition, offset, exc)
+            skip.append(i)
+            continue
+        seen.add((envelope.source, envelope.id))
+        delivered.append(Delivered(event, topic, partition, offset, value))
+    return delivered, skip
+
+
+async def _replay_with_workers(
+    settings: Settings, dsn: str, projection: Projection, progress: bool, batch: int, workers: int
+) -> int:
+    """Both topics through `workers` worker processes (`audit.replay_workers`: they read Kafka and write
+    `received_events`), applied here in the same pipeline as `_replay_topic`: batch N+1 decoded and applied in memory
+    while PostgreSQL writes batch N (its `processed_events` rows and the projection's, in one transaction)."""
+    topics = [(physical(t, settings.topic_prefix), t) for t in (REGISTRY_EVENTS, CUSTODY_EVENTS)]
+    server_settings = _replay_settings(settings)
+    specs = [
+        replay_workers.Spec(
+            index=i,
+            count=workers,
+            dsn=dsn,
+            server_settings={**server_settings, "application_name": "audit-replay-worker"},
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=security_of(settings),
+            topics=topics,
+            batch=batch,
+            gc_young_threshold=settings.gc_young_threshold,
+        )
+        for i in range(workers)
+    ]
+    consumer = EventConsumer(  # its transactions only (`apply_prepared`, and `apply` the careful way): no Kafka here
+        dsn=dsn,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        topics=[],
+        handler=projection.apply_batch,
+        max_records=batch,
+        client_id="audit-replay",
+        on_abort=projection.discard,
+        copy_processed=True,
+    )
+    pool = await replay_workers.Workers.start(specs)
+    conn = await asyncpg.connect(dsn, server_settings=server_settings)
+    pending: asyncio.Task[None] | None = None
+    writing: tuple[Prepared, replay_workers.Worker, list[int]] | None = None
+    events = 0
+    try:
+        await projection.load(conn)
+
+        async def settle(later: Prepared | None) -> Prepared | None:
+            """Wait for the batch being written and tell its worker which rows to write; returns `later` still
+            prepared, or None if it had to be taken back."""
+            nonlocal pending, writing
+            if pending is None or writing is None:
+                return later
+            task, (prepared, worker, skip), pending, writing = pending, writing, None, None
+            try:
+                await task
+            except Redo as exc:
+                log.warning("replay: %s; applied again the careful way", exc)
+                projection.take_back(prepared)  # and `later`, prepared on top of it
+                await consumer.apply(conn, list(prepared.batch))  # writes the events' received_events rows too
+                worker.ack(True)
+                return None
+            projection.committed(prepared, later)
+            worker.ack(skip)
+            return later
+
+        def write(prepared: Prepared, worker: replay_workers.Worker, skip: list[int]) -> None:
+            nonlocal pending, writing
+            writing = (prepared, worker, skip)
+            bare = Prepared(prepared.batch, replace(prepared.changes, received=[]), prepared.bad, prepared.mark)
+            pending = asyncio.create_task(
+                consumer.apply_prepared(conn, prepared.batch, lambda c: projection.write_prepared(c, bare))
+            )
+
+        for number, (name, topic) in enumerate(topics):
+            done, last_print = 0, 0.0
+            async for worker, read, messages in pool.batches(number):
+                delivered, skip = await delivered_of(messages, topic)
+                prepared = await projection.prepare(delivered, yield_every=YIELD_EVERY) if delivered else None
+                prepared = await settle(prepared)
+                if delivered:
+                    write(prepared or await projection.prepare(delivered, yield_every=YIELD_EVERY), worker, skip)
+                else:
+                    worker.ack(True)
+                done += read
+                if progress and time.perf_counter() - last_print > 1:
+                    last_print = time.perf_counter()
+                    print(f"[replay] {name}: {done} events ({workers} workers)", file=sys.stderr)
+            await settle(None)
+            events += done
+            if progress:
+                print(f"[replay] {name}: {done} events", file=sys.stderr)
+        written = await pool.finish()
+        if progress:
+            print(f"[replay] the workers wrote {written} received_events rows", file=sys.stderr)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            try:
+                await pending
+            except BaseException:  # noqa: BLE001 - given up: its transaction rolls back
+                pass
+        await pool.stop()
+        await conn.close()
+    return events
+
+
 async def _position(kafka: object, tp: TopicPartition) -> int:
     return int(await kafka.position(tp))  # type: ignore[attr-defined]
 
@@ -463,6 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the secondary indexes in place while replaying (slower) instead of building them at the end",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help="processes that read Kafka and write the evidence trail beside the projection's (0: all in this one; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
         "--yes",
         action="store_true",
         help="overwrite what the database holds without asking (for scripts; without a terminal it is required)",
@@ -481,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch=args.batch,
                 defer_indexes=not args.keep_indexes,
                 confirm=None if args.yes else ask,
+                workers=max(0, args.workers),
             )
         )
     except ReplayRefused as exc:

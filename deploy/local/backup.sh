@@ -98,6 +98,11 @@ cmd_backup() {
 [backup]   this backup restores to its own end only, not to a later time. Restart PostgreSQL to turn it on:
 [backup]   deploy/local/services.sh stop && deploy/local/infra.sh stop pg && make up"
   fi
+  if [[ "$archive_mode" == on && ! -f "$PG_ARCHIVE/.archiving" ]]; then
+    # infra.sh's archive_command keeps WAL from the first backup on (before it, none could ever be replayed).
+    touch "$PG_ARCHIVE/.archiving"
+    say "WAL archiving into $PG_ARCHIVE begins with this backup"
+  fi
   partial="$dir.partial"
   rm -rf "$partial"
   mkdir -p "$partial"

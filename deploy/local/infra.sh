@@ -289,12 +289,14 @@ pg_archive_conf() {
   # WAL archiving, for point-in-time recovery from deploy/local/backup.sh's base backups: each finished segment
   # gzipped into $PG_ARCHIVE (written under a temporary name, synced, then renamed). A segment already there is never
   # overwritten: the command succeeds only when it holds the same bytes (a retry after a crash), and fails otherwise,
-  # so PostgreSQL keeps the segment in pg_wal and says so in its log.
+  # so PostgreSQL keeps the segment in pg_wal and says so in its log. Until the first backup (backup.sh writes
+  # $PG_ARCHIVE/.archiving) nothing is kept: WAL older than every base backup can never be replayed, and a cluster
+  # that is never backed up (tests, CI) would only fill the disk.
   if [[ "$MCOC_PG_ARCHIVE" == off ]]; then
     printf 'archive_mode = off\n'; return 0
   fi
   local cmd
-  cmd="f=$(printf '%q' "$PG_ARCHIVE")/%f.gz;"
+  cmd="d=$(printf '%q' "$PG_ARCHIVE"); [ -f \"\$d/.archiving\" ] || exit 0; f=\"\$d/%f.gz\";"
   cmd+=' if [ -f "$f" ]; then gzip -dc "$f" | cmp -s - %p;'
   cmd+=' else gzip -1 -c %p >"$f.tmp" && sync "$f.tmp" && mv "$f.tmp" "$f"; fi'
   cmd="${cmd//\\/\\\\}"      # postgresql.conf strings take backslash escapes

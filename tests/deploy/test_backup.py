@@ -108,6 +108,18 @@ async def apply(c: Cluster, events: list[Any]) -> None:
             await r.apply(batch)
 
 
+async def finish_a_segment(c: Cluster) -> None:
+    """The WAL segment being written finished, and the archiver done with it."""
+    sql = "SELECT archived_count FROM pg_stat_archiver"
+    [(before,)] = await fetch(c.url("postgres"), sql)
+    await fetch(c.url("postgres"), "SELECT pg_switch_wal()")
+    for _ in range(100):
+        if (await fetch(c.url("postgres"), sql))[0][0] > before:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the archiver did not take the segment in 10 s")
+
+
 def restore(c: Cluster, backup: Path, *until: str) -> str:
     done = c.run(BACKUP_SH, "restore", *(("--until", until[0]) if until else ()), str(backup))
     return done.stdout
@@ -122,9 +134,14 @@ async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cl
     at_backup = await flags(cluster)
     assert at_backup, "no flag before the backup: the stream is too short to tell anything"
 
+    # Before the first backup no WAL is kept (none of it could ever be replayed): a segment finished is let go.
+    archive = Path(os.path.realpath(cluster.var / "pg")) / "wal-archive"
+    await finish_a_segment(cluster)
+    assert not list(archive.glob("*.gz"))
+
     backup = cluster.var / "backups" / "first"
     out = cluster.run(BACKUP_SH, "backup", str(backup)).stdout
-    assert "pg_basebackup" in out and "make restore BACKUP=" in out
+    assert "pg_basebackup" in out and "make restore BACKUP=" in out and "begins with this backup" in out
     manifest = json.loads((backup / "manifest.json").read_text())
     assert set(manifest["databases"]) >= set(SERVICES)
     assert manifest["pg_major"] == int((await fetch(cluster.url("postgres"), "SHOW server_version_num"))[0][0]) // 10000
@@ -138,6 +155,8 @@ async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cl
     at_until, flags_at_until = await snapshot(cluster), await flags(cluster)
     open_at_until = await fetch(cluster.url("audit"), "SELECT rule, cause FROM flags WHERE status <> 'withdrawn'")
     await apply(cluster, events[three_quarters:])
+    await finish_a_segment(cluster)
+    assert list(archive.glob("*.gz")), "no WAL archived after the backup"
     at_end, flags_at_end = await snapshot(cluster), await flags(cluster)
     assert flags_at_end != flags_at_until != at_backup, "the later events changed no flag: the test would tell nothing"
 

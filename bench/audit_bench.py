@@ -18,7 +18,9 @@ On fresh databases (`audit_abench`, `audit_abench_replay`) and topics of its own
    and the machine settled; baseline: a plain aiokafka consumer (`getmany` + `orjson.loads`) reading both topics
    from offset 0;
 4. replay: `python -m audit.replay` as a real process into a fresh database: events/s against the baseline, and
-   the flags (rule, cause, severity, lot ids, participants, summary, evidence) compared with the live database's.
+   the flags (rule, cause, severity, lot ids, participants, summary, evidence) compared with the live database's;
+   then the same with `--workers` (`--replay-workers`, 1 by default: `audit.replay_workers`) into a fresh database
+   again, its rate, CPU (the workers' included) and flags.
 Targets (PRODUCT.md, issue 9): replay >= 20,000 events/s and identical flags; live >= 1.0x the custody write rate
 (`--custody-rate`, from bench/write_bench.py); RSS <= 150 MB. It reports; it never fails on a miss.
 """
@@ -742,18 +744,24 @@ class PeakRss:
         return round(self.peak / MB, 1)
 
 
-def run_replay(env: dict[str, str], url: str, batch: int | None) -> dict[str, Any]:
+def run_replay(env: dict[str, str], url: str, batch: int | None, workers: int | None = None) -> dict[str, Any]:
+    """`python -m audit.replay` as a process: its rate, CPU (with its worker processes', if any: they are its waited-for
+    children), and peak RSS (of the main process; `peak_rss_workers_mb`, of its workers together)."""
     cmd = [sys.executable, "-m", "audit.replay", "--database-url", url, "--yes"]  # a fresh database; no terminal
     if batch:
         cmd += ["--batch", str(batch)]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=ROOT)
     peak = PeakRss(proc.pid, "audit.replay")
+    workers_peak = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         peak.sample()
+        workers_peak = max(workers_peak, children_rss(peak.proc))
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -772,8 +780,21 @@ def run_replay(env: dict[str, str], url: str, batch: int | None) -> dict[str, An
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mb": peak.mb,
+        "peak_rss_workers_mb": round(workers_peak / MB, 1),
+        "workers": workers,
         "output": out,
     }
+
+
+def children_rss(proc: psutil.Process) -> int:
+    """The resident size of a process's children together (a replay's workers)."""
+    total = 0
+    try:
+        for child in proc.children():
+            total += child.memory_info().rss
+    except psutil.Error:
+        pass
+    return total
 
 
 async def flags(url: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -937,6 +958,23 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     for rule, n in sorted(by_rule.items()):
         print(f"    {rule}: {n:,}")
 
+    # The same replay with worker processes (`audit.replay_workers`), into a fresh database again: the rate and flags.
+    await admin(pg, f'DROP DATABASE IF EXISTS "{DBS[1]}" WITH (FORCE)', f'CREATE DATABASE "{DBS[1]}"')
+    await asyncio.to_thread(migrate, "audit", pg.url(DBS[1], "postgresql+asyncpg"))
+    log(f"replay again, `python -m audit.replay --workers {args.replay_workers}`, into a fresh database")
+    url = pg.url(DBS[1], "postgresql+asyncpg")
+    parallel = await asyncio.to_thread(run_replay, renv, url, args.replay_batch, args.replay_workers)
+    parallel["ratio_to_baseline"] = round(parallel["rate"] / base["rate"], 3)
+    parallel_flags = await flags(pg.url(DBS[1]))
+    parallel_diff = len(set(live_flags) ^ set(parallel_flags)) + sum(
+        1 for k in set(live_flags) & set(parallel_flags) if live_flags[k] != parallel_flags[k]
+    )
+    log(
+        f"replay with workers: {parallel['rate']:,.0f} events/s ({parallel['ratio_to_baseline']:.2f}x baseline), "
+        f"CPU {parallel['cpu_s']} s (workers included), peak RSS {parallel['peak_rss_mb']} MB "
+        f"+ workers {parallel['peak_rss_workers_mb']} MB; flags {len(parallel_flags):,}, {parallel_diff} differences"
+    )
+
     identical = not diff and not changed
     rss_ok = live["rss_mb"] <= RSS_TARGET_MB and replay["peak_rss_mb"] <= RSS_TARGET_MB
     rows = [
@@ -945,6 +983,14 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
             f"{replay['rate']:,.0f} events/s ({replay['ratio_to_baseline']:.2f}x baseline)",
             f">= {REPLAY_TARGET:,} events/s",
             replay["rate"] >= REPLAY_TARGET,
+            f"aiokafka getmany+orjson {base['rate']:,.0f} events/s",
+        ),
+        row(
+            f"audit replay, --workers {args.replay_workers} (processes reading Kafka, writing received_events)",
+            f"{parallel['rate']:,.0f} events/s ({parallel['ratio_to_baseline']:.2f}x baseline); "
+            f"CPU {parallel['cpu_s']} s with the workers'; {len(parallel_flags):,} flags, {parallel_diff} differences",
+            f">= {REPLAY_TARGET:,} events/s, identical flags",
+            parallel["rate"] >= REPLAY_TARGET and parallel_diff == 0,
             f"aiokafka getmany+orjson {base['rate']:,.0f} events/s",
         ),
         row(
@@ -974,6 +1020,7 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
             "baseline": base,
             "live": live,
             "replay": replay,
+            "replay_workers": parallel,
             "flags": {
                 "live": len(live_flags),
                 "live_withdrawn": live_withdrawn,
@@ -1028,6 +1075,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--custody-rate", type=float, help="custody API writes/s (bench/write_bench.py) for the ratio")
     parser.add_argument("--baseline-batch", type=int, default=500, help="getmany max_records of the baseline")
     parser.add_argument("--replay-batch", type=int, help="events per replay transaction (default: audit.replay's)")
+    parser.add_argument(
+        "--replay-workers", type=int, default=1, help="worker processes of the second replay (audit.replay --workers)"
+    )
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--keep-topics", action="store_true", help="leave the benchmark's topics on the broker")
     parser.add_argument("--port", type=int, default=PORT)

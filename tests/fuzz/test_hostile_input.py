@@ -645,6 +645,24 @@ async def _sign_credential(w: World, refused: bool) -> Req:
     return Req("registry", "POST", "/untp/credentials", OPERATOR_TOKEN, body, (), ("lot_id",))
 
 
+def _webhook_body() -> dict[str, Any]:
+    # port 9 on this machine: nothing listens, so a delivery the worker attempts fails at once
+    return {"url": "https://127.0.0.1:9/hooks", "description": "Alertes du négoce é", "flags": {"severities": ["high"]}}
+
+
+@route("audit", "POST /webhooks")
+async def _webhook(w: World, refused: bool) -> Req:
+    party = await _party(w.clients["registry"], w.dsn["custody"], "trader")  # each its own: 10 subscriptions a party
+    return Req("audit", "POST", "/webhooks", party.token, _webhook_body(), (), ("description",))
+
+
+@route("audit", "POST /webhooks/{webhook_id}/replay")
+async def _webhook_replay(w: World, refused: bool) -> Req:
+    party = await _party(w.clients["registry"], w.dsn["custody"], "trader")
+    made = await _ok(await w.clients["audit"].post("/webhooks", json=_webhook_body(), headers=party.auth))
+    return Req("audit", "POST", f"/webhooks/{made['id']}/replay", party.token, {"since": T0}, ("since",))
+
+
 def _grievance_body() -> dict[str, Any]:
     return {
         "about": {"participant_id": str(uuid.uuid4())},

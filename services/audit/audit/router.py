@@ -30,15 +30,7 @@ def _no_nul(where: str, text: str | None) -> None:
         raise InvalidInput(where, "must not contain NUL characters")
 
 
-@router.get(
-    "/flags",
-    response_model=schemas.FlagPage,
-    tags=["flags"],
-    summary="Flags, newest first, filtered by status, severity, rule, lot or participant",
-)
-async def list_flags(
-    audit: AuditDep,
-    who: PrincipalDep,
+def flag_filter(
     status: Annotated[
         str | None,
         Query(
@@ -48,20 +40,37 @@ async def list_flags(
     ] = None,
     severity: Severity | None = None,
     rule: Rule | None = None,
-    lot_id: str | None = None,
-    participant: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
-) -> schemas.FlagPage:
+    lot_id: Annotated[str | None, Query(max_length=200)] = None,
+    participant: Annotated[str | None, Query(max_length=200)] = None,
+) -> FlagFilter:
+    """The filters `GET /flags` and `GET /flags/counts` share."""
     _no_nul("query.lot_id", lot_id)
     _no_nul("query.participant", participant)
-    where = FlagFilter(
+    return FlagFilter(
         status=status,
         severity=severity.value if severity else None,
         rule=rule.value if rule else None,
         lot_id=lot_id,
         participant=participant,
     )
+
+
+FlagFilterDep = Annotated[FlagFilter, Depends(flag_filter)]
+
+
+@router.get(
+    "/flags",
+    response_model=schemas.FlagPage,
+    tags=["flags"],
+    summary="Flags, newest first, filtered by status, severity, rule, lot or participant",
+)
+async def list_flags(
+    audit: AuditDep,
+    who: PrincipalDep,
+    where: FlagFilterDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> schemas.FlagPage:
     return await service.list_flags(audit=audit, who=who, where=where, before_seq=seq_cursor(cursor), limit=limit)
 
 
@@ -74,30 +83,7 @@ async def list_flags(
     "participant's, a scoped officer's, a regulator's), counted exactly, in all, by severity and by rule. A "
     "participant filters by `participant` on its own id only (403 otherwise).",
 )
-async def count_flags(
-    audit: AuditDep,
-    who: PrincipalDep,
-    status: Annotated[
-        str | None,
-        Query(
-            pattern="^(open|resolved|withdrawn)$",
-            description="Without it: open and resolved flags; withdrawn ones only with `status=withdrawn`",
-        ),
-    ] = None,
-    severity: Severity | None = None,
-    rule: Rule | None = None,
-    lot_id: Annotated[str | None, Query(max_length=200)] = None,
-    participant: Annotated[str | None, Query(max_length=200)] = None,
-) -> schemas.FlagCounts:
-    _no_nul("query.lot_id", lot_id)
-    _no_nul("query.participant", participant)
-    where = FlagFilter(
-        status=status,
-        severity=severity.value if severity else None,
-        rule=rule.value if rule else None,
-        lot_id=lot_id,
-        participant=participant,
-    )
+async def count_flags(audit: AuditDep, who: PrincipalDep, where: FlagFilterDep) -> schemas.FlagCounts:
     return await service.count_flags(audit=audit, who=who, where=where)
 
 

@@ -6,7 +6,8 @@ projection as the consumer applies it) so there are flags; a base backup; more e
 archived WAL finds every row of every table as before, and a restore to a time between the backup and the later
 events finds the flags as they were then; audit's API on the restored database answers `GET /flags` with them.
 The errors a restore stops on (no such backup, another PostgreSQL version, a time before the backup or to come,
-services running) say what to do next.
+services running) say what to do next. And the chart: each CloudNativePG cluster archives under its own name, and a
+restore makes fresh clusters recovered from those backups (to a time, or all of the WAL) that archive elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +33,7 @@ from audit.main import create_app
 from bench.audit_bench import Generator
 from tests.audit.test_replicas import ALL_FLAGS_SQL, Replica, batches, delivered
 from tests.conftest import ENV, OPERATOR, ROOT, SERVICES, _migrate, free_port, serve_in_process
+from tests.deploy.test_helm_chart import RELEASE, VALUES, HelmError, named, render, validate
 
 INFRA_SH = ROOT / "deploy" / "local" / "infra.sh"
 BACKUP_SH = ROOT / "deploy" / "local" / "backup.sh"
@@ -240,3 +243,58 @@ def test_a_restore_that_cannot_be_done_says_what_to_do(tmp_path: Path, args: tup
     assert done.returncode == 1
     assert said.format(**fill) in done.stderr
     assert not (tmp_path / "pg").exists()
+
+
+# --- the chart: CloudNativePG's backups, and a restore into fresh clusters ------------------------------------------
+
+RESTORED = ("postgres.recovery.enabled=true", "postgres.serverNameSuffix=-r1")
+
+
+def test_each_cluster_archives_under_its_own_name_and_a_restore_recovers_from_its_origin() -> None:
+    production = render(VALUES / "production.yaml")
+    restored = render(
+        VALUES / "production.yaml", set_values=(*RESTORED, "postgres.recovery.targetTime=2026-12-06T10:00:00Z")
+    )
+    for obj in restored:
+        validate(obj)
+    for service in SERVICES:
+        name = f"{RELEASE}-mineral-custody-{service}-db"
+        before = named(production, "Cluster")[name]["spec"]
+        assert before["backup"]["barmanObjectStore"]["serverName"] == name
+        assert before["bootstrap"] == {"initdb": {"database": service, "owner": service}}
+        after = named(restored, "Cluster")[name]["spec"]
+        assert after["bootstrap"] == {
+            "recovery": {
+                "source": "origin",
+                "database": service,
+                "owner": service,
+                "recoveryTarget": {"targetTime": "2026-12-06T10:00:00Z"},
+            }
+        }
+        [origin] = after["externalClusters"]
+        assert origin["name"] == "origin"
+        assert origin["barmanObjectStore"]["serverName"] == name  # what the clusters before archived
+        assert origin["barmanObjectStore"]["destinationPath"] == "s3://mineral-custody-backups/"
+        assert after["backup"]["barmanObjectStore"]["serverName"] == f"{name}-r1"  # and never over it
+        assert after["backup"]["retentionPolicy"] == "1825d"  # five years (EU 2017/821)
+    # without a target time: all of the archived WAL; another release's clusters as the origin
+    other = render(
+        VALUES / "production.yaml",
+        set_values=(*RESTORED, "postgres.recovery.serverName=old-mineral-custody-{service}-db"),
+    )
+    spec = named(other, "Cluster")[f"{RELEASE}-mineral-custody-audit-db"]["spec"]
+    assert "recoveryTarget" not in spec["bootstrap"]["recovery"]
+    assert spec["externalClusters"][0]["barmanObjectStore"]["serverName"] == "old-mineral-custody-audit-db"
+
+
+@pytest.mark.parametrize(
+    ("values", "set_values", "refused"),
+    [
+        (True, ("postgres.recovery.enabled=true",), "would archive its WAL where the backups it recovers from are"),
+        (False, RESTORED, "give postgres.recovery.barmanObjectStore"),
+        (False, ("postgres.recovery.enable=true",), "additional properties 'enable' not allowed"),
+    ],
+)
+def test_a_restore_the_chart_cannot_make_is_refused(values: bool, set_values: tuple[str, ...], refused: str) -> None:
+    with pytest.raises(HelmError, match=re.escape(refused)):
+        render(*((VALUES / "production.yaml",) if values else ()), set_values=set_values)

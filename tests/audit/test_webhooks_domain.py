@@ -119,3 +119,55 @@ def test_gives_up_after_the_time_given() -> None:
     t0 = datetime(2026, 12, 6, tzinfo=UTC)
     assert not domain.gives_up(t0, t0 + timedelta(days=2, hours=23), timedelta(days=3))
     assert domain.gives_up(t0, t0 + timedelta(days=3), timedelta(days=3))
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("10.1.2.3", "a private address"),
+        ("192.168.0.10", "a private address"),
+        ("172.16.5.4", "a private address"),
+        ("169.254.169.254", "a link-local address"),  # cloud metadata
+        ("127.0.0.1", "a loopback address"),
+        ("::1", "a loopback address"),
+        ("[::ffff:10.0.0.1]", "a private address"),
+        ("fd00::1", "a private address"),
+        ("0.0.0.0", "a private address"),
+        ("100.64.0.1", "an address that is not global"),  # carrier-grade NAT
+        ("224.0.0.1", "a multicast address"),
+    ],
+)
+def test_addresses_that_are_not_public_are_refused(address: str, why: str) -> None:
+    found = domain.not_public(address)
+    assert found is not None and found.startswith(why), found
+    with pytest.raises(domain.BadUrl, match="public address"):
+        domain.check_url(
+            f"https://{address if ':' not in address or address.startswith('[') else f'[{address}]'}/h",
+            allow_http_localhost=False,
+        )
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "hooks.example.com"])
+def test_public_addresses_and_names_pass(address: str) -> None:
+    assert domain.not_public(address) is None
+
+
+def test_this_machine_only_where_the_service_allows_it() -> None:
+    assert domain.check_url("http://127.0.0.1:8080/h", allow_http_localhost=True)
+    assert domain.check_url("https://localhost/h", allow_http_localhost=True)
+    with pytest.raises(domain.BadUrl, match="public address"):
+        domain.check_url("https://localhost/h", allow_http_localhost=False)
+
+
+def test_a_delivery_to_a_name_that_resolves_inward_is_refused() -> None:
+    """Checked again before each attempt: `localhost` is a name, 127.0.0.1 what it resolves to."""
+    import asyncio
+
+    from audit.config import Settings
+    from audit.webhooks_delivery import DeliveryWorker
+
+    worker = DeliveryWorker(Settings(webhook_allow_http_localhost=False), pool=None)  # type: ignore[arg-type]
+    with pytest.raises(domain.BadUrl, match="resolves to a loopback address"):
+        asyncio.run(worker._public("https://localhost:9/hooks"))
+    allowed = DeliveryWorker(Settings(webhook_allow_http_localhost=True), pool=None)  # type: ignore[arg-type]
+    asyncio.run(allowed._public("http://localhost:9/hooks"))  # a local install that allows it

@@ -646,8 +646,12 @@ async def _sign_credential(w: World, refused: bool) -> Req:
 
 
 def _webhook_body() -> dict[str, Any]:
-    # port 9 on this machine: nothing listens, so a delivery the worker attempts fails at once
-    return {"url": "https://127.0.0.1:9/hooks", "description": "Alertes du négoce é", "flags": {"severities": ["high"]}}
+    # a public name: accepted; a delivery the worker attempts fails (no network here) and is retried later
+    return {
+        "url": "https://hooks.example.com/mcoc",
+        "description": "Alertes du négoce é",
+        "flags": {"severities": ["high"]},
+    }
 
 
 @route("audit", "POST /webhooks")

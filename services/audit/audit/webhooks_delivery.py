@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -125,6 +127,7 @@ class DeliveryWorker:
         error = ""
         t0 = time.perf_counter()
         try:
+            await self._public(row["url"])
             r = await client.post(row["url"], content=body, headers=sent)
             status = r.status_code
             if not 200 <= status < 300:
@@ -141,6 +144,21 @@ class DeliveryWorker:
             log.warning("webhook delivery %s: outcome not recorded: %r", row["id"], exc)
         else:
             self._wake.set()  # a slot of its subscription is free
+
+    async def _public(self, url: str) -> None:
+        """Refuse a host whose name resolves to an address that is not public (`domain.not_public`), unless it is this
+        machine where the service allows that: checked before each attempt, so a name that later points inward is
+        refused then too (a rebinding between this lookup and the connection's remains possible: an egress policy
+        that admits public addresses only closes it, docs/webhooks.md)."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host in domain.LOCAL_HOSTS and self.settings.webhook_allow_http_localhost:
+            return
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        for info in infos:
+            if (why := domain.not_public(str(info[4][0]))) is not None:
+                raise domain.BadUrl(f"{host} resolves to {why}: deliveries go to public addresses only")
 
     async def _record(self, row: asyncpg.Record, status: int | None, error: str) -> None:
         s = self.settings

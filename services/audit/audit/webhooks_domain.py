@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ def check_url(url: str, *, allow_http_localhost: bool) -> str:
         raise BadUrl("must not carry credentials (use the signature to authenticate us)")
     if parts.fragment:
         raise BadUrl("must not have a fragment")
+    local = host in LOCAL_HOSTS
+    if not local and (why := not_public(host)) is not None:  # an address literal; a name is checked at delivery
+        raise BadUrl(f"must reach a public address, not {why}")
+    if local and not allow_http_localhost:
+        raise BadUrl("must reach a public address, not this machine (where AUDIT_WEBHOOK_ALLOW_HTTP_LOCALHOST is set)")
     if parts.scheme == "https":
         return url
     if parts.scheme == "http" and host in LOCAL_HOSTS:
@@ -94,6 +100,30 @@ def check_url(url: str, *, allow_http_localhost: bool) -> str:
     if parts.scheme == "http":
         raise BadUrl("must be https")
     raise BadUrl(f"scheme {parts.scheme!r}: must be https")
+
+
+def not_public(address: str) -> str | None:
+    """Why deliveries may not go to `address` (an IP literal), or None: a public address, or not an address at all.
+    Audit posts from inside the deployment: a subscriber must not make it reach the private network around it
+    (databases, the broker, cloud metadata at 169.254.169.254)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None  # a host name: its addresses are checked when a delivery resolves it
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for why, yes in (
+        ("a loopback address", ip.is_loopback),
+        ("a link-local address", ip.is_link_local),
+        ("a private address", ip.is_private),
+        ("a multicast address", ip.is_multicast),
+        ("a reserved address", ip.is_reserved or ip.is_unspecified),
+    ):
+        if yes:
+            return f"{why} ({ip})"
+    if not ip.is_global:
+        return f"an address that is not global ({ip})"
+    return None
 
 
 # --- filters --------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ restore makes fresh clusters recovered from those backups (to a time, or all of 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import re
@@ -205,6 +206,36 @@ async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cl
     assert sorted(seen) == sorted((f["rule"], f["cause"]) for f in open_at_until)
     assert seen, "GET /flags answered no flag"
     assert time.monotonic() - t0 < 60
+
+
+def test_the_archive_command_never_overwrites_a_segment(cluster: Cluster, tmp_path: Path) -> None:
+    """infra.sh's archive_command, run as PostgreSQL runs it (sh, in the data folder, %p and %f filled in), into a
+    folder of this test's: a segment is archived gzipped; the same segment again is accepted (a retry after a crash);
+    another segment of the same name is refused and the one archived is left as it was."""
+    conf = (Path(os.path.realpath(cluster.var / "pg")) / "data" / "mcoc.conf").read_text()
+    [line] = [x for x in conf.splitlines() if x.startswith("archive_command = ")]
+    command = line.split("= ", 1)[1][1:-1].replace("''", "'")
+    archive = Path(os.path.realpath(cluster.var / "pg")) / "wal-archive"
+    command = command.replace(f"d={archive};", f"d={tmp_path / 'archive'};")
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "pg_wal").mkdir()
+    segment = tmp_path / "pg_wal" / "000000010000000000000042"
+
+    def archive_it(content: bytes) -> int:
+        segment.write_bytes(content)
+        filled = command.replace("%p", "pg_wal/000000010000000000000042").replace("%f", segment.name)
+        return subprocess.run(["sh", "-c", filled], cwd=tmp_path, check=False).returncode
+
+    assert archive_it(b"segment") == 0  # no .archiving yet: let go, nothing kept
+    assert list((tmp_path / "archive").iterdir()) == []
+    (tmp_path / "archive" / ".archiving").touch()
+    assert archive_it(b"segment") == 0
+    kept = tmp_path / "archive" / f"{segment.name}.gz"
+    assert gzip.decompress(kept.read_bytes()) == b"segment"
+    assert archive_it(b"segment") == 0
+    assert archive_it(b"another") != 0
+    assert gzip.decompress(kept.read_bytes()) == b"segment"
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == [".archiving", kept.name]
 
 
 def fake_backup(where: Path, **manifest: Any) -> Path:

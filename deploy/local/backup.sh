@@ -6,6 +6,8 @@
 #        deploy/local/backup.sh list                         the backups in $MCOC_BACKUPS and the WAL archive
 #        deploy/local/backup.sh restore [--until TIME] DIR   a fresh cluster from DIR, the archived WAL replayed up to
 #                                                            TIME ('2026-12-06 10:00:00+00') or to its end
+#        deploy/local/backup.sh prune --keep N               delete all but the newest N backups in $MCOC_BACKUPS, and
+#                                                            the archived WAL older than the oldest one kept
 #
 # A backup is a folder: base.tar.gz and pg_wal.tar.gz (pg_basebackup's tar format, gzipped), backup_manifest
 # (pg_basebackup's, with a checksum per file) and manifest.json (when, size, the databases, the PostgreSQL version,
@@ -38,6 +40,7 @@ usage() {
 usage: deploy/local/backup.sh backup [DIR]                 a base backup (default DIR: \$MCOC_BACKUPS/<UTC time>)
        deploy/local/backup.sh list                         the backups and the WAL archive
        deploy/local/backup.sh restore [--until TIME] DIR   a fresh cluster from DIR, WAL replayed to TIME or the end
+       deploy/local/backup.sh prune --keep N               all but the newest N backups deleted, and older WAL
 env:   MCOC_VAR=$MCOC_VAR MCOC_PG_PORT=$MCOC_PG_PORT
        MCOC_BACKUPS=$MCOC_BACKUPS MCOC_RESTORE_TIMEOUT_S=$MCOC_RESTORE_TIMEOUT_S
 EOF
@@ -173,6 +176,51 @@ PY
   else
     say "no WAL archive ($PG_ARCHIVE): start PostgreSQL with deploy/local/infra.sh to begin one"
   fi
+}
+
+# --- prune -------------------------------------------------------------------------------------
+
+start_segment() { # backup dir -> the first WAL segment it needs (its backup_label's)
+  tar -xzOf "$1/base.tar.gz" backup_label 2>/dev/null | sed -n 's/^START WAL LOCATION: .* (file \([0-9A-F]\{24\}\))$/\1/p'
+}
+
+cmd_prune() {
+  local keep="" d segment n i
+  while (( $# )); do
+    case "$1" in
+      --keep) (( $# >= 2 )) || die "--keep needs a number of backups"; keep="$2"; shift 2 ;;
+      *) usage >&2; die "unknown argument $1" ;;
+    esac
+  done
+  [[ "$keep" =~ ^[0-9]+$ ]] && (( keep >= 1 )) || die "prune needs --keep N, N at least 1: how many of the newest backups to keep"
+  local -a all=()
+  # Oldest first, by when each ended (the folder names need not be times).
+  while IFS=$'\t' read -r _ d; do all+=("$d"); done < <(
+    for d in "$MCOC_BACKUPS"/*/; do
+      d="${d%/}"
+      [[ -f "$d/manifest.json" ]] && printf '%s\t%s\n' "$(epoch_of "$(json_get "$d/manifest.json" finished_at)")" "$d"
+    done | sort -n
+  )
+  n=${#all[@]}
+  if (( n <= keep )); then
+    say "$n backup(s) in $MCOC_BACKUPS, keeping $keep: nothing to delete"
+  fi
+  (( n )) || return 0
+  local oldest="${all[$(( n > keep ? n - keep : 0 ))]}"
+  segment="$(start_segment "$oldest")"
+  [[ -n "$segment" ]] || die "cannot read the first WAL segment of $oldest (backup_label in base.tar.gz): nothing deleted"
+  for (( i = 0; i < n - keep; i++ )); do
+    rm -rf -- "${all[$i]}"
+    say "deleted ${all[$i]}"
+  done
+  if [[ -d "$PG_ARCHIVE" ]]; then
+    local before after
+    before="$(du -sh "$PG_ARCHIVE" | cut -f1)"
+    "$(client_bin)/pg_archivecleanup" -x .gz "$PG_ARCHIVE" "$segment"
+    after="$(du -sh "$PG_ARCHIVE" | cut -f1)"
+    say "WAL archive: segments before $segment (the oldest kept backup's first) deleted: $before -> $after"
+  fi
+  say "copies of backups elsewhere are not touched: keep those as long as the records must be (five years)"
 }
 
 # --- restore -----------------------------------------------------------------------------------
@@ -327,6 +375,7 @@ main() {
     backup) shift; (( $# <= 1 )) || { usage >&2; exit 1; }; cmd_backup "$@" ;;
     list) cmd_list ;;
     restore) shift; cmd_restore "$@" ;;
+    prune) shift; cmd_prune "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 1 ;;
   esac

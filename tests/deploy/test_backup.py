@@ -52,9 +52,9 @@ class Cluster:
     def url(self, db: str, driver: str = "postgresql") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{db}"
 
-    def run(self, script: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, script: Path, *args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(script), *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+            [str(script), *args], env={**self.env, **env}, capture_output=True, text=True, timeout=120, check=False
         )
         if ok:
             assert done.returncode == 0, f"{script.name} {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
@@ -206,6 +206,42 @@ async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cl
     assert sorted(seen) == sorted((f["rule"], f["cause"]) for f in open_at_until)
     assert seen, "GET /flags answered no flag"
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_prune_keeps_the_newest_backups_and_the_wal_they_need(cluster: Cluster) -> None:
+    """Three backups with writes between them; `prune --keep 2` deletes the oldest and the archived WAL before the
+    next one's start, and that one still restores to the end with every write."""
+    where = str(cluster.var / "pruned")
+    await fetch(cluster.url("postgres"), "CREATE TABLE IF NOT EXISTS pruned (n int)")
+    made = []
+    for n in range(3):
+        made.append(Path(where) / f"b{n}")
+        cluster.run(BACKUP_SH, "backup", str(made[-1]))
+        await fetch(cluster.url("postgres"), "INSERT INTO pruned SELECT generate_series(1, 1000)")
+        await finish_a_segment(cluster)
+    [(rows,)] = await fetch(cluster.url("postgres"), "SELECT count(*) FROM pruned")
+    archive = Path(os.path.realpath(cluster.var / "pg")) / "wal-archive"
+    label = subprocess.run(
+        ["tar", "-xzOf", str(made[1] / "base.tar.gz"), "backup_label"], capture_output=True, text=True, check=True
+    ).stdout
+    first = label.split("(file ")[1].split(")")[0]
+
+    def segments() -> list[str]:
+        return [p.name[:24] for p in archive.glob("*.gz") if len(p.name) == len("000000010000000000000001.gz")]
+
+    assert any(name[8:] < first[8:] for name in segments()), "nothing archived before the second backup"
+
+    out = cluster.run(BACKUP_SH, "prune", "--keep", "2", MCOC_BACKUPS=where).stdout
+    assert f"deleted {made[0]}" in out
+    assert sorted(p.name for p in Path(where).iterdir()) == ["b1", "b2"]
+    assert segments() and min(name[8:] for name in segments()) >= first[8:]
+
+    restore(cluster, made[1])
+    assert (await fetch(cluster.url("postgres"), "SELECT count(*) FROM pruned"))[0][0] == rows
+    assert "nothing to delete" in cluster.run(BACKUP_SH, "prune", "--keep", "2", MCOC_BACKUPS=where).stdout
+    refused = cluster.run(BACKUP_SH, "prune", ok=False)
+    assert refused.returncode == 1 and "prune needs --keep N" in refused.stderr
 
 
 def test_the_archive_command_never_overwrites_a_segment(cluster: Cluster, tmp_path: Path) -> None:

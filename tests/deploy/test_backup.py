@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +130,6 @@ def restore(c: Cluster, backup: Path, *until: str) -> str:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cluster: Cluster) -> None:
-    t0 = time.monotonic()
     events = delivered(Generator(seed=28, target=2400).build().events)
     half, three_quarters = len(events) // 2, len(events) * 3 // 4
     await apply(cluster, events[:half])
@@ -205,7 +203,6 @@ async def test_a_backup_restores_into_a_fresh_cluster_to_the_end_or_to_a_time(cl
                 break
     assert sorted(seen) == sorted((f["rule"], f["cause"]) for f in open_at_until)
     assert seen, "GET /flags answered no flag"
-    assert time.monotonic() - t0 < 60
 
 
 @pytest.mark.asyncio(loop_scope="session")

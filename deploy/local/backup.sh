@@ -112,8 +112,16 @@ cmd_backup() {
   started="$(date -u '+%Y-%m-%d %H:%M:%S+00')"
   t0="$(date +%s)"
   say "base backup of 127.0.0.1:$MCOC_PG_PORT into $dir (pg_basebackup, tar, gzip)"
-  if ! "$bin/pg_basebackup" -h 127.0.0.1 -p "$MCOC_PG_PORT" -U postgres -D "$partial" -Ft -z -X stream \
-       --checkpoint=fast -l "deploy/local/backup.sh $started" --progress 2>"$partial.log"; then
+  "$bin/pg_basebackup" -h 127.0.0.1 -p "$MCOC_PG_PORT" -U postgres -D "$partial" -Ft -z -X stream \
+    --checkpoint=fast -l "deploy/local/backup.sh $started" --progress 2>"$partial.log" &
+  local pid=$! last i=0
+  while kill -0 "$pid" 2>/dev/null; do  # its progress, every 2 s
+    sleep 0.2
+    (( ++i % 10 )) && continue
+    last="$(tr '\r' '\n' <"$partial.log" | grep -v '^$' | tail -n 1 || true)"
+    [[ -z "$last" ]] || say "  pg_basebackup: $last"
+  done
+  if ! wait "$pid"; then
     tail -n 20 "$partial.log" >&2 || true
     rm -rf "$partial" "$partial.log"
     die "pg_basebackup failed (above): check that the disk has room for $dir and that the server accepts replication connections"

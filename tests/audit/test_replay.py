@@ -22,6 +22,7 @@ import pytest
 from audit.config import Settings as AuditSettings
 from audit.projection import Projection, State
 from audit.replay import ReplayResult, deferred_indexes, replay
+from audit.replay_workers import WorkerFailed
 from bench.audit_bench import FLAG_SQL, Generator, new_producer, produce
 from shared.consumer import Delivered
 from shared.topics import CUSTODY_EVENTS, REGISTRY_EVENTS, delete_topics, ensure_topics, physical
@@ -196,3 +197,17 @@ async def test_prepared_batches_are_taken_back_in_memory_exactly() -> None:
     q = fresh()
     q.committed(await q.prepare(delivered[:200]))
     assert snapshot(q) == before
+
+
+async def test_a_worker_that_fails_stops_the_replay_and_says_why(dbs: tuple[str, str]) -> None:
+    """A worker that cannot read its topics (they do not exist here) ends the replay with its reason; nothing waits
+    for it."""
+    a, _ = dbs
+    settings = AuditSettings(
+        database_url=a.replace("postgresql://", "postgresql+asyncpg://"),
+        topic_prefix=f"missing-{uuid.uuid4().hex[:8]}.",
+        kafka_bootstrap_servers=ENV.kafka_bootstrap,
+    )
+    with pytest.raises(WorkerFailed, match="does not exist") as failed:
+        await replay(settings, progress=False, workers=1)
+    assert not failed.value.refused

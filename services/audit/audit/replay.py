@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     except ReplayRefused as exc:
         print(f"[replay] refused: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, replay_workers.WorkerFailed) as exc:
         print(
             f"[replay] failed: {exc!r}. Are PostgreSQL and Kafka running (`make up`)? Is the database migrated "
             "(`make migrate`)?",

@@ -123,6 +123,7 @@ async def get(*, pool: Pool, who: Principal, id: str) -> schemas.Webhook:
 
 async def delete(*, pool: Pool, who: Principal, id: str) -> None:
     """The subscription and its deliveries (those in flight may still arrive once)."""
+    refuse_regulator(who, "manage webhooks")  # a regulator reads; it writes nothing, whatever the id
     async with pool.acquire() as conn, conn.transaction():
         await _get(conn, who, id)
         await repository.delete_subscription(conn, id)
@@ -132,6 +133,7 @@ async def replay(*, pool: Pool, who: Principal, id: str, body: schemas.Replay) -
     """Send again, with their own `Webhook-Id`s, the subscription's deliveries from a point: a given delivery, a time,
     or (neither given) everything after the last delivery its endpoint acknowledged. A disabled subscription is
     enabled again."""
+    refuse_regulator(who, "manage webhooks")
     async with pool.acquire() as conn, conn.transaction():
         await _get(conn, who, id)
         after: str | None = None

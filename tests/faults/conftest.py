@@ -7,7 +7,8 @@ import asyncio
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -138,3 +139,71 @@ async def drop_topics(prefix: str) -> None:
         await delete_topics(ENV.kafka_bootstrap, prefix)
     except Exception:  # noqa: BLE001 - cleanup only
         pass
+
+
+# --- writers under a fault, and what audit must then hold ------------------------------------------------------------
+
+CLIENTS = 4
+# Idle connections dropped after 1 s: httpx's default 5 s equals uvicorn's keep-alive timeout, so a request could go
+# out on a connection the server was closing (a ReadError, once in eight runs of the three-broker test under load).
+LIMITS = httpx.Limits(max_connections=CLIENTS, keepalive_expiry=1.0)
+WRITE_INTERVAL_S = 0.2  # per client: ~20 writes/s in all, ~15 s for 300
+
+
+@dataclass
+class Writes:
+    phase: str = "before"  # before -> down -> after
+    statuses: dict[str, Counter[int]] = field(
+        default_factory=lambda: {p: Counter() for p in ("before", "down", "after")}
+    )
+    failures: list[str] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def total(self, phase: str | None = None) -> int:
+        return sum(sum(c.values()) for p, c in self.statuses.items() if phase in (None, p))
+
+
+async def writer(n: int, c: httpx.AsyncClient, mine: Party, trader: Party, w: Writes) -> None:
+    """Register a lot, ship it, receive it; again and again until told to stop."""
+    i = 0
+    while not w.stop.is_set():
+        lot = f"FK-{n}-{i}-{uuid.uuid4().hex[:6]}"
+        i += 1
+        shipment = ""
+        for step in ("register", "ship", "receive"):
+            phase = w.phase
+            try:
+                if step == "register":
+                    r = await c.post("/lots", json=lot_body(lot, "S"), headers=mine.auth)
+                elif step == "ship":
+                    r = await c.post(f"/lots/{lot}/shipments", json=ship_body(trader.id, "S"), headers=mine.auth)
+                else:
+                    r = await c.post(f"/shipments/{shipment}/receipt", json=receipt_body("S"), headers=trader.auth)
+            except httpx.HTTPError as exc:
+                w.failures.append(f"{step} {lot} in phase {phase}: {exc!r}")
+                return
+            w.statuses[phase][r.status_code] += 1
+            if r.status_code >= 300:
+                w.failures.append(f"{step} {lot} in phase {phase}: {r.status_code} {r.text[:300]}")
+                return
+            if step == "ship":
+                shipment = r.json()["shipment_id"]
+            await asyncio.sleep(WRITE_INTERVAL_S)  # pacing of a steady client, not a wait for a condition
+
+
+async def audit_matches_custody(audit_dsn: str, lots: list[str], n: int) -> None:
+    """Audit's view of these lots matches custody's one for one (`n` lots registered, shipped and received), and no
+    event was applied again out of order (a shipment applied again after its receipt would be dated before it: a
+    `time_contradiction` flag)."""
+    contradictions = await fetch(
+        audit_dsn, "SELECT lot_id, cause FROM flags WHERE rule = 'time_contradiction' AND lot_id = ANY($1)", lots
+    )
+    assert not contradictions, f"events applied again out of order: {contradictions}"
+    seen = await fetch(
+        audit_dsn,
+        "SELECT (SELECT count(*) FROM lots WHERE lot_id = ANY($1)) AS lots,"
+        " (SELECT count(*) FROM shipments WHERE lot_id = ANY($1)) AS shipments,"
+        " (SELECT count(*) FROM shipments WHERE lot_id = ANY($1) AND status = 'received') AS received",
+        lots,
+    )
+    assert dict(seen[0]) == {"lots": n, "shipments": n, "received": n}, dict(seen[0])

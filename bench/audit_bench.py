@@ -60,6 +60,7 @@ from bench.common import (
     row,
     settled,
     spawn,
+    stop,
     wait_healthy,
     write_results,
 )
@@ -823,6 +824,49 @@ async def overdue_check(url: str) -> None:
         await conn.close()
 
 
+PING_TYPE = "bench.replica.ping"
+
+
+async def second_replica(
+    env: dict[str, str], bootstrap: str, prefix: str, url: str, service: subprocess.Popen[bytes]
+) -> dict[str, float]:
+    """Audit memory per replica: a second consumer of the same group (`python -m audit.consumer`) joins after the live
+    phase; one event of a type audit keeps as evidence only, on each partition of registry.events, makes each
+    replica apply a batch (the new one loads the projection's whole state for it: every replica holds all of it,
+    docs/architecture.md "Several audit replicas"). Then the resident size of each."""
+    proc = spawn(
+        "audit.consumer", {**env, "AUDIT_SERVICE_NAME": "audit-replica2"}, LOG_DIR / "bench-audit-replica2.log"
+    )
+    try:
+        await asyncio.sleep(8)  # it joins the group; the service's member gives it partitions at the rebalance
+        producer = await new_producer(bootstrap)
+        try:
+            topic = physical(REGISTRY_EVENTS, prefix)
+            for p in sorted(await producer.partitions_for(topic)):
+                e = new_event(PING_TYPE, source="/bench", key=f"ping-{p}", data={"partition": p})
+                await producer.send_and_wait(
+                    topic, e.data_json(), key=e.key.encode(), partition=p, headers=e.kafka_headers()
+                )
+        finally:
+            await producer.stop()
+        conn = await asyncpg.connect(url)
+        try:
+            t0 = time.perf_counter()
+            while await conn.fetchval("SELECT count(*) FROM received_events WHERE type = $1", PING_TYPE) < 3:
+                if time.perf_counter() - t0 > 120 or proc.poll() is not None:
+                    raise RuntimeError("the second audit replica did not apply its batch (see var/log/)")
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        await asyncio.sleep(2)
+        return {
+            "service": round(psutil.Process(service.pid).memory_info().rss / MB, 1),
+            "second replica": round(psutil.Process(proc.pid).memory_info().rss / MB, 1),
+        }
+    finally:
+        stop(proc)
+
+
 def sigterm_and_wait(proc: subprocess.Popen[bytes]) -> Any:
     proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 30
@@ -914,6 +958,11 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
         cpu = ps.cpu_times()
         live["cpu_s"] = round(cpu.user + cpu.system, 2)
         log(f"live: caught up; audit RSS {live['rss_mb']} MB, CPU {live['cpu_s']} s")
+        live["replicas"] = await second_replica(env, args.bootstrap, prefix, pg.url(DBS[0]), proc)
+        log(
+            "a second replica joined the group (python -m audit.consumer) and loaded the projection's state: RSS "
+            + ", ".join(f"{k} {v} MB" for k, v in live["replicas"].items())
+        )
     finally:
         await lag.stop()
         if proc.poll() is None:
@@ -1004,7 +1053,8 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
         row(
             "audit memory",
             f"live {live['rss_mb']} MB after the run (peak {live.get('peak_rss_mb')}), "
-            f"replay peak {replay['peak_rss_mb']} MB",
+            f"replay peak {replay['peak_rss_mb']} MB; per replica after a second joined: "
+            + ", ".join(f"{k} {v} MB" for k, v in live.get("replicas", {}).items()),
             f"<= {RSS_TARGET_MB} MB",
             rss_ok,
         ),

@@ -503,6 +503,7 @@ async def _replay_with_workers(
         client_id="audit-replay",
         on_abort=projection.discard,
         copy_processed=True,
+        security=security_of(settings),  # it never reaches Kafka; given all the same, as every consumer is
     )
     pool = await replay_workers.Workers.start(specs)
     conn = await asyncpg.connect(dsn, server_settings=server_settings)

@@ -19,8 +19,8 @@ On fresh databases (`audit_abench`, `audit_abench_replay`) and topics of its own
    from offset 0;
 4. replay: `python -m audit.replay` as a real process into a fresh database: events/s against the baseline, and
    the flags (rule, cause, severity, lot ids, participants, summary, evidence) compared with the live database's;
-   then the same with `--workers` (`--replay-workers`, 1 by default: `audit.replay_workers`) into a fresh database
-   again, its rate, CPU (the workers' included) and flags.
+   then the same with `--workers` (`--replay-workers`, 0 by default: all in one process, where the replay's default
+   is one worker process, `audit.replay_workers`) into a fresh database again, its rate, CPU and flags.
 Targets (PRODUCT.md, issue 9): replay >= 20,000 events/s and identical flags; live >= 1.0x the custody write rate
 (`--custody-rate`, from bench/write_bench.py); RSS <= 150 MB. It reports; it never fails on a miss.
 """
@@ -49,6 +49,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from audit.config import Settings as AuditSettings
 from audit.projection import Projection
+from audit.replay import WORKERS as REPLAY_WORKERS
 from bench.common import (
     LOG_DIR,
     ROOT,
@@ -1007,7 +1008,8 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     for rule, n in sorted(by_rule.items()):
         print(f"    {rule}: {n:,}")
 
-    # The same replay with worker processes (`audit.replay_workers`), into a fresh database again: the rate and flags.
+    # The same replay with another number of worker processes (`audit.replay_workers`; 0: all in one process), into a
+    # fresh database again: the rate and flags.
     await admin(pg, f'DROP DATABASE IF EXISTS "{DBS[1]}" WITH (FORCE)', f'CREATE DATABASE "{DBS[1]}"')
     await asyncio.to_thread(migrate, "audit", pg.url(DBS[1], "postgresql+asyncpg"))
     log(f"replay again, `python -m audit.replay --workers {args.replay_workers}`, into a fresh database")
@@ -1019,7 +1021,8 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
         1 for k in set(live_flags) & set(parallel_flags) if live_flags[k] != parallel_flags[k]
     )
     log(
-        f"replay with workers: {parallel['rate']:,.0f} events/s ({parallel['ratio_to_baseline']:.2f}x baseline), "
+        f"replay with --workers {args.replay_workers}: {parallel['rate']:,.0f} events/s "
+        f"({parallel['ratio_to_baseline']:.2f}x baseline), "
         f"CPU {parallel['cpu_s']} s (workers included), peak RSS {parallel['peak_rss_mb']} MB "
         f"+ workers {parallel['peak_rss_workers_mb']} MB; flags {len(parallel_flags):,}, {parallel_diff} differences"
     )
@@ -1029,13 +1032,16 @@ async def run(args: argparse.Namespace, pg: Pg, prefix: str, group: str) -> int:
     rows = [
         row(
             "audit replay (200k events)" if len(msgs) == 200_000 else f"audit replay ({len(msgs):,} events)",
-            f"{replay['rate']:,.0f} events/s ({replay['ratio_to_baseline']:.2f}x baseline)",
+            f"{replay['rate']:,.0f} events/s ({replay['ratio_to_baseline']:.2f}x baseline; --workers {REPLAY_WORKERS}, "
+            f"CPU {replay['cpu_s']} s with theirs, their RSS {replay['peak_rss_workers_mb']} MB)",
             f">= {REPLAY_TARGET:,} events/s",
             replay["rate"] >= REPLAY_TARGET,
             f"aiokafka getmany+orjson {base['rate']:,.0f} events/s",
         ),
         row(
-            f"audit replay, --workers {args.replay_workers} (processes reading Kafka, writing received_events)",
+            f"audit replay, --workers {args.replay_workers} ("
+            + ("all in one process" if not args.replay_workers else "processes reading Kafka, writing received_events")
+            + f"; the default is {REPLAY_WORKERS})",
             f"{parallel['rate']:,.0f} events/s ({parallel['ratio_to_baseline']:.2f}x baseline); "
             f"CPU {parallel['cpu_s']} s with the workers'; {len(parallel_flags):,} flags, {parallel_diff} differences",
             f">= {REPLAY_TARGET:,} events/s, identical flags",
@@ -1126,7 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-batch", type=int, default=500, help="getmany max_records of the baseline")
     parser.add_argument("--replay-batch", type=int, help="events per replay transaction (default: audit.replay's)")
     parser.add_argument(
-        "--replay-workers", type=int, default=1, help="worker processes of the second replay (audit.replay --workers)"
+        "--replay-workers", type=int, default=0, help="worker processes of the second replay (audit.replay --workers)"
     )
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--keep-topics", action="store_true", help="leave the benchmark's topics on the broker")

@@ -3,6 +3,7 @@
     python -m audit.replay                       # into the audit database (stop the audit service first)
     python -m audit.replay --database-url URL    # into another database (migrated; compare with the live one)
     python -m audit.replay --yes                 # in a script: overwrite without asking
+    python -m audit.replay --workers 0           # without worker processes (default: one, `audit.replay_workers`)
 
 It is the projection's one writer while it runs: it takes the advisory lock the live consumer holds
 (`audit.consumer.PROJECTION_LOCK_KEY`, per database) and refuses to start while someone holds it, naming who (from
@@ -62,8 +63,9 @@ REPLAY_BATCH = 2000  # events per transaction: more per round trip than live; la
 # Every 200 events (~3 ms of work) left PostgreSQL waiting for us ~3 s of a 200k-event replay: 15,000-16,000
 # events/s; every 5-25 events, 19,700-21,400.
 YIELD_EVERY = 20
-# Processes that read Kafka and write the evidence trail beside the projection's process (`audit.replay_workers`).
-WORKERS = 0
+# Processes that read Kafka and write the evidence trail beside the projection's process (`audit.replay_workers`): one
+# was 3-40% faster on our two cores on a quiet machine, the same on a busy one; two were slower.
+WORKERS = 1
 
 TABLES = (
     "processed_events",

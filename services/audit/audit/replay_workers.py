@@ -25,9 +25,10 @@ a topic to its end, ("done", rows written) after its last batch was answered, ("
 
 An interrupted replay leaves the trail as incomplete as the projection: it is run again (it empties both).
 
-Measured on our two cores (docs/decisions/replay.md): one worker takes ~2 s of CPU off the main process and spends
-~4.7 s itself (reading Kafka again is not free, and the batches cross a pipe), so with PostgreSQL on the same two
-cores the replay is no faster; `python -m audit.replay` runs without workers unless told (`--workers N`).
+Measured on our two cores (docs/decisions/replay.md): one worker takes ~2-3 s of CPU off the main process and spends
+~4.7 s itself (reading Kafka again is not free, and the batches cross a pipe): 3-40% faster on a quiet machine, the
+same on a busy one. `python -m audit.replay` runs one by default (`--workers N`; 0: all in its own process); two are
+slower on two cores.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ async def test_the_outbox_s_depth_and_oldest_age_and_the_open_flags(db: str) -> 
                 severity,
                 status,
             )
-        watch = PipelineWatch(db, "metrics-test", probes=[audit_watch.open_flags])
+        watch = PipelineWatch(db, "metrics-test", probes=[audit_watch.open_flags, audit_watch.webhook_deliveries])
         before = time.time()
         await watch.read()
         assert sample("outbox_rows", service="metrics-test") == 3
@@ -67,6 +67,21 @@ async def test_the_outbox_s_depth_and_oldest_age_and_the_open_flags(db: str) -> 
         assert sample("pipeline_watch_last_success_timestamp_seconds", service="metrics-test") >= before
         assert (sample("audit_open_flags", severity="high"), sample("audit_open_flags", severity="critical")) == (2, 1)
         assert sample("audit_open_flags", severity="low") == 0  # resolved: not open
+        assert (sample("audit_webhook_deliveries_waiting"), sample("audit_webhook_oldest_waiting_seconds")) == (0, 0)
+        await conn.execute(
+            "INSERT INTO webhooks.subscriptions (id, owner, owner_kind, url, secret, filters) "
+            "VALUES ('W-1', 'P1', 'mine', 'https://hooks.example.com/x', 'whsec_x', '{}')"
+        )
+        await conn.execute(
+            "INSERT INTO webhooks.deliveries "
+            "(id, subscription_id, event_id, event_type, kind, body, status, created_at) "
+            "SELECT 'D-' || g || s, 'W-1', 'E-' || g || s, 'custody.lot.shipped', 'custody', '{}', s, "
+            "now() - interval '90 s' FROM generate_series(1, 3) g, unnest(ARRAY['pending', 'delivered']) s"
+        )
+        await watch.read()
+        assert sample("audit_webhook_deliveries_waiting") == 3  # the delivered ones are not waiting
+        waited = sample("audit_webhook_oldest_waiting_seconds")
+        assert waited is not None and 89 < waited < 150
         await conn.execute("DELETE FROM outbox")
         await watch.read()
         assert (

@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhooks_router.router,
         ],
         extra_workers=workers,
-        probes=[watch.open_flags],  # audit_open_flags by severity, beside the outbox's gauges (shared.watch)
+        probes=[watch.open_flags, watch.webhook_deliveries],  # beside the outbox's gauges (shared.watch)
         raw_pool=True,
         events=AUDIT_EVENTS,
     )

@@ -167,6 +167,7 @@ class EventConsumer:
         commit_interval_s: float = 0.0,
         lock_key: int | None = None,
         lock_shared: bool = False,
+        wanted: Callable[[asyncpg.Connection], Awaitable[bool]] | None = None,
         lock_poll_s: float = 1.0,
         security: KafkaSecurity | None = None,
     ) -> None:
@@ -199,6 +200,10 @@ class EventConsumer:
         self.offset_commits = 0  # offset commits Kafka acknowledged
         self.lock_key = lock_key  # held on `_conn` while running (see the module's docstring)
         self.lock_shared = lock_shared
+        # Whether batches are worth applying now: when it says no, a batch is passed over (its offsets committed,
+        # nothing written): a consumer with nobody to serve (the webhooks' with no subscription) costs no writes
+        self.wanted = wanted
+        self.passed_over = 0
         self._last_poll = 0.0  # monotonic: the last getmany that answered
         self._failing_since: float | None = None  # monotonic: the first failure of the loop's current run of them
         self._lag_at = 0.0
@@ -396,6 +401,10 @@ class EventConsumer:
         transaction. `on_abort` when it did not commit (or may not have), `after_commit` when it did. Kafka plays no
         part here (the caller commits offsets), so tests drive it on a connection of their own."""
         t0 = time.perf_counter()
+        if delivered and self.wanted is not None and not await self.wanted(conn):
+            self.passed_over += len(delivered)
+            CONSUMED.labels(self.group_id or "replay", "passed_over").inc(len(delivered))
+            return
         try:
             if not (delivered and await self._apply_in_one_statement(conn, delivered)):
                 async with conn.transaction():

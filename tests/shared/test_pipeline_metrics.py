@@ -211,3 +211,41 @@ async def test_the_credential_lists_age_and_the_keys_published() -> None:
     loaded = sample("auth_credential_lists_loaded_timestamp_seconds")
     assert loaded is not None and loaded >= before
     assert sample("auth_signing_keys_published") == 0
+
+
+async def test_a_consumer_with_nobody_to_serve_passes_batches_over(db: str) -> None:
+    """`wanted` says no (the webhooks' consumer with no subscription): nothing is written, the handler is not called;
+    once it says yes, batches are applied as usual."""
+    handled: list[int] = []
+
+    async def handler(conn: asyncpg.Connection, batch: list[Delivered]) -> None:
+        handled.extend(d.offset for d in batch)
+
+    wanted = False
+
+    async def want(conn: asyncpg.Connection) -> bool:
+        return wanted
+
+    consumer = EventConsumer(
+        dsn=db,
+        bootstrap_servers="127.0.0.1:1",
+        group_id="g-wanted",
+        topics=[],
+        handler=handler,
+        wanted=want,  # type: ignore[arg-type]
+    )
+    events = [
+        Delivered(CloudEvent(type="t", source="/wanted", subject=None, data={}, key="k"), "custody.events", 0, n)
+        for n in range(3)
+    ]
+    conn = await asyncpg.connect(db)
+    try:
+        await consumer.apply(conn, events[:2])
+        assert (handled, consumer.passed_over) == ([], 2)
+        assert await conn.fetchval("SELECT count(*) FROM processed_events WHERE source = '/wanted'") == 0
+        wanted = True
+        await consumer.apply(conn, events[2:])
+        assert handled == [2]
+        assert await conn.fetchval("SELECT count(*) FROM processed_events WHERE source = '/wanted'") == 1
+    finally:
+        await conn.close()

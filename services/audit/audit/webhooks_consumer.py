@@ -117,6 +117,9 @@ def make_webhooks_consumer(
         topics=list(TOPICS),
         topic_prefix=settings.topic_prefix,
         handler=DeliveryMaker(audit),
+        # nobody subscribed: batches are passed over (no inbox rows, no transaction); an event read then concerns no
+        # subscription, since none existed when it was read
+        wanted=repository.any_subscription,
         max_records=settings.consumer_max_records,
         client_id=name,
         server_settings={**settings.pg_settings(name), "search_path": "webhooks, public"},

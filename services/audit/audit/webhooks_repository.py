@@ -203,6 +203,11 @@ async def delete_subscription(conn: Conn, id: str) -> None:
     await conn.execute("DELETE FROM webhooks.subscriptions WHERE id = $1", id)
 
 
+async def any_subscription(conn: Conn) -> bool:
+    """Whether anyone subscribes at all (one index probe): with nobody, the consumer writes nothing for its events."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM webhooks.subscriptions)"))
+
+
 async def subscribed(conn: Conn) -> list[asyncpg.Record]:
     """Every subscription (a disabled one's deliveries are kept, `failed`, for a replay)."""
     return list(await conn.fetch(SUBSCRIBED_SQL))

@@ -429,12 +429,7 @@ async def _replay_topic(
                 )
         await settle(None)
     finally:
-        if pending is not None:
-            pending.cancel()
-            try:
-                await pending
-            except BaseException:  # noqa: BLE001 - given up: its transaction rolls back
-                pass
+        await EventConsumer._cancel(pending)  # given up: its transaction rolls back
         await consumer._reset()
     return sum(done.values())
 
@@ -564,12 +559,7 @@ async def _replay_with_workers(
         if progress:
             print(f"[replay] the workers wrote {written} received_events rows", file=sys.stderr)
     finally:
-        if pending is not None:
-            pending.cancel()
-            try:
-                await pending
-            except BaseException:  # noqa: BLE001 - given up: its transaction rolls back
-                pass
+        await EventConsumer._cancel(pending)  # given up: its transaction rolls back
         await pool.stop()
         await conn.close()
     return events

@@ -51,6 +51,8 @@ class OutboxMixin:
     dataschema: Mapped[str | None] = mapped_column(Text)
     data: Mapped[Any] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # the W3C trace context the event was written in (None: untraced); the relay sends it as a header
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class DeadLetterMixin:
@@ -81,6 +83,7 @@ class DeadLetterMixin:
     reason: Mapped[str] = mapped_column(Text)
     detail: Mapped[str] = mapped_column(Text)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class ProcessedEventMixin:

@@ -1,5 +1,5 @@
 """Vendor the openAPIV3Schema of CustomResourceDefinitions into this folder, so the chart's tests validate the
-Strimzi, CloudNativePG and KEDA objects it renders without reaching the network.
+Strimzi, CloudNativePG, KEDA and Prometheus Operator objects it renders without reaching the network.
 
     python -m tests.deploy.schemas.vendor <crd.yaml>...
 

@@ -6,6 +6,9 @@ A mine in a CAHRA region registers uncertified artisanal ore (a flag naming it, 
 - a dead endpoint (refusing connections) and a slow one (answering after the timeout) are retried with backoff
   while another subscription's deliveries arrive on time; a subscription failing long enough is disabled;
 - a replay from the last acknowledged delivery resends what followed (with the same `Webhook-Id`s);
+- a participant's and an officer's subscriptions are suspended once their credentials are revoked: nothing more is
+  posted to them, not even the next flag they could have seen, while the operator's subscription receives it; the
+  participant resumes its own with a new credential;
 - the bounds answer 4xx problem+json.
 """
 
@@ -23,8 +26,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 import uvicorn
+from prometheus_client import REGISTRY
 
 from audit import service
 from audit import webhooks_repository as repository
@@ -276,6 +281,117 @@ async def test_an_officer_receives_the_flags_in_its_scope_only(raised: Hooks) ->
     subscribed = {r["subscription_id"] for r in rows}
     assert h.ids["officer_in"] in subscribed and h.ids["operator"] in subscribed
     assert h.ids["officer_out"] not in subscribed and h.ids["other"] not in subscribed
+
+
+def _metric(name: str) -> float:
+    """A counter of this process (the audit app is served in it), all labels together."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == name  # a Counter's samples: `<name>_total`, `<name>_created`
+    )
+
+
+async def test_a_subscription_never_outlives_its_owners_access(raised: Hooks) -> None:
+    """A participant's credential and an officer's are revoked at the registry: their subscriptions are suspended,
+    what was waiting for them is never posted, the next flag they could have seen makes nothing for them while the
+    operator's subscription receives it; only the owner, with a new credential, resumes its subscription."""
+    h, s = raised, raised.system
+    gone = await s.party("mine", "CD", region=REGION, mining_type="asm")
+    officer = await ok(
+        await s.registry.post(
+            "/officers", headers=OPERATOR, json={"name": "leaving", "contact": "o", "scope": [gone.id]}
+        )
+    )
+    await h.subscribe("gone", gone.auth, flags={}, custody={})
+    await h.subscribe("gone_officer", bearer(officer["credential"]["token"]), flags={})
+    h.receiver.modes["gone"] = 500  # its deliveries are retried, waiting, when its access ends
+    lot = (await ok(await s.custody.post("/lots", headers=gone.auth, json=lot_body(1000))))["lot_id"]
+    first = await _flag(s, "uncertified_asm_in_cahra", lot)
+    for name in ("gone", "gone_officer"):  # each may see it: posted to both
+        await wait_for(lambda n=name: _flag_id_arrived(h, n, first["id"]), timeout_s=30, what=f"{name}: the flag")
+    suspended, withheld = _metric("webhook_subscriptions_suspended_total"), _metric("webhook_deliveries_withheld_total")
+
+    jti = jwt.decode(gone.token, options={"verify_signature": False})["jti"]
+    await ok(await s.registry.post(f"/credentials/{jti}/revoke", headers=OPERATOR, json={"reason": "left"}), 200)
+    officer_id, officer_jti = officer["officer"]["id"], officer["credential"]["token_id"]
+    revoke = f"/officers/{officer_id}/credentials/{officer_jti}/revoke"
+    await ok(await s.registry.post(revoke, headers=OPERATOR, json={"reason": "role ended"}), 200)
+
+    async def refused() -> bool:  # audit's revocation list has it (AUTH_REFRESH_S is 1 s here)
+        return (await s.audit.get("/whoami", headers=gone.auth)).status_code == 401
+
+    await wait_for(refused, timeout_s=15, what="audit to refuse the revoked credential")
+
+    async def hook(name: str) -> dict[str, Any]:
+        return await ok(await s.audit.get(f"/webhooks/{h.ids[name]}", headers=OPERATOR), 200)
+
+    async def is_suspended(name: str) -> bool:
+        return (await hook(name))["status"] == "suspended"
+
+    for name, token in (("gone", jti), ("gone_officer", officer_jti)):
+        await wait_for(lambda n=name: is_suspended(n), timeout_s=30, what=f"{name} to be suspended")
+        shown = await hook(name)
+        assert shown["suspended_at"] and token in shown["suspended_reason"], shown
+        assert "revoked" in shown["suspended_reason"] and shown["credential"] == token
+    posted = {name: len(h.receiver.got[name]) for name in ("gone", "gone_officer")}
+    waiting = await h.deliveries("gone")
+    assert {d["status"] for d in waiting} == {"failed"}, waiting  # given up, not sent again
+    assert any((d["last_error"] or "").startswith("withheld: its owner's credential") for d in waiting), waiting
+
+    # the next flag either could have seen: the operator's subscription receives it, theirs make nothing of it
+    b = await ok(await s.registry.post(f"/participants/{gone.id}/credentials", headers=OPERATOR), 201)
+    again = bearer(b["token"])
+    later = await _flag(
+        s,
+        "uncertified_asm_in_cahra",
+        (await ok(await s.custody.post("/lots", headers=again, json=lot_body(900))))["lot_id"],
+    )
+    await wait_for(lambda: _flag_id_arrived(h, "operator", later["id"]), timeout_s=30, what="the operator: the flag")
+    await asyncio.sleep(1.5)  # retries are at most 1 s apart here
+    assert {name: len(h.receiver.got[name]) for name in posted} == posted
+    rows = await s.audit_rows(
+        "SELECT subscription_id FROM webhooks.deliveries WHERE body LIKE $1", f"%{later['id']}%"
+    )  # an event's deliveries are written together: this is all of them
+    made = {r["subscription_id"] for r in rows}
+    assert h.ids["operator"] in made and not made & {h.ids["gone"], h.ids["gone_officer"]}, made
+    operator_hook = await hook("operator")
+    assert operator_hook["status"] == "active" and operator_hook["suspended_at"] is None
+    assert _metric("webhook_subscriptions_suspended_total") >= suspended + 2
+    assert _metric("webhook_deliveries_withheld_total") >= withheld + 1
+
+    # resumed only by its owner with a valid credential, which it follows from then on
+    assert (await s.audit.get(f"/webhooks/{h.ids['gone']}", headers=gone.auth)).status_code == 401
+    r = await s.audit.post(f"/webhooks/{h.ids['gone']}/replay", headers=OPERATOR, json={})
+    assert r.status_code == 409 and "only its owner" in r.json()["detail"], r.text
+    assert (await hook("gone"))["status"] == "suspended"
+    h.receiver.modes["gone"] = 200
+    await ok(await s.audit.post(f"/webhooks/{h.ids['gone']}/replay", headers=again, json={}), 202)
+    resumed = await hook("gone")
+    assert resumed["status"] == "active" and resumed["credential"] == b["token_id"] and not resumed["suspended_reason"]
+    ids = {r.headers["Webhook-Id"] for r in _flag_posts(h, "gone", first["id"])}
+    before = len(_flag_posts(h, "gone", first["id"]))
+
+    async def resent() -> bool:
+        return {d["status"] for d in await h.deliveries("gone", again)} == {"delivered"}
+
+    await wait_for(resent, timeout_s=30, what="the withheld deliveries, replayed, to be acknowledged")
+    assert len(_flag_posts(h, "gone", first["id"])) > before  # sent again,
+    assert {r.headers["Webhook-Id"] for r in _flag_posts(h, "gone", first["id"])} == ids  # the same delivery
+    assert not _flag_id_arrived_now(h, "gone", later["id"])  # read while suspended: never its to be sent
+
+
+async def _flag_id_arrived(h: Hooks, name: str, flag_id: str) -> bool:
+    return _flag_id_arrived_now(h, name, flag_id)
+
+
+def _flag_id_arrived_now(h: Hooks, name: str, flag_id: str) -> bool:
+    return bool(_flag_posts(h, name, flag_id))
+
+
+def _flag_posts(h: Hooks, name: str, flag_id: str) -> list[Received]:
+    return [r for r in h.receiver.got[name] if r.json["type"] == "flag" and r.json["data"]["id"] == flag_id]
 
 
 async def _flag_arrived(h: Hooks, name: str) -> bool:

@@ -171,3 +171,48 @@ def test_a_delivery_to_a_name_that_resolves_inward_is_refused() -> None:
         asyncio.run(worker._public("https://localhost:9/hooks"))
     allowed = DeliveryWorker(Settings(webhook_allow_http_localhost=True), pool=None)  # type: ignore[arg-type]
     asyncio.run(allowed._public("http://localhost:9/hooks"))  # a local install that allows it
+
+
+# --- the owner's access -----------------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def _ended(kind: str, token: str | None, expires: datetime | None, revoked: frozenset[str] = frozenset()) -> str | None:
+    return domain.access_ended(kind, token, expires, revoked=revoked.__contains__, now=NOW, leeway_s=30)
+
+
+def test_an_owner_whose_credential_holds_keeps_its_access() -> None:
+    assert _ended("mine", "T-1", NOW + timedelta(days=300), frozenset({"T-2"})) is None
+    assert _ended("officer", "T-1", None) is None  # no expiry recorded: revocation only
+    assert _ended("smelter", "T-1", NOW - timedelta(seconds=29)) is None  # within the verifier's leeway
+
+
+def test_a_revoked_or_expired_credential_ends_the_owners_access() -> None:
+    why = _ended("mine", "T-1", NOW + timedelta(days=300), frozenset({"T-1"}))
+    assert why is not None and "T-1" in why and "revoked" in why
+    why = _ended("officer", "T-1", NOW - timedelta(seconds=31))
+    assert why is not None and "expired at 2026-12-06T11:59:29Z" in why
+
+
+def test_without_a_credential_only_the_operator_keeps_its_access() -> None:
+    assert _ended("operator", None, None, frozenset({"anything"})) is None
+    why = _ended("mine", None, None)
+    assert why is not None and "no credential" in why
+
+
+def test_the_worker_judges_owners_by_the_verifiers_lists_once_loaded() -> None:
+    from audit.webhooks_delivery import OwnerAccess
+    from shared.auth import TokenVerifier
+
+    assert OwnerAccess(None).ready and OwnerAccess(None).ended("mine", None, None) is None  # nothing to judge by
+    verifier = TokenVerifier()
+    access = OwnerAccess(verifier)
+    assert not access.ready  # before the lists are loaded nothing is sent: a revoked credential would look valid
+    verifier.load_jwks(
+        {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}]}
+    )
+    verifier.load_revoked({"T-1"})
+    assert access.ready
+    assert access.ended("mine", "T-2", None) is None
+    assert "revoked" in (access.ended("mine", "T-1", None) or "")

@@ -113,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The webhooks' consumer group and delivery worker (docs/webhooks.md)."""
         if not settings.webhooks_enabled or rt.pool is None:
             return []
-        sender = DeliveryWorker(settings, rt.pool)
+        sender = DeliveryWorker(settings, rt.pool, verifier=rt.verifier)  # its owners' access: the revocation list
         audit = service.Audit(rt.pool, settings.trace_max_depth, settings.trace_max_lots)
-        return [make_webhooks_consumer(settings, audit, after_commit=sender.wake), sender]
+        return [make_webhooks_consumer(settings, audit, after_commit=sender.wake, verifier=rt.verifier), sender]
 
     def workers(rt: Runtime) -> Sequence[Worker]:
         if not settings.consumer_enabled:

@@ -6,7 +6,9 @@ events' ids go into its inbox `webhooks.processed_events` (`shared.consumer`: ex
 every subscription whose filters match an event, a delivery row (`failed` at once for a disabled subscription, for a
 replay to send once it is enabled again): the event as `GET /stream` shows it to the
 subscription's owner (`audit.stream_feed`'s items, `audit.service.as_seen`'s disclosure), as the JSON body the
-worker signs and posts (`audit.webhooks_delivery`). An event its owner may not see makes no row.
+worker signs and posts (`audit.webhooks_delivery`). An event its owner may not see makes no row, and neither does
+one read while the subscription is suspended: its owner's access ended (the credential it follows revoked or expired,
+`webhooks_delivery.OwnerAccess`, judged here too, before any row is written, and the subscription suspended then).
 
 The consumer's connection runs with `search_path = webhooks, public`: `shared.consumer` writes `processed_events`
 unqualified, and the projection's table of that name holds the same custody events' ids.
@@ -27,7 +29,8 @@ from audit import webhooks_repository as repository
 from audit.config import Settings
 from audit.live import Broadcaster
 from audit.stream_feed import CustodyFeed, FlagFeed, TopicFeed
-from shared.auth import Principal
+from audit.webhooks_delivery import OwnerAccess, suspend
+from shared.auth import Principal, TokenVerifier
 from shared.consumer import Delivered, EventConsumer
 from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS
 
@@ -52,6 +55,9 @@ def subscription(row: asyncpg.Record | dict[str, Any]) -> domain.Subscription:
         owner_kind=row["owner_kind"],
         owner_scope=None if scope is None else frozenset(scope),
         filters=domain.Filters.from_json(orjson.loads(filters) if isinstance(filters, str) else filters),
+        token_id=row.get("owner_token_id"),
+        expires_at=row.get("owner_expires_at"),
+        suspended=bool(row.get("suspended")),
     )
 
 
@@ -64,13 +70,14 @@ class DeliveryMaker:
     """The consumer's batch handler: delivery rows for the batch's events, on the consumer's connection (inside its
     transaction); what an owner may see is read from the projection (committed before a flag is published)."""
 
-    def __init__(self, audit: service.Audit) -> None:
+    def __init__(self, audit: service.Audit, verifier: TokenVerifier | None = None) -> None:
         self.audit = audit
+        self.access = OwnerAccess(verifier)
         self.shapers = _shapers()
         self.made = 0  # delivery rows written (tests, metrics)
 
     async def __call__(self, conn: asyncpg.Connection, batch: Sequence[Delivered]) -> None:
-        subs = [subscription(r) for r in await repository.subscribed(conn)]
+        subs = await self._live(conn, [subscription(r) for r in await repository.subscribed(conn)])
         if not subs:
             return
         rows: list[tuple[str, str, str, str, str, str]] = []
@@ -99,15 +106,34 @@ class DeliveryMaker:
         await repository.insert_deliveries(conn, rows)
         self.made += len(rows)
 
+    async def _live(self, conn: asyncpg.Connection, subs: list[domain.Subscription]) -> list[domain.Subscription]:
+        """The subscriptions deliveries are made for: not suspended, and their owner's access holding (judged when the
+        credential lists are loaded; before, the worker judges each delivery before posting it). One whose owner's
+        access ended is suspended, in this batch's transaction."""
+        live = []
+        for sub in subs:
+            if sub.suspended:
+                continue
+            why = self.access.ended(sub.owner_kind, sub.token_id, sub.expires_at) if self.access.ready else None
+            if why is not None:
+                await suspend(conn, sub.id, why, at="writing")
+                continue
+            live.append(sub)
+        return live
+
 
 def _json(body: dict[str, Any]) -> str:
     return orjson.dumps(body, default=str).decode()
 
 
 def make_webhooks_consumer(
-    settings: Settings, audit: service.Audit, after_commit: Callable[[], None] | None = None
+    settings: Settings,
+    audit: service.Audit,
+    after_commit: Callable[[], None] | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> EventConsumer:
-    """A member of the group `<AUDIT_CONSUMER_GROUP or service name>-webhooks`."""
+    """A member of the group `<AUDIT_CONSUMER_GROUP or service name>-webhooks`; `verifier`: the process's token
+    verifier, whose revocation list tells whether a subscription's owner's access holds."""
     name = f"{settings.consumer_group or settings.service_name}-webhooks"
     return EventConsumer(
         dsn=settings.asyncpg_dsn,
@@ -116,7 +142,7 @@ def make_webhooks_consumer(
         group_id=name,
         topics=list(TOPICS),
         topic_prefix=settings.topic_prefix,
-        handler=DeliveryMaker(audit),
+        handler=DeliveryMaker(audit, verifier),
         # nobody subscribed: batches are passed over (no inbox rows, no transaction); an event read then concerns no
         # subscription, since none existed when it was read
         wanted=repository.any_subscription,

@@ -13,6 +13,13 @@ No order within a subscription: each delivery is tried on its own schedule (a re
 and drops a `Webhook-Id` it has seen: delivery is at least once). At most `AUDIT_WEBHOOK_MAX_IN_FLIGHT` deliveries of
 one subscription are in flight at once: a dead or slow endpoint holds that many of its own slots for at most the
 timeout each, never another subscription's, and never the projection (a consumer group of its own feeds the table).
+
+Before a claimed delivery is posted, its owner's access is judged as a request of the owner would be now
+(`OwnerAccess`: the credential the subscription follows, against the revocation list and token keys this process
+loads from the registry every `AUTH_REFRESH_S`; no call to the registry per delivery). When it has ended, nothing is
+posted: the subscription is suspended and its deliveries waiting are given up (`failed`, `last_error` "withheld: ...").
+Nothing is claimed before the lists are first loaded. Every `SWEEP_EVERY_S` the subscriptions not suspended are
+checked too, so one that has nothing to send shows its suspension as soon as the others.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import asyncio
 import logging
 import socket
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +39,7 @@ from prometheus_client import Counter, Histogram
 from audit import webhooks_domain as domain
 from audit import webhooks_repository as repository
 from audit.config import Settings
+from shared.auth import TokenVerifier
 
 log = logging.getLogger("audit.webhooks")
 
@@ -46,13 +54,65 @@ ATTEMPT_SECONDS = Histogram(
     "One webhook delivery attempt, from sending to the answer (or the error)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SUSPENDED = Counter(
+    "webhook_subscriptions_suspended_total",
+    "Webhook subscriptions suspended because their owner's access ended (credential revoked or expired), by where "
+    "it was seen: writing deliveries, sending them, or the periodic sweep",
+    ["at"],
+)
+WITHHELD = Counter(
+    "webhook_deliveries_withheld_total",
+    "Webhook deliveries given up unsent because their subscription's owner's access ended",
+)
 CLAIM_LIMIT = 500  # deliveries claimed by one look, all subscriptions together
 PRUNE_EVERY_S = 600.0  # how often old deliveries are deleted (`AUDIT_WEBHOOK_KEEP_DAYS`)
+SWEEP_EVERY_S = 10.0  # how often the subscriptions not suspended are checked for their owners' access
+
+
+class OwnerAccess:
+    """Whether a subscription's owner may still see anything, judged from what this process already holds: the
+    revocation list and token keys the credential refresher loads (`shared.auth.TokenVerifier`). No verifier: nothing
+    is judged (a consumer built alone, in tests)."""
+
+    def __init__(self, verifier: TokenVerifier | None) -> None:
+        self.verifier = verifier
+
+    @property
+    def ready(self) -> bool:
+        """The lists were loaded once (before, a revoked credential would look valid)."""
+        return self.verifier is None or self.verifier.ready
+
+    def ended(self, owner_kind: str, token_id: str | None, expires_at: datetime | None) -> str | None:
+        """Why the owner's access has ended, or None."""
+        v = self.verifier
+        if v is None:
+            return None
+        return domain.access_ended(
+            owner_kind, token_id, expires_at, revoked=v.is_revoked, now=datetime.now(UTC), leeway_s=v.leeway_s
+        )
+
+
+async def suspend(
+    conn: asyncpg.Connection, subscription_id: str, reason: str, *, at: str, claimed: tuple[int, ...] = ()
+) -> None:
+    """Suspend a subscription whose owner's access ended, its deliveries waiting (and `claimed`) given up unsent."""
+    newly, withheld = await repository.suspend(conn, subscription_id, reason, claimed)
+    WITHHELD.inc(withheld)
+    if newly:
+        SUSPENDED.labels(at).inc()
+        log.warning("webhook subscription %s suspended: %s", subscription_id, reason)
 
 
 class DeliveryWorker:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        client: httpx.AsyncClient | None = None,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.access = OwnerAccess(verifier)
         self.pool = pool
         self._client = client
         self._stopping = asyncio.Event()
@@ -77,7 +137,7 @@ class DeliveryWorker:
             headers={"User-Agent": f"mineral-custody-{s.service_name}-webhooks"},
         )
         backoff = 0.5
-        pruned = 0.0
+        pruned = swept = 0.0
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
@@ -85,12 +145,17 @@ class DeliveryWorker:
                     if time.monotonic() - pruned >= PRUNE_EVERY_S:
                         await self._prune()
                         pruned = time.monotonic()
-                    for row in await self._claim():
+                    wait = s.webhook_poll_s
+                    if not self.access.ready:  # the revocation list not loaded yet: a revoked owner looks valid
+                        wait = min(wait, 0.2)
+                    elif time.monotonic() - swept >= SWEEP_EVERY_S:
+                        await self._sweep()
+                        swept = time.monotonic()
+                    for row in await self._allowed(await self._claim()) if self.access.ready else ():
                         task = asyncio.create_task(self._attempt(client, row))
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
                     backoff = 0.5
-                    wait = s.webhook_poll_s
                 except Exception as exc:  # noqa: BLE001 - the database away: look again later
                     log.warning("webhook deliveries: cannot claim: %r; again in %.1f s", exc, backoff)
                     wait, backoff = backoff, min(backoff * 2, 10.0)
@@ -113,6 +178,31 @@ class DeliveryWorker:
                 limit=CLAIM_LIMIT,
                 lease_s=2 * s.webhook_timeout_s + 5,
             )
+
+    async def _allowed(self, rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+        """The claimed deliveries whose owner's access holds; the others' subscriptions are suspended, and they are
+        given up unposted."""
+        allowed: list[asyncpg.Record] = []
+        ended: dict[str, tuple[str, list[int]]] = {}
+        for row in rows:
+            why = self.access.ended(row["owner_kind"], row["owner_token_id"], row["owner_expires_at"])
+            if why is None:
+                allowed.append(row)
+            else:
+                ended.setdefault(row["subscription_id"], (why, []))[1].append(row["seq"])
+        for sub_id, (why, seqs) in ended.items():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await suspend(conn, sub_id, why, at="sending", claimed=tuple(seqs))
+        return allowed
+
+    async def _sweep(self) -> None:
+        """Suspend the subscriptions whose owner's access ended, whether or not they have anything to send."""
+        async with self.pool.acquire() as conn:
+            for row in await repository.unsuspended(conn):
+                why = self.access.ended(row["owner_kind"], row["owner_token_id"], row["owner_expires_at"])
+                if why is not None:
+                    async with conn.transaction():
+                        await suspend(conn, row["id"], why, at="sweep")
 
     async def _prune(self) -> None:
         async with self.pool.acquire() as conn:

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -214,6 +214,38 @@ class Subscription:
     owner_kind: str
     owner_scope: frozenset[str] | None
     filters: Filters = field(default_factory=Filters)
+    token_id: str | None = None  # the credential it follows (None: the operator's, or none recorded)
+    expires_at: datetime | None = None  # that credential's expiry
+    suspended: bool = False
+
+
+# --- the owner's access ---------------------------------------------------------------------------------------------
+
+OPERATOR_KIND = "operator"
+
+
+def access_ended(
+    owner_kind: str,
+    token_id: str | None,
+    expires_at: datetime | None,
+    *,
+    revoked: Callable[[str], bool],
+    now: datetime,
+    leeway_s: float,
+) -> str | None:
+    """Why a subscription's owner may no longer see anything (the reason it is suspended with), or None: its access
+    judged as a request with the credential it follows would be judged now (`shared.auth`: not revoked, not expired,
+    with the verifier's leeway). The operator's shared token is not revocable here: its subscriptions never end so.
+    A participant's or officer's subscription without a credential recorded is ended too: nothing vouches for it."""
+    if owner_kind == OPERATOR_KIND:
+        return None
+    if token_id is None:
+        return "no credential of its owner is recorded for it: its owner resumes it with a valid one (a replay)"
+    if revoked(token_id):
+        return f"its owner's credential (token {token_id}) was revoked at the registry"
+    if expires_at is not None and now > expires_at + timedelta(seconds=leeway_s):
+        return f"its owner's credential (token {token_id}) expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}"
+    return None
 
 
 # --- retries --------------------------------------------------------------------------------------------------------

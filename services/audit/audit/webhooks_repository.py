@@ -13,7 +13,7 @@ Conn: TypeAlias = asyncpg.Connection
 
 SUBSCRIPTION_COLUMNS = (
     "id, owner, owner_kind, owner_scope, url, description, filters::text AS filters, enabled, failing_since, "
-    "disabled_at, disabled_reason, created_at"
+    "disabled_at, disabled_reason, owner_token_id, suspended_at, suspended_reason, created_at"
 )
 DELIVERY_COLUMNS = (
     "seq, id, event_id, event_type, kind, status, attempts, last_status, last_error, last_attempt_at, "
@@ -21,15 +21,19 @@ DELIVERY_COLUMNS = (
 )
 
 INSERT_SUBSCRIPTION_SQL = f"""
-INSERT INTO webhooks.subscriptions (id, owner, owner_kind, owner_scope, url, description, secret, filters)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+INSERT INTO webhooks.subscriptions
+  (id, owner, owner_kind, owner_scope, url, description, secret, filters, owner_token_id, owner_expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)
 RETURNING {SUBSCRIPTION_COLUMNS}
 """
 
-SUBSCRIBED_SQL = "SELECT id, owner, owner_kind, owner_scope, filters::text AS filters FROM webhooks.subscriptions"
+SUBSCRIBED_SQL = (
+    "SELECT id, owner, owner_kind, owner_scope, filters::text AS filters, owner_token_id, owner_expires_at, "
+    "suspended_at IS NOT NULL AS suspended FROM webhooks.subscriptions"
+)
 
-# A disabled subscription's deliveries are made `failed` (a replay sends them once it is repaired); one deleted
-# meanwhile gets none.
+# A disabled subscription's deliveries are made `failed` (a replay sends them once it is repaired); one deleted or
+# suspended meanwhile (its owner's access ended: nothing is made for it) gets none.
 INSERT_DELIVERIES_SQL = """
 INSERT INTO webhooks.deliveries (id, subscription_id, event_id, event_type, kind, body, status)
 SELECT u.id, u.subscription_id, u.event_id, u.event_type, u.kind, u.body,
@@ -37,13 +41,14 @@ SELECT u.id, u.subscription_id, u.event_id, u.event_type, u.kind, u.body,
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
      AS u (id, subscription_id, event_id, event_type, kind, body)
 JOIN webhooks.subscriptions s ON s.id = u.subscription_id
+WHERE s.suspended_at IS NULL
 ON CONFLICT (subscription_id, event_id) DO NOTHING
 """
 
-# The due deliveries of every enabled subscription, at most `$1` of each in flight at once (those `sending` whose lease
-# has not run out count), at most `$2` in all; claimed for `$3` seconds: `next_attempt_at` is then when the claim runs
-# out (a process that died sending leaves it to be tried again). A row another process claimed meanwhile no longer
-# passes the UPDATE's own condition, so each is claimed once.
+# The due deliveries of every enabled subscription not suspended, at most `$1` of each in flight at once (those
+# `sending` whose lease has not run out count), at most `$2` in all; claimed for `$3` seconds: `next_attempt_at` is
+# then when the claim runs out (a process that died sending leaves it to be tried again). A row another process
+# claimed meanwhile no longer passes the UPDATE's own condition, so each is claimed once.
 CLAIM_SQL = """
 WITH cand AS (
   SELECT d.seq
@@ -59,16 +64,17 @@ WITH cand AS (
     ORDER BY d.next_attempt_at, d.seq
     LIMIT $1
   ) d
-  WHERE s.enabled AND d.n + busy.n <= $1
+  WHERE s.enabled AND s.suspended_at IS NULL AND d.n + busy.n <= $1
   LIMIT $2
 )
 UPDATE webhooks.deliveries d
 SET status = 'sending', next_attempt_at = now() + make_interval(secs => $3), attempts = d.attempts + 1,
     last_attempt_at = now()
 FROM cand, webhooks.subscriptions s
-WHERE d.seq = cand.seq AND s.id = d.subscription_id AND s.enabled
+WHERE d.seq = cand.seq AND s.id = d.subscription_id AND s.enabled AND s.suspended_at IS NULL
   AND d.status IN ('pending', 'sending') AND d.next_attempt_at <= now()
-RETURNING d.seq, d.id, d.subscription_id, d.body, d.attempts, s.url, s.secret
+RETURNING d.seq, d.id, d.subscription_id, d.body, d.attempts, s.url, s.secret, s.owner_kind, s.owner_token_id,
+          s.owner_expires_at
 """
 
 DELIVERED_SQL = """
@@ -81,12 +87,12 @@ UPDATE webhooks.subscriptions s SET failing_since = NULL FROM d WHERE s.id = d.s
 """
 
 # The subscription's row is locked first: a failure and another one's disabling of the subscription take turns (the
-# delivery of the second is then `failed`, as the first left the others).
+# delivery of the second is then `failed`, as the first left the others); one suspended meanwhile is tried no more.
 FAILED_SQL = """
 WITH s AS (
   UPDATE webhooks.subscriptions SET failing_since = coalesce(failing_since, now())
   WHERE id = $5
-  RETURNING id, enabled, failing_since, now() AS now
+  RETURNING id, enabled AND suspended_at IS NULL AS enabled, failing_since, now() AS now
 ), d AS (
   UPDATE webhooks.deliveries
   SET status = CASE WHEN (SELECT enabled FROM s) THEN 'pending' ELSE 'failed' END,
@@ -125,6 +131,34 @@ UPDATE webhooks.deliveries SET status = 'pending', next_attempt_at = now()
 WHERE subscription_id = $1 AND seq >= $2 AND ($3::timestamptz IS NULL OR created_at >= $3)
 """
 
+# Suspended: its owner's access ended. Its deliveries waiting (and those claimed in `$3`, not sent) are given up, never
+# posted; `$2` says why. Each claimed one's attempt is taken back (it was not made).
+SUSPEND_SQL = """
+UPDATE webhooks.subscriptions SET suspended_at = now(), suspended_reason = $2
+WHERE id = $1 AND suspended_at IS NULL
+RETURNING id
+"""
+
+WITHHOLD_SQL = """
+UPDATE webhooks.deliveries
+SET status = 'failed', last_error = 'withheld: ' || $2::text,
+    attempts = CASE WHEN seq = ANY($3::bigint[]) THEN attempts - 1 ELSE attempts END
+WHERE subscription_id = $1 AND (status = 'pending' OR (status = 'sending' AND seq = ANY($3::bigint[])))
+"""
+
+# The owner's subscriptions that may be suspended: not yet, and not the operator's.
+UNSUSPENDED_SQL = """
+SELECT id, owner_kind, owner_token_id, owner_expires_at FROM webhooks.subscriptions
+WHERE suspended_at IS NULL AND owner_kind <> 'operator'
+"""
+
+# The credential its owner manages it with now; resumed if it was suspended.
+BIND_SQL = """
+UPDATE webhooks.subscriptions
+SET owner_token_id = $2, owner_expires_at = $3, owner_scope = $4, suspended_at = NULL, suspended_reason = NULL
+WHERE id = $1
+"""
+
 ENABLE_SQL = """
 UPDATE webhooks.subscriptions SET enabled = true, failing_since = NULL, disabled_at = NULL, disabled_reason = NULL
 WHERE id = $1
@@ -159,6 +193,8 @@ async def insert_subscription(
     description: str | None,
     secret: str,
     filters: dict[str, Any],
+    token_id: str | None,
+    expires_at: datetime | None,
 ) -> dict[str, Any]:
     row = await conn.fetchrow(
         INSERT_SUBSCRIPTION_SQL,
@@ -170,6 +206,8 @@ async def insert_subscription(
         description,
         secret,
         orjson.dumps(filters).decode(),
+        token_id,
+        expires_at,
     )
     assert row is not None
     return _subscription(row)
@@ -240,6 +278,26 @@ async def disable(conn: Conn, subscription_id: str, reason: str) -> None:
     """Disable it and give up its pending deliveries (`failed`; a replay sends them again). Its row must be locked
     (`failed` did)."""
     await conn.execute(DISABLE_SQL, subscription_id, reason)
+
+
+async def suspend(conn: Conn, subscription_id: str, reason: str, claimed: Sequence[int] = ()) -> tuple[bool, int]:
+    """Suspend it (its owner's access ended: `reason`) and give up its deliveries waiting and those `claimed` (by seq),
+    none of them posted. Whether it was suspended just now, and how many deliveries were withheld."""
+    newly = await conn.fetchval(SUSPEND_SQL, subscription_id, reason)
+    status = await conn.execute(WITHHOLD_SQL, subscription_id, reason, list(claimed))
+    return newly is not None, int(status.split()[-1])
+
+
+async def unsuspended(conn: Conn) -> list[asyncpg.Record]:
+    """The participants' and officers' subscriptions not suspended: their owners' credentials, to check."""
+    return list(await conn.fetch(UNSUSPENDED_SQL))
+
+
+async def bind(
+    conn: Conn, subscription_id: str, *, token_id: str | None, expires_at: datetime | None, scope: Sequence[str] | None
+) -> None:
+    """It follows the credential (and, for an officer, the scope) its owner manages it with now, and is resumed."""
+    await conn.execute(BIND_SQL, subscription_id, token_id, expires_at, None if scope is None else list(scope))
 
 
 async def prune(conn: Conn, *, older_than_s: float, limit: int = 10_000) -> int:

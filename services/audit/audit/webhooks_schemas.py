@@ -89,6 +89,10 @@ _WEBHOOK_EXAMPLE: dict[str, Any] = {
     "failing_since": None,
     "disabled_at": None,
     "disabled_reason": None,
+    "status": "active",
+    "credential": "0b7e9c1e-5d5c-4c0e-a8f8-2b8d6a1f0c33",
+    "suspended_at": None,
+    "suspended_reason": None,
     "created_at": "2026-12-06T09:00:00Z",
 }
 
@@ -108,6 +112,17 @@ class Webhook(BaseModel):
     failing_since: datetime | None = Field(description="Its deliveries have failed (no 2xx) since then")
     disabled_at: datetime | None
     disabled_reason: str | None
+    status: Literal["active", "disabled", "suspended"] = Field(
+        description="`active`; `disabled` after failing too long (a replay enables it); `suspended` once its "
+        "owner's access ended (the credential it follows revoked or expired): nothing is sent to it, and only its "
+        "owner, with a valid credential, resumes it by a replay"
+    )
+    credential: str | None = Field(
+        description="The token id of the credential it follows: the one it was made or last replayed with by its "
+        "owner (null: the operator's)"
+    )
+    suspended_at: datetime | None
+    suspended_reason: str | None
     created_at: datetime
 
 
@@ -182,7 +197,7 @@ class Delivery(BaseModel):
     type: Literal["flag", "custody"]
     status: DeliveryStatus = Field(
         description="`pending` (waiting for its next attempt), `sending`, `delivered` (a 2xx), `failed` (the "
-        "subscription was disabled first)"
+        "subscription was disabled first, or suspended: then `last_error` begins `withheld:` and it was never posted)"
     )
     attempts: int
     last_status: int | None = Field(description="The HTTP status of the last attempt (null: no answer)")

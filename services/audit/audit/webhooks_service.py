@@ -4,11 +4,18 @@ A participant, a compliance officer or the operator subscribes for itself: its d
 `GET /stream` shows it (`audit.service.as_seen`), judged for each event when the event is read
 (`audit.webhooks_consumer`). Each manages its own subscriptions; the operator reads and manages everyone's. A regulator
 reads by grant, for the grant's time: it subscribes to nothing (403).
+
+A subscription follows the credential its owner made it (or last replayed it) with: once that credential is revoked or
+expired, the owner's access has ended and the subscription is suspended (`audit.webhooks_delivery`, checked before
+each delivery is written and posted). Only its owner resumes it, by a replay made with a valid credential, which the
+subscription follows from then on: the operator cannot vouch for another party's access (a replay by the operator of
+a suspended subscription is a 409; it may delete it).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -30,6 +37,16 @@ def _scope(who: Principal) -> list[str] | None:
     return sorted(who.scope) if who.is_officer and who.scope is not None else None
 
 
+def _expires(who: Principal) -> datetime | None:
+    return None if who.expires_at is None else datetime.fromtimestamp(who.expires_at, UTC)
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row["suspended_at"] is not None:
+        return "suspended"
+    return "active" if row["enabled"] else "disabled"
+
+
 def _view(row: dict[str, Any]) -> dict[str, Any]:
     filters = row["filters"]
     return {
@@ -43,6 +60,10 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "failing_since": row["failing_since"],
         "disabled_at": row["disabled_at"],
         "disabled_reason": row["disabled_reason"],
+        "status": _status(row),
+        "credential": row["owner_token_id"],
+        "suspended_at": row["suspended_at"],
+        "suspended_reason": row["suspended_reason"],
         "created_at": row["created_at"],
     }
 
@@ -90,6 +111,8 @@ async def create(
             description=body.description,
             secret=secret,
             filters=_filters(body).to_json(),
+            token_id=who.token_id,
+            expires_at=_expires(who),
         )
     return schemas.WebhookCreated.model_validate({**_view(row), "secret": secret})
 
@@ -132,10 +155,19 @@ async def delete(*, pool: Pool, who: Principal, id: str) -> None:
 async def replay(*, pool: Pool, who: Principal, id: str, body: schemas.Replay) -> schemas.Replayed:
     """Send again, with their own `Webhook-Id`s, the subscription's deliveries from a point: a given delivery, a time,
     or (neither given) everything after the last delivery its endpoint acknowledged. A disabled subscription is
-    enabled again."""
+    enabled again. Replayed by its owner (whose credential the request proved valid), it follows that credential
+    from now on, and is resumed if it was suspended; the operator's replay of another party's suspended subscription
+    is refused (409): only a request of the owner shows its access holds again."""
     refuse_regulator(who, "manage webhooks")
     async with pool.acquire() as conn, conn.transaction():
-        await _get(conn, who, id)
+        sub = await _get(conn, who, id)
+        if (sub["owner"], sub["owner_kind"]) == _owner(who):
+            await repository.bind(conn, id, token_id=who.token_id, expires_at=_expires(who), scope=_scope(who))
+        elif sub["suspended_at"] is not None:
+            raise Conflict(
+                f"This subscription is suspended ({sub['suspended_reason']}): only its owner, with a valid credential, "
+                "resumes it (by a replay); you may delete it."
+            )
         after: str | None = None
         if body.from_delivery is not None:
             seq = await repository.delivery_seq(conn, id, body.from_delivery)

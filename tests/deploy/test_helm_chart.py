@@ -1,8 +1,8 @@
 """The Helm chart (deploy/helm/mineral-custody), rendered with the real `helm` and every object it renders validated
 offline: the Kubernetes objects against the schemas of Kubernetes 1.37 (`kubernetes-validate --strict`: an unknown
-field is an error), the Strimzi, CloudNativePG and KEDA objects against those projects' CRD schemas, vendored in
-tests/deploy/schemas/ (SOURCES.md), with unknown fields refused as the API server's pruning would drop them. No
-cluster is needed, and nothing is fetched.
+field is an error), the Strimzi, CloudNativePG, KEDA and Prometheus Operator objects against those projects' CRD
+schemas, vendored in tests/deploy/schemas/ (SOURCES.md), with unknown fields refused as the API server's pruning would
+drop them. No cluster is needed, and nothing is fetched.
 
 `helm` comes from `make helm` (built from the Go module proxy into .venv/bin, which `make test` runs first); a
 missing one fails these tests, never skips them.
@@ -25,10 +25,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from sse_starlette import EventSourceResponse
 
 from audit.config import Settings as AuditSettings
 from custody.config import Settings as CustodySettings
 from registry.config import Settings as RegistrySettings
+from shared.ops_server import ops_app
 from shared.settings import ServiceSettings
 from shared.topics import TOPICS, TopicLayout
 from shared.web import health_router
@@ -77,6 +79,15 @@ ACLS = {
     ),
 }
 
+
+# OpenTelemetry's variables the chart sets from `tracing` (its SDK reads them; the services name themselves).
+OTEL_VARIABLES = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_RESOURCE_ATTRIBUTES",
+}
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 # What the CloudNativePG application Secret gives DB_USER and DB_PASSWORD (its passwords are alphanumeric).
 SECRET_VALUES = {"DB_USER": "custody", "DB_PASSWORD": "Secret0123456789"}
@@ -144,7 +155,7 @@ def strict(schema: Any) -> Any:
 def validate(obj: dict[str, Any]) -> None:
     """Raise if the object is not valid: against Kubernetes' schemas, or its CRD's (strictly, both)."""
     group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
-    if group.endswith(("strimzi.io", "cnpg.io", "keda.sh")):
+    if group.endswith(("strimzi.io", "cnpg.io", "keda.sh", "monitoring.coreos.com")):
         errors = sorted(crd_validator(obj["apiVersion"], obj["kind"]).iter_errors(obj), key=lambda e: list(e.path))
         if errors:
             raise jsonschema.ValidationError(
@@ -162,6 +173,14 @@ def from_environment(settings_cls: type[ServiceSettings], environ: dict[str, str
 
 def named(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def metrics_port(deployment: dict[str, Any]) -> int:
+    """The port a Deployment's process serves /metrics on: OPS_PORT's (`ops`) for a relay or a consumer on its own,
+    else its HTTP port."""
+    (main,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    return int(ports.get("ops", ports.get("http")))
 
 
 def containers(objects: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -317,15 +336,20 @@ def test_every_container_environment_is_settings_the_service_reads(value_set: st
         prefix = settings_cls.model_config["env_prefix"]
         env = {e["name"]: e for e in container["env"]}
         helpers = {"DB_USER", "DB_PASSWORD"}  # put together into DATABASE_URL: $(DB_USER):$(DB_PASSWORD)
-        unknown = [n for n in env if n not in helpers and n[len(prefix) :].lower() not in settings_cls.model_fields]
+        # OpenTelemetry's own variables, read by its SDK (test_traces_are_exported_to_the_collector_when_set).
+        unknown = [
+            n
+            for n in env
+            if n not in helpers | OTEL_VARIABLES and n[len(prefix) :].lower() not in settings_cls.model_fields
+        ]
         assert not unknown, f"{workload['metadata']['name']}: variables no setting reads: {unknown}"
-        assert all(n.startswith(prefix) for n in set(env) - helpers)
+        assert all(n.startswith(prefix) for n in set(env) - helpers - OTEL_VARIABLES)
         environ = {
             name: "x" * 40  # a Secret's value
             if "valueFrom" in e
             else re.sub(r"\$\((\w+)\)", lambda m: SECRET_VALUES[m.group(1)], e["value"])
             for name, e in env.items()
-            if name not in helpers
+            if name not in helpers | OTEL_VARIABLES
         }
         settings = from_environment(settings_cls, environ)
         db = f"{RELEASE}-mineral-custody-{service}-db"
@@ -419,7 +443,11 @@ def test_apis_are_probed_on_the_real_health_routes_and_served_on_the_settings_po
         assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
 
 
-def test_every_deployment_has_requests_a_disruption_budget_and_a_network_policy(rendered: list[dict[str, Any]]) -> None:
+def test_every_deployment_has_requests_a_disruption_budget_and_a_network_policy(
+    rendered: list[dict[str, Any]], request: pytest.FixtureRequest
+) -> None:
+    value_set = request.node.callspec.params["rendered"]
+    values = _values(value_set if value_set in VALUE_SETS else "default")  # the variant's --set touch no metrics
     pdbs = [p["spec"]["selector"]["matchLabels"] for p in named(rendered, "PodDisruptionBudget").values()]
     policies = {
         json.dumps(p["spec"]["podSelector"]["matchLabels"], sort_keys=True): p
@@ -448,6 +476,10 @@ def test_every_deployment_has_requests_a_disruption_budget_and_a_network_policy(
                 )
             ]
             assert from_own, f"{name}: the release's own pods cannot reach it"
+        elif values["metrics"]["serviceMonitor"]["enabled"]:
+            (scrape,) = policy["ingress"]  # Prometheus only, on the metrics port
+            assert scrape["ports"] == [{"port": metrics_port(dep), "protocol": "TCP"}]
+            assert scrape.get("from", []) == values["metrics"]["scrapeFrom"]
         else:
             assert policy["ingress"] == [], f"{name} takes no connections"
         reach = json.dumps(policy["egress"])
@@ -513,6 +545,12 @@ def test_the_operator_token_comes_from_values_an_existing_secret_or_is_generated
 @pytest.mark.parametrize(
     ("value", "caught"),
     [
+        ("metrics.serviceMonitor.enable=true", r"at '/metrics/serviceMonitor': additional properties 'enable'"),
+        ("metrics.serviceMonitor.interval=30", r"interval"),
+        ("ingress.audit.hosts=audit.example.org", r"at '/ingress/audit': additional properties 'hosts'"),
+        ("ingress.streamAnnotations.nginx\\.ingress\\.kubernetes\\.io/proxy-read-timeout=3600", r"want string"),
+        ("tracing.sampler=ratio", r"at '/tracing/sampler'"),
+        ("tracing.otlpEndpoint=otel-collector:4318", r"at '/tracing/otlpEndpoint'"),
         ("registy.api.replicas=3", r"additional properties 'registy' not allowed"),
         ("custody.api.replica=3", r"at '/custody/api': additional properties 'replica' not allowed"),
         ("kafka.retentionMs.audit\\.flagz=5", r"invalid propertyName 'audit\.flagz'"),
@@ -556,3 +594,179 @@ def test_helm_lint_is_clean() -> None:
             cmd += ["--values", str(f)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _component(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def test_monitoring_ingress_and_tracing_are_off_by_default() -> None:
+    objects = render()
+    assert not {"ServiceMonitor", "PrometheusRule", "Ingress"} & {o["kind"] for o in objects}
+    assert set(named(objects, "Service")) == {f"{RELEASE}-mineral-custody-{s}" for s in SETTINGS}
+    for _, container in containers(objects):
+        assert not {e["name"] for e in container["env"]} & OTEL_VARIABLES
+        assert not any(e["name"].startswith("OTEL_") for e in container["env"])
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    webhooks = {"ports": [{"port": 443, "protocol": "TCP"}]}
+    for name, policy in named(objects, "NetworkPolicy").items():
+        # Out to anywhere: only DNS and (audit) webhooks; no collector's port.
+        assert [r for r in policy["spec"]["egress"] if "to" not in r] in ([dns], [dns, webhooks]), name
+
+
+def test_a_service_monitor_scrapes_each_deployment_on_the_port_its_metrics_are_served() -> None:
+    """Each Deployment's ServiceMonitor selects one Service, which selects that Deployment's pods and names the port
+    its process serves /metrics on: the APIs' and audit's consumers' HTTP port, OPS_PORT (9100) for the others."""
+    objects = render(VALUES / "production.yaml")
+    services = named(objects, "Service")
+    monitors = named(objects, "ServiceMonitor")
+    deployments = named(objects, "Deployment")
+    assert set(monitors) == set(deployments)
+    api_routes = {r.path for r in health_router("x", dict).routes}  # type: ignore[attr-defined]
+    ops_routes = {r.path for r in ops_app("x", []).routes}  # type: ignore[attr-defined]
+    for name, dep in deployments.items():
+        service, role = name.removeprefix(f"{RELEASE}-mineral-custody-").split("-")
+        spec = monitors[name]["spec"]
+        assert monitors[name]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        (selected,) = [
+            svc
+            for svc in services.values()
+            if spec["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+        ]
+        assert selected["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"], name
+        (endpoint,) = spec["endpoints"]
+        (port,) = [p for p in selected["spec"]["ports"] if p["name"] == endpoint["port"]]
+        (main,) = dep["spec"]["template"]["spec"]["containers"]
+        (container_port,) = [p for p in main["ports"] if p["name"] == port["targetPort"]]
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        prefix = SETTINGS[service].model_config["env_prefix"]
+        if role == "api" or (service, role) == AUDIT_WORKER:
+            assert container_port["containerPort"] == SETTINGS[service].model_fields["port"].default
+            assert f"{prefix}OPS_PORT" not in env
+            assert endpoint["path"] in api_routes
+        else:
+            # The ops server (shared/ops_server.py) the process starts on OPS_PORT.
+            assert container_port["containerPort"] == int(env[f"{prefix}OPS_PORT"]) == 9100
+            assert endpoint["path"] in ops_routes
+            assert selected["spec"]["clusterIP"] == "None"
+        assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
+        # The metrics' own `service` label (the alert rules use it) is not renamed `exported_service`.
+        assert {"action": "labeldrop", "regex": "service"} in endpoint["relabelings"]
+
+
+def test_the_prometheus_rule_is_deploy_prometheus_alerts_yml() -> None:
+    """One copy of the rules: the chart's files/alerts.yml links to deploy/prometheus/alerts.yml, and the
+    PrometheusRule holds its groups as they are (their `{{ $labels... }}` templates are Prometheus', not Helm's)."""
+    link = CHART / "files" / "alerts.yml"
+    assert link.is_symlink() and link.resolve() == ALERTS.resolve()
+    (rule,) = named(render(VALUES / "production.yaml"), "PrometheusRule").values()
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == {"groups": yaml.safe_load(ALERTS.read_text())["groups"]}
+    assert "{{ $labels.service }}" in json.dumps(rule["spec"])
+
+
+@pytest.mark.parametrize("kind", ["ServiceMonitor", "PrometheusRule"])
+def test_an_unknown_field_in_a_prometheus_operator_object_is_caught(kind: str) -> None:
+    """The vendored CRD schemas refuse what the operator would drop: a misspelt scrape interval, a rule's
+    misspelt annotations (a change to alerts.yml that Prometheus would not load)."""
+    obj = json.loads(json.dumps(named(render(VALUES / "production.yaml"), kind).popitem()[1]))
+    validate(obj)
+    if kind == "ServiceMonitor":
+        obj["spec"]["endpoints"][0]["intervall"] = "30s"
+    else:
+        obj["spec"]["groups"][0]["rules"][0]["anotations"] = {"summary": "x"}
+    with pytest.raises(jsonschema.ValidationError, match=r"intervall|anotations"):
+        validate(obj)
+
+
+def test_each_api_has_an_ingress_on_its_host_and_audits_stream_one_without_buffering() -> None:
+    objects = render(VALUES / "production.yaml")
+    values = _values("production")["ingress"]
+    ingresses = named(objects, "Ingress")
+    services = named(objects, "Service")
+    assert set(ingresses) == {f"{RELEASE}-mineral-custody-{s}" for s in SETTINGS} | {
+        f"{RELEASE}-mineral-custody-audit-stream"
+    }
+    for name, ingress in ingresses.items():
+        service = name.removeprefix(f"{RELEASE}-mineral-custody-").split("-")[0]
+        spec = ingress["spec"]
+        assert spec["ingressClassName"] == "nginx"
+        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        (rule,) = spec["rules"]
+        assert rule["host"] == values[service]["host"]
+        assert spec["tls"] == [{"hosts": [rule["host"]], "secretName": values[service]["tlsSecret"]}]
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == f"{RELEASE}-mineral-custody-{service}"
+            assert backend["port"]["name"] in {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
+        paths = [(p["path"], p["pathType"]) for p in rule["http"]["paths"]]
+        if name.endswith("-stream"):
+            # audit's /stream is Server-Sent Events: the proxy passes each event on as it comes, and keeps the
+            # connection open (the stream pings every 15 s).
+            assert paths == [("/stream", "Exact")]
+            annotations = ingress["metadata"]["annotations"]
+            assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+            assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 60
+        else:
+            assert paths == [("/", "Prefix")]
+            assert "nginx.ingress.kubernetes.io/proxy-buffering" not in ingress["metadata"]["annotations"]
+    from audit.router import router
+
+    (stream,) = [r for r in router.routes if getattr(r, "path", None) == "/stream"]
+    assert stream.response_class is EventSourceResponse  # type: ignore[attr-defined]
+    # The ingress controller reaches the APIs even where `networkPolicy.apiFrom` admits others only.
+    for service in SETTINGS:
+        policy = named(objects, "NetworkPolicy")[f"{RELEASE}-mineral-custody-{service}-api"]["spec"]
+        port = SETTINGS[service].model_fields["port"].default
+        rule = {"ports": [{"port": port, "protocol": "TCP"}], "from": values["controllerFrom"]}
+        assert rule in policy["ingress"]
+    assert values["controllerFrom"] != _values("production")["networkPolicy"]["apiFrom"]
+
+
+def test_with_the_ingress_the_dashboard_reaches_the_apis_at_their_hosts() -> None:
+    hosts = ("ingress.enabled=true", "ingress.registry.host=registry.example.org", "ingress.audit.host=a.example.org")
+    objects = render(set_values=(*hosts, "ingress.registry.tlsSecret=r-tls", "ingress.custody.host=c.example.org"))
+    env = {e["name"]: e.get("value") for _, c in containers(objects) for e in c["env"]}
+    assert env["AUDIT_PUBLIC_REGISTRY_URL"] == "https://registry.example.org"
+    assert env["AUDIT_CUSTODY_URL"] == "http://c.example.org"  # no TLS Secret: plain HTTP
+    assert named(objects, "Ingress")[f"{RELEASE}-mineral-custody-custody"]["spec"].get("tls") is None
+    with pytest.raises(HelmError, match=r"ingress\.custody\.host"):
+        render(set_values=hosts)
+
+
+def test_traces_are_exported_to_the_collector_when_set() -> None:
+    """tracing.* become OpenTelemetry's variables in every Deployment (not the migrations), which its SDK reads as
+    meant, and each pod may reach the collector's port."""
+    from opentelemetry.sdk import environment_variables
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert {v for v in vars(environment_variables).values() if isinstance(v, str)} >= OTEL_VARIABLES
+    objects = render(VALUES / "production.yaml")
+    collector = _values("production")["tracing"]["collectorTo"]
+    for workload, container in containers(objects):
+        otel = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("OTEL_")}
+        if workload["kind"] == "Job":
+            assert not otel
+            continue
+        assert otel == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=production",
+        }, workload["metadata"]["name"]
+        with mock.patch.dict(os.environ, otel, clear=True):
+            assert TracerProvider().sampler.get_description().startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+            assert Resource.create().attributes["deployment.environment.name"] == "production"
+    for name, policy in named(objects, "NetworkPolicy").items():
+        egress = {"ports": [{"port": 4318, "protocol": "TCP"}], "to": collector}
+        assert (egress in policy["spec"]["egress"]) is (not name.endswith("-migrate")), name
+    # An https endpoint without a port: 443; a number for the ratio.
+    objects = render(set_values=("tracing.otlpEndpoint=https://otlp.example.org", "tracing.samplerArg=0.25"))
+    (api,) = [
+        c for w, c in containers(objects) if w["metadata"]["name"].endswith("-registry-api") and c["name"] == "api"
+    ]
+    assert {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.25"} in api["env"]
+    policy = named(objects, "NetworkPolicy")[f"{RELEASE}-mineral-custody-registry-api"]["spec"]
+    assert {"ports": [{"port": 443, "protocol": "TCP"}]} in policy["egress"]

@@ -103,6 +103,40 @@ Service), because the scheduled check for shipments overdue in transit runs besi
 {{- end -}}
 
 {{/*
+Where a browser reaches an API (dict "root" $ "service" "registry"): its Ingress host when the ingress is on (https
+when it has a TLS Secret), else its Service inside the cluster.
+*/}}
+{{- define "mc.publicUrl" -}}
+{{- $in := .root.Values.ingress -}}
+{{- $host := (index $in .service).host -}}
+{{- if and $in.enabled $host -}}
+{{- printf "%s://%s" (ternary "https" "http" (ne (index $in .service).tlsSecret "")) $host -}}
+{{- else -}}
+{{- printf "http://%s-%s:%v" (include "mc.fullname" .root) .service (index (include "mc.ports" .root | fromYaml) .service) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of tracing.otlpEndpoint (http://collector:4318): the URL's, else its scheme's default. */}}
+{{- define "mc.otlpPort" -}}
+{{- $u := urlParse .Values.tracing.otlpEndpoint -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if eq (len $hostPort) 2 -}}
+{{- last $hostPort -}}
+{{- else -}}
+{{- ternary 443 80 (eq $u.scheme "https") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A map as OTEL_RESOURCE_ATTRIBUTES writes it: key=value,key=value (keys in order). */}}
+{{- define "mc.keyValues" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%v" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
+{{/*
 The environment of every process of a service: (dict "root" $ "service" "custody" "role" "api").
 The database URL is put together from the CloudNativePG application Secret (its generated password is alphanumeric,
 so it needs no escaping in a URL); Kafka is reached over TLS with SCRAM-SHA-512 as the service's KafkaUser.
@@ -152,9 +186,28 @@ so it needs no escaping in a URL); Kafka is reached over TLS with SCRAM-SHA-512 
 {{- end }}
 {{- if eq $svc "audit" }}
 - name: AUDIT_PUBLIC_REGISTRY_URL
-  value: {{ default (printf "http://%s-registry:8001" (include "mc.fullname" $root)) $values.publicRegistryUrl | quote }}
+  value: {{ default (include "mc.publicUrl" (dict "root" $root "service" "registry")) $values.publicRegistryUrl | quote }}
 - name: AUDIT_CUSTODY_URL
-  value: {{ default (printf "http://%s-custody:8002" (include "mc.fullname" $root)) $values.custodyUrl | quote }}
+  value: {{ default (include "mc.publicUrl" (dict "root" $root "service" "custody")) $values.custodyUrl | quote }}
+{{- end }}
+{{- with $root.Values.tracing }}
+{{- if .otlpEndpoint }}
+# OpenTelemetry's own variables (no prefix): traces by OTLP over HTTP to the collector
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .otlpEndpoint | quote }}
+{{- end }}
+{{- if .sampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- end }}
+{{- if ne (toString .samplerArg) "" }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | toString | quote }}
+{{- end }}
+{{- with .resourceAttributes }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ include "mc.keyValues" . | quote }}
+{{- end }}
 {{- end }}
 {{- range $k, $v := $values.env }}
 - name: {{ $p }}{{ $k }}

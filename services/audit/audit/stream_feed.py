@@ -21,6 +21,13 @@ given a stream with a hole: it reconnects with its last id. A client shown few o
 `position` event (an id, no data) when the stream is quiet and it passed over items since its last id, so that its id
 stays within the windows.
 
+A feed reads only while someone wants it: a `/stream` listener is connected (or one is being opened: `wake`), or
+was, less than `LINGER_S` ago. Otherwise it reads and decodes nothing and keeps no window (an install or a replica
+nobody streams from pays for neither), and its next reader wakes it: it reads its window back from Kafka (the last
+`WINDOW` records, spread over the partitions) up to the topic's end, as at a first start, before the stream answers.
+An id given before it slept resumes the same way, from what Kafka still holds of that window: every item at or after
+it, each once, or a `reset` when it is older than that.
+
 A custody event reaches the stream when custody's relay published it, which may be a moment before audit applied it
 (and raised its flags): the flags follow on `audit.flags`.
 """
@@ -39,6 +46,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from audit.live import Broadcaster, Inbox
+from shared.consumer import FETCH_MAX_BYTES, FETCH_PARTITION_BYTES
 from shared.events import CloudEvent, EventDecodeError
 from shared.kafka_security import KafkaSecurity, client_kwargs
 
@@ -47,6 +55,10 @@ log = logging.getLogger("audit.stream")
 WINDOW = 1000
 """Items of one feed (records of its topic, all partitions together) a client may have missed and still resume
 without a `reset`."""
+
+LINGER_S = 30.0
+"""How long a feed keeps reading after its last listener left (a client cut off, or reconnecting, resumes from the
+window it kept); then it sleeps until the next one."""
 
 CATCH_UP_S = 2.0
 """How long a resume waits for this replica's feeds to reach an id another replica gave, before calling it forged."""
@@ -75,7 +87,8 @@ def decode(text: str | None) -> Position | None:
 
 class TopicFeed:
     """Follows every partition of `topic` and broadcasts what `item` makes of each record, with its place; keeps
-    the last `window`. `event` names its items on the stream (and the feed in an item's place)."""
+    the last `window`. `event` names its items on the stream (and the feed in an item's place). Reads only while
+    the broadcaster has listeners or was woken less than `linger_s` ago (see the module's docstring)."""
 
     event = ""
 
@@ -88,6 +101,7 @@ class TopicFeed:
         window: int = WINDOW,
         retry_s: float = 2.0,
         security: KafkaSecurity | None = None,
+        linger_s: float = LINGER_S,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.security = security  # TLS and SASL of its Kafka consumer (None: PLAINTEXT)
@@ -99,7 +113,11 @@ class TopicFeed:
         self.floor: list[int] = []  # per partition: the window holds every item from this offset on
         self.buffer: deque[tuple[int, int, Item]] = deque()  # (partition, offset, item), in the order read
         self.ids: set[str] = set()  # the event ids in the window (one read twice is streamed once)
-        self.ready = asyncio.Event()  # read up to where the topic ended when the feed started
+        self.ready = asyncio.Event()  # read up to where the topic ended when the feed started (or woke)
+        self.linger_s = linger_s
+        self.wakes = 0  # times it started reading after sleeping (or the first time): tests, logs
+        self._wanted_at: float | None = None  # loop time someone last wanted it (woken, or a listener seen)
+        self._woken = asyncio.Event()  # set while it should read
         self._stopping = asyncio.Event()
         self._read = asyncio.Event()  # set, and replaced, each time a record was read
 
@@ -109,6 +127,33 @@ class TopicFeed:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()  # a sleeping feed wakes to end
+
+    def wake(self) -> None:
+        """Someone is about to stream: read (if asleep, from the window's reach back) and go on reading while the
+        broadcaster has listeners, and for `linger_s` after."""
+        self._wanted_at = asyncio.get_running_loop().time()
+        self._woken.set()
+
+    @property
+    def awake(self) -> bool:
+        return self._woken.is_set()
+
+    def _still_wanted(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if self.broadcaster.listeners:
+            self._wanted_at = loop.time()
+            return True
+        return self._wanted_at is not None and loop.time() - self._wanted_at < self.linger_s
+
+    def _sleep(self) -> None:
+        """Nobody wants it: forget the window (the next reader reads it back from Kafka) and read no more."""
+        self._woken.clear()
+        self.ready.clear()
+        self.next, self.floor = [], []
+        self.buffer.clear()
+        self.ids.clear()
+        log.info("%s feed from %s sleeps: no listener for %.0f s", self.event, self.topic, self.linger_s)
 
     def position(self) -> tuple[int, ...]:
         return tuple(self.next)
@@ -132,8 +177,13 @@ class TopicFeed:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
+            await self._woken.wait()
+            if self._stopping.is_set():
+                break
             try:
                 await self._follow()
+                if not self._stopping.is_set() and not self._still_wanted():  # not woken again while it stopped
+                    self._sleep()
             except Exception as exc:  # noqa: BLE001 - Kafka away or the topic missing: try again
                 log.warning(
                     "%s feed from %s stopped: %r; retrying in %.0f s", self.event, self.topic, exc, self.retry_s
@@ -150,6 +200,9 @@ class TopicFeed:
             enable_auto_commit=False,
             isolation_level="read_committed",
             client_id="audit-stream",
+            # what is fetched ahead waits in memory: as little as the consumers' (aiokafka's defaults hold ~MBs more)
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+            fetch_max_bytes=FETCH_MAX_BYTES,
             **client_kwargs(self.security),
         )
         await consumer.start()
@@ -170,16 +223,18 @@ class TopicFeed:
                 self.floor = list(self.next)
                 self.buffer.clear()
                 self.ids.clear()
+                self.wakes += 1
             for tp in tps:  # a restart after an error goes on from where it was
                 consumer.seek(tp, self.next[tp.partition])
             target = {tp: ends[tp] for tp in tps}
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and (not self.ready.is_set() or self._still_wanted()):
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)
                 for tp, records in batches.items():
                     for record in records:
                         self._take(tp.partition, record)
                 if not self.ready.is_set() and all([await consumer.position(tp) >= target[tp] for tp in tps]):
                     self.ready.set()
+                    self._wanted_at = asyncio.get_running_loop().time()  # its lingering counts from here
         finally:
             await consumer.stop()
 
@@ -254,7 +309,13 @@ class Feeds:
     def ready(self) -> bool:
         return all(feed.ready.is_set() for feed in self.feeds)
 
+    def wake(self) -> None:
+        for feed in self.feeds:
+            feed.wake()
+
     async def wait_ready(self, timeout_s: float) -> None:
+        """Wake the feeds and wait (at most `timeout_s`) until each has read up to where its topic ended."""
+        self.wake()
         try:
             await asyncio.wait_for(asyncio.gather(*(feed.ready.wait() for feed in self.feeds)), timeout_s)
         except TimeoutError:
@@ -305,7 +366,8 @@ async def stream(
     as it comes, each as `shown` lets the caller see it (None: not shown). Every `recheck_s` (and before each event)
     the caller's token is checked again: once revoked, a last `goodbye` event and the stream ends. Ends, without a
     word, when the caller's queue overflowed (it reconnects with its last id)."""
-    if not feeds.ready:  # a fresh replica still reading its windows: a resume needs them
+    feeds.wake()  # feeds asleep (nobody streaming) read their windows back first: a resume needs them
+    if not feeds.ready:
         await feeds.wait_ready(wait_ready_s)
     asked = decode(last_event_id) if last_event_id is not None else None
     if asked is not None:

@@ -10,6 +10,10 @@ worker signs and posts (`audit.webhooks_delivery`). An event its owner may not s
 one read while the subscription is suspended: its owner's access ended (the credential it follows revoked or expired,
 `webhooks_delivery.OwnerAccess`, judged here too, before any row is written, and the subscription suspended then).
 
+While nobody subscribes, its batches are passed over (`EventConsumer(wanted=...)`: offsets committed, nothing
+written), and, once a batch found nobody, the next ones are not even decoded (`WebhooksConsumer`): a batch is decoded
+only if a subscription exists by the time it is applied, so an event read then still reaches it.
+
 The consumer's connection runs with `search_path = webhooks, public`: `shared.consumer` writes `processed_events`
 unqualified, and the projection's table of that name holds the same custody events' ids.
 """
@@ -17,11 +21,12 @@ unqualified, and the projection's table of that name holds the same custody even
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka import ConsumerRecord, TopicPartition
 
 from audit import service
 from audit import webhooks_domain as domain
@@ -31,7 +36,8 @@ from audit.live import Broadcaster
 from audit.stream_feed import CustodyFeed, FlagFeed, TopicFeed
 from audit.webhooks_delivery import OwnerAccess, suspend
 from shared.auth import Principal, TokenVerifier
-from shared.consumer import Delivered, EventConsumer
+from shared.consumer import CONSUMED, Delivered, EventConsumer
+from shared.events import CloudEvent
 from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS
 
 TOPICS = (AUDIT_FLAGS, CUSTODY_EVENTS)
@@ -122,6 +128,53 @@ class DeliveryMaker:
         return live
 
 
+Batches = Mapping[TopicPartition, Sequence[ConsumerRecord]]
+
+_UNREAD = Delivered(CloudEvent(type="", source="", subject=None, data=None, key=""), "", -1, -1)
+
+
+class _Unread(list[Delivered]):
+    """A batch read while nobody subscribed, not decoded: one placeholder stands for its records (`apply` decodes them
+    if someone subscribed meanwhile)."""
+
+    def __init__(self, batches: Batches) -> None:
+        super().__init__([_UNREAD])
+        self.batches = batches
+        self.records = sum(len(records) for records in batches.values())
+
+
+class WebhooksConsumer(EventConsumer):
+    """An `EventConsumer` that, while nobody subscribes (as the last batch found), decodes nothing: each batch is
+    checked for a subscription first (`wanted`) and decoded only if one exists by then. (What `shared.consumer` could
+    offer itself: its `_decode` and `apply` are extended here, keeping their signatures.)"""
+
+    def __init__(self, *, wanted: Callable[[asyncpg.Connection], Awaitable[bool]], **kwargs: Any) -> None:
+        super().__init__(wanted=self._subscribed, **kwargs)
+        self._any = wanted
+        self.nobody = False  # the last batch applied found no subscription: the next is not decoded beforehand
+        self.undecoded = 0  # records passed over without being decoded
+
+    async def _subscribed(self, conn: asyncpg.Connection) -> bool:
+        yes = await self._any(conn)
+        self.nobody = not yes
+        return yes
+
+    async def _decode(self, batches: Batches, *args: Any, **kwargs: Any) -> list[Delivered]:
+        if self.nobody:
+            return _Unread(batches)
+        return await super()._decode(batches, *args, **kwargs)
+
+    async def apply(self, conn: asyncpg.Connection, delivered: list[Delivered]) -> None:
+        if isinstance(delivered, _Unread):
+            if not await self._subscribed(conn):  # still nobody: passed over, as `EventConsumer.apply` would
+                self.passed_over += delivered.records
+                self.undecoded += delivered.records
+                CONSUMED.labels(self.group_id or "replay", "passed_over").inc(delivered.records)
+                return
+            delivered = await super()._decode(delivered.batches)  # someone subscribed since: the usual way
+        await super().apply(conn, delivered)
+
+
 def _json(body: dict[str, Any]) -> str:
     return orjson.dumps(body, default=str).decode()
 
@@ -135,7 +188,7 @@ def make_webhooks_consumer(
     """A member of the group `<AUDIT_CONSUMER_GROUP or service name>-webhooks`; `verifier`: the process's token
     verifier, whose revocation list tells whether a subscription's owner's access holds."""
     name = f"{settings.consumer_group or settings.service_name}-webhooks"
-    return EventConsumer(
+    return WebhooksConsumer(
         dsn=settings.asyncpg_dsn,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         security=settings,
@@ -143,8 +196,8 @@ def make_webhooks_consumer(
         topics=list(TOPICS),
         topic_prefix=settings.topic_prefix,
         handler=DeliveryMaker(audit, verifier),
-        # nobody subscribed: batches are passed over (no inbox rows, no transaction); an event read then concerns no
-        # subscription, since none existed when it was read
+        # nobody subscribed: batches are passed over (no inbox rows, no transaction, and after the first, no
+        # decoding); an event read then concerns no subscription, since none existed when it was read
         wanted=repository.any_subscription,
         max_records=settings.consumer_max_records,
         client_id=name,

@@ -29,6 +29,8 @@ import httpx
 import jwt
 import pytest
 import uvicorn
+from alembic import command
+from alembic.config import Config
 from prometheus_client import REGISTRY
 
 from audit import service
@@ -38,13 +40,25 @@ from audit.main import create_app as audit_app
 from audit.webhooks_consumer import make_webhooks_consumer
 from custody.config import Settings as CustodySettings
 from custody.main import create_app as custody_app
+from shared.auth import TokenVerifier
 from shared.consumer import Delivered
 from shared.events import CloudEvent
 from shared.topics import CUSTODY_EVENTS
 from tests.audit.conftest import System
 from tests.audit.test_scenario import lot_body, ok
 from tests.audit.test_webhooks_domain import receiver_verifies
-from tests.conftest import FIXED_DATES_AGE_DAYS, OPERATOR, bearer, free_port, registry_process, serve_in_process
+from tests.conftest import (
+    FIXED_DATES_AGE_DAYS,
+    OPERATOR,
+    ROOT,
+    SESSION_ID,
+    _admin,
+    bearer,
+    free_port,
+    pg_url,
+    registry_process,
+    serve_in_process,
+)
 from tests.custody.conftest import Party
 from tests.helpers import wait_for
 
@@ -380,6 +394,106 @@ async def test_a_subscription_never_outlives_its_owners_access(raised: Hooks) ->
     assert len(_flag_posts(h, "gone", first["id"])) > before  # sent again,
     assert {r.headers["Webhook-Id"] for r in _flag_posts(h, "gone", first["id"])} == ids  # the same delivery
     assert not _flag_id_arrived_now(h, "gone", later["id"])  # read while suspended: never its to be sent
+
+
+async def test_an_owner_whose_access_ended_gets_no_delivery_written(raised: Hooks) -> None:
+    """The consumer as the app builds it, with a verifier whose revocation list names the subscriber's credential:
+    no delivery row for it (the operator's subscription gets its own), and its subscription suspended right there."""
+    h, s = raised, raised.system
+    party = await s.party("trader", "UG")
+    lot = f"LOT-{uuid.uuid4().hex[:8]}"
+    mine = await h.subscribe("writing", party.auth, url="https://erp.example.invalid/w", custody={"lot_ids": [lot]})
+    ours = await h.subscribe("writing_op", OPERATOR, url="https://erp.example.invalid/o", custody={"lot_ids": [lot]})
+    verifier = TokenVerifier(jwks=await ok(await s.registry.get("/.well-known/jwks.json"), 200))
+    settings = AuditSettings(database_url=s.audit_dsn.replace("postgresql://", "postgresql+asyncpg://"))
+    pool = await asyncpg.create_pool(s.audit_dsn, min_size=1, max_size=2)
+    before = _metric("webhook_subscriptions_suspended_total")
+    try:
+        consumer = make_webhooks_consumer(settings, service.Audit(pool, 10), verifier=verifier)
+        conn = await asyncpg.connect(s.audit_dsn, server_settings=consumer.server_settings)
+        try:
+            events = [
+                CloudEvent(
+                    type="custody.lot.shipped",
+                    source="/custody",
+                    subject=lot,
+                    key=lot,
+                    data={"lot_id": lot, "actor": party.id},
+                )
+                for _ in range(2)
+            ]
+            await consumer.apply(conn, [Delivered(events[0], CUSTODY_EVENTS, 0, 1)])  # its access holds: its own
+            verifier.load_revoked({jwt.decode(party.token, options={"verify_signature": False})["jti"]})
+            await consumer.apply(conn, [Delivered(events[1], CUSTODY_EVENTS, 0, 2)])
+        finally:
+            await conn.close()
+    finally:
+        await pool.close()
+    made = await s.audit_rows(
+        "SELECT subscription_id, event_id FROM webhooks.deliveries WHERE subscription_id = ANY($1::text[])",
+        [mine["id"], ours["id"]],
+    )
+    assert {(r["subscription_id"], r["event_id"]) for r in made} == {
+        (mine["id"], events[0].id),
+        (ours["id"], events[0].id),
+        (ours["id"], events[1].id),
+    }
+    shown = await ok(await s.audit.get(f"/webhooks/{mine['id']}", headers=OPERATOR), 200)
+    assert shown["status"] == "suspended" and "revoked" in shown["suspended_reason"], shown
+    assert _metric("webhook_subscriptions_suspended_total") == before + 1
+    # the delivery made while its access held was given up with it (`withheld: `, unless an attempt of it was on its
+    # way to that unresolvable name meanwhile)
+    (first,) = [d for d in await h.deliveries("writing") if d["event_id"] == events[0].id]
+    assert first["status"] == "failed", first
+    for sub in (mine, ours):
+        assert (await s.audit.delete(f"/webhooks/{sub['id']}", headers=OPERATOR)).status_code == 204
+
+
+async def test_the_upgrade_suspends_subscriptions_no_credential_vouches_for(infra: None) -> None:
+    """Migration a7d1e0000018: a participant's subscription made before credentials were recorded is suspended, its
+    waiting delivery given up; the operator's is left as it was; the downgrade drops the columns again."""
+    name = f"audit_webhooks_upgrade_{SESSION_ID}"
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _admin(f'CREATE DATABASE "{name}"')
+    cfg = Config(str(ROOT / "services" / "audit" / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", pg_url(name))
+    try:
+        await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000017")
+        conn = await asyncpg.connect(pg_url(name, "postgresql"))
+        try:
+            for sub, kind in (("P", "mine"), ("O", "operator")):
+                await conn.execute(
+                    "INSERT INTO webhooks.subscriptions (id, owner, owner_kind, url, secret, filters) "
+                    "VALUES ($1, $2, $3, 'https://h.example/', 's', '{}')",
+                    sub,
+                    f"owner-{sub}",
+                    kind,
+                )
+                await conn.execute(
+                    "INSERT INTO webhooks.deliveries (id, subscription_id, event_id, event_type, kind, body) "
+                    "VALUES ($1, $1, 'E', 'custody.lot.shipped', 'custody', '{}')",
+                    sub,
+                )
+            await asyncio.to_thread(command.upgrade, cfg, "a7d1e0000018")
+            subs = {
+                r["id"]: r
+                for r in await conn.fetch("SELECT id, suspended_at, suspended_reason FROM webhooks.subscriptions")
+            }
+            assert subs["P"]["suspended_at"] and "credential" in subs["P"]["suspended_reason"]
+            assert subs["O"]["suspended_at"] is None and subs["O"]["suspended_reason"] is None
+            ds = {r["id"]: r for r in await conn.fetch("SELECT id, status, last_error FROM webhooks.deliveries")}
+            assert ds["P"]["status"] == "failed" and ds["P"]["last_error"].startswith("withheld: ")
+            assert ds["O"]["status"] == "pending" and ds["O"]["last_error"] is None
+            await asyncio.to_thread(command.downgrade, cfg, "a7d1e0000017")
+            columns = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'webhooks' AND table_name = 'subscriptions'"
+            )
+            assert "suspended_at" not in {c["column_name"] for c in columns}
+        finally:
+            await conn.close()
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _flag_id_arrived(h: Hooks, name: str, flag_id: str) -> bool:

@@ -38,6 +38,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared import tracing
 from shared.events import CloudEvent, EventDecodeError
 from shared.kafka_security import KafkaSecurity, client_kwargs
 from shared.sql import Statement
@@ -405,6 +406,7 @@ class EventConsumer:
             self.passed_over += len(delivered)
             CONSUMED.labels(self.group_id or "replay", "passed_over").inc(len(delivered))
             return
+        delivered, spans = tracing.consume_spans(self.group_id or "replay", delivered)
         try:
             if not (delivered and await self._apply_in_one_statement(conn, delivered)):
                 async with conn.transaction():
@@ -413,11 +415,13 @@ class EventConsumer:
                         if fresh:
                             await self.handler(conn, fresh)
                         self._count(len(fresh), len(delivered) - len(fresh))
-        except BaseException:
+        except BaseException as exc:
+            tracing.end_spans(spans, exc)
             if self.on_abort is not None:
                 self.on_abort()  # not committed, or not known to be: whatever the handler kept in memory is void
             raise
         self._committed(t0)
+        tracing.end_spans(spans)
 
     def _count(self, applied: int, duplicates: int = 0) -> None:
         group = self.group_id or "replay"
@@ -657,6 +661,7 @@ def run_standalone(
     from shared.process import settle_gc
 
     configure_logging(name, log_level)
+    tracing.configure_tracing(name)
     settle_gc(gc_young_threshold)
 
     async def main() -> None:
@@ -680,4 +685,7 @@ def run_standalone(
                 await asyncio.gather(*others, return_exceptions=True)
         log.info("consumer stopped", extra={"applied": consumer.applied, "duplicates": consumer.duplicates})
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown_tracing()

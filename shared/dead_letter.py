@@ -37,8 +37,8 @@ FROM dead_letter ORDER BY id LIMIT $1
 # One statement: out of dead_letter, into the outbox (a new id: the end of the queue), in the original order.
 REQUEUE_SQL = """
 WITH moved AS (DELETE FROM dead_letter WHERE id = ANY($1::bigint[]) RETURNING *)
-INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
-SELECT event_id, topic, key, type, source, subject, time, dataschema, data FROM moved ORDER BY id
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data, traceparent)
+SELECT event_id, topic, key, type, source, subject, time, dataschema, data, traceparent FROM moved ORDER BY id
 RETURNING id, event_id
 """
 

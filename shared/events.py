@@ -17,10 +17,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from shared.logging import valid_traceparent
+
 SPECVERSION = "1.0"
 _SPECVERSION_BYTES = SPECVERSION.encode()
 JSON = "application/json"
 CONTENT_TYPE_HEADER = "content-type"
+TRACEPARENT_HEADER = "traceparent"  # W3C Trace Context, as OpenTelemetry's Kafka instrumentations carry it
 
 # Attributes carried as ce_* headers, in a fixed order.
 _HEADER_ATTRS = ("specversion", "id", "source", "type", "subject", "time", "dataschema")
@@ -52,6 +55,9 @@ class CloudEvent:
     dataschema: str | None = None
     datacontenttype: str = JSON
     specversion: str = SPECVERSION
+    # W3C trace context: where in a trace the event was written (kept in the outbox) or received (the record's
+    # `traceparent` header). Not a CloudEvents attribute here: see `shared.tracing`.
+    traceparent: str | None = None
 
     def data_json(self) -> bytes:
         return orjson.dumps(self.data)
@@ -65,6 +71,7 @@ class CloudEvent:
             time=format_time(self.time),
             dataschema=self.dataschema,
             datacontenttype=self.datacontenttype,
+            traceparent=self.traceparent,
         )
 
     @classmethod
@@ -93,6 +100,7 @@ class CloudEvent:
             datacontenttype=envelope.datacontenttype,
             data=data,
             key=envelope.key,
+            traceparent=envelope.traceparent,
         )
 
 
@@ -107,6 +115,7 @@ class Envelope(NamedTuple):
     dataschema: str | None
     datacontenttype: str
     key: str
+    traceparent: str | None = None  # the record's W3C `traceparent` header, if valid
 
     @classmethod
     def from_kafka(
@@ -145,6 +154,7 @@ class Envelope(NamedTuple):
                 dataschema.decode() if dataschema is not None else None,
                 ctype.decode() if ctype is not None else JSON,
                 key.decode() if key else "",
+                valid_traceparent(h.get(TRACEPARENT_HEADER)),
             )
         except UnicodeDecodeError as exc:
             raise EventDecodeError(f"event {eid}: an attribute is not UTF-8: {exc}") from exc
@@ -159,8 +169,10 @@ def kafka_headers(
     time: str,
     dataschema: str | None,
     datacontenttype: str = JSON,
+    traceparent: str | None = None,
 ) -> list[tuple[str, bytes]]:
-    """Binary-mode headers for one event (used by the relay straight from outbox rows)."""
+    """Binary-mode headers for one event (used by the relay straight from outbox rows), and the W3C `traceparent`
+    header when the event is traced."""
     values: dict[str, str | None] = {
         "specversion": SPECVERSION,
         "id": id,
@@ -172,6 +184,8 @@ def kafka_headers(
     }
     headers = [(f"ce_{name}", v.encode()) for name in _HEADER_ATTRS if (v := values[name]) is not None]
     headers.append((CONTENT_TYPE_HEADER, datacontenttype.encode()))
+    if traceparent is not None:
+        headers.append((TRACEPARENT_HEADER, traceparent.encode()))
     return headers
 
 

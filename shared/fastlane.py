@@ -39,8 +39,9 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import bearer_principal
-from shared.logging import request_id_var, trace_id_var
-from shared.web import observe, request_id, trace_id
+from shared.logging import request_id_var
+from shared.tracing import RequestTrace
+from shared.web import observe, request_id
 
 Endpoint = Callable[..., Awaitable[Response]]
 FIXED_PARAMETERS = frozenset({"body", "request", "who", "key"})
@@ -143,7 +144,7 @@ class FastLane:
     ) -> None:
         rid = request_id(scope)
         token = request_id_var.set(rid)
-        trace = trace_id_var.set(trace_id(scope))
+        traced = RequestTrace(scope)
         start = time.perf_counter()
         scope["app"] = self.fastapi
         scope["route"] = lane.route
@@ -164,7 +165,7 @@ class FastLane:
         finally:
             observe(self.service, scope, status, time.perf_counter() - start)
             request_id_var.reset(token)
-            trace_id_var.reset(trace)
+            traced.end(scope, status)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -30,6 +30,15 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return m.group(1)
 
 
+def valid_traceparent(value: str | bytes | None) -> str | None:
+    """`value` (a header's) if it is a valid W3C `traceparent` (version 00), else None."""
+    if value is None or len(value) != 55:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return value if trace_id_of(value) is not None else None
+
+
 class _ContextFilter(logging.Filter):
     def __init__(self, service: str) -> None:
         super().__init__()

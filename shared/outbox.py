@@ -28,18 +28,23 @@ from sqlalchemy.orm import Session
 
 from shared.db import OUTBOX_NOTIFY_CHANNEL, raw_connection
 from shared.events import CloudEvent
+from shared.tracing import current_traceparent
 
 log = logging.getLogger("shared.outbox")
 
 INSERT_SQL = """
-INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data, traceparent)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::timestamptz[], $8::text[], $9::jsonb[])
+                     $7::timestamptz[], $8::text[], $9::jsonb[], $10::text[])
 """
+OUTBOX_COLUMNS = ("event_id", "topic", "key", "type", "source", "subject", "time", "dataschema", "data", "traceparent")
 
 
 def outbox_columns(topic: str, events: Sequence[CloudEvent]) -> list[list[Any]]:
-    """The nine column arrays of INSERT_SQL's `unnest` (for statements that write the outbox with other tables)."""
+    """The ten column arrays of INSERT_SQL's `unnest` (for statements that write the outbox with other tables), in
+    `OUTBOX_COLUMNS`' order. An event's `traceparent` is its own if it has one (a flag: the event that raised it),
+    else the one of the request or event being handled now (`shared.tracing`)."""
+    traceparent = current_traceparent.get()
     return [
         [e.id for e in events],
         [topic] * len(events),
@@ -50,6 +55,7 @@ def outbox_columns(topic: str, events: Sequence[CloudEvent]) -> list[list[Any]]:
         [e.time for e in events],
         [e.dataschema for e in events],
         [orjson.dumps(e.data).decode() for e in events],
+        [e.traceparent or traceparent for e in events],
     ]
 
 

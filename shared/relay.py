@@ -67,6 +67,7 @@ from aiokafka.errors import (
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge
 
+from shared import tracing
 from shared.db import OUTBOX_NOTIFY_CHANNEL
 from shared.events import format_time, kafka_headers
 from shared.kafka_security import KafkaSecurity, client_kwargs, security_of
@@ -81,7 +82,7 @@ RELAY_LOCK_KEY = 0x6D636F63_6F757462  # "mcocoutb": the advisory lock that elect
 LEAD_SQL = "SELECT pg_try_advisory_lock($1)"
 SENT_AND_CLAIM_SQL = """
 WITH sent AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
-SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data
+SELECT id, event_id, topic, key, type, source, subject, time, dataschema, data::text AS data, traceparent
 FROM outbox WHERE NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $2
 """
 SENT_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
@@ -93,10 +94,10 @@ WITH moved AS (
     DELETE FROM outbox o USING unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, reason, detail)
     WHERE o.id = d.id
     RETURNING o.id, o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data,
-              o.created_at, d.reason, d.detail
+              o.created_at, d.reason, d.detail, o.traceparent
 ), kept AS (
     INSERT INTO dead_letter (outbox_id, event_id, topic, key, type, source, subject, time, dataschema, data,
-                             created_at, reason, detail)
+                             created_at, reason, detail, traceparent)
     SELECT * FROM moved
     RETURNING 1
 )
@@ -185,6 +186,7 @@ class OutRecord:
     value: bytes
     headers: list[tuple[str, bytes]]
     size: int  # serialized, as the producer counts it against max_request_size
+    span: Any = None  # its PRODUCER span while tracing (`shared.tracing`), ended with the broker's answer
 
 
 @dataclass(slots=True)
@@ -347,7 +349,20 @@ class OutboxRelay:
                 dead.append(DeadRow(r, exc.reason, exc.detail, exc.size))
                 continue
             sending.append(record)
-        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.send_timeout_s)
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), self.send_timeout_s)
+        except BaseException as exc:
+            for record in sending:
+                tracing.end_span(record.span, exc)
+                record.span = None
+            raise
+        if tracing.enabled():
+            for record, result in zip(sending, results, strict=True):
+                if isinstance(result, BaseException):
+                    tracing.end_span(record.span, result)
+                else:
+                    tracing.end_span(record.span, **_where(result))
+                record.span = None
         acked: list[int] = []
         refused: list[tuple[OutRecord, BaseException]] = []
         failed: list[BaseException] = []
@@ -398,6 +413,7 @@ class OutboxRelay:
         topic = physical(r["topic"], self.topic_prefix)
         if not LEGAL_TOPIC.fullmatch(topic) or topic in (".", ".."):
             raise Unsendable(INVALID_TOPIC, f"{topic!r} is not a legal Kafka topic name")
+        span, traceparent = tracing.publish_span(topic, r)
         try:
             headers = kafka_headers(
                 id=r["event_id"],
@@ -406,19 +422,22 @@ class OutboxRelay:
                 subject=r["subject"],
                 time=format_time(r["time"]),
                 dataschema=r["dataschema"],
+                traceparent=traceparent,
             )
             key, value = r["key"].encode(), r["data"].encode()
         except (ValueError, TypeError) as exc:  # UnicodeError included: the same row fails the same way every time
+            tracing.end_span(span, exc)
             raise Unsendable(UNENCODABLE, f"cannot be encoded as a Kafka record: {exc!r}") from exc
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
         if size > self.max_request_size:
+            tracing.end_span(span, MessageSizeTooLargeError())
             raise Unsendable(
                 TOO_LARGE,
                 f"the record is {size} bytes serialized, more than the producer's max_request_size "
                 f"({self.max_request_size} bytes)",
                 size,
             )
-        return OutRecord(r, topic, key, value, headers, size)
+        return OutRecord(r, topic, key, value, headers, size, span)
 
     @staticmethod
     async def _send(producer: AIOKafkaProducer, record: OutRecord) -> asyncio.Future[Any]:
@@ -428,6 +447,8 @@ class OutboxRelay:
                 record.topic, value=record.value, key=record.key, headers=record.headers
             )
         except KafkaError as exc:  # the producer's own checks (e.g. its max_request_size): never sent
+            tracing.end_span(record.span, exc)
+            record.span = None
             if (reason := permanent_reason(exc)) is None:
                 raise
             raise Unsendable(reason, f"refused by the producer: {exc!r}", record.size) from exc
@@ -542,6 +563,14 @@ class OutboxRelay:
                 conn.terminate()
 
 
+def _where(metadata: Any) -> dict[str, Any]:
+    """A PRODUCER span's attributes from the broker's acknowledgement (aiokafka's RecordMetadata)."""
+    return {
+        "messaging.destination.partition.id": str(metadata.partition),
+        "messaging.kafka.offset": metadata.offset,
+    }
+
+
 def run_standalone(settings: ServiceSettings) -> None:
     """Entry point of `python -m <service>.relay`: run until SIGTERM or SIGINT."""
     from shared.logging import configure_logging
@@ -549,6 +578,7 @@ def run_standalone(settings: ServiceSettings) -> None:
     from shared.process import settle_gc
 
     configure_logging(settings.service_name + "-relay", settings.log_level)
+    tracing.configure_tracing(settings.service_name + "-relay")
     settle_gc(settings.gc_young_threshold)
     relay = OutboxRelay.from_settings(settings)
 
@@ -561,4 +591,7 @@ def run_standalone(settings: ServiceSettings) -> None:
             await relay.run()
         log.info("outbox relay stopped", extra={"published": relay.published})
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown_tracing()

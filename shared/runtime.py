@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from shared import tracing
 from shared.asyncapi import EventType, asyncapi_document, asyncapi_router
 from shared.auth import CredentialRefresher, KeyFetch, TokenVerifier, http_key_fetch, whoami_router
 from shared.consumer import EventConsumer
@@ -165,16 +166,20 @@ def serve(create_app: Callable[[ServiceSettings], FastAPI], settings: ServiceSet
     if problem := settings.operator_token_problem():
         print(f"[{settings.service_name}] refusing to start: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    tracing.configure_tracing(settings.service_name)  # only when OTEL_EXPORTER_OTLP_*ENDPOINT is set
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        tracing.shutdown_tracing()
 
 
 def build_app(

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.kafka_security import KafkaSecurity, client_kwargs
-from shared.logging import request_id_var, trace_id_of, trace_id_var
+from shared.logging import request_id_var
 from shared.problems import PROBLEM_JSON, install_problem_handlers
+from shared.tracing import RequestTrace
 
 log = logging.getLogger("shared.web")
 
@@ -40,14 +41,6 @@ def request_id(scope: Scope) -> str:
         if name == b"x-request-id":
             return value.decode("latin-1")[:128] or uuid.uuid4().hex
     return uuid.uuid4().hex
-
-
-def trace_id(scope: Scope) -> str | None:
-    """The trace id of the caller's W3C `traceparent` header, if it sent a valid one (for the logs)."""
-    for name, value in scope["headers"]:
-        if name == b"traceparent":
-            return trace_id_of(value.decode("latin-1"))
-    return None
 
 
 def observe(service: str, scope: Scope, status: int, elapsed: float) -> None:
@@ -80,7 +73,7 @@ class RequestContextMiddleware:
             return
         rid = request_id(scope)
         token = request_id_var.set(rid)
-        trace = trace_id_var.set(trace_id(scope))
+        traced = RequestTrace(scope)
         start = time.perf_counter()
         status = 500
 
@@ -97,7 +90,7 @@ class RequestContextMiddleware:
         finally:
             observe(self.service, scope, status, time.perf_counter() - start)
             request_id_var.reset(token)
-            trace_id_var.reset(trace)
+            traced.end(scope, status)
 
 
 class Health(BaseModel):

@@ -21,7 +21,7 @@ from custody.repository import (
     lot_of_row,
 )
 from shared.events import CloudEvent
-from shared.outbox import outbox_columns
+from shared.outbox import OUTBOX_COLUMNS, outbox_columns
 
 
 def _visible(caller: str) -> str:
@@ -335,7 +335,6 @@ LOT_EVENT_COLUMNS = [
     "recipe",
     "salts",
 ]
-OUTBOX_COLUMNS = ["event_id", "topic", "key", "type", "source", "subject", "time", "dataschema", "data"]
 UPDATE_LOTS = """
 UPDATE lots SET custodian = u.custodian, status = u.status, remaining_kg = u.remaining_kg, head_hash = u.head_hash,
                 event_count = u.event_count, updated_at = now()
@@ -424,7 +423,7 @@ async def write_batch(conn: Conn, topic: str, b: BatchWrites) -> None:
         await conn.execute(INSERT_CONSUMPTIONS, *_columns(b.consumptions, 7))
     if b.events:
         outbox = outbox_columns(topic, b.events)
-        await conn.copy_records_to_table("outbox", records=zip(*outbox, strict=True), columns=OUTBOX_COLUMNS)
+        await conn.copy_records_to_table("outbox", records=zip(*outbox, strict=True), columns=list(OUTBOX_COLUMNS))
 
 
 class LotTaken(Exception):

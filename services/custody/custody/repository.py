@@ -19,6 +19,7 @@ from custody.domain import LOT_PREFIX_ALPHABET, LOT_PREFIX_LENGTH, Lot, LotStatu
 from shared.events import CloudEvent
 from shared.genealogy import goes_on_sql, walk_sql
 from shared.outbox import outbox_columns
+from shared.tracing import current_traceparent
 from shared.visibility import grant_lots_sql, grant_opens_lot_sql, lot_visible_sql
 
 Conn: TypeAlias = asyncpg.Connection
@@ -395,7 +396,8 @@ def _persist_writes(gate: str, bag: int | None = None, *, chain: int) -> str:
     """The CTEs that write a ship or a receipt, each only where `gate` (an SQL condition) holds. `bag`: the number
     of the first of the three parameters `_bag_args` gives (a shipment's tag and transit regions, a receipt's tag),
     after the statement's own; None for a statement that writes neither (a registration). `chain`: the number of the
-    first of the two parameters `_chain_args` gives (the events' recipes and salts), the statement's last."""
+    first of the three parameters `_chain_args` gives (the events' recipes and salts, the request's traceparent), the
+    statement's last."""
     if bag is None:
         tag, regions, received_tag = "NULL::text", "'{}'::text[]", "NULL::text"
     else:
@@ -414,9 +416,9 @@ def _persist_writes(gate: str, bag: int | None = None, *, chain: int) -> str:
   INSERT INTO lot_holders (lot_id, participant_id) SELECT * FROM unnest($16::text[], $17::text[]) WHERE {gate}
   ON CONFLICT DO NOTHING
 ), ob AS (
-  INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
-  SELECT * FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
-                       $24::timestamptz[], $25::text[], $26::jsonb[]) WHERE {gate}
+  INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data, traceparent)
+  SELECT *, ${chain + 2}::text FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[],
+                       $23::text[], $24::timestamptz[], $25::text[], $26::jsonb[]) WHERE {gate}
 ), sh AS (
   INSERT INTO shipments (shipment_id, lot_id, from_participant, to_participant, mass_kg, shipped_at, seal,
                          transit_countries, max_transit_days, status, tag, transit_regions)
@@ -455,7 +457,7 @@ def _persist_args(topic: str, c: Changes, *, actor: str, key: str | None, status
         [lot.event_count for lot in lots],
         [h[0] for h in c.holders],
         [h[1] for h in c.holders],
-        *outbox_columns(topic, c.events),
+        *outbox_columns(topic, c.events)[:9],  # their traceparent: the request's (`_chain_args`)
         *(c.shipment or (None,) * 9),
         *(c.receipt or (None,) * 4),
         actor,
@@ -471,9 +473,10 @@ def _new_events(c: Changes) -> list[tuple[Any, ...]]:
 
 
 def _chain_args(c: Changes) -> list[Any]:
-    """The parameters `_persist_writes(..., chain=n)` takes from $n: each event's hash recipe and salts (JSON)."""
+    """The parameters `_persist_writes(..., chain=n)` takes from $n: each event's hash recipe and salts (JSON), and
+    the trace context of the request (`shared.tracing`) its outbox rows keep."""
     events = _new_events(c)
-    return [[e[9] for e in events], [e[10] for e in events]]
+    return [[e[9] for e in events], [e[10] for e in events], current_traceparent.get()]
 
 
 def _bag_args(c: Changes) -> list[Any]:

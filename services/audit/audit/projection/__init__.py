@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,7 +52,7 @@ from prometheus_client import Counter
 from audit import corrections_projection, rules
 from audit.projection import decode, head, statements
 from audit.projection.context import Context
-from audit.projection.flags import SOURCE, Cleared, Doc, FlagBatch, flag_events, flag_id, rejudge_args
+from audit.projection.flags import SOURCE, Cleared, Doc, FlagBatch, flag_id, rejudge_args
 from audit.projection.handlers import HANDLERS
 from audit.projection.journal import Journal
 from audit.projection.state import State
@@ -200,6 +200,7 @@ class Projection:
         back (the event itself is still kept) and the reason is returned."""
         e = d.event
         j = self.journal
+        self.ctx.trace = e.traceparent
         j.append(
             self.ctx.changes.received,
             (
@@ -312,7 +313,7 @@ class Projection:
         changes = changes or self.changes
         await statements.write_parts(conn, statements.parts(changes, copy))
         if changes.findings:
-            await self.raise_flags(conn, list(changes.findings.values()))
+            await self.raise_flags(conn, list(changes.findings.values()), changes.traces)
         if changes.rejudged:
             await self.rejudge_flags(conn, list(changes.rejudged.values()))
         if changes.corrections:  # after the flags: one raised in this batch is marked too
@@ -344,11 +345,11 @@ class Projection:
         candidates: list[Doc] = []
         final = "SELECT NULL::text AS id, version, seq FROM head"
         if self.changes.findings:
-            flags = FlagBatch.of(list(self.changes.findings.values()))
+            flags = FlagBatch.of(list(self.changes.findings.values()), self.changes.traces)
             candidates = flags.docs()
             st.add("new_flags", statements.INSERT_FLAGS_SQL, flags.args)
             if self.publish:
-                events = flag_events(candidates)
+                events = flags.events(candidates)
                 st.add(
                     "new_flag_events",
                     statements.INSERT_FLAG_EVENTS_SQL,
@@ -422,15 +423,17 @@ class Projection:
 
     # --- flags ------------------------------------------------------------------------------------------------
 
-    async def raise_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding]) -> None:
+    async def raise_flags(
+        self, conn: asyncpg.Connection, findings: Sequence[Finding], traces: Mapping[tuple[str, str], str] | None = None
+    ) -> None:
         """Insert the flags of these findings (once per (rule, cause): the first one wins) and, for those that are
         new, put them in the outbox for `audit.flags` and in `raised` for the live stream."""
         if not findings:
             return
-        flags = FlagBatch.of(findings)
+        flags = FlagBatch.of(findings, traces)
         new = flags.inserted(await statements.insert_flags(conn, flags.args))  # a replay: 1 finding in 5 is new
         if self.publish and new:
-            await enqueue_raw(conn, AUDIT_FLAGS, flag_events(new))
+            await enqueue_raw(conn, AUDIT_FLAGS, flags.events(new))
         self.raised.extend(new)
 
     async def rejudge_flags(self, conn: asyncpg.Connection, findings: Sequence[Finding | Cleared]) -> None:

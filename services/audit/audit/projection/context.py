@@ -30,6 +30,7 @@ class Context:
     thresholds: Thresholds
     journal: Journal
     changes: Changes = field(default_factory=Changes)
+    trace: str | None = None  # the trace context of the event being applied (`shared.tracing`): its flags keep it
 
     def judge(self, what: str, about: About, judging: Callable[[], Iterable[Finding | None] | Finding | None]) -> None:
         """Run one rule (`judging`) on its own: should it raise, what it changed is taken back, an
@@ -66,3 +67,5 @@ class Context:
             key = (f.rule, f.cause)  # the rule is a StrEnum: the same key as its value
             if key not in fs:
                 self.journal.set(fs, key, f)
+                if self.trace is not None:
+                    self.journal.set(self.changes.traces, key, self.trace)

@@ -5,8 +5,8 @@ or withdraw them (`statements.rejudge_parts`, which also write their `audit.flag
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -37,15 +37,19 @@ class FlagBatch:
     ids: list[str]
     participants: list[list[str]]
     raised_at: datetime
+    traces: dict[str, str]  # flag id -> the trace context of the event that raised it (traced events only)
 
     @classmethod
-    def of(cls, findings: Sequence[Finding]) -> FlagBatch:
-        return cls(
-            findings,
-            [flag_id(f.rule, f.cause) for f in findings],
-            [sorted(set(f.participants)) for f in findings],
-            datetime.now(UTC),
-        )
+    def of(cls, findings: Sequence[Finding], traces: Mapping[tuple[str, str], str] | None = None) -> FlagBatch:
+        ids = [flag_id(f.rule, f.cause) for f in findings]
+        by_id = {}
+        if traces:
+            by_id = {i: tp for i, f in zip(ids, findings, strict=True) if (tp := traces.get((f.rule, f.cause)))}
+        return cls(findings, ids, [sorted(set(f.participants)) for f in findings], datetime.now(UTC), by_id)
+
+    def events(self, docs: Sequence[Doc]) -> list[CloudEvent]:
+        """The audit.flag.raised events of these flags (`docs` or `inserted`), each in its event's trace."""
+        return flag_events(docs, self.traces)
 
     @property
     def args(self) -> list[Any]:
@@ -101,8 +105,12 @@ def first_inserted(ids: Sequence[str], inserted: set[str]) -> list[int]:
     return out
 
 
-def flag_events(docs: Sequence[Doc]) -> list[CloudEvent]:
-    return [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
+def flag_events(docs: Sequence[Doc], traces: Mapping[str, str] | None = None) -> list[CloudEvent]:
+    """The audit.flag.raised events of these flags; `traces`: a flag's trace context by its id (`shared.tracing`)."""
+    events = [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
+    if traces:
+        events = [replace(e, traceparent=traces.get(e.subject or "")) for e in events]
+    return events
 
 
 class Why(NamedTuple):

@@ -318,11 +318,11 @@ FROM rejudged r
 """
 # In the one-statement path (`stage_batch`): the audit.flag.raised events of the flags the CTE `new_flags` inserted.
 INSERT_FLAG_EVENTS_SQL = """
-INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data)
-SELECT o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data
+INSERT INTO outbox (event_id, topic, key, type, source, subject, time, dataschema, data, traceparent)
+SELECT o.event_id, o.topic, o.key, o.type, o.source, o.subject, o.time, o.dataschema, o.data, o.traceparent
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],
-            $9::jsonb[], $10::text[])
-     WITH ORDINALITY AS o(event_id, topic, key, type, source, subject, time, dataschema, data, flag_id, n)
+            $9::jsonb[], $10::text[], $11::text[])
+     WITH ORDINALITY AS o(event_id, topic, key, type, source, subject, time, dataschema, data, traceparent, flag_id, n)
 WHERE o.flag_id IN (SELECT id FROM new_flags)
 ORDER BY o.n
 """
@@ -359,6 +359,7 @@ class Changes:
     products: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # PRODUCT_COLUMNS, by product (the latest)
     consumptions: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # CONSUMPTION_COLUMNS, by consumption
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)  # the first finding per (rule, cause)
+    traces: dict[tuple[str, str], str] = field(default_factory=dict)  # a finding's event's trace context, if traced
     # re-judgements (reference data arrived): the latest per (rule, cause); each replaces its flag's evidence if it
     # differs, or withdraws a flag the rule no longer holds for (`Cleared`) (`rejudge_flags`)
     rejudged: dict[tuple[str, str], Finding | Cleared] = field(default_factory=dict)

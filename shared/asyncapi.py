@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, RootModel
 
-from shared.events import CONTENT_TYPE_HEADER, JSON, SPECVERSION, dataschema_for
+from shared.events import CONTENT_TYPE_HEADER, JSON, SPECVERSION, TRACEPARENT_HEADER, dataschema_for
 from shared.topics import TOPICS
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -118,6 +118,14 @@ def cloudevents_headers(event: EventType) -> dict[str, Any]:
                 "type": "string",
                 "const": JSON,
                 "description": "The CloudEvents `datacontenttype`: the value is the event data as JSON.",
+            },
+            TRACEPARENT_HEADER: {
+                "type": "string",
+                "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                "description": "W3C Trace Context of the write that produced the event (a flag: of the event that "
+                "raised it), when it was traced; absent otherwise. Not a CloudEvents attribute (docs/operations.md, "
+                "Traces).",
+                "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
             },
         },
     }

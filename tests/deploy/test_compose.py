@@ -11,6 +11,7 @@ import yaml
 from audit.config import Settings as AuditSettings
 from custody.config import Settings as CustodySettings
 from registry.config import Settings as RegistrySettings
+from shared import tracing
 from shared.settings import ServiceSettings
 from shared.topics import TOPICS
 from tests.conftest import ROOT
@@ -36,7 +37,10 @@ def test_service_environment_matches_its_settings_class(compose: dict[str, Any],
     spec = compose["services"][service]
     settings_cls = SETTINGS[service]
     prefix = settings_cls.model_config["env_prefix"]
-    env: dict[str, str] = spec["environment"]
+    env: dict[str, str] = dict(spec["environment"])
+    # OpenTelemetry's own variable, read by shared/tracing.py (unset or empty: no traces)
+    assert env.pop("OTEL_EXPORTER_OTLP_ENDPOINT") == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in tracing.ENDPOINT_VARIABLES
     unknown = [k for k in env if not k.startswith(prefix) or k[len(prefix) :].lower() not in settings_cls.model_fields]
     assert not unknown, f"{service}: variables no setting reads: {unknown}"
     # Each value must be one the settings class accepts.

@@ -41,6 +41,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from shared import tracing
 from shared.events import CloudEvent, EventDecodeError
 from shared.kafka_security import KafkaSecurity, client_kwargs
+from shared.logging import trace_id_var
 from shared.sql import Statement
 from shared.topics import physical
 
@@ -407,6 +408,7 @@ class EventConsumer:
             CONSUMED.labels(self.group_id or "replay", "passed_over").inc(len(delivered))
             return
         delivered, spans = tracing.consume_spans(self.group_id or "replay", delivered)
+        logged = trace_id_var.set(tracing.batch_trace_id(delivered))  # the logs' trace id, if the batch has one
         try:
             if not (delivered and await self._apply_in_one_statement(conn, delivered)):
                 async with conn.transaction():
@@ -420,6 +422,8 @@ class EventConsumer:
             if self.on_abort is not None:
                 self.on_abort()  # not committed, or not known to be: whatever the handler kept in memory is void
             raise
+        finally:
+            trace_id_var.reset(logged)
         self._committed(t0)
         tracing.end_spans(spans)
 

@@ -52,6 +52,7 @@ TRACEPARENT_BYTES = TRACEPARENT.encode()
 current_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 """The trace context events written now belong to (the outbox keeps it with each row)."""
 
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no span of their own
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
@@ -125,7 +126,7 @@ class RequestTrace:
                 caller = valid_traceparent(value)
                 break
         self.span: trace.Span | None = None
-        if _tracer is not None:
+        if _tracer is not None and scope["path"] not in UNTRACED_PATHS:
             self.span = _tracer.start_span(
                 scope["method"],
                 context=_parent(caller),
@@ -226,6 +227,19 @@ def consume_spans(group: str, delivered: list[Delivered]) -> tuple[list[Delivere
         spans.append(span)
         out.append(replace(d, event=replace(d.event, traceparent=traceparent_of(span))))
     return out, spans
+
+
+def batch_trace_id(delivered: Sequence[Delivered]) -> str | None:
+    """The trace id every traced event of a batch shares (a live batch is mostly one event), else None: for the logs
+    written while it is applied."""
+    found = None
+    for d in delivered:
+        tp = d.event.traceparent
+        if tp is not None:
+            if found is not None and tp[3:35] != found:
+                return None
+            found = tp[3:35]
+    return found
 
 
 def end_spans(spans: Sequence[trace.Span], error: BaseException | None = None) -> None:

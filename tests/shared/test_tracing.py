@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from shared import tracing
+from shared.consumer import Delivered
 from shared.events import CloudEvent
 from shared.logging import trace_id_var, valid_traceparent
 from shared.outbox import enqueue_raw
@@ -129,3 +130,17 @@ async def test_the_outbox_keeps_the_context_and_the_record_carries_it(
     assert got["LOT-T1"][0] == ours.encode() and got["LOT-T1"][1].traceparent == ours
     assert got["LOT-T2"][0] == its_own.encode() and got["LOT-T2"][1].traceparent == its_own
     assert got["LOT-T3"][0] is None and got["LOT-T3"][1].traceparent is None
+
+
+def test_a_batch_has_a_trace_id_for_its_logs_only_when_its_events_share_one() -> None:
+    one, other = traceparent(), traceparent()
+    sibling = one[:36] + secrets.token_hex(8) + "-01"  # another span of the same trace
+
+    def batch(*tps: str | None) -> list[Delivered]:
+        return [Delivered(dataclasses.replace(make_event("K"), traceparent=tp), "t", 0, i) for i, tp in enumerate(tps)]
+
+    assert tracing.batch_trace_id(batch()) is None
+    assert tracing.batch_trace_id(batch(None, None)) is None
+    assert tracing.batch_trace_id(batch(one)) == one[3:35]
+    assert tracing.batch_trace_id(batch(None, one, sibling)) == one[3:35]
+    assert tracing.batch_trace_id(batch(one, other)) is None

@@ -4,6 +4,7 @@ reaches it. Driven batch by batch on a connection of the test's own (in a transa
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -66,8 +67,16 @@ async def test_while_nobody_subscribes_batches_are_not_decoded(
 
     dsn = database_urls["audit"].replace("+asyncpg", "")
     consumer = WebhooksConsumer(
-        dsn=dsn, bootstrap_servers="127.0.0.1:1", group_id="g-webhooks-idle", topics=[], handler=handler, wanted=wanted
+        dsn=dsn,
+        bootstrap_servers="127.0.0.1:1",
+        group_id="g-webhooks-idle",
+        topics=[],
+        handler=handler,
+        wanted=wanted,
+        max_records=2,
+        idle_pace_s=0.3,
     )
+    loop = asyncio.get_running_loop()
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "webhooks, public"})
     tx = conn.transaction()
     await tx.start()
@@ -82,8 +91,16 @@ async def test_while_nobody_subscribes_batches_are_not_decoded(
         # the first batch is decoded (nobody known to be missing yet), then passed over
         await step(batch(0, "A1", "A2"))
         assert (decoded, handled, consumer.passed_over, consumer.nobody) == ([b"A1", b"A2"], [], 2, True)
-        # the next ones: passed over without decoding a record
-        await step(batch(2, "B1", "B2", "B3"))
+        # the next ones: passed over without decoding a record; a batch that came full is read on at once, one
+        # smaller (a trickle) a little later
+        consumer.idle_pace_s = 60
+        t0 = loop.time()
+        await step(batch(2, "B1", "B2"))
+        assert loop.time() - t0 < 30
+        consumer.idle_pace_s = 0.3
+        t0 = loop.time()
+        await step(batch(4, "B3"))
+        assert loop.time() - t0 >= 0.3
         assert (decoded, handled, consumer.passed_over, consumer.undecoded) == ([b"A1", b"A2"], [], 5, 3)
         assert await inbox() == 0
         # read while nobody subscribed, applied once someone had: decoded then, handled, in the inbox

@@ -12,7 +12,9 @@ one read while the subscription is suspended: its owner's access ended (the cred
 
 While nobody subscribes, its batches are passed over (`EventConsumer(wanted=...)`: offsets committed, nothing
 written), and, once a batch found nobody, the next ones are not even decoded (`WebhooksConsumer`): a batch is decoded
-only if a subscription exists by the time it is applied, so an event read then still reaches it.
+only if a subscription exists by the time it is applied, so an event read then still reaches it. Meanwhile it reads
+at most every `IDLE_PACE_S` unless its batches come full (it never falls behind), so a trickle of events costs a few
+larger batches a second (a fetch, a look for a subscription and an offset commit each) instead of one per event.
 
 The consumer's connection runs with `search_path = webhooks, public`: `shared.consumer` writes `processed_events`
 unqualified, and the projection's table of that name holds the same custody events' ids.
@@ -20,6 +22,7 @@ unqualified, and the projection's table of that name holds the same custody even
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -41,6 +44,9 @@ from shared.events import CloudEvent
 from shared.topics import AUDIT_FLAGS, CUSTODY_EVENTS
 
 TOPICS = (AUDIT_FLAGS, CUSTODY_EVENTS)
+
+IDLE_PACE_S = 0.5
+"""While nobody subscribes: the least time between two reads, unless a batch came full."""
 
 
 def _shapers() -> dict[str, TopicFeed]:
@@ -148,9 +154,16 @@ class WebhooksConsumer(EventConsumer):
     checked for a subscription first (`wanted`) and decoded only if one exists by then. (What `shared.consumer` could
     offer itself: its `_decode` and `apply` are extended here, keeping their signatures.)"""
 
-    def __init__(self, *, wanted: Callable[[asyncpg.Connection], Awaitable[bool]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        wanted: Callable[[asyncpg.Connection], Awaitable[bool]],
+        idle_pace_s: float = IDLE_PACE_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(wanted=self._subscribed, **kwargs)
         self._any = wanted
+        self.idle_pace_s = idle_pace_s
         self.nobody = False  # the last batch applied found no subscription: the next is not decoded beforehand
         self.undecoded = 0  # records passed over without being decoded
 
@@ -161,7 +174,10 @@ class WebhooksConsumer(EventConsumer):
 
     async def _decode(self, batches: Batches, *args: Any, **kwargs: Any) -> list[Delivered]:
         if self.nobody:
-            return _Unread(batches)
+            unread = _Unread(batches)
+            if unread.records < self.max_records:  # a trickle: read again a little later, the next batch larger
+                await asyncio.sleep(self.idle_pace_s)
+            return unread
         return await super()._decode(batches, *args, **kwargs)
 
     async def apply(self, conn: asyncpg.Connection, delivered: list[Delivered]) -> None:

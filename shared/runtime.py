@@ -222,6 +222,7 @@ def build_app(
         version=version,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        telemetry=tracing.FASTAPI_TELEMETRY,
     )
     app.state.settings = settings
     app.guarded = True

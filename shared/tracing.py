@@ -52,6 +52,10 @@ TRACEPARENT_BYTES = TRACEPARENT.encode()
 current_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 """The trace context events written now belong to (the outbox keeps it with each row)."""
 
+# FastAPI's own telemetry (0.163 on: spans, metrics and logs when a global OpenTelemetry provider is set or
+# FASTAPI_OTEL_AUTO_CONFIGURE=true) stays off: the fast lane answers the hot writes without FastAPI, so its spans would
+# miss them, and `RequestTrace` makes the one server span of every request, fast lane or not.
+FASTAPI_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no span of their own
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROPAGATOR = TraceContextTextMapPropagator()

@@ -144,3 +144,16 @@ def test_a_batch_has_a_trace_id_for_its_logs_only_when_its_events_share_one() ->
     assert tracing.batch_trace_id(batch(one)) == one[3:35]
     assert tracing.batch_trace_id(batch(None, one, sibling)) == one[3:35]
     assert tracing.batch_trace_id(batch(one, other)) is None
+
+
+def test_fastapis_own_telemetry_stays_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI (0.163 on) would trace requests itself when asked by the environment: its spans would miss the fast
+    lane's requests and double the others', so the services turn it off (`tracing.FASTAPI_TELEMETRY`)."""
+    from audit.config import Settings
+    from audit.main import create_app
+
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    app = create_app(Settings())
+    assert app._native_telemetry.enabled() is False
+    assert not any(app._telemetry[k] for k in ("tracing", "metrics", "logs", "auto_configure"))

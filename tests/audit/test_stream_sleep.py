@@ -150,8 +150,45 @@ async def test_an_id_older_than_the_window_read_back_on_waking_is_a_reset(
         events = streamed(feeds, stream_feed.encode(((0, 0, 0), (0,) * parts)))
         assert (await asyncio.wait_for(anext(events), 20))["event"] == "reset"
         assert (await asyncio.wait_for(anext(events), 20))["event"] == "hello"
-        await events.aclose()
         assert custody.floor[0] == 1 and [i["data"]["lot_id"] for _, _, i in custody.buffer] == ["P1"]
+        await events.aclose()
+    finally:
+        for feed in feeds.feeds:
+            feed.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+
+
+async def test_a_listener_waking_the_feeds_misses_nothing_published_since_it_asked(
+    fresh_prefix: str, kafka_bootstrap: str
+) -> None:
+    """The feeds asleep take a moment to read their windows back: what was published meanwhile (here, just before the
+    listener asked, within `START_MARGIN_S`) reaches it; what was published before that does not."""
+    topic = physical(CUSTODY_EVENTS, fresh_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+
+    async def register(lot: str) -> None:
+        e = new_event("custody.lot.registered", source="/custody", key=lot, data={"lot_id": lot, "actor": "m-1"})
+        await producer.send_and_wait(topic, e.data_json(), key=lot.encode(), headers=e.kafka_headers())
+
+    b = Broadcaster()
+    feeds = Feeds(
+        [
+            FlagFeed(bootstrap_servers=kafka_bootstrap, topic=physical(AUDIT_FLAGS, fresh_prefix), broadcaster=b),
+            CustodyFeed(bootstrap_servers=kafka_bootstrap, topic=topic, broadcaster=b),
+        ],
+        b,
+    )
+    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
+    try:
+        await register("OLD")
+        await asyncio.sleep(stream_feed.START_MARGIN_S + 1)
+        await register("NEW")
+        events = streamed(feeds)
+        assert (await asyncio.wait_for(anext(events), 20))["event"] == "hello"
+        assert await custody_lots(events, {"NEW"}) == ["NEW"]
+        await events.aclose()
     finally:
         for feed in feeds.feeds:
             feed.stop()

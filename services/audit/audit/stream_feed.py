@@ -25,6 +25,8 @@ A feed reads only while someone wants it: a `/stream` listener is connected (or 
 was, less than `LINGER_S` ago. Otherwise it reads and decodes nothing and keeps no window (an install or a replica
 nobody streams from pays for neither), and its next reader wakes it: it reads its window back from Kafka (the last
 `WINDOW` records, spread over the partitions) up to the topic's end, as at a first start, before the stream answers.
+A listener that woke it starts (without `Last-Event-ID`) from what was published since about when it asked
+(`START_MARGIN_S` before, by the records' timestamps), so nothing published while the feed woke is lost to it.
 An id given before it slept resumes the same way, from what Kafka still holds of that window: every item at or after
 it, each once, or a `reset` when it is older than that.
 
@@ -39,6 +41,7 @@ import itertools
 import json
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -59,6 +62,9 @@ without a `reset`."""
 LINGER_S = 30.0
 """How long a feed keeps reading after its last listener left (a client cut off, or reconnecting, resumes from the
 window it kept); then it sleeps until the next one."""
+
+START_MARGIN_S = 1.0
+"""A listener waking a feed is streamed what was published from this long before it asked (clocks differ a little)."""
 
 CATCH_UP_S = 2.0
 """How long a resume waits for this replica's feeds to reach an id another replica gave, before calling it forged."""
@@ -116,6 +122,8 @@ class TopicFeed:
         self.ready = asyncio.Event()  # read up to where the topic ended when the feed started (or woke)
         self.linger_s = linger_s
         self.wakes = 0  # times it started reading after sleeping (or the first time): tests, logs
+        self.woken_ms: int | None = None  # wall clock (ms) the sleeping feed was last asked to wake
+        self.start: list[int] = []  # per partition: the first offset published since then (within the window)
         self._wanted_at: float | None = None  # loop time someone last wanted it (woken, or a listener seen)
         self._woken = asyncio.Event()  # set while it should read
         self._stopping = asyncio.Event()
@@ -133,6 +141,8 @@ class TopicFeed:
         """Someone is about to stream: read (if asleep, from the window's reach back) and go on reading while the
         broadcaster has listeners, and for `linger_s` after."""
         self._wanted_at = asyncio.get_running_loop().time()
+        if not self._woken.is_set():
+            self.woken_ms = int((time.time() - START_MARGIN_S) * 1000)
         self._woken.set()
 
     @property
@@ -157,6 +167,13 @@ class TopicFeed:
 
     def position(self) -> tuple[int, ...]:
         return tuple(self.next)
+
+    def woke_at(self) -> tuple[int, ...]:
+        """Where a listener that woke the feed starts: the first records published since it asked (`position` if
+        that is not known)."""
+        if self.ready.is_set() and len(self.start) == len(self.next):
+            return tuple(self.start)
+        return self.position()
 
     def since(self, position: tuple[int, ...]) -> list[Item] | None:
         """The window's items at or after `position`, in the order read; None when the window does not reach back
@@ -224,6 +241,13 @@ class TopicFeed:
                 self.buffer.clear()
                 self.ids.clear()
                 self.wakes += 1
+                self.start = list(self.next)
+                if self.woken_ms is not None:  # from the first record published since it was asked to wake
+                    found = await consumer.offsets_for_times({tp: self.woken_ms for tp in tps})
+                    self.start = [
+                        min(max(found[tp].offset if found[tp] is not None else ends[tp], self.floor[i]), ends[tp])
+                        for i, tp in enumerate(tps)
+                    ]
             for tp in tps:  # a restart after an error goes on from where it was
                 consumer.seek(tp, self.next[tp.partition])
             target = {tp: ends[tp] for tp in tps}
@@ -324,6 +348,13 @@ class Feeds:
     def position(self) -> Position:
         return tuple(feed.position() for feed in self.feeds)
 
+    def woke_at(self, was_ready: Sequence[bool]) -> Position:
+        """Where a listener starts that gave no id (or one not resumable): from what each feed has read if it was
+        ready when the listener asked, else from what was published since (`TopicFeed.woke_at`)."""
+        return tuple(
+            feed.position() if ready else feed.woke_at() for feed, ready in zip(self.feeds, was_ready, strict=True)
+        )
+
     def since(self, position: Position) -> list[Item] | None:
         """Every feed's items at or after its part of `position`, in the order read; None when one of them does not
         reach back that far or cannot have given it (`TopicFeed.since`), or the position is not of these feeds."""
@@ -366,6 +397,7 @@ async def stream(
     as it comes, each as `shown` lets the caller see it (None: not shown). Every `recheck_s` (and before each event)
     the caller's token is checked again: once revoked, a last `goodbye` event and the stream ends. Ends, without a
     word, when the caller's queue overflowed (it reconnects with its last id)."""
+    was_ready = [feed.ready.is_set() for feed in feeds.feeds]
     feeds.wake()  # feeds asleep (nobody streaming) read their windows back first: a resume needs them
     if not feeds.ready:
         await feeds.wait_ready(wait_ready_s)
@@ -375,8 +407,14 @@ async def stream(
     queue: Inbox = feeds.broadcaster.subscribe()
     try:
         missed = feeds.since(asked) if asked is not None else None
-        cursor = [list(part) for part in (asked if asked is not None and missed is not None else feeds.position())]
-        if last_event_id is not None and missed is None:
+        resumed = asked is not None and missed is not None
+        start = asked if asked is not None and resumed else feeds.woke_at(was_ready)
+        if not resumed:  # from now, or from when it asked if that woke a feed
+            missed = feeds.since(start)
+            if missed is None:  # a feed not ready (Kafka away): from what it has read
+                start, missed = feeds.position(), []
+        cursor = [list(part) for part in start]
+        if last_event_id is not None and not resumed:
             reason = "malformed" if asked is None else "not within what this stream keeps"
             yield {"event": "reset", "data": json.dumps({"reason": f"Last-Event-ID {reason}: reload the flags"})}
         told = encode(_frozen(cursor))  # the position its last id gave

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -54,6 +55,19 @@ def streamed(feeds: Feeds, last_event_id: str | None = None) -> AsyncIterator[di
     return stream_feed.stream(feeds=feeds, shown=_as_is, subject="operator", last_event_id=last_event_id, recheck_s=0.1)
 
 
+@asynccontextmanager
+async def running(feeds: Feeds, producer: AIOKafkaProducer) -> AsyncIterator[None]:
+    """The feeds run inside; on the way out they stop, and so does the test's producer."""
+    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
+    try:
+        yield
+    finally:
+        for feed in feeds.feeds:
+            feed.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+
+
 async def test_a_feed_nobody_listens_to_reads_nothing_and_a_listener_resumes_across_its_sleep(
     fresh_prefix: str, kafka_bootstrap: str
 ) -> None:
@@ -75,8 +89,7 @@ async def test_a_feed_nobody_listens_to_reads_nothing_and_a_listener_resumes_acr
     )
     custody = CustodyFeed(bootstrap_servers=kafka_bootstrap, topic=topic, broadcaster=b, linger_s=LINGER_S)
     feeds = Feeds([flags, custody], b)
-    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
-    try:
+    async with running(feeds, producer):
         await register("L0", "L1", "L2")
         await asyncio.sleep(1.0)
         # nobody streams: nothing read, nothing kept
@@ -87,6 +100,9 @@ async def test_a_feed_nobody_listens_to_reads_nothing_and_a_listener_resumes_acr
         events = streamed(feeds)
         hello = await asyncio.wait_for(anext(events), 20)
         assert hello["event"] == "hello"
+        # topics this fresh may still be electing their leaders: a feed that failed to start retries (its id part is
+        # empty until then, and an id with an empty part is no id): wait for both before taking positions
+        await until(lambda: flags.ready.is_set() and custody.ready.is_set(), 20, "both feeds to have read up")
         assert sum(custody.next) == 3 and len(custody.buffer) == 3 and custody.wakes == 1
         await asyncio.sleep(3 * LINGER_S)
         await register("L3")
@@ -118,11 +134,6 @@ async def test_a_feed_nobody_listens_to_reads_nothing_and_a_listener_resumes_acr
         assert (await asyncio.wait_for(anext(third), 20))["event"] == "hello"
         assert sorted(await custody_lots(third, {f"L{n}" for n in range(7)})) == [f"L{n}" for n in range(7)]
         await third.aclose()
-    finally:
-        for feed in feeds.feeds:
-            feed.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()
 
 
 async def test_an_id_older_than_the_window_read_back_on_waking_is_a_reset(
@@ -140,8 +151,7 @@ async def test_an_id_older_than_the_window_read_back_on_waking_is_a_reset(
         bootstrap_servers=kafka_bootstrap, topic=physical(AUDIT_FLAGS, fresh_prefix), broadcaster=b, linger_s=0.5
     )
     feeds = Feeds([flags, custody], b)
-    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
-    try:
+    async with running(feeds, producer):
         for n in range(2):  # two records on partition 0: the window read back (one a partition) holds the second
             e = new_event("custody.lot.registered", source="/custody", key=f"P{n}", data={"actor": "m-1"})
             await producer.send_and_wait(
@@ -152,11 +162,6 @@ async def test_an_id_older_than_the_window_read_back_on_waking_is_a_reset(
         assert (await asyncio.wait_for(anext(events), 20))["event"] == "hello"
         assert custody.floor[0] == 1 and [i["data"]["lot_id"] for _, _, i in custody.buffer] == ["P1"]
         await events.aclose()
-    finally:
-        for feed in feeds.feeds:
-            feed.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()
 
 
 async def test_a_listener_waking_the_feeds_misses_nothing_published_since_it_asked(
@@ -180,8 +185,7 @@ async def test_a_listener_waking_the_feeds_misses_nothing_published_since_it_ask
         ],
         b,
     )
-    tasks = [asyncio.create_task(feed.run()) for feed in feeds.feeds]
-    try:
+    async with running(feeds, producer):
         await register("OLD")
         await asyncio.sleep(stream_feed.START_MARGIN_S + 1)
         await register("NEW")
@@ -189,8 +193,3 @@ async def test_a_listener_waking_the_feeds_misses_nothing_published_since_it_ask
         assert (await asyncio.wait_for(anext(events), 20))["event"] == "hello"
         assert await custody_lots(events, {"NEW"}) == ["NEW"]
         await events.aclose()
-    finally:
-        for feed in feeds.feeds:
-            feed.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()

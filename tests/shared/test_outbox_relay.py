@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import asyncpg
 import pytest
+from aiokafka import ConsumerRecord
 from sqlalchemy import text
 
 from shared.db import make_engine, make_sessionmaker, unit_of_work
@@ -39,6 +40,18 @@ def relay_for(url: str, bootstrap: str, prefix: str, **kw: object) -> OutboxRela
     return relay
 
 
+async def published(
+    relay: OutboxRelay, bootstrap: str, prefix: str, *, expect: int, timeout_s: float = 30.0
+) -> list[ConsumerRecord]:
+    """Run `relay` while reading what reaches custody.events (`read_topic`: up to `expect` records), then stop it."""
+    task = asyncio.create_task(relay.run())
+    try:
+        return await read_topic(bootstrap, physical(CUSTODY_EVENTS, prefix), expect=expect, timeout_s=timeout_s)
+    finally:
+        relay.stop()
+        await task
+
+
 async def unpublished(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -68,12 +81,7 @@ async def test_committed_events_are_published_in_order_per_key(
         await engine.dispose()
 
     relay = relay_for(url, kafka_bootstrap, fresh_prefix, batch_size=64)
-    task = asyncio.create_task(relay.run())
-    try:
-        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=700)
-    finally:
-        relay.stop()
-        await task
+    records = await published(relay, kafka_bootstrap, fresh_prefix, expect=700)
     got: dict[str, list[int]] = defaultdict(list)
     partitions: dict[str, set[int]] = defaultdict(set)
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
@@ -202,12 +210,7 @@ async def test_rolled_back_events_are_never_published(
     finally:
         await conn.close()
     relay = relay_for(clean_dbs["custody"], kafka_bootstrap, fresh_prefix)
-    task = asyncio.create_task(relay.run())
-    try:
-        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=2, timeout_s=3)
-    finally:
-        relay.stop()
-        await task
+    records = await published(relay, kafka_bootstrap, fresh_prefix, expect=2, timeout_s=3)
     assert [r.key for r in records] == [b"LOT-OK"]
 
 

@@ -4,7 +4,6 @@ real processes: tests/e2e/test_traces.py."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 
@@ -18,10 +17,10 @@ from shared.consumer import Delivered
 from shared.events import CloudEvent
 from shared.logging import trace_id_var, valid_traceparent
 from shared.outbox import enqueue_raw
-from shared.topics import CUSTODY_EVENTS, physical
+from shared.topics import CUSTODY_EVENTS
 from shared.web import install_common
-from tests.helpers import make_event, read_topic
-from tests.shared.test_outbox_relay import relay_for
+from tests.helpers import make_event
+from tests.shared.test_outbox_relay import published, relay_for
 
 
 def traceparent() -> str:
@@ -116,13 +115,7 @@ async def test_the_outbox_keeps_the_context_and_the_record_carries_it(
     finally:
         await conn.close()
 
-    relay = relay_for(url, kafka_bootstrap, fresh_prefix)
-    task = asyncio.create_task(relay.run())
-    try:
-        records = await read_topic(kafka_bootstrap, physical(CUSTODY_EVENTS, fresh_prefix), expect=3)
-    finally:
-        relay.stop()
-        await task
+    records = await published(relay_for(url, kafka_bootstrap, fresh_prefix), kafka_bootstrap, fresh_prefix, expect=3)
     got = {
         r.key.decode(): (dict(r.headers).get("traceparent"), CloudEvent.from_kafka(r.headers, r.key, r.value))
         for r in records

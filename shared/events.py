@@ -203,8 +203,10 @@ def new_event(
     subject: str | None = None,
     version: int = 1,
     time: datetime | None = None,
+    traceparent: str | None = None,
 ) -> CloudEvent:
-    """An event of `type` about `subject` (default: the key), with its schema version as `dataschema`."""
+    """An event of `type` about `subject` (default: the key), with its schema version as `dataschema`; `traceparent`:
+    its own trace context (else the outbox gives it the one of the work that writes it, `shared.tracing`)."""
     return CloudEvent(
         type=type,
         source=source,
@@ -213,4 +215,5 @@ def new_event(
         data=data,
         dataschema=dataschema_for(type, version),
         time=time or datetime.now(UTC),
+        traceparent=traceparent,
     )

@@ -118,8 +118,8 @@ def _parent(traceparent: str | None) -> Any:
 
 
 class RequestTrace:
-    """A request's place in a trace, from its start (`begin`) to its end (`end`): the contexts the logs and the
-    outbox read, and its server span when tracing."""
+    """A request's place in a trace, from its start (made with the request's scope) to its `end`: the contexts the
+    logs and the outbox read, and its server span when tracing."""
 
     __slots__ = ("_log_token", "_token", "span")
 
@@ -249,10 +249,3 @@ def batch_trace_id(delivered: Sequence[Delivered]) -> str | None:
 def end_spans(spans: Sequence[trace.Span], error: BaseException | None = None) -> None:
     for span in spans:
         end_span(span, error)
-
-
-def child_span(traceparent: str | None, name: str, attributes: dict[str, Any]) -> None:
-    """A finished INTERNAL span under `traceparent` (something that happened there: a flag raised)."""
-    if _tracer is None or traceparent is None:
-        return
-    _tracer.start_span(name, context=_parent(traceparent), attributes=attributes).end()

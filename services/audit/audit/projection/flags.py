@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -107,10 +107,18 @@ def first_inserted(ids: Sequence[str], inserted: set[str]) -> list[int]:
 
 def flag_events(docs: Sequence[Doc], traces: Mapping[str, str] | None = None) -> list[CloudEvent]:
     """The audit.flag.raised events of these flags; `traces`: a flag's trace context by its id (`shared.tracing`)."""
-    events = [new_event("audit.flag.raised", source=SOURCE, key=f["lot_id"], subject=f["id"], data=f) for f in docs]
-    if traces:
-        events = [replace(e, traceparent=traces.get(e.subject or "")) for e in events]
-    return events
+    traces = traces or {}
+    return [
+        new_event(
+            "audit.flag.raised",
+            source=SOURCE,
+            key=f["lot_id"],
+            subject=f["id"],
+            data=f,
+            traceparent=traces.get(f["id"]),
+        )
+        for f in docs
+    ]
 
 
 class Why(NamedTuple):
